@@ -1,0 +1,124 @@
+/* The backend interface: what the services need from whatever runs their
+ * containers. A const table of operations plus an opaque context (the Docker
+ * backend is the first implementation; an in-memory one serves unit tests).
+ *
+ * Every operation takes a deadline (berth/clock.h) it must respect, fills
+ * `err` on failure and returns 0 or -1. Errors are already mapped to Connect
+ * codes: not_found when the container is gone, unavailable when the engine
+ * cannot be reached, deadline_exceeded, ... */
+#ifndef BERTH_BACKEND_H
+#define BERTH_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "berth/err.h"
+
+struct backend_port {
+    int container_port;
+    int host_port;     /* 0 in a spec: the engine picks a free one */
+    char protocol[4];  /* "tcp" or "udp" */
+};
+
+struct backend_label {
+    const char *key;
+    const char *value;
+};
+
+/* What to create. Everything is borrowed for the duration of the call. */
+struct backend_spec {
+    const char *name;
+    const char *image;
+    const char *const *cmd; /* replaces the image's CMD when n_cmd > 0 */
+    size_t n_cmd;
+    const char *const *env; /* "KEY=VALUE" */
+    size_t n_env;
+    const char *working_dir; /* NULL or "": the image's */
+    const struct backend_port *ports;
+    size_t n_ports;
+    const struct backend_label *labels; /* berth.managed=true is always added */
+    size_t n_labels;
+    int64_t nano_cpus;          /* 0: no limit */
+    int64_t memory_bytes;       /* 0: no limit */
+    const char *restart_policy; /* NULL: none; e.g. "unless-stopped" */
+};
+
+struct backend_kv {
+    char *key;
+    char *value;
+};
+
+/* A container as the backend sees it. Every pointer is heap-owned by the
+ * struct; backend_container_release() frees them. Strings are never NULL
+ * once filled (empty instead). */
+struct backend_container {
+    char *id;
+    char *name;  /* without the leading '/' */
+    char *image; /* the reference it was created from */
+    char *state; /* created running paused restarting removing exited dead */
+    int oom_killed;
+    int exit_code;
+    int64_t created_unix;      /* seconds */
+    int64_t started_unix_ms;   /* 0 when never started */
+    int64_t finished_unix_ms;  /* 0 when not finished */
+    char *ip_address;
+    char *mac_address;
+    char *gateway;
+    struct backend_port *ports; /* published ports with their real host ports */
+    size_t n_ports;
+    struct backend_kv *labels;
+    size_t n_labels;
+};
+
+struct backend_container_list {
+    struct backend_container *items;
+    size_t n;
+};
+
+void backend_container_release(struct backend_container *c);
+void backend_container_list_release(struct backend_container_list *l);
+/* The value of a label, or NULL. */
+const char *backend_container_label(const struct backend_container *c, const char *key);
+
+struct backend_ops {
+    const char *name; /* "docker", "memory" */
+
+    /* Is the engine there? (readiness) */
+    int (*ping)(void *ctx, int64_t deadline, struct berth_err *err);
+
+    /* Create a container (pulling the image only when the engine lacks it).
+     * On success *id_out is a malloc'd container id the caller frees. A name
+     * in use: already_exists. A missing image: not_found naming it. */
+    int (*create)(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
+                  struct berth_err *err);
+    /* Already running / already stopped count as success. */
+    int (*start)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    int (*stop)(void *ctx, const char *id, int timeout_s, int64_t deadline,
+                struct berth_err *err);
+    int (*kill)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    int (*pause)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    int (*unpause)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    int (*restart)(void *ctx, const char *id, int timeout_s, int64_t deadline,
+                   struct berth_err *err);
+    /* Force-remove with anonymous volumes. Gone already: not_found. */
+    int (*remove)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    /* Only containers labelled berth.managed=true: any other is not_found. */
+    int (*inspect)(void *ctx, const char *id, int64_t deadline, struct backend_container *out,
+                   struct berth_err *err);
+    /* All containers labelled berth.managed=true (and `label`="k=v" when not
+     * NULL), stopped ones included. */
+    int (*list)(void *ctx, const char *label, int64_t deadline,
+                struct backend_container_list *out, struct berth_err *err);
+
+    void (*destroy)(void *ctx);
+};
+
+struct backend {
+    const struct backend_ops *ops;
+    void *ctx;
+};
+
+/* Release a backend's context; a zeroed backend is fine. */
+void backend_destroy(struct backend *b);
+
+#endif

@@ -1,0 +1,54 @@
+/* Helpers shared by every backend implementation (see berth/backend.h). */
+#include "berth/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void backend_container_release(struct backend_container *c)
+{
+    if (c == NULL)
+        return;
+    free(c->id);
+    free(c->name);
+    free(c->image);
+    free(c->state);
+    free(c->ip_address);
+    free(c->mac_address);
+    free(c->gateway);
+    free(c->ports);
+    for (size_t i = 0; i < c->n_labels; i++) {
+        free(c->labels[i].key);
+        free(c->labels[i].value);
+    }
+    free(c->labels);
+    memset(c, 0, sizeof(*c));
+}
+
+void backend_container_list_release(struct backend_container_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        backend_container_release(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+const char *backend_container_label(const struct backend_container *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_labels; i++)
+        if (strcmp(c->labels[i].key, key) == 0)
+            return c->labels[i].value;
+    return NULL;
+}
+
+void backend_destroy(struct backend *b)
+{
+    if (b == NULL || b->ops == NULL)
+        return;
+    if (b->ops->destroy)
+        b->ops->destroy(b->ctx);
+    b->ops = NULL;
+    b->ctx = NULL;
+}
