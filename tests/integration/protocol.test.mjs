@@ -1,0 +1,625 @@
+// ctest-labels: protocol
+// The Connect unary protocol rules of CONNECT.md, row by row, over raw HTTP/1.1
+// against the real berthd with the in-memory backend (no Docker needed).
+// Each row of the "Test matrix" is at least one test below.
+
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { gzipSync, gunzipSync } from "node:zlib";
+import { create, toBinary, fromBinary } from "@bufbuild/protobuf";
+import { startBerthd, berthdSkipReason } from "../lib/berthd.mjs";
+import { vmProto, VM_SERVICE } from "../lib/proto.mjs";
+
+const skip = berthdSkipReason();
+const P = `/${VM_SERVICE}/`;
+const MAX_BODY = 1024;
+const ACCEPTED_CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "application/proto"];
+
+let d; // the daemon under test
+let vm; // descriptors from proto/
+let seq = 0;
+const uniqueId = (tag) => `proto-${tag}-${process.pid}-${++seq}`;
+
+// --- helpers -----------------------------------------------------------------
+
+function post(method, body, headers = {}) {
+  return d.postJson(P + method, body, headers);
+}
+
+function postProto(method, bytes, headers = {}) {
+  return d.request({
+    method: "POST",
+    path: P + method,
+    headers: { "Content-Type": "application/proto", ...headers },
+    body: Buffer.from(bytes),
+  });
+}
+
+function get(method, query) {
+  return d.request({ method: "GET", path: `${P}${method}?${query}` });
+}
+
+/** A Connect error: the status, JSON content type, and {code, message?, details?}. */
+function assertError(r, status, code, ctx = "") {
+  const where = `${ctx} -> ${r.status} ${r.text}`;
+  assert.equal(r.status, status, `HTTP status ${where}`);
+  assert.match(String(r.headers["content-type"]), /^application\/json\b/i, `error content-type ${where}`);
+  assert.equal(r.headers["content-encoding"], undefined, `errors are never compressed ${where}`);
+  assert.ok(r.json && typeof r.json === "object" && !Array.isArray(r.json), `error body is a JSON object ${where}`);
+  assert.equal(r.json.code, code, `error code ${where}`);
+  for (const k of Object.keys(r.json)) {
+    assert.ok(["code", "message", "details"].includes(k), `unexpected key '${k}' in error ${where}`);
+  }
+  if ("message" in r.json) {
+    assert.equal(typeof r.json.message, "string", `message is a string ${where}`);
+    assert.notEqual(r.json.message, "", `an empty message is omitted ${where}`);
+  }
+}
+
+function assertOkJson(r, ctx = "") {
+  assert.equal(r.status, 200, `${ctx} -> ${r.status} ${r.text}`);
+  assert.match(String(r.headers["content-type"]), /^application\/json\b/i, `${ctx} content-type`);
+  assert.ok(r.json && typeof r.json === "object", `${ctx} body is a JSON object: ${r.text}`);
+  return r.json;
+}
+
+function b64url(buf, { pad = false } = {}) {
+  let s = Buffer.from(buf).toString("base64").replace(/\+/g, "-").replace(/\//g, "_");
+  if (!pad) s = s.replace(/=+$/, "");
+  return s;
+}
+
+/** Create a VM in the memory backend and return its id. */
+async function createVm(extra = {}) {
+  const vmId = uniqueId("vm");
+  const r = await post("CreateVm", {
+    vmId,
+    config: { container: { image: "berth-test/busybox:latest", command: ["sleep", "3600"] } },
+    ...extra,
+  });
+  const body = assertOkJson(r, "CreateVm");
+  assert.equal(body.vmId, vmId);
+  assert.equal(body.state, "VM_STATE_CREATED");
+  return vmId;
+}
+
+// --- the suite ----------------------------------------------------------------
+
+describe("Connect protocol (memory backend)", { skip }, () => {
+  let created; // a CREATED VM
+  let running; // a RUNNING VM
+
+  before(async () => {
+    vm = vmProto();
+    d = await startBerthd({ backend: "memory", args: ["--max-body-bytes", String(MAX_BODY)] });
+    created = await createVm();
+    running = await createVm();
+    assertOkJson(await post("BootVm", { vmId: running }), "BootVm");
+  });
+
+  after(async () => {
+    // The SIGTERM test stops it; this only matters when an earlier step failed.
+    if (d && !d.exit) await d.kill();
+  });
+
+  describe("health", () => {
+    test("GET /healthz answers 200", async () => {
+      const r = await d.request({ method: "GET", path: "/healthz" });
+      assert.equal(r.status, 200);
+    });
+
+    test("GET /readyz answers 200 with the memory backend", async () => {
+      const r = await d.request({ method: "GET", path: "/readyz" });
+      assert.equal(r.status, 200);
+    });
+  });
+
+  describe("routing", () => {
+    const unknownPaths = [
+      { description: "unknown method", path: `${P}NoSuchMethod` },
+      { description: "unknown service", path: "/metal.vmprovisioner.v1.NoService/ListVms" },
+      { description: "paths are case-sensitive", path: "/metal.vmprovisioner.v1.vmservice/listvms" },
+      { description: "no method segment", path: `/${VM_SERVICE}` },
+      { description: "root", path: "/nope" },
+    ];
+    for (const row of unknownPaths) {
+      test(`404 for an unknown path: ${row.description}`, async () => {
+        const r = await d.request({
+          method: "POST",
+          path: row.path,
+          headers: { "Content-Type": "application/json" },
+          body: "{}",
+        });
+        assert.equal(r.status, 404, `${row.path} -> ${r.status} ${r.text}`);
+        if (r.body.length > 0) {
+          assert.ok(r.json, `a 404 body is empty or JSON: ${r.text}`);
+          assert.equal(r.json.code, "unimplemented", `a 404 body names unimplemented: ${r.text}`);
+        }
+        assert.doesNotMatch(r.text, /not_found/, "an unknown procedure is never not_found");
+      });
+    }
+
+    for (const method of ["CreateVm", "BootVm", "DeleteVm"]) {
+      test(`405 with Allow: POST for GET of side-effecting ${method}`, async () => {
+        const msg = encodeURIComponent(JSON.stringify({ vmId: created }));
+        const r = await get(method, `message=${msg}&encoding=json`);
+        assert.equal(r.status, 405, `${r.status} ${r.text}`);
+        const allow = String(r.headers.allow || "");
+        assert.match(allow, /\bPOST\b/, `Allow header: '${allow}'`);
+        assert.doesNotMatch(allow, /\bGET\b/, `GET is not allowed on ${method}: '${allow}'`);
+        assert.equal(r.body.length, 0, `405 body is empty: ${r.text}`);
+      });
+    }
+
+    test("405 with Allow for PUT of a procedure", async () => {
+      const r = await d.request({
+        method: "PUT",
+        path: `${P}ListVms`,
+        headers: { "Content-Type": "application/json" },
+        body: "{}",
+      });
+      assert.equal(r.status, 405, `${r.status} ${r.text}`);
+      assert.match(String(r.headers.allow || ""), /\bPOST\b/);
+    });
+  });
+
+  describe("content type", () => {
+    const bad = [
+      { description: "text/plain", headers: { "Content-Type": "text/plain" } },
+      { description: "missing content type", headers: {} },
+      { description: "application/grpc", headers: { "Content-Type": "application/grpc" } },
+      { description: "application/json with another charset", headers: { "Content-Type": "application/json; charset=latin1" } },
+    ];
+    for (const row of bad) {
+      test(`415 with Accept-Post for ${row.description}`, async () => {
+        const r = await d.request({ method: "POST", path: `${P}ListVms`, headers: row.headers, body: "{}" });
+        assert.equal(r.status, 415, `${r.status} ${r.text}`);
+        const acceptPost = String(r.headers["accept-post"] || "");
+        const listed = acceptPost.split(",").map((s) => s.trim().toLowerCase());
+        for (const ct of ACCEPTED_CONTENT_TYPES) {
+          assert.ok(listed.includes(ct), `Accept-Post '${acceptPost}' lists ${ct}`);
+        }
+      });
+    }
+
+    const good = [
+      { description: "charset variant", ct: "application/json; charset=utf-8" },
+      { description: "charset variant, upper case", ct: "application/json; charset=UTF-8" },
+      { description: "content type compared case-insensitively", ct: "Application/JSON" },
+    ];
+    for (const row of good) {
+      test(`200 for ${row.description} (${row.ct})`, async () => {
+        const r = await d.request({ method: "POST", path: `${P}ListVms`, headers: { "Content-Type": row.ct }, body: "{}" });
+        assertOkJson(r, row.ct);
+      });
+    }
+  });
+
+  describe("Connect-Protocol-Version", () => {
+    test("absent or 1 is fine", async () => {
+      assertOkJson(await post("ListVms", {}), "absent");
+      assertOkJson(await post("ListVms", {}, { "Connect-Protocol-Version": "1" }), "1");
+    });
+
+    test("2 answers 400 invalid_argument", async () => {
+      const r = await post("ListVms", {}, { "Connect-Protocol-Version": "2" });
+      assertError(r, 400, "invalid_argument", "Connect-Protocol-Version: 2");
+    });
+  });
+
+  describe("JSON body", () => {
+    const malformed = [
+      { description: "malformed JSON", body: "{" },
+      { description: "empty body", body: "" },
+      { description: "null", body: "null" },
+      { description: "top level array", body: "[]" },
+      { description: "top level string", body: '"x"' },
+      { description: "trailing garbage", body: "{} x" },
+      { description: "wrong JSON type for a string field", body: '{"vmId": 5}' },
+      { description: "null inside a repeated field", body: '{"stateFilter": [null]}' },
+    ];
+    for (const row of malformed) {
+      test(`400 invalid_argument for ${row.description}`, async () => {
+        const method = row.body.includes("vmId") ? "GetVmInfo" : "ListVms";
+        assertError(await post(method, row.body), 400, "invalid_argument", JSON.stringify(row.body));
+      });
+    }
+
+    test("an unknown field is ignored", async () => {
+      const r = await post("GetVmInfo", { vmId: created, noSuchField: { deep: [1, "two", null] }, other: null });
+      assert.equal(assertOkJson(r, "unknown field").vmId, created);
+    });
+
+    test("null for a field means unset", async () => {
+      assertOkJson(await post("ListVms", { pageSize: null, pageToken: null }), "null fields");
+    });
+
+    for (const key of ["vmId", "vm_id"]) {
+      test(`field accepted by its ${key === "vmId" ? "lowerCamelCase" : "proto"} name (${key})`, async () => {
+        const r = await post("GetVmInfo", { [key]: created });
+        const body = assertOkJson(r, key);
+        assert.equal(body.vmId, created);
+        assert.equal(body.state, "VM_STATE_CREATED");
+        assert.ok(!("vm_id" in body), "output uses lowerCamelCase names only");
+      });
+    }
+
+    test("CreateVm accepts nested proto names (vcpu_count, size_bytes)", async () => {
+      const vmId = uniqueId("snake");
+      const r = await post("CreateVm", {
+        vm_id: vmId,
+        customer_id: "c-1",
+        config: {
+          cpu: { vcpu_count: 2 },
+          memory: { size_bytes: "268435456" },
+          container: { image: "berth-test/busybox:latest", working_dir: "/" },
+        },
+      });
+      assert.equal(assertOkJson(r, "snake_case CreateVm").vmId, vmId);
+      const info = assertOkJson(await post("GetVmInfo", { vmId }), "GetVmInfo");
+      assert.equal(info.config.cpu.vcpuCount, 2, "int32 out as a number");
+      assert.equal(info.config.memory.sizeBytes, "268435456", "int64 out as a string");
+    });
+
+    const twice = [
+      { description: "both spellings", body: `{"vmId":"a","vm_id":"a"}` },
+      { description: "the same spelling", body: `{"vmId":"a","vmId":"a"}` },
+      { description: "proto name twice", body: `{"vm_id":"a","vm_id":"a"}` },
+    ];
+    for (const row of twice) {
+      test(`the same field twice (${row.description}) answers 400 invalid_argument`, async () => {
+        assertError(await post("GetVmInfo", row.body), 400, "invalid_argument", row.body);
+      });
+    }
+  });
+
+  describe("JSON integers and enums", () => {
+    const ints = [
+      { description: "int32 as a string", body: { pageSize: "5" } },
+      { description: "int32 as a number", body: { pageSize: 5 } },
+      { description: "int32 in exponent form", body: '{"pageSize": 1e2}' },
+      { description: "int32 with a zero fraction", body: '{"pageSize": 1.0}' },
+    ];
+    for (const row of ints) {
+      test(`${row.description} is accepted`, async () => {
+        assertOkJson(await post("ListVms", row.body), row.description);
+      });
+    }
+
+    const badInts = [
+      { description: "a fraction", body: '{"pageSize": 1.5}' },
+      { description: "an empty string", body: '{"pageSize": ""}' },
+      { description: "a non-numeric string", body: '{"pageSize": "five"}' },
+      { description: "out of int32 range", body: '{"pageSize": 2147483648}' },
+      { description: "a bool", body: '{"pageSize": true}' },
+    ];
+    for (const row of badInts) {
+      test(`int32 from ${row.description} answers 400 naming the field`, async () => {
+        const r = await post("ListVms", row.body);
+        assertError(r, 400, "invalid_argument", row.body);
+        assert.match(r.json.message || "", /pageSize|page_size/, `message names the field: ${r.text}`);
+      });
+    }
+
+    async function listIds(body) {
+      const r = assertOkJson(await post("ListVms", body), JSON.stringify(body));
+      return (r.vms || []).map((v) => v.vmId).sort();
+    }
+
+    test("enum by number filters (stateFilter [2] = RUNNING)", async () => {
+      const ids = await listIds({ stateFilter: [2] });
+      assert.ok(ids.includes(running), `running VM listed: ${ids}`);
+      assert.ok(!ids.includes(created), `created VM not listed: ${ids}`);
+    });
+
+    test("enum by name filters (stateFilter [VM_STATE_RUNNING])", async () => {
+      const byName = await listIds({ stateFilter: ["VM_STATE_RUNNING"] });
+      assert.deepEqual(byName, await listIds({ stateFilter: [2] }));
+      assert.ok(byName.includes(running));
+    });
+
+    test("enum by name, proto field name (state_filter)", async () => {
+      const ids = await listIds({ state_filter: ["VM_STATE_CREATED"] });
+      assert.ok(ids.includes(created) && !ids.includes(running), `${ids}`);
+    });
+
+    test("an unknown enum name is dropped from the list, not an error", async () => {
+      const ids = await listIds({ stateFilter: ["VM_STATE_NO_SUCH_STATE"] });
+      assert.deepEqual(ids, await listIds({}), "the filter is empty once the unknown name is dropped");
+    });
+
+    test("listed VMs carry states by name", async () => {
+      const r = assertOkJson(await post("ListVms", {}), "ListVms");
+      const mine = (r.vms || []).filter((v) => v.vmId === created || v.vmId === running);
+      assert.equal(mine.length, 2, r.text);
+      for (const v of mine) assert.match(v.state, /^VM_STATE_/);
+    });
+  });
+
+  describe("Connect-Timeout-Ms", () => {
+    const bad = [
+      { description: "abc", value: "abc" },
+      { description: "11 digits", value: "12345678901" },
+      { description: "negative", value: "-5" },
+      { description: "empty", value: "" },
+    ];
+    for (const row of bad) {
+      test(`${row.description} answers 400 invalid_argument`, async () => {
+        assertError(await post("ListVms", {}, { "Connect-Timeout-Ms": row.value }), 400, "invalid_argument", `timeout '${row.value}'`);
+      });
+    }
+
+    for (const value of ["5000", "9999999999"]) {
+      test(`a valid timeout (${value}) passes`, async () => {
+        assertOkJson(await post("ListVms", {}, { "Connect-Timeout-Ms": value }), `timeout ${value}`);
+      });
+    }
+  });
+
+  describe("compression", () => {
+    test("gzip request body answers 200", async () => {
+      const r = await post("GetVmInfo", gzipSync(JSON.stringify({ vmId: created })), { "Content-Encoding": "gzip" });
+      assert.equal(assertOkJson(r, "gzip request").vmId, created);
+    });
+
+    test("identity Content-Encoding is raw", async () => {
+      assertOkJson(await post("ListVms", "{}", { "Content-Encoding": "identity" }), "identity");
+    });
+
+    test("Content-Encoding foo answers 501 unimplemented", async () => {
+      const r = await post("ListVms", "{}", { "Content-Encoding": "foo" });
+      assertError(r, 501, "unimplemented", "Content-Encoding: foo");
+      assert.match(r.json.message || "", /gzip/, "the message names the supported encoding");
+    });
+
+    test("a bad gzip stream answers 400 invalid_argument", async () => {
+      const r = await post("ListVms", Buffer.from("this is not gzip"), { "Content-Encoding": "gzip" });
+      assertError(r, 400, "invalid_argument", "bad gzip");
+    });
+
+    test("an empty gzip proto body is an empty message (never inflated)", async () => {
+      const r = await postProto("ListVms", new Uint8Array(0), { "Content-Encoding": "gzip" });
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+    });
+
+    test("no Content-Encoding on responses unless the client accepts gzip", async () => {
+      const r = await post("ListVms", {});
+      assertOkJson(r, "ListVms");
+      assert.equal(r.headers["content-encoding"], undefined);
+    });
+
+    test("gzip response when Accept-Encoding: gzip, Content-Encoding set only then", async () => {
+      // Make the answer big enough that compressing it is clearly worth it.
+      const metadata = {};
+      for (let i = 0; i < 8; i++) metadata[`label_${i}`] = "x".repeat(40);
+      for (let i = 0; i < 4; i++) {
+        const vmId = uniqueId("big");
+        const r = await post("CreateVm", { vmId, config: { container: { image: "berth-test/busybox:latest" }, metadata } });
+        assertOkJson(r, "CreateVm with metadata");
+      }
+      const plain = await post("ListVms", {});
+      assertOkJson(plain, "ListVms plain");
+      assert.ok(plain.body.length > 1024, `answer is large (${plain.body.length} bytes)`);
+
+      const r = await post("ListVms", {}, { "Accept-Encoding": "gzip" });
+      assert.equal(r.status, 200, `${r.status}`);
+      assert.equal(r.headers["content-encoding"], "gzip", "a large answer is gzipped when gzip is accepted");
+      const body = JSON.parse(gunzipSync(r.body).toString("utf8"));
+      assert.deepEqual(
+        body.vms.map((v) => v.vmId).sort(),
+        plain.json.vms.map((v) => v.vmId).sort(),
+      );
+    });
+
+    test("responses advertise Accept-Encoding: gzip", async () => {
+      const r = await post("ListVms", {});
+      assert.match(String(r.headers["accept-encoding"] || ""), /\bgzip\b/);
+    });
+  });
+
+  describe("body size limit", () => {
+    const padded = (n) => {
+      const core = '{"pageSize":1}';
+      return core + " ".repeat(n - core.length);
+    };
+
+    test(`a body of exactly --max-body-bytes (${MAX_BODY}) answers 200`, async () => {
+      const body = padded(MAX_BODY);
+      assert.equal(Buffer.byteLength(body), MAX_BODY);
+      assertOkJson(await post("ListVms", body), "limit");
+    });
+
+    test("one byte more answers 429 resource_exhausted", async () => {
+      const body = padded(MAX_BODY + 1);
+      assertError(await post("ListVms", body), 429, "resource_exhausted", "limit + 1");
+    });
+
+    test("the limit applies after inflating a gzip body", async () => {
+      const small = gzipSync(padded(MAX_BODY + 1));
+      assert.ok(small.length < MAX_BODY);
+      assertError(await post("ListVms", small, { "Content-Encoding": "gzip" }), 429, "resource_exhausted", "gzip limit + 1");
+      assertOkJson(await post("ListVms", gzipSync(padded(MAX_BODY)), { "Content-Encoding": "gzip" }), "gzip at the limit");
+    });
+
+    test("the daemon still serves after an oversized body", async () => {
+      assertOkJson(await post("ListVms", {}), "after 429");
+    });
+  });
+
+  describe("errors", () => {
+    test("unknown VM: 404 not_found as application/json {code, message}", async () => {
+      const r = await post("GetVmInfo", { vmId: "no-such-vm" });
+      assertError(r, 404, "not_found", "GetVmInfo unknown");
+      assert.ok(typeof r.json.message === "string" && r.json.message.length > 0, "a message is given");
+    });
+
+    test("missing image answers 400 invalid_argument", async () => {
+      const r = await post("CreateVm", { vmId: uniqueId("noimg"), config: { cpu: { vcpuCount: 1 } } });
+      assertError(r, 400, "invalid_argument", "CreateVm without an image");
+    });
+
+    test("metadata.docker_image is accepted as the image", async () => {
+      const vmId = uniqueId("meta");
+      const r = await post("CreateVm", { vmId, config: { metadata: { docker_image: "berth-test/busybox:latest" } } });
+      assert.equal(assertOkJson(r, "docker_image").state, "VM_STATE_CREATED");
+    });
+
+    test("a wrong transition answers 400 failed_precondition", async () => {
+      assertError(await post("PauseVm", { vmId: created }), 400, "failed_precondition", "PauseVm on CREATED");
+      assertError(await post("DeleteVm", { vmId: running }), 400, "failed_precondition", "DeleteVm RUNNING without force");
+    });
+
+    test("a duplicate vmId answers 409 already_exists", async () => {
+      const r = await post("CreateVm", { vmId: created, config: { container: { image: "berth-test/busybox:latest" } } });
+      assertError(r, 409, "already_exists", "CreateVm with a taken id");
+    });
+
+    test("a message with quotes, newlines and unicode stays valid JSON", async () => {
+      const r = await post("GetVmInfo", { vmId: 'we"ird\n\\id\u00e9\u2603' });
+      assertError(r, 404, "not_found", "odd id");
+    });
+
+    test("errors answer JSON for a proto request too", async () => {
+      const M = vm.msg("GetVmInfoRequest");
+      const r = await postProto("GetVmInfo", toBinary(M, create(M, { vmId: "no-such-vm" })));
+      assertError(r, 404, "not_found", "proto GetVmInfo unknown");
+    });
+
+    test("a malformed proto body answers 400 invalid_argument", async () => {
+      const r = await postProto("GetVmInfo", Buffer.from([0x0a, 0x10, 0x41]));
+      assertError(r, 400, "invalid_argument", "truncated proto");
+    });
+  });
+
+  describe("GET form", () => {
+    test("encoding=json with a percent-encoded message", async () => {
+      const msg = encodeURIComponent(JSON.stringify({ vmId: created }));
+      const r = await get("GetVmInfo", `message=${msg}&encoding=json`);
+      assert.equal(assertOkJson(r, "GET json").vmId, created);
+    });
+
+    test("encoding=json with base64=1 (URL-safe, unpadded)", async () => {
+      // Pick a message whose base64 has padding and URL-unsafe characters to strip or map.
+      const json = JSON.stringify({ vmId: created, pad: "??>>" });
+      const r = await get("GetVmInfo", `encoding=json&base64=1&message=${b64url(json)}`);
+      assert.equal(assertOkJson(r, "GET base64").vmId, created);
+    });
+
+    test("encoding=json with base64=1, padded", async () => {
+      const json = JSON.stringify({ vmId: created, p: "?" });
+      const r = await get("GetVmInfo", `message=${encodeURIComponent(b64url(json, { pad: true }))}&encoding=json&base64=1`);
+      assert.equal(assertOkJson(r, "GET base64 padded").vmId, created);
+    });
+
+    test("ListVms by GET with connect=v1 and unknown parameters", async () => {
+      const r = await get("ListVms", `connect=v1&message=${encodeURIComponent("{}")}&foo=bar&encoding=json`);
+      const body = assertOkJson(r, "GET ListVms");
+      assert.ok(Array.isArray(body.vms));
+    });
+
+    test("encoding=proto with base64=1", async () => {
+      const Req = vm.msg("GetVmInfoRequest");
+      const Res = vm.msg("GetVmInfoResponse");
+      const bytes = toBinary(Req, create(Req, { vmId: created }));
+      const r = await get("GetVmInfo", `message=${b64url(bytes)}&encoding=proto&base64=1`);
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      assert.match(String(r.headers["content-type"]), /^application\/proto\b/);
+      const m = fromBinary(Res, r.decoded);
+      assert.equal(m.vmId, created);
+      assert.equal(m.state, 1 /* VM_STATE_CREATED */);
+    });
+
+    test("encoding=proto with a percent-encoded binary message", async () => {
+      const Req = vm.msg("ListVmsRequest");
+      const bytes = toBinary(Req, create(Req, { pageSize: 100, stateFilter: [2] }));
+      const msg = Array.from(bytes, (b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+      const r = await get("ListVms", `encoding=proto&message=${msg}`);
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      const m = fromBinary(vm.msg("ListVmsResponse"), r.decoded);
+      assert.ok(m.vms.some((v) => v.vmId === running));
+    });
+
+    test("compression=gzip with base64=1", async () => {
+      const zipped = gzipSync(JSON.stringify({ vmId: created }));
+      const r = await get("GetVmInfo", `message=${b64url(zipped)}&encoding=json&base64=1&compression=gzip`);
+      assert.equal(assertOkJson(r, "GET gzip").vmId, created);
+    });
+
+    test("GET errors are JSON too", async () => {
+      const msg = encodeURIComponent(JSON.stringify({ vmId: "no-such-vm" }));
+      assertError(await get("GetVmInfo", `message=${msg}&encoding=json`), 404, "not_found", "GET unknown vm");
+    });
+
+    test("missing message answers 400 invalid_argument", async () => {
+      assertError(await get("GetVmInfo", "encoding=json"), 400, "invalid_argument", "GET without message");
+    });
+
+    test("unknown encoding answers 415", async () => {
+      const r = await get("GetVmInfo", `message=${encodeURIComponent("{}")}&encoding=xml`);
+      assert.equal(r.status, 415, `${r.status} ${r.text}`);
+    });
+
+    test("missing encoding answers 415", async () => {
+      const r = await get("GetVmInfo", `message=${encodeURIComponent("{}")}`);
+      assert.equal(r.status, 415, `${r.status} ${r.text}`);
+    });
+  });
+
+  describe("binary protobuf", () => {
+    test("application/proto round trip: CreateVm, BootVm, GetVmInfo, ListVms", async () => {
+      const m = (n) => vm.msg(n);
+      const vmId = uniqueId("bin");
+      const createReq = create(m("CreateVmRequest"), {
+        vmId,
+        customerId: "cust-bin",
+        config: {
+          cpu: { vcpuCount: 2 },
+          memory: { sizeBytes: 64n * 1024n * 1024n },
+          container: { image: "berth-test/busybox:latest", command: ["sleep", "3600"], env: { A: "1" } },
+        },
+      });
+      let r = await postProto("CreateVm", toBinary(m("CreateVmRequest"), createReq));
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      assert.match(String(r.headers["content-type"]), /^application\/proto\b/);
+      const created2 = fromBinary(m("CreateVmResponse"), r.decoded);
+      assert.equal(created2.vmId, vmId);
+      assert.equal(created2.state, 1);
+
+      r = await postProto("BootVm", toBinary(m("BootVmRequest"), create(m("BootVmRequest"), { vmId })));
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      assert.equal(fromBinary(m("BootVmResponse"), r.decoded).state, 2);
+
+      r = await postProto("GetVmInfo", toBinary(m("GetVmInfoRequest"), create(m("GetVmInfoRequest"), { vmId })));
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      const info = fromBinary(m("GetVmInfoResponse"), r.decoded);
+      assert.equal(info.vmId, vmId);
+      assert.equal(info.state, 2);
+      assert.equal(info.config?.cpu?.vcpuCount, 2);
+      assert.equal(info.config?.memory?.sizeBytes, 64n * 1024n * 1024n);
+
+      // An empty proto body is a valid empty message.
+      r = await postProto("ListVms", new Uint8Array(0));
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      const list = fromBinary(m("ListVmsResponse"), r.decoded);
+      const mine = list.vms.find((v) => v.vmId === vmId);
+      assert.ok(mine, "the new VM is listed");
+      assert.equal(mine.customerId, "cust-bin");
+    });
+  });
+
+  describe("logging and shutdown", () => {
+    test("each request leaves one msg=rpc log line", async () => {
+      assertOkJson(await post("ListVms", {}), "ListVms");
+      const line = await d.waitForLog(/msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/ListVms\b.*code=ok\b/);
+      assert.match(line, /duration_ms=\d/);
+      assert.match(line, /request_id=\S+/);
+      await post("GetVmInfo", { vmId: "no-such-vm" });
+      await d.waitForLog(/msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/GetVmInfo\b.*code=not_found\b/);
+    });
+
+    test("SIGTERM: graceful exit 0", async () => {
+      const r = await d.stop();
+      assert.deepEqual(r, { code: 0, signal: null }, `exit ${JSON.stringify(r)}; stderr:\n${d.stderr}`);
+    });
+  });
+});
