@@ -131,3 +131,12 @@ static void arena_pb_free(void *ctx, void *ptr)
     (void)ctx;
     (void)ptr;
 }
+
+void *arena_message(struct arena *a, const ProtobufCMessageDescriptor *desc)
+{
+    void *m = arena_alloc(a, desc->sizeof_message);
+
+    if (m != NULL)
+        protobuf_c_message_init(desc, m);
+    return m;
+}

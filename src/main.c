@@ -1,1 +1,49 @@
-int main(void){return 0;}
+/* berthd: read the configuration, start the daemon, wait for SIGTERM or
+ * SIGINT, stop it. Nothing else happens here. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "berth/config.h"
+#include "berth/daemon.h"
+#include "berth/log.h"
+
+int main(int argc, char **argv)
+{
+    struct berth_config cfg;
+    struct berth_daemon *d = NULL;
+    struct berth_err err;
+    enum config_action action;
+    sigset_t sigs;
+    int sig = 0;
+
+    berth_err_clear(&err);
+    if (config_load(&cfg, argc, argv, stdout, &action, &err) < 0) {
+        fprintf(stderr, "berthd: %s\n", err.msg);
+        return 2;
+    }
+    if (action == CONFIG_EXIT_OK) {
+        config_release(&cfg);
+        return 0;
+    }
+    log_set_level(cfg.log_level);
+
+    /* Block the stop signals in every thread; this one waits for them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (daemon_start(&cfg, &d, &err) < 0) {
+        log_error("daemon.start", "code=%s error=\"%s\"", berth_code_name(err.code), err.msg);
+        config_release(&cfg);
+        return 1;
+    }
+    sigwait(&sigs, &sig);
+    log_info("daemon.stopping", "signal=%d", sig);
+    daemon_stop(d);
+    log_info("daemon.stopped", "code=ok");
+    config_release(&cfg);
+    return 0;
+}

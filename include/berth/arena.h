@@ -23,3 +23,9 @@ char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(
 ProtobufCAllocator *arena_allocator(struct arena *a);
 
 #endif
+
+#ifndef BERTH_ARENA_MESSAGE
+#define BERTH_ARENA_MESSAGE
+/* A new, initialised protobuf-c message of type desc, in the arena. */
+void *arena_message(struct arena *a, const ProtobufCMessageDescriptor *desc);
+#endif

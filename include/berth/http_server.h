@@ -1,0 +1,67 @@
+/* The HTTP front end (libmicrohttpd): listener, connection limits and
+ * timeouts, one thread per connection, request bodies buffered up to a limit.
+ * It knows nothing of Connect: each complete request goes to one handler. */
+#ifndef BERTH_HTTP_SERVER_H
+#define BERTH_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "berth/arena.h"
+#include "berth/buf.h"
+#include "berth/err.h"
+
+struct http_request; /* opaque: read through the functions below */
+
+const char *http_request_method(const struct http_request *req);
+const char *http_request_path(const struct http_request *req); /* without the query */
+/* A request header (case-insensitive name), or NULL. */
+const char *http_request_header(const struct http_request *req, const char *name);
+/* A query parameter, percent-decoded, with its length (may hold NUL bytes).
+ * 0 when present, -1 when absent. */
+int http_request_query(const struct http_request *req, const char *key, const char **value,
+                       size_t *len);
+/* The buffered body. `too_large` is set when it passed the limit (then the
+ * body is empty: the rest was discarded, never buffered). */
+const char *http_request_body(const struct http_request *req, size_t *len, int *too_large);
+
+#define HTTP_MAX_RESPONSE_HEADERS 8
+
+struct http_response {
+    int status;
+    struct buf body;
+    const char *header_name[HTTP_MAX_RESPONSE_HEADERS];  /* static or arena strings */
+    const char *header_value[HTTP_MAX_RESPONSE_HEADERS];
+    size_t n_headers;
+};
+
+/* Add a header to a response (names and values must outlive the call:
+ * static or from the request arena). Silently drops past the maximum. */
+void http_response_header(struct http_response *resp, const char *name, const char *value);
+
+/* Fills resp for req. The arena lives until the response is sent. */
+typedef void (*http_handler_fn)(void *ctx, const struct http_request *req,
+                                struct http_response *resp, struct arena *arena);
+
+struct http_server_config {
+    const char *listen; /* HOST:PORT, [V6]:PORT, or unix:/path */
+    size_t max_body_bytes;
+    unsigned max_connections;
+    unsigned idle_timeout_s;
+};
+
+struct http_server;
+
+/* Bind and start serving. On success *out owns threads and the socket. */
+int http_server_start(const struct http_server_config *cfg, http_handler_fn handler, void *ctx,
+                      struct http_server **out, struct berth_err *err) BERTH_MUST_USE;
+/* The bound address, e.g. "127.0.0.1:43121" (port 0 resolved). */
+const char *http_server_address(const struct http_server *s);
+/* Stop accepting new connections; requests under way go on. */
+void http_server_quiesce(struct http_server *s);
+/* Wait until no request is being handled or the deadline passes. 0 when idle. */
+int http_server_wait_idle(struct http_server *s, int64_t deadline);
+/* Close everything and free. NULL does nothing. */
+void http_server_free(struct http_server *s);
+
+#endif

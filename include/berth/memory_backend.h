@@ -1,0 +1,19 @@
+/* An in-memory backend: containers that exist only in this process, with
+ * the Engine's state rules. For unit tests of the services and for demos
+ * (--backend memory). */
+#ifndef BERTH_MEMORY_BACKEND_H
+#define BERTH_MEMORY_BACKEND_H
+
+#include "berth/backend.h"
+
+int memory_backend_new(struct backend *out, struct berth_err *err) BERTH_MUST_USE;
+
+/* Test hooks. Make the next `n` calls of operation `op` ("create", "start",
+ * ...) fail with `code`. */
+void memory_backend_fail_next(struct backend *b, const char *op, int n, enum berth_code code);
+/* Number of containers that exist. */
+size_t memory_backend_count(struct backend *b);
+/* Change a container's state as if it happened behind berthd's back. */
+int memory_backend_set_state(struct backend *b, const char *id, const char *state);
+
+#endif

@@ -1,0 +1,33 @@
+/* Helpers the services share: id rules, string maps in protobuf-c messages,
+ * readable state names. */
+#ifndef BERTH_SERVICE_UTIL_H
+#define BERTH_SERVICE_UTIL_H
+
+#include <stddef.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "berth/arena.h"
+#include "berth/err.h"
+
+/* 1-63 characters of [a-zA-Z0-9_.-], starting with a letter or digit.
+ * `field` names the field in the error (e.g. "vmId"). */
+int service_check_id(const char *field, const char *id, struct berth_err *err) BERTH_MUST_USE;
+
+/* The layout protobuf-c gives every map<string, string> entry. */
+struct service_kv_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+
+/* Append key=value to a map<string,string> field (entries array *entries with
+ * *n items, grown in the arena). entry_desc is the map's entry descriptor.
+ * Both strings are copied into the arena. */
+int service_map_add(struct arena *a, const ProtobufCMessageDescriptor *entry_desc,
+                    void ***entries, size_t *n, const char *key, const char *value,
+                    struct berth_err *err) BERTH_MUST_USE;
+/* The value of key in a map<string,string> field, or NULL. */
+const char *service_map_get(void *const *entries, size_t n, const char *key);
+
+#endif

@@ -1,0 +1,40 @@
+/* metal.vmprovisioner.v1.VmService: validation, the VM state machine, the
+ * registry, and the backend calls that make each VM a container. */
+#ifndef BERTH_VM_SERVICE_H
+#define BERTH_VM_SERVICE_H
+
+#include <stdint.h>
+
+#include "berth/backend.h"
+#include "berth/router.h"
+#include "berth/vm_registry.h"
+
+struct vm_service_config {
+    int stop_timeout_s;     /* ShutdownVm / RebootVm grace period by default */
+    int64_t ready_wait_ms;  /* how long a call waits for the start-up rebuild */
+};
+
+struct vm_service;
+
+/* backend and registry are borrowed and must outlive the service. */
+struct vm_service *vm_service_new(const struct vm_service_config *cfg, struct backend *backend,
+                                  struct vm_registry *registry);
+void vm_service_free(struct vm_service *s);
+
+/* Put the service's handlers into the RPC table. */
+int vm_service_register(struct vm_service *s, struct router *r) BERTH_MUST_USE;
+
+/* Rebuild the registry from the backend's containers labelled berth.kind=vm:
+ * every VM with its id, config, customer, state, container and ports. Labelled
+ * containers that cannot be understood are logged and left alone. */
+int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err *err)
+    BERTH_MUST_USE;
+
+/* Readiness gate. Until vm_service_set_ready(s, 1), calls wait up to
+ * ready_wait_ms while a rebuild is under way (set_rebuilding), and answer
+ * unavailable at once when the backend is down. */
+void vm_service_set_rebuilding(struct vm_service *s);
+void vm_service_set_ready(struct vm_service *s, int ready);
+int vm_service_is_ready(struct vm_service *s);
+
+#endif

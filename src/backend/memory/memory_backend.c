@@ -1,0 +1,472 @@
+/* The in-memory backend (see berth/memory_backend.h): a mutex-guarded list
+ * of fake containers following the Engine's rules (start of a running
+ * container is fine, pause of a stopped one is not, ...). */
+#include "berth/memory_backend.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "berth/clock.h"
+#include "berth/lock.h"
+
+struct mem_container {
+    char id[65];
+    struct backend_container c; /* the data inspect copies out */
+};
+
+struct mem_ctx {
+    pthread_mutex_t lock;
+    struct mem_container **items; /* guarded by lock */
+    size_t n;                     /* guarded by lock */
+    uint64_t next_id;             /* guarded by lock */
+    int next_port;                /* guarded by lock */
+    char fail_op[16];             /* guarded by lock */
+    int fail_n;                   /* guarded by lock */
+    enum berth_code fail_code;    /* guarded by lock */
+};
+
+static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
+static struct mem_container *mem_find(struct mem_ctx *m, const char *id);
+static int mem_copy(struct backend_container *dst, const struct backend_container *src);
+static int mem_transition(void *ctx, const char *op, const char *id, struct berth_err *err);
+static int mem_ping(void *ctx, int64_t deadline, struct berth_err *err);
+static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadline,
+                      char **id_out, struct berth_err *err);
+static int mem_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+static int mem_stop(void *ctx, const char *id, int t, int64_t deadline, struct berth_err *err);
+static int mem_kill(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+static int mem_pause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+static int mem_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+static int mem_restart(void *ctx, const char *id, int t, int64_t deadline,
+                       struct berth_err *err);
+static int mem_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+static int mem_inspect(void *ctx, const char *id, int64_t deadline,
+                       struct backend_container *out, struct berth_err *err);
+static int mem_list(void *ctx, const char *label, int64_t deadline,
+                    struct backend_container_list *out, struct berth_err *err);
+static void mem_destroy(void *ctx);
+
+static const struct backend_ops memory_ops = {
+    .name = "memory",
+    .ping = mem_ping,
+    .create = mem_create,
+    .start = mem_start,
+    .stop = mem_stop,
+    .kill = mem_kill,
+    .pause = mem_pause,
+    .unpause = mem_unpause,
+    .restart = mem_restart,
+    .remove = mem_remove,
+    .inspect = mem_inspect,
+    .list = mem_list,
+    .destroy = mem_destroy,
+};
+
+int memory_backend_new(struct backend *out, struct berth_err *err)
+{
+    struct mem_ctx *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    lock_init(&m->lock);
+    m->next_port = 32768;
+    out->ops = &memory_ops;
+    out->ctx = m;
+    return 0;
+}
+
+/* Caller holds m->lock. */
+static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err)
+{
+    if (m->fail_n > 0 && strcmp(m->fail_op, op) == 0) {
+        m->fail_n--;
+        return berth_err_set(err, m->fail_code, "injected %s failure", op);
+    }
+    return 0;
+}
+
+/* Caller holds m->lock. By id or by name, like the Engine. */
+static struct mem_container *mem_find(struct mem_ctx *m, const char *id)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->items[i]->id, id) == 0 || strcmp(m->items[i]->c.name, id) == 0)
+            return m->items[i];
+    return NULL;
+}
+
+static int mem_copy(struct backend_container *dst, const struct backend_container *src)
+{
+    struct backend_container c = *src;
+
+    c.id = strdup(src->id);
+    c.name = strdup(src->name);
+    c.image = strdup(src->image);
+    c.state = strdup(src->state);
+    c.ip_address = strdup(src->ip_address);
+    c.mac_address = strdup(src->mac_address);
+    c.gateway = strdup(src->gateway);
+    c.ports = calloc(src->n_ports ? src->n_ports : 1, sizeof(*c.ports));
+    c.labels = calloc(src->n_labels ? src->n_labels : 1, sizeof(*c.labels));
+    c.n_labels = 0;
+    if (!c.id || !c.name || !c.image || !c.state || !c.ip_address || !c.mac_address ||
+        !c.gateway || !c.ports || !c.labels)
+        goto fail;
+    if (src->n_ports)
+        memcpy(c.ports, src->ports, src->n_ports * sizeof(*c.ports));
+    for (size_t i = 0; i < src->n_labels; i++) {
+        c.labels[i].key = strdup(src->labels[i].key);
+        c.labels[i].value = strdup(src->labels[i].value);
+        c.n_labels++;
+        if (!c.labels[i].key || !c.labels[i].value)
+            goto fail;
+    }
+    *dst = c;
+    return 0;
+fail:
+    backend_container_release(&c);
+    return -1;
+}
+
+static int mem_ping(void *ctx, int64_t deadline, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    int rc;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    rc = mem_fail(m, "ping", err);
+    lock_give(&m->lock);
+    return rc;
+}
+
+static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadline,
+                      char **id_out, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    struct mem_container *mc = NULL, **items;
+    struct backend_container proto = {0};
+    int rc = -1;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "create", err) < 0)
+        goto out;
+    if (mem_find(m, spec->name) != NULL) {
+        berth_err_set(err, BERTH_ALREADY_EXISTS, "container name '%s' is already in use",
+                      spec->name);
+        goto out;
+    }
+    mc = calloc(1, sizeof(*mc));
+    items = realloc(m->items, (m->n + 1) * sizeof(*items));
+    if (items != NULL)
+        m->items = items;
+    proto.labels = calloc(spec->n_labels + 1, sizeof(*proto.labels));
+    if (mc == NULL || items == NULL || proto.labels == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    snprintf(mc->id, sizeof(mc->id), "%064" PRIx64, ++m->next_id);
+    proto.id = mc->id;
+    proto.name = (char *)spec->name;
+    proto.image = (char *)spec->image;
+    proto.state = "created";
+    proto.ip_address = "";
+    proto.mac_address = "";
+    proto.gateway = "";
+    proto.created_unix = (int64_t)time(NULL);
+    proto.ports = (struct backend_port *)spec->ports;
+    proto.n_ports = spec->n_ports;
+    for (size_t i = 0; i < spec->n_labels; i++) {
+        proto.labels[i].key = (char *)spec->labels[i].key;
+        proto.labels[i].value = (char *)spec->labels[i].value;
+    }
+    proto.labels[spec->n_labels].key = "berth.managed";
+    proto.labels[spec->n_labels].value = "true";
+    proto.n_labels = spec->n_labels + 1;
+    if (mem_copy(&mc->c, &proto) < 0) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < mc->c.n_ports; i++)
+        if (mc->c.ports[i].host_port == 0)
+            mc->c.ports[i].host_port = m->next_port++;
+    *id_out = strdup(mc->id);
+    if (*id_out == NULL) {
+        backend_container_release(&mc->c);
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    m->items[m->n++] = mc;
+    mc = NULL;
+    rc = 0;
+fail:
+    free(mc);
+    free(proto.labels);
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+/* The Engine's rules for each operation, applied to a fake container. */
+static int mem_transition(void *ctx, const char *op, const char *id, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    struct mem_container *mc;
+    const char *st, *next = NULL;
+    int rc = -1;
+
+    lock_take(&m->lock);
+    if (mem_fail(m, op, err) < 0)
+        goto out;
+    mc = mem_find(m, id);
+    if (mc == NULL) {
+        berth_err_set(err, BERTH_NOT_FOUND, "no such container: %s", id);
+        goto out;
+    }
+    st = mc->c.state;
+    if (strcmp(op, "start") == 0) {
+        if (strcmp(st, "paused") == 0) {
+            berth_err_set(err, BERTH_FAILED_PRECONDITION, "cannot start a paused container");
+            goto out;
+        }
+        next = "running";
+    } else if (strcmp(op, "stop") == 0 || strcmp(op, "kill") == 0) {
+        if (strcmp(op, "kill") == 0 && strcmp(st, "running") != 0 && strcmp(st, "paused") != 0) {
+            berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not running", id);
+            goto out;
+        }
+        next = strcmp(st, "created") == 0 ? "created" : "exited";
+    } else if (strcmp(op, "pause") == 0) {
+        if (strcmp(st, "running") != 0) {
+            berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not running", id);
+            goto out;
+        }
+        next = "paused";
+    } else if (strcmp(op, "unpause") == 0) {
+        if (strcmp(st, "paused") != 0) {
+            berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not paused", id);
+            goto out;
+        }
+        next = "running";
+    } else if (strcmp(op, "restart") == 0) {
+        next = "running";
+    }
+    if (next && strcmp(next, st) != 0) {
+        char *s = strdup(next);
+        if (s == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        free(mc->c.state);
+        mc->c.state = s;
+    }
+    if (strcmp(mc->c.state, "running") == 0 &&
+        (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0))
+        mc->c.started_unix_ms = berth_unix_ms();
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+static int mem_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
+{
+    (void)deadline;
+    return mem_transition(ctx, "start", id, err);
+}
+
+static int mem_stop(void *ctx, const char *id, int t, int64_t deadline, struct berth_err *err)
+{
+    (void)t;
+    (void)deadline;
+    return mem_transition(ctx, "stop", id, err);
+}
+
+static int mem_kill(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
+{
+    (void)deadline;
+    return mem_transition(ctx, "kill", id, err);
+}
+
+static int mem_pause(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
+{
+    (void)deadline;
+    return mem_transition(ctx, "pause", id, err);
+}
+
+static int mem_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
+{
+    (void)deadline;
+    return mem_transition(ctx, "unpause", id, err);
+}
+
+static int mem_restart(void *ctx, const char *id, int t, int64_t deadline,
+                       struct berth_err *err)
+{
+    (void)t;
+    (void)deadline;
+    return mem_transition(ctx, "restart", id, err);
+}
+
+static int mem_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    int rc = -1;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "remove", err) < 0)
+        goto out;
+    for (size_t i = 0; i < m->n; i++) {
+        struct mem_container *mc = m->items[i];
+        if (strcmp(mc->id, id) == 0 || strcmp(mc->c.name, id) == 0) {
+            backend_container_release(&mc->c);
+            free(mc);
+            m->items[i] = m->items[--m->n];
+            rc = 0;
+            goto out;
+        }
+    }
+    berth_err_set(err, BERTH_NOT_FOUND, "no such container: %s", id);
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+static int mem_inspect(void *ctx, const char *id, int64_t deadline,
+                       struct backend_container *out, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    struct mem_container *mc;
+    int rc = -1;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "inspect", err) < 0)
+        goto out;
+    mc = mem_find(m, id);
+    if (mc == NULL) {
+        berth_err_set(err, BERTH_NOT_FOUND, "no such container: %s", id);
+        goto out;
+    }
+    if (mem_copy(out, &mc->c) < 0) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+static int label_matches(const struct backend_container *c, const char *label);
+
+/* "k=v" or just "k". */
+static int label_matches(const struct backend_container *c, const char *label)
+{
+    const char *eq = strchr(label, '=');
+    size_t klen = eq ? (size_t)(eq - label) : strlen(label);
+
+    for (size_t j = 0; j < c->n_labels; j++) {
+        const struct backend_kv *kv = &c->labels[j];
+        if (strlen(kv->key) == klen && strncmp(kv->key, label, klen) == 0 &&
+            (eq == NULL || strcmp(kv->value, eq + 1) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+static int mem_list(void *ctx, const char *label, int64_t deadline,
+                    struct backend_container_list *out, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    struct backend_container_list l = {0};
+    int rc = -1;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "list", err) < 0)
+        goto out;
+    l.items = calloc(m->n ? m->n : 1, sizeof(*l.items));
+    if (l.items == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        if (label != NULL && !label_matches(&m->items[i]->c, label))
+            continue;
+        if (mem_copy(&l.items[l.n], &m->items[i]->c) < 0) {
+            backend_container_list_release(&l);
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        l.n++;
+    }
+    *out = l;
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+static void mem_destroy(void *ctx)
+{
+    struct mem_ctx *m = ctx;
+
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        backend_container_release(&m->items[i]->c);
+        free(m->items[i]);
+    }
+    free(m->items);
+    lock_destroy(&m->lock);
+    free(m);
+}
+
+void memory_backend_fail_next(struct backend *b, const char *op, int n, enum berth_code code)
+{
+    struct mem_ctx *m = b->ctx;
+
+    lock_take(&m->lock);
+    snprintf(m->fail_op, sizeof(m->fail_op), "%s", op);
+    m->fail_n = n;
+    m->fail_code = code;
+    lock_give(&m->lock);
+}
+
+size_t memory_backend_count(struct backend *b)
+{
+    struct mem_ctx *m = b->ctx;
+    size_t n;
+
+    lock_take(&m->lock);
+    n = m->n;
+    lock_give(&m->lock);
+    return n;
+}
+
+int memory_backend_set_state(struct backend *b, const char *id, const char *state)
+{
+    struct mem_ctx *m = b->ctx;
+    struct mem_container *mc;
+    char *s = strdup(state);
+    int rc = -1;
+
+    if (s == NULL)
+        return -1;
+    lock_take(&m->lock);
+    mc = mem_find(m, id);
+    if (mc != NULL) {
+        free(mc->c.state);
+        mc->c.state = s;
+        s = NULL;
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,447 @@
+/* The Connect unary rules (CONNECT.md): which requests reach a handler,
+ * how their body is read and how the answer is written. One function writes
+ * every error response. */
+#include "berth/connect.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uuid/uuid.h>
+
+#include "berth/base64.h"
+#include "berth/clock.h"
+#include "berth/gzip.h"
+#include "berth/json_codec.h"
+#include "berth/log.h"
+
+#define ACCEPT_POST "application/json, application/json; charset=utf-8, application/proto"
+#define CT_JSON "application/json"
+#define CT_PROTO "application/proto"
+#define MAX_RESPONSE_BYTES ((size_t)256 << 20)
+
+enum codec { CODEC_JSON, CODEC_PROTO };
+
+/* One call's state while it is decoded, handled and encoded. */
+struct call_state {
+    const struct connect_config *cc;
+    const struct http_request *req;
+    struct http_response *resp;
+    struct arena *arena;
+    struct rpc_route *route;
+    enum codec codec;
+    int gzip_response;
+    int64_t deadline;
+    const char *body; /* the message bytes, raw or inflated */
+    size_t body_len;
+    const char *request_id;
+};
+
+static int parse_content_type(const char *ct, enum codec *codec);
+static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err);
+static int check_protocol_version(const struct http_request *req, struct berth_err *err);
+static int read_post(struct call_state *cs, struct berth_err *err);
+static int read_get(struct call_state *cs, struct berth_err *err);
+static int inflate_into(struct call_state *cs, const char *data, size_t len,
+                        struct berth_err *err);
+static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err);
+static int encode_output(struct call_state *cs, const ProtobufCMessage *out,
+                         struct berth_err *err);
+static int run_call(struct call_state *cs, struct berth_err *err);
+static int accepts_gzip(const struct http_request *req);
+static void respond_status(struct http_response *resp, int status);
+static void log_call(const char *procedure, const struct berth_err *err, int64_t start_us,
+                     const char *request_id);
+static int64_t now_us(void);
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void connect_write_error(struct http_response *resp, const struct berth_err *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    char *text = NULL;
+
+    buf_reset(&resp->body);
+    resp->status = berth_code_http_status(err->code);
+    resp->n_headers = 0;
+    http_response_header(resp, "Content-Type", CT_JSON);
+    http_response_header(resp, "Accept-Encoding", "gzip");
+    if (root && cJSON_AddStringToObject(root, "code", berth_code_name(err->code)) &&
+        (err->msg[0] == '\0' || cJSON_AddStringToObject(root, "message", err->msg)))
+        text = cJSON_PrintUnformatted(root);
+    if (text == NULL || buf_appends(&resp->body, text, NULL) < 0) {
+        buf_reset(&resp->body);
+        if (buf_appends(&resp->body, "{\"code\":\"internal\"}", NULL) < 0)
+            resp->status = 500;
+    }
+    cJSON_free(text);
+    cJSON_Delete(root);
+}
+
+static void respond_status(struct http_response *resp, int status)
+{
+    buf_reset(&resp->body);
+    resp->status = status;
+}
+
+/* application/json (any charset parameter, any case) or application/proto. */
+static int parse_content_type(const char *ct, enum codec *codec)
+{
+    size_t n;
+
+    if (ct == NULL)
+        return -1;
+    n = strcspn(ct, ";");
+    while (n > 0 && isspace((unsigned char)ct[n - 1]))
+        n--;
+    if (n == strlen(CT_JSON) && strncasecmp(ct, CT_JSON, n) == 0) {
+        const char *param = ct + strcspn(ct, ";");
+        if (*param == ';') {
+            param++;
+            while (isspace((unsigned char)*param))
+                param++;
+            if (strcasecmp(param, "charset=utf-8") != 0 && strcasecmp(param, "charset=\"utf-8\"") != 0)
+                return -1;
+        }
+        *codec = CODEC_JSON;
+        return 0;
+    }
+    if (n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0 && ct[n] == '\0') {
+        *codec = CODEC_PROTO;
+        return 0;
+    }
+    return -1;
+}
+
+/* 1 to 10 ASCII digits; sets the call's deadline. */
+static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err)
+{
+    size_t n = strlen(value);
+    int64_t ms = 0;
+    char quoted[40];
+
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)value[i]))
+            n = 0;
+        else
+            ms = ms * 10 + (value[i] - '0');
+    }
+    if (n == 0 || n > 10) {
+        berth_err_quote(quoted, sizeof(quoted), value, 24);
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "invalid Connect-Timeout-Ms '%s': expected 1 to 10 digits", quoted);
+    }
+    *deadline = berth_now_ms() + ms;
+    return 0;
+}
+
+static int check_protocol_version(const struct http_request *req, struct berth_err *err)
+{
+    const char *v = http_request_header(req, "Connect-Protocol-Version");
+    char quoted[40];
+
+    if (v == NULL || strcmp(v, "1") == 0)
+        return 0;
+    berth_err_quote(quoted, sizeof(quoted), v, 24);
+    return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                         "connect-protocol-version must be '1': got '%s'", quoted);
+}
+
+static int accepts_gzip(const struct http_request *req)
+{
+    const char *ae = http_request_header(req, "Accept-Encoding");
+    const char *p = ae;
+
+    /* A token "gzip" in the list, not "gzip;q=0". */
+    while (p && (p = strcasestr(p, "gzip")) != NULL) {
+        int start_ok = p == ae || p[-1] == ',' || p[-1] == ' ';
+        const char *q = p + 4;
+        while (*q == ' ')
+            q++;
+        if (start_ok && (*q == '\0' || *q == ',' ||
+                         (*q == ';' && strstr(q, "q=0") != q + 1 + strspn(q + 1, " "))))
+            return 1;
+        p += 4;
+    }
+    return 0;
+}
+
+static int inflate_into(struct call_state *cs, const char *data, size_t len,
+                        struct berth_err *err)
+{
+    struct buf out;
+    char *copy;
+
+    buf_init(&out, cs->cc->max_body_bytes);
+    if (gzip_inflate(data, len, &out, err) < 0) {
+        if (err->code == BERTH_RESOURCE_EXHAUSTED) {
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                          "request body larger than %zu bytes after inflating",
+                          cs->cc->max_body_bytes);
+        }
+        buf_release(&out);
+        return -1;
+    }
+    copy = arena_strndup(cs->arena, out.data ? out.data : "", out.len);
+    cs->body_len = out.len;
+    buf_release(&out);
+    if (copy == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    cs->body = copy;
+    return 0;
+}
+
+static int read_post(struct call_state *cs, struct berth_err *err)
+{
+    const char *enc = http_request_header(cs->req, "Content-Encoding");
+    const char *data;
+    size_t len;
+    int too_large;
+
+    if (check_protocol_version(cs->req, err) < 0)
+        return -1;
+    data = http_request_body(cs->req, &len, &too_large);
+    if (too_large)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                             "request body larger than %zu bytes", cs->cc->max_body_bytes);
+    if (enc == NULL || strcasecmp(enc, "identity") == 0) {
+        cs->body = data;
+        cs->body_len = len;
+        return 0;
+    }
+    if (strcasecmp(enc, "gzip") == 0) {
+        if (len == 0) {
+            cs->body = data;
+            cs->body_len = 0;
+            return 0;
+        }
+        return inflate_into(cs, data, len, err);
+    }
+    {
+        char quoted[40];
+        berth_err_quote(quoted, sizeof(quoted), enc, 24);
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "unknown compression \"%s\": supported encodings are gzip", quoted);
+    }
+}
+
+/* GET ?message=...&encoding=json|proto[&base64=1][&compression=gzip][&connect=v1] */
+static int read_get(struct call_state *cs, struct berth_err *err)
+{
+    const char *v, *msg;
+    size_t vlen, mlen;
+    struct buf decoded;
+
+    if (http_request_query(cs->req, "connect", &v, &vlen) == 0 && strcmp(v, "v1") != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "connect query parameter must be 'v1'");
+    if (http_request_query(cs->req, "message", &msg, &mlen) < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "missing 'message' query parameter");
+    if (http_request_query(cs->req, "base64", &v, &vlen) == 0 && strcmp(v, "1") == 0) {
+        char *copy;
+        buf_init(&decoded, cs->cc->max_body_bytes);
+        if (base64_decode(msg, mlen, &decoded, err) < 0) {
+            buf_release(&decoded);
+            berth_err_clear(err);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "'message' query parameter is not valid base64");
+        }
+        mlen = decoded.len;
+        copy = arena_strndup(cs->arena, decoded.data, decoded.len);
+        buf_release(&decoded);
+        if (copy == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        msg = copy;
+    }
+    if (mlen > cs->cc->max_body_bytes)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                             "request message larger than %zu bytes", cs->cc->max_body_bytes);
+    if (http_request_query(cs->req, "compression", &v, &vlen) == 0 && strcmp(v, "identity") != 0) {
+        if (strcmp(v, "gzip") != 0) {
+            char quoted[40];
+            berth_err_quote(quoted, sizeof(quoted), v, 24);
+            return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                                 "unknown compression \"%s\": supported encodings are gzip",
+                                 quoted);
+        }
+        if (mlen > 0)
+            return inflate_into(cs, msg, mlen, err);
+    }
+    cs->body = msg;
+    cs->body_len = mlen;
+    return 0;
+}
+
+static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err)
+{
+    if (cs->codec == CODEC_JSON)
+        return json_codec_decode(cs->route->input, cs->body, cs->body_len,
+                                 arena_allocator(cs->arena), in, err);
+    *in = protobuf_c_message_unpack(cs->route->input, arena_allocator(cs->arena), cs->body_len,
+                                    (const uint8_t *)cs->body);
+    if (*in == NULL)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                             cs->route->input->name);
+    return 0;
+}
+
+static int encode_output(struct call_state *cs, const ProtobufCMessage *out,
+                         struct berth_err *err)
+{
+    struct buf plain;
+    int rc = -1;
+
+    buf_init(&plain, MAX_RESPONSE_BYTES);
+    if (cs->codec == CODEC_JSON) {
+        if (json_codec_encode(out, &plain, err) < 0)
+            goto out;
+    } else {
+        size_t n = protobuf_c_message_get_packed_size(out);
+        uint8_t *bytes = arena_alloc(cs->arena, n + 1);
+        if (bytes == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        protobuf_c_message_pack(out, bytes);
+        if (buf_append(&plain, bytes, n, err) < 0)
+            goto out;
+    }
+    if (cs->gzip_response && plain.len > 0) {
+        if (gzip_deflate(plain.data, plain.len, &cs->resp->body, err) < 0)
+            goto out;
+        http_response_header(cs->resp, "Content-Encoding", "gzip");
+    } else if (buf_append(&cs->resp->body, plain.data ? plain.data : "", plain.len, err) < 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&plain);
+    return rc;
+}
+
+static int run_call(struct call_state *cs, struct berth_err *err)
+{
+    ProtobufCMessage *in = NULL, *out = NULL;
+    struct rpc_call call;
+    const char *tmo = http_request_header(cs->req, "Connect-Timeout-Ms");
+
+    cs->deadline = BERTH_NO_DEADLINE;
+    if (tmo != NULL && parse_timeout(tmo, &cs->deadline, err) < 0)
+        return -1;
+    if (strcmp(http_request_method(cs->req), "GET") == 0) {
+        if (read_get(cs, err) < 0)
+            return -1;
+    } else if (read_post(cs, err) < 0) {
+        return -1;
+    }
+    if (decode_input(cs, &in, err) < 0)
+        return -1;
+    if (cs->route->handler == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
+                             cs->route->path);
+    if (berth_deadline_left_ms(cs->deadline) == 0)
+        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "deadline exceeded before the call");
+    call.arena = cs->arena;
+    call.deadline = cs->deadline;
+    call.procedure = cs->route->path;
+    call.request_id = cs->request_id;
+    if (cs->route->handler(cs->route->handler_ctx, &call, in, &out, err) < 0)
+        return -1;
+    if (berth_deadline_left_ms(cs->deadline) == 0)
+        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "deadline exceeded");
+    if (out == NULL)
+        return berth_err_set(err, BERTH_INTERNAL, "handler returned no message");
+    cs->resp->status = 200;
+    http_response_header(cs->resp, "Content-Type",
+                         cs->codec == CODEC_JSON ? CT_JSON : CT_PROTO);
+    http_response_header(cs->resp, "Accept-Encoding", "gzip");
+    return encode_output(cs, out, err);
+}
+
+static void log_call(const char *procedure, const struct berth_err *err, int64_t start_us,
+                     const char *request_id)
+{
+    int64_t us = now_us() - start_us;
+    enum log_level lvl = err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN
+                             ? LOG_LEVEL_WARN
+                             : LOG_LEVEL_INFO;
+
+    if (err->code == BERTH_OK)
+        log_emit(lvl, "rpc", "procedure=%s code=ok duration_ms=%.3f request_id=%s", procedure,
+                 (double)us / 1000.0, request_id);
+    else
+        log_emit(lvl, "rpc", "procedure=%s code=%s duration_ms=%.3f request_id=%s error=\"%s\"",
+                 procedure, berth_code_name(err->code), (double)us / 1000.0, request_id,
+                 err->msg);
+}
+
+void connect_handle(const struct connect_config *cc, const struct http_request *req,
+                    struct http_response *resp, struct arena *arena)
+{
+    const char *method = http_request_method(req);
+    const char *path = http_request_path(req);
+    struct call_state cs = {.cc = cc, .req = req, .resp = resp, .arena = arena};
+    struct berth_err err;
+    int64_t start = now_us();
+    uuid_t uu;
+    char request_id[37], quoted[80];
+    int is_get;
+
+    berth_err_clear(&err);
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, request_id);
+    cs.request_id = request_id;
+    cs.route = router_find(cc->router, path, strlen(path));
+    if (cs.route == NULL) {
+        /* Unknown procedure: 404, and never the code not_found. */
+        berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure not found");
+        connect_write_error(resp, &err);
+        resp->status = 404;
+        berth_err_quote(quoted, sizeof(quoted), path, 64);
+        log_info("rpc", "procedure=\"%s\" code=not_routed status=404 request_id=%s", quoted,
+                 request_id);
+        return;
+    }
+    is_get = strcmp(method, "GET") == 0;
+    if (!(strcmp(method, "POST") == 0 || (is_get && cs.route->no_side_effects))) {
+        respond_status(resp, 405);
+        http_response_header(resp, "Allow", cs.route->no_side_effects ? "GET, POST" : "POST");
+        log_info("rpc", "procedure=%s code=method_not_allowed status=405 request_id=%s",
+                 cs.route->path, request_id);
+        return;
+    }
+    atomic_fetch_add(&cs.route->stats.in_flight, 1);
+    if (is_get) {
+        const char *enc;
+        size_t elen;
+        if (http_request_query(req, "encoding", &enc, &elen) < 0 ||
+            (strcmp(enc, "json") != 0 && strcmp(enc, "proto") != 0)) {
+            respond_status(resp, 415);
+            http_response_header(resp, "Accept-Post", ACCEPT_POST);
+            goto unsupported;
+        }
+        cs.codec = strcmp(enc, "json") == 0 ? CODEC_JSON : CODEC_PROTO;
+    } else if (parse_content_type(http_request_header(req, "Content-Type"), &cs.codec) < 0) {
+        respond_status(resp, 415);
+        http_response_header(resp, "Accept-Post", ACCEPT_POST);
+        goto unsupported;
+    }
+    cs.gzip_response = accepts_gzip(req);
+    if (run_call(&cs, &err) < 0)
+        connect_write_error(resp, &err);
+    rpc_stats_record(&cs.route->stats, err.code, now_us() - start);
+    log_call(cs.route->path, &err, start, request_id);
+    atomic_fetch_sub(&cs.route->stats.in_flight, 1);
+    return;
+unsupported:
+    log_info("rpc", "procedure=%s code=unsupported_media_type status=415 request_id=%s",
+             cs.route->path, request_id);
+    atomic_fetch_sub(&cs.route->stats.in_flight, 1);
+}

@@ -1,0 +1,253 @@
+/* The daemon struct everything hangs off: modules started in order and
+ * stopped in reverse, the non-RPC HTTP routes, and the Engine watcher thread
+ * that rebuilds the registry whenever the Engine (re)appears. */
+#include "berth/daemon.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "berth/backend.h"
+#include "berth/clock.h"
+#include "berth/connect.h"
+#include "berth/docker_backend.h"
+#include "berth/engine_client.h"
+#include "berth/http_server.h"
+#include "berth/lock.h"
+#include "berth/log.h"
+#include "berth/memory_backend.h"
+#include "berth/router.h"
+#include "berth/vm_registry.h"
+#include "berth/vm_service.h"
+
+#define WATCH_INTERVAL_MS 1000
+#define PING_TIMEOUT_MS 1000
+
+struct berth_daemon {
+    const struct berth_config *cfg; /* borrowed, read-only */
+    struct backend backend;
+    struct vm_registry *vms;
+    struct vm_service *vm_svc;
+    struct router *router;
+    struct connect_config connect;
+    struct http_server *http;
+
+    pthread_t watcher;
+    int watcher_started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;  /* guarded by lock */
+    int engine_up; /* guarded by lock */
+};
+
+static int backend_open(const struct berth_config *cfg, struct backend *out,
+                        struct berth_err *err);
+static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
+                    struct arena *arena);
+static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
+static void *watcher_main(void *arg);
+static int watcher_wait(struct berth_daemon *d, int64_t ms);
+
+static int backend_open(const struct berth_config *cfg, struct backend *out,
+                        struct berth_err *err)
+{
+    if (strcmp(cfg->backend, "memory") == 0)
+        return memory_backend_new(out, err);
+    struct docker_backend_config dc = {
+        .socket_path = cfg->docker_socket,
+        .publish_address = cfg->publish_address,
+        .pids_limit = cfg->pids_limit,
+    };
+    return docker_backend_new(&dc, out, err);
+}
+
+int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
+                 struct berth_err *err)
+{
+    struct berth_daemon *d = calloc(1, sizeof(*d));
+    struct vm_service_config vc;
+    struct http_server_config hc;
+
+    if (d == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    d->cfg = cfg;
+    lock_init(&d->lock);
+    pthread_cond_init(&d->wake, NULL);
+    if (engine_global_init(err) < 0 || backend_open(cfg, &d->backend, err) < 0)
+        goto fail;
+    d->vms = vm_registry_new();
+    d->router = router_new();
+    vc.stop_timeout_s = (int)cfg->stop_timeout_s;
+    vc.ready_wait_ms = cfg->ready_wait_ms;
+    d->vm_svc = d->vms ? vm_service_new(&vc, &d->backend, d->vms) : NULL;
+    if (d->vms == NULL || d->router == NULL || d->vm_svc == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    if (vm_service_register(d->vm_svc, d->router) < 0) {
+        berth_err_set(err, BERTH_INTERNAL, "vm service routes missing from the RPC table");
+        goto fail;
+    }
+    d->connect.router = d->router;
+    d->connect.max_body_bytes = (size_t)cfg->max_body_bytes;
+
+    hc.listen = cfg->listen;
+    hc.max_body_bytes = (size_t)cfg->max_body_bytes;
+    hc.max_connections = (unsigned)cfg->max_connections;
+    hc.idle_timeout_s = (unsigned)cfg->idle_timeout_s;
+    if (http_server_start(&hc, on_http, d, &d->http, err) < 0)
+        goto fail;
+    if (pthread_create(&d->watcher, NULL, watcher_main, d) != 0) {
+        berth_err_set(err, BERTH_INTERNAL, "cannot start the engine watcher thread");
+        goto fail;
+    }
+    d->watcher_started = 1;
+    log_info("server.listening", "address=%s backend=%s", http_server_address(d->http),
+             d->backend.ops->name);
+    sd_notify(0, "READY=1");
+    *out = d;
+    return 0;
+fail:
+    daemon_stop(d);
+    return -1;
+}
+
+const char *daemon_address(const struct berth_daemon *d)
+{
+    return http_server_address(d->http);
+}
+
+void daemon_stop(struct berth_daemon *d)
+{
+    if (d == NULL)
+        return;
+    sd_notify(0, "STOPPING=1");
+    if (d->http) {
+        http_server_quiesce(d->http);
+        if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) <
+            0)
+            log_warn("server.stop", "reason=\"requests still under way after the grace period\"");
+    }
+    lock_take(&d->lock);
+    d->stopping = 1;
+    pthread_cond_broadcast(&d->wake);
+    lock_give(&d->lock);
+    if (d->watcher_started)
+        pthread_join(d->watcher, NULL);
+    http_server_free(d->http);
+    vm_service_free(d->vm_svc);
+    router_free(d->router);
+    vm_registry_free(d->vms);
+    backend_destroy(&d->backend);
+    engine_global_cleanup();
+    pthread_cond_destroy(&d->wake);
+    lock_destroy(&d->lock);
+    free(d);
+}
+
+/* ---- HTTP routes ------------------------------------------------------ */
+
+static void serve_readyz(struct berth_daemon *d, struct http_response *resp)
+{
+    struct berth_err err;
+    int ok;
+
+    berth_err_clear(&err);
+    ok = d->backend.ops->ping(d->backend.ctx, berth_now_ms() + PING_TIMEOUT_MS, &err) == 0 &&
+         vm_service_is_ready(d->vm_svc);
+    resp->status = ok ? 200 : 503;
+    http_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+    if (buf_appends(&resp->body, ok ? "ready\n" : "not ready\n", NULL) < 0)
+        resp->status = 500;
+}
+
+static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
+                    struct arena *arena)
+{
+    struct berth_daemon *d = ctx;
+    const char *path = http_request_path(req);
+
+    if (strcmp(path, "/healthz") == 0) {
+        resp->status = 200;
+        http_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+        if (buf_appends(&resp->body, "ok\n", NULL) < 0)
+            resp->status = 500;
+        return;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        serve_readyz(d, resp);
+        return;
+    }
+    connect_handle(&d->connect, req, resp, arena);
+}
+
+/* ---- Engine watcher --------------------------------------------------- */
+
+/* Wait up to ms or until stop; 1 when stopping. */
+static int watcher_wait(struct berth_daemon *d, int64_t ms)
+{
+    int64_t until = berth_now_ms() + ms;
+    int stopping;
+
+    lock_take(&d->lock);
+    while (!d->stopping && berth_deadline_left_ms(until) > 0) {
+        int64_t left = berth_deadline_left_ms(until);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&d->wake, &d->lock, &ts);
+    }
+    stopping = d->stopping;
+    lock_give(&d->lock);
+    return stopping;
+}
+
+/* Rebuild the registry once the Engine answers; until the first rebuild,
+ * calls fail fast with unavailable while the Engine is down. Pets the
+ * systemd watchdog while alive. */
+static void *watcher_main(void *arg)
+{
+    struct berth_daemon *d = arg;
+    int rebuilt = 0, was_up = -1;
+    uint64_t wd_usec = 0;
+    int wd = sd_watchdog_enabled(0, &wd_usec) > 0;
+
+    do {
+        struct berth_err err;
+        int up;
+
+        berth_err_clear(&err);
+        up = d->backend.ops->ping(d->backend.ctx, berth_now_ms() + PING_TIMEOUT_MS, &err) == 0;
+        if (up && !rebuilt) {
+            vm_service_set_rebuilding(d->vm_svc);
+            if (vm_service_rebuild(d->vm_svc, berth_now_ms() + 30000, &err) == 0)
+                rebuilt = 1;
+            else
+                up = 0;
+        }
+        if (up != was_up) {
+            if (up)
+                log_info("engine.up", "backend=%s", d->backend.ops->name);
+            else
+                log_warn("engine.down", "backend=%s error=\"%s\"", d->backend.ops->name,
+                         err.msg);
+            was_up = up;
+        }
+        if (!rebuilt)
+            vm_service_set_ready(d->vm_svc, 0);
+        else
+            vm_service_set_ready(d->vm_svc, 1);
+        lock_take(&d->lock);
+        d->engine_up = up;
+        lock_give(&d->lock);
+        if (wd)
+            sd_notify(0, "WATCHDOG=1");
+    } while (!watcher_wait(d, WATCH_INTERVAL_MS));
+    return NULL;
+}

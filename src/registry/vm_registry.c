@@ -1,0 +1,391 @@
+/* id -> VM record: a sorted array of records under one mutex, each record
+ * with its own operation lock and a reference count so it outlives its
+ * removal while a caller still holds it (see berth/vm_registry.h). */
+#include "berth/vm_registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "berth/lock.h"
+
+struct vm_record {
+    pthread_mutex_t op_lock;  /* serialises lifecycle calls on this VM */
+    struct vm_snapshot data;  /* guarded by registry.lock */
+    int visible;              /* guarded by registry.lock */
+    int removed;              /* guarded by registry.lock */
+    int refs;                 /* guarded by registry.lock */
+};
+
+struct vm_registry {
+    pthread_mutex_t lock;
+    struct vm_record **recs; /* guarded by lock; sorted by data.id */
+    size_t n, cap;           /* guarded by lock */
+};
+
+static char *dup_or_empty(const char *s);
+static size_t find_slot(const struct vm_registry *r, const char *id, int *found);
+static void record_free(struct vm_record *rec);
+static void record_unref_locked(struct vm_registry *r, struct vm_record *rec, int *free_it);
+
+static const char *const state_names[] = {
+    "VM_STATE_UNSPECIFIED", "VM_STATE_CREATED", "VM_STATE_RUNNING", "VM_STATE_PAUSED",
+    "VM_STATE_SHUTDOWN",
+};
+
+const char *vm_state_name(enum vm_state s)
+{
+    if ((int)s < 0 || (size_t)s >= sizeof(state_names) / sizeof(state_names[0]))
+        return "VM_STATE_UNSPECIFIED";
+    return state_names[s];
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+void vm_snapshot_release(struct vm_snapshot *s)
+{
+    if (s == NULL)
+        return;
+    free(s->id);
+    free(s->customer_id);
+    free(s->config);
+    free(s->container_id);
+    free(s->container_name);
+    free(s->image);
+    free(s->ip_address);
+    free(s->mac_address);
+    free(s->gateway);
+    free(s->ports);
+    memset(s, 0, sizeof(*s));
+}
+
+int vm_snapshot_copy(struct vm_snapshot *dst, const struct vm_snapshot *src)
+{
+    struct vm_snapshot c = *src;
+
+    c.id = dup_or_empty(src->id);
+    c.customer_id = dup_or_empty(src->customer_id);
+    c.container_id = dup_or_empty(src->container_id);
+    c.container_name = dup_or_empty(src->container_name);
+    c.image = dup_or_empty(src->image);
+    c.ip_address = dup_or_empty(src->ip_address);
+    c.mac_address = dup_or_empty(src->mac_address);
+    c.gateway = dup_or_empty(src->gateway);
+    c.config = malloc(src->config_len ? src->config_len : 1);
+    c.ports = malloc(src->n_ports ? src->n_ports * sizeof(*src->ports) : 1);
+    if (!c.id || !c.customer_id || !c.container_id || !c.container_name || !c.image ||
+        !c.ip_address || !c.mac_address || !c.gateway || !c.config || !c.ports) {
+        vm_snapshot_release(&c);
+        return -1;
+    }
+    if (src->config_len)
+        memcpy(c.config, src->config, src->config_len);
+    if (src->n_ports)
+        memcpy(c.ports, src->ports, src->n_ports * sizeof(*src->ports));
+    *dst = c;
+    return 0;
+}
+
+struct vm_registry *vm_registry_new(void)
+{
+    struct vm_registry *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    lock_init(&r->lock);
+    return r;
+}
+
+static void record_free(struct vm_record *rec)
+{
+    vm_snapshot_release(&rec->data);
+    lock_destroy(&rec->op_lock);
+    free(rec);
+}
+
+void vm_registry_free(struct vm_registry *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        record_free(r->recs[i]);
+    free(r->recs);
+    lock_destroy(&r->lock);
+    free(r);
+}
+
+/* Binary search; the index where id is or would go. Caller holds r->lock. */
+static size_t find_slot(const struct vm_registry *r, const char *id, int *found)
+{
+    size_t lo = 0, hi = r->n;
+
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->recs[mid]->data.id, id);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int vm_registry_reserve(struct vm_registry *r, const struct vm_snapshot *init,
+                        struct vm_record **out, struct berth_err *err)
+{
+    struct vm_record *rec = calloc(1, sizeof(*rec));
+    size_t at;
+    int found;
+
+    if (rec == NULL || vm_snapshot_copy(&rec->data, init) < 0) {
+        free(rec);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    lock_init(&rec->op_lock);
+    rec->refs = 1;
+    lock_take(&r->lock);
+    at = find_slot(r, init->id, &found);
+    if (found) {
+        lock_give(&r->lock);
+        record_free(rec);
+        return berth_err_set(err, BERTH_ALREADY_EXISTS, "vm '%s' already exists", init->id);
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        struct vm_record **recs = realloc(r->recs, cap * sizeof(*recs));
+        if (recs == NULL) {
+            lock_give(&r->lock);
+            record_free(rec);
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        r->recs = recs;
+        r->cap = cap;
+    }
+    memmove(&r->recs[at + 1], &r->recs[at], (r->n - at) * sizeof(*r->recs));
+    r->recs[at] = rec;
+    r->n++;
+    lock_give(&r->lock);
+    /* Nobody else can see it yet, so this never waits. */
+    lock_take(&rec->op_lock);
+    *out = rec;
+    return 0;
+}
+
+void vm_registry_publish(struct vm_registry *r, struct vm_record *rec)
+{
+    lock_take(&r->lock);
+    rec->visible = 1;
+    lock_give(&r->lock);
+}
+
+int vm_registry_acquire(struct vm_registry *r, const char *id, struct vm_record **out,
+                        struct berth_err *err)
+{
+    struct vm_record *rec;
+    size_t at;
+    int found, gone, free_it = 0;
+
+    lock_take(&r->lock);
+    at = find_slot(r, id, &found);
+    if (!found || !r->recs[at]->visible) {
+        lock_give(&r->lock);
+        return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
+    }
+    rec = r->recs[at];
+    rec->refs++;
+    lock_give(&r->lock);
+
+    lock_take(&rec->op_lock);
+    lock_take(&r->lock);
+    gone = rec->removed;
+    if (gone)
+        record_unref_locked(r, rec, &free_it);
+    lock_give(&r->lock);
+    if (gone) {
+        lock_give(&rec->op_lock);
+        if (free_it)
+            record_free(rec);
+        return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
+    }
+    *out = rec;
+    return 0;
+}
+
+/* Caller holds r->lock. A removed record is freed by whoever drops the
+ * last reference, after unlocking. */
+static void record_unref_locked(struct vm_registry *r, struct vm_record *rec, int *free_it)
+{
+    (void)r;
+    rec->refs--;
+    *free_it = rec->refs == 0 && rec->removed;
+}
+
+void vm_registry_release(struct vm_registry *r, struct vm_record *rec)
+{
+    int free_it;
+
+    lock_give(&rec->op_lock);
+    lock_take(&r->lock);
+    record_unref_locked(r, rec, &free_it);
+    lock_give(&r->lock);
+    if (free_it)
+        record_free(rec);
+}
+
+int vm_registry_read(struct vm_registry *r, struct vm_record *rec, struct vm_snapshot *out,
+                     struct berth_err *err)
+{
+    int rc;
+
+    lock_take(&r->lock);
+    rc = vm_snapshot_copy(out, &rec->data);
+    lock_give(&r->lock);
+    if (rc < 0)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
+}
+
+int vm_registry_write(struct vm_registry *r, struct vm_record *rec,
+                      const struct vm_snapshot *data, struct berth_err *err)
+{
+    struct vm_snapshot copy, old;
+    char *id;
+
+    if (vm_snapshot_copy(&copy, data) < 0)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    lock_take(&r->lock);
+    old = rec->data;
+    /* The id orders the array: it never changes. */
+    id = copy.id;
+    copy.id = old.id;
+    old.id = id;
+    if (data->metrics.sampled_at_unix_ms == 0)
+        copy.metrics = old.metrics;
+    rec->data = copy;
+    lock_give(&r->lock);
+    vm_snapshot_release(&old);
+    return 0;
+}
+
+void vm_registry_remove(struct vm_registry *r, struct vm_record *rec)
+{
+    size_t at;
+    int found;
+
+    lock_take(&r->lock);
+    at = find_slot(r, rec->data.id, &found);
+    if (found && r->recs[at] == rec) {
+        memmove(&r->recs[at], &r->recs[at + 1], (r->n - at - 1) * sizeof(*r->recs));
+        r->n--;
+    }
+    rec->removed = 1;
+    rec->visible = 0;
+    lock_give(&r->lock);
+}
+
+int vm_registry_get(struct vm_registry *r, const char *id, struct vm_snapshot *out,
+                    struct berth_err *err)
+{
+    size_t at;
+    int found, rc;
+
+    lock_take(&r->lock);
+    at = find_slot(r, id, &found);
+    if (!found || !r->recs[at]->visible) {
+        lock_give(&r->lock);
+        return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
+    }
+    rc = vm_snapshot_copy(out, &r->recs[at]->data);
+    lock_give(&r->lock);
+    if (rc < 0)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
+}
+
+int vm_registry_list(struct vm_registry *r, struct vm_snapshot **out, size_t *n,
+                     struct berth_err *err)
+{
+    struct vm_snapshot *list;
+    size_t k = 0;
+
+    lock_take(&r->lock);
+    list = calloc(r->n ? r->n : 1, sizeof(*list));
+    if (list == NULL) {
+        lock_give(&r->lock);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->recs[i]->visible)
+            continue;
+        if (vm_snapshot_copy(&list[k], &r->recs[i]->data) < 0) {
+            lock_give(&r->lock);
+            vm_snapshot_list_free(list, k);
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        k++;
+    }
+    lock_give(&r->lock);
+    *out = list;
+    *n = k;
+    return 0;
+}
+
+void vm_snapshot_list_free(struct vm_snapshot *list, size_t n)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        vm_snapshot_release(&list[i]);
+    free(list);
+}
+
+int vm_registry_set_metrics(struct vm_registry *r, const char *id, const struct vm_metrics *m)
+{
+    size_t at;
+    int found;
+
+    lock_take(&r->lock);
+    at = find_slot(r, id, &found);
+    if (found)
+        r->recs[at]->data.metrics = *m;
+    lock_give(&r->lock);
+    return found ? 0 : -1;
+}
+
+int vm_registry_set_state(struct vm_registry *r, const char *id, enum vm_state state,
+                          int oom_killed, int exit_code)
+{
+    size_t at;
+    int found;
+
+    lock_take(&r->lock);
+    at = find_slot(r, id, &found);
+    if (found) {
+        struct vm_snapshot *d = &r->recs[at]->data;
+        d->state = state;
+        d->oom_killed = oom_killed;
+        d->exit_code = exit_code;
+        if (state != VM_STATE_RUNNING && state != VM_STATE_PAUSED)
+            d->started_unix_ms = 0;
+    }
+    lock_give(&r->lock);
+    return found ? 0 : -1;
+}
+
+void vm_registry_count_states(struct vm_registry *r, size_t counts[5])
+{
+    memset(counts, 0, 5 * sizeof(counts[0]));
+    lock_take(&r->lock);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->recs[i]->visible && (int)r->recs[i]->data.state >= 0 &&
+            r->recs[i]->data.state <= VM_STATE_SHUTDOWN)
+            counts[r->recs[i]->data.state]++;
+    lock_give(&r->lock);
+}
