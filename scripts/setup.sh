@@ -1,0 +1,64 @@
+# Shared by scripts/run and scripts/test (sourced): install what is missing,
+# build, make sure a Docker Engine answers. Never restarts a running Engine.
+
+BERTH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$BERTH_ROOT/build}
+DOCKER_SOCKET=${BERTH_DOCKER_SOCKET:-/var/run/docker.sock}
+
+DEB_PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
+libcjson-dev uuid-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev zlib1g-dev
+docker.io busybox-static curl nodejs npm systemd"
+
+say() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+
+install_packages() {
+    missing=""
+    for p in $DEB_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing="$missing $p"
+    done
+    # node and npm may come from elsewhere than Debian's packages.
+    case "$missing" in *nodejs*|*npm*)
+        if command -v node >/dev/null && command -v npm >/dev/null; then
+            missing=$(printf '%s\n' $missing | grep -vx 'nodejs' | grep -vx 'npm' | tr '\n' ' ')
+        fi ;;
+    esac
+    [ -z "$(echo $missing)" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "missing packages:$missing (run as root to install them)"
+        return 1
+    fi
+    say "installing:$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+}
+
+engine_answers() {
+    curl -sf --max-time 2 --unix-socket "$DOCKER_SOCKET" http://localhost/_ping >/dev/null 2>&1
+}
+
+ensure_engine() {
+    if engine_answers; then
+        return 0
+    fi
+    if ! command -v dockerd >/dev/null; then
+        say "no Docker Engine answers on $DOCKER_SOCKET and dockerd is not installed"
+        return 1
+    fi
+    say "starting dockerd in the background (log: /var/log/berth-dockerd.log)"
+    nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
+    i=0
+    while ! engine_answers; do
+        i=$((i + 1))
+        if [ $i -gt 120 ]; then
+            say "dockerd did not answer within 60 s; see /var/log/berth-dockerd.log"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+build() {
+    cmake -S "$BERTH_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null &&
+        cmake --build "$BUILD_DIR" -j "$(nproc)"
+}
