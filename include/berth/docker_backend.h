@@ -1,0 +1,36 @@
+/* The Docker implementation of the backend interface (berth/backend.h):
+ * each operation becomes Engine API calls through berth/engine_client.h.
+ * Containers it creates carry berth.managed=true; it never acts on a
+ * container without that label (not_found instead) and never grants host
+ * privileges. */
+#ifndef BERTH_DOCKER_BACKEND_H
+#define BERTH_DOCKER_BACKEND_H
+
+#include <stdint.h>
+
+#include "berth/backend.h"
+#include "berth/err.h"
+
+#define DOCKER_BACKEND_DEFAULT_SOCKET "/var/run/docker.sock"
+#define DOCKER_BACKEND_DEFAULT_PUBLISH "127.0.0.1"
+#define DOCKER_BACKEND_DEFAULT_PIDS_LIMIT 4096
+
+/* The label every container berthd creates carries, and filters by. */
+#define DOCKER_BACKEND_MANAGED_KEY "berth.managed"
+#define DOCKER_BACKEND_MANAGED_VALUE "true"
+
+/* Borrowed for the duration of docker_backend_new (strings are copied);
+ * a NULL config means all defaults. */
+struct docker_backend_config {
+    const char *socket_path;     /* NULL or "": DOCKER_BACKEND_DEFAULT_SOCKET */
+    const char *publish_address; /* host IP for published ports; NULL or "": 127.0.0.1 */
+    int64_t pids_limit;          /* per container; 0: default, < 0: no limit */
+};
+
+/* Fill *out with the Docker backend (ops + a context the caller releases
+ * with backend_destroy()). Does no I/O: an Engine that is down now is
+ * reached on a later call. */
+int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
+                       struct berth_err *err) BERTH_MUST_USE;
+
+#endif

@@ -1,0 +1,582 @@
+/* The Docker backend against a fake Engine: the exact create body, the
+ * pull-on-missing-image flow, status mapping of the lifecycle calls, the
+ * berth.managed rule, and what inspect and list read. */
+#include "berth/clock.h"
+#include "berth/docker_backend.h"
+#include "berth/engine_client.h"
+#include "fake_engine.h"
+#include "testlib.h"
+
+/* A managed container as inspect answers it. */
+/* One pull error line, as the Engine sends it. */
+#define PULL_ERROR_LINE(msg) "{\"errorDetail\":{\"message\":\"" msg "\"},\"error\":\"" msg "\"}\n"
+
+#define INSPECT_MANAGED                                                                            \
+    "{\"Id\":\"full123\",\"Name\":\"/web-1\",\"Config\":{\"Image\":\"busybox\","                   \
+    "\"Labels\":{\"berth.managed\":\"true\"}},\"State\":{\"Status\":\"running\"}}"
+
+struct fixture {
+    struct fake_engine fe;
+    struct backend b;
+    struct berth_err err;
+};
+
+static void fx_start(struct fixture *fx)
+{
+    struct docker_backend_config cfg = {NULL, "10.1.2.3", 0};
+
+    fe_init(&fx->fe);
+    fe_start(&fx->fe);
+    cfg.socket_path = fx->fe.sock;
+    berth_err_clear(&fx->err);
+    memset(&fx->b, 0, sizeof(fx->b));
+    CHECK(docker_backend_new(&cfg, &fx->b, &fx->err) == 0);
+}
+
+static void fx_stop(struct fixture *fx)
+{
+    backend_destroy(&fx->b);
+    fe_stop(&fx->fe);
+}
+
+static const char *fx_line(struct fixture *fx, size_t i)
+{
+    static char line[1024];
+
+    return fe_req_line(&fx->fe, i, line, sizeof(line));
+}
+
+static const char *fx_body(struct fixture *fx, size_t i)
+{
+    const char *b;
+
+    pthread_mutex_lock(&fx->fe.mu);
+    b = i < fx->fe.n_reqs ? fx->fe.reqs[i].body : "(none)";
+    pthread_mutex_unlock(&fx->fe.mu);
+    return b;
+}
+
+static void test_create_body(void)
+{
+    static const char *const cmd[] = {"sh", "-c", "echo hi"};
+    static const char *const env[] = {"A=1", "B=two words"};
+    static const struct backend_port ports[] = {
+        {80, 0, "tcp"}, {53, 5353, "udp"}, {80, 8080, "tcp"}};
+    static const struct backend_label labels[] = {
+        {"berth.kind", "vm"}, {"berth.managed", "false"}, {"berth.vm_id", "web 1"}};
+    static const char *const forbidden[] = {
+        "Privileged", "NetworkMode", "PidMode", "IpcMode",    "CapAdd",      "Devices",
+        "Binds",      "Mounts",      "UTSMode", "UsernsMode", "SecurityOpt", "VolumesFrom"};
+    struct backend_spec spec = {
+        .name = "web 1/x?",
+        .image = "busybox:1.36",
+        .cmd = cmd,
+        .n_cmd = 3,
+        .env = env,
+        .n_env = 2,
+        .working_dir = "/srv",
+        .ports = ports,
+        .n_ports = 3,
+        .labels = labels,
+        .n_labels = 3,
+        .nano_cpus = 1500000000,
+        .memory_bytes = (int64_t)1 << 53 | 1, /* not exact as a double */
+        .restart_policy = "unless-stopped",
+    };
+    struct fixture fx;
+    char *id = NULL;
+    const char *body;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 201, "{\"Id\":\"abc123\",\"Warnings\":[]}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, berth_now_ms() + 5000, &id, &fx.err) == 0);
+    CHECK_STR(id, "abc123");
+    free(id);
+    CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create?name=web%201%2Fx%3F");
+    body = fx_body(&fx, 0);
+    CHECK_STR(body, "{\"HostConfig\":{"
+                    "\"PortBindings\":{"
+                    "\"80/tcp\":[{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"\"},"
+                    "{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"8080\"}],"
+                    "\"53/udp\":[{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"5353\"}]},"
+                    "\"NanoCpus\":1500000000,\"Memory\":9007199254740993,\"PidsLimit\":4096,"
+                    "\"RestartPolicy\":{\"Name\":\"unless-stopped\"}},"
+                    "\"Image\":\"busybox:1.36\",\"Cmd\":[\"sh\",\"-c\",\"echo hi\"],"
+                    "\"Env\":[\"A=1\",\"B=two words\"],\"WorkingDir\":\"/srv\","
+                    "\"Labels\":{\"berth.kind\":\"vm\",\"berth.vm_id\":\"web 1\","
+                    "\"berth.managed\":\"true\"},"
+                    "\"ExposedPorts\":{\"80/tcp\":{},\"53/udp\":{}}}");
+    for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
+        CHECK_MSG(strstr(body, forbidden[i]) == NULL, "%s", forbidden[i]);
+    fx_stop(&fx);
+}
+
+static void test_create_minimal_and_invalid(void)
+{
+    static const struct backend_port bad_port[] = {{0, 0, "tcp"}};
+    static const struct backend_port bad_proto[] = {{80, 0, "sctp"}};
+    struct backend_spec ok = {.image = "busybox"};
+    struct fixture fx;
+    char *id = NULL;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 201, "{\"Id\":\"m1\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &ok, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    id = NULL;
+    CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create");
+    CHECK_STR(fx_body(&fx, 0), "{\"HostConfig\":{\"PidsLimit\":4096},\"Image\":\"busybox\","
+                               "\"Env\":[],\"Labels\":{\"berth.managed\":\"true\"}}");
+
+    {
+        static const struct {
+            const char *desc;
+            struct backend_spec spec;
+        } rows[] = {
+            {"no image", {.name = "x"}},
+            {"container port 0", {.image = "a", .ports = bad_port, .n_ports = 1}},
+            {"sctp", {.image = "a", .ports = bad_proto, .n_ports = 1}},
+            {"restart policy", {.image = "a", .restart_policy = "sometimes"}},
+            {"negative memory", {.image = "a", .memory_bytes = -1}},
+        };
+
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+            berth_err_clear(&fx.err);
+            CHECK_MSG(fx.b.ops->create(fx.b.ctx, &rows[i].spec, BERTH_NO_DEADLINE, &id, &fx.err) <
+                          0,
+                      "%s", rows[i].desc);
+            CHECK_MSG(fx.err.code == BERTH_INVALID_ARGUMENT, "%s: %s", rows[i].desc, fx.err.msg);
+        }
+    }
+    CHECK(fe_n_reqs(&fx.fe) == 1); /* nothing invalid reached the engine */
+    fx_stop(&fx);
+}
+
+static void test_create_errors(void)
+{
+    static const struct {
+        const char *desc;
+        int status;
+        const char *body;
+        enum berth_code code;
+    } rows[] = {
+        {"name taken", 409,
+         "{\"message\":\"Conflict. The container name \\\"/web\\\" is already in use\"}",
+         BERTH_ALREADY_EXISTS},
+        {"bad spec", 400, "{\"message\":\"invalid reference format\"}", BERTH_INVALID_ARGUMENT},
+        {"engine broken", 500, "{\"message\":\"driver failed\"}", BERTH_UNAVAILABLE},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct backend_spec spec = {.name = "web", .image = "busybox"};
+        struct fixture fx;
+        char *id = NULL;
+        char msg[256];
+
+        fx_start(&fx);
+        fe_reply(&fx.fe, rows[i].status, rows[i].body);
+        CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(id == NULL);
+        CHECK_MSG(fx.err.code == rows[i].code, "%s: %s", rows[i].desc, fx.err.msg);
+        /* The Engine's own words reach the message. */
+        engine_error_text(
+            &(struct engine_response){.status = rows[i].status,
+                                      .body = {(char *)rows[i].body, strlen(rows[i].body), 0, 0}},
+            msg, sizeof(msg));
+        CHECK_MSG(strstr(fx.err.msg, msg) != NULL, "%s: %s", rows[i].desc, fx.err.msg);
+        fx_stop(&fx);
+    }
+}
+
+static void test_pull_on_missing_image(void)
+{
+    static const struct {
+        const char *image;
+        const char *pull;
+    } rows[] = {
+        {"busybox", "POST /v1.41/images/create?fromImage=busybox&tag=latest"},
+        {"reg.example:5000/ns/app:1.2",
+         "POST /v1.41/images/create?fromImage=reg.example%3A5000%2Fns%2Fapp&tag=1.2"},
+        {"reg.example:5000/app", "POST /v1.41/images/create?fromImage=reg.example%3A5000%2Fapp"
+                                 "&tag=latest"},
+        {"app@sha256:0123abcd", "POST /v1.41/images/create?fromImage=app&tag=sha256%3A0123abcd"},
+        {"app:1@sha256:0123abcd", "POST /v1.41/images/create?fromImage=app&tag=sha256%3A0123abcd"},
+    };
+    static const char *const progress[] = {
+        "{\"status\":\"Pulling from library/busybox\",\"id\":\"latest\"}\n",
+        "{\"status\":\"Download complete\",\"progressDetail\":{},\"id\":\"a1\"}\n",
+        "{\"status\":\"Status: Downloaded newer image\"}\n"};
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct backend_spec spec = {.name = "web", .image = rows[i].image};
+        struct fixture fx;
+        char *id = NULL;
+
+        fx_start(&fx);
+        fe_reply(&fx.fe, 404, "{\"message\":\"No such image: x\"}");
+        fe_reply_chunked(&fx.fe, progress, 3, 0);
+        fe_reply(&fx.fe, 201, "{\"Id\":\"new1\"}");
+        CHECK_MSG(fx.b.ops->create(fx.b.ctx, &spec, berth_now_ms() + 10000, &id, &fx.err) == 0,
+                  "%s: %s", rows[i].image, fx.err.msg);
+        CHECK_STR(id, "new1");
+        free(id);
+        CHECK(fe_n_reqs(&fx.fe) == 3);
+        CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create?name=web");
+        CHECK_STR(fx_line(&fx, 1), rows[i].pull);
+        CHECK_STR(fx_line(&fx, 2), "POST /v1.41/containers/create?name=web");
+        CHECK_STR(fx_body(&fx, 0), fx_body(&fx, 2));
+        fx_stop(&fx);
+    }
+}
+
+static void test_pull_errors(void)
+{
+    static const char *const denied[] = {"{\"status\":\"Pulling from library/nope\"}\n",
+                                         PULL_ERROR_LINE("manifest for nope:latest not found"),
+                                         "{\"status\":\"never read\"}\n"};
+    static const char *const flaky[] = {PULL_ERROR_LINE("net/http: TLS handshake timeout")};
+    struct backend_spec spec = {.name = "web", .image = "nope"};
+    struct fixture fx;
+    char *id = NULL;
+
+    /* An error line in the stream: not_found with the Engine's message, no
+     * second create. */
+    fx_start(&fx);
+    fe_reply(&fx.fe, 404, "{\"message\":\"No such image: nope:latest\"}");
+    fe_reply_chunked(&fx.fe, denied, 3, 0);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_NOT_FOUND, "%s", fx.err.msg);
+    CHECK(strstr(fx.err.msg, "manifest for nope:latest not found") != NULL);
+    CHECK(strstr(fx.err.msg, "'nope'") != NULL);
+    CHECK(fe_n_reqs(&fx.fe) == 2);
+    fx_stop(&fx);
+
+    /* A transient failure is unavailable (worth retrying). */
+    fx_start(&fx);
+    fe_reply(&fx.fe, 404, "{\"message\":\"No such image: nope:latest\"}");
+    fe_reply_chunked(&fx.fe, flaky, 1, 0);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_UNAVAILABLE, "%s", fx.err.msg);
+    CHECK(strstr(fx.err.msg, "TLS handshake timeout") != NULL);
+    fx_stop(&fx);
+
+    /* The pull itself refused (before any stream). */
+    fx_start(&fx);
+    fe_reply(&fx.fe, 404, "{\"message\":\"No such image: nope:latest\"}");
+    fe_reply(&fx.fe, 404,
+             "{\"message\":\"pull access denied for nope, repository does not exist\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_NOT_FOUND, "%s", fx.err.msg);
+    CHECK(strstr(fx.err.msg, "pull access denied") != NULL);
+    fx_stop(&fx);
+}
+
+enum op { OP_START, OP_STOP, OP_KILL, OP_PAUSE, OP_UNPAUSE, OP_RESTART, OP_REMOVE };
+
+static int run_op(struct fixture *fx, enum op op, const char *id, int64_t deadline)
+{
+    void *c = fx->b.ctx;
+    const struct backend_ops *o = fx->b.ops;
+
+    switch (op) {
+    case OP_START:
+        return o->start(c, id, deadline, &fx->err);
+    case OP_STOP:
+        return o->stop(c, id, 5, deadline, &fx->err);
+    case OP_KILL:
+        return o->kill(c, id, deadline, &fx->err);
+    case OP_PAUSE:
+        return o->pause(c, id, deadline, &fx->err);
+    case OP_UNPAUSE:
+        return o->unpause(c, id, deadline, &fx->err);
+    case OP_RESTART:
+        return o->restart(c, id, 3, deadline, &fx->err);
+    case OP_REMOVE:
+        return o->remove(c, id, deadline, &fx->err);
+    }
+    return -1;
+}
+
+static void test_lifecycle_mapping(void)
+{
+    static const struct {
+        const char *desc;
+        enum op op;
+        int status;
+        const char *body;
+        const char *want_line;
+        enum berth_code code;
+        const char *want_msg;
+    } rows[] = {
+        {"start", OP_START, 204, NULL, "POST /v1.41/containers/full123/start", BERTH_OK, NULL},
+        {"start: already running", OP_START, 304, NULL, "POST /v1.41/containers/full123/start",
+         BERTH_OK, NULL},
+        {"stop with t", OP_STOP, 204, NULL, "POST /v1.41/containers/full123/stop?t=5", BERTH_OK,
+         NULL},
+        {"stop: already stopped", OP_STOP, 304, NULL, "POST /v1.41/containers/full123/stop?t=5",
+         BERTH_OK, NULL},
+        {"restart with t", OP_RESTART, 204, NULL, "POST /v1.41/containers/full123/restart?t=3",
+         BERTH_OK, NULL},
+        {"kill", OP_KILL, 204, NULL, "POST /v1.41/containers/full123/kill", BERTH_OK, NULL},
+        {"pause a stopped one", OP_PAUSE, 409, "{\"message\":\"Container full123 is not running\"}",
+         "POST /v1.41/containers/full123/pause", BERTH_FAILED_PRECONDITION,
+         "Container full123 is not running"},
+        {"unpause: engine fails", OP_UNPAUSE, 500, "{\"message\":\"cgroup trouble\"}",
+         "POST /v1.41/containers/full123/unpause", BERTH_UNAVAILABLE, "cgroup trouble"},
+        {"unpause: engine says 500 for a state", OP_UNPAUSE, 500,
+         "{\"message\":\"Container full123 is not paused\"}",
+         "POST /v1.41/containers/full123/unpause", BERTH_FAILED_PRECONDITION, "is not paused"},
+        {"kill: vanished meanwhile", OP_KILL, 404, "{\"message\":\"No such container: full123\"}",
+         "POST /v1.41/containers/full123/kill", BERTH_NOT_FOUND, "No such container: full123"},
+        {"remove", OP_REMOVE, 204, NULL, "DELETE /v1.41/containers/full123?force=true&v=true",
+         BERTH_OK, NULL},
+        {"remove: gone", OP_REMOVE, 404, "{\"message\":\"No such container: full123\"}",
+         "DELETE /v1.41/containers/full123?force=true&v=true", BERTH_NOT_FOUND,
+         "No such container"},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct fixture fx;
+        int rc;
+
+        fx_start(&fx);
+        fe_reply(&fx.fe, 200, INSPECT_MANAGED);
+        fe_reply(&fx.fe, rows[i].status, rows[i].body);
+        rc = run_op(&fx, rows[i].op, "web-1", berth_now_ms() + 5000);
+        CHECK_MSG((rc == 0) == (rows[i].code == BERTH_OK), "%s: %s", rows[i].desc, fx.err.msg);
+        CHECK_MSG(fx.err.code == rows[i].code, "%s: %s", rows[i].desc, fx.err.msg);
+        if (rows[i].want_msg != NULL)
+            CHECK_MSG(strstr(fx.err.msg, rows[i].want_msg) != NULL, "%s: %s", rows[i].desc,
+                      fx.err.msg);
+        CHECK_STR(fx_line(&fx, 0), "GET /v1.41/containers/web-1/json");
+        CHECK_STR(fx_line(&fx, 1), rows[i].want_line);
+        fx_stop(&fx);
+    }
+}
+
+static void test_not_ours(void)
+{
+    static const char *const unmanaged[] = {
+        "{\"Id\":\"other\",\"Name\":\"/db\",\"Config\":{\"Image\":\"postgres\","
+        "\"Labels\":{\"com.example\":\"x\"}},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Name\":\"/db\",\"Config\":{\"Image\":\"postgres\","
+        "\"Labels\":{\"berth.managed\":\"false\"}},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Name\":\"/db\",\"Config\":{\"Image\":\"postgres\","
+        "\"Labels\":null},\"State\":{\"Status\":\"running\"}}",
+    };
+
+    for (size_t i = 0; i < sizeof(unmanaged) / sizeof(unmanaged[0]); i++) {
+        for (int op = OP_START; op <= OP_REMOVE + 1; op++) {
+            struct backend_container c;
+            struct fixture fx;
+            int rc;
+
+            fx_start(&fx);
+            fe_reply(&fx.fe, 200, unmanaged[i]);
+            memset(&c, 0, sizeof(c));
+            if (op == OP_REMOVE + 1)
+                rc = fx.b.ops->inspect(fx.b.ctx, "db", BERTH_NO_DEADLINE, &c, &fx.err);
+            else
+                rc = run_op(&fx, (enum op)op, "db", BERTH_NO_DEADLINE);
+            CHECK(rc < 0);
+            CHECK_MSG(fx.err.code == BERTH_NOT_FOUND, "op %d: %s", op, fx.err.msg);
+            CHECK(c.id == NULL);
+            /* Looked at it, touched nothing. */
+            CHECK(fe_n_reqs(&fx.fe) == 1);
+            fx_stop(&fx);
+        }
+    }
+}
+
+static void test_inspect(void)
+{
+    static const char *const full =
+        "{\"Id\":\"4f1e\",\"Created\":\"2026-11-25T06:00:02.123456789Z\","
+        "\"Name\":\"/web-1\",\"Image\":\"sha256:aaaa\","
+        "\"State\":{\"Status\":\"exited\",\"Running\":false,\"OOMKilled\":true,"
+        "\"ExitCode\":137,\"StartedAt\":\"2026-11-25T06:00:03.5Z\","
+        "\"FinishedAt\":\"2026-11-25T08:00:04.000000001+02:00\"},"
+        "\"HostConfig\":{\"PortBindings\":{\"80/tcp\":[{\"HostIp\":\"127.0.0.1\","
+        "\"HostPort\":\"\"}]}},"
+        "\"Config\":{\"Image\":\"busybox:1.36\",\"Labels\":{\"berth.managed\":\"true\","
+        "\"berth.kind\":\"vm\"}},"
+        "\"NetworkSettings\":{\"IPAddress\":\"\",\"Ports\":{"
+        "\"80/tcp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"49153\"},"
+        "{\"HostIp\":\"::\",\"HostPort\":\"49153\"}],\"9000/tcp\":null,"
+        "\"53/udp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"5353\"}]},"
+        "\"Networks\":{\"berth\":{\"IPAddress\":\"172.18.0.5\",\"Gateway\":\"172.18.0.1\","
+        "\"MacAddress\":\"02:42:ac:12:00:05\"}}}}";
+    static const char *const stopped =
+        "{\"Id\":\"4f1e\",\"Created\":\"2026-11-25T06:00:02Z\",\"Name\":\"/web-1\","
+        "\"State\":{\"Status\":\"created\",\"StartedAt\":\"0001-01-01T00:00:00Z\","
+        "\"FinishedAt\":\"0001-01-01T00:00:00Z\"},"
+        "\"HostConfig\":{\"PortBindings\":{\"80/tcp\":[{\"HostIp\":\"127.0.0.1\","
+        "\"HostPort\":\"\"}],\"81/tcp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"8081\"}]}},"
+        "\"Config\":{\"Image\":\"busybox\",\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"NetworkSettings\":{\"IPAddress\":\"\",\"Ports\":{},\"Networks\":{\"bridge\":"
+        "{\"IPAddress\":\"\"}}}}";
+    struct backend_container c;
+    struct fixture fx;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, full);
+    fe_reply(&fx.fe, 200, stopped);
+    fe_reply(&fx.fe, 404, "{\"message\":\"No such container: a b/../c\"}");
+    memset(&c, 0, sizeof(c));
+    CHECK(fx.b.ops->inspect(fx.b.ctx, "web-1", BERTH_NO_DEADLINE, &c, &fx.err) == 0);
+    CHECK_STR(c.id, "4f1e");
+    CHECK_STR(c.name, "web-1");
+    CHECK_STR(c.image, "busybox:1.36");
+    CHECK_STR(c.state, "exited");
+    CHECK(c.oom_killed == 1);
+    CHECK(c.exit_code == 137);
+    CHECK(c.created_unix == 1795586402);
+    CHECK(c.started_unix_ms == 1795586403500);
+    CHECK_MSG(c.finished_unix_ms == 1795586404000, "%lld", (long long)c.finished_unix_ms);
+    CHECK_STR(c.ip_address, "172.18.0.5");
+    CHECK_STR(c.gateway, "172.18.0.1");
+    CHECK_STR(c.mac_address, "02:42:ac:12:00:05");
+    CHECK(c.n_ports == 2);
+    if (c.n_ports == 2) {
+        CHECK(c.ports[0].container_port == 80 && c.ports[0].host_port == 49153);
+        CHECK_STR(c.ports[0].protocol, "tcp");
+        CHECK(c.ports[1].container_port == 53 && c.ports[1].host_port == 5353);
+        CHECK_STR(c.ports[1].protocol, "udp");
+    }
+    CHECK_STR(backend_container_label(&c, "berth.kind"), "vm");
+    CHECK(c.n_labels == 2);
+    backend_container_release(&c);
+
+    /* Never started: zero times, empty strings, requested bindings. */
+    CHECK(fx.b.ops->inspect(fx.b.ctx, "web-1", BERTH_NO_DEADLINE, &c, &fx.err) == 0);
+    CHECK(c.started_unix_ms == 0 && c.finished_unix_ms == 0);
+    CHECK(c.created_unix == 1795586402);
+    CHECK_STR(c.ip_address, "");
+    CHECK_STR(c.mac_address, "");
+    CHECK(c.n_ports == 2);
+    if (c.n_ports == 2) {
+        CHECK(c.ports[0].container_port == 80 && c.ports[0].host_port == 0);
+        CHECK(c.ports[1].container_port == 81 && c.ports[1].host_port == 8081);
+    }
+    backend_container_release(&c);
+
+    /* Ids are escaped in the path; 404 is not_found with the Engine's words. */
+    CHECK(fx.b.ops->inspect(fx.b.ctx, "a b/../c", BERTH_NO_DEADLINE, &c, &fx.err) < 0);
+    CHECK(fx.err.code == BERTH_NOT_FOUND);
+    CHECK(strstr(fx.err.msg, "No such container") != NULL);
+    CHECK_STR(fx_line(&fx, 2), "GET /v1.41/containers/a%20b%2F..%2Fc/json");
+    fx_stop(&fx);
+}
+
+static void test_list(void)
+{
+    static const char *const answer =
+        "[{\"Id\":\"c1\",\"Names\":[\"/web-1\"],\"Image\":\"busybox\",\"State\":\"running\","
+        "\"Created\":1795586402,\"Labels\":{\"berth.managed\":\"true\",\"berth.kind\":\"vm\"},"
+        "\"Ports\":[{\"IP\":\"127.0.0.1\",\"PrivatePort\":80,\"PublicPort\":49153,"
+        "\"Type\":\"tcp\"},{\"IP\":\"::\",\"PrivatePort\":80,\"PublicPort\":49153,"
+        "\"Type\":\"tcp\"},{\"PrivatePort\":9000,\"Type\":\"tcp\"}],"
+        "\"NetworkSettings\":{\"Networks\":{\"bridge\":{\"IPAddress\":\"172.17.0.2\","
+        "\"Gateway\":\"172.17.0.1\",\"MacAddress\":\"02:42:ac:11:00:02\"}}}},"
+        "{\"Id\":\"c2\",\"Names\":[\"/sneaky\"],\"Image\":\"x\",\"State\":\"exited\","
+        "\"Labels\":{\"berth.kind\":\"vm\"}},"
+        "{\"Id\":\"c3\",\"Names\":[\"/gw\"],\"Image\":\"nginx\",\"State\":\"exited\","
+        "\"Created\":1,\"Labels\":{\"berth.managed\":\"true\"},\"Ports\":[],"
+        "\"NetworkSettings\":{\"Networks\":{}}}]";
+    struct backend_container_list l = {NULL, 0};
+    struct fixture fx;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, answer);
+    fe_reply(&fx.fe, 200, "[]");
+    CHECK(fx.b.ops->list(fx.b.ctx, "berth.kind=vm", BERTH_NO_DEADLINE, &l, &fx.err) == 0);
+    CHECK_STR(fx_line(&fx, 0),
+              "GET /v1.41/containers/json?all=true&filters=%7B%22label%22%3A%5B%22berth.managed"
+              "%3Dtrue%22%2C%22berth.kind%3Dvm%22%5D%7D");
+    CHECK(l.n == 2);
+    if (l.n == 2) {
+        CHECK_STR(l.items[0].id, "c1");
+        CHECK_STR(l.items[0].name, "web-1");
+        CHECK_STR(l.items[0].state, "running");
+        CHECK(l.items[0].created_unix == 1795586402);
+        CHECK_STR(l.items[0].ip_address, "172.17.0.2");
+        CHECK(l.items[0].n_ports == 1);
+        CHECK(l.items[0].n_ports == 1 && l.items[0].ports[0].host_port == 49153);
+        CHECK_STR(backend_container_label(&l.items[0], "berth.kind"), "vm");
+        CHECK_STR(l.items[1].id, "c3");
+        CHECK_STR(l.items[1].ip_address, "");
+        CHECK(l.items[1].n_ports == 0);
+    }
+    backend_container_list_release(&l);
+
+    CHECK(fx.b.ops->list(fx.b.ctx, NULL, BERTH_NO_DEADLINE, &l, &fx.err) == 0);
+    CHECK(l.n == 0);
+    CHECK_STR(fx_line(&fx, 1), "GET /v1.41/containers/json?all=true&filters=%7B%22label%22%3A"
+                               "%5B%22berth.managed%3Dtrue%22%5D%7D");
+    backend_container_list_release(&l);
+    fx_stop(&fx);
+}
+
+static void test_ping_and_unavailable(void)
+{
+    struct fixture fx;
+    struct docker_backend_config cfg = {NULL, NULL, 0};
+    struct backend b = {NULL, NULL};
+    struct berth_err err;
+    int64_t t0;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, "OK");
+    CHECK(fx.b.ops->ping(fx.b.ctx, BERTH_NO_DEADLINE, &fx.err) == 0);
+    CHECK_STR(fx_line(&fx, 0), "GET /v1.41/_ping");
+    CHECK_STR(fx.b.ops->name, "docker");
+
+    /* No engine behind the socket path: unavailable, quickly. */
+    cfg.socket_path = fx.fe.dir; /* a directory, not a socket */
+    berth_err_clear(&err);
+    CHECK(docker_backend_new(&cfg, &b, &err) == 0);
+    t0 = berth_now_ms();
+    CHECK(b.ops->ping(b.ctx, BERTH_NO_DEADLINE, &err) < 0);
+    CHECK_MSG(err.code == BERTH_UNAVAILABLE, "%s", err.msg);
+    CHECK(berth_now_ms() - t0 < 1000);
+    backend_destroy(&b);
+    fx_stop(&fx);
+}
+
+static void test_stop_deadline(void)
+{
+    struct fixture fx;
+    int64_t t0;
+
+    /* The caller's deadline wins over t plus margin. */
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, INSPECT_MANAGED);
+    fe_reply_stall(&fx.fe);
+    t0 = berth_now_ms();
+    CHECK(fx.b.ops->stop(fx.b.ctx, "web-1", 30, t0 + 300, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_DEADLINE_EXCEEDED, "%s", fx.err.msg);
+    CHECK(berth_now_ms() - t0 < 3000);
+    fx_stop(&fx);
+}
+
+int main(void)
+{
+    struct berth_err err;
+
+    berth_err_clear(&err);
+    if (engine_global_init(&err) < 0)
+        return 1;
+    test_create_body();
+    test_create_minimal_and_invalid();
+    test_create_errors();
+    test_pull_on_missing_image();
+    test_pull_errors();
+    test_lifecycle_mapping();
+    test_not_ours();
+    test_inspect();
+    test_list();
+    test_ping_and_unavailable();
+    test_stop_deadline();
+    engine_global_cleanup();
+    return test_summary("test_docker_backend");
+}
