@@ -4,6 +4,7 @@
 #include "berth/daemon.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
@@ -37,8 +38,9 @@ struct berth_daemon {
     int watcher_started;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    int stopping;  /* guarded by lock */
-    int engine_up; /* guarded by lock */
+    int stopping;          /* guarded by lock */
+    atomic_int stop_flag;  /* set with stopping; ends the event stream */
+    int64_t events_since_ns; /* watcher thread only: resume point of the stream */
 };
 
 static int backend_open(const struct berth_config *cfg, struct backend *out,
@@ -48,6 +50,8 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
 static void *watcher_main(void *arg);
 static int watcher_wait(struct berth_daemon *d, int64_t ms);
+static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
+static void on_engine_event(void *arg, const struct backend_event *ev);
 
 static int backend_open(const struct berth_config *cfg, struct backend *out,
                         struct berth_err *err)
@@ -118,6 +122,13 @@ const char *daemon_address(const struct berth_daemon *d)
     return http_server_address(d->http);
 }
 
+void daemon_heartbeat(struct berth_daemon *d)
+{
+    (void)d;
+    if (sd_watchdog_enabled(0, NULL) > 0)
+        sd_notify(0, "WATCHDOG=1");
+}
+
 void daemon_stop(struct berth_daemon *d)
 {
     if (d == NULL)
@@ -131,6 +142,7 @@ void daemon_stop(struct berth_daemon *d)
     }
     lock_take(&d->lock);
     d->stopping = 1;
+    atomic_store(&d->stop_flag, 1);
     pthread_cond_broadcast(&d->wake);
     lock_give(&d->lock);
     if (d->watcher_started)
@@ -184,6 +196,13 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
 
 /* ---- Engine watcher --------------------------------------------------- */
 
+/* How long the watcher rests between rounds: a backend without events is
+ * polled each second; a down Engine is retried with backoff. */
+static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms)
+{
+    return d->backend.ops->watch != NULL ? backoff_ms : WATCH_INTERVAL_MS;
+}
+
 /* Wait up to ms or until stop; 1 when stopping. */
 static int watcher_wait(struct berth_daemon *d, int64_t ms)
 {
@@ -208,15 +227,25 @@ static int watcher_wait(struct berth_daemon *d, int64_t ms)
     return stopping;
 }
 
-/* Rebuild the registry once the Engine answers; until the first rebuild,
- * calls fail fast with unavailable while the Engine is down. Pets the
- * systemd watchdog while alive. */
+static void on_engine_event(void *arg, const struct backend_event *ev)
+{
+    struct berth_daemon *d = arg;
+
+    vm_service_on_event(d->vm_svc, ev);
+    if (ev->time_unix_ns > d->events_since_ns)
+        d->events_since_ns = ev->time_unix_ns;
+}
+
+/* Keep the registry in line with the Engine: once it answers, note the
+ * time, sync from a listing, then follow its event stream from that time
+ * (so nothing falls between the list and the subscription). When the stream
+ * breaks, reconnect with backoff, resume from the last event's time and sync
+ * again. Until the first sync, calls fail fast while the Engine is down. */
 static void *watcher_main(void *arg)
 {
     struct berth_daemon *d = arg;
-    int rebuilt = 0, was_up = -1;
-    uint64_t wd_usec = 0;
-    int wd = sd_watchdog_enabled(0, &wd_usec) > 0;
+    int synced = 0, was_up = -1;
+    int64_t backoff_ms = 250;
 
     do {
         struct berth_err err;
@@ -224,12 +253,13 @@ static void *watcher_main(void *arg)
 
         berth_err_clear(&err);
         up = d->backend.ops->ping(d->backend.ctx, berth_now_ms() + PING_TIMEOUT_MS, &err) == 0;
-        if (up && !rebuilt) {
-            vm_service_set_rebuilding(d->vm_svc);
-            if (vm_service_rebuild(d->vm_svc, berth_now_ms() + 30000, &err) == 0)
-                rebuilt = 1;
-            else
-                up = 0;
+        if (up) {
+            if (d->events_since_ns == 0)
+                d->events_since_ns = (berth_unix_ms() - 1000) * 1000000;
+            if (!synced)
+                vm_service_set_rebuilding(d->vm_svc);
+            up = vm_service_rebuild(d->vm_svc, berth_now_ms() + 30000, &err) == 0;
+            synced = synced || up;
         }
         if (up != was_up) {
             if (up)
@@ -239,15 +269,19 @@ static void *watcher_main(void *arg)
                          err.msg);
             was_up = up;
         }
-        if (!rebuilt)
-            vm_service_set_ready(d->vm_svc, 0);
-        else
-            vm_service_set_ready(d->vm_svc, 1);
-        lock_take(&d->lock);
-        d->engine_up = up;
-        lock_give(&d->lock);
-        if (wd)
-            sd_notify(0, "WATCHDOG=1");
-    } while (!watcher_wait(d, WATCH_INTERVAL_MS));
+        vm_service_set_ready(d->vm_svc, synced);
+        if (up && d->backend.ops->watch != NULL) {
+            backoff_ms = 250;
+            berth_err_clear(&err);
+            if (d->backend.ops->watch(d->backend.ctx, d->events_since_ns, &d->stop_flag,
+                                      on_engine_event, d, &err) < 0) {
+                log_warn("engine.events", "reason=\"%s\"", err.msg);
+                was_up = -1;
+            }
+            continue;
+        }
+        if (!up && backoff_ms < 2000)
+            backoff_ms *= 2;
+    } while (!watcher_wait(d, up_wait_ms(d, backoff_ms)));
     return NULL;
 }

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "berth/config.h"
 #include "berth/daemon.h"
@@ -40,7 +41,13 @@ int main(int argc, char **argv)
         config_release(&cfg);
         return 1;
     }
-    sigwait(&sigs, &sig);
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig > 0)
+            break;
+        daemon_heartbeat(d);
+    }
     log_info("daemon.stopping", "signal=%d", sig);
     daemon_stop(d);
     log_info("daemon.stopped", "code=ok");

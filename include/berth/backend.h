@@ -9,6 +9,7 @@
 #ifndef BERTH_BACKEND_H
 #define BERTH_BACKEND_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,6 +81,19 @@ void backend_container_list_release(struct backend_container_list *l);
 /* The value of a label, or NULL. */
 const char *backend_container_label(const struct backend_container *c, const char *key);
 
+/* Something that happened to a managed container, as the engine reported it.
+ * Strings are only valid during the callback. */
+struct backend_event {
+    const char *action;       /* start die oom pause unpause restart destroy ... */
+    const char *container_id;
+    const char *kind;         /* the berth.kind label, or "" */
+    const char *object_id;    /* berth.vm_id / gateway_id / deployment_id, or "" */
+    int exit_code;            /* die: the exit code; otherwise -1 */
+    int64_t time_unix_ns;     /* when it happened, by the engine's clock */
+};
+
+typedef void (*backend_event_fn)(void *arg, const struct backend_event *ev);
+
 struct backend_ops {
     const char *name; /* "docker", "memory" */
 
@@ -109,6 +123,13 @@ struct backend_ops {
      * NULL), stopped ones included. */
     int (*list)(void *ctx, const char *label, int64_t deadline,
                 struct backend_container_list *out, struct berth_err *err);
+
+    /* Follow what happens to managed containers from `since_unix_ns` on
+     * (events already past are replayed), calling fn for each, until *stop
+     * becomes nonzero (then 0, within about a second) or the stream breaks
+     * (-1, unavailable). NULL when the backend has no event stream. */
+    int (*watch)(void *ctx, int64_t since_unix_ns, const atomic_int *stop, backend_event_fn fn,
+                 void *arg, struct berth_err *err);
 
     void (*destroy)(void *ctx);
 };

@@ -106,6 +106,24 @@ void vm_snapshot_list_free(struct vm_snapshot *list, size_t n);
 int vm_registry_set_metrics(struct vm_registry *r, const char *id, const struct vm_metrics *m);
 int vm_registry_set_state(struct vm_registry *r, const char *id, enum vm_state state,
                           int oom_killed, int exit_code);
+/* What the engine says about a VM's container, applied without the VM's op
+ * lock (so a long call on one VM never delays news about another). */
+struct vm_observed {
+    const char *container_id; /* must be the record's container, else ignored */
+    enum vm_state state;      /* VM_STATE_UNSPECIFIED: keep */
+    int oom_killed;           /* -1: keep */
+    int exit_code;            /* -1: keep */
+    /* NULL, or details read from the engine: IP, MAC, gateway, ports (when
+     * any), start time (when known). */
+    const struct backend_container *details;
+};
+
+/* 0 when applied; -1 when the id is unknown or names another container. */
+int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_observed *o);
+/* Drop the VM whose container is container_id (removed behind berthd's back).
+ * Callers holding the record keep a valid (removed) record. -1 when no such. */
+int vm_registry_forget(struct vm_registry *r, const char *id, const char *container_id);
+
 /* Number of visible VMs in each state (index = enum vm_state). */
 void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);
 

@@ -24,11 +24,19 @@ void vm_service_free(struct vm_service *s);
 /* Put the service's handlers into the RPC table. */
 int vm_service_register(struct vm_service *s, struct router *r) BERTH_MUST_USE;
 
-/* Rebuild the registry from the backend's containers labelled berth.kind=vm:
- * every VM with its id, config, customer, state, container and ports. Labelled
- * containers that cannot be understood are logged and left alone. */
+/* Bring the registry in line with the backend's containers labelled
+ * berth.kind=vm: VMs it lacks are added (id, config, customer, state,
+ * container, ports), known ones take the container's state, and entries whose
+ * container is confirmed gone are dropped. Run at start and whenever the
+ * engine comes back. Labelled containers that cannot be understood are logged
+ * and left alone. */
 int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err *err)
     BERTH_MUST_USE;
+
+/* Apply one engine event (a container started, died, was paused, removed...
+ * behind berthd's back or not). Called from the engine watcher thread; may
+ * read the container from the backend, never takes a VM's op lock. */
+void vm_service_on_event(struct vm_service *s, const struct backend_event *ev);
 
 /* Readiness gate. Until vm_service_set_ready(s, 1), calls wait up to
  * ready_wait_ms while a rebuild is under way (set_rebuilding), and answer

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/clock.h"
 #include "berth/lock.h"
 
 struct vm_record {
@@ -388,4 +389,99 @@ void vm_registry_count_states(struct vm_registry *r, size_t counts[5])
             r->recs[i]->data.state <= VM_STATE_SHUTDOWN)
             counts[r->recs[i]->data.state]++;
     lock_give(&r->lock);
+}
+
+static int replace_str(char **field, const char *value);
+
+/* Replace a string field with a copy; on allocation failure keep the old. */
+static int replace_str(char **field, const char *value)
+{
+    char *copy = strdup(value ? value : "");
+
+    if (copy == NULL)
+        return -1;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_observed *o)
+{
+    const struct backend_container *c = o->details;
+    struct backend_port *ports = NULL;
+    struct vm_snapshot *d;
+    size_t at;
+    int found, rc = -1;
+
+    /* Allocate outside the lock. */
+    if (c && c->n_ports > 0) {
+        ports = malloc(c->n_ports * sizeof(*ports));
+        if (ports != NULL)
+            memcpy(ports, c->ports, c->n_ports * sizeof(*ports));
+    }
+    lock_take(&r->lock);
+    at = find_slot(r, id, &found);
+    if (!found || !r->recs[at]->visible ||
+        strcmp(r->recs[at]->data.container_id, o->container_id) != 0)
+        goto out;
+    d = &r->recs[at]->data;
+    if (o->state != VM_STATE_UNSPECIFIED && o->state != d->state) {
+        if ((o->state == VM_STATE_RUNNING || o->state == VM_STATE_PAUSED) &&
+            d->started_unix_ms == 0)
+            d->started_unix_ms = berth_unix_ms();
+        if (o->state != VM_STATE_RUNNING && o->state != VM_STATE_PAUSED)
+            d->started_unix_ms = 0;
+        d->state = o->state;
+        d->modified_unix = berth_unix_ms() / 1000;
+    }
+    if (o->oom_killed >= 0)
+        d->oom_killed = o->oom_killed;
+    if (o->exit_code >= 0)
+        d->exit_code = o->exit_code;
+    if (c) {
+        if (c->ip_address && c->ip_address[0])
+            replace_str(&d->ip_address, c->ip_address);
+        if (c->mac_address && c->mac_address[0])
+            replace_str(&d->mac_address, c->mac_address);
+        if (c->gateway && c->gateway[0])
+            replace_str(&d->gateway, c->gateway);
+        if (ports != NULL) {
+            free(d->ports);
+            d->ports = ports;
+            d->n_ports = c->n_ports;
+            ports = NULL;
+        }
+        if (c->started_unix_ms > 0 && d->state == VM_STATE_RUNNING)
+            d->started_unix_ms = c->started_unix_ms;
+    }
+    rc = 0;
+out:
+    lock_give(&r->lock);
+    free(ports);
+    return rc;
+}
+
+int vm_registry_forget(struct vm_registry *r, const char *id, const char *container_id)
+{
+    struct vm_record *rec;
+    size_t at;
+    int found, free_it;
+
+    lock_take(&r->lock);
+    at = find_slot(r, id, &found);
+    if (!found || !r->recs[at]->visible ||
+        strcmp(r->recs[at]->data.container_id, container_id) != 0) {
+        lock_give(&r->lock);
+        return -1;
+    }
+    rec = r->recs[at];
+    memmove(&r->recs[at], &r->recs[at + 1], (r->n - at - 1) * sizeof(*r->recs));
+    r->n--;
+    rec->removed = 1;
+    rec->visible = 0;
+    free_it = rec->refs == 0;
+    lock_give(&r->lock);
+    if (free_it)
+        record_free(rec);
+    return 0;
 }

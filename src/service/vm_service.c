@@ -71,6 +71,9 @@ static int fill_vm_config(struct arena *a, const struct vm_snapshot *snap, VmCon
                           struct berth_err *err);
 static int rebuild_one(struct vm_service *s, const struct backend_container *c,
                        struct arena *a);
+static void observe_container(struct vm_service *s, const char *id,
+                              const struct backend_container *c);
+static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int64_t deadline);
 static enum vm_state state_from_container(const char *state);
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -1140,24 +1143,129 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c,
     return 0;
 }
 
+/* A known VM takes the state the engine reports for its container. */
+static void observe_container(struct vm_service *s, const char *id,
+                              const struct backend_container *c)
+{
+    struct vm_observed o = {
+        .container_id = c->id,
+        .state = state_from_container(c->state),
+        .oom_killed = c->oom_killed,
+        .exit_code = -1,
+        .details = c,
+    };
+
+    if (o.state == VM_STATE_SHUTDOWN)
+        o.exit_code = c->exit_code;
+    vm_registry_observe(s->registry, id, &o);
+}
+
+/* An entry the listing did not show: drop it only once the backend confirms
+ * its container is gone (it may have been created after the listing). */
+static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int64_t deadline)
+{
+    struct backend_container c = {0};
+    struct berth_err err;
+
+    berth_err_clear(&err);
+    if (s->backend->ops->inspect(s->backend->ctx, v->container_id, deadline, &c, &err) == 0) {
+        observe_container(s, v->id, &c);
+        backend_container_release(&c);
+        return;
+    }
+    if (err.code == BERTH_NOT_FOUND && vm_registry_forget(s->registry, v->id,
+                                                          v->container_id) == 0)
+        log_info("vm.gone", "vm_id=%s container_id=%.12s reason=\"container removed\"", v->id,
+                 v->container_id);
+}
+
 int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err *err)
 {
     struct backend_container_list list = {0};
-    size_t loaded = 0;
+    struct vm_snapshot *known = NULL;
+    size_t loaded = 0, n_known = 0;
+    int rc = -1;
 
     if (s->backend->ops->list(s->backend->ctx, "berth.kind=vm", deadline, &list, err) < 0)
         return -1;
     for (size_t i = 0; i < list.n; i++) {
-        struct arena *a = arena_new();
-        if (a == NULL) {
-            backend_container_list_release(&list);
-            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        const struct backend_container *c = &list.items[i];
+        const char *id = backend_container_label(c, "berth.vm_id");
+        struct vm_snapshot existing = {0};
+        struct arena *a;
+
+        if (id != NULL && vm_registry_get(s->registry, id, &existing, NULL) == 0) {
+            observe_container(s, id, c);
+            vm_snapshot_release(&existing);
+            continue;
         }
-        if (rebuild_one(s, &list.items[i], a) == 0)
+        a = arena_new();
+        if (a == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        if (rebuild_one(s, c, a) == 0)
             loaded++;
         arena_free(a);
     }
-    log_info("vm.rebuild", "containers=%zu loaded=%zu", list.n, loaded);
+    if (vm_registry_list(s->registry, &known, &n_known, err) < 0)
+        goto out;
+    for (size_t k = 0; k < n_known; k++) {
+        int listed = 0;
+        for (size_t i = 0; i < list.n && !listed; i++)
+            listed = strcmp(list.items[i].id, known[k].container_id) == 0;
+        if (!listed)
+            drop_if_gone(s, &known[k], deadline);
+    }
+    log_info("vm.sync", "containers=%zu added=%zu", list.n, loaded);
+    rc = 0;
+out:
+    vm_snapshot_list_free(known, n_known);
     backend_container_list_release(&list);
-    return 0;
+    return rc;
+}
+
+/* ---- engine events ------------------------------------------------------ */
+
+void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
+{
+    struct vm_observed o = {.container_id = ev->container_id, .oom_killed = -1, .exit_code = -1};
+    struct backend_container c = {0};
+    struct berth_err err;
+    const char *a = ev->action;
+
+    if (strcmp(ev->kind, "vm") != 0 || ev->object_id[0] == '\0')
+        return;
+    berth_err_clear(&err);
+    if (strcmp(a, "destroy") == 0) {
+        if (vm_registry_forget(s->registry, ev->object_id, ev->container_id) == 0)
+            log_info("vm.gone", "vm_id=%s container_id=%.12s reason=\"container removed\"",
+                     ev->object_id, ev->container_id);
+        return;
+    }
+    if (strcmp(a, "start") == 0 || strcmp(a, "restart") == 0) {
+        o.state = VM_STATE_RUNNING;
+        o.oom_killed = 0;
+        /* Engine-picked host ports are only known once it runs. */
+        if (s->backend->ops->inspect(s->backend->ctx, ev->container_id,
+                                     berth_now_ms() + 2000, &c, &err) == 0)
+            o.details = &c;
+    } else if (strcmp(a, "unpause") == 0) {
+        o.state = VM_STATE_RUNNING;
+    } else if (strcmp(a, "pause") == 0) {
+        o.state = VM_STATE_PAUSED;
+    } else if (strcmp(a, "die") == 0) {
+        o.state = VM_STATE_SHUTDOWN;
+        o.exit_code = ev->exit_code;
+        if (s->backend->ops->inspect(s->backend->ctx, ev->container_id,
+                                     berth_now_ms() + 2000, &c, &err) == 0 && c.oom_killed)
+            o.oom_killed = 1;
+    } else if (strcmp(a, "oom") == 0) {
+        o.oom_killed = 1;
+    } else {
+        return;
+    }
+    if (vm_registry_observe(s->registry, ev->object_id, &o) == 0)
+        log_info("vm.observed", "vm_id=%s action=%s", ev->object_id, a);
+    backend_container_release(&c);
 }

@@ -15,6 +15,7 @@
 #include "berth/clock.h"
 #include "berth/engine_client.h"
 #include "berth/log.h"
+#include "docker_internal.h"
 
 /* Small request paths and bodies are ours; caps only guard against bugs. */
 #define DOCKER_PATH_MAX (64 * 1024)
@@ -26,13 +27,6 @@
 /* Longest user string echoed in an error message. */
 #define DOCKER_QUOTE_MAX 128
 
-/* Immutable after docker_backend_new, so shared by all threads without a
- * lock; the engine client locks its own pool. */
-struct docker_ctx {
-    struct engine *engine; /* owned */
-    char *publish_address; /* owned */
-    int64_t pids_limit;    /* <= 0: no limit */
-};
 
 /* What the pull stream reader remembers. */
 struct docker_pull {
@@ -120,6 +114,7 @@ static const struct backend_ops docker_backend_ops = {
     .remove = docker_backend_remove,
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
+    .watch = docker_events_watch,
     .destroy = docker_backend_destroy,
 };
 
