@@ -14,6 +14,7 @@
 #include "berth/connect.h"
 #include "berth/docker_backend.h"
 #include "berth/engine_client.h"
+#include "berth/gateway_service.h"
 #include "berth/http_server.h"
 #include "berth/lock.h"
 #include "berth/log.h"
@@ -30,6 +31,7 @@ struct berth_daemon {
     struct backend backend;
     struct vm_registry *vms;
     struct vm_service *vm_svc;
+    struct gateway_service *gw_svc;
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
@@ -71,6 +73,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
 {
     struct berth_daemon *d = calloc(1, sizeof(*d));
     struct vm_service_config vc;
+    struct gateway_service_config gc;
     struct http_server_config hc;
 
     if (d == NULL)
@@ -87,6 +90,19 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
     d->vm_svc = d->vms ? vm_service_new(&vc, &d->backend, d->vms) : NULL;
     if (d->vms == NULL || d->router == NULL || d->vm_svc == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    gc.gateway_port = (int)cfg->gateway_port;
+    gc.deployment_port = (int)cfg->deployment_port;
+    gc.advertise_host = cfg->advertise_host;
+    gc.publish_address = cfg->publish_address;
+    d->gw_svc = gateway_service_new(&gc, &d->backend);
+    if (d->gw_svc == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    if (gateway_service_register(d->gw_svc, d->router) < 0) {
+        berth_err_set(err, BERTH_INTERNAL, "krane service routes missing from the RPC table");
         goto fail;
     }
     if (vm_service_register(d->vm_svc, d->router) < 0) {
@@ -148,6 +164,7 @@ void daemon_stop(struct berth_daemon *d)
     if (d->watcher_started)
         pthread_join(d->watcher, NULL);
     http_server_free(d->http);
+    gateway_service_free(d->gw_svc);
     vm_service_free(d->vm_svc);
     router_free(d->router);
     vm_registry_free(d->vms);

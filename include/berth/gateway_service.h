@@ -1,0 +1,32 @@
+/* krane.v1.GatewayService and krane.v1.DeploymentService: each gateway or
+ * deployment is N identical replica containers of one image. One generic
+ * implementation serves both through a per-kind table; the objects are found
+ * again through container labels, so no registry is kept. */
+#ifndef BERTH_GATEWAY_SERVICE_H
+#define BERTH_GATEWAY_SERVICE_H
+
+#include <stdint.h>
+
+#include "berth/backend.h"
+#include "berth/router.h"
+
+struct gateway_service_config {
+    int gateway_port;            /* container port of gateway replicas */
+    int deployment_port;         /* container port of deployment replicas */
+    const char *advertise_host;  /* host in addresses; NULL or "": publish_address */
+    const char *publish_address; /* host IP published ports bind to */
+};
+
+struct gateway_service;
+
+/* cfg's strings are copied; backend is borrowed and must outlive the
+ * service. NULL when out of memory. */
+struct gateway_service *gateway_service_new(const struct gateway_service_config *cfg,
+                                            struct backend *backend);
+/* Wait for nothing: callers stop the HTTP server first. NULL does nothing. */
+void gateway_service_free(struct gateway_service *s);
+
+/* Put the handlers of both services into the RPC table. */
+int gateway_service_register(struct gateway_service *s, struct router *r) BERTH_MUST_USE;
+
+#endif
