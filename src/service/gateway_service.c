@@ -784,17 +784,19 @@ static void gw_rollback(struct gateway_service *s, const struct gw_kind *k, cons
                         char **made, size_t n_made)
 {
     int64_t deadline = berth_now_ms() + GW_ROLLBACK_MS;
+    size_t removed = 0;
 
     for (size_t i = 0; i < n_made; i++) {
         struct berth_err e;
         berth_err_clear(&e);
-        if (s->backend->ops->remove(s->backend->ctx, made[i], deadline, &e) < 0 &&
-            e.code != BERTH_NOT_FOUND)
+        if (s->backend->ops->remove(s->backend->ctx, made[i], deadline, &e) == 0)
+            removed++;
+        else if (e.code != BERTH_NOT_FOUND)
             log_warn("krane.rollback", "kind=%s id=%s container=%.64s code=%s error=\"%s\"",
                      k->name, id, made[i], berth_code_name(e.code), e.msg);
     }
-    if (n_made > 0)
-        log_info("krane.rollback", "kind=%s id=%s removed=%zu", k->name, id, n_made);
+    if (removed > 0)
+        log_info("krane.rollback", "kind=%s id=%s removed=%zu", k->name, id, removed);
 }
 
 /* Create and start replica i. What was created is appended to made (heap
