@@ -11,6 +11,7 @@
 
 #include "berth/backend.h"
 #include "berth/clock.h"
+#include "berth/collector.h"
 #include "berth/connect.h"
 #include "berth/docker_backend.h"
 #include "berth/engine_client.h"
@@ -19,6 +20,7 @@
 #include "berth/lock.h"
 #include "berth/log.h"
 #include "berth/memory_backend.h"
+#include "berth/prometheus.h"
 #include "berth/router.h"
 #include "berth/vm_registry.h"
 #include "berth/vm_service.h"
@@ -35,6 +37,9 @@ struct berth_daemon {
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
+    struct engine_stats *engine_stats; /* Engine call counters for /metrics */
+    struct collector *collector;       /* NULL with the memory backend */
+    struct prometheus *prom;
 
     pthread_t watcher;
     int watcher_started;
@@ -81,7 +86,12 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
     d->cfg = cfg;
     lock_init(&d->lock);
     pthread_cond_init(&d->wake, NULL);
-    if (engine_global_init(err) < 0 || backend_open(cfg, &d->backend, err) < 0)
+    if (engine_global_init(err) < 0)
+        goto fail;
+    /* Every engine made from here on (the backend's) counts its calls. */
+    d->engine_stats = engine_stats_new();
+    engine_global_set_stats(d->engine_stats);
+    if (d->engine_stats == NULL || backend_open(cfg, &d->backend, err) < 0)
         goto fail;
     d->vms = vm_registry_new();
     d->router = router_new();
@@ -111,6 +121,22 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
     }
     d->connect.router = d->router;
     d->connect.max_body_bytes = (size_t)cfg->max_body_bytes;
+    if (strcmp(cfg->backend, "memory") != 0) {
+        struct collector_config mc = {cfg->docker_socket, cfg->metrics_interval_s * 1000};
+
+        if (collector_start(&mc, d->vms, &d->collector, err) < 0)
+            goto fail;
+    }
+    {
+        struct prometheus_sources ps = {d->router, d->vms, &d->backend, d->engine_stats,
+                                        d->collector, PING_TIMEOUT_MS};
+
+        d->prom = prometheus_new(&ps);
+        if (d->prom == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto fail;
+        }
+    }
 
     hc.listen = cfg->listen;
     hc.max_body_bytes = (size_t)cfg->max_body_bytes;
@@ -164,11 +190,15 @@ void daemon_stop(struct berth_daemon *d)
     if (d->watcher_started)
         pthread_join(d->watcher, NULL);
     http_server_free(d->http);
+    prometheus_free(d->prom);
+    collector_stop(d->collector);
     gateway_service_free(d->gw_svc);
     vm_service_free(d->vm_svc);
     router_free(d->router);
     vm_registry_free(d->vms);
     backend_destroy(&d->backend);
+    engine_global_set_stats(NULL);
+    engine_stats_free(d->engine_stats);
     engine_global_cleanup();
     pthread_cond_destroy(&d->wake);
     lock_destroy(&d->lock);
@@ -206,6 +236,10 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
     }
     if (strcmp(path, "/readyz") == 0) {
         serve_readyz(d, resp);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        prometheus_serve(d->prom, req, resp);
         return;
     }
     connect_handle(&d->connect, req, resp, arena);

@@ -27,7 +27,23 @@ struct engine {
     CURL **idle;   /* lock: idle handles (owned), ENGINE_POOL_MAX slots, LIFO */
     size_t n_idle; /* lock */
     int api_minor; /* lock: negotiated 1.N, 0 until known */
+    struct engine_stats *stats; /* borrowed, may be NULL; immutable after engine_new */
 };
+
+/* Counters of Engine calls (berth/engine_client.h). */
+struct engine_stats {
+    pthread_mutex_t lock;
+    struct engine_op_stats ops[ENGINE_OP_MAX]; /* lock; sorted by op name */
+    size_t n_ops;                              /* lock */
+    struct engine_op_stats other;              /* lock: calls past ENGINE_OP_MAX */
+};
+
+const double engine_latency_bounds_s[ENGINE_LATENCY_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+/* Where engines created from now on count their calls; set once at start
+ * (engine_global_set_stats), like curl's own process-wide state. */
+static struct engine_stats *engine_default_stats;
 
 /* One transfer in flight: what the curl callbacks need. */
 struct engine_xfer {
@@ -45,6 +61,9 @@ struct engine_xfer {
 
 static void engine_lock(struct engine *e);
 static void engine_unlock(struct engine *e);
+static void engine_lock_stats(struct engine_stats *s);
+static void engine_unlock_stats(struct engine_stats *s);
+static int engine_seg_is_id(const char *seg, size_t len);
 static CURL *engine_acquire(struct engine *e);
 static void engine_release_handle(struct engine *e, CURL *h);
 static int engine_negotiate(struct engine *e, int64_t deadline, int *minor_out,
@@ -63,6 +82,9 @@ static size_t engine_on_write(char *data, size_t size, size_t nmemb, void *userp
 static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                               curl_off_t ulnow);
 static void engine_deliver_line(struct engine_xfer *x);
+static enum engine_outcome engine_outcome_of(CURLcode rc, long status, int stopped);
+static void engine_op_add(struct engine_op_stats *o, enum engine_outcome outcome,
+                          int64_t duration_us);
 static int engine_map_curl(struct engine *e, CURLcode rc, const char *errbuf, int64_t deadline,
                            long timeout_ms, const char *method, const char *url_path,
                            struct berth_err *err);
@@ -105,6 +127,7 @@ int engine_new(const char *socket_path, struct engine **out, struct berth_err *e
         berth_err_set(err, BERTH_INTERNAL, "engine mutex init failed");
         goto out;
     }
+    e->stats = engine_default_stats;
     *out = e;
     e = NULL;
     rc = 0;
@@ -141,6 +164,18 @@ static void engine_lock(struct engine *e)
 static void engine_unlock(struct engine *e)
 {
     if (pthread_mutex_unlock(&e->lock) != 0)
+        abort();
+}
+
+static void engine_lock_stats(struct engine_stats *s)
+{
+    if (pthread_mutex_lock(&s->lock) != 0)
+        abort();
+}
+
+static void engine_unlock_stats(struct engine_stats *s)
+{
+    if (pthread_mutex_unlock(&s->lock) != 0)
         abort();
 }
 
@@ -407,6 +442,9 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     log_debug("engine.request", "method=%s path=%s status=%ld curl=%d duration_ms=%lld", method,
               url_path, status, (int)crc, (long long)(berth_now_ms() - start));
+    if (e->stats != NULL)
+        engine_stats_record(e->stats, method, url_path, engine_outcome_of(crc, status, x->stopped),
+                            (berth_now_ms() - start) * 1000);
 
     if (x->overflow) {
         berth_err_set(err, x->cb_err.code, "engine answer to '%s %s': %s", method, url_path,
@@ -623,4 +661,177 @@ int engine_fail(const struct engine_response *r, enum berth_code code, const cha
 
     engine_error_text(r, text, sizeof(text));
     return berth_err_set(err, code, "%s: %s", what, text);
+}
+
+/* --- call counters ------------------------------------------------------------ */
+
+void engine_global_set_stats(struct engine_stats *s)
+{
+    engine_default_stats = s;
+}
+
+const char *engine_outcome_name(enum engine_outcome o)
+{
+    static const char *const names[ENGINE_OUTCOME_COUNT] = {"ok", "client_error", "server_error",
+                                                            "transport_error"};
+
+    return (unsigned)o < ENGINE_OUTCOME_COUNT ? names[o] : "unknown";
+}
+
+/* A stream the caller stopped ended on purpose: that is not a failure. */
+static enum engine_outcome engine_outcome_of(CURLcode rc, long status, int stopped)
+{
+    if (rc != CURLE_OK && !stopped)
+        return ENGINE_OUTCOME_TRANSPORT_ERROR;
+    if (status >= 500)
+        return ENGINE_OUTCOME_SERVER_ERROR;
+    if (status >= 400)
+        return ENGINE_OUTCOME_CLIENT_ERROR;
+    if (status == 0)
+        return ENGINE_OUTCOME_TRANSPORT_ERROR;
+    return ENGINE_OUTCOME_OK;
+}
+
+struct engine_stats *engine_stats_new(void)
+{
+    struct engine_stats *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    snprintf(s->other.op, sizeof(s->other.op), "other");
+    return s;
+}
+
+void engine_stats_free(struct engine_stats *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* Whether a path segment after a collection names an object rather than
+ * an action on the collection ("/containers/json", "/images/create"). */
+static int engine_seg_is_id(const char *seg, size_t len)
+{
+    static const char *const verbs[] = {"json", "create", "prune", "load", "search", "get"};
+
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strlen(verbs[i]) == len && memcmp(verbs[i], seg, len) == 0)
+            return 0;
+    return 1;
+}
+
+void engine_op_name(const char *method, const char *path, char *out, size_t outsz)
+{
+    struct buf b;
+    const char *p = path, *end;
+    int seg = 0;
+
+    buf_init(&b, outsz > 0 ? outsz - 1 : 0);
+    /* Drop the "/v1.41" prefix and the query. */
+    if (p[0] == '/' && p[1] == 'v' && p[2] >= '0' && p[2] <= '9') {
+        const char *q = strchr(p + 1, '/');
+        p = q != NULL ? q : p + strlen(p);
+    }
+    end = p + strcspn(p, "?");
+    if (buf_appends(&b, method, NULL) < 0 || buf_appends(&b, " ", NULL) < 0)
+        goto out;
+    while (p < end) {
+        const char *s = p + 1;
+        size_t len = strcspn(s, "/?");
+
+        if (s + len > end)
+            len = (size_t)(end - s);
+        if (buf_appends(&b, "/", NULL) < 0)
+            goto out;
+        if (seg == 1 && engine_seg_is_id(s, len)) {
+            if (buf_appends(&b, "{id}", NULL) < 0)
+                goto out;
+        } else if (buf_append(&b, s, len, NULL) < 0) {
+            goto out;
+        }
+        p = s + len;
+        seg++;
+    }
+out:
+    snprintf(out, outsz, "%s", b.data != NULL ? b.data : method);
+    buf_release(&b);
+}
+
+static void engine_op_add(struct engine_op_stats *o, enum engine_outcome outcome,
+                          int64_t duration_us)
+{
+    double secs = (double)(duration_us > 0 ? duration_us : 0) / 1e6;
+
+    o->by_outcome[outcome]++;
+    o->count++;
+    o->latency_sum_s += secs;
+    for (size_t i = 0; i < ENGINE_LATENCY_BUCKETS; i++) {
+        if (secs <= engine_latency_bounds_s[i]) {
+            o->latency_bucket[i]++;
+            break;
+        }
+    }
+}
+
+void engine_stats_record(struct engine_stats *s, const char *method, const char *path,
+                         enum engine_outcome outcome, int64_t duration_us)
+{
+    char op[ENGINE_OP_NAME_MAX];
+    size_t lo = 0, hi;
+    struct engine_op_stats *o = NULL;
+
+    if (s == NULL || (unsigned)outcome >= ENGINE_OUTCOME_COUNT)
+        return;
+    engine_op_name(method, path, op, sizeof(op));
+    engine_lock_stats(s);
+    hi = s->n_ops;
+    while (lo < hi) { /* binary search for op, or where it goes */
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(s->ops[mid].op, op);
+
+        if (c == 0) {
+            o = &s->ops[mid];
+            break;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (o == NULL && s->n_ops < ENGINE_OP_MAX) {
+        memmove(&s->ops[lo + 1], &s->ops[lo], (s->n_ops - lo) * sizeof(s->ops[0]));
+        memset(&s->ops[lo], 0, sizeof(s->ops[lo]));
+        snprintf(s->ops[lo].op, sizeof(s->ops[lo].op), "%s", op);
+        s->n_ops++;
+        o = &s->ops[lo];
+    }
+    engine_op_add(o != NULL ? o : &s->other, outcome, duration_us);
+    engine_unlock_stats(s);
+}
+
+int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out, size_t *n)
+{
+    struct engine_op_stats *copy;
+    size_t count;
+
+    engine_lock_stats(s);
+    count = s->n_ops + (s->other.count > 0 ? 1 : 0);
+    copy = calloc(count > 0 ? count : 1, sizeof(*copy));
+    if (copy != NULL) {
+        memcpy(copy, s->ops, s->n_ops * sizeof(*copy));
+        if (s->other.count > 0)
+            copy[s->n_ops] = s->other;
+    }
+    engine_unlock_stats(s);
+    if (copy == NULL)
+        return -1;
+    *out = copy;
+    *n = count;
+    return 0;
 }
