@@ -1,0 +1,409 @@
+// ctest-labels: docker outage
+// An Engine outage while berthd runs. So as never to break the Engine other
+// tests share, this file starts a second dockerd of its own: its own socket,
+// data root, exec root, pidfile and bridge (never `--bridge none`, which
+// deletes the host's docker0), no iptables changes, live-restore so its
+// containers outlive it. berthd talks to that Engine only. With the Engine
+// stopped, calls that need it answer `unavailable` within 1 s, reads keep
+// answering from the registry and /readyz is 503; with the Engine back,
+// berthd serves again within 5 s, by itself, and its registry matches the
+// Engine, including a change made while berthd could not see it.
+// Everything is torn down at the end, on failure too.
+
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, openSync, closeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { Engine } from "../lib/engine.mjs";
+import { TEST_IMAGE } from "../lib/image.mjs";
+import { VM_SERVICE, TESTS_DIR } from "../lib/proto.mjs";
+
+const run = promisify(execFile);
+const skip = berthdSkipReason();
+
+const RUN = `${process.pid.toString(36)}-${randomBytes(3).toString("hex")}`;
+const vmId = (tag) => `out-${tag}-${RUN}`;
+const FAST_MS = 1000; // calls that need the Engine fail within this while it is down
+const RECOVER_MS = 5000; // berthd serves again within this once the Engine is back
+const EXITS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"];
+const DOCKERD = process.env.BERTH_DOCKERD || "dockerd";
+const IMAGE_SH = path.join(TESTS_DIR, "lib", "image.sh");
+const ENGINE_TO_STATE = { created: "VM_STATE_CREATED", running: "VM_STATE_RUNNING", paused: "VM_STATE_PAUSED", exited: "VM_STATE_SHUTDOWN", dead: "VM_STATE_SHUTDOWN" };
+
+// --- a private Docker Engine -------------------------------------------------
+
+/**
+ * A second dockerd that lives in one temp dir and owns one bridge. start()
+ * and stop() may be called again and again with the same roots; teardown()
+ * undoes everything, whatever state it is in.
+ */
+class PrivateEngine {
+  constructor() {
+    this.dir = undefined;
+    this.bridge = `bo${randomBytes(4).toString("hex")}`; // <= 15 characters
+    this.bridgeMade = false;
+    this.child = undefined;
+    this.exited = undefined;
+    this.started = 0; // how many times it was started
+  }
+
+  get socket() {
+    return path.join(this.dir, "docker.sock");
+  }
+  get logFile() {
+    return path.join(this.dir, "dockerd.log");
+  }
+  get execRoot() {
+    return path.join(this.dir, "exec");
+  }
+
+  logTail(n = 30) {
+    try {
+      return readFileSync(this.logFile, "utf8").split("\n").slice(-n).join("\n");
+    } catch {
+      return "(no dockerd log)";
+    }
+  }
+
+  /** The temp dir, the config file and the bridge with a free 10.213.x.1/24. */
+  async prepare() {
+    if (typeof process.getuid === "function" && process.getuid() !== 0) {
+      throw new Error("a second dockerd needs root: run this test as root (it starts its own Engine and bridge)");
+    }
+    this.dir = mkdtempSync(path.join(tmpdir(), "berth-outage-"));
+    writeFileSync(path.join(this.dir, "daemon.json"), "{}\n");
+    const { stdout } = await run("ip", ["-4", "-o", "addr", "show"]);
+    let subnet;
+    for (let tries = 0; tries < 64 && !subnet; tries++) {
+      const x = 1 + Math.floor(Math.random() * 254);
+      if (!stdout.includes(` 10.213.${x}.`)) subnet = `10.213.${x}`;
+    }
+    if (!subnet) throw new Error("no free 10.213.x.0/24 subnet for the test bridge");
+    await run("ip", ["link", "add", this.bridge, "type", "bridge"]);
+    this.bridgeMade = true;
+    await run("ip", ["addr", "add", `${subnet}.1/24`, "dev", this.bridge]);
+    await run("ip", ["link", "set", this.bridge, "up"]);
+  }
+
+  /** Start dockerd and wait until its socket answers /_ping. */
+  async start({ timeoutMs = 30000 } = {}) {
+    const args = [
+      "--config-file", path.join(this.dir, "daemon.json"),
+      "--host", `unix://${this.socket}`,
+      "--data-root", path.join(this.dir, "data"),
+      "--exec-root", this.execRoot,
+      "--pidfile", path.join(this.dir, "docker.pid"),
+      "--bridge", this.bridge,
+      "--iptables=false",
+      "--ip-masq=false",
+      "--live-restore",
+    ];
+    const log = openSync(this.logFile, "a");
+    let spawnError;
+    try {
+      this.child = spawn(DOCKERD, args, { stdio: ["ignore", log, log] });
+    } finally {
+      closeSync(log);
+    }
+    this.started++;
+    this.exited = undefined;
+    const child = this.child;
+    const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    child.on("error", (err) => {
+      spawnError = err;
+    });
+    exited.then((e) => {
+      if (this.child === child) this.exited = e;
+    });
+    this.exitPromise = exited;
+    const engine = new Engine(this.socket);
+    await waitFor(
+      async () => {
+        if (spawnError) throw new Error(`cannot run ${DOCKERD} (set BERTH_DOCKERD to its path): ${spawnError.message}`);
+        if (this.exited) throw new Error(`the test's dockerd exited at start (${JSON.stringify(this.exited)}):\n${this.logTail()}`);
+        try {
+          const r = await engine.raw("GET", "/_ping", { versioned: false, timeoutMs: 1000 });
+          return r.status === 200;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs, intervalMs: 50, what: `the test's dockerd to answer on ${this.socket}`, describe: () => this.logTail() },
+    );
+    await engine.negotiate();
+    return engine;
+  }
+
+  get running() {
+    return this.child !== undefined && this.exited === undefined;
+  }
+
+  /** SIGTERM dockerd and wait for it to exit (SIGKILL past the deadline, then fail). */
+  async stop({ timeoutMs = 30000 } = {}) {
+    if (!this.running) return this.exited;
+    this.child.kill("SIGTERM");
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve("late"), timeoutMs);
+    });
+    const r = await Promise.race([this.exitPromise, late]);
+    clearTimeout(timer);
+    if (r === "late") {
+      this.child.kill("SIGKILL");
+      await this.exitPromise;
+      throw new Error(`the test's dockerd did not exit within ${timeoutMs} ms of SIGTERM:\n${this.logTail()}`);
+    }
+    return r;
+  }
+
+  /** The containerd dockerd started for itself, when its pidfile names a live one. */
+  containerdPid() {
+    for (const f of [path.join(this.execRoot, "containerd", "containerd.pid")]) {
+      try {
+        const pid = Number(readFileSync(f, "utf8").trim());
+        if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(this.dir)) return pid;
+      } catch {
+        // no pidfile or no such process
+      }
+    }
+    return undefined;
+  }
+
+  /** Mount points under the temp dir, deepest first. */
+  mountsUnder() {
+    let text = "";
+    try {
+      text = readFileSync("/proc/self/mountinfo", "utf8");
+    } catch {
+      return [];
+    }
+    const points = text
+      .split("\n")
+      .map((l) => l.split(" ")[4])
+      .filter((p) => p && (p === this.dir || p.startsWith(`${this.dir}/`)))
+      .map((p) => p.replace(/\\040/g, " "));
+    return [...new Set(points)].sort((a, b) => b.length - a.length);
+  }
+
+  /** Undo everything: containers, dockerd, its containerd, mounts, bridge, dir. */
+  async teardown() {
+    const errors = [];
+    const step = async (what, fn) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(`${what}: ${err.message}`);
+      }
+    };
+    if (this.dir && this.started > 0) {
+      // Containers outlive a stopped dockerd (live-restore): bring it back to remove them.
+      await step("restart dockerd for cleanup", async () => {
+        if (!this.running) await this.start();
+      });
+      await step("remove containers", async () => {
+        const engine = new Engine(this.socket);
+        await engine.negotiate();
+        const all = await engine.listContainers([]);
+        await Promise.all(all.map((c) => engine.remove(c.Id)));
+        const left = await engine.listContainers([]);
+        if (left.length) throw new Error(`still there: ${left.map((c) => c.Id).join(", ")}`);
+      });
+      await step("stop dockerd", () => this.stop());
+      await step("stop its containerd", async () => {
+        const pid = this.containerdPid();
+        if (pid === undefined) return;
+        process.kill(pid, "SIGTERM");
+        await waitFor(() => !existsSync(`/proc/${pid}`), { timeoutMs: 10000, what: `containerd ${pid} to exit` });
+      });
+    }
+    if (this.dir) {
+      await step("unmount", async () => {
+        for (const p of this.mountsUnder()) await run("umount", [p]).catch(() => run("umount", ["-l", p]));
+      });
+    }
+    if (this.bridgeMade) {
+      await step("delete the bridge", async () => {
+        await run("ip", ["link", "del", this.bridge]);
+        this.bridgeMade = false;
+      });
+    }
+    if (this.dir) {
+      await step("remove the temp dir", () => rmSync(this.dir, { recursive: true, force: true }));
+    }
+    if (errors.length) throw new Error(`teardown of the test's dockerd: ${errors.join("; ")}`);
+  }
+}
+
+// --- helpers -----------------------------------------------------------------
+
+let d; // the daemon under test
+let engine; // client of the private Engine (while it runs)
+const priv = new PrivateEngine();
+
+function rpc(method, body, { timeoutMs = 30000 } = {}) {
+  return d.request({
+    method: "POST",
+    path: `/${VM_SERVICE}/${method}`,
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    timeoutMs,
+  });
+}
+
+async function ok(method, body, opts) {
+  const r = await rpc(method, body, opts);
+  assert.equal(r.status, 200, `${method} ${JSON.stringify(body)} -> ${r.status} ${r.text}`);
+  return r.json;
+}
+
+async function readyz() {
+  return (await d.request({ method: "GET", path: "/readyz", timeoutMs: 5000 })).status;
+}
+
+/** id -> state of every VM berthd lists (page by page). */
+async function listedStates() {
+  const out = {};
+  let pageToken;
+  do {
+    const r = await ok("ListVms", pageToken ? { pageSize: 1000, pageToken } : { pageSize: 1000 });
+    for (const v of r.vms || []) out[v.vmId] = v.state;
+    pageToken = r.nextPageToken;
+  } while (pageToken);
+  return out;
+}
+
+/** id -> state the Engine holds for every container labelled berth.managed=true, kind vm. */
+async function engineStates() {
+  const out = {};
+  for (const c of await engine.listContainers(["berth.managed=true", "berth.kind=vm"])) {
+    out[c.Labels["berth.vm_id"]] = ENGINE_TO_STATE[c.State] || `engine:${c.State}`;
+  }
+  return out;
+}
+
+/** A map as a string that does not depend on key order. */
+const canon = (o) => JSON.stringify(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
+// --- the suite ----------------------------------------------------------------
+
+describe("an Engine outage while berthd runs", { skip }, () => {
+  const up = vmId("up"); // RUNNING through the outage
+  const fresh = vmId("fresh"); // CREATED, booted after the outage
+  const victim = vmId("victim"); // RUNNING; its process dies while the Engine is down
+
+  before(async () => {
+    await priv.prepare();
+    engine = await priv.start();
+    try {
+      await run("sh", [IMAGE_SH], {
+        env: { ...process.env, BERTH_TEST_IMAGE: TEST_IMAGE, BERTH_DOCKER_SOCKET: priv.socket, DOCKER_HOST: `unix://${priv.socket}` },
+        timeout: 120000,
+      });
+    } catch (err) {
+      throw new Error(`importing ${TEST_IMAGE} into the test's dockerd failed: ${err.message}\n${err.stderr || ""}`);
+    }
+    assert.ok(await engine.imageExists(TEST_IMAGE), `${TEST_IMAGE} in the test's dockerd`);
+    d = await startBerthd({ backend: "docker", args: ["--docker-socket", priv.socket] });
+    await waitFor(async () => (await readyz()) === 200, { timeoutMs: 10000, what: "/readyz 200 on the private Engine", describe: () => d.stderr });
+  });
+
+  after(async () => {
+    try {
+      if (d && !d.exit) await d.kill();
+    } finally {
+      await priv.teardown();
+    }
+  });
+
+  test("set up: VMs on the private Engine", async () => {
+    for (const id of [up, fresh, victim]) await ok("CreateVm", { vmId: id, config: { container: { image: TEST_IMAGE, command: EXITS_ON_TERM } } });
+    await ok("BootVm", { vmId: up });
+    await ok("BootVm", { vmId: victim });
+    assert.deepEqual(await listedStates(), { [up]: "VM_STATE_RUNNING", [fresh]: "VM_STATE_CREATED", [victim]: "VM_STATE_RUNNING" });
+    assert.deepEqual(await engineStates(), await listedStates());
+  });
+
+  test("the Engine stops: its dockerd exits on SIGTERM, the VM containers live on", async () => {
+    const victimPid = (await engine.inspect(`berth-vm-${victim}`)).State.Pid;
+    assert.ok(victimPid > 0, "the victim runs");
+    const exit = await priv.stop();
+    assert.ok(exit && (exit.code === 0 || exit.signal === "SIGTERM"), `dockerd exit: ${JSON.stringify(exit)}`);
+    assert.ok(existsSync(`/proc/${victimPid}`), "live-restore keeps the containers running");
+    // A change berthd cannot see as it happens: the victim's workload dies.
+    process.kill(victimPid, "SIGKILL");
+    await waitFor(() => !existsSync(`/proc/${victimPid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${victimPid}/status`, "utf8")), {
+      timeoutMs: 5000,
+      what: "the victim's workload to die",
+    });
+  });
+
+  const needEngine = [
+    { description: "BootVm of a CREATED VM", method: "BootVm", body: () => ({ vmId: fresh }) },
+    { description: "ShutdownVm of a RUNNING VM", method: "ShutdownVm", body: () => ({ vmId: up }) },
+    { description: "PauseVm of a RUNNING VM", method: "PauseVm", body: () => ({ vmId: up }) },
+    { description: "CreateVm", method: "CreateVm", body: () => ({ vmId: vmId("late"), config: { container: { image: TEST_IMAGE, command: EXITS_ON_TERM } } }) },
+    { description: "DeleteVm of a CREATED VM", method: "DeleteVm", body: () => ({ vmId: fresh }) },
+  ];
+  for (const row of needEngine) {
+    test(`Engine down: ${row.description} answers unavailable within ${FAST_MS} ms`, async () => {
+      const t0 = Date.now();
+      const r = await rpc(row.method, row.body(), { timeoutMs: 10000 });
+      const took = Date.now() - t0;
+      assert.equal(r.status, 503, `${row.method} -> ${r.status} ${r.text}`);
+      assert.equal(r.json && r.json.code, "unavailable", r.text);
+      assert.ok(took < FAST_MS, `${row.method} answered in ${took} ms`);
+    });
+  }
+
+  test("Engine down: GetVmInfo and ListVms answer from the registry, /readyz is 503", async () => {
+    const t0 = Date.now();
+    assert.equal((await ok("GetVmInfo", { vmId: up })).state, "VM_STATE_RUNNING");
+    assert.equal((await ok("GetVmInfo", { vmId: fresh })).state, "VM_STATE_CREATED");
+    const listed = await listedStates();
+    assert.deepEqual(Object.keys(listed).sort(), [up, fresh, victim].sort(), "nothing lost, nothing added by the failed calls");
+    assert.equal(await readyz(), 503);
+    assert.ok(Date.now() - t0 < 3 * FAST_MS, `reads do not wait on the Engine (${Date.now() - t0} ms)`);
+  });
+
+  test(`the Engine is back: berthd serves again within ${RECOVER_MS} ms and matches the Engine`, async () => {
+    engine = await priv.start();
+    const t0 = Date.now();
+    await waitFor(async () => (await readyz()) === 200, { timeoutMs: RECOVER_MS, intervalMs: 50, what: "/readyz 200 after the Engine came back", describe: () => d.stderr });
+    await waitFor(
+      async () => {
+        const r = await rpc("BootVm", { vmId: fresh }, { timeoutMs: RECOVER_MS });
+        if (r.status === 200) return true;
+        assert.equal(r.json && r.json.code, "unavailable", `BootVm while recovering -> ${r.status} ${r.text}`);
+        return false;
+      },
+      { timeoutMs: Math.max(1, RECOVER_MS - (Date.now() - t0)), intervalMs: 50, what: "BootVm to succeed after the Engine came back" },
+    );
+    const took = Date.now() - t0;
+    assert.ok(took <= RECOVER_MS, `serving again after ${took} ms`);
+    assert.equal((await ok("GetVmInfo", { vmId: fresh })).state, "VM_STATE_RUNNING");
+
+    // The registry follows the Engine, including the victim that died unseen.
+    const engineNow = await engineStates();
+    assert.equal(engineNow[victim], "VM_STATE_SHUTDOWN", `the Engine saw the victim die: ${JSON.stringify(engineNow)}`);
+    await waitFor(async () => canon(await listedStates()) === canon(await engineStates()), {
+      timeoutMs: RECOVER_MS,
+      what: "ListVms to match the Engine",
+      describe: async () => `ListVms: ${JSON.stringify(await listedStates())}\nEngine: ${JSON.stringify(await engineStates())}`,
+    });
+    assert.deepEqual(await listedStates(), await engineStates());
+  });
+
+  test("after the outage every lifecycle call works again", async () => {
+    assert.equal((await ok("ShutdownVm", { vmId: up, timeoutSeconds: 5 }, { timeoutMs: 30000 })).state, "VM_STATE_SHUTDOWN");
+    assert.equal((await ok("BootVm", { vmId: victim })).state, "VM_STATE_RUNNING");
+    const late = vmId("late");
+    assert.equal((await ok("CreateVm", { vmId: late, config: { container: { image: TEST_IMAGE, command: EXITS_ON_TERM } } })).state, "VM_STATE_CREATED");
+    assert.deepEqual(await ok("DeleteVm", { vmId: late }), { success: true });
+    assert.deepEqual(await listedStates(), await engineStates());
+  });
+});
