@@ -24,10 +24,11 @@
 #define GW_MIN_CPU_MILLICORES 10 /* the Engine refuses less than 0.01 CPU */
 #define GW_MIN_MEMORY_MIB 6      /* the Engine refuses less than 6 MiB */
 #define GW_MAX_MEMORY_MIB ((uint64_t)INT64_MAX / (1024 * 1024))
-#define GW_TEXT_MAX 256          /* namespace, workspace, environment and build ids */
+#define GW_TEXT_MAX 256 /* namespace, workspace, environment and build ids */
+#define GW_IMAGE_MAX 1024
 #define GW_MAX_ENV 1000
-#define GW_ROLLBACK_MS 10000     /* removals after a failure get this long past the call */
-#define GW_WAIT_SLICE_MS 1000    /* longest single wait for a busy id */
+#define GW_ROLLBACK_MS 10000  /* removals after a failure get this long past the call */
+#define GW_WAIT_SLICE_MS 1000 /* longest single wait for a busy id */
 #define GW_MAX_LABELS 12
 #define GW_MAX_OWN_ENV 8
 #define GW_SPEC_LABEL "berth.spec"
@@ -144,8 +145,7 @@ struct gw_replica {
 };
 
 static const ProtobufCFieldDescriptor *gw_field(const ProtobufCMessageDescriptor *d,
-                                                const char *name, ProtobufCType type,
-                                                int repeated);
+                                                const char *name, ProtobufCType type, int repeated);
 static const char *gw_get_str(const ProtobufCMessage *m, const char *name);
 static uint64_t gw_get_uint(const ProtobufCMessage *m, const char *name);
 static size_t gw_get_bytes_len(const ProtobufCMessage *m, const char *name);
@@ -155,17 +155,18 @@ static void gw_get_map(const ProtobufCMessage *m, const char *name,
 static void gw_set_str(ProtobufCMessage *m, const char *name, char *value);
 static void gw_set_enum(ProtobufCMessage *m, const char *name, int value);
 
-static int gw_check_text(const char *field, const char *value, struct berth_err *err);
+static int gw_check_text(const char *field, const char *value, size_t max, struct berth_err *err);
 static int gw_env_cmp(const void *a, const void *b);
 static int gw_read_env(struct arena *a, const char *field, const ProtobufCMessage *m,
                        struct gw_object *o, struct berth_err *err);
 static int gw_read_object(struct arena *a, const struct gw_kind *k, const ProtobufCMessage *m,
                           struct gw_object *o, struct berth_err *err);
+static uint64_t gw_hash_field(uint64_t h, const char *name, const char *sub, const char *value);
 static const char *gw_digest(struct arena *a, const struct gw_object *o);
 static int gw_plan_build(struct arena *a, const struct gw_binding *b, const struct gw_object *o,
                          struct gw_plan *p, struct berth_err *err);
-static int gw_plan_replica(struct arena *a, const struct gw_kind *k, struct gw_plan *p,
-                           unsigned i, struct berth_err *err);
+static int gw_plan_replica(struct arena *a, const struct gw_kind *k, struct gw_plan *p, unsigned i,
+                           struct berth_err *err);
 
 static int gw_wait_until(struct gateway_service *s, int64_t deadline);
 static int gw_busy_take(struct gateway_service *s, const char *key, int64_t deadline,
@@ -183,8 +184,8 @@ static char *gw_address(struct arena *a, const struct gw_binding *b,
 static void gw_rollback(struct gateway_service *s, const struct gw_kind *k, const char *id,
                         char **made, size_t n_made);
 static int gw_make_replica(struct gateway_service *s, struct rpc_call *call,
-                           const struct gw_kind *k, struct gw_plan *p, unsigned i,
-                           char **made, size_t *n_made, struct berth_err *err);
+                           const struct gw_kind *k, struct gw_plan *p, unsigned i, char **made,
+                           size_t *n_made, struct berth_err *err);
 static int gw_read_id(const struct gw_kind *k, const ProtobufCMessage *in, const char **ns,
                       const char **id, struct berth_err *err);
 
@@ -251,8 +252,8 @@ void gateway_service_free(struct gateway_service *s)
 int gateway_service_register(struct gateway_service *s, struct router *r)
 {
     for (size_t i = 0; i < sizeof(gw_routes) / sizeof(gw_routes[0]); i++)
-        if (router_set_handler(r, gw_routes[i].path, gw_routes[i].fn,
-                               &s->bind[gw_routes[i].kind]) < 0)
+        if (router_set_handler(r, gw_routes[i].path, gw_routes[i].fn, &s->bind[gw_routes[i].kind]) <
+            0)
             return -1;
     return 0;
 }
@@ -261,8 +262,7 @@ int gateway_service_register(struct gateway_service *s, struct router *r)
 
 /* The field `name` of type `type`, or NULL when this message has none. */
 static const ProtobufCFieldDescriptor *gw_field(const ProtobufCMessageDescriptor *d,
-                                                const char *name, ProtobufCType type,
-                                                int repeated)
+                                                const char *name, ProtobufCType type, int repeated)
 {
     const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, name);
 
@@ -305,8 +305,7 @@ static size_t gw_get_bytes_len(const ProtobufCMessage *m, const char *name)
 
 static const ProtobufCMessage *gw_get_msg(const ProtobufCMessage *m, const char *name)
 {
-    const ProtobufCFieldDescriptor *fd =
-        gw_field(m->descriptor, name, PROTOBUF_C_TYPE_MESSAGE, 0);
+    const ProtobufCFieldDescriptor *fd = gw_field(m->descriptor, name, PROTOBUF_C_TYPE_MESSAGE, 0);
 
     if (fd == NULL)
         return NULL;
@@ -349,13 +348,13 @@ static void gw_set_enum(ProtobufCMessage *m, const char *name, int value)
 
 /* Free-form ids of other systems become labels and environment: bounded,
  * printable. */
-static int gw_check_text(const char *field, const char *value, struct berth_err *err)
+static int gw_check_text(const char *field, const char *value, size_t max, struct berth_err *err)
 {
     size_t n = strlen(value);
 
-    if (n > GW_TEXT_MAX)
+    if (n > max)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
-                             "field '%s' is longer than %d characters", field, GW_TEXT_MAX);
+                             "field '%s' is longer than %zu characters", field, max);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)value[i];
         if (c < 0x20 || c == 0x7f)
@@ -450,10 +449,9 @@ static int gw_read_object(struct arena *a, const struct gw_kind *k, const Protob
                              "secrets; send the request without them",
                              k->name);
     if (o->image[0] == '\0')
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s.image' is required",
-                             k->name);
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s.image' is required", k->name);
     snprintf(field, sizeof(field), "%s.image", k->name);
-    if (gw_check_text(field, o->image, err) < 0)
+    if (gw_check_text(field, o->image, GW_IMAGE_MAX, err) < 0)
         return -1;
     if (o->replicas < 1 || o->replicas > GW_MAX_REPLICAS)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
@@ -476,57 +474,56 @@ static int gw_read_object(struct arena *a, const struct gw_kind *k, const Protob
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         *texts[i].dst = gw_get_str(m, texts[i].proto);
         snprintf(field, sizeof(field), "%s.%s", k->name, texts[i].json);
-        if (gw_check_text(field, *texts[i].dst, err) < 0)
+        if (gw_check_text(field, *texts[i].dst, GW_TEXT_MAX, err) < 0)
             return -1;
     }
     return gw_read_env(a, k->name, m, o, err);
 }
 
-/* FNV-1a (64 bits) of a canonical form of the spec: every field as
- * name=length:value, in a fixed order, env sorted. It tells a retry of the
- * same Create from a different one; it is no protection against a client
- * that crafts collisions of its own objects. */
+/* Feed one field into an FNV-1a (64 bits) hash as name=length:value\n, so
+ * no two different field lists hash the same text. */
+static uint64_t gw_hash_field(uint64_t h, const char *name, const char *sub, const char *value)
+{
+    char len[24];
+    const char *pieces[5];
+
+    snprintf(len, sizeof(len), "=%zu:", strlen(value));
+    pieces[0] = name;
+    pieces[1] = sub;
+    pieces[2] = len;
+    pieces[3] = value;
+    pieces[4] = "\n";
+    for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++)
+        for (const unsigned char *c = (const unsigned char *)pieces[p]; *c; c++) {
+            h ^= *c;
+            h *= 0x100000001b3ULL;
+        }
+    return h;
+}
+
+/* The berth.spec label: a digest of every field that shapes the replicas, in
+ * a fixed order, env sorted. It tells a retry of the same Create from a
+ * different one; it is no protection against a client that crafts
+ * collisions between its own requests. */
 static const char *gw_digest(struct arena *a, const struct gw_object *o)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    char num[3][24];
-    const char *parts[2 * 10];
-    size_t n = 0;
+    char replicas[24], cpu[24], mem[24];
 
-    snprintf(num[0], sizeof(num[0]), "%" PRIu64, o->replicas);
-    snprintf(num[1], sizeof(num[1]), "%" PRIu64, o->cpu_millicores);
-    snprintf(num[2], sizeof(num[2]), "%" PRIu64, o->memory_mib);
-    parts[n++] = "namespace", parts[n++] = o->ns;
-    parts[n++] = "image", parts[n++] = o->image;
-    parts[n++] = "replicas", parts[n++] = num[0];
-    parts[n++] = "cpu_millicores", parts[n++] = num[1];
-    parts[n++] = "memory_size_mib", parts[n++] = num[2];
-    parts[n++] = "workspace_id", parts[n++] = o->workspace_id;
-    parts[n++] = "environment_slug", parts[n++] = o->env_slug;
-    parts[n++] = "environment_id", parts[n++] = o->env_id;
-    parts[n++] = "build_id", parts[n++] = o->build_id;
-    for (size_t i = 0; i < n + 2 * o->n_env; i += 2) {
-        const char *key = i < n ? parts[i] : "env.";
-        const char *sub = i < n ? "" : o->env[(i - n) / 2]->key;
-        const char *val = i < n ? parts[i + 1] : o->env[(i - n) / 2]->value;
-        char len[24];
-        const char *pieces[6];
-
-        if (val == NULL)
-            val = "";
-        snprintf(len, sizeof(len), "=%zu:", strlen(val));
-        pieces[0] = key;
-        pieces[1] = sub;
-        pieces[2] = len;
-        pieces[3] = val;
-        pieces[4] = "\n";
-        pieces[5] = NULL;
-        for (size_t p = 0; pieces[p] != NULL; p++)
-            for (const unsigned char *c = (const unsigned char *)pieces[p]; *c; c++) {
-                h ^= *c;
-                h *= 0x100000001b3ULL;
-            }
-    }
+    snprintf(replicas, sizeof(replicas), "%" PRIu64, o->replicas);
+    snprintf(cpu, sizeof(cpu), "%" PRIu64, o->cpu_millicores);
+    snprintf(mem, sizeof(mem), "%" PRIu64, o->memory_mib);
+    h = gw_hash_field(h, "namespace", "", o->ns);
+    h = gw_hash_field(h, "image", "", o->image);
+    h = gw_hash_field(h, "replicas", "", replicas);
+    h = gw_hash_field(h, "cpu_millicores", "", cpu);
+    h = gw_hash_field(h, "memory_size_mib", "", mem);
+    h = gw_hash_field(h, "workspace_id", "", o->workspace_id);
+    h = gw_hash_field(h, "environment_slug", "", o->env_slug);
+    h = gw_hash_field(h, "environment_id", "", o->env_id);
+    h = gw_hash_field(h, "build_id", "", o->build_id);
+    for (size_t i = 0; i < o->n_env; i++)
+        h = gw_hash_field(h, "env.", o->env[i]->key, o->env[i]->value ? o->env[i]->value : "");
     return arena_printf(a, "fnv1a64:%016" PRIx64, h);
 }
 
@@ -568,8 +565,8 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
         p->env[ne++] = arena_printf(a, "%s=%s", extra[i].env, extra[i].value);
     }
     for (size_t i = 0; i < o->n_env; i++)
-        p->env[ne++] = arena_printf(a, "%s=%s", o->env[i]->key,
-                                    o->env[i]->value ? o->env[i]->value : "");
+        p->env[ne++] =
+            arena_printf(a, "%s=%s", o->env[i]->key, o->env[i]->value ? o->env[i]->value : "");
     for (size_t i = 0; i < ne; i++)
         if (p->env[i] == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -591,8 +588,8 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
 }
 
 /* Point the plan's name, replica label and instance env at replica i. */
-static int gw_plan_replica(struct arena *a, const struct gw_kind *k, struct gw_plan *p,
-                           unsigned i, struct berth_err *err)
+static int gw_plan_replica(struct arena *a, const struct gw_kind *k, struct gw_plan *p, unsigned i,
+                           struct berth_err *err)
 {
     const char *name = arena_printf(a, "%s%s-%u", k->name_prefix, p->obj.id, i);
     const char *index = arena_printf(a, "%u", i);
@@ -749,9 +746,9 @@ static enum gw_status gw_status_of(const char *state)
         const char *state;
         enum gw_status status;
     } map[] = {
-        {"running", GW_STATUS_RUNNING},       {"created", GW_STATUS_PENDING},
-        {"restarting", GW_STATUS_PENDING},    {"paused", GW_STATUS_TERMINATING},
-        {"exited", GW_STATUS_TERMINATING},    {"dead", GW_STATUS_TERMINATING},
+        {"running", GW_STATUS_RUNNING},      {"created", GW_STATUS_PENDING},
+        {"restarting", GW_STATUS_PENDING},   {"paused", GW_STATUS_TERMINATING},
+        {"exited", GW_STATUS_TERMINATING},   {"dead", GW_STATUS_TERMINATING},
         {"removing", GW_STATUS_TERMINATING},
     };
 
@@ -803,8 +800,8 @@ static void gw_rollback(struct gateway_service *s, const struct gw_kind *k, cons
  * strings the caller frees) before the start, so a failed start is rolled
  * back too. */
 static int gw_make_replica(struct gateway_service *s, struct rpc_call *call,
-                           const struct gw_kind *k, struct gw_plan *p, unsigned i,
-                           char **made, size_t *n_made, struct berth_err *err)
+                           const struct gw_kind *k, struct gw_plan *p, unsigned i, char **made,
+                           size_t *n_made, struct berth_err *err)
 {
     char *cid = NULL;
 
@@ -876,8 +873,8 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
 
         if (spec == NULL || strcmp(spec, plan.digest) != 0 || strcmp(ns ? ns : "", o.ns) != 0 ||
             gw_replica_index(c, &idx) < 0 || idx >= o.replicas) {
-            berth_err_set(err, BERTH_ALREADY_EXISTS,
-                          "%s '%s' already exists with a different spec", k->name, o.id);
+            berth_err_set(err, BERTH_ALREADY_EXISTS, "%s '%s' already exists with a different spec",
+                          k->name, o.id);
             goto out;
         }
         present[idx] = 1;
@@ -910,8 +907,8 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         log_info("krane.created", "kind=%s id=%s replicas=%" PRIu64 " image=%s", k->name, o.id,
                  o.replicas, o.image);
     else
-        log_info("krane.create_retry", "kind=%s id=%s existing=%zu added=%zu started=%zu",
-                 k->name, o.id, list.n, n_made, started);
+        log_info("krane.create_retry", "kind=%s id=%s existing=%zu added=%zu started=%zu", k->name,
+                 o.id, list.n, n_made, started);
     rc = 0;
 out:
     if (rc < 0) {
@@ -935,7 +932,7 @@ static int gw_read_id(const struct gw_kind *k, const ProtobufCMessage *in, const
     *id = gw_get_str(in, k->id_field);
     if (service_check_id(k->id_json, *id, err) < 0)
         return -1;
-    return gw_check_text("namespace", *ns, err);
+    return gw_check_text("namespace", *ns, GW_TEXT_MAX, err);
 }
 
 static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -945,8 +942,8 @@ static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
     const struct gw_kind *k = b->kind;
     struct arena *a = call->arena;
     struct backend_container_list list = {0};
-    const ProtobufCFieldDescriptor *fd = gw_field(k->get_out, "instances",
-                                                  PROTOBUF_C_TYPE_MESSAGE, 1);
+    const ProtobufCFieldDescriptor *fd =
+        gw_field(k->get_out, "instances", PROTOBUF_C_TYPE_MESSAGE, 1);
     struct gw_replica *r = NULL;
     ProtobufCMessage *resp, **items;
     const char *ns, *id;
@@ -1025,8 +1022,15 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         berth_err_clear(&e);
         if (s->backend->ops->remove(s->backend->ctx, r[i].c->id, call->deadline, &e) == 0)
             removed++;
-        else if (e.code != BERTH_NOT_FOUND && !failed++)
-            berth_err_set(err, e.code, "%s", e.msg);
+        else if (e.code != BERTH_NOT_FOUND) {
+            /* The first failure is the answer; the others are logged. */
+            if (failed == 0)
+                berth_err_set(err, e.code, "%s", e.msg);
+            else
+                log_warn("krane.delete", "kind=%s id=%s container_id=%.12s error=\"%s\"", k->name,
+                         id, r[i].c->id, e.msg);
+            failed++;
+        }
     }
     if (failed)
         goto out;

@@ -29,15 +29,15 @@ struct spy {
     struct backend inner;
     struct backend_ops ops;
     pthread_mutex_t lock;
-    int starts;            /* guarded by lock */
-    int fail_start_at;     /* guarded by lock: fail the n-th start (1-based), 0 never */
-    int hide_ports;        /* guarded by lock */
-    int64_t nano_cpus;     /* guarded by lock: of the last create */
-    int64_t memory_bytes;  /* guarded by lock */
-    int container_port;    /* guarded by lock */
-    char restart[32];      /* guarded by lock */
-    char env[16][128];     /* guarded by lock */
-    size_t n_env;          /* guarded by lock */
+    int starts;           /* guarded by lock */
+    int fail_start_at;    /* guarded by lock: fail the n-th start (1-based), 0 never */
+    int hide_ports;       /* guarded by lock */
+    int64_t nano_cpus;    /* guarded by lock: of the last create */
+    int64_t memory_bytes; /* guarded by lock */
+    int container_port;   /* guarded by lock */
+    char restart[32];     /* guarded by lock */
+    char env[16][128];    /* guarded by lock */
+    size_t n_env;         /* guarded by lock */
 };
 
 struct fixture {
@@ -48,8 +48,8 @@ struct fixture {
     struct arena *arena;
 };
 
-static int spy_create(void *ctx, const struct backend_spec *spec, int64_t deadline,
-                      char **id_out, struct berth_err *err);
+static int spy_create(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
+                      struct berth_err *err);
 static int spy_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int spy_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int spy_list(void *ctx, const char *label, int64_t deadline,
@@ -82,8 +82,8 @@ static void test_concurrent_create(void);
 
 /* ---- the wrapper backend ------------------------------------------------ */
 
-static int spy_create(void *ctx, const struct backend_spec *spec, int64_t deadline,
-                      char **id_out, struct berth_err *err)
+static int spy_create(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
+                      struct berth_err *err)
 {
     struct spy *s = ctx;
 
@@ -293,16 +293,14 @@ static void test_validation(void)
         {"empty id", "", "busybox", 1, 0, 0, "", NULL, "'gateway.gatewayId' is required"},
         {"id with a slash", "a/b", "busybox", 1, 0, 0, "", NULL, "may only hold"},
         {"id starting with a dash", "-a", "busybox", 1, 0, 0, "", NULL, "must start with"},
-        {"id of 64 characters",
-         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "busybox", 1, 0, 0,
-         "", NULL, "longer than 63"},
+        {"id of 64 characters", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+         "busybox", 1, 0, 0, "", NULL, "longer than 63"},
         {"no image", "g", "", 1, 0, 0, "", NULL, "'gateway.image' is required"},
         {"zero replicas", "g", "busybox", 0, 0, 0, "", NULL, "'gateway.replicas': 0 is not"},
         {"101 replicas", "g", "busybox", 101, 0, 0, "", NULL, "'gateway.replicas': 101"},
         {"cpu below 10 millicores", "g", "busybox", 1, 5, 0, "", NULL, "cpuMillicores"},
         {"memory below 6 MiB", "g", "busybox", 1, 0, 5, "", NULL, "memorySizeMib"},
-        {"memory that overflows bytes", "g", "busybox", 1, 0, UINT64_MAX, "", NULL,
-         "too large"},
+        {"memory that overflows bytes", "g", "busybox", 1, 0, UINT64_MAX, "", NULL, "too large"},
         {"namespace with a newline", "g", "busybox", 1, 0, 0, "a\nb", NULL, "control character"},
         {"env name empty", "g", "busybox", 1, 0, 0, "", &empty_key, "non-empty"},
         {"env name with '='", "g", "busybox", 1, 0, 0, "", &eq_key, "non-empty"},
@@ -481,8 +479,8 @@ static void test_rollback(void)
         f.spy.fail_start_at = rows[i].fail_start_at;
         CHECK_MSG(create_gw(&f, &g, &err) < 0 && err.code == rows[i].code, "%s: code %s",
                   rows[i].desc, berth_code_name(err.code));
-        CHECK_MSG(memory_backend_count(&f.spy.inner) == 0, "%s: %zu containers left",
-                  rows[i].desc, memory_backend_count(&f.spy.inner));
+        CHECK_MSG(memory_backend_count(&f.spy.inner) == 0, "%s: %zu containers left", rows[i].desc,
+                  memory_backend_count(&f.spy.inner));
         CHECK_MSG(get_gw(&f, "", "rb", &err) == NULL && err.code == BERTH_NOT_FOUND,
                   "%s: Get after rollback", rows[i].desc);
         /* The id is free again: a retry succeeds. */
@@ -514,8 +512,8 @@ static void test_retry(void)
      * that was made but never started is started. */
     id1 = container_id_of(&f, "berth-gw-again-1");
     CHECK(id1 != NULL);
-    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-again-1", BERTH_NO_DEADLINE,
-                                  &err) == 0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-again-1", BERTH_NO_DEADLINE, &err) ==
+          0);
     CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-again-2"),
                                    "created") == 0);
     CHECK(memory_backend_count(&f.spy.inner) == 2);
@@ -527,8 +525,8 @@ static void test_retry(void)
         CHECK(r->instances[i]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
 
     /* A failed completion removes only what it made. */
-    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-again-0", BERTH_NO_DEADLINE,
-                                  &err) == 0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-again-0", BERTH_NO_DEADLINE, &err) ==
+          0);
     memory_backend_fail_next(&f.spy.inner, "start", 1, BERTH_UNAVAILABLE);
     CHECK(create_gw(&f, &g, &err) < 0 && err.code == BERTH_UNAVAILABLE);
     CHECK(memory_backend_count(&f.spy.inner) == 2);
@@ -587,10 +585,9 @@ static void test_different_spec(void)
         if (rows[i].same)
             CHECK_MSG(rc == 0, "%s: %s", rows[i].desc, err.msg);
         else
-            CHECK_MSG(rc < 0 && err.code == BERTH_ALREADY_EXISTS, "%s: rc=%d code=%s",
-                      rows[i].desc, rc, berth_code_name(err.code));
-        CHECK_MSG(memory_backend_count(&f.spy.inner) == 2, "%s: still 2 containers",
-                  rows[i].desc);
+            CHECK_MSG(rc < 0 && err.code == BERTH_ALREADY_EXISTS, "%s: rc=%d code=%s", rows[i].desc,
+                      rc, berth_code_name(err.code));
+        CHECK_MSG(memory_backend_count(&f.spy.inner) == 2, "%s: still 2 containers", rows[i].desc);
     }
     fixture_release(&f);
 }
@@ -697,8 +694,8 @@ static void test_advertise_host(void)
         CHECK(create_gw(&f, &g, &err) == 0);
         r = get_gw(&f, "", "adv", &err);
         CHECK_MSG(r != NULL && r->n_instances == 1 &&
-                      strncmp(r->instances[0]->address, rows[i].prefix,
-                              strlen(rows[i].prefix)) == 0,
+                      strncmp(r->instances[0]->address, rows[i].prefix, strlen(rows[i].prefix)) ==
+                          0,
                   "%s: address %s", rows[i].desc, r ? r->address : "(none)");
         fixture_release(&f);
     }
@@ -717,8 +714,7 @@ static void test_delete(void)
     }
     CHECK(create_gw(&f, &g, &err) == 0);
     /* One replica already gone is not an error. */
-    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-del-2", BERTH_NO_DEADLINE, &err) ==
-          0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-del-2", BERTH_NO_DEADLINE, &err) == 0);
     CHECK(delete_gw(&f, "", "del", &err) == 0);
     CHECK(memory_backend_count(&f.spy.inner) == 0);
     CHECK(delete_gw(&f, "", "del", &err) == 0);
@@ -852,8 +848,8 @@ static void *race_create(void *arg);
 static void *race_create(void *arg)
 {
     struct racer *r = arg;
-    struct rpc_route *route = router_find(r->f->router, GW "CreateGateway",
-                                          strlen(GW "CreateGateway"));
+    struct rpc_route *route =
+        router_find(r->f->router, GW "CreateGateway", strlen(GW "CreateGateway"));
     Krane__V1__CreateGatewayRequest req = KRANE__V1__CREATE_GATEWAY_REQUEST__INIT;
     GatewayRequest g = gw_request("race", 5);
     struct arena *a = arena_new();
