@@ -206,11 +206,14 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, struct vm_record 
     lock_take(&rec->op_lock);
     lock_take(&r->lock);
     gone = rec->removed;
-    if (gone)
-        record_unref_locked(r, rec, &free_it);
     lock_give(&r->lock);
     if (gone) {
+        /* Unlock before dropping our reference: once it is dropped, the
+         * last holder may free the record (and its op lock) at any time. */
         lock_give(&rec->op_lock);
+        lock_take(&r->lock);
+        record_unref_locked(r, rec, &free_it);
+        lock_give(&r->lock);
         if (free_it)
             record_free(rec);
         return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
