@@ -1,0 +1,506 @@
+/* Configuration: defaults < environment < flags, both flag forms, errors
+ * naming the option, the informational flags, and docs/configuration.md
+ * kept equal to --config-markdown so the docs cannot drift. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "berth/config.h"
+#include "testlib.h"
+
+#define MAX_ARGS 16
+
+/* Every variable the table declares; unset before each test so the
+ * caller's environment cannot change the outcome. */
+static const char *const all_env[] = {
+    "BERTH_LISTEN",          "BERTH_MAX_BODY_BYTES",  "BERTH_LOG_LEVEL",
+    "BERTH_MAX_CONNECTIONS", "BERTH_IDLE_TIMEOUT",    "BERTH_SHUTDOWN_GRACE",
+    "BERTH_BACKEND",         "BERTH_DOCKER_SOCKET",   "BERTH_PUBLISH_ADDRESS",
+    "BERTH_ADVERTISE_HOST",  "BERTH_STOP_TIMEOUT",    "BERTH_PIDS_LIMIT",
+    "BERTH_GATEWAY_PORT",    "BERTH_DEPLOYMENT_PORT", "BERTH_METRICS_INTERVAL",
+    "BERTH_READY_WAIT_MS",
+};
+
+/* One config_load run: argv from a NULL-terminated list, output captured. */
+struct run {
+    struct berth_config cfg;
+    enum config_action action;
+    struct berth_err err;
+    int rc;
+    char *out;
+    size_t out_len;
+};
+
+static void clear_env(void);
+static void run_load(struct run *r, const char *const *args);
+static void run_release(struct run *r);
+static char *read_file(const char *path, size_t *len);
+static char *source_path(const char *rel);
+
+static void test_defaults(void);
+static void test_env_overrides_defaults(void);
+static void test_flags_override_env(void);
+static void test_flag_forms(void);
+static void test_bad_values(void);
+static void test_info_flags(void);
+static void test_check_config(void);
+static void test_docs_match_markdown(void);
+
+static void clear_env(void)
+{
+    for (size_t i = 0; i < sizeof(all_env) / sizeof(all_env[0]); i++)
+        unsetenv(all_env[i]);
+}
+
+static void run_load(struct run *r, const char *const *args)
+{
+    char *argv[MAX_ARGS + 2];
+    int argc = 0;
+    FILE *out;
+
+    memset(r, 0, sizeof(*r));
+    argv[argc++] = "berthd";
+    for (size_t i = 0; args && args[i] && argc < MAX_ARGS + 1; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    berth_err_clear(&r->err);
+    r->action = (enum config_action) - 1;
+    out = open_memstream(&r->out, &r->out_len);
+    if (out == NULL) {
+        CHECK(!"open_memstream");
+        r->rc = -2;
+        return;
+    }
+    r->rc = config_load(&r->cfg, argc, argv, out, &r->action, &r->err);
+    fclose(out);
+}
+
+static void run_release(struct run *r)
+{
+    config_release(&r->cfg);
+    free(r->out);
+    r->out = NULL;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    size_t cap = 0;
+    FILE *mem;
+
+    *len = 0;
+    if (f == NULL)
+        return NULL;
+    mem = open_memstream(&data, &cap);
+    if (mem != NULL) {
+        char chunk[4096];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            fwrite(chunk, 1, got, mem);
+        fclose(mem);
+        *len = cap;
+    }
+    fclose(f);
+    return data;
+}
+
+/* A path in the source tree, from this file's own location
+ * (tests/unit/test_config.c -> ../../<rel>). NULL when __FILE__ is not
+ * absolute (the build passes sources by absolute path). */
+static char *source_path(const char *rel)
+{
+    const char *self = __FILE__;
+    const char *tail = "tests/unit/test_config.c";
+    size_t n = strlen(self), tn = strlen(tail);
+    char *path;
+
+    if (self[0] != '/' || n < tn || strcmp(self + n - tn, tail) != 0)
+        return NULL;
+    path = malloc(n - tn + strlen(rel) + 1);
+    if (path == NULL)
+        return NULL;
+    memcpy(path, self, n - tn);
+    memcpy(path + n - tn, rel, strlen(rel) + 1);
+    return path;
+}
+
+static void test_defaults(void)
+{
+    struct run r;
+
+    clear_env();
+    run_load(&r, NULL);
+    CHECK(r.rc == 0);
+    CHECK(r.action == CONFIG_RUN);
+    CHECK(r.err.code == BERTH_OK);
+    CHECK(r.out_len == 0);
+    CHECK_STR(r.cfg.listen, "127.0.0.1:8080");
+    CHECK(r.cfg.max_body_bytes == 4194304);
+    CHECK(r.cfg.log_level == LOG_LEVEL_INFO);
+    CHECK(r.cfg.max_connections == 512);
+    CHECK(r.cfg.idle_timeout_s == 60);
+    CHECK(r.cfg.shutdown_grace_s == 30);
+    CHECK_STR(r.cfg.backend, "docker");
+    CHECK_STR(r.cfg.docker_socket, "/var/run/docker.sock");
+    CHECK_STR(r.cfg.publish_address, "127.0.0.1");
+    CHECK_STR(r.cfg.advertise_host, "");
+    CHECK(r.cfg.stop_timeout_s == 30);
+    CHECK(r.cfg.pids_limit == 4096);
+    CHECK(r.cfg.gateway_port == 8040);
+    CHECK(r.cfg.deployment_port == 8080);
+    CHECK(r.cfg.metrics_interval_s == 5);
+    CHECK(r.cfg.ready_wait_ms == 10000);
+    run_release(&r);
+    /* Releasing twice is harmless: the strings were nulled. */
+    config_release(&r.cfg);
+    CHECK(r.cfg.listen == NULL && r.cfg.backend == NULL);
+}
+
+static void test_env_overrides_defaults(void)
+{
+    struct run r;
+
+    clear_env();
+    setenv("BERTH_LISTEN", "0.0.0.0:9000", 1);
+    setenv("BERTH_LOG_LEVEL", "debug", 1);
+    setenv("BERTH_BACKEND", "memory", 1);
+    setenv("BERTH_STOP_TIMEOUT", "7", 1);
+    setenv("BERTH_READY_WAIT_MS", "0", 1);
+    setenv("BERTH_ADVERTISE_HOST", "host.example", 1);
+    run_load(&r, NULL);
+    CHECK(r.rc == 0);
+    CHECK(r.action == CONFIG_RUN);
+    CHECK_STR(r.cfg.listen, "0.0.0.0:9000");
+    CHECK(r.cfg.log_level == LOG_LEVEL_DEBUG);
+    CHECK_STR(r.cfg.backend, "memory");
+    CHECK(r.cfg.stop_timeout_s == 7);
+    CHECK(r.cfg.ready_wait_ms == 0);
+    CHECK_STR(r.cfg.advertise_host, "host.example");
+    /* Untouched options keep their defaults. */
+    CHECK(r.cfg.max_connections == 512);
+    CHECK_STR(r.cfg.docker_socket, "/var/run/docker.sock");
+    run_release(&r);
+    clear_env();
+}
+
+static void test_flags_override_env(void)
+{
+    static const char *const args[] = {"--listen",    "[::1]:7000", "--stop-timeout=3",
+                                       "--log-level", "warn",       NULL};
+    struct run r;
+
+    clear_env();
+    setenv("BERTH_LISTEN", "0.0.0.0:9000", 1);
+    setenv("BERTH_STOP_TIMEOUT", "7", 1);
+    setenv("BERTH_LOG_LEVEL", "debug", 1);
+    setenv("BERTH_PIDS_LIMIT", "100", 1);
+    run_load(&r, args);
+    CHECK(r.rc == 0);
+    CHECK_STR(r.cfg.listen, "[::1]:7000");
+    CHECK(r.cfg.stop_timeout_s == 3);
+    CHECK(r.cfg.log_level == LOG_LEVEL_WARN);
+    CHECK(r.cfg.pids_limit == 100); /* from the environment, no flag */
+    run_release(&r);
+
+    /* The same flag twice: the last one wins. */
+    {
+        static const char *const twice[] = {"--stop-timeout", "1", "--stop-timeout=2", NULL};
+        run_load(&r, twice);
+        CHECK(r.rc == 0);
+        CHECK(r.cfg.stop_timeout_s == 2);
+        run_release(&r);
+    }
+    /* A bad environment value fails even when a flag would replace it:
+     * nothing is silently ignored. */
+    {
+        static const char *const fix[] = {"--stop-timeout", "1", NULL};
+        setenv("BERTH_STOP_TIMEOUT", "soon", 1);
+        run_load(&r, fix);
+        CHECK(r.rc == -1);
+        CHECK(r.err.code == BERTH_INVALID_ARGUMENT);
+        CHECK(strstr(r.err.msg, "stop-timeout") != NULL);
+        CHECK(strstr(r.err.msg, "BERTH_STOP_TIMEOUT") != NULL);
+        run_release(&r);
+    }
+    clear_env();
+}
+
+static void test_flag_forms(void)
+{
+    static const struct {
+        const char *desc;
+        const char *args[5];
+        int64_t want_stop;
+        const char *want_socket;
+    } rows[] = {
+        {"--flag=value",
+         {"--stop-timeout=12", "--docker-socket=/run/d.sock", NULL},
+         12,
+         "/run/d.sock"},
+        {"--flag value",
+         {"--stop-timeout", "12", "--docker-socket", "/run/d.sock", NULL},
+         12,
+         "/run/d.sock"},
+        {"mixed forms", {"--stop-timeout", "0", "--docker-socket=/x", NULL}, 0, "/x"},
+        {"value holding '='", {"--docker-socket=/a=b", NULL}, 30, "/a=b"},
+        {"empty string value", {"--docker-socket=", NULL}, 30, ""},
+        {"upper bound is inclusive", {"--stop-timeout=3600", NULL}, 3600, "/var/run/docker.sock"},
+        {"value that looks like a flag", {"--docker-socket", "--weird", NULL}, 30, "--weird"},
+    };
+
+    clear_env();
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct run r;
+        run_load(&r, rows[i].args);
+        CHECK_MSG(r.rc == 0, "%s: %s", rows[i].desc, r.err.msg);
+        CHECK_MSG(r.action == CONFIG_RUN, "%s", rows[i].desc);
+        CHECK_MSG(r.cfg.stop_timeout_s == rows[i].want_stop, "%s", rows[i].desc);
+        CHECK_MSG(r.cfg.docker_socket && strcmp(r.cfg.docker_socket, rows[i].want_socket) == 0,
+                  "%s: socket '%s'", rows[i].desc, r.cfg.docker_socket ? r.cfg.docker_socket : "");
+        run_release(&r);
+    }
+}
+
+static void test_bad_values(void)
+{
+    static const struct {
+        const char *desc;
+        const char *env_name, *env_value; /* optional */
+        const char *args[4];
+        const char *must_name; /* the option as the message must name it */
+        const char *also;      /* another piece the message must hold, or NULL */
+    } rows[] = {
+        {"not an integer",
+         NULL,
+         NULL,
+         {"--max-connections=lots", NULL},
+         "max-connections",
+         "'lots'"},
+        {"trailing garbage", NULL, NULL, {"--idle-timeout", "12s", NULL}, "idle-timeout", "'12s'"},
+        {"empty integer", NULL, NULL, {"--stop-timeout=", NULL}, "stop-timeout", NULL},
+        {"below minimum",
+         NULL,
+         NULL,
+         {"--max-connections=0", NULL},
+         "max-connections",
+         "1 to 100000"},
+        {"above maximum", NULL, NULL, {"--gateway-port=65536", NULL}, "gateway-port", "1 to 65535"},
+        {"negative", NULL, NULL, {"--stop-timeout=-1", NULL}, "stop-timeout", "0 to 3600"},
+        {"overflows int64",
+         NULL,
+         NULL,
+         {"--max-body-bytes=99999999999999999999", NULL},
+         "max-body-bytes",
+         NULL},
+        {"bad log level", NULL, NULL, {"--log-level=loud", NULL}, "log-level", "'loud'"},
+        {"bad backend", NULL, NULL, {"--backend=podman", NULL}, "backend", "'podman'"},
+        {"unknown option", NULL, NULL, {"--no-such-thing=1", NULL}, "--no-such-thing", NULL},
+        {"unknown option, single dash", NULL, NULL, {"-x", NULL}, "-x", NULL},
+        {"missing value at the end", NULL, NULL, {"--listen", NULL}, "--listen", "needs a value"},
+        {"missing value after good flags",
+         NULL,
+         NULL,
+         {"--stop-timeout", "5", "--pids-limit", NULL},
+         "--pids-limit",
+         "needs a value"},
+        {"bad integer from the environment",
+         "BERTH_PIDS_LIMIT",
+         "many",
+         {NULL},
+         "pids-limit",
+         "BERTH_PIDS_LIMIT"},
+        {"out of bounds from the environment",
+         "BERTH_PIDS_LIMIT",
+         "15",
+         {NULL},
+         "pids-limit",
+         "16 to 4194304"},
+        {"bad level from the environment",
+         "BERTH_LOG_LEVEL",
+         "verbose",
+         {NULL},
+         "log-level",
+         "BERTH_LOG_LEVEL"},
+        {"bad backend from the environment", "BERTH_BACKEND", "lxc", {NULL}, "backend", "'lxc'"},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct run r;
+        clear_env();
+        if (rows[i].env_name)
+            setenv(rows[i].env_name, rows[i].env_value, 1);
+        run_load(&r, rows[i].args);
+        CHECK_MSG(r.rc == -1, "%s: accepted", rows[i].desc);
+        CHECK_MSG(r.err.code == BERTH_INVALID_ARGUMENT, "%s: code %d", rows[i].desc,
+                  (int)r.err.code);
+        CHECK_MSG(strstr(r.err.msg, rows[i].must_name) != NULL, "%s: '%s' lacks '%s'", rows[i].desc,
+                  r.err.msg, rows[i].must_name);
+        if (rows[i].also)
+            CHECK_MSG(strstr(r.err.msg, rows[i].also) != NULL, "%s: '%s' lacks '%s'", rows[i].desc,
+                      r.err.msg, rows[i].also);
+        /* Failure releases what was filled in. */
+        CHECK_MSG(r.cfg.listen == NULL && r.cfg.backend == NULL, "%s: strings left", rows[i].desc);
+        CHECK_MSG(r.out_len == 0, "%s: printed something", rows[i].desc);
+        run_release(&r);
+    }
+    clear_env();
+}
+
+static void test_info_flags(void)
+{
+    static const struct {
+        const char *desc;
+        const char *args[3];
+        const char *starts; /* the output begins with this */
+        const char *holds;  /* and holds this */
+    } rows[] = {
+        {"--help", {"--help", NULL}, "usage: berthd", "--stop-timeout"},
+        {"-h", {"-h", NULL}, "usage: berthd", "BERTH_READY_WAIT_MS"},
+        {"--help lists --check-config", {"--help", NULL}, "usage: berthd", "--check-config"},
+        {"--help wins over later bad flags",
+         {"--help", "--bogus", NULL},
+         "usage: berthd",
+         "--version"},
+        {"--version", {"--version", NULL}, "berthd " BERTH_VERSION "\n", NULL},
+        {"--config-markdown",
+         {"--config-markdown", NULL},
+         "# Configuration\n",
+         "| `--listen` | `BERTH_LISTEN` | `127.0.0.1:8080` |"},
+    };
+
+    clear_env();
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct run r;
+        run_load(&r, rows[i].args);
+        CHECK_MSG(r.rc == 0, "%s: %s", rows[i].desc, r.err.msg);
+        CHECK_MSG(r.action == CONFIG_EXIT_OK, "%s", rows[i].desc);
+        CHECK_MSG(r.out && strncmp(r.out, rows[i].starts, strlen(rows[i].starts)) == 0,
+                  "%s: output '%.60s'", rows[i].desc, r.out ? r.out : "");
+        if (rows[i].holds)
+            CHECK_MSG(r.out && strstr(r.out, rows[i].holds) != NULL, "%s: lacks '%s'", rows[i].desc,
+                      rows[i].holds);
+        run_release(&r);
+    }
+    /* --version is one line. */
+    {
+        static const char *const v[] = {"--version", NULL};
+        struct run r;
+        run_load(&r, v);
+        CHECK(r.out && strcmp(r.out, "berthd " BERTH_VERSION "\n") == 0);
+        run_release(&r);
+    }
+    /* tmpfile works as well as a memstream. */
+    {
+        static const char *const h[] = {"--help", NULL};
+        struct berth_config cfg;
+        enum config_action action = CONFIG_RUN;
+        struct berth_err err;
+        char *argv[] = {"berthd", (char *)h[0], NULL};
+        FILE *f = tmpfile();
+        long size;
+        CHECK(f != NULL);
+        if (f != NULL) {
+            berth_err_clear(&err);
+            CHECK(config_load(&cfg, 2, argv, f, &action, &err) == 0);
+            CHECK(action == CONFIG_EXIT_OK);
+            size = ftell(f);
+            CHECK(size > 100);
+            config_release(&cfg);
+            fclose(f);
+        }
+    }
+}
+
+static void test_check_config(void)
+{
+    static const char *const args[] = {"--check-config", "--listen", "0.0.0.0:1", NULL};
+    struct run r;
+
+    clear_env();
+    setenv("BERTH_METRICS_INTERVAL", "9", 1);
+    run_load(&r, args);
+    CHECK(r.rc == 0);
+    CHECK(r.action == CONFIG_EXIT_OK);
+    /* The effective values: flags after --check-config still count, and the
+     * environment shows through. */
+    CHECK(r.out && strncmp(r.out, "listen=0.0.0.0:1\n", 17) == 0);
+    CHECK(r.out && strstr(r.out, "\nmetrics-interval=9\n") != NULL);
+    CHECK(r.out && strstr(r.out, "\nlog-level=info\n") != NULL);
+    CHECK(r.out && strstr(r.out, "\nadvertise-host=\n") != NULL);
+    CHECK(r.out && strstr(r.out, "\nready-wait-ms=10000\n") != NULL);
+    /* One line per option, and the same text config_print writes. */
+    {
+        char *direct = NULL;
+        size_t len = 0, lines = 0;
+        FILE *f = open_memstream(&direct, &len);
+        CHECK(f != NULL);
+        if (f != NULL) {
+            config_print(&r.cfg, f);
+            fclose(f);
+            CHECK(r.out && direct && strcmp(r.out, direct) == 0);
+            free(direct);
+        }
+        for (const char *p = r.out; p && *p; p++)
+            lines += *p == '\n';
+        CHECK(lines == sizeof(all_env) / sizeof(all_env[0]));
+    }
+    run_release(&r);
+
+    /* --check-config still validates: a bad value is an error, not output. */
+    {
+        static const char *const bad[] = {"--check-config", "--idle-timeout=0", NULL};
+        run_load(&r, bad);
+        CHECK(r.rc == -1);
+        CHECK(r.err.code == BERTH_INVALID_ARGUMENT);
+        CHECK(strstr(r.err.msg, "idle-timeout") != NULL);
+        CHECK(r.out_len == 0);
+        run_release(&r);
+    }
+    clear_env();
+}
+
+/* docs/configuration.md is the output of --config-markdown, byte for byte. */
+static void test_docs_match_markdown(void)
+{
+    static const char *const args[] = {"--config-markdown", NULL};
+    char *path = source_path("docs/configuration.md");
+    char *doc = NULL;
+    size_t doc_len = 0;
+    struct run r;
+
+    CHECK_MSG(path != NULL, "cannot find the source tree from %s", __FILE__);
+    if (path == NULL)
+        return;
+    doc = read_file(path, &doc_len);
+    CHECK_MSG(doc != NULL, "cannot read %s", path);
+    clear_env();
+    run_load(&r, args);
+    CHECK(r.rc == 0 && r.action == CONFIG_EXIT_OK);
+    if (doc != NULL && r.out != NULL) {
+        size_t at = 0;
+        while (at < doc_len && at < r.out_len && doc[at] == r.out[at])
+            at++;
+        CHECK_MSG(doc_len == r.out_len && at == doc_len,
+                  "%s differs from `berthd --config-markdown` at byte %zu (doc %zu bytes, "
+                  "generated %zu); regenerate it",
+                  path, at, doc_len, r.out_len);
+    }
+    run_release(&r);
+    free(doc);
+    free(path);
+}
+
+int main(void)
+{
+    test_defaults();
+    test_env_overrides_defaults();
+    test_flags_override_env();
+    test_flag_forms();
+    test_bad_values();
+    test_info_flags();
+    test_check_config();
+    test_docs_match_markdown();
+    clear_env();
+    return test_summary("test_config");
+}
