@@ -261,18 +261,8 @@ static int watcher_wait(struct berth_daemon *d, int64_t ms)
     int stopping;
 
     lock_take(&d->lock);
-    while (!d->stopping && berth_deadline_left_ms(until) > 0) {
-        int64_t left = berth_deadline_left_ms(until);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&d->wake, &d->lock, &ts);
-    }
+    while (!d->stopping && lock_wait_until(&d->wake, &d->lock, until) == 0)
+        ;
     stopping = d->stopping;
     lock_give(&d->lock);
     return stopping;

@@ -4,7 +4,15 @@
 #define BERTH_LOCK_H
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include "berth/clock.h"
+
+/* Longest single sleep of lock_wait_until: waiters re-check their condition
+ * at least this often, whatever the wall clock does. */
+#define LOCK_WAIT_SLICE_MS 1000
 
 static inline void lock_init(pthread_mutex_t *m)
 {
@@ -22,6 +30,29 @@ static inline void lock_give(pthread_mutex_t *m)
 {
     if (pthread_mutex_unlock(m) != 0)
         abort();
+}
+
+/* Wait on c (m held) until signalled or the monotonic deadline passes, at
+ * most one slice. 0 while time is left, -1 once the deadline passed; callers
+ * loop on their own condition. */
+static inline int lock_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
+{
+    int64_t left = berth_deadline_left_ms(deadline);
+    struct timespec ts;
+
+    if (left == 0)
+        return -1;
+    if (left > LOCK_WAIT_SLICE_MS)
+        left = LOCK_WAIT_SLICE_MS;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(c, m, &ts);
+    return 0;
 }
 
 static inline void lock_destroy(pthread_mutex_t *m)

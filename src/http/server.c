@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "berth/clock.h"
+#include "berth/lock.h"
 #include "berth/log.h"
 
 struct http_request {
@@ -242,25 +243,12 @@ int http_server_wait_idle(struct http_server *s, int64_t deadline)
 {
     int idle;
 
-    pthread_mutex_lock(&s->idle_lock);
-    while (atomic_load(&s->in_flight) > 0) {
-        int64_t left = berth_deadline_left_ms(deadline);
-        struct timespec ts;
-        if (left == 0)
-            break;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (left > 1000)
-            left = 1000;
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&s->idle_cond, &s->idle_lock, &ts);
-    }
+    lock_take(&s->idle_lock);
+    while (atomic_load(&s->in_flight) > 0 && lock_wait_until(&s->idle_cond, &s->idle_lock,
+                                                             deadline) == 0)
+        ;
     idle = atomic_load(&s->in_flight) == 0;
-    pthread_mutex_unlock(&s->idle_lock);
+    lock_give(&s->idle_lock);
     return idle ? 0 : -1;
 }
 

@@ -28,7 +28,6 @@
 #define GW_IMAGE_MAX 1024
 #define GW_MAX_ENV 1000
 #define GW_ROLLBACK_MS 10000  /* removals after a failure get this long past the call */
-#define GW_WAIT_SLICE_MS 1000 /* longest single wait for a busy id */
 #define GW_MAX_LABELS 12
 #define GW_MAX_OWN_ENV 8
 #define GW_SPEC_LABEL "berth.spec"
@@ -168,7 +167,6 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
 static int gw_plan_replica(struct arena *a, const struct gw_kind *k, struct gw_plan *p, unsigned i,
                            struct berth_err *err);
 
-static int gw_wait_until(struct gateway_service *s, int64_t deadline);
 static int gw_busy_take(struct gateway_service *s, const char *key, int64_t deadline,
                         struct berth_err *err);
 static void gw_busy_give(struct gateway_service *s, const char *key);
@@ -605,28 +603,6 @@ static int gw_plan_replica(struct arena *a, const struct gw_kind *k, struct gw_p
 
 /* ---- one Create or Delete per object at a time ------------------------- */
 
-/* Wait on busy_cond (busy_lock held) until signalled, at most until the
- * deadline and one slice. 0 while time is left, -1 once the deadline passed. */
-static int gw_wait_until(struct gateway_service *s, int64_t deadline)
-{
-    int64_t left = berth_deadline_left_ms(deadline);
-    struct timespec ts;
-
-    if (left == 0)
-        return -1;
-    if (left > GW_WAIT_SLICE_MS)
-        left = GW_WAIT_SLICE_MS;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&s->busy_cond, &s->busy_lock, &ts);
-    return 0;
-}
-
 /* Mark key busy, waiting while another call holds it. key is borrowed until
  * gw_busy_give (it lives in the caller's arena). */
 static int gw_busy_take(struct gateway_service *s, const char *key, int64_t deadline,
@@ -641,7 +617,7 @@ static int gw_busy_take(struct gateway_service *s, const char *key, int64_t dead
             held = strcmp(s->busy[i], key) == 0;
         if (!held)
             break;
-        if (gw_wait_until(s, deadline) < 0) {
+        if (lock_wait_until(&s->busy_cond, &s->busy_lock, deadline) < 0) {
             berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
                           "'%s': another create or delete of it is still under way", key);
             goto out;

@@ -179,20 +179,9 @@ static int wait_ready(struct vm_service *s, int64_t deadline, struct berth_err *
     enum ready_state st;
 
     lock_take(&s->ready_lock);
-    while (s->ready == READY_REBUILDING) {
-        int64_t left = berth_deadline_left_ms(until);
-        struct timespec ts;
-        if (left == 0)
-            break;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&s->ready_cond, &s->ready_lock, &ts);
-    }
+    while (s->ready == READY_REBUILDING &&
+           lock_wait_until(&s->ready_cond, &s->ready_lock, until) == 0)
+        ;
     st = s->ready;
     lock_give(&s->ready_lock);
     if (st == READY_OK)
