@@ -50,8 +50,8 @@ struct berth_daemon {
     int64_t events_since_ns; /* watcher thread only: resume point of the stream */
 };
 
-static int backend_open(const struct berth_config *cfg, struct backend *out,
-                        struct berth_err *err);
+static int backend_open(const struct berth_config *cfg, struct engine_stats *stats,
+                        struct backend *out, struct berth_err *err);
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
@@ -60,8 +60,8 @@ static int watcher_wait(struct berth_daemon *d, int64_t ms);
 static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
 static void on_engine_event(void *arg, const struct backend_event *ev);
 
-static int backend_open(const struct berth_config *cfg, struct backend *out,
-                        struct berth_err *err)
+static int backend_open(const struct berth_config *cfg, struct engine_stats *stats,
+                        struct backend *out, struct berth_err *err)
 {
     if (strcmp(cfg->backend, "memory") == 0)
         return memory_backend_new(out, err);
@@ -69,6 +69,7 @@ static int backend_open(const struct berth_config *cfg, struct backend *out,
         .socket_path = cfg->docker_socket,
         .publish_address = cfg->publish_address,
         .pids_limit = cfg->pids_limit,
+        .stats = stats,
     };
     return docker_backend_new(&dc, out, err);
 }
@@ -90,8 +91,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
         goto fail;
     /* Every engine made from here on (the backend's) counts its calls. */
     d->engine_stats = engine_stats_new();
-    engine_global_set_stats(d->engine_stats);
-    if (d->engine_stats == NULL || backend_open(cfg, &d->backend, err) < 0)
+    if (d->engine_stats == NULL || backend_open(cfg, d->engine_stats, &d->backend, err) < 0)
         goto fail;
     d->vms = vm_registry_new();
     d->router = router_new();
@@ -122,7 +122,8 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
     d->connect.router = d->router;
     d->connect.max_body_bytes = (size_t)cfg->max_body_bytes;
     if (strcmp(cfg->backend, "memory") != 0) {
-        struct collector_config mc = {cfg->docker_socket, cfg->metrics_interval_s * 1000};
+        struct collector_config mc = {cfg->docker_socket, cfg->metrics_interval_s * 1000,
+                                      d->engine_stats};
 
         if (collector_start(&mc, d->vms, &d->collector, err) < 0)
             goto fail;
@@ -197,7 +198,6 @@ void daemon_stop(struct berth_daemon *d)
     router_free(d->router);
     vm_registry_free(d->vms);
     backend_destroy(&d->backend);
-    engine_global_set_stats(NULL);
     engine_stats_free(d->engine_stats);
     engine_global_cleanup();
     pthread_cond_destroy(&d->wake);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "berth/engine_client.h"
 #include "berth/err.h"
 #include "berth/vm_registry.h"
 
@@ -16,6 +17,7 @@
 struct collector_config {
     const char *socket_path; /* the Engine's unix socket */
     int64_t interval_ms;     /* --metrics-interval: how old a cached sample may get */
+    struct engine_stats *engine_stats; /* NULL, or counters of its Engine calls */
 };
 
 /* What /metrics shows of the collector; read with collector_read_stats(). */

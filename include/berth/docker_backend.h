@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "berth/backend.h"
+#include "berth/engine_client.h"
 #include "berth/err.h"
 
 #define DOCKER_BACKEND_DEFAULT_SOCKET "/var/run/docker.sock"
@@ -25,6 +26,7 @@ struct docker_backend_config {
     const char *socket_path;     /* NULL or "": DOCKER_BACKEND_DEFAULT_SOCKET */
     const char *publish_address; /* host IP for published ports; NULL or "": 127.0.0.1 */
     int64_t pids_limit;          /* per container; 0: default, < 0: no limit */
+    struct engine_stats *stats;  /* NULL, or Engine call counters that outlive the backend */
 };
 
 /* Fill *out with the Docker backend (ops + a context the caller releases

@@ -143,9 +143,8 @@ int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out, 
 /* The operation name of a call, as recorded ("GET /containers/{id}/json"). */
 void engine_op_name(const char *method, const char *path, char *out, size_t outsz);
 
-/* Every engine created after this call counts its calls into `s` (NULL:
- * none); `s` must outlive them. Process-wide, like engine_global_init: set
- * it once at start, before engine_new, and clear it after engine_free. */
-void engine_global_set_stats(struct engine_stats *s);
+/* Count this engine's calls into `s` (NULL: none), which must outlive it.
+ * Set right after engine_new, before the engine is shared between threads. */
+void engine_set_stats(struct engine *e, struct engine_stats *s);
 
 #endif

@@ -117,6 +117,7 @@ int collector_start(const struct collector_config *cfg, struct vm_registry *vms,
     }
     if (engine_new(c->socket_path, &c->engine, err) < 0)
         goto fail;
+    engine_set_stats(c->engine, cfg->engine_stats);
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
         berth_err_set(err, BERTH_INTERNAL, "cannot create a curl multi handle");

@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -614,36 +615,147 @@ static int state_response(struct rpc_call *call, const ProtobufCMessageDescripto
     return 0;
 }
 
-static int h_boot(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
-                  ProtobufCMessage **out, struct berth_err *err)
+/* The lifecycle calls that move a VM from one state to another, as data:
+ * which states each accepts, where it leads, what it answers. */
+enum vm_action { ACT_BOOT, ACT_SHUTDOWN, ACT_PAUSE, ACT_RESUME, ACT_REBOOT };
+
+#define STATE_BIT(st) (1u << (st))
+
+static const struct vm_transition {
+    const char *method;
+    const char *event;       /* log line */
+    unsigned from;           /* STATE_BITs of the states it accepts */
+    enum vm_state to;
+    const char *paused_hint; /* what to tell a PAUSED VM; NULL: what it needs */
+    const ProtobufCMessageDescriptor *response;
+} vm_transitions[] = {
+    [ACT_BOOT] = {"BootVm", "vm.booted", STATE_BIT(VM_STATE_CREATED) | STATE_BIT(VM_STATE_SHUTDOWN),
+                  VM_STATE_RUNNING, "resume it instead",
+                  &metal__vmprovisioner__v1__boot_vm_response__descriptor},
+    [ACT_SHUTDOWN] = {"ShutdownVm", "vm.shutdown", STATE_BIT(VM_STATE_RUNNING), VM_STATE_SHUTDOWN,
+                      "resume it first",
+                      &metal__vmprovisioner__v1__shutdown_vm_response__descriptor},
+    [ACT_PAUSE] = {"PauseVm", "vm.paused", STATE_BIT(VM_STATE_RUNNING), VM_STATE_PAUSED, NULL,
+                   &metal__vmprovisioner__v1__pause_vm_response__descriptor},
+    [ACT_RESUME] = {"ResumeVm", "vm.resumed", STATE_BIT(VM_STATE_PAUSED), VM_STATE_RUNNING, NULL,
+                    &metal__vmprovisioner__v1__resume_vm_response__descriptor},
+    [ACT_REBOOT] = {"RebootVm", "vm.rebooted", STATE_BIT(VM_STATE_RUNNING), VM_STATE_RUNNING, NULL,
+                    &metal__vmprovisioner__v1__reboot_vm_response__descriptor},
+};
+
+/* What a lifecycle call asks for beyond the VM id. */
+struct vm_action_args {
+    int force;
+    int timeout_s; /* grace period of a stop or restart */
+};
+
+static int transition_refused(const char *id, enum vm_state st, const struct vm_transition *t,
+                              struct berth_err *err);
+static int run_action(struct vm_service *s, enum vm_action act, const char *container_id,
+                      const struct vm_action_args *args, int64_t deadline, struct berth_err *err);
+static int lifecycle(struct vm_service *s, struct rpc_call *call, enum vm_action act,
+                     const char *id, const struct vm_action_args *args, ProtobufCMessage **out,
+                     struct berth_err *err);
+
+/* "vm 'x' is PAUSED; resume it first" or "...; BootVm needs CREATED or SHUTDOWN". */
+static int transition_refused(const char *id, enum vm_state st, const struct vm_transition *t,
+                              struct berth_err *err)
 {
-    struct vm_service *s = ctx;
-    const Metal__Vmprovisioner__V1__BootVmRequest *req = (const void *)in;
+    char needs[96];
+    size_t n = 0;
+
+    if (st == VM_STATE_PAUSED && t->paused_hint != NULL)
+        return state_error(id, st, t->paused_hint, err);
+    needs[0] = '\0';
+    for (int k = VM_STATE_CREATED; k <= VM_STATE_SHUTDOWN; k++) {
+        if (!(t->from & STATE_BIT(k)))
+            continue;
+        n += (size_t)snprintf(needs + n, sizeof(needs) - n, "%s%s", n ? " or " : "",
+                              state_word((enum vm_state)k));
+        if (n >= sizeof(needs))
+            break;
+    }
+    return berth_err_set(err, BERTH_FAILED_PRECONDITION, "vm '%s' is %s; %s needs %s", id,
+                         state_word(st), t->method, needs);
+}
+
+/* The Engine side of each action. */
+static int run_action(struct vm_service *s, enum vm_action act, const char *container_id,
+                      const struct vm_action_args *args, int64_t deadline, struct berth_err *err)
+{
+    const struct backend_ops *ops = s->backend->ops;
+    void *ctx = s->backend->ctx;
+    struct backend_container c = {0};
+    struct berth_err probe;
+    int stopped;
+
+    switch (act) {
+    case ACT_BOOT:
+        return ops->start(ctx, container_id, deadline, err);
+    case ACT_PAUSE:
+        return ops->pause(ctx, container_id, deadline, err);
+    case ACT_RESUME:
+        return ops->unpause(ctx, container_id, deadline, err);
+    case ACT_REBOOT:
+        return ops->restart(ctx, container_id, args->force ? 0 : args->timeout_s, deadline, err);
+    case ACT_SHUTDOWN:
+        if (!args->force)
+            return ops->stop(ctx, container_id, args->timeout_s, deadline, err);
+        if (ops->kill(ctx, container_id, deadline, err) == 0)
+            return 0;
+        if (err->code != BERTH_FAILED_PRECONDITION)
+            return -1;
+        /* Killing a container that already stopped by itself is a shutdown done. */
+        berth_err_clear(&probe);
+        stopped = ops->inspect(ctx, container_id, deadline, &c, &probe) == 0 &&
+                  strcmp(c.state, "running") != 0 && strcmp(c.state, "paused") != 0;
+        backend_container_release(&c);
+        if (!stopped)
+            return -1;
+        berth_err_clear(err);
+        return 0;
+    }
+    return berth_err_set(err, BERTH_INTERNAL, "unknown vm action");
+}
+
+/* One lifecycle call: lock the VM, check the state machine, act, record. */
+static int lifecycle(struct vm_service *s, struct rpc_call *call, enum vm_action act,
+                     const char *id, const struct vm_action_args *args, ProtobufCMessage **out,
+                     struct berth_err *err)
+{
+    const struct vm_transition *t = &vm_transitions[act];
     struct vm_record *rec;
     struct vm_snapshot snap = {0};
     int rc = -1;
 
-    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, err) < 0)
+    if (lifecycle_begin(s, call, id, &rec, &snap, err) < 0)
         return -1;
-    if (snap.state != VM_STATE_CREATED && snap.state != VM_STATE_SHUTDOWN) {
-        state_error(snap.id, snap.state,
-                    snap.state == VM_STATE_PAUSED ? "resume it instead"
-                                                  : "BootVm needs CREATED or SHUTDOWN",
-                    err);
+    if (!(t->from & STATE_BIT(snap.state))) {
+        transition_refused(snap.id, snap.state, t, err);
         goto out;
     }
-    if (s->backend->ops->start(s->backend->ctx, snap.container_id, call->deadline, err) < 0)
+    if (run_action(s, act, snap.container_id, args, call->deadline, err) < 0)
         goto out;
-    refresh_from_backend(s, &snap, call->deadline);
-    if (finish_transition(s, rec, &snap, VM_STATE_RUNNING, err) < 0)
+    /* A start may publish on new Engine-picked host ports. */
+    if (act == ACT_BOOT || act == ACT_REBOOT)
+        refresh_from_backend(s, &snap, call->deadline);
+    if (finish_transition(s, rec, &snap, t->to, err) < 0)
         goto out;
-    log_info("vm.booted", "vm_id=%s", snap.id);
-    rc = state_response(call, &metal__vmprovisioner__v1__boot_vm_response__descriptor,
-                        VM_STATE_RUNNING, out, err);
+    log_info(t->event, "vm_id=%s force=%d", snap.id, args->force ? 1 : 0);
+    rc = state_response(call, t->response, t->to, out, err);
 out:
     vm_registry_release(s->registry, rec);
     vm_snapshot_release(&snap);
     return rc;
+}
+
+static int h_boot(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                  ProtobufCMessage **out, struct berth_err *err)
+{
+    const Metal__Vmprovisioner__V1__BootVmRequest *req = (const void *)in;
+    struct vm_action_args args = {0, 0};
+
+    return lifecycle(ctx, call, ACT_BOOT, req->vm_id, &args, out, err);
 }
 
 static int h_shutdown(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -651,108 +763,31 @@ static int h_shutdown(void *ctx, struct rpc_call *call, const ProtobufCMessage *
 {
     struct vm_service *s = ctx;
     const Metal__Vmprovisioner__V1__ShutdownVmRequest *req = (const void *)in;
-    struct vm_record *rec;
-    struct vm_snapshot snap = {0};
-    int timeout = req->timeout_seconds ? req->timeout_seconds : s->cfg.stop_timeout_s;
-    int rc = -1, r;
+    struct vm_action_args args = {
+        req->force, req->timeout_seconds ? req->timeout_seconds : s->cfg.stop_timeout_s};
 
     if (req->timeout_seconds < 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "field 'timeoutSeconds': %d is negative", req->timeout_seconds);
-    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, err) < 0)
-        return -1;
-    if (snap.state != VM_STATE_RUNNING) {
-        state_error(snap.id, snap.state,
-                    snap.state == VM_STATE_PAUSED ? "resume it first"
-                                                  : "ShutdownVm needs RUNNING",
-                    err);
-        goto out;
-    }
-    if (req->force)
-        r = s->backend->ops->kill(s->backend->ctx, snap.container_id, call->deadline, err);
-    else
-        r = s->backend->ops->stop(s->backend->ctx, snap.container_id, timeout, call->deadline,
-                                  err);
-    /* Killing a container that already stopped by itself is a shutdown done. */
-    if (r < 0 && req->force && err->code == BERTH_FAILED_PRECONDITION) {
-        struct backend_container c = {0};
-        struct berth_err e2;
-        berth_err_clear(&e2);
-        if (s->backend->ops->inspect(s->backend->ctx, snap.container_id, call->deadline, &c,
-                                     &e2) == 0 &&
-            strcmp(c.state, "running") != 0 && strcmp(c.state, "paused") != 0) {
-            berth_err_clear(err);
-            r = 0;
-        }
-        backend_container_release(&c);
-    }
-    if (r < 0)
-        goto out;
-    if (finish_transition(s, rec, &snap, VM_STATE_SHUTDOWN, err) < 0)
-        goto out;
-    log_info("vm.shutdown", "vm_id=%s force=%d", snap.id, req->force ? 1 : 0);
-    rc = state_response(call, &metal__vmprovisioner__v1__shutdown_vm_response__descriptor,
-                        VM_STATE_SHUTDOWN, out, err);
-out:
-    vm_registry_release(s->registry, rec);
-    vm_snapshot_release(&snap);
-    return rc;
+    return lifecycle(s, call, ACT_SHUTDOWN, req->vm_id, &args, out, err);
 }
 
 static int h_pause(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                    ProtobufCMessage **out, struct berth_err *err)
 {
-    struct vm_service *s = ctx;
     const Metal__Vmprovisioner__V1__PauseVmRequest *req = (const void *)in;
-    struct vm_record *rec;
-    struct vm_snapshot snap = {0};
-    int rc = -1;
+    struct vm_action_args args = {0, 0};
 
-    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, err) < 0)
-        return -1;
-    if (snap.state != VM_STATE_RUNNING) {
-        state_error(snap.id, snap.state, "PauseVm needs RUNNING", err);
-        goto out;
-    }
-    if (s->backend->ops->pause(s->backend->ctx, snap.container_id, call->deadline, err) < 0)
-        goto out;
-    if (finish_transition(s, rec, &snap, VM_STATE_PAUSED, err) < 0)
-        goto out;
-    log_info("vm.paused", "vm_id=%s", snap.id);
-    rc = state_response(call, &metal__vmprovisioner__v1__pause_vm_response__descriptor,
-                        VM_STATE_PAUSED, out, err);
-out:
-    vm_registry_release(s->registry, rec);
-    vm_snapshot_release(&snap);
-    return rc;
+    return lifecycle(ctx, call, ACT_PAUSE, req->vm_id, &args, out, err);
 }
 
 static int h_resume(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err)
 {
-    struct vm_service *s = ctx;
     const Metal__Vmprovisioner__V1__ResumeVmRequest *req = (const void *)in;
-    struct vm_record *rec;
-    struct vm_snapshot snap = {0};
-    int rc = -1;
+    struct vm_action_args args = {0, 0};
 
-    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, err) < 0)
-        return -1;
-    if (snap.state != VM_STATE_PAUSED) {
-        state_error(snap.id, snap.state, "ResumeVm needs PAUSED", err);
-        goto out;
-    }
-    if (s->backend->ops->unpause(s->backend->ctx, snap.container_id, call->deadline, err) < 0)
-        goto out;
-    if (finish_transition(s, rec, &snap, VM_STATE_RUNNING, err) < 0)
-        goto out;
-    log_info("vm.resumed", "vm_id=%s", snap.id);
-    rc = state_response(call, &metal__vmprovisioner__v1__resume_vm_response__descriptor,
-                        VM_STATE_RUNNING, out, err);
-out:
-    vm_registry_release(s->registry, rec);
-    vm_snapshot_release(&snap);
-    return rc;
+    return lifecycle(ctx, call, ACT_RESUME, req->vm_id, &args, out, err);
 }
 
 static int h_reboot(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -760,31 +795,9 @@ static int h_reboot(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
 {
     struct vm_service *s = ctx;
     const Metal__Vmprovisioner__V1__RebootVmRequest *req = (const void *)in;
-    struct vm_record *rec;
-    struct vm_snapshot snap = {0};
-    int rc = -1;
+    struct vm_action_args args = {req->force, s->cfg.stop_timeout_s};
 
-    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, err) < 0)
-        return -1;
-    if (snap.state != VM_STATE_RUNNING) {
-        state_error(snap.id, snap.state, "RebootVm needs RUNNING", err);
-        goto out;
-    }
-    if (s->backend->ops->restart(s->backend->ctx, snap.container_id,
-                                 req->force ? 0 : s->cfg.stop_timeout_s, call->deadline,
-                                 err) < 0)
-        goto out;
-    /* Engine-picked host ports may change across a restart. */
-    refresh_from_backend(s, &snap, call->deadline);
-    if (finish_transition(s, rec, &snap, VM_STATE_RUNNING, err) < 0)
-        goto out;
-    log_info("vm.rebooted", "vm_id=%s force=%d", snap.id, req->force ? 1 : 0);
-    rc = state_response(call, &metal__vmprovisioner__v1__reboot_vm_response__descriptor,
-                        VM_STATE_RUNNING, out, err);
-out:
-    vm_registry_release(s->registry, rec);
-    vm_snapshot_release(&snap);
-    return rc;
+    return lifecycle(s, call, ACT_REBOOT, req->vm_id, &args, out, err);
 }
 
 static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -888,6 +901,28 @@ static int h_get_info(void *ctx, struct rpc_call *call, const ProtobufCMessage *
         add_backend_info(a, r, "exit_code", arena_printf(a, "%d", snap.exit_code), err) < 0)
         goto out;
 
+    if (snap.state != VM_STATE_RUNNING && snap.state != VM_STATE_PAUSED) {
+        /* A VM that does not run has no address and publishes nothing: show
+         * the ports as requested (host port 0: the Engine picks at boot), the
+         * same before and after a restart of berthd. */
+        struct vm_plan plan;
+        memset(&plan, 0, sizeof(plan));
+        if (plan_ports(a, r->config, &plan, err) < 0)
+            goto out;
+        free(snap.ports);
+        snap.ports = NULL;
+        snap.n_ports = 0;
+        if (plan.spec.n_ports > 0) {
+            snap.ports = malloc(plan.spec.n_ports * sizeof(*snap.ports));
+            if (snap.ports == NULL) {
+                berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+            }
+            memcpy(snap.ports, plan.ports, plan.spec.n_ports * sizeof(*snap.ports));
+            snap.n_ports = plan.spec.n_ports;
+        }
+        snap.ip_address[0] = snap.mac_address[0] = snap.gateway[0] = '\0';
+    }
     net->ip_address = arena_strdup(a, snap.ip_address);
     net->mac_address = arena_strdup(a, snap.mac_address);
     net->gateway = arena_strdup(a, snap.gateway);

@@ -138,7 +138,7 @@ static const char *const docker_state_markers[] = {
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err)
 {
-    static const struct docker_backend_config defaults = {NULL, NULL, 0};
+    static const struct docker_backend_config defaults = {NULL, NULL, 0, NULL};
     struct docker_ctx *c = NULL;
     const char *sock, *pub;
     int rc = -1;
@@ -165,6 +165,7 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
     c->pids_limit = cfg->pids_limit == 0 ? DOCKER_BACKEND_DEFAULT_PIDS_LIMIT : cfg->pids_limit;
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
+    engine_set_stats(c->engine, cfg->stats);
     out->ops = &docker_backend_ops;
     out->ctx = c;
     c = NULL;

@@ -41,9 +41,6 @@ struct engine_stats {
 const double engine_latency_bounds_s[ENGINE_LATENCY_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
-/* Where engines created from now on count their calls; set once at start
- * (engine_global_set_stats), like curl's own process-wide state. */
-static struct engine_stats *engine_default_stats;
 
 /* One transfer in flight: what the curl callbacks need. */
 struct engine_xfer {
@@ -127,7 +124,6 @@ int engine_new(const char *socket_path, struct engine **out, struct berth_err *e
         berth_err_set(err, BERTH_INTERNAL, "engine mutex init failed");
         goto out;
     }
-    e->stats = engine_default_stats;
     *out = e;
     e = NULL;
     rc = 0;
@@ -665,9 +661,9 @@ int engine_fail(const struct engine_response *r, enum berth_code code, const cha
 
 /* --- call counters ------------------------------------------------------------ */
 
-void engine_global_set_stats(struct engine_stats *s)
+void engine_set_stats(struct engine *e, struct engine_stats *s)
 {
-    engine_default_stats = s;
+    e->stats = s;
 }
 
 const char *engine_outcome_name(enum engine_outcome o)
