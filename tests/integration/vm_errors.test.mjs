@@ -272,6 +272,24 @@ describe("VmService errors on the Docker Engine", { skip }, () => {
       await ok("DeleteVm", { vmId: id, force: true });
     });
 
+    const badFields = [
+      { description: "ShutdownVm timeoutSeconds -1", method: "ShutdownVm", body: { timeoutSeconds: -1 }, field: /timeoutSeconds/ },
+      { description: "ListVms pageSize -1", method: "ListVms", body: { pageSize: -1 }, field: /pageSize/ },
+      { description: "ListVms pageToken not issued", method: "ListVms", body: { pageToken: "not a token!" }, field: /pageToken/ },
+      { description: "a port above 65535", method: "CreateVm", body: { config: { container: { ...SLEEPER, ports: [{ containerPort: 70000 }] } } }, field: /containerPort/ },
+      { description: "a protocol other than tcp/udp", method: "CreateVm", body: { config: { container: { ...SLEEPER, ports: [{ containerPort: 80, protocol: "sctp" }] } } }, field: /protocol/ },
+      { description: "exposed_ports not a port list", method: "CreateVm", body: { config: { metadata: { docker_image: TEST_IMAGE, exposed_ports: "http" } } }, field: /exposed_ports/ },
+      { description: "env_vars without '='", method: "CreateVm", body: { config: { metadata: { docker_image: TEST_IMAGE, env_vars: "JUSTANAME" } } }, field: /env_vars/ },
+    ];
+    for (const row of badFields) {
+      test(`${row.description} -> invalid_argument naming the field`, async () => {
+        const id = vmId("field");
+        const body = row.method === "ListVms" ? row.body : { vmId: id, ...row.body };
+        await fails(row.method, body, "invalid_argument", row.field);
+        if (row.method === "CreateVm") assert.deepEqual(await containersNamed(`berth-vm-${id}`), []);
+      });
+    }
+
     const negative = [
       { description: "vcpuCount -1", config: { cpu: { vcpuCount: -1 } }, field: /config\.cpu\.vcpuCount/ },
       { description: "sizeBytes -1", config: { memory: { sizeBytes: "-1" } }, field: /config\.memory\.sizeBytes/ },
