@@ -57,6 +57,7 @@ struct key_ref {
 enum num_result { NUM_OK, NUM_SYNTAX, NUM_FRACTION, NUM_RANGE };
 
 /* --- names and descriptors --- */
+static const char *camel_match(const char *name, bool up_first, const char *key);
 static bool camel_equals(const char *proto_name, const char *key);
 static bool map_entry_name_equals(const char *field_name, const char *entry_name);
 static bool is_map_field(const ProtobufCFieldDescriptor *f);
@@ -174,13 +175,14 @@ void json_codec_camel_name(const char *proto_name, char *out, size_t outsz)
     out[n] = '\0';
 }
 
-/* Whether `key` is the lowerCamelCase form of `proto_name`, computed as
- * protoc computes json_name: drop each '_' and upper-case what follows. */
-static bool camel_equals(const char *proto_name, const char *key)
+/* Walk `name` as protoc builds camel-case names (drop each '_', upper-case
+ * what follows it, and the first letter too when up_first) against `key`.
+ * The rest of key after the match, or NULL when they differ. */
+static const char *camel_match(const char *name, bool up_first, const char *key)
 {
-    bool up = false;
+    bool up = up_first;
 
-    for (const char *p = proto_name; *p != '\0'; p++) {
+    for (const char *p = name; *p != '\0'; p++) {
         char c = *p;
         if (c == '_') {
             up = true;
@@ -190,29 +192,25 @@ static bool camel_equals(const char *proto_name, const char *key)
             c = (char)(c - 'a' + 'A');
         up = false;
         if (*key++ != c)
-            return false;
+            return NULL;
     }
-    return *key == '\0';
+    return key;
+}
+
+/* Whether `key` is the lowerCamelCase form of `proto_name` (its json_name). */
+static bool camel_equals(const char *proto_name, const char *key)
+{
+    const char *rest = camel_match(proto_name, false, key);
+
+    return rest != NULL && *rest == '\0';
 }
 
 /* protoc names the entry of map field "boot_options" "BootOptionsEntry". */
 static bool map_entry_name_equals(const char *field_name, const char *entry_name)
 {
-    bool up = true;
+    const char *rest = camel_match(field_name, true, entry_name);
 
-    for (const char *p = field_name; *p != '\0'; p++) {
-        char c = *p;
-        if (c == '_') {
-            up = true;
-            continue;
-        }
-        if (up && c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        up = false;
-        if (*entry_name++ != c)
-            return false;
-    }
-    return strcmp(entry_name, "Entry") == 0;
+    return rest != NULL && strcmp(rest, "Entry") == 0;
 }
 
 static void entry_fields(const ProtobufCMessageDescriptor *entry,
