@@ -20,9 +20,13 @@ socket=${socket#unix://}
 
 have_docker() { command -v docker >/dev/null 2>&1; }
 
+# Bumped whenever the rootfs below changes: an image under the right name
+# but built otherwise (by hand, or by an older script) is rebuilt.
+recipe=2
+
 image_exists() {
     if have_docker; then
-        docker image inspect "$image" >/dev/null 2>&1
+        [ "$(docker image inspect -f '{{index .Config.Labels "berthd-test-image"}}' "$image" 2>/dev/null)" = "$recipe" ]
     else
         code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$socket" \
             "http://localhost/images/$(printf %s "$image" | sed 's,/,%2F,g')/json")
@@ -66,6 +70,7 @@ printf 'berth-test\n' >"$root/www/index.html"
 tar -C "$root" -cf "$work/rootfs.tar" .
 if have_docker; then
     docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' \
+        --change "LABEL berthd-test-image=$recipe" \
         -m "berthd test image" "$work/rootfs.tar" "$image" >/dev/null
 else
     repo=${image%:*}
