@@ -234,9 +234,14 @@ void http_server_quiesce(struct http_server *s)
     if (s->mhd == NULL || s->quiesced)
         return;
     /* The daemon hands the listening socket back; closing it refuses new
-     * connections while the ones under way finish. */
+     * connections (the kernel would otherwise still complete handshakes
+     * into its backlog) while the ones under way finish. */
     MHD_quiesce_daemon(s->mhd);
     s->quiesced = 1;
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
 }
 
 int http_server_wait_idle(struct http_server *s, int64_t deadline)
