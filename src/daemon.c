@@ -180,8 +180,12 @@ void daemon_stop(struct berth_daemon *d)
     if (d->http) {
         http_server_quiesce(d->http);
         if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) <
-            0)
+            0) {
+            /* Whatever still waits on the Engine is cut short, so the
+             * connection threads can be joined. */
             log_warn("server.stop", "reason=\"requests still under way after the grace period\"");
+            backend_cancel_all(&d->backend);
+        }
     }
     lock_take(&d->lock);
     d->stopping = 1;

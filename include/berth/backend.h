@@ -131,6 +131,10 @@ struct backend_ops {
     int (*watch)(void *ctx, int64_t since_unix_ns, const atomic_int *stop, backend_event_fn fn,
                  void *arg, struct berth_err *err);
 
+    /* Shutdown: make the calls under way end soon and later ones fail at
+     * once (unavailable). NULL when no call can block for long. */
+    void (*cancel_all)(void *ctx);
+
     void (*destroy)(void *ctx);
 };
 
@@ -141,5 +145,7 @@ struct backend {
 
 /* Release a backend's context; a zeroed backend is fine. */
 void backend_destroy(struct backend *b);
+/* ops->cancel_all when the backend has one; a zeroed backend is fine. */
+void backend_cancel_all(struct backend *b);
 
 #endif

@@ -44,6 +44,10 @@ void engine_global_cleanup(void);
  * caller's, freed with engine_free(). */
 int engine_new(const char *socket_path, struct engine **out, struct berth_err *err) BERTH_MUST_USE;
 void engine_free(struct engine *e);
+/* Make every call under way end within about a second, and every later one
+ * fail at once, with unavailable (for shutdown: nothing waits on the Engine
+ * any more). Safe from any thread; there is no way back. */
+void engine_cancel_all(struct engine *e);
 
 /* One request. `method` is "GET", "POST", "DELETE", ...; `path` is the part
  * after the version prefix, starting with '/', with an escaped query, e.g.

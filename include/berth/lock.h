@@ -3,6 +3,7 @@
 #ifndef BERTH_LOCK_H
 #define BERTH_LOCK_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +31,40 @@ static inline void lock_give(pthread_mutex_t *m)
 {
     if (pthread_mutex_unlock(m) != 0)
         abort();
+}
+
+/* Take m, waiting at most until the monotonic deadline (BERTH_NO_DEADLINE:
+ * as long as it takes). 0 when taken, -1 once the deadline passed. */
+static inline int lock_take_until(pthread_mutex_t *m, int64_t deadline)
+{
+    if (deadline == BERTH_NO_DEADLINE) {
+        lock_take(m);
+        return 0;
+    }
+    for (;;) {
+        int64_t left = berth_deadline_left_ms(deadline);
+        struct timespec ts;
+        int rc;
+
+        if (left == 0)
+            return pthread_mutex_trylock(m) == 0 ? 0 : -1;
+        /* timedlock measures the wall clock: sleep in slices so a clock
+         * step cannot stretch the wait. */
+        if (left > LOCK_WAIT_SLICE_MS)
+            left = LOCK_WAIT_SLICE_MS;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        rc = pthread_mutex_timedlock(m, &ts);
+        if (rc == 0)
+            return 0;
+        if (rc != ETIMEDOUT)
+            abort();
+    }
 }
 
 /* Wait on c (m held) until signalled or the monotonic deadline passes, at

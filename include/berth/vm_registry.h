@@ -76,10 +76,11 @@ int vm_registry_reserve(struct vm_registry *r, const struct vm_snapshot *init,
 /* Make a reserved record visible. */
 void vm_registry_publish(struct vm_registry *r, struct vm_record *rec);
 
-/* Find a visible record by id and take its op lock (waiting for calls under
- * way on the same VM). not_found when unknown or removed meanwhile. */
-int vm_registry_acquire(struct vm_registry *r, const char *id, struct vm_record **out,
-                        struct berth_err *err) BERTH_MUST_USE;
+/* Find a visible record by id and take its op lock, waiting for calls under
+ * way on the same VM until `deadline` (then deadline_exceeded). not_found
+ * when unknown or removed meanwhile. */
+int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
+                        struct vm_record **out, struct berth_err *err) BERTH_MUST_USE;
 /* Drop the op lock and the reference taken by reserve or acquire. */
 void vm_registry_release(struct vm_registry *r, struct vm_record *rec);
 

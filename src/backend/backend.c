@@ -52,3 +52,9 @@ void backend_destroy(struct backend *b)
     b->ops = NULL;
     b->ctx = NULL;
 }
+
+void backend_cancel_all(struct backend *b)
+{
+    if (b != NULL && b->ops != NULL && b->ops->cancel_all != NULL)
+        b->ops->cancel_all(b->ctx);
+}

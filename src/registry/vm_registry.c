@@ -186,8 +186,8 @@ void vm_registry_publish(struct vm_registry *r, struct vm_record *rec)
     lock_give(&r->lock);
 }
 
-int vm_registry_acquire(struct vm_registry *r, const char *id, struct vm_record **out,
-                        struct berth_err *err)
+int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
+                        struct vm_record **out, struct berth_err *err)
 {
     struct vm_record *rec;
     size_t at;
@@ -203,7 +203,16 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, struct vm_record 
     rec->refs++;
     lock_give(&r->lock);
 
-    lock_take(&rec->op_lock);
+    if (lock_take_until(&rec->op_lock, deadline) < 0) {
+        lock_take(&r->lock);
+        record_unref_locked(r, rec, &free_it);
+        lock_give(&r->lock);
+        if (free_it)
+            record_free(rec);
+        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                             "vm '%s' is busy with another call; the deadline passed waiting for it",
+                             id);
+    }
     lock_take(&r->lock);
     gone = rec->removed;
     lock_give(&r->lock);

@@ -29,6 +29,7 @@ typedef Metal__Vmprovisioner__V1__PortMapping PortMapping;
 #define LIST_MAX_PAGE 1000
 #define MIN_MEMORY_BYTES (6 * 1024 * 1024) /* the Engine refuses less */
 #define CONFIG_LABEL_MAX (256 * 1024)
+#define MAX_STOP_TIMEOUT_S 3600 /* a grace period of an hour at most, as --stop-timeout */
 
 _Static_assert((int)VM_STATE_SHUTDOWN == (int)METAL__VMPROVISIONER__V1__VM_STATE__VM_STATE_SHUTDOWN,
                "vm_state mirrors the wire enum");
@@ -587,7 +588,7 @@ static int lifecycle_begin(struct vm_service *s, struct rpc_call *call, const ch
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field 'vmId' is required");
     if (wait_ready(s, call->deadline, err) < 0)
         return -1;
-    if (vm_registry_acquire(s->registry, id, rec, err) < 0)
+    if (vm_registry_acquire(s->registry, id, call->deadline, rec, err) < 0)
         return -1;
     if (vm_registry_read(s->registry, *rec, snap, err) < 0) {
         vm_registry_release(s->registry, *rec);
@@ -766,9 +767,10 @@ static int h_shutdown(void *ctx, struct rpc_call *call, const ProtobufCMessage *
     struct vm_action_args args = {
         req->force, req->timeout_seconds ? req->timeout_seconds : s->cfg.stop_timeout_s};
 
-    if (req->timeout_seconds < 0)
+    if (req->timeout_seconds < 0 || req->timeout_seconds > MAX_STOP_TIMEOUT_S)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
-                             "field 'timeoutSeconds': %d is negative", req->timeout_seconds);
+                             "field 'timeoutSeconds': %d is outside 0..%d", req->timeout_seconds,
+                             MAX_STOP_TIMEOUT_S);
     return lifecycle(s, call, ACT_SHUTDOWN, req->vm_id, &args, out, err);
 }
 

@@ -114,6 +114,43 @@ describe("daemon behaviour on the real Engine", { skip }, () => {
     assert.deepEqual(exit, { code: 0, signal: null }, d.stderr);
   });
 
+  test("a call waiting on a busy VM gives up at its deadline; past the grace period SIGTERM cuts Engine calls short", async (t) => {
+    const d = await startBerthd({ backend: "docker", args: ["--shutdown-grace", "1"] });
+    t.after(() => d.kill());
+    const id = `busy-${RUN}`;
+    await runningVm(d, id);
+
+    // Holds the VM for up to 10 minutes: the container ignores SIGTERM.
+    const slow = d
+      .request({
+        method: "POST",
+        path: VM + "ShutdownVm",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ vmId: id, timeoutSeconds: 600 }),
+        timeoutMs: 60000,
+      })
+      .then((r) => r.status, (e) => e.code || "error");
+    await waitFor(async () => {
+      const m = await d.request({ method: "GET", path: "/metrics" });
+      return /berth_rpc_in_flight\{procedure="[^"]*ShutdownVm"\} 1\b/.test(m.text);
+    }, { what: "the ShutdownVm call to be under way" });
+
+    let started = Date.now();
+    const r = await d.postJson(VM + "DeleteVm", { vmId: id, force: true }, { "Connect-Timeout-Ms": "1000" });
+    assert.equal(r.status, 504, r.text);
+    assert.equal(r.json.code, "deadline_exceeded");
+    assert.match(r.json.message, /busy/);
+    assert.ok(Date.now() - started < 3000, `DeleteVm answered after ${Date.now() - started} ms`);
+    assert.equal((await engine.inspect(`berth-vm-${id}`)).State.Running, true, "the waiting DeleteVm did nothing");
+
+    started = Date.now();
+    const exit = await d.stop({ timeoutMs: 10000 });
+    assert.deepEqual(exit, { code: 0, signal: null }, d.stderr);
+    assert.ok(Date.now() - started < 6000, `exit took ${Date.now() - started} ms with a 1 s grace period`);
+    const status = await slow;
+    assert.notEqual(status, 200, "the cut ShutdownVm must not claim success");
+  });
+
   test("no Engine at start: berthd serves, /readyz is 503, RPCs answer unavailable at once", async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), "berth-noengine-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));

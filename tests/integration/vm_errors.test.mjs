@@ -274,6 +274,7 @@ describe("VmService errors on the Docker Engine", { skip }, () => {
 
     const badFields = [
       { description: "ShutdownVm timeoutSeconds -1", method: "ShutdownVm", body: { timeoutSeconds: -1 }, field: /timeoutSeconds/ },
+      { description: "ShutdownVm timeoutSeconds over an hour", method: "ShutdownVm", body: { timeoutSeconds: 2147483647 }, field: /timeoutSeconds/ },
       { description: "ListVms pageSize -1", method: "ListVms", body: { pageSize: -1 }, field: /pageSize/ },
       { description: "ListVms pageToken not issued", method: "ListVms", body: { pageToken: "not a token!" }, field: /pageToken/ },
       { description: "a port above 65535", method: "CreateVm", body: { config: { container: { ...SLEEPER, ports: [{ containerPort: 70000 }] } } }, field: /containerPort/ },

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "berth/clock.h"
 #include "berth/vm_registry.h"
 #include "testlib.h"
 
@@ -177,7 +178,7 @@ static void test_reserve_publish(void)
     berth_err_clear(&err);
     /* Invisible records answer at once: the op lock (held by us) is not
      * waited for, or this would hang. */
-    CHECK(vm_registry_acquire(r, "web-1", &held, &err) == -1);
+    CHECK(vm_registry_acquire(r, "web-1", BERTH_NO_DEADLINE, &held, &err) == -1);
     CHECK(err.code == BERTH_NOT_FOUND);
     CHECK(held == NULL);
     vm_registry_count_states(r, counts);
@@ -213,7 +214,7 @@ static void test_reserve_publish(void)
     vm_snapshot_list_free(list, n);
 
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "web-1", &held, &err) == 0);
+    CHECK(vm_registry_acquire(r, "web-1", BERTH_NO_DEADLINE, &held, &err) == 0);
     if (held != NULL) {
         CHECK(vm_registry_read(r, held, &got, &err) == 0);
         CHECK_STR(got.id, "web-1");
@@ -231,7 +232,7 @@ static void test_reserve_publish(void)
     /* Unknown ids. */
     CHECK(try_get(r, "nope", &got, &code) == -1 && code == BERTH_NOT_FOUND);
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "nope", &held, &err) == -1 && err.code == BERTH_NOT_FOUND);
+    CHECK(vm_registry_acquire(r, "nope", BERTH_NO_DEADLINE, &held, &err) == -1 && err.code == BERTH_NOT_FOUND);
     vm_registry_free(r);
     vm_registry_free(NULL);
 }
@@ -258,7 +259,7 @@ static void test_reserve_then_remove(void)
 
     /* Removing a published record under its op lock. */
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "tmp", &rec, &err) == 0);
+    CHECK(vm_registry_acquire(r, "tmp", BERTH_NO_DEADLINE, &rec, &err) == 0);
     vm_registry_remove(r, rec);
     /* Still held: reading it is fine until release. */
     CHECK(vm_registry_read(r, rec, &got, &err) == 0);
@@ -275,6 +276,7 @@ struct waiter {
     struct flag *about_to_acquire;
     struct flag *acquired;
     struct flag *holder_released; /* raised by the holder just before release */
+    int64_t deadline;             /* 0: none */
     int rc;
     enum berth_code code;
     int saw_release;     /* holder_released was up when our acquire returned */
@@ -291,7 +293,8 @@ static void *waiter_main(void *arg)
 
     berth_err_clear(&err);
     flag_raise(w->about_to_acquire);
-    w->rc = vm_registry_acquire(w->r, w->id, &rec, &err);
+    w->rc = vm_registry_acquire(w->r, w->id, w->deadline ? w->deadline : BERTH_NO_DEADLINE, &rec,
+                                &err);
     w->code = err.code;
     w->saw_release = w->holder_released ? flag_is_set(w->holder_released) : 0;
     if (w->rc == 0) {
@@ -326,7 +329,7 @@ static void test_acquire_waits(void)
     flag_init(&released);
     CHECK(add_visible(r, "vm", VM_STATE_CREATED) == 0);
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "vm", &rec, &err) == 0);
+    CHECK(vm_registry_acquire(r, "vm", BERTH_NO_DEADLINE, &rec, &err) == 0);
 
     w.r = r;
     w.id = "vm";
@@ -358,7 +361,7 @@ static void test_acquire_waits(void)
 
     /* Different VMs do not wait for each other. */
     CHECK(add_visible(r, "other", VM_STATE_CREATED) == 0);
-    CHECK(vm_registry_acquire(r, "vm", &rec, &err) == 0);
+    CHECK(vm_registry_acquire(r, "vm", BERTH_NO_DEADLINE, &rec, &err) == 0);
     {
         struct flag about2, acquired2;
         struct waiter w2 = {0};
@@ -404,7 +407,7 @@ static void test_remove_while_waiting(void)
 
         CHECK(add_visible(r, "doomed", VM_STATE_RUNNING) == 0);
         berth_err_clear(&err);
-        CHECK(vm_registry_acquire(r, "doomed", &rec, &err) == 0);
+        CHECK(vm_registry_acquire(r, "doomed", BERTH_NO_DEADLINE, &rec, &err) == 0);
         for (int i = 0; i < WAITERS; i++) {
             flag_init(&about[i]);
             flag_init(&done[i]);
@@ -528,7 +531,7 @@ static void test_out_of_lock_updates(void)
         struct vm_record *rec = NULL;
         struct berth_err err;
         berth_err_clear(&err);
-        CHECK(vm_registry_acquire(r, "vm", &rec, &err) == 0);
+        CHECK(vm_registry_acquire(r, "vm", BERTH_NO_DEADLINE, &rec, &err) == 0);
         vm_registry_remove(r, rec);
         vm_registry_release(r, rec);
     }
@@ -556,7 +559,7 @@ static void test_write_keeps_id_and_metrics(void)
     CHECK(vm_registry_set_metrics(r, "b", &m) == 0);
 
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "b", &rec, &err) == 0);
+    CHECK(vm_registry_acquire(r, "b", BERTH_NO_DEADLINE, &rec, &err) == 0);
     data = make_snap("zzz-not-b", VM_STATE_RUNNING);
     data.image = "nginx";
     CHECK(vm_registry_write(r, rec, &data, &err) == 0);
@@ -569,7 +572,7 @@ static void test_write_keeps_id_and_metrics(void)
     CHECK(got.metrics.memory_bytes == 777 && got.metrics.sampled_at_unix_ms == 5);
     vm_snapshot_release(&got);
 
-    CHECK(vm_registry_acquire(r, "b", &rec, &err) == 0);
+    CHECK(vm_registry_acquire(r, "b", BERTH_NO_DEADLINE, &rec, &err) == 0);
     data = make_snap("b", VM_STATE_RUNNING);
     data.metrics.memory_bytes = 888;
     data.metrics.sampled_at_unix_ms = 6;
@@ -741,7 +744,7 @@ static void test_forget(void)
     flag_init(&about);
     flag_init(&done);
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "b", &rec, &err) == 0);
+    CHECK(vm_registry_acquire(r, "b", BERTH_NO_DEADLINE, &rec, &err) == 0);
     w.r = r;
     w.id = "b";
     w.about_to_acquire = &about;
@@ -806,7 +809,7 @@ static void *mutator_main(void *arg)
             struct berth_err err;
             snprintf(id, sizeof(id), "t%d-%03d", a->idx, k);
             berth_err_clear(&err);
-            if (vm_registry_acquire(a->r, id, &rec, &err) < 0) {
+            if (vm_registry_acquire(a->r, id, BERTH_NO_DEADLINE, &rec, &err) < 0) {
                 a->errors++;
                 continue;
             }
@@ -900,11 +903,49 @@ static void test_concurrent_insert_remove_list(void)
     vm_registry_free(r);
 }
 
+/* A waiter gives up when its deadline passes while another call holds the
+ * VM, and leaves the record as it was: the holder and later callers go on. */
+static void test_acquire_deadline(void)
+{
+    struct vm_registry *r = vm_registry_new();
+    struct vm_record *rec = NULL;
+    struct flag about, acquired;
+    struct waiter w = {0};
+    struct berth_err err;
+    pthread_t t;
+
+    flag_init(&about);
+    flag_init(&acquired);
+    CHECK(add_visible(r, "vm", VM_STATE_RUNNING) == 0);
+    berth_err_clear(&err);
+    CHECK(vm_registry_acquire(r, "vm", BERTH_NO_DEADLINE, &rec, &err) == 0);
+
+    w.r = r;
+    w.id = "vm";
+    w.about_to_acquire = &about;
+    w.acquired = &acquired;
+    w.deadline = berth_now_ms() + 50;
+    pthread_create(&t, NULL, waiter_main, &w);
+    flag_wait(&acquired); /* returns although the holder never lets go */
+    pthread_join(t, NULL);
+    CHECK(w.rc == -1);
+    CHECK(w.code == BERTH_DEADLINE_EXCEEDED);
+    CHECK(berth_now_ms() >= w.deadline);
+
+    vm_registry_release(r, rec);
+    CHECK(vm_registry_acquire(r, "vm", berth_now_ms() + 1000, &rec, &err) == 0);
+    vm_registry_release(r, rec);
+    flag_destroy(&about);
+    flag_destroy(&acquired);
+    vm_registry_free(r);
+}
+
 int main(void)
 {
     test_reserve_publish();
     test_reserve_then_remove();
     test_acquire_waits();
+    test_acquire_deadline();
     test_remove_while_waiting();
     test_list_order();
     test_out_of_lock_updates();

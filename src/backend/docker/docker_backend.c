@@ -52,6 +52,7 @@ static int docker_backend_inspect(void *ctx, const char *id, int64_t deadline,
                                   struct backend_container *out, struct berth_err *err);
 static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
                                struct backend_container_list *out, struct berth_err *err);
+static void docker_backend_cancel_all(void *ctx);
 static void docker_backend_destroy(void *ctx);
 
 /* create */
@@ -115,6 +116,7 @@ static const struct backend_ops docker_backend_ops = {
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
     .watch = docker_events_watch,
+    .cancel_all = docker_backend_cancel_all,
     .destroy = docker_backend_destroy,
 };
 
@@ -173,6 +175,13 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
 out:
     docker_backend_destroy(c);
     return rc;
+}
+
+static void docker_backend_cancel_all(void *ctx)
+{
+    struct docker_ctx *c = ctx;
+
+    engine_cancel_all(c->engine);
 }
 
 static void docker_backend_destroy(void *ctx)

@@ -28,6 +28,7 @@ struct engine {
     size_t n_idle; /* lock */
     int api_minor; /* lock: negotiated 1.N, 0 until known */
     struct engine_stats *stats; /* borrowed, may be NULL; immutable after engine_new */
+    atomic_int canceled;        /* set once by engine_cancel_all, never cleared */
 };
 
 /* Counters of Engine calls (berth/engine_client.h). */
@@ -50,6 +51,7 @@ struct engine_xfer {
     engine_line_fn on_line;
     void *arg;
     const atomic_int *stop; /* borrowed, may be NULL */
+    const atomic_int *canceled; /* borrowed: the engine's */
     struct buf line;        /* owned: the partial line of a stream */
     int stopped;            /* the caller ended the stream */
     int overflow;           /* a cap was hit; cb_err says which */
@@ -149,6 +151,11 @@ void engine_free(struct engine *e)
     free(e->idle);
     free(e->socket_path);
     free(e);
+}
+
+void engine_cancel_all(struct engine *e)
+{
+    atomic_store(&e->canceled, 1);
 }
 
 static void engine_lock(struct engine *e)
@@ -395,6 +402,12 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
 
     buf_init(&url, 64 * 1024);
     berth_err_clear(&x->cb_err);
+    x->canceled = &e->canceled;
+    if (atomic_load(&e->canceled) != 0) {
+        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' canceled: shutting down",
+                      method, url_path);
+        goto out;
+    }
     left = berth_deadline_left_ms(deadline);
     if (left == 0) {
         berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "deadline passed before engine call '%s %s'",
@@ -488,11 +501,9 @@ static int engine_setup(CURL *h, const char *socket_path, const char *method, co
     bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, engine_on_write) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, x) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_USERAGENT, "berthd") != CURLE_OK;
-    if (x->stop != NULL) {
-        bad |= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, engine_on_progress) != CURLE_OK;
-        bad |= curl_easy_setopt(h, CURLOPT_XFERINFODATA, x) != CURLE_OK;
-        bad |= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
-    }
+    bad |= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, engine_on_progress) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_XFERINFODATA, x) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
     if (strcmp(method, "GET") == 0)
         bad |= curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK;
     else if (strcmp(method, "POST") == 0)
@@ -561,7 +572,8 @@ static void engine_deliver_line(struct engine_xfer *x)
 }
 
 /* curl's progress callback, called at least about once a second: the one
- * place a stalled stream notices that the caller asked it to stop. */
+ * place a stalled transfer notices that the caller asked a stream to stop,
+ * or that every call is being canceled. */
 static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                               curl_off_t ulnow)
 {
@@ -571,6 +583,8 @@ static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
+    if (atomic_load(x->canceled) != 0)
+        return 1;
     if (x->stop != NULL && atomic_load(x->stop) != 0) {
         x->stopped = 1;
         return 1;
@@ -597,7 +611,8 @@ static int engine_map_curl(struct engine *e, CURLcode rc, const char *errbuf, in
                              e->socket_path, method, url_path, timeout_ms, why);
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK)
-        return berth_err_set(err, BERTH_CANCELED, "engine call '%s %s' canceled", method, url_path);
+        return berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' canceled: shutting down",
+                             method, url_path);
     if (rc == CURLE_OUT_OF_MEMORY)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     return berth_err_set(err, BERTH_UNAVAILABLE, "docker engine at '%s' unreachable: %s",
