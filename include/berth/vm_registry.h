@@ -84,6 +84,17 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
 /* Drop the op lock and the reference taken by reserve or acquire. */
 void vm_registry_release(struct vm_registry *r, struct vm_record *rec);
 
+/* How much Engine news (vm_registry_observe) a record has taken in: take it
+ * when a call begins, hand it to vm_registry_commit when the call ends. */
+uint64_t vm_registry_stamp(struct vm_registry *r, struct vm_record *rec);
+/* vm_registry_write for a call that acted on the Engine: when news arrived
+ * after `stamp`, the observed state, start time, exit code and OOM flag are
+ * kept instead of the caller's, so a change the Engine reported meanwhile
+ * (a container that died right after its start) is not overwritten. */
+int vm_registry_commit(struct vm_registry *r, struct vm_record *rec,
+                       const struct vm_snapshot *data, uint64_t stamp,
+                       struct berth_err *err) BERTH_MUST_USE;
+
 /* Copy a held record's data (under the registry mutex). */
 int vm_registry_read(struct vm_registry *r, struct vm_record *rec, struct vm_snapshot *out,
                      struct berth_err *err) BERTH_MUST_USE;

@@ -15,6 +15,7 @@ struct vm_record {
     int visible;              /* guarded by registry.lock */
     int removed;              /* guarded by registry.lock */
     int refs;                 /* guarded by registry.lock */
+    uint64_t observed;        /* guarded by registry.lock: engine news taken in */
 };
 
 struct vm_registry {
@@ -265,8 +266,24 @@ int vm_registry_read(struct vm_registry *r, struct vm_record *rec, struct vm_sna
     return 0;
 }
 
+uint64_t vm_registry_stamp(struct vm_registry *r, struct vm_record *rec)
+{
+    uint64_t stamp;
+
+    lock_take(&r->lock);
+    stamp = rec->observed;
+    lock_give(&r->lock);
+    return stamp;
+}
+
 int vm_registry_write(struct vm_registry *r, struct vm_record *rec,
                       const struct vm_snapshot *data, struct berth_err *err)
+{
+    return vm_registry_commit(r, rec, data, UINT64_MAX, err);
+}
+
+int vm_registry_commit(struct vm_registry *r, struct vm_record *rec,
+                       const struct vm_snapshot *data, uint64_t stamp, struct berth_err *err)
 {
     struct vm_snapshot copy, old;
     char *id;
@@ -275,6 +292,16 @@ int vm_registry_write(struct vm_registry *r, struct vm_record *rec,
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     lock_take(&r->lock);
     old = rec->data;
+    if (stamp != UINT64_MAX && rec->observed != stamp) {
+        /* The Engine told of a change while the caller worked: what it said
+         * is newer than the caller's idea of the state, and any news still
+         * on its way will be applied after this write. */
+        copy.state = old.state;
+        copy.started_unix_ms = old.started_unix_ms;
+        copy.oom_killed = old.oom_killed;
+        copy.exit_code = old.exit_code;
+        copy.modified_unix = old.modified_unix;
+    }
     /* The id orders the array: it never changes. */
     id = copy.id;
     copy.id = old.id;
@@ -437,6 +464,12 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         strcmp(r->recs[at]->data.container_id, o->container_id) != 0)
         goto out;
     d = &r->recs[at]->data;
+    /* Only news that changes something counts against a call under way:
+     * a periodic re-list that confirms the state must not void its write. */
+    if ((o->state != VM_STATE_UNSPECIFIED && o->state != d->state) ||
+        (o->oom_killed >= 0 && o->oom_killed != d->oom_killed) ||
+        (o->exit_code >= 0 && o->exit_code != d->exit_code))
+        r->recs[at]->observed++;
     if (o->state != VM_STATE_UNSPECIFIED && o->state != d->state) {
         if ((o->state == VM_STATE_RUNNING || o->state == VM_STATE_PAUSED) &&
             d->started_unix_ms == 0)

@@ -67,7 +67,7 @@ static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap,
                                 int64_t deadline);
 static void snap_set_ports(struct vm_snapshot *snap, const struct backend_container *c);
 static int finish_transition(struct vm_service *s, struct vm_record *rec,
-                             struct vm_snapshot *snap, enum vm_state next,
+                             struct vm_snapshot *snap, enum vm_state next, uint64_t stamp,
                              struct berth_err *err);
 static int fill_vm_config(struct arena *a, const struct vm_snapshot *snap, VmConfig **out,
                           struct berth_err *err);
@@ -257,7 +257,7 @@ static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap,
 }
 
 static int finish_transition(struct vm_service *s, struct vm_record *rec,
-                             struct vm_snapshot *snap, enum vm_state next,
+                             struct vm_snapshot *snap, enum vm_state next, uint64_t stamp,
                              struct berth_err *err)
 {
     snap->state = next;
@@ -266,7 +266,7 @@ static int finish_transition(struct vm_service *s, struct vm_record *rec,
         snap->started_unix_ms = 0;
     if (next == VM_STATE_RUNNING)
         snap->oom_killed = 0;
-    return vm_registry_write(s->registry, rec, snap, err);
+    return vm_registry_commit(s->registry, rec, snap, stamp, err);
 }
 
 /* ---- VmConfig -> container ------------------------------------------- */
@@ -577,11 +577,13 @@ out:
 
 /* The common walk of a lifecycle call: find and lock the VM, read it. */
 static int lifecycle_begin(struct vm_service *s, struct rpc_call *call, const char *id,
-                           struct vm_record **rec, struct vm_snapshot *snap,
+                           struct vm_record **rec, struct vm_snapshot *snap, uint64_t *stamp,
                            struct berth_err *err);
 
+/* *stamp is taken before the read: news that slips in between shows in
+ * both, and the commit then keeps it. */
 static int lifecycle_begin(struct vm_service *s, struct rpc_call *call, const char *id,
-                           struct vm_record **rec, struct vm_snapshot *snap,
+                           struct vm_record **rec, struct vm_snapshot *snap, uint64_t *stamp,
                            struct berth_err *err)
 {
     if (id[0] == '\0')
@@ -590,6 +592,7 @@ static int lifecycle_begin(struct vm_service *s, struct rpc_call *call, const ch
         return -1;
     if (vm_registry_acquire(s->registry, id, call->deadline, rec, err) < 0)
         return -1;
+    *stamp = vm_registry_stamp(s->registry, *rec);
     if (vm_registry_read(s->registry, *rec, snap, err) < 0) {
         vm_registry_release(s->registry, *rec);
         return -1;
@@ -727,9 +730,10 @@ static int lifecycle(struct vm_service *s, struct rpc_call *call, enum vm_action
     const struct vm_transition *t = &vm_transitions[act];
     struct vm_record *rec;
     struct vm_snapshot snap = {0};
+    uint64_t stamp;
     int rc = -1;
 
-    if (lifecycle_begin(s, call, id, &rec, &snap, err) < 0)
+    if (lifecycle_begin(s, call, id, &rec, &snap, &stamp, err) < 0)
         return -1;
     if (!(t->from & STATE_BIT(snap.state))) {
         transition_refused(snap.id, snap.state, t, err);
@@ -740,7 +744,7 @@ static int lifecycle(struct vm_service *s, struct rpc_call *call, enum vm_action
     /* A start may publish on new Engine-picked host ports. */
     if (act == ACT_BOOT || act == ACT_REBOOT)
         refresh_from_backend(s, &snap, call->deadline);
-    if (finish_transition(s, rec, &snap, t->to, err) < 0)
+    if (finish_transition(s, rec, &snap, t->to, stamp, err) < 0)
         goto out;
     log_info(t->event, "vm_id=%s force=%d", snap.id, args->force ? 1 : 0);
     rc = state_response(call, t->response, t->to, out, err);
@@ -810,9 +814,10 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     Metal__Vmprovisioner__V1__DeleteVmResponse *resp;
     struct vm_record *rec;
     struct vm_snapshot snap = {0};
+    uint64_t stamp;
     int rc = -1;
 
-    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, err) < 0)
+    if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, &stamp, err) < 0)
         return -1;
     if ((snap.state == VM_STATE_RUNNING || snap.state == VM_STATE_PAUSED) && !req->force) {
         state_error(snap.id, snap.state, "pass force=true to delete it", err);

@@ -129,6 +129,28 @@ describe("changes behind berthd's back show in GetVmInfo within 1 s", { skip }, 
     assert.equal(info.json.backendInfo.exit_code, "3");
   });
 
+  test("a workload that exits at once: BootVm's answer never hides the exit that follows", async () => {
+    // The die event can reach berthd while BootVm is still finishing; the
+    // Engine's news must win over the call's RUNNING. Many VMs make the race
+    // likely to show.
+    const ids = [];
+    for (let i = 0; i < 20; i++) {
+      const id = vmId(`quick${i}`);
+      await ok("CreateVm", { vmId: id, config: { container: { image: TEST_IMAGE, command: ["true"] } } });
+      ids.push(id);
+    }
+    await Promise.all(ids.map((id) => ok("BootVm", { vmId: id })));
+    const booted = Date.now();
+    await waitFor(
+      async () => {
+        const states = await Promise.all(ids.map(async (id) => (await ok("GetVmInfo", { vmId: id })).state));
+        return states.every((st) => st === "VM_STATE_SHUTDOWN");
+      },
+      { timeoutMs: 3000, intervalMs: 50, what: "every quickly exiting VM to show SHUTDOWN" },
+    );
+    assert.ok(Date.now() - booted < 3000);
+  });
+
   test("pause and unpause: PAUSED, then RUNNING again", async () => {
     const { id, cid } = await makeVm("pause");
     await engine.pause(cid);

@@ -40,6 +40,7 @@ static void test_write_keeps_id_and_metrics(void);
 static void test_count_states(void);
 static void test_observe(void);
 static void test_forget(void);
+static void test_commit_after_news(void);
 static void test_concurrent_insert_remove_list(void);
 
 static void flag_init(struct flag *f)
@@ -940,6 +941,53 @@ static void test_acquire_deadline(void)
     vm_registry_free(r);
 }
 
+/* A call that acted on the Engine commits its state unless the Engine told
+ * of a change meanwhile; news that changes nothing does not count. */
+static void test_commit_after_news(void)
+{
+    static const struct {
+        const char *desc;
+        enum vm_state news;  /* UNSPECIFIED: no news during the call */
+        int exit_code;       /* of the news */
+        enum vm_state want;  /* state after the commit of RUNNING */
+    } rows[] = {
+        {"no news: the call's state", VM_STATE_UNSPECIFIED, -1, VM_STATE_RUNNING},
+        {"the container died meanwhile: kept", VM_STATE_SHUTDOWN, 1, VM_STATE_SHUTDOWN},
+        {"news that confirms the old state: the call's", VM_STATE_CREATED, -1, VM_STATE_RUNNING},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct vm_registry *r = vm_registry_new();
+        struct vm_record *rec = NULL;
+        struct vm_snapshot snap = {0}, got = {0};
+        struct berth_err err;
+        enum berth_code code;
+        uint64_t stamp;
+
+        berth_err_clear(&err);
+        CHECK(add_visible(r, "vm", VM_STATE_CREATED) == 0);
+        CHECK(vm_registry_acquire(r, "vm", BERTH_NO_DEADLINE, &rec, &err) == 0);
+        stamp = vm_registry_stamp(r, rec);
+        CHECK(vm_registry_read(r, rec, &snap, &err) == 0);
+        if (rows[i].news != VM_STATE_UNSPECIFIED) {
+            struct vm_observed o = {"c0ffee", rows[i].news, -1, rows[i].exit_code, NULL};
+            CHECK(vm_registry_observe(r, "vm", &o) == 0);
+        }
+        snap.state = VM_STATE_RUNNING;
+        snap.started_unix_ms = 99;
+        CHECK(vm_registry_commit(r, rec, &snap, stamp, &err) == 0);
+        vm_registry_release(r, rec);
+        CHECK(try_get(r, "vm", &got, &code) == 0);
+        CHECK_MSG(got.state == rows[i].want, "%s: state %d", rows[i].desc, got.state);
+        if (rows[i].news == VM_STATE_SHUTDOWN)
+            CHECK_MSG(got.exit_code == rows[i].exit_code && got.started_unix_ms == 0, "%s",
+                      rows[i].desc);
+        vm_snapshot_release(&got);
+        vm_snapshot_release(&snap);
+        vm_registry_free(r);
+    }
+}
+
 int main(void)
 {
     test_reserve_publish();
@@ -953,6 +1001,7 @@ int main(void)
     test_count_states();
     test_observe();
     test_forget();
+    test_commit_after_news();
     test_concurrent_insert_remove_list();
     return test_summary("test_vm_registry");
 }
