@@ -74,7 +74,9 @@ static int fill_vm_config(struct arena *a, const struct vm_snapshot *snap, VmCon
 static int rebuild_one(struct vm_service *s, const struct backend_container *c,
                        struct arena *a);
 static void observe_container(struct vm_service *s, const char *id,
-                              const struct backend_container *c);
+                              const struct backend_container *c, int inspected);
+static void sync_one(struct vm_service *s, const struct backend_container *listed,
+                     int64_t deadline, size_t *loaded, struct berth_err *err);
 static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int64_t deadline);
 static enum vm_state state_from_container(const char *state);
 
@@ -1174,19 +1176,21 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c,
     return 0;
 }
 
-/* A known VM takes the state the engine reports for its container. */
+/* A known VM takes the state the engine reports for its container.
+ * `inspected`: c came from an inspect; a listing has no OOM flag, exit code
+ * or start time, so those are kept then. */
 static void observe_container(struct vm_service *s, const char *id,
-                              const struct backend_container *c)
+                              const struct backend_container *c, int inspected)
 {
     struct vm_observed o = {
         .container_id = c->id,
         .state = state_from_container(c->state),
-        .oom_killed = c->oom_killed,
+        .oom_killed = inspected ? c->oom_killed : -1,
         .exit_code = -1,
         .details = c,
     };
 
-    if (o.state == VM_STATE_SHUTDOWN)
+    if (inspected && o.state == VM_STATE_SHUTDOWN)
         o.exit_code = c->exit_code;
     vm_registry_observe(s->registry, id, &o);
 }
@@ -1200,7 +1204,7 @@ static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int6
 
     berth_err_clear(&err);
     if (s->backend->ops->inspect(s->backend->ctx, v->container_id, deadline, &c, &err) == 0) {
-        observe_container(s, v->id, &c);
+        observe_container(s, v->id, &c, 1);
         backend_container_release(&c);
         return;
     }
@@ -1208,6 +1212,48 @@ static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int6
                                                           v->container_id) == 0)
         log_info("vm.gone", "vm_id=%s container_id=%.12s reason=\"container removed\"", v->id,
                  v->container_id);
+}
+
+/* One listed container: a new VM is rebuilt from its inspect (the listing
+ * lacks the OOM flag, exit code and start time); a known one whose state the
+ * listing contradicts takes the inspect's word, else the listing's. */
+static void sync_one(struct vm_service *s, const struct backend_container *listed,
+                     int64_t deadline, size_t *loaded, struct berth_err *err)
+{
+    const char *id = backend_container_label(listed, "berth.vm_id");
+    const struct backend_container *c = listed;
+    struct backend_container full = {0};
+    struct vm_snapshot existing = {0};
+    struct berth_err probe;
+    struct arena *a;
+    int known, inspected;
+
+    known = id != NULL && vm_registry_get(s->registry, id, &existing, NULL) == 0;
+    if (known && existing.state == state_from_container(listed->state)) {
+        observe_container(s, id, listed, 0);
+        goto out;
+    }
+    berth_err_clear(&probe);
+    inspected = s->backend->ops->inspect(s->backend->ctx, listed->id, deadline, &full, &probe) == 0;
+    if (!inspected && probe.code == BERTH_NOT_FOUND)
+        goto out; /* removed since the listing */
+    if (inspected)
+        c = &full;
+    if (known) {
+        observe_container(s, id, c, inspected);
+        goto out;
+    }
+    a = arena_new();
+    if (a == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (rebuild_one(s, c, a) == 0)
+        (*loaded)++;
+    arena_free(a);
+out:
+    backend_container_release(&full);
+    vm_snapshot_release(&existing);
 }
 
 int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err *err)
@@ -1220,24 +1266,9 @@ int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err 
     if (s->backend->ops->list(s->backend->ctx, "berth.kind=vm", deadline, &list, err) < 0)
         return -1;
     for (size_t i = 0; i < list.n; i++) {
-        const struct backend_container *c = &list.items[i];
-        const char *id = backend_container_label(c, "berth.vm_id");
-        struct vm_snapshot existing = {0};
-        struct arena *a;
-
-        if (id != NULL && vm_registry_get(s->registry, id, &existing, NULL) == 0) {
-            observe_container(s, id, c);
-            vm_snapshot_release(&existing);
-            continue;
-        }
-        a = arena_new();
-        if (a == NULL) {
-            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        sync_one(s, &list.items[i], deadline, &loaded, err);
+        if (err->code == BERTH_RESOURCE_EXHAUSTED)
             goto out;
-        }
-        if (rebuild_one(s, c, a) == 0)
-            loaded++;
-        arena_free(a);
     }
     if (vm_registry_list(s->registry, &known, &n_known, err) < 0)
         goto out;
@@ -1248,7 +1279,10 @@ int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err 
         if (!listed)
             drop_if_gone(s, &known[k], deadline);
     }
-    log_info("vm.sync", "containers=%zu added=%zu", list.n, loaded);
+    if (loaded > 0)
+        log_info("vm.sync", "containers=%zu added=%zu", list.n, loaded);
+    else
+        log_debug("vm.sync", "containers=%zu added=0", list.n);
     rc = 0;
 out:
     vm_snapshot_list_free(known, n_known);

@@ -196,6 +196,13 @@ describe("state survives kill -9 of berthd", { skip }, () => {
     },
     paused: { id: vmId("paused"), config: config("paused", EXITS_ON_TERM), state: "VM_STATE_PAUSED" },
     shutdown: { id: vmId("shutdown"), config: config("shutdown", EXITS_ON_TERM), state: "VM_STATE_SHUTDOWN" },
+    // Ended by themselves: the exit code and the OOM flag must survive too.
+    exited: { id: vmId("exited"), config: config("exited", ["sh", "-c", "exit 3"]), state: "VM_STATE_SHUTDOWN" },
+    oom: {
+      id: vmId("oom"),
+      config: { ...config("oom", ["sh", "-c", "x=a; while :; do x=$x$x; done"]), memory: { sizeBytes: String(8 * MiB) } },
+      state: "VM_STATE_SHUTDOWN",
+    },
   };
   const gw = { namespace: `ns-${RUN}`, gatewayId: `gw-${RUN}`, image: REPLICA_IMAGE, replicas: 2, cpuMillicores: 100, memorySizeMib: "32" };
   const dep = { namespace: `ns-${RUN}`, deploymentId: `dep-${RUN}`, image: REPLICA_IMAGE, replicas: 2, memorySizeMib: "32" };
@@ -225,7 +232,16 @@ describe("state survives kill -9 of berthd", { skip }, () => {
       const r = await vmCall("CreateVm", { vmId: v.id, customerId: customer, config: v.config });
       assert.equal(r.state, "VM_STATE_CREATED");
     }
-    for (const k of ["running", "paused", "shutdown"]) await vmCall("BootVm", { vmId: vms[k].id });
+    for (const k of ["running", "paused", "shutdown", "exited", "oom"]) await vmCall("BootVm", { vmId: vms[k].id });
+    for (const [k, want] of [["exited", { exit_code: "3" }], ["oom", { oom_killed: "true" }]]) {
+      await waitFor(
+        async () => {
+          const info = await vmCall("GetVmInfo", { vmId: vms[k].id });
+          return info.state === "VM_STATE_SHUTDOWN" && Object.entries(want).every(([key, v]) => info.backendInfo[key] === v);
+        },
+        { timeoutMs: 15000, what: `${k} VM to end by itself with ${JSON.stringify(want)}` },
+      );
+    }
     assert.equal((await vmCall("PauseVm", { vmId: vms.paused.id })).state, "VM_STATE_PAUSED");
     assert.equal((await vmCall("ShutdownVm", { vmId: vms.shutdown.id, timeoutSeconds: 5 }, { timeoutMs: 60000 })).state, "VM_STATE_SHUTDOWN");
 
@@ -295,7 +311,7 @@ describe("state survives kill -9 of berthd", { skip }, () => {
       assert.equal(a.customerId, customer, `${v.id} listed customer`);
       assert.equal(a.createdTimestamp, listBefore[v.id].createdTimestamp, `${v.id} creation time survives`);
       assert.equal(a.vcpuCount, 1);
-      assert.equal(a.memorySizeBytes, String(64 * MiB));
+      assert.equal(a.memorySizeBytes, v.config.memory.sizeBytes);
       assert.deepEqual(a.metadata, v.config.metadata);
     }
   });

@@ -2719,8 +2719,10 @@ static void test_sync_and_events(void)
             CHECK(memory_backend_set_state(f.backend, s.container_id, rows[i].behind_back) == 0);
         vm_snapshot_release(&s);
     }
-    /* While the engine cannot confirm the removal, the entry stays. */
-    memory_backend_fail_next(f.backend, "inspect", 1, BERTH_UNAVAILABLE);
+    /* While the engine cannot confirm the removal, the entry stays. Four
+     * inspects fail: one per changed state (the listing's word is taken
+     * then) and the one that would confirm the removal. */
+    memory_backend_fail_next(f.backend, "inspect", 4, BERTH_UNAVAILABLE);
     berth_err_clear(&err);
     CHECK(vm_service_rebuild(f.svc, BERTH_NO_DEADLINE, &err) == 0);
     CHECK(vm_state_of(&f, "s-removed") != GONE);
