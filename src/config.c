@@ -15,7 +15,7 @@ struct opt {
     const char *env;
     enum opt_type type;
     size_t offset;
-    int64_t min, max; /* OPT_INT bounds */
+    int64_t min, max; /* OPT_INT bounds; OPT_STR: min 1 = must not be empty */
     const char *def;
     const char *help;
 };
@@ -23,7 +23,7 @@ struct opt {
 #define OFF(f) offsetof(struct berth_config, f)
 
 static const struct opt opt_table[] = {
-    {"listen", "BERTH_LISTEN", OPT_STR, OFF(listen), 0, 0, "127.0.0.1:8080",
+    {"listen", "BERTH_LISTEN", OPT_STR, OFF(listen), 1, 0, "127.0.0.1:8080",
      "address the API listens on, HOST:PORT (port 0 picks a free port)"},
     {"max-body-bytes", "BERTH_MAX_BODY_BYTES", OPT_INT, OFF(max_body_bytes), 1, 1073741824,
      "4194304", "largest request body accepted, after inflating gzip"},
@@ -39,7 +39,7 @@ static const struct opt opt_table[] = {
      "where containers run: docker, or memory (an in-process fake for demos and tests)"},
     {"docker-socket", "BERTH_DOCKER_SOCKET", OPT_STR, OFF(docker_socket), 0, 0,
      "/var/run/docker.sock", "unix socket of the Docker Engine API"},
-    {"publish-address", "BERTH_PUBLISH_ADDRESS", OPT_STR, OFF(publish_address), 0, 0,
+    {"publish-address", "BERTH_PUBLISH_ADDRESS", OPT_STR, OFF(publish_address), 1, 0,
      "127.0.0.1", "host IP that published container ports bind to"},
     {"advertise-host", "BERTH_ADVERTISE_HOST", OPT_STR, OFF(advertise_host), 0, 0, "",
      "host written in gateway and deployment addresses (empty: the publish address)"},
@@ -74,7 +74,12 @@ static int opt_set(struct berth_config *cfg, const struct opt *o, const char *va
     berth_err_quote(quoted, sizeof(quoted), val, 64);
     switch (o->type) {
     case OPT_STR: {
-        char *copy = strdup(val);
+        char *copy;
+
+        if (o->min > 0 && val[0] == '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: must not be empty (%s)",
+                                 o->name, source);
+        copy = strdup(val);
         if (copy == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         free(*(char **)field);

@@ -27,6 +27,9 @@
 
 #define WATCH_INTERVAL_MS 1000
 #define PING_TIMEOUT_MS 1000
+#define WATCH_BACKOFF_MIN_MS 250
+#define WATCH_BACKOFF_MAX_MS 2000
+#define WATCH_STABLE_MS 5000 /* a stream that lasted this long resets the backoff */
 
 struct berth_daemon {
     const struct berth_config *cfg; /* borrowed, read-only */
@@ -290,7 +293,7 @@ static void *watcher_main(void *arg)
 {
     struct berth_daemon *d = arg;
     int synced = 0, was_up = -1;
-    int64_t backoff_ms = 250;
+    int64_t backoff_ms = WATCH_BACKOFF_MIN_MS;
 
     do {
         struct berth_err err;
@@ -316,16 +319,24 @@ static void *watcher_main(void *arg)
         }
         vm_service_set_ready(d->vm_svc, synced);
         if (up && d->backend.ops->watch != NULL) {
-            backoff_ms = 250;
+            int64_t began = berth_now_ms();
+
             berth_err_clear(&err);
             if (d->backend.ops->watch(d->backend.ctx, d->events_since_ns, &d->stop_flag,
                                       on_engine_event, d, &err) < 0) {
                 log_warn("engine.events", "reason=\"%s\"", err.msg);
                 was_up = -1;
+                /* A stream that breaks again soon after it opened backs off
+                 * like an Engine that is down, instead of a re-list and a
+                 * reconnect four times a second. */
+                if (berth_now_ms() - began >= WATCH_STABLE_MS)
+                    backoff_ms = WATCH_BACKOFF_MIN_MS;
+                else if (backoff_ms < WATCH_BACKOFF_MAX_MS)
+                    backoff_ms *= 2;
             }
             continue;
         }
-        if (!up && backoff_ms < 2000)
+        if (!up && backoff_ms < WATCH_BACKOFF_MAX_MS)
             backoff_ms *= 2;
     } while (!watcher_wait(d, up_wait_ms(d, backoff_ms)));
     return NULL;

@@ -18,6 +18,9 @@ struct vm_record {
     uint64_t observed;        /* guarded by registry.lock: engine news taken in */
 };
 
+/* Ids come from callers: echoed capped and cleaned. */
+#define ID_QUOTE_MAX 80
+
 struct vm_registry {
     pthread_mutex_t lock;
     struct vm_record **recs; /* guarded by lock; sorted by data.id */
@@ -25,6 +28,7 @@ struct vm_registry {
 };
 
 static char *dup_or_empty(const char *s);
+static int not_found(const char *id, struct berth_err *err);
 static size_t find_slot(const struct vm_registry *r, const char *id, int *found);
 static void record_free(struct vm_record *rec);
 static void record_unref_locked(struct vm_registry *r, struct vm_record *rec, int *free_it);
@@ -187,6 +191,14 @@ void vm_registry_publish(struct vm_registry *r, struct vm_record *rec)
     lock_give(&r->lock);
 }
 
+static int not_found(const char *id, struct berth_err *err)
+{
+    char q[ID_QUOTE_MAX + 8];
+
+    berth_err_quote(q, sizeof(q), id, ID_QUOTE_MAX);
+    return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", q);
+}
+
 int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
                         struct vm_record **out, struct berth_err *err)
 {
@@ -198,7 +210,7 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
     at = find_slot(r, id, &found);
     if (!found || !r->recs[at]->visible) {
         lock_give(&r->lock);
-        return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
+        return not_found(id, err);
     }
     rec = r->recs[at];
     rec->refs++;
@@ -210,9 +222,12 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
         lock_give(&r->lock);
         if (free_it)
             record_free(rec);
+        char q[ID_QUOTE_MAX + 8];
+
+        berth_err_quote(q, sizeof(q), id, ID_QUOTE_MAX);
         return berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
                              "vm '%s' is busy with another call; the deadline passed waiting for it",
-                             id);
+                             q);
     }
     lock_take(&r->lock);
     gone = rec->removed;
@@ -226,7 +241,7 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
         lock_give(&r->lock);
         if (free_it)
             record_free(rec);
-        return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
+        return not_found(id, err);
     }
     *out = rec;
     return 0;
@@ -340,7 +355,7 @@ int vm_registry_get(struct vm_registry *r, const char *id, struct vm_snapshot *o
     at = find_slot(r, id, &found);
     if (!found || !r->recs[at]->visible) {
         lock_give(&r->lock);
-        return berth_err_set(err, BERTH_NOT_FOUND, "vm '%s' not found", id);
+        return not_found(id, err);
     }
     rc = vm_snapshot_copy(out, &r->recs[at]->data);
     lock_give(&r->lock);

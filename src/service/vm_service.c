@@ -976,7 +976,8 @@ static int h_get_info(void *ctx, struct rpc_call *call, const ProtobufCMessage *
         m->network_stats = ns;
         m->storage_stats = ss;
         m->sampled_at_unix_ms = snap.metrics.sampled_at_unix_ms;
-        if (snap.started_unix_ms > 0 && snap.state == VM_STATE_RUNNING) {
+        if (snap.started_unix_ms > 0 &&
+            (snap.state == VM_STATE_RUNNING || snap.state == VM_STATE_PAUSED)) {
             int64_t up = (berth_unix_ms() - snap.started_unix_ms) / 1000;
             m->uptime_seconds = up > 0 ? up : 0;
         }
@@ -1006,6 +1007,14 @@ static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                              req->page_size);
     if (req->page_size > 0)
         page = req->page_size > LIST_MAX_PAGE ? LIST_MAX_PAGE : (size_t)req->page_size;
+    for (size_t f = 0; f < req->n_state_filter; f++) {
+        /* A number without a name would match nothing and look like an
+         * empty registry. */
+        int st = (int)req->state_filter[f];
+        if (st < VM_STATE_UNSPECIFIED || st > VM_STATE_SHUTDOWN)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'stateFilter': %d is not a VmState", st);
+    }
     if (req->page_token[0] != '\0') {
         /* The token is the base64 of the last id served: ids order the list. */
         struct buf tok;

@@ -276,6 +276,7 @@ describe("VmService errors on the Docker Engine", { skip }, () => {
       { description: "ShutdownVm timeoutSeconds -1", method: "ShutdownVm", body: { timeoutSeconds: -1 }, field: /timeoutSeconds/ },
       { description: "ShutdownVm timeoutSeconds over an hour", method: "ShutdownVm", body: { timeoutSeconds: 2147483647 }, field: /timeoutSeconds/ },
       { description: "ListVms pageSize -1", method: "ListVms", body: { pageSize: -1 }, field: /pageSize/ },
+      { description: "ListVms stateFilter with a number that names no state", method: "ListVms", body: { stateFilter: [99] }, field: /stateFilter/ },
       { description: "ListVms pageToken not issued", method: "ListVms", body: { pageToken: "not a token!" }, field: /pageToken/ },
       { description: "a port above 65535", method: "CreateVm", body: { config: { container: { ...SLEEPER, ports: [{ containerPort: 70000 }] } } }, field: /containerPort/ },
       { description: "a protocol other than tcp/udp", method: "CreateVm", body: { config: { container: { ...SLEEPER, ports: [{ containerPort: 80, protocol: "sctp" }] } } }, field: /protocol/ },

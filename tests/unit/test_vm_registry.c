@@ -234,6 +234,16 @@ static void test_reserve_publish(void)
     CHECK(try_get(r, "nope", &got, &code) == -1 && code == BERTH_NOT_FOUND);
     berth_err_clear(&err);
     CHECK(vm_registry_acquire(r, "nope", BERTH_NO_DEADLINE, &held, &err) == -1 && err.code == BERTH_NOT_FOUND);
+    {
+        /* An unknown id from a caller is echoed capped, without its CR/LF. */
+        char long_id[301];
+        memset(long_id, 'x', 300);
+        long_id[300] = '\0';
+        long_id[5] = '\n';
+        berth_err_clear(&err);
+        CHECK(vm_registry_acquire(r, long_id, BERTH_NO_DEADLINE, &held, &err) == -1);
+        CHECK(err.code == BERTH_NOT_FOUND && strlen(err.msg) < 120 && !strchr(err.msg, '\n'));
+    }
     vm_registry_free(r);
     vm_registry_free(NULL);
 }

@@ -2275,11 +2275,35 @@ static void test_get_info(void)
             CHECK(info->metrics->sampled_at_unix_ms == m.sampled_at_unix_ms);
         }
     }
-    /* A shut-down VM reports its exit code. */
-    CHECK(call_op(&f, OP_SHUTDOWN, "info-1", NULL, NULL, 0) == BERTH_OK);
-    info = NULL;
-    CHECK(get_info(&f, a, "info-1", &info, &err) == 0);
-    CHECK(info && info_get(info, "exit_code") != NULL);
+    /* Uptime counts from the container's start, paused or not; a shut-down
+     * VM keeps its last sample with uptime 0 and reports its exit code. */
+    {
+        struct vm_snapshot vs = {0};
+        struct backend_container bc = {0};
+        static const enum op steps[] = {OP_PAUSE, OP_RESUME, OP_SHUTDOWN};
+        static const int64_t want_min[] = {10, 10, 0}, want_max[] = {12, 12, 0};
+
+        CHECK(vm_snap(&f, "info-1", &vs) == 0);
+        bc.id = vs.container_id;
+        bc.started_unix_ms = berth_unix_ms() - 10500;
+        {
+            struct vm_observed o = {vs.container_id, VM_STATE_UNSPECIFIED, -1, -1, &bc};
+            CHECK(vm_registry_observe(f.reg, "info-1", &o) == 0);
+        }
+        for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+            CHECK(call_op(&f, steps[i], "info-1", NULL, NULL, 0) == BERTH_OK);
+            info = NULL;
+            CHECK(get_info(&f, a, "info-1", &info, &err) == 0);
+            CHECK(info && info->metrics);
+            if (info && info->metrics)
+                CHECK_MSG(info->metrics->uptime_seconds >= want_min[i] &&
+                              info->metrics->uptime_seconds <= want_max[i],
+                          "after %s: uptime %lld", op_names[steps[i]],
+                          (long long)info->metrics->uptime_seconds);
+        }
+        CHECK(info && info_get(info, "exit_code") != NULL);
+        vm_snapshot_release(&vs);
+    }
 
     /* Ports from metadata exposed_ports get real host ports too. */
     {
