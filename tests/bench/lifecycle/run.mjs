@@ -9,9 +9,9 @@
 //   BERTHD=build/berthd node tests/bench/lifecycle/run.mjs [options]
 //     --cycles N       measured cycles per side (default 20, env BENCH_CYCLES)
 //     --warmup N       cycles per side run first and not counted (default 2)
-//     --client C       node: one keep-alive node:http client for both sides;
-//                      curl: one curl process per call for both sides
-//                      (curl --unix-socket for the Engine)
+//     --client C       curl (default): one curl process per call for both
+//                      sides (curl --unix-socket for the Engine);
+//                      node: one keep-alive node:http client for both sides
 //     --max-ratio X    exit 1 when the total ratio is above X
 //     --json FILE      also write the results as JSON to FILE
 //
@@ -39,7 +39,7 @@ const { values: opt } = parseArgs({
   options: {
     cycles: { type: "string", default: process.env.BENCH_CYCLES || "20" },
     warmup: { type: "string", default: "2" },
-    client: { type: "string", default: "node" },
+    client: { type: "string", default: "curl" },
     "max-ratio": { type: "string" },
     json: { type: "string" },
   },
