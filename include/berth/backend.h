@@ -102,7 +102,11 @@ struct backend_ops {
 
     /* Create a container (pulling the image only when the engine lacks it).
      * On success *id_out is a malloc'd container id the caller frees. A name
-     * in use: already_exists. A missing image: not_found naming it. */
+     * in use: already_exists. A missing image: not_found naming it. On
+     * failure nothing of this call is left: when the engine may have made the
+     * container anyway (no answer before the deadline, a dropped connection)
+     * the backend removes it, if it can, before returning; the caller must
+     * not remove by name, as the name may hold someone else's container. */
     int (*create)(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
                   struct berth_err *err);
     /* Already running / already stopped count as success. */

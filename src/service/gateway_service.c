@@ -784,17 +784,9 @@ static int gw_make_replica(struct gateway_service *s, struct rpc_call *call,
     if (gw_plan_replica(call->arena, k, p, i, err) < 0)
         return -1;
     if (s->backend->ops->create(s->backend->ctx, &p->spec, call->deadline, &cid, err) < 0) {
-        enum berth_code code = err->code;
-        /* The Engine may have made the container before the call failed (a
-         * deadline, a dropped connection): remove it by name. A name taken
-         * by a container that is not labelled as ours is left alone. */
-        if (code != BERTH_ALREADY_EXISTS && code != BERTH_INVALID_ARGUMENT &&
-            code != BERTH_NOT_FOUND) {
-            made[*n_made] = strdup(p->spec.name);
-            if (made[*n_made] != NULL)
-                (*n_made)++;
-        }
-        if (code == BERTH_ALREADY_EXISTS) {
+        /* Nothing to add to made: the backend removes what a create of
+         * unknown outcome made, and the name may hold another's container. */
+        if (err->code == BERTH_ALREADY_EXISTS) {
             berth_err_clear(err);
             berth_err_set(err, BERTH_ALREADY_EXISTS,
                           "%s '%s': a container named '%s' already exists", k->name, p->obj.id,

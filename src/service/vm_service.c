@@ -530,17 +530,8 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
 
     if (s->backend->ops->create(s->backend->ctx, &plan.spec, call->deadline, &container_id,
                                 err) < 0) {
-        /* The Engine may have made the container before the call failed (a
-         * deadline, a dropped connection): remove it by name so nothing is
-         * orphaned. A name taken by anyone else is not ours to remove. */
-        if (err->code != BERTH_ALREADY_EXISTS && err->code != BERTH_INVALID_ARGUMENT &&
-            err->code != BERTH_NOT_FOUND) {
-            struct berth_err ignored;
-            berth_err_clear(&ignored);
-            if (s->backend->ops->remove(s->backend->ctx, plan.spec.name,
-                                        berth_now_ms() + 5000, &ignored) == 0)
-                log_info("vm.create_rollback", "vm_id=%s", id);
-        }
+        /* Nothing to undo: the backend removes what a create of unknown
+         * outcome made, and a container under the name may be another's. */
         if (err->code == BERTH_ALREADY_EXISTS) {
             berth_err_clear(err);
             berth_err_set(err, BERTH_ALREADY_EXISTS,

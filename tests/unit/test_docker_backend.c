@@ -1,6 +1,9 @@
 /* The Docker backend against a fake Engine: the exact create body, the
- * pull-on-missing-image flow, status mapping of the lifecycle calls, the
- * berth.managed rule, and what inspect and list read. */
+ * pull-on-missing-image flow, the reaping of a create whose outcome is
+ * unknown, status mapping of the lifecycle calls, the berth.managed rule,
+ * and what inspect and list read. */
+#include <cjson/cJSON.h>
+
 #include "berth/clock.h"
 #include "berth/docker_backend.h"
 #include "berth/engine_client.h"
@@ -56,14 +59,60 @@ static const char *fx_body(struct fixture *fx, size_t i)
     return b;
 }
 
+/* The create token label in the body of request i, into out ("" if none). */
+static const char *fx_token(struct fixture *fx, size_t i, char *out, size_t outsz)
+{
+    cJSON *root = cJSON_Parse(fx_body(fx, i));
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(root, "Labels");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(labels, "berth.create_token");
+
+    snprintf(out, outsz, "%s", cJSON_IsString(t) ? t->valuestring : "");
+    cJSON_Delete(root);
+    return out;
+}
+
+/* A fresh lowercase uuid, as libuuid unparses one. */
+static int is_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+        if (dash ? s[i] != '-' : strchr("0123456789abcdef", s[i]) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* The body of request i with its create token (checked to be a uuid)
+ * replaced by "TOKEN", for exact comparison. */
+static const char *fx_body_untokened(struct fixture *fx, size_t i)
+{
+    static char out[8192];
+    char token[64];
+    const char *body = fx_body(fx, i), *at;
+
+    fx_token(fx, i, token, sizeof(token));
+    CHECK_MSG(is_uuid(token), "token '%s'", token);
+    at = token[0] != '\0' ? strstr(body, token) : NULL;
+    if (at == NULL)
+        snprintf(out, sizeof(out), "%s", body);
+    else
+        snprintf(out, sizeof(out), "%.*sTOKEN%s", (int)(at - body), body, at + strlen(token));
+    return out;
+}
+
 static void test_create_body(void)
 {
     static const char *const cmd[] = {"sh", "-c", "echo hi"};
     static const char *const env[] = {"A=1", "B=two words"};
     static const struct backend_port ports[] = {
         {80, 0, "tcp"}, {53, 5353, "udp"}, {80, 8080, "tcp"}};
-    static const struct backend_label labels[] = {
-        {"berth.kind", "vm"}, {"berth.managed", "false"}, {"berth.vm_id", "web 1"}};
+    static const struct backend_label labels[] = {{"berth.kind", "vm"},
+                                                  {"berth.managed", "false"},
+                                                  {"berth.vm_id", "web 1"},
+                                                  {"berth.create_token", "forged"}};
     static const char *const forbidden[] = {
         "Privileged", "NetworkMode", "PidMode", "IpcMode",    "CapAdd",      "Devices",
         "Binds",      "Mounts",      "UTSMode", "UsernsMode", "SecurityOpt", "VolumesFrom"};
@@ -78,7 +127,7 @@ static void test_create_body(void)
         .ports = ports,
         .n_ports = 3,
         .labels = labels,
-        .n_labels = 3,
+        .n_labels = 4,
         .nano_cpus = 1500000000,
         .memory_bytes = (int64_t)1 << 53 | 1, /* not exact as a double */
         .restart_policy = "unless-stopped",
@@ -93,7 +142,7 @@ static void test_create_body(void)
     CHECK_STR(id, "abc123");
     free(id);
     CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create?name=web%201%2Fx%3F");
-    body = fx_body(&fx, 0);
+    body = fx_body_untokened(&fx, 0);
     CHECK_STR(body, "{\"HostConfig\":{"
                     "\"PortBindings\":{"
                     "\"80/tcp\":[{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"\"},"
@@ -104,7 +153,7 @@ static void test_create_body(void)
                     "\"Image\":\"busybox:1.36\",\"Cmd\":[\"sh\",\"-c\",\"echo hi\"],"
                     "\"Env\":[\"A=1\",\"B=two words\"],\"WorkingDir\":\"/srv\","
                     "\"Labels\":{\"berth.kind\":\"vm\",\"berth.vm_id\":\"web 1\","
-                    "\"berth.managed\":\"true\"},"
+                    "\"berth.managed\":\"true\",\"berth.create_token\":\"TOKEN\"},"
                     "\"ExposedPorts\":{\"80/tcp\":{},\"53/udp\":{}}}");
     for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
         CHECK_MSG(strstr(body, forbidden[i]) == NULL, "%s", forbidden[i]);
@@ -118,15 +167,22 @@ static void test_create_minimal_and_invalid(void)
     struct backend_spec ok = {.image = "busybox"};
     struct fixture fx;
     char *id = NULL;
+    char t0[64], t1[64];
 
     fx_start(&fx);
     fe_reply(&fx.fe, 201, "{\"Id\":\"m1\"}");
-    CHECK(fx.b.ops->create(fx.b.ctx, &ok, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
-    free(id);
-    id = NULL;
+    fe_reply(&fx.fe, 201, "{\"Id\":\"m2\"}");
+    for (int i = 0; i < 2; i++) {
+        CHECK(fx.b.ops->create(fx.b.ctx, &ok, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+        free(id);
+        id = NULL;
+    }
     CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create");
-    CHECK_STR(fx_body(&fx, 0), "{\"HostConfig\":{\"PidsLimit\":4096},\"Image\":\"busybox\","
-                               "\"Env\":[],\"Labels\":{\"berth.managed\":\"true\"}}");
+    CHECK_STR(fx_body_untokened(&fx, 0),
+              "{\"HostConfig\":{\"PidsLimit\":4096},\"Image\":\"busybox\",\"Env\":[],"
+              "\"Labels\":{\"berth.managed\":\"true\",\"berth.create_token\":\"TOKEN\"}}");
+    /* Each create call has its own token. */
+    CHECK(strcmp(fx_token(&fx, 0, t0, sizeof(t0)), fx_token(&fx, 1, t1, sizeof(t1))) != 0);
 
     {
         static const struct {
@@ -148,7 +204,7 @@ static void test_create_minimal_and_invalid(void)
             CHECK_MSG(fx.err.code == BERTH_INVALID_ARGUMENT, "%s: %s", rows[i].desc, fx.err.msg);
         }
     }
-    CHECK(fe_n_reqs(&fx.fe) == 1); /* nothing invalid reached the engine */
+    CHECK(fe_n_reqs(&fx.fe) == 2); /* nothing invalid reached the engine */
     fx_stop(&fx);
 }
 
@@ -269,6 +325,198 @@ static void test_pull_errors(void)
     CHECK_MSG(fx.err.code == BERTH_NOT_FOUND, "%s", fx.err.msg);
     CHECK(strstr(fx.err.msg, "pull access denied") != NULL);
     fx_stop(&fx);
+}
+
+/* A create call run in a thread, so the test can read the token from the
+ * recorded body while the backend waits on the Engine. */
+struct create_call {
+    struct fixture *fx;
+    int64_t deadline;
+    int rc;
+    char *id;
+};
+
+static void *create_call_main(void *arg)
+{
+    struct create_call *cc = arg;
+    struct backend_spec spec = {.name = "web", .image = "busybox"};
+
+    cc->rc = cc->fx->b.ops->create(cc->fx->b.ctx, &spec, cc->deadline, &cc->id, &cc->fx->err);
+    return NULL;
+}
+
+/* An inspect answer for a container "web" with full id "full-web"; a NULL
+ * token means no token label. malloc'd, the caller's. */
+static char *inspect_with(int managed, const char *token)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *config = cJSON_AddObjectToObject(root, "Config");
+    cJSON *labels = cJSON_AddObjectToObject(config, "Labels");
+    char *json;
+
+    cJSON_AddStringToObject(root, "Id", "full-web");
+    cJSON_AddStringToObject(root, "Name", "/web");
+    cJSON_AddStringToObject(config, "Image", "busybox");
+    cJSON_AddStringToObject(labels, "berth.kind", "vm");
+    if (managed)
+        cJSON_AddStringToObject(labels, "berth.managed", "true");
+    if (token != NULL)
+        cJSON_AddStringToObject(labels, "berth.create_token", token);
+    json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (json == NULL)
+        abort();
+    return json;
+}
+
+enum token_kind { TOKEN_OURS, TOKEN_OTHER, TOKEN_NONE };
+
+/* The create POST gets no answer before the deadline: the backend looks
+ * the name up until the container shows and removes it, by its full id,
+ * only when it carries this call's token. */
+static void test_create_reap(void)
+{
+    static const struct {
+        const char *desc;
+        int absent; /* 404 answers before the container shows */
+        int status; /* of the inspect that finds it */
+        enum token_kind token;
+        int managed;
+        int removed;
+    } rows[] = {
+        {"ours, there at once", 0, 200, TOKEN_OURS, 1, 1},
+        {"ours, after two looks", 2, 200, TOKEN_OURS, 1, 1},
+        {"another call's token", 0, 200, TOKEN_OTHER, 1, 0},
+        {"no token (a container made by someone else)", 1, 200, TOKEN_NONE, 1, 0},
+        {"our token but not managed", 0, 200, TOKEN_OURS, 0, 0},
+        {"inspect fails", 0, 500, TOKEN_OURS, 1, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct fixture fx;
+        struct create_call cc;
+        pthread_t th;
+        char token[64];
+        char *inspect;
+        size_t want;
+        int64_t t0;
+
+        fx_start(&fx);
+        fe_reply_stall(&fx.fe);
+        t0 = berth_now_ms();
+        cc = (struct create_call){&fx, t0 + 300, 0, NULL};
+        if (pthread_create(&th, NULL, create_call_main, &cc) != 0)
+            abort();
+        /* The backend only looks once the deadline has passed. */
+        fe_wait_reqs(&fx.fe, 1);
+        fx_token(&fx, 0, token, sizeof(token));
+        CHECK_MSG(is_uuid(token), "%s: token '%s'", rows[i].desc, token);
+        for (int k = 0; k < rows[i].absent; k++)
+            fe_reply(&fx.fe, 404, "{\"message\":\"No such container: web\"}");
+        inspect = inspect_with(rows[i].managed, rows[i].token == TOKEN_OURS    ? token
+                                                : rows[i].token == TOKEN_OTHER ? "0123-other"
+                                                                               : NULL);
+        fe_reply(&fx.fe, rows[i].status, rows[i].status == 200 ? inspect : "{\"message\":\"x\"}");
+        fe_reply(&fx.fe, 204, NULL);
+        pthread_join(th, NULL);
+        free(inspect);
+
+        CHECK_MSG(cc.rc < 0 && cc.id == NULL, "%s", rows[i].desc);
+        CHECK_MSG(fx.err.code == BERTH_DEADLINE_EXCEEDED, "%s: %s", rows[i].desc, fx.err.msg);
+        CHECK_MSG(berth_now_ms() - t0 < 3000, "%s: took %lld ms", rows[i].desc,
+                  (long long)(berth_now_ms() - t0));
+        want = 2 + (size_t)rows[i].absent + (size_t)rows[i].removed;
+        CHECK_MSG(fe_n_reqs(&fx.fe) == want, "%s: %zu requests", rows[i].desc, fe_n_reqs(&fx.fe));
+        CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create?name=web");
+        for (size_t k = 1; k <= (size_t)rows[i].absent + 1; k++)
+            CHECK_STR(fx_line(&fx, k), "GET /v1.41/containers/web/json");
+        if (rows[i].removed)
+            CHECK_STR(fx_line(&fx, want - 1),
+                      "DELETE /v1.41/containers/full-web?force=true&v=true");
+        free(cc.id);
+        fx_stop(&fx);
+    }
+}
+
+/* A garbled answer to the POST (a transport error) leaves the outcome
+ * unknown too: the backend looks, and leaves a container without its
+ * token alone. */
+static void test_create_reap_transport_error(void)
+{
+    struct backend_spec spec = {.name = "web", .image = "busybox"};
+    struct fixture fx;
+    char *inspect = inspect_with(1, NULL);
+    char *id = NULL;
+
+    fx_start(&fx);
+    fe_queue_raw(&fx.fe, "garbage\r\n\r\n", 0);
+    fe_reply(&fx.fe, 200, inspect);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, berth_now_ms() + 5000, &id, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_UNAVAILABLE, "%s", fx.err.msg);
+    CHECK(fe_n_reqs(&fx.fe) == 2);
+    CHECK_STR(fx_line(&fx, 1), "GET /v1.41/containers/web/json");
+    free(inspect);
+    fx_stop(&fx);
+}
+
+/* Failures with a definite answer, or before the create was sent, never
+ * look for anything to reap. */
+static void test_create_no_reap(void)
+{
+    enum fake { F_END, F_409, F_500, F_NO_IMAGE, F_PULL_REFUSED, F_PULL_ERROR, F_STALL };
+    static const char *const pull_error[] = {PULL_ERROR_LINE("manifest unknown")};
+    static const struct {
+        const char *desc;
+        enum fake replies[3];
+        int64_t deadline_ms; /* from now */
+        enum berth_code code;
+        size_t reqs;
+    } rows[] = {
+        {"name taken (409)", {F_409}, 5000, BERTH_ALREADY_EXISTS, 1},
+        {"engine error (500)", {F_500}, 5000, BERTH_UNAVAILABLE, 1},
+        {"pull refused", {F_NO_IMAGE, F_PULL_REFUSED}, 5000, BERTH_NOT_FOUND, 2},
+        {"pull stream error", {F_NO_IMAGE, F_PULL_ERROR}, 5000, BERTH_NOT_FOUND, 2},
+        {"pull stalls past the deadline", {F_NO_IMAGE, F_STALL}, 300, BERTH_DEADLINE_EXCEEDED, 2},
+        {"deadline passed before the create", {F_END}, -1, BERTH_DEADLINE_EXCEEDED, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct backend_spec spec = {.name = "web", .image = "busybox"};
+        struct fixture fx;
+        char *id = NULL;
+
+        fx_start(&fx);
+        for (size_t k = 0; k < 3 && rows[i].replies[k] != F_END; k++) {
+            switch (rows[i].replies[k]) {
+            case F_409:
+                fe_reply(&fx.fe, 409, "{\"message\":\"name in use\"}");
+                break;
+            case F_500:
+                fe_reply(&fx.fe, 500, "{\"message\":\"driver failed\"}");
+                break;
+            case F_NO_IMAGE:
+                fe_reply(&fx.fe, 404, "{\"message\":\"No such image: busybox:latest\"}");
+                break;
+            case F_PULL_REFUSED:
+                fe_reply(&fx.fe, 404, "{\"message\":\"pull access denied for busybox\"}");
+                break;
+            case F_PULL_ERROR:
+                fe_reply_chunked(&fx.fe, pull_error, 1, 0);
+                break;
+            case F_STALL:
+                fe_reply_stall(&fx.fe);
+                break;
+            case F_END:
+                break;
+            }
+        }
+        CHECK(fx.b.ops->create(fx.b.ctx, &spec, berth_now_ms() + rows[i].deadline_ms, &id,
+                               &fx.err) < 0);
+        CHECK_MSG(fx.err.code == rows[i].code, "%s: %s", rows[i].desc, fx.err.msg);
+        CHECK_MSG(fe_n_reqs(&fx.fe) == rows[i].reqs, "%s: %zu requests, the last '%s'",
+                  rows[i].desc, fe_n_reqs(&fx.fe), fx_line(&fx, fe_n_reqs(&fx.fe) - 1));
+        fx_stop(&fx);
+    }
 }
 
 enum op { OP_START, OP_STOP, OP_KILL, OP_PAUSE, OP_UNPAUSE, OP_RESTART, OP_REMOVE };
@@ -571,6 +819,9 @@ int main(void)
     test_create_errors();
     test_pull_on_missing_image();
     test_pull_errors();
+    test_create_reap();
+    test_create_reap_transport_error();
+    test_create_no_reap();
     test_lifecycle_mapping();
     test_not_ours();
     test_inspect();

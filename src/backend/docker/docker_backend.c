@@ -4,12 +4,14 @@
  * without berth.managed=true is never read or touched (not_found). */
 #include "berth/docker_backend.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <uuid/uuid.h>
 
 #include "berth/buf.h"
 #include "berth/clock.h"
@@ -26,7 +28,30 @@
 #define DOCKER_PULL_MAX_MS (30 * 60 * 1000)
 /* Longest user string echoed in an error message. */
 #define DOCKER_QUOTE_MAX 128
+/* The label naming the create call that made a container (a fresh uuid per
+ * call), so a create whose outcome is unknown removes only its own work. */
+#define DOCKER_CREATE_TOKEN_KEY "berth.create_token"
+/* Following up such a create: the backend's own budget (the caller's
+ * deadline has usually passed by then) and the interval between looks. */
+#define DOCKER_REAP_BUDGET_MS 5000
+#define DOCKER_REAP_POLL_MS 50
 
+/* One create call: what is sent, and the token its container carries. */
+struct docker_create {
+    const char *path;  /* /containers/create?name=... */
+    const char *body;  /* the create body, labels included */
+    const char *image; /* for messages */
+    const char *name;  /* NULL or "": the Engine picks one */
+    char token[37];    /* the DOCKER_CREATE_TOKEN_KEY value */
+};
+
+/* What the reaper found under the container's name. */
+enum docker_reap_find {
+    DOCKER_REAP_ERROR = -1, /* err says why */
+    DOCKER_REAP_ABSENT,     /* nothing (yet) */
+    DOCKER_REAP_OURS,       /* made by this call */
+    DOCKER_REAP_OTHER,      /* someone else's: this call made nothing */
+};
 
 /* What the pull stream reader remembers. */
 struct docker_pull {
@@ -58,15 +83,22 @@ static void docker_backend_destroy(void *ctx);
 /* create */
 static int docker_backend_validate_spec(const struct backend_spec *spec, struct berth_err *err);
 static int docker_backend_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
-                                      char **json_out, struct berth_err *err);
+                                      const char *token, char **json_out, struct berth_err *err);
 static int docker_backend_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n);
-static int docker_backend_add_labels(cJSON *config, const struct backend_spec *spec);
+static int docker_backend_add_labels(cJSON *config, const struct backend_spec *spec,
+                                     const char *token);
 static int docker_backend_add_ports(const struct docker_ctx *c, cJSON *config, cJSON *host,
                                     const struct backend_spec *spec, struct berth_err *err);
 static int docker_backend_add_int64(cJSON *obj, const char *key, int64_t v);
-static int docker_backend_try_create(struct docker_ctx *c, const char *path, const char *body,
-                                     const char *image, int64_t deadline, char **id_out,
-                                     int *missing_image, struct berth_err *err);
+static int docker_backend_try_create(struct docker_ctx *c, const struct docker_create *req,
+                                     int64_t deadline, char **id_out, int *missing_image,
+                                     struct berth_err *err);
+static void docker_backend_reap(struct docker_ctx *c, const struct docker_create *req);
+static int docker_backend_reap_find(struct docker_ctx *c, const struct docker_create *req,
+                                    int64_t deadline, char **id_out, struct berth_err *err);
+static int docker_backend_reap_remove(struct docker_ctx *c, const char *id, int64_t deadline,
+                                      struct berth_err *err);
+static void docker_backend_sleep_ms(int64_t ms);
 static int docker_backend_pull(struct docker_ctx *c, const char *image, int64_t deadline,
                                struct berth_err *err);
 static int docker_backend_split_ref(const char *ref, struct buf *name, struct buf *tag,
@@ -222,14 +254,19 @@ static int docker_backend_create(void *ctx, const struct backend_spec *spec, int
                                  char **id_out, struct berth_err *err)
 {
     struct docker_ctx *c = ctx;
+    struct docker_create req;
     struct buf path;
     char *body = NULL;
+    uuid_t uu;
     int missing = 0, rc = -1;
 
     buf_init(&path, DOCKER_PATH_MAX);
+    memset(&req, 0, sizeof(req));
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, req.token);
     if (docker_backend_validate_spec(spec, err) < 0)
         goto out;
-    if (docker_backend_create_body(c, spec, &body, err) < 0)
+    if (docker_backend_create_body(c, spec, req.token, &body, err) < 0)
         goto out;
     if (buf_appends(&path, "/containers/create", err) < 0)
         goto out;
@@ -238,16 +275,18 @@ static int docker_backend_create(void *ctx, const struct backend_spec *spec, int
             engine_append_escaped(&path, spec->name, err) < 0)
             goto out;
     }
-    if (docker_backend_try_create(c, path.data, body, spec->image, deadline, id_out, &missing,
-                                  err) < 0)
+    req.path = path.data;
+    req.body = body;
+    req.image = spec->image;
+    req.name = spec->name;
+    if (docker_backend_try_create(c, &req, deadline, id_out, &missing, err) < 0)
         goto out;
     if (missing) {
         /* The Engine lacks the image: pull it, then try once more. */
         if (docker_backend_pull(c, spec->image, deadline, err) < 0)
             goto out;
         missing = 0;
-        if (docker_backend_try_create(c, path.data, body, spec->image, deadline, id_out, &missing,
-                                      err) < 0)
+        if (docker_backend_try_create(c, &req, deadline, id_out, &missing, err) < 0)
             goto out;
         if (missing) {
             char q[DOCKER_QUOTE_MAX + 8];
@@ -314,9 +353,10 @@ static int docker_backend_validate_spec(const struct backend_spec *spec, struct 
 
 /* The create body. Only the fields below are ever sent: nothing that grants
  * host privileges (privileged mode, host namespaces, capabilities, devices,
- * bind mounts) can come from a spec. *json_out is malloc'd, the caller's. */
+ * bind mounts) can come from a spec. `token` becomes the create token label.
+ * *json_out is malloc'd, the caller's. */
 static int docker_backend_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
-                                      char **json_out, struct berth_err *err)
+                                      const char *token, char **json_out, struct berth_err *err)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *host = NULL, *policy;
@@ -336,7 +376,7 @@ static int docker_backend_create_body(const struct docker_ctx *c, const struct b
     bad |= docker_backend_add_strings(root, "Env", spec->env, spec->n_env) < 0;
     if (spec->working_dir != NULL && spec->working_dir[0] != '\0')
         bad |= cJSON_AddStringToObject(root, "WorkingDir", spec->working_dir) == NULL;
-    bad |= docker_backend_add_labels(root, spec) < 0;
+    bad |= docker_backend_add_labels(root, spec, token) < 0;
     if (bad)
         goto oom;
     if (docker_backend_add_ports(c, root, host, spec, err) < 0)
@@ -392,9 +432,10 @@ static int docker_backend_add_strings(cJSON *obj, const char *key, const char *c
     return 0;
 }
 
-/* Labels: the spec's (a later duplicate wins), then berth.managed=true,
- * which a spec cannot override. */
-static int docker_backend_add_labels(cJSON *config, const struct backend_spec *spec)
+/* Labels: the spec's (a later duplicate wins), then berth.managed=true and
+ * this call's create token, which a spec cannot override. */
+static int docker_backend_add_labels(cJSON *config, const struct backend_spec *spec,
+                                     const char *token)
 {
     cJSON *labels = cJSON_AddObjectToObject(config, "Labels");
 
@@ -403,14 +444,15 @@ static int docker_backend_add_labels(cJSON *config, const struct backend_spec *s
     for (size_t i = 0; i < spec->n_labels; i++) {
         const char *k = spec->labels[i].key;
 
-        if (strcmp(k, DOCKER_BACKEND_MANAGED_KEY) == 0)
+        if (strcmp(k, DOCKER_BACKEND_MANAGED_KEY) == 0 || strcmp(k, DOCKER_CREATE_TOKEN_KEY) == 0)
             continue;
         cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
         if (cJSON_AddStringToObject(labels, k, spec->labels[i].value) == NULL)
             return -1;
     }
     if (cJSON_AddStringToObject(labels, DOCKER_BACKEND_MANAGED_KEY, DOCKER_BACKEND_MANAGED_VALUE) ==
-        NULL)
+            NULL ||
+        cJSON_AddStringToObject(labels, DOCKER_CREATE_TOKEN_KEY, token) == NULL)
         return -1;
     return 0;
 }
@@ -478,10 +520,12 @@ static int docker_backend_add_int64(cJSON *obj, const char *key, int64_t v)
 }
 
 /* One POST /containers/create. A missing image sets *missing_image and
- * returns 0 with no id; any other failure is mapped into err. */
-static int docker_backend_try_create(struct docker_ctx *c, const char *path, const char *body,
-                                     const char *image, int64_t deadline, char **id_out,
-                                     int *missing_image, struct berth_err *err)
+ * returns 0 with no id; any other failure is mapped into err. When the
+ * request got no answer, what the Engine may have made of it is reaped
+ * before returning. */
+static int docker_backend_try_create(struct docker_ctx *c, const struct docker_create *req,
+                                     int64_t deadline, char **id_out, int *missing_image,
+                                     struct berth_err *err)
 {
     struct engine_response resp;
     cJSON *root = NULL;
@@ -491,9 +535,20 @@ static int docker_backend_try_create(struct docker_ctx *c, const char *path, con
     int rc = -1;
 
     engine_response_init(&resp);
-    berth_err_quote(q, sizeof(q), image, DOCKER_QUOTE_MAX);
-    if (engine_request(c->engine, "POST", path, body, deadline, &resp, err) < 0)
+    berth_err_quote(q, sizeof(q), req->image, DOCKER_QUOTE_MAX);
+    if (berth_deadline_left_ms(deadline) == 0) {
+        /* Nothing sent, so nothing to reap. */
+        berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                      "create container: deadline passed before sending it");
         goto out;
+    }
+    if (engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err) < 0) {
+        /* No answer: the Engine may have the request and make the container
+         * yet. A definite answer (below) never leaves anything behind. */
+        if (err->code == BERTH_DEADLINE_EXCEEDED || err->code == BERTH_UNAVAILABLE)
+            docker_backend_reap(c, req);
+        goto out;
+    }
     if (resp.status == 404) {
         /* Nothing but the image can be missing: the body names no network
          * or volume. */
@@ -527,6 +582,133 @@ out:
     cJSON_Delete(root);
     engine_response_release(&resp);
     return rc;
+}
+
+/* A create whose POST got no answer may still be made by the Engine, and
+ * the Engine gives no other signal when a create it received completes: so
+ * look the name up every DOCKER_REAP_POLL_MS until the container shows or
+ * DOCKER_REAP_BUDGET_MS (our own budget, not the caller's expired deadline)
+ * pass, and remove it only if it carries this call's token. A container
+ * under the name without the token is someone else's, and means this call
+ * made nothing. Logs what it did; the caller's error stands either way. */
+static void docker_backend_reap(struct docker_ctx *c, const struct docker_create *req)
+{
+    int64_t budget = berth_now_ms() + DOCKER_REAP_BUDGET_MS;
+    struct berth_err err;
+    char q[DOCKER_QUOTE_MAX + 8];
+    char *id = NULL;
+    int found;
+
+    if (req->name == NULL || req->name[0] == '\0') {
+        log_warn("docker.reap_skipped", "token=%s reason=\"no name to look up\"", req->token);
+        return;
+    }
+    berth_err_quote(q, sizeof(q), req->name, DOCKER_QUOTE_MAX);
+    berth_err_clear(&err);
+    for (;;) {
+        found = docker_backend_reap_find(c, req, budget, &id, &err);
+        if (found != DOCKER_REAP_ABSENT || berth_deadline_left_ms(budget) <= DOCKER_REAP_POLL_MS)
+            break;
+        docker_backend_sleep_ms(DOCKER_REAP_POLL_MS);
+    }
+    if (found == DOCKER_REAP_ABSENT)
+        log_warn("docker.reap_gave_up", "name=%s token=%s waited_ms=%d", q, req->token,
+                 DOCKER_REAP_BUDGET_MS);
+    else if (found == DOCKER_REAP_OTHER)
+        log_debug("docker.reap_not_ours", "name=%s token=%s", q, req->token);
+    else if (found == DOCKER_REAP_OURS && docker_backend_reap_remove(c, id, budget, &err) == 0)
+        log_info("docker.reaped", "name=%s container_id=%.12s token=%s", q, id, req->token);
+    if (err.code != BERTH_OK)
+        log_warn("docker.reap_failed", "name=%s token=%s code=%s error=\"%s\"", q, req->token,
+                 berth_code_name(err.code), err.msg);
+    free(id);
+}
+
+/* GET /containers/{name}/json: what is under the name now. *id_out (the
+ * full id, malloc'd, the caller's) is set only for DOCKER_REAP_OURS. */
+static int docker_backend_reap_find(struct docker_ctx *c, const struct docker_create *req,
+                                    int64_t deadline, char **id_out, struct berth_err *err)
+{
+    struct engine_response resp;
+    struct buf path;
+    cJSON *root = NULL;
+    const cJSON *labels, *token, *id;
+    int rc = DOCKER_REAP_ERROR;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/containers/", err) < 0 ||
+        engine_append_escaped(&path, req->name, err) < 0 || buf_appends(&path, "/json", err) < 0)
+        goto out;
+    if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status == 404) {
+        rc = DOCKER_REAP_ABSENT;
+        goto out;
+    }
+    if (resp.status != 200) {
+        engine_fail(&resp, engine_status_code(resp.status), "inspect created container", err);
+        goto out;
+    }
+    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
+    labels = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "Config"),
+                                              "Labels");
+    token = cJSON_GetObjectItemCaseSensitive(labels, DOCKER_CREATE_TOKEN_KEY);
+    if (!docker_backend_is_managed(labels) || !cJSON_IsString(token) ||
+        strcmp(token->valuestring, req->token) != 0) {
+        rc = DOCKER_REAP_OTHER;
+        goto out;
+    }
+    id = cJSON_GetObjectItemCaseSensitive(root, "Id");
+    if (!cJSON_IsString(id) || id->valuestring[0] == '\0') {
+        berth_err_set(err, BERTH_UNKNOWN, "inspect created container: docker engine sent no id");
+        goto out;
+    }
+    *id_out = strdup(id->valuestring);
+    if (*id_out == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    rc = DOCKER_REAP_OURS;
+out:
+    cJSON_Delete(root);
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* DELETE /containers/{full id}?force=true&v=true; gone already is fine. */
+static int docker_backend_reap_remove(struct docker_ctx *c, const char *id, int64_t deadline,
+                                      struct berth_err *err)
+{
+    struct engine_response resp;
+    struct buf path;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/containers/", err) < 0 || engine_append_escaped(&path, id, err) < 0 ||
+        buf_appends(&path, "?force=true&v=true", err) < 0)
+        goto out;
+    if (engine_request(c->engine, "DELETE", path.data, NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status != 204 && resp.status != 200 && resp.status != 404) {
+        engine_fail(&resp, engine_status_code(resp.status), "remove created container", err);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+static void docker_backend_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }
 
 /* POST /images/create?fromImage=&tag= and read the progress stream to its
