@@ -27,6 +27,7 @@
 
 #define WATCH_INTERVAL_MS 1000
 #define PING_TIMEOUT_MS 1000
+#define ENGINE_PROBE_INTERVAL_MS 500 /* how often the backend checks its Engine answers */
 #define WATCH_BACKOFF_MIN_MS 250
 #define WATCH_BACKOFF_MAX_MS 2000
 #define WATCH_STABLE_MS 5000 /* a stream that lasted this long resets the backoff */
@@ -73,6 +74,7 @@ static int backend_open(const struct berth_config *cfg, struct engine_stats *sta
         .publish_address = cfg->publish_address,
         .pids_limit = cfg->pids_limit,
         .stats = stats,
+        .probe_interval_ms = ENGINE_PROBE_INTERVAL_MS,
     };
     return docker_backend_new(&dc, out, err);
 }

@@ -27,7 +27,14 @@ struct docker_backend_config {
     const char *publish_address; /* host IP for published ports; NULL or "": 127.0.0.1 */
     int64_t pids_limit;          /* per container; 0: default, < 0: no limit */
     struct engine_stats *stats;  /* NULL, or Engine call counters that outlive the backend */
+    /* > 0: a thread pings the Engine this often; after DOCKER_BACKEND_MISSES
+     * pings in a row without an answer, calls fail fast (unavailable) until
+     * one answers again. 0: no such thread (unit tests). */
+    int64_t probe_interval_ms;
 };
+
+#define DOCKER_BACKEND_PROBE_TIMEOUT_MS 1000
+#define DOCKER_BACKEND_MISSES 2
 
 /* Fill *out with the Docker backend (ops + a context the caller releases
  * with backend_destroy()). Does no I/O: an Engine that is down now is

@@ -48,6 +48,13 @@ void engine_free(struct engine *e);
  * fail at once, with unavailable (for shutdown: nothing waits on the Engine
  * any more). Safe from any thread; there is no way back. */
 void engine_cancel_all(struct engine *e);
+/* Mark the Engine as not answering (on = 1) or answering again (0). While
+ * marked, every call but engine_probe fails at once with unavailable, and
+ * calls under way end within about a second: nothing hangs on an Engine
+ * that accepts connections but never answers. Safe from any thread. */
+void engine_set_unresponsive(struct engine *e, int on);
+/* GET /_ping, whether or not the Engine is marked: 0 when it answers 200. */
+int engine_probe(struct engine *e, int64_t deadline, struct berth_err *err) BERTH_MUST_USE;
 
 /* One request. `method` is "GET", "POST", "DELETE", ...; `path` is the part
  * after the version prefix, starting with '/', with an escaped query, e.g.

@@ -414,6 +414,80 @@ static void test_threads(void)
     fe_stop(&fe);
 }
 
+struct stalled_call {
+    struct engine *e;
+    int rc;
+    enum berth_code code;
+};
+
+static void *stalled_call_main(void *arg)
+{
+    struct stalled_call *sc = arg;
+    struct engine_response resp;
+    struct berth_err err;
+
+    berth_err_clear(&err);
+    engine_response_init(&resp);
+    sc->rc = engine_request(sc->e, "POST", "/containers/x/start", NULL, berth_now_ms() + 20000,
+                            &resp, &err);
+    sc->code = err.code;
+    engine_response_release(&resp);
+    return NULL;
+}
+
+/* An Engine marked unresponsive: a call under way ends within about a
+ * second, new calls fail at once without reaching it, engine_probe still
+ * asks it, and once unmarked calls go through again. */
+static void test_unresponsive(void)
+{
+    struct fake_engine fe;
+    struct engine *e = NULL;
+    struct engine_response resp;
+    struct berth_err err;
+    struct stalled_call sc = {0};
+    pthread_t t;
+    int64_t t0, took;
+    size_t n;
+
+    fe_init(&fe);
+    fe_start(&fe);
+    fe_reply_stall(&fe);
+    fe_reply(&fe, 200, "OK");
+    fe_reply(&fe, 200, "\"OK\"");
+    berth_err_clear(&err);
+    CHECK(engine_new(fe.sock, &e, &err) == 0);
+    sc.e = e;
+    CHECK(pthread_create(&t, NULL, stalled_call_main, &sc) == 0);
+    fe_wait_reqs(&fe, 1); /* the stalled start is under way */
+    t0 = berth_now_ms();
+    engine_set_unresponsive(e, 1);
+    pthread_join(t, NULL);
+    took = berth_now_ms() - t0;
+    CHECK(sc.rc < 0 && sc.code == BERTH_UNAVAILABLE);
+    CHECK_MSG(took < 2500, "the stalled call ended after %lld ms", (long long)took);
+
+    n = fe_n_reqs(&fe);
+    berth_err_clear(&err);
+    engine_response_init(&resp);
+    t0 = berth_now_ms();
+    CHECK(engine_request(e, "GET", "/containers/json", NULL, BERTH_NO_DEADLINE, &resp, &err) < 0);
+    CHECK(err.code == BERTH_UNAVAILABLE && strstr(err.msg, "not answering") != NULL);
+    CHECK(berth_now_ms() - t0 < 100);
+    CHECK(fe_n_reqs(&fe) == n);
+    engine_response_release(&resp);
+
+    berth_err_clear(&err);
+    CHECK(engine_probe(e, berth_now_ms() + 2000, &err) == 0);
+    CHECK(fe_n_reqs(&fe) == n + 1);
+    engine_set_unresponsive(e, 0);
+    engine_response_init(&resp);
+    CHECK(engine_request(e, "GET", "/_ping", NULL, berth_now_ms() + 2000, &resp, &err) == 0);
+    CHECK(resp.status == 200);
+    engine_response_release(&resp);
+    engine_free(e);
+    fe_stop(&fe);
+}
+
 int main(void)
 {
     struct berth_err err;
@@ -430,6 +504,7 @@ int main(void)
     test_escape();
     test_stream();
     test_threads();
+    test_unresponsive();
     engine_global_cleanup();
     return test_summary("test_engine_client");
 }

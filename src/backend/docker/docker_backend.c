@@ -172,7 +172,7 @@ static const char *const docker_state_markers[] = {
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err)
 {
-    static const struct docker_backend_config defaults = {NULL, NULL, 0, NULL};
+    static const struct docker_backend_config defaults = {NULL, NULL, 0, NULL, 0};
     struct docker_ctx *c = NULL;
     const char *sock, *pub;
     int rc = -1;
@@ -200,6 +200,9 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
     engine_set_stats(c->engine, cfg->stats);
+    c->probe_interval_ms = cfg->probe_interval_ms;
+    if (docker_probe_start(c, err) < 0)
+        goto out;
     out->ops = &docker_backend_ops;
     out->ctx = c;
     c = NULL;
@@ -222,6 +225,7 @@ static void docker_backend_destroy(void *ctx)
 
     if (c == NULL)
         return;
+    docker_probe_stop(c);
     engine_free(c->engine);
     free(c->publish_address);
     free(c);

@@ -29,6 +29,7 @@ struct engine {
     int api_minor; /* lock: negotiated 1.N, 0 until known */
     struct engine_stats *stats; /* borrowed, may be NULL; immutable after engine_new */
     atomic_int canceled;        /* set once by engine_cancel_all, never cleared */
+    atomic_int unresponsive;    /* engine_set_unresponsive: fail fast while set */
 };
 
 /* Counters of Engine calls (berth/engine_client.h). */
@@ -51,7 +52,9 @@ struct engine_xfer {
     engine_line_fn on_line;
     void *arg;
     const atomic_int *stop; /* borrowed, may be NULL */
-    const atomic_int *canceled; /* borrowed: the engine's */
+    struct engine *e;       /* borrowed: canceled and unresponsive flags */
+    int probe;              /* engine_probe: runs while the engine is marked */
+    int cut;                /* ended by the progress callback: why, below */
     struct buf line;        /* owned: the partial line of a stream */
     int stopped;            /* the caller ended the stream */
     int overflow;           /* a cap was hit; cb_err says which */
@@ -81,6 +84,7 @@ static size_t engine_on_write(char *data, size_t size, size_t nmemb, void *userp
 static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                               curl_off_t ulnow);
 static void engine_deliver_line(struct engine_xfer *x);
+static const char *engine_cut_reason(const struct engine_xfer *x);
 static enum engine_outcome engine_outcome_of(CURLcode rc, long status, int stopped);
 static void engine_op_add(struct engine_op_stats *o, enum engine_outcome outcome,
                           int64_t duration_us);
@@ -156,6 +160,43 @@ void engine_free(struct engine *e)
 void engine_cancel_all(struct engine *e)
 {
     atomic_store(&e->canceled, 1);
+}
+
+void engine_set_unresponsive(struct engine *e, int on)
+{
+    atomic_store(&e->unresponsive, on ? 1 : 0);
+}
+
+int engine_probe(struct engine *e, int64_t deadline, struct berth_err *err)
+{
+    struct engine_response resp;
+    struct engine_xfer x;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    memset(&x, 0, sizeof(x));
+    x.resp = &resp;
+    x.probe = 1;
+    if (engine_perform(e, "GET", "/_ping", NULL, deadline, &x, err) < 0)
+        goto out;
+    if (resp.status != 200) {
+        engine_fail(&resp, BERTH_UNAVAILABLE, "docker engine ping", err);
+        goto out;
+    }
+    rc = 0;
+out:
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* Why a transfer must not start or go on, or NULL when it may. */
+static const char *engine_cut_reason(const struct engine_xfer *x)
+{
+    if (atomic_load(&x->e->canceled) != 0)
+        return "shutting down";
+    if (!x->probe && atomic_load(&x->e->unresponsive) != 0)
+        return "the docker engine is not answering";
+    return NULL;
 }
 
 static void engine_lock(struct engine *e)
@@ -402,10 +443,10 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
 
     buf_init(&url, 64 * 1024);
     berth_err_clear(&x->cb_err);
-    x->canceled = &e->canceled;
-    if (atomic_load(&e->canceled) != 0) {
-        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' canceled: shutting down",
-                      method, url_path);
+    x->e = e;
+    if (engine_cut_reason(x) != NULL) {
+        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' not made: %s", method,
+                      url_path, engine_cut_reason(x));
         goto out;
     }
     left = berth_deadline_left_ms(deadline);
@@ -458,6 +499,11 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     if (x->overflow) {
         berth_err_set(err, x->cb_err.code, "engine answer to '%s %s': %s", method, url_path,
                       x->cb_err.msg);
+        goto out;
+    }
+    if (crc != CURLE_OK && x->cut) {
+        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' cut short: %s", method,
+                      url_path, engine_cut_reason(x) ? engine_cut_reason(x) : "canceled");
         goto out;
     }
     if (crc != CURLE_OK && !x->stopped) {
@@ -583,8 +629,10 @@ static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
-    if (atomic_load(x->canceled) != 0)
+    if (engine_cut_reason(x) != NULL) {
+        x->cut = 1;
         return 1;
+    }
     if (x->stop != NULL && atomic_load(x->stop) != 0) {
         x->stopped = 1;
         return 1;
@@ -611,8 +659,8 @@ static int engine_map_curl(struct engine *e, CURLcode rc, const char *errbuf, in
                              e->socket_path, method, url_path, timeout_ms, why);
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK)
-        return berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' canceled: shutting down",
-                             method, url_path);
+        return berth_err_set(err, BERTH_CANCELED, "engine call '%s %s' canceled", method,
+                             url_path);
     if (rc == CURLE_OUT_OF_MEMORY)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     return berth_err_set(err, BERTH_UNAVAILABLE, "docker engine at '%s' unreachable: %s",
