@@ -574,6 +574,11 @@ static void test_lifecycle_mapping(void)
         {"unpause: engine says 500 for a state", OP_UNPAUSE, 500,
          "{\"message\":\"Container full123 is not paused\"}",
          "POST /v1.41/containers/full123/unpause", BERTH_FAILED_PRECONDITION, "is not paused"},
+        {"start: the host port is taken", OP_START, 500,
+         "{\"message\":\"driver failed programming external connectivity on endpoint "
+         "berth-vm-web-1: Bind for 127.0.0.1:18999 failed: port is already allocated\"}",
+         "POST /v1.41/containers/full123/start", BERTH_FAILED_PRECONDITION,
+         "port is already allocated"},
         {"kill: vanished meanwhile", OP_KILL, 404, "{\"message\":\"No such container: full123\"}",
          "POST /v1.41/containers/full123/kill", BERTH_NOT_FOUND, "No such container: full123"},
         {"remove", OP_REMOVE, 204, NULL, "DELETE /v1.41/containers/full123?force=true&v=true",

@@ -162,9 +162,12 @@ static const char *const docker_not_found_markers[] = {
 };
 
 /* Engine 5xx answers to a lifecycle call that really mean "not in that
- * state" (some Engine versions answer them with 500, not 409). */
+ * state" (some Engine versions answer them with 500, not 409), or "the host
+ * port asked for is taken": retrying the same call cannot help, so they are
+ * failed_precondition, not unavailable. */
 static const char *const docker_state_markers[] = {
     "is not running", "is not paused", "is already paused", "is paused", "is restarting",
+    "port is already allocated", "address already in use",
 };
 
 /* --- setup ------------------------------------------------------------------- */
