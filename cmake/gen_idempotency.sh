@@ -7,7 +7,9 @@ out=$1; shift
   echo "/* Generated from proto/ at build time. */"
   echo "#include <stddef.h>"
   echo "const char *const berth_no_side_effects[] = {"
+  # Comments are dropped first, so a commented-out option never enables GET.
   awk '
+    { sub(/\/\/.*/, "") }
     /^[ \t]*package[ \t]/ { pkg = $2; sub(/;.*/, "", pkg) }
     /^[ \t]*service[ \t]/ { svc = $2; sub(/\{.*/, "", svc) }
     /^[ \t]*rpc[ \t]/ { m = $2; sub(/\(.*/, "", m) }

@@ -4,6 +4,7 @@
 BERTH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$BERTH_ROOT/build}
 DOCKER_SOCKET=${BERTH_DOCKER_SOCKET:-/var/run/docker.sock}
+DOCKERD_LOG=${BERTH_DOCKERD_LOG:-/var/log/berth-dockerd.log}
 
 DEB_PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
 libcjson-dev uuid-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev zlib1g-dev
@@ -45,13 +46,18 @@ ensure_engine() {
         say "no Docker Engine answers on $DOCKER_SOCKET and dockerd is not installed"
         return 1
     fi
-    say "starting dockerd in the background (log: /var/log/berth-dockerd.log)"
-    nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
+    # A dockerd that runs but is slow to answer gets time, never a twin.
+    if pidof dockerd >/dev/null 2>&1; then
+        say "dockerd runs but does not answer on $DOCKER_SOCKET yet; waiting"
+    else
+        say "starting dockerd on $DOCKER_SOCKET in the background (log: $DOCKERD_LOG)"
+        nohup dockerd -H "unix://$DOCKER_SOCKET" >"$DOCKERD_LOG" 2>&1 &
+    fi
     i=0
     while ! engine_answers; do
         i=$((i + 1))
         if [ $i -gt 120 ]; then
-            say "dockerd did not answer within 60 s; see /var/log/berth-dockerd.log"
+            say "dockerd did not answer within 60 s; see $DOCKERD_LOG"
             return 1
         fi
         sleep 0.5

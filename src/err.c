@@ -29,6 +29,25 @@ static const struct {
     [BERTH_UNAUTHENTICATED] = {"unauthenticated", 401},
 };
 
+static void cut_on_char_boundary(char *msg, size_t len);
+
+/* vsnprintf cuts by bytes: drop a UTF-8 sequence the cut left without its
+ * last continuation bytes, so a cut never makes valid text invalid. */
+static void cut_on_char_boundary(char *msg, size_t len)
+{
+    size_t cont = 0, need;
+    unsigned char lead;
+
+    while (cont < 3 && cont < len && ((unsigned char)msg[len - 1 - cont] & 0xc0) == 0x80)
+        cont++;
+    if (cont == len)
+        return;
+    lead = (unsigned char)msg[len - 1 - cont];
+    need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    if (need > cont + 1)
+        msg[len - 1 - cont] = '\0';
+}
+
 void berth_err_clear(struct berth_err *err)
 {
     err->code = BERTH_OK;
@@ -38,13 +57,18 @@ void berth_err_clear(struct berth_err *err)
 int berth_err_set(struct berth_err *err, enum berth_code code, const char *fmt, ...)
 {
     va_list ap;
+    int n;
 
     if (err == NULL || err->code != BERTH_OK)
         return -1;
     err->code = code == BERTH_OK ? BERTH_UNKNOWN : code;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
+    if (n < 0)
+        err->msg[0] = '\0';
+    else if ((size_t)n >= sizeof(err->msg))
+        cut_on_char_boundary(err->msg, sizeof(err->msg) - 1);
     for (char *p = err->msg; *p; p++)
         if (*p == '\r' || *p == '\n')
             *p = ' ';

@@ -50,9 +50,38 @@ const char *log_level_name(enum log_level level)
     return "info";
 }
 
+const char *log_quote(struct log_quoted *q, const char *value)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0, i;
+
+    q->text[n++] = '"';
+    for (i = 0; value != NULL && value[i] != '\0' && i < LOG_QUOTE_MAX; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c == '"' || c == '\\') {
+            q->text[n++] = '\\';
+            q->text[n++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            q->text[n++] = '\\';
+            q->text[n++] = 'x';
+            q->text[n++] = hex[c >> 4];
+            q->text[n++] = hex[c & 0xf];
+        } else {
+            q->text[n++] = (char)c;
+        }
+    }
+    if (value != NULL && value[i] != '\0') {
+        memcpy(q->text + n, "...", 3);
+        n += 3;
+    }
+    q->text[n++] = '"';
+    q->text[n] = '\0';
+    return q->text;
+}
+
 void log_emit(enum log_level level, const char *event, const char *fmt, ...)
 {
-    char line[2048];
+    char line[4096];
     va_list ap;
     int n, m;
 

@@ -40,7 +40,8 @@ struct berth_err {
 void berth_err_clear(struct berth_err *err);
 
 /* Record a failure. The first writer wins, so the deepest reason survives
- * the layers above it. CR and LF in the message become spaces. Always
+ * the layers above it. CR and LF in the message become spaces; a message
+ * cut at BERTH_ERR_MSG_MAX bytes is cut on a UTF-8 character boundary. Always
  * returns -1, so callers can write `return berth_err_set(...)`. */
 int berth_err_set(struct berth_err *err, enum berth_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

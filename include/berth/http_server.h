@@ -22,7 +22,9 @@ const char *http_request_header(const struct http_request *req, const char *name
 int http_request_query(const struct http_request *req, const char *key, const char **value,
                        size_t *len);
 /* The buffered body. `too_large` is set when it passed the limit (then the
- * body is empty: the rest was discarded, never buffered). */
+ * body is empty: the rest was discarded, never buffered). A declared
+ * Content-Length over the limit reaches the handler before any of the body
+ * is read, already too_large; the connection closes after the answer. */
 const char *http_request_body(const struct http_request *req, size_t *len, int *too_large);
 
 #define HTTP_MAX_RESPONSE_HEADERS 8

@@ -14,6 +14,21 @@ int log_enabled(enum log_level level);
 void log_emit(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Bytes of input log_quote keeps: the longest error message fits. */
+#define LOG_QUOTE_MAX 512
+
+/* Room for one quoted value: each byte may become \xNN, plus the quotes
+ * and the "..." of a cut. */
+struct log_quoted {
+    char text[4 * LOG_QUOTE_MAX + 8];
+};
+
+/* `value` as one token of a log line, for every value that may hold spaces
+ * or come from outside: in double quotes, '"' and '\' escaped with a
+ * backslash, control bytes and DEL as \xNN, cut after LOG_QUOTE_MAX bytes
+ * ("..." marks the cut). Returns q->text; NULL gives "". */
+const char *log_quote(struct log_quoted *q, const char *value);
+
 #define log_error(ev, ...) log_emit(LOG_LEVEL_ERROR, ev, __VA_ARGS__)
 #define log_warn(ev, ...) log_emit(LOG_LEVEL_WARN, ev, __VA_ARGS__)
 #define log_info(ev, ...) log_emit(LOG_LEVEL_INFO, ev, __VA_ARGS__)

@@ -13,9 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Largest magnitude a JSON number may carry for a 64-bit field: doubles
- * hold every integer below 2^53 exactly, nothing beyond. */
-#define EXACT_DOUBLE_LIMIT 9007199254740992.0
 /* Doubles at or beyond this round to infinity as a float. */
 #define FLOAT_ROUND_LIMIT 0x1.ffffffp+127
 /* Cap on a rendered field path and on echoed input in messages. */
@@ -37,9 +34,19 @@ struct path {
     const char *key;                       /* SEG_KEY: the JSON key as given */
 };
 
+/* A JSON number's literal text: cJSON keeps only a double, which holds
+ * integers exactly only below 2^53, so integers are read from the text. */
+struct num_text {
+    const cJSON *node;
+    const char *text; /* into the request body; not NUL-terminated */
+    size_t len;
+};
+
 struct dec {
     ProtobufCAllocator *alloc; /* NULL: the system allocator */
     struct berth_err *err;
+    struct num_text *nums; /* owned, sorted by node; NULL: use the doubles */
+    size_t n_nums;
 };
 
 struct enc {
@@ -55,6 +62,22 @@ struct key_ref {
 };
 
 enum num_result { NUM_OK, NUM_SYNTAX, NUM_FRACTION, NUM_RANGE };
+
+/* A cursor over protobuf wire bytes, and one field read from them. */
+struct wire {
+    const uint8_t *p;
+    size_t len;
+    size_t pos;
+};
+
+struct wire_field {
+    uint32_t number;
+    unsigned type;       /* wire type */
+    const uint8_t *data; /* length-delimited (type 2) only */
+    size_t len;
+};
+
+#define WIRE_LEN 2
 
 /* --- names and descriptors --- */
 static const char *camel_match(const char *name, bool up_first, const char *key);
@@ -83,6 +106,11 @@ static int b64_decode(const char *s, size_t n, unsigned char *out, size_t *outle
 static bool is_blank(const char *data, size_t len);
 static int scan_raw(const char *data, size_t len, struct berth_err *err);
 static int parse_json(const char *data, size_t len, cJSON **root, struct berth_err *err);
+static size_t scan_numbers(const char *data, size_t len, struct num_text *out);
+static void number_nodes(const cJSON *v, struct num_text *nums, size_t n, size_t *k);
+static int num_text_cmp(const void *a, const void *b);
+static int index_numbers(struct dec *d, const char *data, size_t len, const cJSON *root);
+static const struct num_text *find_number(const struct dec *d, const cJSON *v);
 static void path_render(const struct path *at, struct buf *b);
 static const char *describe(const cJSON *v, char *tmp, size_t tmpsz);
 static int dec_fail_at(struct dec *d, const struct path *at, const char *before, const char *after);
@@ -129,6 +157,17 @@ static int dec_string(struct dec *d, const cJSON *v, void *slot, const struct pa
 static int dec_bytes(struct dec *d, const cJSON *v, void *slot, const struct path *at);
 static int dec_submessage(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
                           void *slot, const struct path *at, int depth);
+
+/* --- strings of binary messages --- */
+static int wire_varint(struct wire *w, uint64_t *v);
+static int wire_next(struct wire *w, struct wire_field *f);
+static const char *wire_string_problem(const uint8_t *data, size_t len);
+static int bin_message(struct dec *d, const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                       size_t len, const struct path *up, int depth);
+static int bin_field(struct dec *d, const ProtobufCFieldDescriptor *f, const struct wire_field *wf,
+                     const struct path *at, int depth);
+static int bin_map_entry(struct dec *d, const ProtobufCFieldDescriptor *f,
+                         const struct wire_field *wf, const struct path *at, int depth);
 
 /* --- encoding --- */
 static bool is_zeroish(const ProtobufCFieldDescriptor *f, const void *slot);
@@ -351,21 +390,30 @@ static bool is_digit(char c)
  * Stops at a NUL, which is never a continuation byte. */
 static size_t utf8_seq_len(const unsigned char *p)
 {
-    unsigned char c = p[0];
+    return json_codec_utf8_len((const char *)p, strnlen((const char *)p, 4));
+}
 
+size_t json_codec_utf8_len(const char *s, size_t avail)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned char c;
+
+    if (avail == 0)
+        return 0;
+    c = p[0];
     if (c < 0x80)
         return 1;
     if (c >= 0xc2 && c <= 0xdf)
-        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
     if (c >= 0xe0 && c <= 0xef) {
         unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        if (p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80)
+        if (avail < 3 || p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80)
             return 0;
         return 3;
     }
     if (c >= 0xf0 && c <= 0xf4) {
         unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        if (p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+        if (avail < 4 || p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
             return 0;
         return 4;
     }
@@ -563,7 +611,7 @@ static int b64_decode(const char *s, size_t n, unsigned char *out, size_t *outle
 int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, size_t len,
                       ProtobufCAllocator *alloc, ProtobufCMessage **out, struct berth_err *err)
 {
-    struct dec d = {alloc, err};
+    struct dec d = {alloc, err, NULL, 0};
     cJSON *root = NULL;
     ProtobufCMessage *msg = NULL;
     char tmp[64];
@@ -580,6 +628,8 @@ int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, 
                       describe(root, tmp, sizeof(tmp)));
         goto out;
     }
+    if (index_numbers(&d, data, len, root) < 0)
+        goto out;
     msg = new_message(&d, desc);
     if (msg == NULL || dec_message(&d, desc, root, msg, NULL, 1) < 0)
         goto out;
@@ -589,8 +639,96 @@ int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, 
 out:
     if (msg != NULL)
         protobuf_c_message_free_unpacked(msg, alloc);
+    free(d.nums);
     cJSON_Delete(root);
     return rc;
+}
+
+/* The number literals of a JSON text, in document order (outside strings
+ * only numbers hold '-' or a digit). Counts them; fills `out` unless NULL. */
+static size_t scan_numbers(const char *data, size_t len, struct num_text *out)
+{
+    bool in_string = false;
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+        } else if (c == '-' || is_digit(c)) {
+            size_t j = i + 1;
+            while (j < len && (is_digit(data[j]) || data[j] == '.' || data[j] == 'e' ||
+                               data[j] == 'E' || data[j] == '+' || data[j] == '-'))
+                j++;
+            if (out != NULL) {
+                out[n].text = data + i;
+                out[n].len = j - i;
+            }
+            n++;
+            i = j - 1;
+        }
+    }
+    return n;
+}
+
+/* The number nodes of a tree in document order, paired with the literals. */
+static void number_nodes(const cJSON *v, struct num_text *nums, size_t n, size_t *k)
+{
+    for (; v != NULL; v = v->next) {
+        if (cJSON_IsNumber(v)) {
+            if (*k < n)
+                nums[*k].node = v;
+            (*k)++;
+        }
+        number_nodes(v->child, nums, n, k);
+    }
+}
+
+static int num_text_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct num_text *)a)->node;
+    uintptr_t y = (uintptr_t)((const struct num_text *)b)->node;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Pair each number node with its text. Should the two ever disagree on
+ * the count, the table is dropped and the doubles are used. */
+static int index_numbers(struct dec *d, const char *data, size_t len, const cJSON *root)
+{
+    size_t n = scan_numbers(data, len, NULL), k = 0;
+
+    if (n == 0)
+        return 0;
+    d->nums = calloc(n, sizeof(*d->nums));
+    if (d->nums == NULL)
+        return dec_oom(d);
+    scan_numbers(data, len, d->nums);
+    number_nodes(root, d->nums, n, &k);
+    if (k != n) {
+        free(d->nums);
+        d->nums = NULL;
+        return 0;
+    }
+    qsort(d->nums, n, sizeof(*d->nums), num_text_cmp);
+    d->n_nums = n;
+    return 0;
+}
+
+static const struct num_text *find_number(const struct dec *d, const cJSON *v)
+{
+    struct num_text key = {.node = v};
+
+    if (d->nums == NULL)
+        return NULL;
+    return bsearch(&key, d->nums, d->n_nums, sizeof(*d->nums), num_text_cmp);
 }
 
 static bool is_blank(const char *data, size_t len)
@@ -1093,23 +1231,40 @@ static int dec_value(struct dec *d, const ProtobufCFieldDescriptor *f, const cJS
 static int int_from_json(struct dec *d, const cJSON *v, ProtobufCType type, const struct path *at,
                          bool *neg, uint64_t *mag)
 {
+    const struct num_text *lit;
     double x, ax;
 
     if (cJSON_IsString(v))
         return int_from_text(d, v->valuestring, type, at, neg, mag);
     if (!cJSON_IsNumber(v))
         return dec_fail_got(d, at, "an integer", v);
+    lit = find_number(d, v);
+    if (lit != NULL) {
+        char *text = malloc(lit->len + 1);
+        enum num_result r;
+        if (text == NULL)
+            return dec_oom(d);
+        memcpy(text, lit->text, lit->len);
+        text[lit->len] = '\0';
+        r = parse_decimal(text, neg, mag);
+        free(text);
+        if (r == NUM_OK)
+            return 0;
+        if (r == NUM_RANGE)
+            return dec_fail(d, at, "value out of range for %s", type_name(type));
+        if (r == NUM_FRACTION)
+            return dec_fail_got(d, at, "an integer", v);
+    }
+    /* No literal text (never expected): only what a double holds exactly,
+     * integers below 2^53. */
     x = v->valuedouble;
-    if (isinf(x)) /* cJSON turns 1e999 into infinity */
+    if (isinf(x))
         return dec_fail(d, at, "value out of range for %s", type_name(type));
     if (isnan(x) || x != trunc(x))
         return dec_fail_got(d, at, "an integer", v);
     ax = fabs(x);
-    if (ax >= EXACT_DOUBLE_LIMIT) {
-        if (type_size(type) == 8)
-            return dec_fail(d, at, "integer beyond 2^53 in a JSON number; send it as a string");
-        return dec_fail(d, at, "value out of range for %s", type_name(type));
-    }
+    if (ax >= 0x1p53)
+        return dec_fail(d, at, "integer beyond 2^53 in a JSON number; send it as a string");
     *neg = x < 0;
     *mag = (uint64_t)ax;
     return 0;
@@ -1300,6 +1455,194 @@ static int dec_submessage(struct dec *d, const ProtobufCFieldDescriptor *f, cons
         return -1;
     *(ProtobufCMessage **)slot = sub;
     return dec_message(d, f->descriptor, v, sub, at, depth + 1);
+}
+
+/* ===================================================================== */
+/* strings of binary messages                                             */
+/* ===================================================================== */
+
+int json_codec_check_binary(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                            struct berth_err *err)
+{
+    struct dec d = {NULL, err, NULL, 0};
+
+    return bin_message(&d, desc, data, len, NULL, 1);
+}
+
+static int wire_varint(struct wire *w, uint64_t *v)
+{
+    uint64_t x = 0;
+
+    for (unsigned shift = 0; shift < 64 && w->pos < w->len; shift += 7) {
+        uint8_t b = w->p[w->pos++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Read the next field's tag and skip its value; -1 when the bytes end early
+ * or hold a wire type proto3 does not use. */
+static int wire_next(struct wire *w, struct wire_field *f)
+{
+    uint64_t tag, n;
+
+    if (wire_varint(w, &tag) < 0)
+        return -1;
+    f->number = (uint32_t)(tag >> 3);
+    f->type = (unsigned)(tag & 7);
+    f->data = NULL;
+    f->len = 0;
+    switch (f->type) {
+    case 0:
+        return wire_varint(w, &n);
+    case 1:
+        n = 8;
+        break;
+    case 5:
+        n = 4;
+        break;
+    case WIRE_LEN:
+        if (wire_varint(w, &n) < 0)
+            return -1;
+        break;
+    default:
+        return -1;
+    }
+    if (n > w->len - w->pos)
+        return -1;
+    if (f->type == WIRE_LEN) {
+        f->data = w->p + w->pos;
+        f->len = (size_t)n;
+    }
+    w->pos += (size_t)n;
+    return 0;
+}
+
+/* Why string bytes cannot be a protobuf-c string, or NULL when they can. */
+static const char *wire_string_problem(const uint8_t *data, size_t len)
+{
+    size_t i = 0;
+
+    if (memchr(data, '\0', len) != NULL)
+        return "a string may not hold a NUL byte";
+    while (i < len) {
+        size_t n = json_codec_utf8_len((const char *)data + i, len - i);
+        if (n == 0)
+            return "expected a string in valid UTF-8";
+        i += n;
+    }
+    return NULL;
+}
+
+/* Check every string of a message, walking its wire bytes by descriptor:
+ * protobuf-c hands strings over as char *, so a NUL inside one is only
+ * visible here. `seen` counts the elements of each repeated field, for the
+ * index in an error path. */
+static int bin_message(struct dec *d, const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                       size_t len, const struct path *up, int depth)
+{
+    struct wire w = {data, len, 0};
+    struct wire_field wf;
+    size_t *seen = NULL;
+    int rc = -1;
+
+    if (depth > JSON_CODEC_MAX_DEPTH) {
+        dec_fail(d, up, "messages nested deeper than " DEPTH_TEXT " levels");
+        goto out;
+    }
+    if (desc->n_fields > 0) {
+        seen = calloc(desc->n_fields, sizeof(*seen));
+        if (seen == NULL) {
+            berth_err_set(d->err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking strings");
+            goto out;
+        }
+    }
+    while (w.pos < w.len) {
+        const ProtobufCFieldDescriptor *f;
+        struct path at, elem;
+
+        if (wire_next(&w, &wf) < 0) {
+            berth_err_set(d->err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                          desc->name);
+            goto out;
+        }
+        if (wf.type != WIRE_LEN)
+            continue;
+        f = protobuf_c_message_descriptor_get_field(desc, wf.number);
+        if (f == NULL || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
+            continue;
+        at = (struct path){.up = up, .kind = SEG_FIELD, .field = f};
+        if (is_map_field(f)) {
+            if (bin_map_entry(d, f, &wf, &at, depth) < 0)
+                goto out;
+            continue;
+        }
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            elem = (struct path){.up = &at, .kind = SEG_INDEX, .index = seen[f - desc->fields]++};
+            if (bin_field(d, f, &wf, &elem, depth) < 0)
+                goto out;
+        } else if (bin_field(d, f, &wf, &at, depth) < 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(seen);
+    return rc;
+}
+
+/* One string or message value of field f at path `at`. */
+static int bin_field(struct dec *d, const ProtobufCFieldDescriptor *f, const struct wire_field *wf,
+                     const struct path *at, int depth)
+{
+    const char *problem;
+
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+        return bin_message(d, f->descriptor, wf->data, wf->len, at, depth + 1);
+    problem = wire_string_problem(wf->data, wf->len);
+    return problem != NULL ? dec_fail(d, at, "%s", problem) : 0;
+}
+
+/* A map entry: the key first (its text goes into the path of the value when
+ * it is a string), then the value. */
+static int bin_map_entry(struct dec *d, const ProtobufCFieldDescriptor *f,
+                         const struct wire_field *wf, const struct path *at, int depth)
+{
+    const ProtobufCFieldDescriptor *key_f, *val_f;
+    struct wire w = {wf->data, wf->len, 0};
+    struct wire_field kv, val = {0, 0, NULL, 0};
+    struct path elem = {.up = at, .kind = SEG_KEY, .key = NULL};
+    char key[ECHO_MAX + 2];
+    int has_val = 0;
+
+    entry_fields(f->descriptor, &key_f, &val_f);
+    while (w.pos < w.len) {
+        if (wire_next(&w, &kv) < 0)
+            return berth_err_set(d->err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                                 ((const ProtobufCMessageDescriptor *)f->descriptor)->name);
+        if (kv.type != WIRE_LEN)
+            continue;
+        if (kv.number == key_f->id && key_f->type == PROTOBUF_C_TYPE_STRING) {
+            const char *problem = wire_string_problem(kv.data, kv.len);
+            size_t n = kv.len < sizeof(key) - 1 ? kv.len : sizeof(key) - 1;
+            if (problem != NULL)
+                return dec_fail(d, at, "map key: %s", problem);
+            memcpy(key, kv.data, n);
+            key[n] = '\0';
+            elem.key = key;
+        } else if (kv.number == val_f->id) {
+            val = kv;
+            has_val = 1;
+        }
+    }
+    if (!has_val ||
+        (val_f->type != PROTOBUF_C_TYPE_STRING && val_f->type != PROTOBUF_C_TYPE_MESSAGE))
+        return 0;
+    return bin_field(d, val_f, &val, elem.key != NULL ? &elem : at, depth);
 }
 
 /* ===================================================================== */

@@ -50,9 +50,12 @@ static int encode_output(struct call_state *cs, const ProtobufCMessage *out,
                          struct berth_err *err);
 static int run_call(struct call_state *cs, struct berth_err *err);
 static int accepts_gzip(const struct http_request *req);
+static int gzip_coding_accepted(const char *item, size_t len);
+static int qvalue_is_zero(const char *q, size_t len);
+static int utf8_repair(const char *s, struct buf *out);
 static void respond_status(struct http_response *resp, int status);
-static void log_call(const char *procedure, const struct berth_err *err, int64_t start_us,
-                     const char *request_id);
+static void log_call(const struct rpc_route *route, const char *path, int status,
+                     const struct berth_err *err, int64_t start_us, const char *request_id);
 static int64_t now_us(void);
 
 static int64_t now_us(void)
@@ -63,19 +66,44 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* `s` as valid UTF-8 in `out`: each byte that does not begin a well-formed
+ * sequence becomes U+FFFD, as a JSON string must hold nothing else. */
+static int utf8_repair(const char *s, struct buf *out)
+{
+    size_t len = strlen(s), i = 0;
+
+    while (i < len) {
+        size_t n = json_codec_utf8_len(s + i, len - i);
+        if (n == 0) {
+            if (buf_append(out, "\xef\xbf\xbd", 3, NULL) < 0)
+                return -1;
+            i++;
+            continue;
+        }
+        if (buf_append(out, s + i, n, NULL) < 0)
+            return -1;
+        i += n;
+    }
+    return buf_append(out, "", 0, NULL);
+}
+
 void connect_write_error(struct http_response *resp, const struct berth_err *err)
 {
     cJSON *root = cJSON_CreateObject();
     char *text = NULL;
+    struct buf msg;
 
+    buf_init(&msg, 3 * BERTH_ERR_MSG_MAX + 1);
     buf_reset(&resp->body);
     resp->status = berth_code_http_status(err->code);
     resp->n_headers = 0;
     http_response_header(resp, "Content-Type", CT_JSON);
     http_response_header(resp, "Accept-Encoding", "gzip");
     if (root && cJSON_AddStringToObject(root, "code", berth_code_name(err->code)) &&
-        (err->msg[0] == '\0' || cJSON_AddStringToObject(root, "message", err->msg)))
+        (err->msg[0] == '\0' ||
+         (utf8_repair(err->msg, &msg) == 0 && cJSON_AddStringToObject(root, "message", msg.data))))
         text = cJSON_PrintUnformatted(root);
+    buf_release(&msg);
     if (text == NULL || buf_appends(&resp->body, text, NULL) < 0) {
         buf_reset(&resp->body);
         if (buf_appends(&resp->body, "{\"code\":\"internal\"}", NULL) < 0)
@@ -154,21 +182,62 @@ static int check_protocol_version(const struct http_request *req, struct berth_e
                          "connect-protocol-version must be '1': got '%s'", quoted);
 }
 
+/* Whether a qvalue ("0", "0.000", "0.5", "1") is zero; an unreadable one
+ * counts as zero, so we never compress for a client we did not understand. */
+static int qvalue_is_zero(const char *q, size_t len)
+{
+    size_t i = 0;
+    int nonzero = 0;
+
+    if (len == 0 || !isdigit((unsigned char)q[0]))
+        return 1;
+    for (; i < len && isdigit((unsigned char)q[i]); i++)
+        nonzero |= q[i] != '0';
+    if (i < len && q[i] == '.')
+        for (i++; i < len && isdigit((unsigned char)q[i]); i++)
+            nonzero |= q[i] != '0';
+    while (i < len && (q[i] == ' ' || q[i] == '\t'))
+        i++;
+    return i < len || !nonzero;
+}
+
+/* One Accept-Encoding list item ("gzip", " gzip ; q=0.5"): gzip with a
+ * q-value other than zero (RFC 9110 12.5.3). */
+static int gzip_coding_accepted(const char *item, size_t len)
+{
+    size_t i = 0, n;
+
+    while (i < len && (item[i] == ' ' || item[i] == '\t'))
+        i++;
+    n = strcspn(item + i, ";, \t");
+    if (n != 4 || strncasecmp(item + i, "gzip", 4) != 0)
+        return 0;
+    i += n;
+    while (i < len) {
+        size_t end;
+        while (i < len && (item[i] == ' ' || item[i] == '\t' || item[i] == ';'))
+            i++;
+        end = i;
+        while (end < len && item[end] != ';')
+            end++;
+        if (end - i >= 2 && (item[i] == 'q' || item[i] == 'Q') && item[i + 1] == '=')
+            return !qvalue_is_zero(item + i + 2, end - i - 2);
+        i = end;
+    }
+    return 1;
+}
+
 static int accepts_gzip(const struct http_request *req)
 {
     const char *ae = http_request_header(req, "Accept-Encoding");
-    const char *p = ae;
 
-    /* A token "gzip" in the list, not "gzip;q=0". */
-    while (p && (p = strcasestr(p, "gzip")) != NULL) {
-        int start_ok = p == ae || p[-1] == ',' || p[-1] == ' ';
-        const char *q = p + 4;
-        while (*q == ' ')
-            q++;
-        if (start_ok && (*q == '\0' || *q == ',' ||
-                         (*q == ';' && strstr(q, "q=0") != q + 1 + strspn(q + 1, " "))))
+    while (ae != NULL && *ae != '\0') {
+        size_t n = strcspn(ae, ",");
+        if (gzip_coding_accepted(ae, n))
             return 1;
-        p += 4;
+        ae += n;
+        if (*ae == ',')
+            ae++;
     }
     return 0;
 }
@@ -289,7 +358,8 @@ static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct ber
     if (*in == NULL)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
                              cs->route->input->name);
-    return 0;
+    /* protobuf-c takes any bytes for a string and cuts it at a NUL. */
+    return json_codec_check_binary(cs->route->input, (const uint8_t *)cs->body, cs->body_len, err);
 }
 
 static int encode_output(struct call_state *cs, const ProtobufCMessage *out,
@@ -365,23 +435,32 @@ static int run_call(struct call_state *cs, struct berth_err *err)
     return encode_output(cs, out, err);
 }
 
-static void log_call(const char *procedure, const struct berth_err *err, int64_t start_us,
-                     const char *request_id)
+/* The one log line of every request that reached the Connect layer,
+ * whatever its outcome. An unknown path is logged as path= (quoted: it comes
+ * from outside), a known one as procedure=. */
+static void log_call(const struct rpc_route *route, const char *path, int status,
+                     const struct berth_err *err, int64_t start_us, const char *request_id)
 {
-    int64_t us = now_us() - start_us;
+    double ms = (double)(now_us() - start_us) / 1000.0;
     enum log_level lvl = err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN
                              ? LOG_LEVEL_WARN
                              : LOG_LEVEL_INFO;
+    struct log_quoted qp, qe;
+    const char *key = route != NULL ? "procedure" : "path";
+    const char *where = route != NULL ? route->path : log_quote(&qp, path);
 
     if (err->code == BERTH_OK)
-        log_emit(lvl, "rpc", "procedure=%s code=ok duration_ms=%.3f request_id=%s", procedure,
-                 (double)us / 1000.0, request_id);
+        log_emit(lvl, "rpc", "%s=%s code=ok status=%d duration_ms=%.3f request_id=%s", key, where,
+                 status, ms, request_id);
     else
-        log_emit(lvl, "rpc", "procedure=%s code=%s duration_ms=%.3f request_id=%s error=\"%s\"",
-                 procedure, berth_code_name(err->code), (double)us / 1000.0, request_id,
-                 err->msg);
+        log_emit(lvl, "rpc", "%s=%s code=%s status=%d duration_ms=%.3f request_id=%s error=%s", key,
+                 where, berth_code_name(err->code), status, ms, request_id,
+                 log_quote(&qe, err->msg));
 }
 
+/* Routing, method and codec are checked here; their refusals (404, 405,
+ * 415) are HTTP answers with the Connect code unimplemented in the log, as
+ * the call never reaches a handler. Everything else goes through run_call. */
 void connect_handle(const struct connect_config *cc, const struct http_request *req,
                     struct http_response *resp, struct arena *arena)
 {
@@ -391,7 +470,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     struct berth_err err;
     int64_t start = now_us();
     uuid_t uu;
-    char request_id[37], quoted[80];
+    char request_id[37], quoted[40];
     int is_get;
 
     berth_err_clear(&err);
@@ -404,44 +483,39 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure not found");
         connect_write_error(resp, &err);
         resp->status = 404;
-        berth_err_quote(quoted, sizeof(quoted), path, 64);
-        log_info("rpc", "procedure=\"%s\" code=not_routed status=404 request_id=%s", quoted,
-                 request_id);
-        return;
+        goto out;
     }
     is_get = strcmp(method, "GET") == 0;
     if (!(strcmp(method, "POST") == 0 || (is_get && cs.route->no_side_effects))) {
+        berth_err_quote(quoted, sizeof(quoted), method, 16);
+        berth_err_set(&err, BERTH_UNIMPLEMENTED, "http method '%s' is not allowed", quoted);
         respond_status(resp, 405);
         http_response_header(resp, "Allow", cs.route->no_side_effects ? "GET, POST" : "POST");
-        log_info("rpc", "procedure=%s code=method_not_allowed status=405 request_id=%s",
-                 cs.route->path, request_id);
-        return;
+        goto out;
     }
-    atomic_fetch_add(&cs.route->stats.in_flight, 1);
     if (is_get) {
         const char *enc;
         size_t elen;
         if (http_request_query(req, "encoding", &enc, &elen) < 0 ||
             (strcmp(enc, "json") != 0 && strcmp(enc, "proto") != 0)) {
-            respond_status(resp, 415);
-            http_response_header(resp, "Accept-Post", ACCEPT_POST);
+            berth_err_set(&err, BERTH_UNIMPLEMENTED, "unsupported or missing GET encoding");
             goto unsupported;
         }
         cs.codec = strcmp(enc, "json") == 0 ? CODEC_JSON : CODEC_PROTO;
     } else if (parse_content_type(http_request_header(req, "Content-Type"), &cs.codec) < 0) {
-        respond_status(resp, 415);
-        http_response_header(resp, "Accept-Post", ACCEPT_POST);
+        berth_err_set(&err, BERTH_UNIMPLEMENTED, "unsupported or missing content type");
         goto unsupported;
     }
     cs.gzip_response = accepts_gzip(req);
+    atomic_fetch_add(&cs.route->stats.in_flight, 1);
     if (run_call(&cs, &err) < 0)
         connect_write_error(resp, &err);
     rpc_stats_record(&cs.route->stats, err.code, now_us() - start);
-    log_call(cs.route->path, &err, start, request_id);
     atomic_fetch_sub(&cs.route->stats.in_flight, 1);
-    return;
+    goto out;
 unsupported:
-    log_info("rpc", "procedure=%s code=unsupported_media_type status=415 request_id=%s",
-             cs.route->path, request_id);
-    atomic_fetch_sub(&cs.route->stats.in_flight, 1);
+    respond_status(resp, 415);
+    http_response_header(resp, "Accept-Post", ACCEPT_POST);
+out:
+    log_call(cs.route, path, resp->status, &err, start, request_id);
 }

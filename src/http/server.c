@@ -28,7 +28,7 @@ struct http_request {
     struct buf body;
     int too_large;
     int counted;  /* in in_flight */
-    int answered; /* a response was queued early (body over the limit) */
+    int answered; /* answered before the body was read (declared over the limit) */
 };
 
 struct http_server {
@@ -54,7 +54,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
 static enum MHD_Result respond(struct http_server *s, struct http_request *req);
-static enum MHD_Result respond_too_large_early(struct http_request *req);
 static void request_done(struct http_server *s, struct http_request *req);
 
 const char *http_request_method(const struct http_request *req)
@@ -281,23 +280,6 @@ static void request_done(struct http_server *s, struct http_request *req)
     pthread_mutex_unlock(&s->idle_lock);
 }
 
-static enum MHD_Result respond_too_large_early(struct http_request *req)
-{
-    static const char body[] =
-        "{\"code\":\"resource_exhausted\",\"message\":\"request body larger than the limit\"}";
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result rc;
-
-    if (r == NULL)
-        return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Connection", "close");
-    rc = MHD_queue_response(req->conn, 429, r);
-    MHD_destroy_response(r);
-    return rc;
-}
-
 static enum MHD_Result respond(struct http_server *s, struct http_request *req)
 {
     struct http_response resp;
@@ -321,6 +303,9 @@ static enum MHD_Result respond(struct http_server *s, struct http_request *req)
     }
     for (size_t i = 0; i < resp.n_headers; i++)
         MHD_add_response_header(r, resp.header_name[i], resp.header_value[i]);
+    /* The unread rest of the body is never read: the connection ends here. */
+    if (req->answered)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     rc = MHD_queue_response(req->conn, (unsigned)resp.status, r);
     MHD_destroy_response(r);
     return rc;
@@ -352,8 +337,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         req->counted = 1;
         atomic_fetch_add(&s->in_flight, 1);
         *req_cls = req;
-        /* A declared length over the limit is refused before one byte of
-         * the body is read; the connection is closed after the answer. */
+        /* A declared length over the limit is answered before one byte of
+         * the body is read (the handler sees an empty body marked too
+         * large, and routes, answers and logs as for any request); the
+         * connection is closed after the answer. */
         clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (clen != NULL) {
             char *end;
@@ -361,7 +348,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             if (end != clen && *end == '\0' && n > s->max_body) {
                 req->too_large = 1;
                 req->answered = 1;
-                return respond_too_large_early(req);
+                return respond(s, req);
             }
         }
         return MHD_YES;

@@ -6,6 +6,12 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { gzipSync, gunzipSync } from "node:zlib";
+import net from "node:net";
+import path from "node:path";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, chmodSync, existsSync } from "node:fs";
 import { create, toBinary, fromBinary } from "@bufbuild/protobuf";
 import { startBerthd, berthdSkipReason } from "../lib/berthd.mjs";
 import { vmProto, VM_SERVICE } from "../lib/proto.mjs";
@@ -606,6 +612,173 @@ describe("Connect protocol (memory backend)", { skip }, () => {
     });
   });
 
+  describe("error bodies are valid UTF-8 JSON", () => {
+    const utf8 = new TextDecoder("utf-8", { fatal: true });
+    const assertUtf8 = (r, ctx) => {
+      assert.doesNotThrow(() => utf8.decode(r.body), `${ctx}: body is valid UTF-8: ${r.body.toString("hex")}`);
+    };
+
+    test("an echoed header with bytes that are not UTF-8 becomes U+FFFD", async () => {
+      const r = await post("ListVms", "{}", { "Content-Encoding": "\xff\xfex" });
+      assertError(r, 501, "unimplemented", "Content-Encoding with latin1 bytes");
+      assertUtf8(r, "Content-Encoding \\xff\\xfe");
+      assert.match(r.json.message, /\ufffd\ufffdx/, r.text);
+    });
+
+    test("a message cut at its cap ends on a character boundary", async () => {
+      const r = await post("GetVmInfo", { vmId: "\u00e9".repeat(400) });
+      assert.ok(r.status >= 400, `${r.status} ${r.text}`);
+      assertUtf8(r, "400 x U+00E9");
+      assert.ok(r.json && typeof r.json.code === "string", r.text);
+    });
+
+    test("a binary string field that is not UTF-8 answers 400 naming the field, valid JSON", async () => {
+      const r = await postProto("GetVmInfo", Buffer.from([0x0a, 0x04, 0xff, 0xfe, 0x22, 0x5c]));
+      assertUtf8(r, "proto vmId \\xff\\xfe\"\\");
+      assertError(r, 400, "invalid_argument", "proto vmId not UTF-8");
+      assert.match(r.json.message, /'vmId'/, r.text);
+    });
+  });
+
+  describe("binary protobuf strings", () => {
+    test("a NUL inside a string answers 400 (never a lookup of the cut string)", async () => {
+      const r = await get("GetVmInfo", "encoding=proto&message=%0A%03a%00b");
+      assertError(r, 400, "invalid_argument", "GET proto vmId a\\0b");
+      assert.match(r.json.message, /'vmId'/, r.text);
+    });
+
+    test("a NUL inside a nested repeated string names its path", async () => {
+      // CreateVmRequest{vm_id: "x", config(2){container(6)?}} is built by hand below.
+      const Req = vm.msg("CreateVmRequest");
+      const good = toBinary(Req, create(Req, { vmId: "nul-test", config: { container: { image: "i", command: ["a", "QQ"] } } }));
+      const at = Buffer.from(good).indexOf(Buffer.from("QQ"));
+      assert.ok(at > 0);
+      const bad = Buffer.from(good);
+      bad[at + 1] = 0;
+      const r = await postProto("CreateVm", bad);
+      assertError(r, 400, "invalid_argument", "nested NUL");
+      assert.match(r.json.message, /'config\.container\.command\[1\]'/, r.text);
+    });
+
+    test("valid UTF-8 beyond ASCII passes", async () => {
+      const M = vm.msg("GetVmInfoRequest");
+      const r = await postProto("GetVmInfo", toBinary(M, create(M, { vmId: "caf\u00e9-\u2603" })));
+      assertError(r, 404, "not_found", "proto unknown VM with unicode id");
+    });
+  });
+
+  describe("body over the limit goes through the Connect layer", () => {
+    /** Write `head` (and then each of `chunks`) on a raw socket; resolve with the raw answer. */
+    function rawExchange(head, chunks = []) {
+      const url = new URL(d.url);
+      return new Promise((resolve, reject) => {
+        const sock = net.connect({ host: url.hostname, port: Number(url.port) });
+        const got = [];
+        sock.on("data", (b) => got.push(b));
+        sock.on("error", (e) => (e.code === "ECONNRESET" || e.code === "EPIPE" ? resolve(Buffer.concat(got).toString("latin1")) : reject(e)));
+        sock.on("close", () => resolve(Buffer.concat(got).toString("latin1")));
+        sock.on("connect", () => {
+          sock.write(head);
+          for (const c of chunks) sock.write(c);
+        });
+      });
+    }
+    const statusOf = (raw) => Number((/^HTTP\/1\.1 (\d{3})/.exec(raw) || [])[1]);
+    const bodyOf = (raw) => {
+      const i = raw.indexOf("\r\n\r\n");
+      let body = raw.slice(i + 4);
+      if (/\r\ntransfer-encoding: *chunked/i.test(raw.slice(0, i))) {
+        let out = "";
+        for (;;) {
+          const nl = body.indexOf("\r\n");
+          const n = parseInt(body.slice(0, nl), 16);
+          if (!(n > 0)) break;
+          out += body.slice(nl + 2, nl + 2 + n);
+          body = body.slice(nl + 2 + n + 2);
+        }
+        body = out;
+      }
+      return body;
+    };
+
+    test("declared Content-Length over the limit on an unknown path answers 404, body unread", async () => {
+      const raw = await rawExchange(
+        `POST /nope/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`,
+      );
+      assert.equal(statusOf(raw), 404, raw);
+    });
+
+    test("declared Content-Length over the limit on a procedure: 429, logged and counted, body unread", async () => {
+      const raw = await rawExchange(
+        `POST ${P}GetVmInfo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`,
+      );
+      assert.equal(statusOf(raw), 429, raw);
+      const body = JSON.parse(bodyOf(raw));
+      assert.equal(body.code, "resource_exhausted", raw);
+      await d.waitForLog(/msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/GetVmInfo\b.*code=resource_exhausted\b.*duration_ms=/);
+      const m = await d.request({ method: "GET", path: "/metrics" });
+      assert.match(m.text, /berth_rpc_requests_total\{procedure="\/metal\.vmprovisioner\.v1\.VmService\/GetVmInfo",code="resource_exhausted"\} [1-9]/);
+    });
+
+    test("a chunked body (no Content-Length) over the limit answers 429 resource_exhausted", async () => {
+      const chunk = "x".repeat(300);
+      const chunks = [];
+      for (let sent = 0; sent <= MAX_BODY; sent += chunk.length) chunks.push(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+      chunks.push("0\r\n\r\n");
+      const raw = await rawExchange(
+        `POST ${P}ListVms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
+        chunks,
+      );
+      assert.equal(statusOf(raw), 429, raw);
+      assert.equal(JSON.parse(bodyOf(raw)).code, "resource_exhausted", raw);
+      await d.waitForLog(/msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/ListVms\b.*code=resource_exhausted\b/);
+    });
+  });
+
+  describe("log lines", () => {
+    test("an error value with quotes and backslashes is escaped in the log", async () => {
+      const id = `log"q\\${process.pid}`;
+      assertError(await post("GetVmInfo", { vmId: id }), 404, "not_found", "odd id");
+      const line = await d.waitForLog(new RegExp(`code=not_found\\b.*log\\\\"q\\\\\\\\${process.pid}`));
+      assert.match(line, / error="(?:[^"\\\x00-\x1f]|\\.)*"$/, line);
+    });
+
+    const refusals = [
+      { description: "404 unknown path", req: { method: "POST", path: "/nope/logged", headers: { "Content-Type": "application/json" }, body: "{}" }, status: 404, re: /msg=rpc\b.*path="\/nope\/logged"/ },
+      { description: "405", req: { method: "PUT", path: `${P}DeleteVm`, headers: { "Content-Type": "application/json" }, body: "{}" }, status: 405, re: /msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/DeleteVm\b.*status=405/ },
+      { description: "415", req: { method: "POST", path: `${P}BootVm`, headers: { "Content-Type": "text/plain" }, body: "{}" }, status: 415, re: /msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/BootVm\b.*status=415/ },
+    ];
+    for (const row of refusals) {
+      test(`the ${row.description} line has a Connect code, duration_ms and request_id`, async () => {
+        const r = await d.request(row.req);
+        assert.equal(r.status, row.status, r.text);
+        const line = await d.waitForLog(row.re);
+        assert.match(line, /\bcode=unimplemented\b/, line);
+        assert.match(line, /\bduration_ms=\d/, line);
+        assert.match(line, /\brequest_id=[0-9a-f-]{36}\b/, line);
+      });
+    }
+  });
+
+  describe("Accept-Encoding q-values", () => {
+    const rows = [
+      { value: "gzip;q=0.5", gzip: true },
+      { value: "identity, gzip ; q=1.0", gzip: true },
+      { value: "gzip;q=0", gzip: false },
+      { value: "gzip;q=0.000", gzip: false },
+      { value: "br, gzip;q=0.001", gzip: true },
+      { value: "xgzip", gzip: false },
+    ];
+    for (const row of rows) {
+      test(`Accept-Encoding: ${row.value} -> ${row.gzip ? "gzip" : "no gzip"}`, async () => {
+        const r = await post("ListVms", {}, { "Accept-Encoding": row.value });
+        assert.equal(r.status, 200, r.text);
+        assert.ok(r.body.length > 0);
+        assert.equal(r.headers["content-encoding"], row.gzip ? "gzip" : undefined, `${row.value}`);
+      });
+    }
+  });
+
   describe("logging and shutdown", () => {
     test("each request leaves one msg=rpc log line", async () => {
       assertOkJson(await post("ListVms", {}), "ListVms");
@@ -620,5 +793,81 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       const r = await d.stop();
       assert.deepEqual(r, { code: 0, signal: null }, `exit ${JSON.stringify(r)}; stderr:\n${d.stderr}`);
     });
+  });
+});
+
+// The scripts behind the protocol: the NO_SIDE_EFFECTS table (which methods
+// answer GET) and the Engine check of scripts/setup.sh, run with stub tools.
+describe("build and setup scripts", () => {
+  const root = process.env.BERTH_SOURCE_DIR || path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+  let dir;
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "berth-scripts-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("gen_idempotency.sh skips a commented-out NO_SIDE_EFFECTS option", () => {
+    const proto = path.join(dir, "a.proto");
+    writeFileSync(
+      proto,
+      [
+        "syntax = \"proto3\";",
+        "package p.v1;",
+        "service S {",
+        "  rpc Get(A) returns (A) {",
+        "    option idempotency_level = NO_SIDE_EFFECTS;",
+        "  }",
+        "  rpc Put(A) returns (A) {",
+        "    // option idempotency_level = NO_SIDE_EFFECTS;",
+        "  }",
+        "  rpc Del(A) returns (A) { //option idempotency_level = NO_SIDE_EFFECTS;",
+        "  }",
+        "}",
+      ].join("\n"),
+    );
+    const out = path.join(dir, "idem.c");
+    execFileSync("sh", [path.join(root, "cmake", "gen_idempotency.sh"), out, proto]);
+    const text = readFileSync(out, "utf8");
+    assert.match(text, /"\/p\.v1\.S\/Get"/, text);
+    assert.doesNotMatch(text, /Put|Del/, text);
+  });
+
+  /** Run ensure_engine of scripts/setup.sh with stub curl/pidof/dockerd first on PATH. */
+  function ensureEngine({ dockerdRuns }) {
+    const bin = mkdtempSync(path.join(dir, "bin-"));
+    const log = path.join(bin, "calls");
+    const stub = (name, body) => {
+      writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`);
+      chmodSync(path.join(bin, name), 0o755);
+    };
+    // The Engine answers from the second ping on (a slow one), or once the stub dockerd ran.
+    stub("curl", `n=$(cat "${bin}/pings" 2>/dev/null || echo 0); echo $((n + 1)) > "${bin}/pings"\n` +
+      `[ -e "${bin}/started" ] || [ "$n" -ge 1 -a ${dockerdRuns ? 1 : 0} = 1 ]`);
+    stub("pidof", dockerdRuns ? `echo 4242` : `exit 1`);
+    stub("dockerd", `echo "dockerd $*" >> "${log}"; touch "${bin}/started"`);
+    const r = spawnSync("sh", ["-c", `. "${root}/scripts/setup.sh"; ensure_engine`], {
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+        BERTH_DOCKER_SOCKET: path.join(dir, "custom.sock"),
+        BERTH_DOCKERD_LOG: path.join(bin, "dockerd.log"),
+      },
+      encoding: "utf8",
+      timeout: 30000,
+    });
+    const calls = existsSync(log) ? readFileSync(log, "utf8") : "";
+    return { status: r.status, stderr: r.stderr, calls };
+  }
+
+  test("setup.sh waits for a running but slow dockerd instead of starting a second", () => {
+    const r = ensureEngine({ dockerdRuns: true });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.calls, "", `no dockerd started: ${r.calls}`);
+  });
+
+  test("setup.sh starts dockerd on a custom BERTH_DOCKER_SOCKET", () => {
+    const r = ensureEngine({ dockerdRuns: false });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.calls, new RegExp(`-H unix://${path.join(dir, "custom.sock").replace(/[.]/g, "\\.")}`), r.calls);
   });
 });

@@ -1,6 +1,7 @@
 /* The Connect code table and the first-writer-wins error setter. */
 #include "berth/buf.h"
 #include "berth/err.h"
+#include "berth/json_codec.h"
 #include "testlib.h"
 
 static void test_codes(void)
@@ -46,6 +47,51 @@ static void test_first_writer_wins(void)
     CHECK_STR(err.msg, "vm 'a  b' not found");
 }
 
+/* Valid UTF-8 by the rules of json_codec_utf8_len. */
+static int utf8_ok(const char *s)
+{
+    size_t len = strlen(s);
+
+    for (size_t i = 0, n; i < len; i += n)
+        if ((n = json_codec_utf8_len(s + i, len - i)) == 0)
+            return 0;
+    return 1;
+}
+
+static void test_cut_on_char_boundary(void)
+{
+    static const struct {
+        const char *what;
+        const char *ch; /* repeated to overflow the message */
+        size_t prefix;  /* ASCII bytes before, to move the cut */
+    } rows[] = {
+        {"2-byte at an odd offset", "\xc3\xa9", 1},
+        {"2-byte at an even offset", "\xc3\xa9", 0},
+        {"3-byte, cut after 1", "\xe2\x98\x83", 0},
+        {"3-byte, cut after 2", "\xe2\x98\x83", 1},
+        {"4-byte, cut after 3", "\xf0\x9f\x98\x80", 0},
+        {"4-byte, cut after 1", "\xf0\x9f\x98\x80", 2},
+    };
+    char in[1600];
+    struct berth_err err;
+
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        size_t n = 0, cl = strlen(rows[r].ch);
+        for (; n < rows[r].prefix; n++)
+            in[n] = 'x';
+        while (n + cl < sizeof(in) - 1) {
+            memcpy(in + n, rows[r].ch, cl);
+            n += cl;
+        }
+        in[n] = '\0';
+        berth_err_clear(&err);
+        berth_err_set(&err, BERTH_NOT_FOUND, "vm '%s' not found", in);
+        CHECK_MSG(utf8_ok(err.msg), "%s", rows[r].what);
+        CHECK_MSG(strlen(err.msg) > BERTH_ERR_MSG_MAX - 1 - cl, "%s: cut too short (%zu)",
+                  rows[r].what, strlen(err.msg));
+    }
+}
+
 static void test_buf_cap(void)
 {
     struct buf b;
@@ -64,6 +110,7 @@ int main(void)
 {
     test_codes();
     test_first_writer_wins();
+    test_cut_on_char_boundary();
     test_buf_cap();
     return test_summary("test_err");
 }

@@ -579,6 +579,22 @@ static void test_decode_accepts(void)
          "{\"config\":{\"memory\":{\"sizeBytes\":\"-9223372036854775808\"}}}",
          "{\"config\":{\"memory\":{\"sizeBytes\":\"-9223372036854775808\"}}}"},
         {"uint32 maximum", DEPLOYMENT, "{\"replicas\":4294967295}", "{\"replicas\":4294967295}"},
+        {"int64 number beyond 2^53, exactly", CREATE_VM,
+         "{\"config\":{\"memory\":{\"sizeBytes\":9007199254740993}}}",
+         "{\"config\":{\"memory\":{\"sizeBytes\":\"9007199254740993\"}}}"},
+        {"int64 extremes as numbers", CREATE_VM,
+         "{\"config\":{\"memory\":{\"sizeBytes\":-9223372036854775808,"
+         "\"maxSizeBytes\":9223372036854775807}}}",
+         "{\"config\":{\"memory\":{\"sizeBytes\":\"-9223372036854775808\","
+         "\"maxSizeBytes\":\"9223372036854775807\"}}}"},
+        {"int64 number in exponent form beyond 2^53", CREATE_VM,
+         "{\"config\":{\"memory\":{\"sizeBytes\":1.2345678901234567e18}}}",
+         "{\"config\":{\"memory\":{\"sizeBytes\":\"1234567890123456700\"}}}"},
+        {"uint64 maximum as a number", DEPLOYMENT, "{\"memorySizeMib\":18446744073709551615}",
+         "{\"memorySizeMib\":\"18446744073709551615\"}"},
+        {"numbers inside strings and unknown keys do not shift the literals", DEPLOYMENT,
+         "{\"x\":\"-1 2e5 \\\" 7\",\"y\":[1,-2.5e3,{\"z\":3}],\"memorySizeMib\":9007199254740995}",
+         "{\"memorySizeMib\":\"9007199254740995\"}"},
         {"uint64 maximum", DEPLOYMENT, "{\"memory_size_mib\":\"18446744073709551615\"}",
          "{\"memorySizeMib\":\"18446744073709551615\"}"},
         {"enum by name", CREATE_VM_RESP, "{\"state\":\"VM_STATE_RUNNING\"}",
@@ -775,10 +791,13 @@ static void test_decode_rejects(void)
          "{\"timeoutSeconds\":\"0123456789abcdefghijklmnopqrstuvwxyz\"}", 0,
          "invalid value for field 'timeoutSeconds': expected an integer, got "
          "'0123456789abcdefghijklmnopqrstuv...'"},
-        {"int64 number beyond 2^53", CREATE_VM,
-         "{\"config\":{\"memory\":{\"sizeBytes\":9007199254740993}}}", 0,
-         "invalid value for field 'config.memory.sizeBytes': integer beyond 2^53 in a JSON "
-         "number; send it as a string"},
+        {"int64 number just past the maximum", CREATE_VM,
+         "{\"config\":{\"memory\":{\"sizeBytes\":9223372036854775808}}}", 0,
+         "invalid value for field 'config.memory.sizeBytes': value out of range for int64"},
+        {"int64 number with a fraction beyond 2^53", CREATE_VM,
+         "{\"config\":{\"memory\":{\"sizeBytes\":9007199254740993.5}}}", 0,
+         "invalid value for field 'config.memory.sizeBytes': expected an integer, got "
+         "9.0072e+15"},
         {"int64 string out of range", CREATE_VM,
          "{\"config\":{\"memory\":{\"sizeBytes\":\"9223372036854775808\"}}}", 0,
          "invalid value for field 'config.memory.sizeBytes': value out of range for int64"},
@@ -797,9 +816,9 @@ static void test_decode_rejects(void)
          "invalid value for field 'memorySizeMib': expected a non-negative integer for uint64"},
         {"uint64 out of range", DEPLOYMENT, "{\"memory_size_mib\":\"18446744073709551616\"}", 0,
          "invalid value for field 'memorySizeMib': value out of range for uint64"},
-        {"uint64 number beyond 2^53", DEPLOYMENT, "{\"memorySizeMib\":18446744073709551615}", 0,
-         "invalid value for field 'memorySizeMib': integer beyond 2^53 in a JSON number; "
-         "send it as a string"},
+        {"uint64 number just past the maximum", DEPLOYMENT,
+         "{\"memorySizeMib\":18446744073709551616}", 0,
+         "invalid value for field 'memorySizeMib': value out of range for uint64"},
         {"bytes invalid character", DEPLOYMENT, "{\"encryptedSecretsBlob\":\"a!bc\"}", 0,
          "invalid value for field 'encryptedSecretsBlob': expected standard or URL-safe base64"},
         {"bytes mixed alphabets", DEPLOYMENT, "{\"encryptedSecretsBlob\":\"ab+_\"}", 0,
@@ -1207,6 +1226,88 @@ static void test_allocation_failures(void)
     check_alloc_failures(KITCHEN, full_kitchen);
 }
 
+/* json_codec_check_binary: strings of binary messages, at any depth, must be
+ * UTF-8 without NUL; the error names the path. The message is packed with
+ * placeholder strings, whose bytes are then patched. */
+static void test_check_binary(void)
+{
+    static const struct {
+        const char *what;
+        const char *find;  /* placeholder to patch (first match) */
+        size_t offset;     /* byte of it to replace */
+        unsigned char put; /* with this */
+        const char *msg;   /* NULL: accepted */
+    } rows[] = {
+        {"untouched", "QQ", 0, 'Q', NULL},
+        {"NUL in a top-level string", "IDID", 1, 0,
+         "invalid value for field 'vmId': a string may not hold a NUL byte"},
+        {"bad byte in a top-level string", "IDID", 3, 0xff,
+         "invalid value for field 'vmId': expected a string in valid UTF-8"},
+        {"NUL in a nested repeated string", "QQ", 1, 0,
+         "invalid value for field 'config.container.command[1]': a string may not hold a NUL "
+         "byte"},
+        {"cut sequence in a nested string", "IMG", 2, 0xe2,
+         "invalid value for field 'config.container.image': expected a string in valid UTF-8"},
+        {"bad map value names its key", "VV", 0, 0xc0,
+         "invalid value for field 'config.metadata[\"kk\"]': expected a string in valid UTF-8"},
+        {"NUL in a map key", "kk", 1, 0,
+         "invalid value for field 'config.metadata': map key: a string may not hold a NUL byte"},
+        {"NUL in a map value of a nested message", "EV", 1, 0,
+         "invalid value for field 'config.container.env[\"EK\"]': a string may not hold a NUL "
+         "byte"},
+    };
+    Metal__Vmprovisioner__V1__CreateVmRequest req =
+        METAL__VMPROVISIONER__V1__CREATE_VM_REQUEST__INIT;
+    Metal__Vmprovisioner__V1__VmConfig cfg = METAL__VMPROVISIONER__V1__VM_CONFIG__INIT;
+    Metal__Vmprovisioner__V1__ContainerSpec ctr = METAL__VMPROVISIONER__V1__CONTAINER_SPEC__INIT;
+    Metal__Vmprovisioner__V1__VmConfig__MetadataEntry md =
+        METAL__VMPROVISIONER__V1__VM_CONFIG__METADATA_ENTRY__INIT;
+    Metal__Vmprovisioner__V1__ContainerSpec__EnvEntry env =
+        METAL__VMPROVISIONER__V1__CONTAINER_SPEC__ENV_ENTRY__INIT;
+    Metal__Vmprovisioner__V1__VmConfig__MetadataEntry *mds[] = {&md};
+    Metal__Vmprovisioner__V1__ContainerSpec__EnvEntry *envs[] = {&env};
+    char *cmd[] = {"a", "QQ"};
+    uint8_t packed[512], bytes[512];
+    size_t n;
+
+    req.vm_id = "IDID";
+    req.config = &cfg;
+    cfg.container = &ctr;
+    cfg.n_metadata = 1;
+    cfg.metadata = mds;
+    md.key = "kk";
+    md.value = "VV";
+    ctr.image = "IMG";
+    ctr.n_command = 2;
+    ctr.command = cmd;
+    ctr.n_env = 1;
+    ctr.env = envs;
+    env.key = "EK";
+    env.value = "EV";
+    n = protobuf_c_message_pack(&req.base, packed);
+    CHECK(n < sizeof(packed));
+    for (size_t i = 0; i < ROWS(rows); i++) {
+        uint8_t *at;
+        struct berth_err err;
+        int rc;
+
+        memcpy(bytes, packed, n);
+        at = memmem(bytes, n, rows[i].find, strlen(rows[i].find));
+        CHECK_MSG(at != NULL, "%s: placeholder", rows[i].what);
+        if (at == NULL)
+            continue;
+        at[rows[i].offset] = rows[i].put;
+        berth_err_clear(&err);
+        rc = json_codec_check_binary(CREATE_VM, bytes, n, &err);
+        if (rows[i].msg == NULL) {
+            CHECK_MSG(rc == 0, "%s: refused: %s", rows[i].what, err.msg);
+            continue;
+        }
+        CHECK_MSG(rc == -1 && err.code == INVALID, "%s: accepted", rows[i].what);
+        CHECK_STR(err.msg, rows[i].msg);
+    }
+}
+
 /* Error paths free what they built with a real allocator too. */
 static void test_error_paths_free(void)
 {
@@ -1247,5 +1348,6 @@ int main(void)
     test_encode_errors();
     test_allocation_failures();
     test_error_paths_free();
+    test_check_binary();
     return test_summary("test_json_codec");
 }
