@@ -233,8 +233,9 @@ static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap,
 
     berth_err_clear(&err);
     if (s->backend->ops->inspect(s->backend->ctx, snap->container_id, deadline, &c, &err) < 0) {
-        log_warn("vm.inspect", "vm_id=%s code=%s error=\"%s\"", snap->id,
-                 berth_code_name(err.code), err.msg);
+        struct log_quoted lq;
+        log_warn("vm.inspect", "vm_id=%s code=%s error=%s", snap->id, berth_code_name(err.code),
+                 log_quote(&lq, err.msg));
         return -1;
     }
     ip = strdup(c.ip_address ? c.ip_address : "");
@@ -545,8 +546,10 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         struct berth_err ignored;
         berth_err_clear(&ignored);
         if (s->backend->ops->remove(s->backend->ctx, container_id, berth_now_ms() + 5000,
-                                    &ignored) < 0)
-            log_warn("vm.create_rollback", "vm_id=%s error=\"%s\"", id, ignored.msg);
+                                    &ignored) < 0) {
+            struct log_quoted lq;
+            log_warn("vm.create_rollback", "vm_id=%s error=%s", id, log_quote(&lq, ignored.msg));
+        }
         vm_registry_remove(s->registry, rec);
         goto out;
     }
@@ -1134,8 +1137,9 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c,
     if (id == NULL || service_check_id("berth.vm_id", id, &err) < 0 || json == NULL ||
         json_codec_decode(&metal__vmprovisioner__v1__vm_config__descriptor, json, strlen(json),
                           arena_allocator(a), &msg, &err) < 0) {
-        log_warn("vm.rebuild_skip", "container_id=%.12s reason=\"%s\"", c->id,
-                 err.msg[0] ? err.msg : "missing berth.vm_id or berth.config label");
+        struct log_quoted lq;
+        log_warn("vm.rebuild_skip", "container_id=%.12s reason=%s", c->id,
+                 log_quote(&lq, err.msg[0] ? err.msg : "missing berth.vm_id or berth.config label"));
         return -1;
     }
     cfg = (const VmConfig *)msg;
@@ -1167,8 +1171,9 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c,
         return -1;
     protobuf_c_message_pack(msg, init.config);
     if (vm_registry_reserve(s->registry, &init, &rec, &err) < 0) {
+        struct log_quoted lq;
         if (err.code != BERTH_ALREADY_EXISTS)
-            log_warn("vm.rebuild_skip", "vm_id=%s reason=\"%s\"", id, err.msg);
+            log_warn("vm.rebuild_skip", "vm_id=%s reason=%s", id, log_quote(&lq, err.msg));
         return err.code == BERTH_ALREADY_EXISTS ? 0 : -1;
     }
     vm_registry_publish(s->registry, rec);

@@ -625,9 +625,11 @@ static void docker_backend_reap(struct docker_ctx *c, const struct docker_create
         log_debug("docker.reap_not_ours", "name=%s token=%s", q, req->token);
     else if (found == DOCKER_REAP_OURS && docker_backend_reap_remove(c, id, budget, &err) == 0)
         log_info("docker.reaped", "name=%s container_id=%.12s token=%s", q, id, req->token);
-    if (err.code != BERTH_OK)
-        log_warn("docker.reap_failed", "name=%s token=%s code=%s error=\"%s\"", q, req->token,
-                 berth_code_name(err.code), err.msg);
+    if (err.code != BERTH_OK) {
+        struct log_quoted lq;
+        log_warn("docker.reap_failed", "name=%s token=%s code=%s error=%s", q, req->token,
+                 berth_code_name(err.code), log_quote(&lq, err.msg));
+    }
     free(id);
 }
 

@@ -63,9 +63,10 @@ static void *docker_probe_main(void *arg)
                 log_info("engine.answering", "reason=\"a ping was answered\"");
             }
         } else if (++misses >= DOCKER_BACKEND_MISSES && !marked) {
+            struct log_quoted lq;
             engine_set_unresponsive(c->engine, 1);
             marked = 1;
-            log_warn("engine.unresponsive", "misses=%d error=\"%s\"", misses, err.msg);
+            log_warn("engine.unresponsive", "misses=%d error=%s", misses, log_quote(&lq, err.msg));
         }
     } while (docker_probe_wait(c) == 0);
     return NULL;
