@@ -49,8 +49,8 @@ struct berth_daemon {
     int watcher_started;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    int stopping;          /* guarded by lock */
-    atomic_int stop_flag;  /* set with stopping; ends the event stream */
+    int stopping;            /* guarded by lock */
+    atomic_int stop_flag;    /* set with stopping; ends the event stream */
     int64_t events_since_ns; /* watcher thread only: resume point of the stream */
 };
 
@@ -63,6 +63,7 @@ static void *watcher_main(void *arg);
 static int watcher_wait(struct berth_daemon *d, int64_t ms);
 static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
 static void on_engine_event(void *arg, const struct backend_event *ev);
+static void gateway_sync(struct berth_daemon *d);
 
 static int backend_open(const struct berth_config *cfg, struct engine_stats *stats,
                         struct backend *out, struct berth_err *err)
@@ -79,8 +80,7 @@ static int backend_open(const struct berth_config *cfg, struct engine_stats *sta
     return docker_backend_new(&dc, out, err);
 }
 
-int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
-                 struct berth_err *err)
+int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, struct berth_err *err)
 {
     struct berth_daemon *d = calloc(1, sizeof(*d));
     struct vm_service_config vc;
@@ -134,8 +134,8 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
             goto fail;
     }
     {
-        struct prometheus_sources ps = {d->router, d->vms, &d->backend, d->engine_stats,
-                                        d->collector, PING_TIMEOUT_MS};
+        struct prometheus_sources ps = {d->router,       d->vms,       &d->backend,
+                                        d->engine_stats, d->collector, PING_TIMEOUT_MS};
 
         d->prom = prometheus_new(&ps);
         if (d->prom == NULL) {
@@ -184,8 +184,7 @@ void daemon_stop(struct berth_daemon *d)
     sd_notify(0, "STOPPING=1");
     if (d->http) {
         http_server_quiesce(d->http);
-        if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) <
-            0) {
+        if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) < 0) {
             /* Whatever still waits on the Engine is cut short, so the
              * connection threads can be joined. */
             log_warn("server.stop", "reason=\"requests still under way after the grace period\"");
@@ -277,11 +276,26 @@ static int watcher_wait(struct berth_daemon *d, int64_t ms)
     return stopping;
 }
 
+/* Gateways and deployments from the Engine's listing into their cache. A
+ * failure leaves the old cache; the event stream keeps it current. */
+static void gateway_sync(struct berth_daemon *d)
+{
+    struct berth_err err;
+
+    berth_err_clear(&err);
+    if (gateway_service_sync(d->gw_svc, berth_now_ms() + 30000, &err) < 0) {
+        struct log_quoted lq;
+        log_warn("krane.sync", "code=%s error=%s", berth_code_name(err.code),
+                 log_quote(&lq, err.msg));
+    }
+}
+
 static void on_engine_event(void *arg, const struct backend_event *ev)
 {
     struct berth_daemon *d = arg;
 
     vm_service_on_event(d->vm_svc, ev);
+    gateway_service_on_event(d->gw_svc, ev);
     if (ev->time_unix_ns > d->events_since_ns)
         d->events_since_ns = ev->time_unix_ns;
 }
@@ -310,13 +324,17 @@ static void *watcher_main(void *arg)
                 vm_service_set_rebuilding(d->vm_svc);
             up = vm_service_rebuild(d->vm_svc, berth_now_ms() + 30000, &err) == 0;
             synced = synced || up;
+            if (up)
+                gateway_sync(d);
         }
         if (up != was_up) {
             if (up)
                 log_info("engine.up", "backend=%s", d->backend.ops->name);
-            else
-                log_warn("engine.down", "backend=%s error=\"%s\"", d->backend.ops->name,
-                         err.msg);
+            else {
+                struct log_quoted lq;
+                log_warn("engine.down", "backend=%s error=%s", d->backend.ops->name,
+                         log_quote(&lq, err.msg));
+            }
             was_up = up;
         }
         vm_service_set_ready(d->vm_svc, synced);
@@ -326,7 +344,8 @@ static void *watcher_main(void *arg)
             berth_err_clear(&err);
             if (d->backend.ops->watch(d->backend.ctx, d->events_since_ns, &d->stop_flag,
                                       on_engine_event, d, &err) < 0) {
-                log_warn("engine.events", "reason=\"%s\"", err.msg);
+                struct log_quoted lq;
+                log_warn("engine.events", "reason=%s", log_quote(&lq, err.msg));
                 was_up = -1;
                 /* A stream that breaks again soon after it opened backs off
                  * like an Engine that is down, instead of a re-list and a

@@ -3,7 +3,10 @@
  * the replica index and a digest of the spec. One set of handlers serves both
  * services: a per-kind table names what differs, and the request and response
  * fields are reached through the protobuf-c descriptors by their proto names.
- * Create and Delete of one object run one after the other; Get only reads. */
+ * Create and Delete of one object run one after the other; Get only reads.
+ * The last known Get answer of every object is cached (filled by live Gets,
+ * Creates, engine events and a full sync when the Engine (re)appears), so Get
+ * still answers while the Engine cannot be reached. */
 #include "berth/gateway_service.h"
 
 #include <inttypes.h>
@@ -33,6 +36,9 @@
 #define GW_SPEC_LABEL "berth.spec"
 #define GW_REPLICA_LABEL "berth.replica"
 #define GW_NAMESPACE_LABEL "berth.namespace"
+#define GW_REPLICAS_LABEL "berth.replicas" /* the wanted replica count */
+#define GW_EVENT_MS 2000                   /* an event's re-list gets this long */
+#define GW_ID_MAX 63                       /* service_check_id's limit */
 
 /* Both wire enums share these numbers; the handlers use ours. */
 enum gw_status {
@@ -93,6 +99,18 @@ struct gw_binding {
     int port; /* container port of this kind's replicas */
 };
 
+/* The last known Get answer of one object, or a tombstone: what a listing
+ * (or Delete) with this ticket saw, so a slower, older listing never
+ * overwrites it. */
+struct gw_cached {
+    const struct gw_kind *kind;
+    char *ns;        /* owned */
+    char *id;        /* owned */
+    uint8_t *answer; /* owned: the packed Get response; NULL: known gone */
+    size_t len;
+    uint64_t ticket;
+};
+
 struct gateway_service {
     struct backend *backend; /* borrowed */
     char *advertise_host;    /* owned, read-only */
@@ -104,6 +122,26 @@ struct gateway_service {
     const char **busy;
     size_t n_busy;   /* guarded by busy_lock */
     size_t cap_busy; /* guarded by busy_lock */
+
+    /* The cache of last known answers. cache_lock guards every field below;
+     * it is never held across Engine I/O nor while taking busy_lock (nor
+     * the other way round). Each listing takes a ticket before it asks the
+     * Engine and stores with it; an entry only takes a newer ticket's news.
+     * Tombstones keep a forgotten object's ticket while older listings may
+     * still be under way (inflight > 0), and go when none is. */
+    pthread_mutex_t cache_lock;
+    struct gw_cached *cache; /* owned */
+    size_t n_cache;
+    size_t cap_cache;
+    size_t n_dead;     /* tombstones among cache */
+    uint64_t ticket;   /* the last ticket handed out */
+    unsigned inflight; /* listings between gw_cache_begin and gw_cache_end */
+    /* The object the last event re-listed, and when (wall clock, ns, as the
+     * Engine's event times on this host): its events from before that need
+     * no second listing. */
+    const struct gw_kind *last_kind;
+    char last_id[GW_ID_MAX + 1];
+    int64_t last_began_ns;
 };
 
 /* The common view of a GatewayRequest or DeploymentRequest; strings are
@@ -137,8 +175,11 @@ struct gw_plan {
     struct backend_port port;
 };
 
-/* One replica container found through the id label. */
+/* One replica container found through the id label; ns and id are its
+ * labels (borrowed from c). */
 struct gw_replica {
+    const char *ns;
+    const char *id;
     unsigned index;
     const struct backend_container *c;
 };
@@ -173,14 +214,53 @@ static void gw_busy_give(struct gateway_service *s, const char *key);
 
 static int gw_replica_index(const struct backend_container *c, unsigned *out);
 static int gw_replica_cmp(const void *a, const void *b);
+static int gw_collect(const struct gw_kind *k, const struct backend_container_list *list,
+                      const char *ns, struct arena *a, struct gw_replica **out, size_t *n,
+                      struct berth_err *err);
 static int gw_find(struct gateway_service *s, const struct gw_kind *k, const char *ns,
                    const char *id, int64_t deadline, struct backend_container_list *list,
                    struct gw_replica **out, size_t *n, struct arena *a, struct berth_err *err);
 static enum gw_status gw_status_of(const char *state);
 static char *gw_address(struct arena *a, const struct gw_binding *b,
                         const struct backend_container *c);
+static unsigned gw_wanted(const struct gw_replica *r, size_t n);
+static ProtobufCMessage *gw_instance(struct arena *a, const struct gw_binding *b,
+                                     const ProtobufCMessageDescriptor *d, const char *id,
+                                     unsigned index, const struct backend_container *c,
+                                     enum gw_status *st, char **addr);
+static int gw_compose(struct arena *a, const struct gw_binding *b, const struct gw_replica *r,
+                      size_t n, ProtobufCMessage **out, struct berth_err *err);
+
+static uint64_t gw_cache_begin(struct gateway_service *s);
+static void gw_cache_end(struct gateway_service *s);
+static struct gw_cached *gw_cache_find(struct gateway_service *s, const struct gw_kind *k,
+                                       const char *ns, const char *id);
+static void gw_cache_bury(struct gateway_service *s, struct gw_cached *e, uint64_t ticket);
+static struct gw_cached *gw_cache_add(struct gateway_service *s, const struct gw_kind *k,
+                                      const char *ns, const char *id);
+static void gw_cache_put(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                         const char *id, const ProtobufCMessage *answer, uint64_t ticket);
+static void gw_cache_drop(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                          const char *id, uint64_t ticket);
+static void gw_cache_sweep(struct gateway_service *s, const struct gw_kind *k, const char *id,
+                           uint64_t ticket);
+static int gw_cache_answer(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                           const char *id, struct arena *a, ProtobufCMessage **out);
+static int gw_store_list(struct gateway_service *s, const struct gw_binding *b,
+                         const struct backend_container_list *list, uint64_t ticket,
+                         struct arena *a, size_t *stored, struct berth_err *err);
+static int gw_refresh(struct gateway_service *s, const struct gw_binding *b, const char *id,
+                      int64_t deadline, struct berth_err *err);
+static int gw_sync_kind(struct gateway_service *s, const struct gw_binding *b, uint64_t ticket,
+                        int64_t deadline, struct arena *a, size_t *stored, struct berth_err *err);
+static int gw_event_is_news(struct gateway_service *s, const struct gw_kind *k,
+                            const struct backend_event *ev);
 static void gw_rollback(struct gateway_service *s, const struct gw_kind *k, const char *id,
                         char **made, size_t n_made);
+static int gw_wake(struct gateway_service *s, const struct backend_container *c, int64_t deadline,
+                   struct berth_err *err);
+static void gw_created(struct gateway_service *s, const struct gw_binding *b, const char *id,
+                       int64_t deadline);
 static int gw_make_replica(struct gateway_service *s, struct rpc_call *call,
                            const struct gw_kind *k, struct gw_plan *p, unsigned i, char **made,
                            size_t *n_made, struct berth_err *err);
@@ -233,6 +313,7 @@ struct gateway_service *gateway_service_new(const struct gateway_service_config 
     s->bind[GW_KIND_DEPLOYMENT].port = cfg->deployment_port;
     lock_init(&s->busy_lock);
     pthread_cond_init(&s->busy_cond, NULL);
+    lock_init(&s->cache_lock);
     return s;
 }
 
@@ -243,6 +324,13 @@ void gateway_service_free(struct gateway_service *s)
     lock_destroy(&s->busy_lock);
     pthread_cond_destroy(&s->busy_cond);
     free(s->busy);
+    for (size_t i = 0; i < s->n_cache; i++) {
+        free(s->cache[i].ns);
+        free(s->cache[i].id);
+        free(s->cache[i].answer);
+    }
+    free(s->cache);
+    lock_destroy(&s->cache_lock);
     free(s->advertise_host);
     free(s);
 }
@@ -539,13 +627,14 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
         {"berth.environment_id", "BERTH_ENVIRONMENT_ID", o->env_id},
         {"berth.build_id", "BERTH_BUILD_ID", o->build_id},
     };
+    const char *replicas = arena_printf(a, "%" PRIu64, o->replicas);
     size_t nl = 0, ne = 0;
 
     memset(p, 0, sizeof(*p));
     p->obj = *o;
     p->digest = gw_digest(a, o);
     p->env = arena_alloc(a, (GW_MAX_OWN_ENV + o->n_env) * sizeof(*p->env));
-    if (p->digest == NULL || p->env == NULL)
+    if (p->digest == NULL || p->env == NULL || replicas == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
 
     p->labels[nl++] = (struct backend_label){"berth.kind", k->name};
@@ -553,6 +642,8 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
     p->replica_label = nl;
     p->labels[nl++] = (struct backend_label){GW_REPLICA_LABEL, "0"};
     p->labels[nl++] = (struct backend_label){GW_SPEC_LABEL, p->digest};
+    /* So a set that a crash left short shows its missing replicas. */
+    p->labels[nl++] = (struct backend_label){GW_REPLICAS_LABEL, replicas};
     p->env[ne++] = arena_printf(a, "%s=%s", k->id_env, o->id);
     p->instance_env = ne;
     p->env[ne++] = "";
@@ -673,40 +764,44 @@ static int gw_replica_index(const struct backend_container *c, unsigned *out)
 static int gw_replica_cmp(const void *a, const void *b)
 {
     const struct gw_replica *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
 
-    return x->index < y->index ? -1 : x->index > y->index;
+    if (c == 0)
+        c = strcmp(x->ns, y->ns);
+    if (c == 0)
+        c = x->index < y->index ? -1 : x->index > y->index;
+    return c;
 }
 
-/* The replica containers of (ns, id), sorted by index: list holds them (the
- * caller releases it), *out points into it (arena memory). Containers of the
- * id in another namespace are not ours to see. A labelled container without
- * a readable replica index is logged and skipped. */
-static int gw_find(struct gateway_service *s, const struct gw_kind *k, const char *ns,
-                   const char *id, int64_t deadline, struct backend_container_list *list,
-                   struct gw_replica **out, size_t *n, struct arena *a, struct berth_err *err)
+/* The replica containers of kind k in list (of namespace ns; NULL: any),
+ * sorted by id, namespace and index: *out points into list (arena memory).
+ * A labelled container without an id or a readable replica index is logged
+ * and skipped. */
+static int gw_collect(const struct gw_kind *k, const struct backend_container_list *list,
+                      const char *ns, struct arena *a, struct gw_replica **out, size_t *n,
+                      struct berth_err *err)
 {
-    const char *filter = arena_printf(a, "%s=%s", k->id_label, id);
-    struct gw_replica *r;
+    struct gw_replica *r = arena_alloc(a, (list->n + 1) * sizeof(*r));
     size_t m = 0;
 
-    if (filter == NULL)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    if (s->backend->ops->list(s->backend->ctx, filter, deadline, list, err) < 0)
-        return -1;
-    r = arena_alloc(a, (list->n + 1) * sizeof(*r));
     if (r == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < list->n; i++) {
         const struct backend_container *c = &list->items[i];
         const char *cns = backend_container_label(c, GW_NAMESPACE_LABEL);
+        const char *id = backend_container_label(c, k->id_label);
 
-        if (strcmp(cns ? cns : "", ns) != 0)
+        cns = cns ? cns : "";
+        if (ns != NULL && strcmp(cns, ns) != 0)
             continue;
-        if (gw_replica_index(c, &r[m].index) < 0) {
-            log_warn("krane.skip", "kind=%s id=%s container_id=%.12s reason=\"no replica index\"",
-                     k->name, id, c->id);
+        if (id == NULL || id[0] == '\0' || gw_replica_index(c, &r[m].index) < 0) {
+            log_warn("krane.skip",
+                     "kind=%s id=%s container_id=%.12s reason=\"no id or replica index\"", k->name,
+                     id ? id : "", c->id);
             continue;
         }
+        r[m].ns = cns;
+        r[m].id = id;
         r[m++].c = c;
     }
     if (m > 1)
@@ -714,6 +809,22 @@ static int gw_find(struct gateway_service *s, const struct gw_kind *k, const cha
     *out = r;
     *n = m;
     return 0;
+}
+
+/* The replica containers of (ns, id), sorted by index: list holds them (the
+ * caller releases it), *out points into it (arena memory). Containers of the
+ * id in another namespace are not ours to see. */
+static int gw_find(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                   const char *id, int64_t deadline, struct backend_container_list *list,
+                   struct gw_replica **out, size_t *n, struct arena *a, struct berth_err *err)
+{
+    const char *filter = arena_printf(a, "%s=%s", k->id_label, id);
+
+    if (filter == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (s->backend->ops->list(s->backend->ctx, filter, deadline, list, err) < 0)
+        return -1;
+    return gw_collect(k, list, ns, a, out, n, err);
 }
 
 static enum gw_status gw_status_of(const char *state)
@@ -750,6 +861,406 @@ static char *gw_address(struct arena *a, const struct gw_binding *b,
     return NULL;
 }
 
+/* ---- composing a Get answer --------------------------------------------- */
+
+/* The replica count the set wants: the largest berth.replicas label among
+ * its containers, 0 when none has one (made before the label existed). */
+static unsigned gw_wanted(const struct gw_replica *r, size_t n)
+{
+    unsigned wanted = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *v = backend_container_label(r[i].c, GW_REPLICAS_LABEL);
+        char *end;
+        unsigned long w;
+
+        if (v == NULL || v[0] < '0' || v[0] > '9')
+            continue;
+        w = strtoul(v, &end, 10);
+        if (*end == '\0' && w <= GW_MAX_REPLICAS && w > wanted)
+            wanted = (unsigned)w;
+    }
+    return wanted;
+}
+
+/* One instance of the answer, in the arena: replica `index` of `id` as c
+ * shows it, or PENDING without an address when c is NULL (not made yet).
+ * NULL when out of memory. */
+static ProtobufCMessage *gw_instance(struct arena *a, const struct gw_binding *b,
+                                     const ProtobufCMessageDescriptor *d, const char *id,
+                                     unsigned index, const struct backend_container *c,
+                                     enum gw_status *st, char **addr)
+{
+    ProtobufCMessage *inst = arena_message(a, d);
+    char *iid = arena_printf(a, "%s-%u", id, index);
+
+    if (inst == NULL || iid == NULL)
+        return NULL;
+    *addr = c ? gw_address(a, b, c) : NULL;
+    *st = c ? gw_status_of(c->state) : GW_STATUS_PENDING;
+    gw_set_str(inst, "id", iid);
+    gw_set_str(inst, "address", *addr);
+    gw_set_enum(inst, "status", *st);
+    return inst;
+}
+
+/* The Get answer of one object from its n > 0 replicas (sorted by index):
+ * one instance per container, plus a PENDING one for every index below the
+ * wanted count that has no container, so a short set never looks whole. */
+static int gw_compose(struct arena *a, const struct gw_binding *b, const struct gw_replica *r,
+                      size_t n, ProtobufCMessage **out, struct berth_err *err)
+{
+    const struct gw_kind *k = b->kind;
+    const ProtobufCFieldDescriptor *fd =
+        gw_field(k->get_out, "instances", PROTOBUF_C_TYPE_MESSAGE, 1);
+    unsigned wanted = gw_wanted(r, n);
+    ProtobufCMessage *resp = arena_message(a, k->get_out);
+    ProtobufCMessage **items = arena_alloc(a, (n + wanted) * sizeof(*items));
+    char *address = NULL;
+    size_t m = 0, j = 0;
+
+    if (fd == NULL)
+        return berth_err_set(err, BERTH_INTERNAL, "%s answer has no instances", k->name);
+    if (resp == NULL || items == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (unsigned i = 0; j < n || i < wanted; i++) {
+        int seen = 0;
+        for (; j < n && r[j].index == i; j++, seen = 1) {
+            enum gw_status st;
+            char *addr;
+            items[m] = gw_instance(a, b, fd->descriptor, r[j].id, i, r[j].c, &st, &addr);
+            if (items[m++] == NULL)
+                return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            if (address == NULL && st == GW_STATUS_RUNNING)
+                address = addr;
+        }
+        if (!seen && i < wanted) {
+            enum gw_status st;
+            char *addr;
+            items[m] = gw_instance(a, b, fd->descriptor, r[0].id, i, NULL, &st, &addr);
+            if (items[m++] == NULL)
+                return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        }
+    }
+    *(size_t *)((char *)resp + fd->quantifier_offset) = m;
+    *(ProtobufCMessage ***)((char *)resp + fd->offset) = items;
+    gw_set_str(resp, "address", address);
+    *out = resp;
+    return 0;
+}
+
+/* ---- the cache of last known answers ----------------------------------- */
+
+/* A ticket for a listing about to be made; gw_cache_end when it is done. */
+static uint64_t gw_cache_begin(struct gateway_service *s)
+{
+    uint64_t t;
+
+    lock_take(&s->cache_lock);
+    s->inflight++;
+    t = ++s->ticket;
+    lock_give(&s->cache_lock);
+    return t;
+}
+
+/* The listing is done. With none left under way, no older news can come, so
+ * the tombstones go. */
+static void gw_cache_end(struct gateway_service *s)
+{
+    lock_take(&s->cache_lock);
+    s->inflight--;
+    /* From the end down, so the entry moved into a freed slot was seen. */
+    for (size_t i = s->n_cache; s->inflight == 0 && s->n_dead > 0 && i-- > 0;) {
+        struct gw_cached *e = &s->cache[i];
+        if (e->answer != NULL)
+            continue;
+        free(e->ns);
+        free(e->id);
+        *e = s->cache[--s->n_cache];
+        s->n_dead--;
+    }
+    lock_give(&s->cache_lock);
+}
+
+/* The entry of (k, ns, id), tombstones included; NULL when none. Called with
+ * cache_lock held. */
+static struct gw_cached *gw_cache_find(struct gateway_service *s, const struct gw_kind *k,
+                                       const char *ns, const char *id)
+{
+    for (size_t i = 0; i < s->n_cache; i++) {
+        struct gw_cached *e = &s->cache[i];
+        if (e->kind == k && strcmp(e->id, id) == 0 && strcmp(e->ns, ns) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Make e a tombstone of `ticket`. Called with cache_lock held. */
+static void gw_cache_bury(struct gateway_service *s, struct gw_cached *e, uint64_t ticket)
+{
+    if (e->answer != NULL)
+        s->n_dead++;
+    free(e->answer);
+    e->answer = NULL;
+    e->len = 0;
+    e->ticket = ticket;
+}
+
+/* A new tombstone of (k, ns, id) with ticket 0; NULL when out of memory.
+ * Called with cache_lock held. */
+static struct gw_cached *gw_cache_add(struct gateway_service *s, const struct gw_kind *k,
+                                      const char *ns, const char *id)
+{
+    struct gw_cached *e;
+
+    if (s->n_cache == s->cap_cache) {
+        size_t cap = s->cap_cache ? 2 * s->cap_cache : 16;
+        struct gw_cached *grown = realloc(s->cache, cap * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        s->cache = grown;
+        s->cap_cache = cap;
+    }
+    e = &s->cache[s->n_cache];
+    memset(e, 0, sizeof(*e));
+    e->kind = k;
+    e->ns = strdup(ns);
+    e->id = strdup(id);
+    if (e->ns == NULL || e->id == NULL) {
+        free(e->ns);
+        free(e->id);
+        return NULL;
+    }
+    s->n_cache++;
+    s->n_dead++;
+    return e;
+}
+
+/* Store answer as what the listing of `ticket` saw of (k, ns, id), unless a
+ * newer listing was stored already. Best effort: out of memory, the cache
+ * keeps what it had. */
+static void gw_cache_put(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                         const char *id, const ProtobufCMessage *answer, uint64_t ticket)
+{
+    size_t len = protobuf_c_message_get_packed_size(answer);
+    uint8_t *bytes = malloc(len ? len : 1);
+    struct gw_cached *e;
+
+    if (bytes == NULL)
+        return;
+    protobuf_c_message_pack(answer, bytes);
+    lock_take(&s->cache_lock);
+    e = gw_cache_find(s, k, ns, id);
+    if (e == NULL)
+        e = gw_cache_add(s, k, ns, id);
+    if (e != NULL && e->ticket <= ticket) {
+        if (e->answer == NULL)
+            s->n_dead--;
+        free(e->answer);
+        e->answer = bytes;
+        e->len = len;
+        e->ticket = ticket;
+        bytes = NULL;
+    }
+    lock_give(&s->cache_lock);
+    free(bytes);
+}
+
+/* (k, ns, id) is gone as of `ticket`: its entry becomes a tombstone (one is
+ * made when there is none), which gw_cache_end clears. */
+static void gw_cache_drop(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                          const char *id, uint64_t ticket)
+{
+    struct gw_cached *e;
+
+    lock_take(&s->cache_lock);
+    e = gw_cache_find(s, k, ns, id);
+    if (e == NULL)
+        e = gw_cache_add(s, k, ns, id);
+    if (e != NULL && e->ticket <= ticket)
+        gw_cache_bury(s, e, ticket);
+    lock_give(&s->cache_lock);
+}
+
+/* Every entry (of kind k and id when not NULL) that the listing of `ticket`
+ * did not store is gone: it becomes a tombstone. */
+static void gw_cache_sweep(struct gateway_service *s, const struct gw_kind *k, const char *id,
+                           uint64_t ticket)
+{
+    lock_take(&s->cache_lock);
+    for (size_t i = 0; i < s->n_cache; i++) {
+        struct gw_cached *e = &s->cache[i];
+        if ((k == NULL || e->kind == k) && (id == NULL || strcmp(e->id, id) == 0) &&
+            e->ticket < ticket)
+            gw_cache_bury(s, e, ticket);
+    }
+    lock_give(&s->cache_lock);
+}
+
+/* The cached answer of (k, ns, id), unpacked into the arena: 0, or -1 when
+ * there is none (or out of memory). */
+static int gw_cache_answer(struct gateway_service *s, const struct gw_kind *k, const char *ns,
+                           const char *id, struct arena *a, ProtobufCMessage **out)
+{
+    struct gw_cached *e;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+
+    lock_take(&s->cache_lock);
+    e = gw_cache_find(s, k, ns, id);
+    if (e != NULL && e->answer != NULL) {
+        len = e->len;
+        bytes = arena_alloc(a, len ? len : 1);
+        if (bytes != NULL)
+            memcpy(bytes, e->answer, len);
+    }
+    lock_give(&s->cache_lock);
+    if (bytes == NULL)
+        return -1;
+    *out = protobuf_c_message_unpack(k->get_out, arena_allocator(a), len, bytes);
+    return *out != NULL ? 0 : -1;
+}
+
+/* Compose and store every object of b's kind in list with `ticket`; *stored
+ * counts them. */
+static int gw_store_list(struct gateway_service *s, const struct gw_binding *b,
+                         const struct backend_container_list *list, uint64_t ticket,
+                         struct arena *a, size_t *stored, struct berth_err *err)
+{
+    struct gw_replica *r;
+    size_t n, next;
+
+    if (gw_collect(b->kind, list, NULL, a, &r, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i = next) {
+        ProtobufCMessage *answer;
+
+        next = i + 1;
+        while (next < n && strcmp(r[next].id, r[i].id) == 0 && strcmp(r[next].ns, r[i].ns) == 0)
+            next++;
+        if (gw_compose(a, b, r + i, next - i, &answer, err) < 0)
+            return -1;
+        gw_cache_put(s, b->kind, r[i].ns, r[i].id, answer, ticket);
+        (*stored)++;
+    }
+    return 0;
+}
+
+/* List the object `id` of b's kind again and store what the Engine shows
+ * (forgetting it in every namespace where it has no container left). */
+static int gw_refresh(struct gateway_service *s, const struct gw_binding *b, const char *id,
+                      int64_t deadline, struct berth_err *err)
+{
+    struct backend_container_list list = {0};
+    struct arena *a = arena_new();
+    uint64_t ticket = gw_cache_begin(s);
+    const char *filter = a ? arena_printf(a, "%s=%s", b->kind->id_label, id) : NULL;
+    size_t stored = 0;
+    int rc = -1;
+
+    if (filter == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (s->backend->ops->list(s->backend->ctx, filter, deadline, &list, err) < 0 ||
+        gw_store_list(s, b, &list, ticket, a, &stored, err) < 0)
+        goto out;
+    gw_cache_sweep(s, b->kind, id, ticket);
+    rc = 0;
+out:
+    gw_cache_end(s);
+    backend_container_list_release(&list);
+    arena_free(a);
+    return rc;
+}
+
+/* List every container of b's kind and store each object with `ticket`. */
+static int gw_sync_kind(struct gateway_service *s, const struct gw_binding *b, uint64_t ticket,
+                        int64_t deadline, struct arena *a, size_t *stored, struct berth_err *err)
+{
+    struct backend_container_list list = {0};
+    const char *filter = arena_printf(a, "berth.kind=%s", b->kind->name);
+    int rc = -1;
+
+    if (filter == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (s->backend->ops->list(s->backend->ctx, filter, deadline, &list, err) == 0)
+        rc = gw_store_list(s, b, &list, ticket, a, stored, err);
+    backend_container_list_release(&list);
+    return rc;
+}
+
+int gateway_service_sync(struct gateway_service *s, int64_t deadline, struct berth_err *err)
+{
+    struct arena *a = arena_new();
+    uint64_t ticket = gw_cache_begin(s);
+    size_t stored = 0;
+    int rc = -1;
+
+    if (a == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < GW_KIND_COUNT; i++)
+        if (gw_sync_kind(s, &s->bind[i], ticket, deadline, a, &stored, err) < 0)
+            goto out;
+    /* Only once both kinds were listed: a failed sync forgets nothing. */
+    gw_cache_sweep(s, NULL, NULL, ticket);
+    log_debug("krane.sync", "objects=%zu", stored);
+    rc = 0;
+out:
+    gw_cache_end(s);
+    arena_free(a);
+    return rc;
+}
+
+/* Does ev change what Get shows, and is it newer than the last re-list of
+ * its object? Notes ev's object as re-listed now when so. */
+static int gw_event_is_news(struct gateway_service *s, const struct gw_kind *k,
+                            const struct backend_event *ev)
+{
+    static const char *const actions[] = {"start", "restart", "die", "pause", "unpause", "destroy"};
+    size_t len = strlen(ev->object_id);
+    int news = 0;
+
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]) && !news; i++)
+        news = strcmp(ev->action, actions[i]) == 0;
+    if (!news)
+        return 0;
+    lock_take(&s->cache_lock);
+    /* The listing began after the event happened: it saw it already. */
+    if (s->last_kind == k && strcmp(s->last_id, ev->object_id) == 0 && ev->time_unix_ns > 0 &&
+        ev->time_unix_ns < s->last_began_ns)
+        news = 0;
+    if (news) {
+        s->last_kind = len <= GW_ID_MAX ? k : NULL;
+        memcpy(s->last_id, ev->object_id, len <= GW_ID_MAX ? len + 1 : 1);
+        s->last_began_ns = berth_unix_ms() * 1000000;
+    }
+    lock_give(&s->cache_lock);
+    return news;
+}
+
+void gateway_service_on_event(struct gateway_service *s, const struct backend_event *ev)
+{
+    struct berth_err err;
+
+    if (ev->object_id[0] == '\0')
+        return;
+    for (int i = 0; i < GW_KIND_COUNT; i++) {
+        const struct gw_binding *b = &s->bind[i];
+        if (strcmp(ev->kind, b->kind->name) != 0 || !gw_event_is_news(s, b->kind, ev))
+            continue;
+        berth_err_clear(&err);
+        if (gw_refresh(s, b, ev->object_id, berth_now_ms() + GW_EVENT_MS, &err) < 0) {
+            struct log_quoted lq;
+            log_debug("krane.event", "kind=%s id=%s action=%s code=%s error=%s", b->kind->name,
+                      ev->object_id, ev->action, berth_code_name(err.code),
+                      log_quote(&lq, err.msg));
+        }
+    }
+}
+
 /* ---- Create ------------------------------------------------------------ */
 
 /* Remove the replicas this call made. Best effort: failures are logged. */
@@ -764,12 +1275,32 @@ static void gw_rollback(struct gateway_service *s, const struct gw_kind *k, cons
         berth_err_clear(&e);
         if (s->backend->ops->remove(s->backend->ctx, made[i], deadline, &e) == 0)
             removed++;
-        else if (e.code != BERTH_NOT_FOUND)
-            log_warn("krane.rollback", "kind=%s id=%s container=%.64s code=%s error=\"%s\"",
-                     k->name, id, made[i], berth_code_name(e.code), e.msg);
+        else if (e.code != BERTH_NOT_FOUND) {
+            struct log_quoted lq;
+            log_warn("krane.rollback", "kind=%s id=%s container=%.64s code=%s error=%s", k->name,
+                     id, made[i], berth_code_name(e.code), log_quote(&lq, e.msg));
+        }
     }
     if (removed > 0)
         log_info("krane.rollback", "kind=%s id=%s removed=%zu", k->name, id, removed);
+}
+
+/* Bring a replica that exists back to running: start one that was made but
+ * never started or that exited, unpause a paused one. 1 when it acted, 0
+ * when there was nothing to do, -1 on failure. */
+static int gw_wake(struct gateway_service *s, const struct backend_container *c, int64_t deadline,
+                   struct berth_err *err)
+{
+    const struct backend_ops *ops = s->backend->ops;
+    int rc;
+
+    if (strcmp(c->state, "paused") == 0)
+        rc = ops->unpause(s->backend->ctx, c->id, deadline, err);
+    else if (strcmp(c->state, "created") == 0 || strcmp(c->state, "exited") == 0)
+        rc = ops->start(s->backend->ctx, c->id, deadline, err);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
 }
 
 /* Create and start replica i. What was created is appended to made (heap
@@ -796,6 +1327,21 @@ static int gw_make_replica(struct gateway_service *s, struct rpc_call *call,
     }
     made[(*n_made)++] = cid;
     return s->backend->ops->start(s->backend->ctx, cid, call->deadline, err);
+}
+
+/* After a Create: one listing of the object, so the cache knows it. Its
+ * failure does not fail the Create. */
+static void gw_created(struct gateway_service *s, const struct gw_binding *b, const char *id,
+                       int64_t deadline)
+{
+    struct berth_err e;
+
+    berth_err_clear(&e);
+    if (gw_refresh(s, b, id, deadline, &e) < 0) {
+        struct log_quoted lq;
+        log_debug("krane.cache", "kind=%s id=%s code=%s error=%s", b->kind->name, id,
+                  berth_code_name(e.code), log_quote(&lq, e.msg));
+    }
 }
 
 /* Create: validate, take the id, compare with what exists, make the missing
@@ -849,14 +1395,13 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     }
 
     /* A retry completes a set that a crash or a removal behind our back left
-     * short, and starts replicas that were made but never started. */
+     * short, starts replicas that were made but never started or exited, and
+     * unpauses paused ones. */
     for (size_t i = 0; i < list.n; i++) {
-        const struct backend_container *c = &list.items[i];
-        if (strcmp(c->state, "created") != 0 && strcmp(c->state, "exited") != 0)
-            continue;
-        if (s->backend->ops->start(s->backend->ctx, c->id, call->deadline, err) < 0)
+        int woke = gw_wake(s, &list.items[i], call->deadline, err);
+        if (woke < 0)
             goto out;
-        started++;
+        started += (size_t)woke;
     }
     for (unsigned i = 0; i < o.replicas; i++) {
         if (present[i])
@@ -871,6 +1416,7 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     }
     gw_set_enum(resp, "status", GW_STATUS_PENDING);
     *out = resp;
+    gw_created(s, b, o.id, call->deadline);
     if (list.n == 0)
         log_info("krane.created", "kind=%s id=%s replicas=%" PRIu64 " image=%s", k->name, o.id,
                  o.replicas, o.image);
@@ -903,60 +1449,48 @@ static int gw_read_id(const struct gw_kind *k, const ProtobufCMessage *in, const
     return gw_check_text("namespace", *ns, GW_TEXT_MAX, err);
 }
 
+/* Get: live from the Engine, so changes show at once; the answer is
+ * cached. While the Engine is unreachable, the last known answer. */
 static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                  ProtobufCMessage **out, struct berth_err *err)
 {
     const struct gw_binding *b = ctx;
     const struct gw_kind *k = b->kind;
-    struct arena *a = call->arena;
+    struct gateway_service *s = b->s;
     struct backend_container_list list = {0};
-    const ProtobufCFieldDescriptor *fd =
-        gw_field(k->get_out, "instances", PROTOBUF_C_TYPE_MESSAGE, 1);
     struct gw_replica *r = NULL;
-    ProtobufCMessage *resp, **items;
+    ProtobufCMessage *resp;
     const char *ns, *id;
-    char *address = NULL;
+    uint64_t ticket;
     size_t n = 0;
     int rc = -1;
 
     if (gw_read_id(k, in, &ns, &id, err) < 0)
         return -1;
-    if (fd == NULL)
-        return berth_err_set(err, BERTH_INTERNAL, "%s answer has no instances", k->name);
-    if (gw_find(b->s, k, ns, id, call->deadline, &list, &r, &n, a, err) < 0)
+    ticket = gw_cache_begin(s);
+    if (gw_find(s, k, ns, id, call->deadline, &list, &r, &n, call->arena, err) < 0) {
+        if (err->code == BERTH_UNAVAILABLE &&
+            gw_cache_answer(s, k, ns, id, call->arena, out) == 0) {
+            struct log_quoted lq;
+            log_debug("krane.cached", "kind=%s id=%s reason=%s", k->name, id,
+                      log_quote(&lq, err->msg));
+            berth_err_clear(err);
+            rc = 0;
+        }
         goto out;
+    }
     if (n == 0) {
+        gw_cache_drop(s, k, ns, id, ticket);
         berth_err_set(err, BERTH_NOT_FOUND, "%s '%s' not found", k->name, id);
         goto out;
     }
-    resp = arena_message(a, k->get_out);
-    items = arena_alloc(a, n * sizeof(*items));
-    if (resp == NULL || items == NULL)
-        goto oom;
-    for (size_t i = 0; i < n; i++) {
-        ProtobufCMessage *inst = arena_message(a, fd->descriptor);
-        char *iid = arena_printf(a, "%s-%u", id, r[i].index);
-        char *addr = gw_address(a, b, r[i].c);
-        enum gw_status st = gw_status_of(r[i].c->state);
-
-        if (inst == NULL || iid == NULL)
-            goto oom;
-        gw_set_str(inst, "id", iid);
-        gw_set_str(inst, "address", addr);
-        gw_set_enum(inst, "status", st);
-        if (address == NULL && st == GW_STATUS_RUNNING)
-            address = addr;
-        items[i] = inst;
-    }
-    *(size_t *)((char *)resp + fd->quantifier_offset) = n;
-    *(ProtobufCMessage ***)((char *)resp + fd->offset) = items;
-    gw_set_str(resp, "address", address);
+    if (gw_compose(call->arena, b, r, n, &resp, err) < 0)
+        goto out;
+    gw_cache_put(s, k, ns, id, resp, ticket);
     *out = resp;
     rc = 0;
-    goto out;
-oom:
-    berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
 out:
+    gw_cache_end(s);
     backend_container_list_release(&list);
     return rc;
 }
@@ -994,9 +1528,11 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
             /* The first failure is the answer; the others are logged. */
             if (failed == 0)
                 berth_err_set(err, e.code, "%s", e.msg);
-            else
-                log_warn("krane.delete", "kind=%s id=%s container_id=%.12s error=\"%s\"", k->name,
-                         id, r[i].c->id, e.msg);
+            else {
+                struct log_quoted lq;
+                log_warn("krane.delete", "kind=%s id=%s container_id=%.12s error=%s", k->name, id,
+                         r[i].c->id, log_quote(&lq, e.msg));
+            }
             failed++;
         }
     }
@@ -1008,6 +1544,8 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         goto out;
     }
     *out = resp;
+    gw_cache_drop(s, k, ns, id, gw_cache_begin(s));
+    gw_cache_end(s);
     log_info("krane.deleted", "kind=%s id=%s removed=%zu", k->name, id, removed);
     rc = 0;
 out:

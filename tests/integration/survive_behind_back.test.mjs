@@ -3,7 +3,10 @@
 // Engine API, and GetVmInfo must show it within 1 s of the Engine call
 // returning (that deadline is the requirement, so the waits below fail past
 // it). A container OOM-killed under a tiny memory limit shows as SHUTDOWN
-// with backendInfo.oom_killed "true".
+// with backendInfo.oom_killed "true". A gateway replica killed through the
+// Engine API shows GATEWAY_STATUS_TERMINATING in GetGateway within 1 s (the
+// Engine cancels the unless-stopped restart of a container killed through
+// its API, so it stays exited: the test checks that too).
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -24,6 +27,10 @@ const SEEN_WITHIN_MS = 1000; // the requirement: visible in GetVmInfo within 1 s
 const WORKLOAD = ["sh", "-c", "trap 'exit 0' TERM; while [ ! -e /tmp/stop ]; do sleep 0.05; done; exit 3"];
 // Doubles a string until the memory limit kills it.
 const ALLOCATES = ["sh", "-c", "x=a; while :; do x=$x$x; done"];
+
+const GW = "/krane.v1.GatewayService";
+const gatewayId = (tag) => `gx-bb-${tag}-${RUN}`;
+const REPLICA_IMAGE = `berth-test/gx-bb:${RUN}`; // TEST_IMAGE whose CMD is WORKLOAD
 
 let d; // the daemon under test
 
@@ -83,10 +90,29 @@ async function engineExec(cid, cmd) {
   await engine.call("POST", `/exec/${r.body.Id}/start`, { body: { Detach: true, Tty: false } });
 }
 
+function krane(method, body, { timeoutMs = 30000 } = {}) {
+  return d.request({ method: "POST", path: `${GW}/${method}`, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), timeoutMs });
+}
+
+/** REPLICA_IMAGE: TEST_IMAGE committed with WORKLOAD as its CMD (krane has no command field). */
+async function commitReplicaImage() {
+  const [repo, tag] = REPLICA_IMAGE.split(":");
+  const id = await engine.createContainer({ image: TEST_IMAGE, cmd: ["true"] });
+  try {
+    const qs = new URLSearchParams({ container: id, repo, tag });
+    qs.append("changes", `CMD ${JSON.stringify(WORKLOAD)}`);
+    await engine.call("POST", `/commit?${qs}`);
+  } finally {
+    await engine.remove(id);
+  }
+}
+
 async function cleanup() {
   const all = await engine.listContainers(["berth.managed=true"]);
-  const mine = all.filter((c) => String((c.Labels || {})["berth.vm_id"] || "").endsWith(RUN));
+  const ours = (l) => [l["berth.vm_id"], l["berth.gateway_id"]].some((v) => String(v || "").endsWith(RUN));
+  const mine = all.filter((c) => ours(c.Labels || {}));
   await Promise.all(mine.map((c) => engine.remove(c.Id)));
+  await engine.call("DELETE", `/images/${encodeURIComponent(REPLICA_IMAGE)}`, { query: { force: "1" }, ok: [404, 409] });
 }
 
 // --- the suite ----------------------------------------------------------------
@@ -222,5 +248,43 @@ describe("changes behind berthd's back show in GetVmInfo within 1 s", { skip }, 
     assert.equal(c.State.OOMKilled, true, `the Engine says OOM-killed: ${JSON.stringify(c.State)}`);
     const { info } = await seenWithin(id, (r) => inState("VM_STATE_SHUTDOWN")(r) && r.json.backendInfo.oom_killed === "true", "SHUTDOWN with oom_killed=true");
     assert.equal(info.json.backendInfo.exit_code, String(c.State.ExitCode));
+  });
+
+  test("kill of a gateway replica: TERMINATING in GetGateway, as the Engine shows it (exited, not restarted)", async () => {
+    await commitReplicaImage();
+    const id = gatewayId("kill");
+    const get = { gatewayId: id };
+    let r = await krane("CreateGateway", { gateway: { gatewayId: id, image: REPLICA_IMAGE, replicas: 2 } });
+    assert.equal(r.status, 200, r.text);
+    await waitFor(
+      async () => {
+        r = await krane("GetGateway", get);
+        return r.status === 200 && r.json.instances.length === 2 && r.json.instances.every((i) => i.status === "GATEWAY_STATUS_RUNNING");
+      },
+      { timeoutMs: 10000, intervalMs: 50, what: "both replicas RUNNING", describe: () => r.text },
+    );
+    const [victim] = await engine.listContainers([`berth.gateway_id=${id}`, "berth.replica=1"]);
+    await engine.kill(victim.Id, "SIGKILL");
+    const t0 = Date.now();
+    let last;
+    await waitFor(
+      async () => {
+        last = await krane("GetGateway", get, { timeoutMs: SEEN_WITHIN_MS });
+        const inst = last.status === 200 ? last.json.instances : [];
+        return inst.length === 2 && inst[1].status === "GATEWAY_STATUS_TERMINATING" && inst[0].status === "GATEWAY_STATUS_RUNNING";
+      },
+      { timeoutMs: SEEN_WITHIN_MS, intervalMs: 20, what: `GetGateway of ${id} to show replica 1 TERMINATING`, describe: () => `last answer: ${last && last.status} ${last && last.text}` },
+    );
+    assert.ok(Date.now() - t0 <= SEEN_WITHIN_MS);
+    assert.equal(last.json.instances[1].address, undefined, "an exited replica publishes no port");
+    // What the Engine really does: a kill through its API cancels the
+    // unless-stopped restart, so the replica is exited, not restarting, and
+    // Get agrees with it.
+    const c = await engine.inspect(victim.Id);
+    assert.equal(c.State.Status, "exited", JSON.stringify(c.State));
+    assert.equal(c.RestartCount, 0);
+    assert.equal(c.State.ExitCode, 137);
+    assert.equal((await krane("GetGateway", get)).json.instances[1].status, "GATEWAY_STATUS_TERMINATING");
+    assert.equal((await krane("DeleteGateway", get)).status, 200);
   });
 });

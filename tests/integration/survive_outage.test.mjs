@@ -7,7 +7,11 @@
 // stopped, calls that need it answer `unavailable` within 1 s, reads keep
 // answering from the registry and /readyz is 503; with the Engine back,
 // berthd serves again within 5 s, by itself, and its registry matches the
-// Engine, including a change made while berthd could not see it.
+// Engine, including a change made while berthd could not see it. A gateway
+// and a deployment live through the outage too: while the Engine is down
+// GetGateway and GetDeployment answer the last known answer within 1 s and
+// their Create and Delete answer `unavailable` within 1 s; afterwards they
+// serve live again.
 // Everything is torn down at the end, on failure too.
 
 import { describe, test, before, after } from "node:test";
@@ -33,6 +37,10 @@ const RECOVER_MS = 5000; // berthd serves again within this once the Engine is b
 const EXITS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"];
 const DOCKERD = process.env.BERTH_DOCKERD || "dockerd";
 const IMAGE_SH = path.join(TESTS_DIR, "lib", "image.sh");
+const GW = "/krane.v1.GatewayService";
+const DEP = "/krane.v1.DeploymentService";
+const REPLICA_IMAGE = `berth-test/gx-outage:${RUN}`; // TEST_IMAGE whose CMD runs until SIGTERM
+const gxId = (tag) => `gx-${tag}-${RUN}`;
 const ENGINE_TO_STATE = { created: "VM_STATE_CREATED", running: "VM_STATE_RUNNING", paused: "VM_STATE_PAUSED", exited: "VM_STATE_SHUTDOWN", dead: "VM_STATE_SHUTDOWN" };
 
 // --- a private Docker Engine -------------------------------------------------
@@ -261,6 +269,42 @@ async function ok(method, body, opts) {
   return r.json;
 }
 
+function krane(p, body, { timeoutMs = 30000 } = {}) {
+  return d.request({ method: "POST", path: p, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), timeoutMs });
+}
+
+async function kraneOk(p, body) {
+  const r = await krane(p, body);
+  assert.equal(r.status, 200, `${p} ${JSON.stringify(body)} -> ${r.status} ${r.text}`);
+  return r.json;
+}
+
+/** Wait until Get at p reports n instances, all `running` with an address. */
+async function allRunning(p, body, n, running) {
+  let last;
+  return waitFor(
+    async () => {
+      last = await krane(p, body);
+      const inst = (last.json && last.json.instances) || [];
+      return last.status === 200 && inst.length === n && inst.every((i) => i.status === running && i.address) ? last.json : false;
+    },
+    { timeoutMs: 20000, intervalMs: 100, what: `${p} to report ${n} running instances`, describe: () => last && last.text },
+  );
+}
+
+/** REPLICA_IMAGE in the private Engine: TEST_IMAGE committed with a CMD that runs until SIGTERM. */
+async function commitReplicaImage() {
+  const [repo, tag] = REPLICA_IMAGE.split(":");
+  const id = await engine.createContainer({ image: TEST_IMAGE, cmd: ["true"] });
+  try {
+    const qs = new URLSearchParams({ container: id, repo, tag });
+    qs.append("changes", `CMD ${JSON.stringify(EXITS_ON_TERM)}`);
+    await engine.call("POST", `/commit?${qs}`);
+  } finally {
+    await engine.remove(id);
+  }
+}
+
 async function readyz() {
   return (await d.request({ method: "GET", path: "/readyz", timeoutMs: 5000 })).status;
 }
@@ -328,6 +372,21 @@ describe("an Engine outage while berthd runs", { skip }, () => {
     assert.deepEqual(await engineStates(), await listedStates());
   });
 
+  const gw = gxId("gw"); // a 2-replica gateway through the outage
+  const dep = gxId("dep"); // a 1-replica deployment through the outage
+  const gwGet = { namespace: "outage", gatewayId: gw };
+  const depGet = { namespace: "outage", deploymentId: dep };
+  let gwBefore, depBefore; // their last answers before the outage
+
+  test("set up: a gateway and a deployment on the private Engine", async () => {
+    await commitReplicaImage();
+    await kraneOk(`${GW}/CreateGateway`, { gateway: { namespace: "outage", gatewayId: gw, image: REPLICA_IMAGE, replicas: 2 } });
+    await kraneOk(`${DEP}/CreateDeployment`, { deployment: { namespace: "outage", deploymentId: dep, image: REPLICA_IMAGE, replicas: 1 } });
+    gwBefore = await allRunning(`${GW}/GetGateway`, gwGet, 2, "GATEWAY_STATUS_RUNNING");
+    depBefore = await allRunning(`${DEP}/GetDeployment`, depGet, 1, "DEPLOYMENT_STATUS_RUNNING");
+    assert.ok(gwBefore.address, `the gateway has an address: ${JSON.stringify(gwBefore)}`);
+  });
+
   test("the Engine stops: its dockerd exits on SIGTERM, the VM containers live on", async () => {
     const victimPid = (await engine.inspect(`berth-vm-${victim}`)).State.Pid;
     assert.ok(victimPid > 0, "the victim runs");
@@ -359,6 +418,40 @@ describe("an Engine outage while berthd runs", { skip }, () => {
       assert.ok(took < FAST_MS, `${row.method} answered in ${took} ms`);
     });
   }
+
+  const kraneNeedEngine = [
+    { description: "CreateGateway", path: `${GW}/CreateGateway`, body: () => ({ gateway: { namespace: "outage", gatewayId: gxId("late"), image: REPLICA_IMAGE, replicas: 1 } }) },
+    { description: "CreateGateway retry of the existing gateway", path: `${GW}/CreateGateway`, body: () => ({ gateway: { namespace: "outage", gatewayId: gw, image: REPLICA_IMAGE, replicas: 2 } }) },
+    { description: "DeleteGateway", path: `${GW}/DeleteGateway`, body: () => gwGet },
+    { description: "CreateDeployment", path: `${DEP}/CreateDeployment`, body: () => ({ deployment: { namespace: "outage", deploymentId: gxId("late"), image: REPLICA_IMAGE, replicas: 1 } }) },
+    { description: "DeleteDeployment", path: `${DEP}/DeleteDeployment`, body: () => depGet },
+    { description: "GetGateway of an id berthd never saw", path: `${GW}/GetGateway`, body: () => ({ gatewayId: gxId("never") }) },
+    { description: "GetGateway in another namespace", path: `${GW}/GetGateway`, body: () => ({ namespace: "other", gatewayId: gw }) },
+  ];
+  for (const row of kraneNeedEngine) {
+    test(`Engine down: ${row.description} answers unavailable within ${FAST_MS} ms`, async () => {
+      const t0 = Date.now();
+      const r = await krane(row.path, row.body(), { timeoutMs: 10000 });
+      const took = Date.now() - t0;
+      assert.equal(r.status, 503, `${row.path} -> ${r.status} ${r.text}`);
+      assert.equal(r.json && r.json.code, "unavailable", r.text);
+      assert.ok(took < FAST_MS, `${row.path} answered in ${took} ms`);
+    });
+  }
+
+  test(`Engine down: GetGateway and GetDeployment answer the last known answer within ${FAST_MS} ms`, async () => {
+    for (const [p, body, before] of [
+      [`${GW}/GetGateway`, gwGet, gwBefore],
+      [`${DEP}/GetDeployment`, depGet, depBefore],
+    ]) {
+      const t0 = Date.now();
+      const r = await krane(p, body, { timeoutMs: 10000 });
+      const took = Date.now() - t0;
+      assert.equal(r.status, 200, `${p} -> ${r.status} ${r.text}`);
+      assert.deepEqual(r.json, before, `${p} answers what it answered before the outage`);
+      assert.ok(took < FAST_MS, `${p} answered in ${took} ms`);
+    }
+  });
 
   test("Engine down: GetVmInfo and ListVms answer from the registry, /readyz is 503", async () => {
     const t0 = Date.now();
@@ -405,5 +498,37 @@ describe("an Engine outage while berthd runs", { skip }, () => {
     assert.equal((await ok("CreateVm", { vmId: late, config: { container: { image: TEST_IMAGE, command: EXITS_ON_TERM } } })).state, "VM_STATE_CREATED");
     assert.deepEqual(await ok("DeleteVm", { vmId: late }), { success: true });
     assert.deepEqual(await listedStates(), await engineStates());
+  });
+
+  test("after the outage gateways and deployments serve live again", async () => {
+    // Live again: a change made now shows at once.
+    const killed = (await engine.listContainers([`berth.gateway_id=${gw}`, "berth.replica=1"]))[0];
+    assert.ok(killed, "replica 1 of the gateway is still there");
+    await kraneOk(`${GW}/GetGateway`, gwGet);
+    await engine.call("POST", `/containers/${killed.Id}/stop`, { query: { t: "5" } });
+    const after = await kraneOk(`${GW}/GetGateway`, gwGet);
+    assert.equal(after.instances[1].status, "GATEWAY_STATUS_TERMINATING", JSON.stringify(after));
+    // A retry restarts it; Create and Delete work again.
+    await kraneOk(`${GW}/CreateGateway`, { gateway: { namespace: "outage", gatewayId: gw, image: REPLICA_IMAGE, replicas: 2 } });
+    await allRunning(`${GW}/GetGateway`, gwGet, 2, "GATEWAY_STATUS_RUNNING");
+    const late = { namespace: "outage", gatewayId: gxId("late") };
+    await kraneOk(`${GW}/CreateGateway`, { gateway: { ...late, image: REPLICA_IMAGE, replicas: 1 } });
+    await allRunning(`${GW}/GetGateway`, late, 1, "GATEWAY_STATUS_RUNNING");
+    for (const [p, body] of [
+      [`${GW}/DeleteGateway`, late],
+      [`${GW}/DeleteGateway`, gwGet],
+      [`${DEP}/DeleteDeployment`, depGet],
+    ]) {
+      assert.deepEqual(await kraneOk(p, body), {});
+    }
+    for (const [p, body] of [
+      [`${GW}/GetGateway`, gwGet],
+      [`${DEP}/GetDeployment`, depGet],
+    ]) {
+      const r = await krane(p, body);
+      assert.equal(r.json && r.json.code, "not_found", `${p} after delete -> ${r.status} ${r.text}`);
+    }
+    assert.deepEqual(await engine.listContainers(["berth.managed=true", "berth.kind=gateway"]), []);
+    assert.deepEqual(await engine.listContainers(["berth.managed=true", "berth.kind=deployment"]), []);
   });
 });

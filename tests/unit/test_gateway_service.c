@@ -1,8 +1,9 @@
 /* GatewayService and DeploymentService against the memory backend, seen
  * through a thin wrapper backend that records the last spec, can fail the
  * n-th start and can hide published ports: validation, all-or-nothing
- * create, retries, Get's statuses and addresses, idempotent delete, and
- * concurrent creates of one id. */
+ * create, retries, Get's statuses and addresses, idempotent delete,
+ * concurrent creates of one id, the cache of last known answers that Get
+ * serves while the Engine is down, and short sets shown as such. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ static int spy_create(void *ctx, const struct backend_spec *spec, int64_t deadli
                       struct berth_err *err);
 static int spy_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int spy_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+static int spy_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int spy_list(void *ctx, const char *label, int64_t deadline,
                     struct backend_container_list *out, struct berth_err *err);
 static int fixture_init(struct fixture *f, const char *advertise_host);
@@ -79,6 +81,14 @@ static void test_delete(void);
 static void test_namespaces(void);
 static void test_deployment(void);
 static void test_concurrent_create(void);
+static void test_cache_outage(void);
+static void test_cache_sync(void);
+static void test_cache_event(void);
+static void test_short_set(void);
+static void test_retry_unpauses(void);
+static int fail_list(struct fixture *f);
+static int started_container(struct fixture *f, const char *name, const struct backend_label *l,
+                             size_t n);
 
 /* ---- the wrapper backend ------------------------------------------------ */
 
@@ -116,6 +126,13 @@ static int spy_remove(void *ctx, const char *id, int64_t deadline, struct berth_
     struct spy *s = ctx;
 
     return s->inner.ops->remove(s->inner.ctx, id, deadline, err);
+}
+
+static int spy_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return s->inner.ops->unpause(s->inner.ctx, id, deadline, err);
 }
 
 static int spy_list(void *ctx, const char *label, int64_t deadline,
@@ -156,6 +173,7 @@ static int fixture_init(struct fixture *f, const char *advertise_host)
     f->spy.ops.create = spy_create;
     f->spy.ops.start = spy_start;
     f->spy.ops.remove = spy_remove;
+    f->spy.ops.unpause = spy_unpause;
     f->spy.ops.list = spy_list;
     f->spy.ops.destroy = NULL;
     f->backend.ops = &f->spy.ops;
@@ -893,6 +911,322 @@ static void test_concurrent_create(void)
     fixture_release(&f);
 }
 
+/* Make the next listing fail as if the Engine were gone. Always 0, so it
+ * reads as a step inside CHECK expressions. */
+static int fail_list(struct fixture *f)
+{
+    memory_backend_fail_next(&f->spy.inner, "list", 1, BERTH_UNAVAILABLE);
+    return 0;
+}
+
+/* A running container made behind berthd's back with labels l. */
+static int started_container(struct fixture *f, const char *name, const struct backend_label *l,
+                             size_t n)
+{
+    struct backend_spec spec = {.name = name, .image = "busybox", .labels = l, .n_labels = n};
+    struct berth_err err;
+    char *id = NULL;
+    int rc;
+
+    berth_err_clear(&err);
+    if (f->spy.inner.ops->create(f->spy.inner.ctx, &spec, BERTH_NO_DEADLINE, &id, &err) < 0)
+        return -1;
+    rc = f->spy.inner.ops->start(f->spy.inner.ctx, id, BERTH_NO_DEADLINE, &err);
+    free(id);
+    return rc;
+}
+
+/* While the Engine cannot be listed, Get answers the last known answer;
+ * while it can, Get answers live and refreshes that answer. */
+static void test_cache_outage(void)
+{
+    GatewayRequest g = gw_request("cache", 2);
+    Krane__V1__GetGatewayResponse *r;
+    struct fixture f;
+    struct berth_err err;
+    char addr[64];
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    /* Without anything cached, an outage is unavailable. */
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "", "cache", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+
+    /* A Create fills the cache without any Get. */
+    CHECK(create_gw(&f, &g, &err) == 0);
+    r = (fail_list(&f), get_gw(&f, "", "cache", &err));
+    CHECK_MSG(r != NULL && r->n_instances == 2, "cached after create: %s", err.msg);
+    if (r == NULL || r->n_instances != 2) {
+        fixture_release(&f);
+        return;
+    }
+    CHECK_STR(r->instances[1]->id, "cache-1");
+    CHECK(r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
+    CHECK(strncmp(r->address, "127.0.0.1:", 10) == 0);
+    snprintf(addr, sizeof(addr), "%s", r->address);
+
+    /* Live when the Engine answers: a change shows at once, then is cached. */
+    CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-cache-0"),
+                                   "exited") == 0);
+    r = get_gw(&f, "", "cache", &err);
+    CHECK(r != NULL &&
+          r->instances[0]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
+    r = (fail_list(&f), get_gw(&f, "", "cache", &err));
+    CHECK(r != NULL && r->n_instances == 2 &&
+          r->instances[0]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING &&
+          r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
+    CHECK(r != NULL && strcmp(r->address, addr) != 0 && r->address[0] != '\0');
+
+    /* Only (namespace, id) of the cached object answers; other errors stay. */
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "other", "cache", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+    memory_backend_fail_next(&f.spy.inner, "list", 1, BERTH_INTERNAL);
+    CHECK(get_gw(&f, "", "cache", &err) == NULL && err.code == BERTH_INTERNAL);
+
+    /* Writes still need the Engine. */
+    CHECK(fail_list(&f) == 0 && create_gw(&f, &g, &err) < 0 && err.code == BERTH_UNAVAILABLE);
+    CHECK(fail_list(&f) == 0 && delete_gw(&f, "", "cache", &err) < 0 &&
+          err.code == BERTH_UNAVAILABLE);
+
+    /* A Delete forgets it; so does a live Get that finds nothing. */
+    CHECK(delete_gw(&f, "", "cache", &err) == 0);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "", "cache", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+    CHECK(create_gw(&f, &g, &err) == 0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-cache-0", BERTH_NO_DEADLINE, &err) ==
+          0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-cache-1", BERTH_NO_DEADLINE, &err) ==
+          0);
+    CHECK(get_gw(&f, "", "cache", &err) == NULL && err.code == BERTH_NOT_FOUND);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "", "cache", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+    fixture_release(&f);
+}
+
+/* A full sync fills the cache of a service that never saw the objects (a
+ * restarted berthd) and forgets those whose containers went. */
+static void test_cache_sync(void)
+{
+    Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__DeploymentRequest d = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__GetDeploymentRequest get = KRANE__V1__GET_DEPLOYMENT_REQUEST__INIT;
+    struct gateway_service_config cfg = {.gateway_port = 8040, .deployment_port = 8080};
+    GatewayRequest g = gw_request("sync", 3);
+    Krane__V1__GetGatewayResponse *r;
+    ProtobufCMessage *out = NULL;
+    struct fixture f;
+    struct berth_err err;
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    g.namespace_ = "ns-a";
+    d.namespace_ = "ns-b";
+    d.deployment_id = "sync";
+    d.image = "busybox";
+    d.replicas = 1;
+    req.deployment = &d;
+    get.namespace_ = "ns-b";
+    get.deployment_id = "sync";
+    CHECK(create_gw(&f, &g, &err) == 0);
+    CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0);
+
+    /* A new service on the same containers: nothing cached until the sync. */
+    gateway_service_free(f.svc);
+    router_free(f.router);
+    f.svc = gateway_service_new(&cfg, &f.backend);
+    f.router = router_new();
+    CHECK(f.svc && f.router && gateway_service_register(f.svc, f.router) == 0);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+    berth_err_clear(&err);
+    CHECK(gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
+    r = (fail_list(&f), get_gw(&f, "ns-a", "sync", &err));
+    CHECK_MSG(r != NULL && r->n_instances == 3, "gateway after sync: %s", err.msg);
+    for (size_t i = 0; r && i < r->n_instances; i++)
+        CHECK(r->instances[i]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
+    CHECK(fail_list(&f) == 0 && call(&f, DEP "GetDeployment", &get, &out, &err) == 0);
+    CHECK(out && ((Krane__V1__GetDeploymentResponse *)out)->n_instances == 1);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-b", "sync", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+
+    /* A failed sync keeps what was known. */
+    berth_err_clear(&err);
+    CHECK(fail_list(&f) == 0 && gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) < 0 &&
+          err.code == BERTH_UNAVAILABLE);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) != NULL);
+
+    /* Containers removed behind berthd's back: the next sync forgets them. */
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "berth-gw-sync-%d", i);
+        CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, name, BERTH_NO_DEADLINE, &err) == 0);
+    }
+    berth_err_clear(&err);
+    CHECK(gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+    CHECK(fail_list(&f) == 0 && call(&f, DEP "GetDeployment", &get, &out, &err) == 0);
+    fixture_release(&f);
+}
+
+/* An engine event re-lists its object, so the cache follows changes that no
+ * Get saw; events of other kinds or actions change nothing. */
+static void test_cache_event(void)
+{
+    GatewayRequest g = gw_request("ev", 2);
+    Krane__V1__GetGatewayResponse *r;
+    struct backend_event ev = {.action = "die",
+                               .kind = "gateway",
+                               .object_id = "ev",
+                               .container_id = "",
+                               .exit_code = 137};
+    struct fixture f;
+    struct berth_err err;
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &g, &err) == 0);
+    CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-ev-1"), "exited") ==
+          0);
+    /* Not news for Get: ignored. */
+    ev.action = "exec_start";
+    gateway_service_on_event(f.svc, &ev);
+    ev.action = "die";
+    ev.kind = "vm";
+    gateway_service_on_event(f.svc, &ev);
+    r = (fail_list(&f), get_gw(&f, "", "ev", &err));
+    CHECK(r != NULL && r->n_instances == 2 &&
+          r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
+
+    ev.kind = "gateway";
+    ev.time_unix_ns = berth_unix_ms() * 1000000;
+    gateway_service_on_event(f.svc, &ev);
+    r = (fail_list(&f), get_gw(&f, "", "ev", &err));
+    CHECK(r != NULL && r->n_instances == 2 &&
+          r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
+
+    /* Removed behind berthd's back: the destroy event forgets it. */
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-ev-0", BERTH_NO_DEADLINE, &err) == 0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-ev-1", BERTH_NO_DEADLINE, &err) == 0);
+    ev.action = "destroy";
+    ev.time_unix_ns = berth_unix_ms() * 1000000 + 1000000;
+    gateway_service_on_event(f.svc, &ev);
+    CHECK(fail_list(&f) == 0 && get_gw(&f, "", "ev", &err) == NULL &&
+          err.code == BERTH_UNAVAILABLE);
+    fixture_release(&f);
+}
+
+/* Every replica carries the wanted count; Get shows the indices below it
+ * that have no container as PENDING, so a set a crash left short never looks
+ * whole. Containers without the count (older ones) show as they are. */
+static void test_short_set(void)
+{
+    static const struct backend_label old[] = {
+        {"berth.kind", "gateway"},
+        {"berth.gateway_id", "old"},
+        {"berth.replica", "1"},
+        {"berth.spec", "fnv1a64:0"},
+    };
+    GatewayRequest g = gw_request("short", 4);
+    Krane__V1__GetGatewayResponse *r;
+    struct backend_container c = {0};
+    struct fixture f;
+    struct berth_err err;
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &g, &err) == 0);
+    berth_err_clear(&err);
+    CHECK(f.spy.inner.ops->inspect(f.spy.inner.ctx, "berth-gw-short-3", BERTH_NO_DEADLINE, &c,
+                                   &err) == 0);
+    CHECK_STR(backend_container_label(&c, "berth.replicas"), "4");
+    backend_container_release(&c);
+
+    /* As a crash in the middle of the Create would leave it: 0 and 2 only. */
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-short-1", BERTH_NO_DEADLINE, &err) ==
+          0);
+    CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-short-3", BERTH_NO_DEADLINE, &err) ==
+          0);
+    r = get_gw(&f, "", "short", &err);
+    CHECK(r != NULL && r->n_instances == 4);
+    for (size_t i = 0; r && r->n_instances == 4 && i < 4; i++) {
+        char want[32];
+        int missing = i == 1 || i == 3;
+        snprintf(want, sizeof(want), "short-%zu", i);
+        CHECK_STR(r->instances[i]->id, want);
+        CHECK_MSG(r->instances[i]->status ==
+                      (missing ? KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING
+                               : KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING),
+                  "instance %zu: status %d", i, (int)r->instances[i]->status);
+        CHECK(missing == (r->instances[i]->address[0] == '\0'));
+    }
+    CHECK(r != NULL && strcmp(r->address, r->instances[0]->address) == 0);
+
+    /* A retry of the Create completes it. */
+    CHECK(create_gw(&f, &g, &err) == 0);
+    r = get_gw(&f, "", "short", &err);
+    CHECK(r != NULL && r->n_instances == 4);
+    for (size_t i = 0; r && i < r->n_instances; i++)
+        CHECK(r->instances[i]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
+
+    /* An older replica without the count: shown as it is, nothing added. */
+    CHECK(started_container(&f, "berth-gw-old-1", old, sizeof(old) / sizeof(old[0])) == 0);
+    r = get_gw(&f, "", "old", &err);
+    CHECK(r != NULL && r->n_instances == 1);
+    CHECK(r != NULL && r->n_instances == 1 && strcmp(r->instances[0]->id, "old-1") == 0);
+    fixture_release(&f);
+}
+
+/* A retried Create starts exited replicas and unpauses paused ones. */
+static void test_retry_unpauses(void)
+{
+    GatewayRequest g = gw_request("wake", 3);
+    Krane__V1__GetGatewayResponse *r;
+    struct fixture f;
+    struct berth_err err;
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &g, &err) == 0);
+    CHECK(f.spy.inner.ops->pause(f.spy.inner.ctx, container_id_of(&f, "berth-gw-wake-0"),
+                                 BERTH_NO_DEADLINE, &err) == 0);
+    CHECK(f.spy.inner.ops->stop(f.spy.inner.ctx, container_id_of(&f, "berth-gw-wake-2"), 0,
+                                BERTH_NO_DEADLINE, &err) == 0);
+    r = get_gw(&f, "", "wake", &err);
+    CHECK(r != NULL && r->n_instances == 3 &&
+          r->instances[0]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING &&
+          r->instances[2]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
+    CHECK(create_gw(&f, &g, &err) == 0);
+    r = get_gw(&f, "", "wake", &err);
+    CHECK(r != NULL && r->n_instances == 3);
+    for (size_t i = 0; r && i < r->n_instances; i++)
+        CHECK_MSG(r->instances[i]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING,
+                  "instance %zu: status %d", i, (int)r->instances[i]->status);
+    CHECK(memory_backend_count(&f.spy.inner) == 3);
+
+    /* A failing unpause fails the retry. */
+    CHECK(f.spy.inner.ops->pause(f.spy.inner.ctx, container_id_of(&f, "berth-gw-wake-1"),
+                                 BERTH_NO_DEADLINE, &err) == 0);
+    memory_backend_fail_next(&f.spy.inner, "unpause", 1, BERTH_UNAVAILABLE);
+    CHECK(create_gw(&f, &g, &err) < 0 && err.code == BERTH_UNAVAILABLE);
+    fixture_release(&f);
+}
+
 int main(void)
 {
     test_validation();
@@ -908,5 +1242,10 @@ int main(void)
     test_namespaces();
     test_deployment();
     test_concurrent_create();
+    test_cache_outage();
+    test_cache_sync();
+    test_cache_event();
+    test_short_set();
+    test_retry_unpauses();
     return test_summary("test_gateway_service");
 }
