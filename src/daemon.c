@@ -170,13 +170,6 @@ const char *daemon_address(const struct berth_daemon *d)
     return http_server_address(d->http);
 }
 
-void daemon_heartbeat(struct berth_daemon *d)
-{
-    (void)d;
-    if (sd_watchdog_enabled(0, NULL) > 0)
-        sd_notify(0, "WATCHDOG=1");
-}
-
 void daemon_stop(struct berth_daemon *d)
 {
     if (d == NULL)

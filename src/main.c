@@ -1,19 +1,21 @@
 /* berthd: read the configuration, start the daemon, wait for SIGTERM or
- * SIGINT, stop it. Nothing else happens here. */
+ * SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h), stop it.
+ * Nothing else happens here. */
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
 
 #include "berth/config.h"
 #include "berth/daemon.h"
 #include "berth/log.h"
+#include "berth/watchdog.h"
 
 int main(int argc, char **argv)
 {
     struct berth_config cfg;
     struct berth_daemon *d = NULL;
     struct berth_err err;
+    struct watchdog wd;
     enum config_action action;
     sigset_t sigs;
     int sig = 0;
@@ -37,16 +39,20 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (daemon_start(&cfg, &d, &err) < 0) {
-        log_error("daemon.start", "code=%s error=\"%s\"", berth_code_name(err.code), err.msg);
+        struct log_quoted lq;
+        log_error("daemon.start", "code=%s error=%s", berth_code_name(err.code),
+                  log_quote(&lq, err.msg));
         config_release(&cfg);
         return 1;
     }
+    watchdog_init(&wd);
     for (;;) {
-        struct timespec tick = {1, 0};
+        struct timespec tick = {wd.tick_ms / 1000, (wd.tick_ms % 1000) * 1000000L};
+
         sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig > 0)
             break;
-        daemon_heartbeat(d);
+        watchdog_beat(&wd, daemon_address(d));
     }
     log_info("daemon.stopping", "signal=%d", sig);
     daemon_stop(d);

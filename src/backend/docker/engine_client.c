@@ -487,14 +487,14 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
         goto out;
     }
 
-    start = berth_now_ms();
+    start = berth_now_us();
     crc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     log_debug("engine.request", "method=%s path=%s status=%ld curl=%d duration_ms=%lld", method,
-              url_path, status, (int)crc, (long long)(berth_now_ms() - start));
+              url_path, status, (int)crc, (long long)((berth_now_us() - start) / 1000));
     if (e->stats != NULL)
         engine_stats_record(e->stats, method, url_path, engine_outcome_of(crc, status, x->stopped),
-                            (berth_now_ms() - start) * 1000);
+                            berth_now_us() - start);
 
     if (x->overflow) {
         berth_err_set(err, x->cb_err.code, "engine answer to '%s %s': %s", method, url_path,

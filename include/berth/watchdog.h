@@ -1,0 +1,27 @@
+/* systemd's watchdog, fed only while the daemon really serves: each beat
+ * asks the daemon's own /healthz over its listening address, on a new
+ * connection, and sends WATCHDOG=1 only when that answers 200 in time. A
+ * daemon that no longer serves HTTP stops the heartbeat, and systemd
+ * restarts it after WatchdogSec. */
+#ifndef BERTH_WATCHDOG_H
+#define BERTH_WATCHDOG_H
+
+#include "berth/err.h"
+
+/* Read-only for callers once watchdog_init filled it. */
+struct watchdog {
+    int enabled;   /* systemd asked for a heartbeat (WATCHDOG_USEC) */
+    long tick_ms;  /* wait between beats: at most half the watchdog period */
+    long probe_ms; /* a /healthz answer slower than this fails the beat */
+    int healthy;   /* private: the last beat's outcome, for its log line */
+};
+
+void watchdog_init(struct watchdog *w);
+/* One beat (nothing when disabled). `address` as daemon_address() spells
+ * it: HOST:PORT, [V6]:PORT or unix:/path; a wildcard host is asked on
+ * loopback. */
+void watchdog_beat(struct watchdog *w, const char *address);
+/* GET /healthz at `address`: 0 when it answers 200 within timeout_ms. */
+int watchdog_probe(const char *address, long timeout_ms, struct berth_err *err) BERTH_MUST_USE;
+
+#endif

@@ -1,0 +1,326 @@
+/* systemd notification, end to end: the built berthd (memory backend) runs
+ * with NOTIFY_SOCKET at a datagram socket this test binds and the watchdog
+ * on (WATCHDOG_USEC). It must send READY=1 once it listens, WATCHDOG=1
+ * while it answers its own /healthz and none while it cannot (every
+ * connection slot taken), again once it can, and STOPPING=1 on SIGTERM
+ * before it exits 0. The binary is $BERTHD, else ../berthd from this test. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "berth/clock.h"
+#include "testlib.h"
+
+/* The watchdog period given to berthd: it probes every half of it. */
+#define WATCHDOG_USEC 1000000
+#define MAX_CONNECTIONS 2
+#define LOG_MAX 65536
+
+struct run {
+    char dir[64];
+    char sock[96];
+    int notify_fd; /* our datagram socket */
+    int log_fd;    /* read end of berthd's stderr */
+    pid_t pid;
+    char log[LOG_MAX]; /* what berthd wrote on stderr */
+    size_t log_len;
+    char address[128]; /* from its server.listening line */
+    int watchdogs;     /* WATCHDOG=1 received */
+};
+
+static int berthd_path(char *out, size_t outsz)
+{
+    const char *env = getenv("BERTHD");
+    char self[PATH_MAX];
+    ssize_t n;
+    char *slash;
+
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, outsz, "%s", env);
+        return 0;
+    }
+    /* tests/CMakeLists.txt builds this test in <build>/tests, the daemon in <build>. */
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    for (int i = 0; i < 2; i++) {
+        slash = strrchr(self, '/');
+        if (slash == NULL)
+            return -1;
+        *slash = '\0';
+    }
+    snprintf(out, outsz, "%s/berthd", self);
+    return access(out, X_OK);
+}
+
+/* Keep what berthd logged; note its address once it says where it listens. */
+static void read_log(struct run *r)
+{
+    const char *at;
+
+    for (;;) {
+        ssize_t n;
+
+        if (r->log_len + 1 >= sizeof(r->log))
+            r->log_len = 0; /* only the start and the end matter */
+        n = read(r->log_fd, r->log + r->log_len, sizeof(r->log) - 1 - r->log_len);
+        if (n <= 0)
+            break;
+        r->log_len += (size_t)n;
+        r->log[r->log_len] = '\0';
+    }
+    at = strstr(r->log, "msg=server.listening address=");
+    if (r->address[0] == '\0' && at != NULL) {
+        at += strlen("msg=server.listening address=");
+        snprintf(r->address, sizeof(r->address), "%.*s", (int)strcspn(at, " \n"), at);
+    }
+}
+
+/* Wait for a notification line `want` (e.g. "READY=1") until the deadline
+ * (monotonic ms), counting every WATCHDOG=1 on the way. 0 when it came. */
+static int wait_notify(struct run *r, const char *want, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd pfd[2] = {{r->notify_fd, POLLIN, 0}, {r->log_fd, POLLIN, 0}};
+        int64_t left = berth_deadline_left_ms(deadline);
+        char msg[4096];
+        ssize_t n;
+
+        if (left == 0)
+            return -1;
+        if (poll(pfd, 2, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
+            return -1;
+        if (pfd[1].revents)
+            read_log(r);
+        if (!(pfd[0].revents & POLLIN))
+            continue;
+        n = recv(r->notify_fd, msg, sizeof(msg) - 1, 0);
+        if (n <= 0)
+            continue;
+        msg[n] = '\0';
+        for (char *line = msg, *next; line != NULL; line = next) {
+            next = strchr(line, '\n');
+            if (next != NULL)
+                *next++ = '\0';
+            if (strcmp(line, "WATCHDOG=1") == 0)
+                r->watchdogs++;
+            if (want != NULL && strcmp(line, want) == 0) {
+                read_log(r); /* anything logged before it */
+                return 0;
+            }
+        }
+    }
+}
+
+/* A TCP connection to berthd's HOST:PORT; -1 when it cannot connect. */
+static int dial(const char *address)
+{
+    char host[128];
+    const char *colon = strrchr(address, ':');
+    struct addrinfo hints, *res = NULL;
+    int fd = -1;
+
+    if (colon == NULL)
+        return -1;
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - address), address);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return -1;
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* GET /healthz on a new connection: the status, or -1. */
+static int healthz(const char *address)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char answer[256];
+    size_t len = 0;
+    int fd = dial(address), status = -1;
+    struct pollfd pfd;
+
+    if (fd < 0)
+        return -1;
+    if (write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        while (len < sizeof(answer) - 1 && poll(&pfd, 1, 5000) > 0) {
+            ssize_t n = read(fd, answer + len, sizeof(answer) - 1 - len);
+
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+        }
+        answer[len] = '\0';
+        if (strncmp(answer, "HTTP/1.1 ", 9) == 0)
+            status = (int)strtol(answer + 9, NULL, 10);
+    }
+    close(fd);
+    return status;
+}
+
+static int start(struct run *r, const char *bin)
+{
+    struct sockaddr_un sa;
+    const char *tmp = getenv("TMPDIR");
+    int logp[2];
+
+    memset(r, 0, sizeof(*r));
+    r->notify_fd = r->log_fd = -1;
+    r->pid = -1;
+    snprintf(r->dir, sizeof(r->dir), "%s/berth-notify-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(r->dir) == NULL)
+        return -1;
+    snprintf(r->sock, sizeof(r->sock), "%s/notify.sock", r->dir);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", r->sock);
+    r->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (r->notify_fd < 0 || bind(r->notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return -1;
+    if (pipe2(logp, O_CLOEXEC) < 0)
+        return -1;
+    r->pid = fork();
+    if (r->pid == 0) {
+        char usec[32], pid[32], conns[16];
+
+        snprintf(usec, sizeof(usec), "%d", WATCHDOG_USEC);
+        snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+        snprintf(conns, sizeof(conns), "%d", MAX_CONNECTIONS);
+        setenv("NOTIFY_SOCKET", r->sock, 1);
+        setenv("WATCHDOG_USEC", usec, 1);
+        setenv("WATCHDOG_PID", pid, 1);
+        dup2(logp[1], 2);
+        execl(bin, bin, "--backend", "memory", "--listen", "127.0.0.1:0", "--max-connections",
+              conns, "--idle-timeout", "600", "--shutdown-grace", "1", (char *)NULL);
+        _exit(127);
+    }
+    close(logp[1]);
+    r->log_fd = logp[0];
+    if (r->pid < 0)
+        return -1;
+    fcntl(r->log_fd, F_SETFL, O_NONBLOCK);
+    return 0;
+}
+
+/* Wait for the exit until the deadline: the wait status, or -1 (then it is killed). */
+static int reap(struct run *r, int64_t deadline)
+{
+    int status = 0;
+
+    while (r->pid > 0) {
+        pid_t got = waitpid(r->pid, &status, WNOHANG);
+
+        if (got == r->pid) {
+            r->pid = -1;
+            return status;
+        }
+        if (berth_now_ms() >= deadline) {
+            kill(r->pid, SIGKILL);
+            waitpid(r->pid, &status, 0);
+            r->pid = -1;
+            return -1;
+        }
+        wait_notify(r, NULL, berth_now_ms() + 20); /* drains its log meanwhile */
+    }
+    return -1;
+}
+
+static void finish(struct run *r)
+{
+    if (r->pid > 0)
+        reap(r, berth_now_ms());
+    if (r->log_fd >= 0) {
+        read_log(r);
+        close(r->log_fd);
+    }
+    if (r->notify_fd >= 0)
+        close(r->notify_fd);
+    unlink(r->sock);
+    rmdir(r->dir);
+    if (test_failures > 0)
+        fprintf(stderr, "--- berthd's log (end) ---\n%s\n", r->log);
+}
+
+static void test_notify(void)
+{
+    static struct run r;
+    char bin[PATH_MAX + 16];
+    int hogs[MAX_CONNECTIONS], status, before;
+    int64_t quiet_from;
+
+    if (berthd_path(bin, sizeof(bin)) < 0) {
+        CHECK_MSG(0, "no berthd binary beside the tests (%s); set BERTHD", bin);
+        return;
+    }
+    if (start(&r, bin) < 0) {
+        CHECK_MSG(0, "cannot start %s: %s", bin, strerror(errno));
+        finish(&r);
+        return;
+    }
+
+    /* READY=1 comes once it listens: it answers at once. */
+    CHECK(wait_notify(&r, "READY=1", berth_now_ms() + 20000) == 0);
+    CHECK_MSG(r.address[0] != '\0', "server.listening logged before READY=1");
+    CHECK(healthz(r.address) == 200);
+
+    /* Healthy: a heartbeat every half period. */
+    CHECK(wait_notify(&r, "WATCHDOG=1", berth_now_ms() + 5000) == 0);
+
+    /* Every connection slot taken by a half-sent request: its own probe
+     * cannot get through, so no heartbeat (after one that may be under
+     * way), however long it waits. */
+    for (int i = 0; i < MAX_CONNECTIONS; i++) {
+        hogs[i] = dial(r.address);
+        CHECK(hogs[i] >= 0);
+        if (hogs[i] >= 0)
+            CHECK(write(hogs[i], "GET /healthz HTTP/1.1\r\n", 23) == 23);
+    }
+    wait_notify(&r, NULL, berth_now_ms() + WATCHDOG_USEC / 1000);
+    before = r.watchdogs;
+    quiet_from = berth_now_ms();
+    wait_notify(&r, NULL, quiet_from + 2 * WATCHDOG_USEC / 1000);
+    CHECK_MSG(r.watchdogs == before, "%d WATCHDOG=1 in %lld ms while /healthz could not answer",
+              r.watchdogs - before, (long long)(berth_now_ms() - quiet_from));
+    CHECK(strstr(r.log, "msg=watchdog.unhealthy") != NULL);
+
+    /* The slots free again: the heartbeat is back. */
+    for (int i = 0; i < MAX_CONNECTIONS; i++)
+        if (hogs[i] >= 0)
+            close(hogs[i]);
+    CHECK(wait_notify(&r, "WATCHDOG=1", berth_now_ms() + 5000) == 0);
+
+    /* SIGTERM: STOPPING=1, then a clean exit. */
+    CHECK(kill(r.pid, SIGTERM) == 0);
+    CHECK(wait_notify(&r, "STOPPING=1", berth_now_ms() + 10000) == 0);
+    status = reap(&r, berth_now_ms() + 10000);
+    CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "berthd exit status %d",
+              status);
+    read_log(&r);
+    CHECK(strstr(r.log, "msg=watchdog.healthy") != NULL);
+    finish(&r);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    test_notify();
+    return test_summary("test_notify");
+}
