@@ -7,12 +7,12 @@
  *
  * How old a cached sample may grow, with --metrics-interval the bound: while a
  * stream delivers, no older than the Engine's period (about a second). A
- * stream silent for collector_stall_limit_ms() = max(interval - 1 s, 1.5 s)
+ * stream silent for collector_stall_limit_ms() = max(interval - 1 s, 3 s)
  * is reopened at once, and the new stream's first sample comes with the
  * Engine's next loop, within a period; so after a stall a sample is at most
- * max(interval, 2.5 s) old (plus how far the Engine's loop runs over its
- * second). The 1.5 s floor keeps a healthy stream from being cut between
- * two samples. Every sample is published, a stream's first too: its CPU is
+ * max(interval, 4 s) old (plus how far the Engine's loop runs over its
+ * second). The 3 s floor keeps a healthy stream from being cut between two
+ * samples when the Engine's loop over many containers runs long. Every sample is published, a stream's first too: its CPU is
  * computed from the VM's last reading, kept across reopens and pauses, and
  * is 0 only for a container's first sample. Streams count as Engine calls
  * (GET /containers/{id}/stats) when they end. */
@@ -43,7 +43,7 @@ struct collector_stats {
 struct collector;
 
 /* How long a stats stream may stay silent before it is reopened, for a
- * given --metrics-interval (ms): max(interval - 1 s, 1.5 s). */
+ * given --metrics-interval (ms): max(interval - 1 s, 3 s). */
 int64_t collector_stall_limit_ms(int64_t interval_ms);
 
 /* Start the thread. `vms` is borrowed and must outlive the collector. On
