@@ -37,8 +37,7 @@ static int buf_grow(struct buf *b, size_t need, struct berth_err *err)
     char *p;
 
     if (need > b->max)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "data larger than %zu bytes",
-                             b->max);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "data larger than %zu bytes", b->max);
     if (need + 1 <= b->alloc)
         return 0;
     want = b->alloc ? b->alloc : 256;
@@ -55,8 +54,7 @@ static int buf_grow(struct buf *b, size_t need, struct berth_err *err)
 int buf_append(struct buf *b, const void *data, size_t len, struct berth_err *err)
 {
     if (len > b->max || b->len > b->max - len)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "data larger than %zu bytes",
-                             b->max);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "data larger than %zu bytes", b->max);
     if (buf_grow(b, b->len + len, err) < 0)
         return -1;
     if (len)

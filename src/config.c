@@ -39,8 +39,8 @@ static const struct opt opt_table[] = {
      "where containers run: docker, or memory (an in-process fake for demos and tests)"},
     {"docker-socket", "BERTH_DOCKER_SOCKET", OPT_STR, OFF(docker_socket), 0, 0,
      "/var/run/docker.sock", "unix socket of the Docker Engine API"},
-    {"publish-address", "BERTH_PUBLISH_ADDRESS", OPT_STR, OFF(publish_address), 1, 0,
-     "127.0.0.1", "host IP that published container ports bind to"},
+    {"publish-address", "BERTH_PUBLISH_ADDRESS", OPT_STR, OFF(publish_address), 1, 0, "127.0.0.1",
+     "host IP that published container ports bind to"},
     {"advertise-host", "BERTH_ADVERTISE_HOST", OPT_STR, OFF(advertise_host), 0, 0, "",
      "host written in gateway and deployment addresses (empty: the publish address)"},
     {"stop-timeout", "BERTH_STOP_TIMEOUT", OPT_INT, OFF(stop_timeout_s), 0, 3600, "30",
@@ -49,10 +49,10 @@ static const struct opt opt_table[] = {
      "most processes a container may run"},
     {"gateway-port", "BERTH_GATEWAY_PORT", OPT_INT, OFF(gateway_port), 1, 65535, "8040",
      "container port gateway replicas serve on"},
-    {"deployment-port", "BERTH_DEPLOYMENT_PORT", OPT_INT, OFF(deployment_port), 1, 65535,
-     "8080", "container port deployment replicas serve on"},
-    {"metrics-interval", "BERTH_METRICS_INTERVAL", OPT_INT, OFF(metrics_interval_s), 1, 3600,
-     "5", "seconds a cached VM metrics sample may get old"},
+    {"deployment-port", "BERTH_DEPLOYMENT_PORT", OPT_INT, OFF(deployment_port), 1, 65535, "8080",
+     "container port deployment replicas serve on"},
+    {"metrics-interval", "BERTH_METRICS_INTERVAL", OPT_INT, OFF(metrics_interval_s), 1, 3600, "5",
+     "seconds a cached VM metrics sample may get old"},
     {"ready-wait-ms", "BERTH_READY_WAIT_MS", OPT_INT, OFF(ready_wait_ms), 0, 600000, "10000",
      "how long an RPC waits for the start-up registry rebuild"},
 };
@@ -77,8 +77,8 @@ static int opt_set(struct berth_config *cfg, const struct opt *o, const char *va
         char *copy;
 
         if (o->min > 0 && val[0] == '\0')
-            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: must not be empty (%s)",
-                                 o->name, source);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: must not be empty (%s)", o->name,
+                                 source);
         copy = strdup(val);
         if (copy == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -123,8 +123,8 @@ static void config_usage(FILE *out)
                  "Serves the VM and gateway API and runs them as containers.\n\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opt_table[i];
-        fprintf(out, "  --%-18s %s\n  %-20s env %s, default '%s'\n", o->name, o->help, "",
-                o->env, o->def);
+        fprintf(out, "  --%-18s %s\n  %-20s env %s, default '%s'\n", o->name, o->help, "", o->env,
+                o->def);
     }
     fprintf(out, "  --%-18s %s\n", "check-config", "print the effective configuration and exit");
     fprintf(out, "  --%-18s %s\n", "help", "this text");

@@ -17,8 +17,8 @@
 
 struct backend_port {
     int container_port;
-    int host_port;     /* 0 in a spec: the engine picks a free one */
-    char protocol[4];  /* "tcp" or "udp" */
+    int host_port;    /* 0 in a spec: the engine picks a free one */
+    char protocol[4]; /* "tcp" or "udp" */
 };
 
 struct backend_label {
@@ -59,9 +59,9 @@ struct backend_container {
     char *state; /* created running paused restarting removing exited dead */
     int oom_killed;
     int exit_code;
-    int64_t created_unix;      /* seconds */
-    int64_t started_unix_ms;   /* 0 when never started */
-    int64_t finished_unix_ms;  /* 0 when not finished */
+    int64_t created_unix;     /* seconds */
+    int64_t started_unix_ms;  /* 0 when never started */
+    int64_t finished_unix_ms; /* 0 when not finished */
     char *ip_address;
     char *mac_address;
     char *gateway;
@@ -84,12 +84,12 @@ const char *backend_container_label(const struct backend_container *c, const cha
 /* Something that happened to a managed container, as the engine reported it.
  * Strings are only valid during the callback. */
 struct backend_event {
-    const char *action;       /* start die oom pause unpause restart destroy ... */
+    const char *action; /* start die oom pause unpause restart destroy ... */
     const char *container_id;
-    const char *kind;         /* the berth.kind label, or "" */
-    const char *object_id;    /* berth.vm_id / gateway_id / deployment_id, or "" */
-    int exit_code;            /* die: the exit code; otherwise -1 */
-    int64_t time_unix_ns;     /* when it happened, by the engine's clock */
+    const char *kind;      /* the berth.kind label, or "" */
+    const char *object_id; /* berth.vm_id / gateway_id / deployment_id, or "" */
+    int exit_code;         /* die: the exit code; otherwise -1 */
+    int64_t time_unix_ns;  /* when it happened, by the engine's clock */
 };
 
 typedef void (*backend_event_fn)(void *arg, const struct backend_event *ev);
@@ -111,8 +111,7 @@ struct backend_ops {
                   struct berth_err *err);
     /* Already running / already stopped count as success. */
     int (*start)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
-    int (*stop)(void *ctx, const char *id, int timeout_s, int64_t deadline,
-                struct berth_err *err);
+    int (*stop)(void *ctx, const char *id, int timeout_s, int64_t deadline, struct berth_err *err);
     int (*kill)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
     int (*pause)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
     int (*unpause)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
@@ -125,8 +124,8 @@ struct backend_ops {
                    struct berth_err *err);
     /* All containers labelled berth.managed=true (and `label`="k=v" when not
      * NULL), stopped ones included. */
-    int (*list)(void *ctx, const char *label, int64_t deadline,
-                struct backend_container_list *out, struct berth_err *err);
+    int (*list)(void *ctx, const char *label, int64_t deadline, struct backend_container_list *out,
+                struct berth_err *err);
 
     /* Follow what happens to managed containers from `since_unix_ns` on
      * (events already past are replayed), calling fn for each, until *stop

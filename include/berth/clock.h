@@ -7,9 +7,9 @@
 
 #define BERTH_NO_DEADLINE INT64_MAX
 
-int64_t berth_now_ms(void);      /* monotonic */
-int64_t berth_now_us(void);      /* monotonic, in microseconds: for timing short calls */
-int64_t berth_unix_ms(void);     /* wall clock */
+int64_t berth_now_ms(void);  /* monotonic */
+int64_t berth_now_us(void);  /* monotonic, in microseconds: for timing short calls */
+int64_t berth_unix_ms(void); /* wall clock */
 /* ms left until deadline, 0 when it passed, INT64_MAX for none. */
 int64_t berth_deadline_left_ms(int64_t deadline);
 /* The earlier of a deadline and now+ms. */

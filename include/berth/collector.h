@@ -12,10 +12,10 @@
  * Engine's next loop, within a period; so after a stall a sample is at most
  * max(interval, 4 s) old (plus how far the Engine's loop runs over its
  * second). The 3 s floor keeps a healthy stream from being cut between two
- * samples when the Engine's loop over many containers runs long. Every sample is published, a stream's first too: its CPU is
- * computed from the VM's last reading, kept across reopens and pauses, and
- * is 0 only for a container's first sample. Streams count as Engine calls
- * (GET /containers/{id}/stats) when they end. */
+ * samples when the Engine's loop over many containers runs long. Every sample is published, a
+ * stream's first too: its CPU is computed from the VM's last reading, kept across reopens and
+ * pauses, and is 0 only for a container's first sample. Streams count as Engine calls (GET
+ * /containers/{id}/stats) when they end. */
 #ifndef BERTH_COLLECTOR_H
 #define BERTH_COLLECTOR_H
 
@@ -27,17 +27,17 @@
 
 /* Borrowed for the duration of collector_start (strings are copied). */
 struct collector_config {
-    const char *socket_path; /* the Engine's unix socket */
-    int64_t interval_ms;     /* --metrics-interval: how old a cached sample may get */
+    const char *socket_path;           /* the Engine's unix socket */
+    int64_t interval_ms;               /* --metrics-interval: how old a cached sample may get */
     struct engine_stats *engine_stats; /* NULL, or counters of its Engine calls */
 };
 
 /* What /metrics shows of the collector; read with collector_read_stats(). */
 struct collector_stats {
-    uint64_t sweeps;          /* completed sweeps: every open stream delivered a sample */
-    uint64_t errors;          /* failed or stalled streams, bad samples, version queries */
-    double last_sweep_s;      /* duration of the last completed sweep */
-    uint64_t streams;         /* stats streams open now */
+    uint64_t sweeps;     /* completed sweeps: every open stream delivered a sample */
+    uint64_t errors;     /* failed or stalled streams, bad samples, version queries */
+    double last_sweep_s; /* duration of the last completed sweep */
+    uint64_t streams;    /* stats streams open now */
 };
 
 struct collector;

@@ -12,27 +12,27 @@
 #include "berth/log.h"
 
 struct berth_config {
-    char *listen;            /* HOST:PORT; port 0 picks a free one */
-    int64_t max_body_bytes;  /* request body limit, after inflating */
+    char *listen;           /* HOST:PORT; port 0 picks a free one */
+    int64_t max_body_bytes; /* request body limit, after inflating */
     enum log_level log_level;
     int64_t max_connections;
-    int64_t idle_timeout_s;  /* per-connection idle timeout */
+    int64_t idle_timeout_s;   /* per-connection idle timeout */
     int64_t shutdown_grace_s; /* how long in-flight requests may finish */
-    char *backend;           /* "docker" or "memory" */
+    char *backend;            /* "docker" or "memory" */
     char *docker_socket;
-    char *publish_address;   /* host IP that published ports bind to */
-    char *advertise_host;    /* host written in gateway/deployment addresses; "" = publish address */
-    int64_t stop_timeout_s;  /* default grace period of ShutdownVm / RebootVm */
-    int64_t pids_limit;      /* per container */
-    int64_t gateway_port;    /* container port of gateway replicas */
+    char *publish_address;  /* host IP that published ports bind to */
+    char *advertise_host;   /* host written in gateway/deployment addresses; "" = publish address */
+    int64_t stop_timeout_s; /* default grace period of ShutdownVm / RebootVm */
+    int64_t pids_limit;     /* per container */
+    int64_t gateway_port;   /* container port of gateway replicas */
     int64_t deployment_port; /* container port of deployment replicas */
     int64_t metrics_interval_s;
-    int64_t ready_wait_ms;   /* how long an RPC waits for the start-up rebuild */
+    int64_t ready_wait_ms; /* how long an RPC waits for the start-up rebuild */
 };
 
 enum config_action {
-    CONFIG_RUN,          /* start the daemon */
-    CONFIG_EXIT_OK,      /* --help / --version / --check-config printed; exit 0 */
+    CONFIG_RUN,     /* start the daemon */
+    CONFIG_EXIT_OK, /* --help / --version / --check-config printed; exit 0 */
 };
 
 /* Fill cfg from defaults, then the environment (getenv), then argv.

@@ -149,8 +149,8 @@ void engine_stats_record(struct engine_stats *s, const char *method, const char 
                          enum engine_outcome outcome, int64_t duration_us);
 /* A copy of every operation's counters, ordered by name; *out is the
  * caller's to free(). -1 when out of memory. */
-int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out, size_t *n)
-    BERTH_MUST_USE;
+int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out,
+                          size_t *n) BERTH_MUST_USE;
 /* The operation name of a call, as recorded ("GET /containers/{id}/json"). */
 void engine_op_name(const char *method, const char *path, char *out, size_t outsz);
 

@@ -9,10 +9,10 @@
 
 /* Inflate a gzip stream into out (whose cap bounds the result: past it,
  * resource_exhausted). A corrupt stream: invalid_argument. */
-int gzip_inflate(const void *data, size_t len, struct buf *out, struct berth_err *err)
-    BERTH_MUST_USE;
+int gzip_inflate(const void *data, size_t len, struct buf *out,
+                 struct berth_err *err) BERTH_MUST_USE;
 /* Deflate data into out as a gzip stream. */
-int gzip_deflate(const void *data, size_t len, struct buf *out, struct berth_err *err)
-    BERTH_MUST_USE;
+int gzip_deflate(const void *data, size_t len, struct buf *out,
+                 struct berth_err *err) BERTH_MUST_USE;
 
 #endif

@@ -32,7 +32,7 @@ const char *http_request_body(const struct http_request *req, size_t *len, int *
 struct http_response {
     int status;
     struct buf body;
-    const char *header_name[HTTP_MAX_RESPONSE_HEADERS];  /* static or arena strings */
+    const char *header_name[HTTP_MAX_RESPONSE_HEADERS]; /* static or arena strings */
     const char *header_value[HTTP_MAX_RESPONSE_HEADERS];
     size_t n_headers;
 };

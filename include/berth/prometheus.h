@@ -29,7 +29,7 @@ struct prometheus_sources {
     const struct backend *backend;     /* gateway and deployment lists */
     struct engine_stats *engine_stats; /* Engine call counters */
     struct collector *collector;
-    int64_t list_timeout_ms;           /* per backend list call at scrape time */
+    int64_t list_timeout_ms; /* per backend list call at scrape time */
 };
 
 struct prometheus;
@@ -40,15 +40,14 @@ void prometheus_free(struct prometheus *p);
 
 /* Append the whole exposition to `out`. -1 only when `out` hits its cap or
  * memory runs out (err says so); a failing backend list is skipped. */
-int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *err)
-    BERTH_MUST_USE;
+int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *err) BERTH_MUST_USE;
 
 /* Answer GET /metrics (other methods: 405). */
 void prometheus_serve(struct prometheus *p, const struct http_request *req,
                       struct http_response *resp);
 
 /* Append `s` escaped as a label value (backslash, double quote, newline). */
-int prometheus_append_label_value(struct buf *out, const char *s, struct berth_err *err)
-    BERTH_MUST_USE;
+int prometheus_append_label_value(struct buf *out, const char *s,
+                                  struct berth_err *err) BERTH_MUST_USE;
 
 #endif

@@ -16,9 +16,9 @@
 
 /* What a handler knows of the call it serves. */
 struct rpc_call {
-    struct arena *arena;    /* per-request memory: allocate the output here */
-    int64_t deadline;       /* monotonic ms (berth/clock.h) every Engine call respects */
-    const char *procedure;  /* "/pkg.Service/Method" */
+    struct arena *arena;   /* per-request memory: allocate the output here */
+    int64_t deadline;      /* monotonic ms (berth/clock.h) every Engine call respects */
+    const char *procedure; /* "/pkg.Service/Method" */
     const char *request_id;
 };
 
@@ -54,8 +54,8 @@ struct router *router_new(void);
 void router_free(struct router *r);
 
 /* Set the handler of a procedure; -1 when the path is not in the table. */
-int router_set_handler(struct router *r, const char *path, rpc_handler_fn fn, void *ctx)
-    BERTH_MUST_USE;
+int router_set_handler(struct router *r, const char *path, rpc_handler_fn fn,
+                       void *ctx) BERTH_MUST_USE;
 /* The route of a path (len bytes, need not be NUL-terminated), or NULL. */
 struct rpc_route *router_find(struct router *r, const char *path, size_t len);
 size_t router_count(const struct router *r);

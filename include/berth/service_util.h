@@ -24,8 +24,8 @@ struct service_kv_entry {
 /* Append key=value to a map<string,string> field (entries array *entries with
  * *n items, grown in the arena). entry_desc is the map's entry descriptor.
  * Both strings are copied into the arena. */
-int service_map_add(struct arena *a, const ProtobufCMessageDescriptor *entry_desc,
-                    void ***entries, size_t *n, const char *key, const char *value,
+int service_map_add(struct arena *a, const ProtobufCMessageDescriptor *entry_desc, void ***entries,
+                    size_t *n, const char *key, const char *value,
                     struct berth_err *err) BERTH_MUST_USE;
 /* The value of key in a map<string,string> field, or NULL. */
 const char *service_map_get(void *const *entries, size_t n, const char *key);

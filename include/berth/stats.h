@@ -16,7 +16,7 @@ struct stats_cpu {
     uint64_t total_ns;  /* cpu_stats.cpu_usage.total_usage */
     uint64_t system_ns; /* cpu_stats.system_cpu_usage */
     uint32_t online_cpus;
-    int valid;          /* both counters were present and nonzero */
+    int valid; /* both counters were present and nonzero */
 };
 
 enum stats_result {

@@ -38,7 +38,7 @@ struct vm_snapshot {
     char *id;
     char *customer_id;
     enum vm_state state;
-    uint8_t *config;  /* packed VmConfig as submitted */
+    uint8_t *config; /* packed VmConfig as submitted */
     size_t config_len;
     char *container_id;
     char *container_name;
@@ -91,17 +91,16 @@ uint64_t vm_registry_stamp(struct vm_registry *r, struct vm_record *rec);
  * after `stamp`, the observed state, start time, exit code and OOM flag are
  * kept instead of the caller's, so a change the Engine reported meanwhile
  * (a container that died right after its start) is not overwritten. */
-int vm_registry_commit(struct vm_registry *r, struct vm_record *rec,
-                       const struct vm_snapshot *data, uint64_t stamp,
-                       struct berth_err *err) BERTH_MUST_USE;
+int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struct vm_snapshot *data,
+                       uint64_t stamp, struct berth_err *err) BERTH_MUST_USE;
 
 /* Copy a held record's data (under the registry mutex). */
 int vm_registry_read(struct vm_registry *r, struct vm_record *rec, struct vm_snapshot *out,
                      struct berth_err *err) BERTH_MUST_USE;
 /* Replace a held record's data with a copy of `data` (id is kept; metrics are
  * kept unless data->metrics.sampled_at_unix_ms is set). */
-int vm_registry_write(struct vm_registry *r, struct vm_record *rec,
-                      const struct vm_snapshot *data, struct berth_err *err) BERTH_MUST_USE;
+int vm_registry_write(struct vm_registry *r, struct vm_record *rec, const struct vm_snapshot *data,
+                      struct berth_err *err) BERTH_MUST_USE;
 /* Unlink a held record: later lookups answer not_found. */
 void vm_registry_remove(struct vm_registry *r, struct vm_record *rec);
 

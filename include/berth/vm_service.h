@@ -10,8 +10,8 @@
 #include "berth/vm_registry.h"
 
 struct vm_service_config {
-    int stop_timeout_s;     /* ShutdownVm / RebootVm grace period by default */
-    int64_t ready_wait_ms;  /* how long a call waits for the start-up rebuild */
+    int stop_timeout_s;    /* ShutdownVm / RebootVm grace period by default */
+    int64_t ready_wait_ms; /* how long a call waits for the start-up rebuild */
 };
 
 struct vm_service;
@@ -30,8 +30,8 @@ int vm_service_register(struct vm_service *s, struct router *r) BERTH_MUST_USE;
  * container is confirmed gone are dropped. Run at start and whenever the
  * engine comes back. Labelled containers that cannot be understood are logged
  * and left alone. */
-int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err *err)
-    BERTH_MUST_USE;
+int vm_service_rebuild(struct vm_service *s, int64_t deadline,
+                       struct berth_err *err) BERTH_MUST_USE;
 
 /* Apply one engine event (a container started, died, was paused, removed...
  * behind berthd's back or not). Called from the engine watcher thread; may

@@ -52,8 +52,8 @@ int gzip_deflate(const void *data, size_t len, struct buf *out, struct berth_err
     unsigned char chunk[GZIP_CHUNK];
     int zr, rc = -1;
 
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, GZIP_WINDOW, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "deflate: out of memory");
     zs.next_in = (unsigned char *)data;
     zs.avail_in = (uInt)len;

@@ -43,11 +43,9 @@ static int parse_timeout(const char *value, int64_t *deadline, struct berth_err 
 static int check_protocol_version(const struct http_request *req, struct berth_err *err);
 static int read_post(struct call_state *cs, struct berth_err *err);
 static int read_get(struct call_state *cs, struct berth_err *err);
-static int inflate_into(struct call_state *cs, const char *data, size_t len,
-                        struct berth_err *err);
+static int inflate_into(struct call_state *cs, const char *data, size_t len, struct berth_err *err);
 static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err);
-static int encode_output(struct call_state *cs, const ProtobufCMessage *out,
-                         struct berth_err *err);
+static int encode_output(struct call_state *cs, const ProtobufCMessage *out, struct berth_err *err);
 static int run_call(struct call_state *cs, struct berth_err *err);
 static int accepts_gzip(const struct http_request *req);
 static int gzip_coding_accepted(const char *item, size_t len);
@@ -135,7 +133,8 @@ static int parse_content_type(const char *ct, enum codec *codec)
             param++;
             while (isspace((unsigned char)*param))
                 param++;
-            if (strcasecmp(param, "charset=utf-8") != 0 && strcasecmp(param, "charset=\"utf-8\"") != 0)
+            if (strcasecmp(param, "charset=utf-8") != 0 &&
+                strcasecmp(param, "charset=\"utf-8\"") != 0)
                 return -1;
         }
         *codec = CODEC_JSON;
@@ -242,8 +241,7 @@ static int accepts_gzip(const struct http_request *req)
     return 0;
 }
 
-static int inflate_into(struct call_state *cs, const char *data, size_t len,
-                        struct berth_err *err)
+static int inflate_into(struct call_state *cs, const char *data, size_t len, struct berth_err *err)
 {
     struct buf out;
     char *copy;
@@ -279,8 +277,8 @@ static int read_post(struct call_state *cs, struct berth_err *err)
         return -1;
     data = http_request_body(cs->req, &len, &too_large);
     if (too_large)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
-                             "request body larger than %zu bytes", cs->cc->max_body_bytes);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "request body larger than %zu bytes",
+                             cs->cc->max_body_bytes);
     if (enc == NULL || strcasecmp(enc, "identity") == 0) {
         cs->body = data;
         cs->body_len = len;
@@ -330,8 +328,8 @@ static int read_get(struct call_state *cs, struct berth_err *err)
         msg = copy;
     }
     if (mlen > cs->cc->max_body_bytes)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
-                             "request message larger than %zu bytes", cs->cc->max_body_bytes);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "request message larger than %zu bytes",
+                             cs->cc->max_body_bytes);
     if (http_request_query(cs->req, "compression", &v, &vlen) == 0 && strcmp(v, "identity") != 0) {
         if (strcmp(v, "gzip") != 0) {
             char quoted[40];
@@ -362,8 +360,7 @@ static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct ber
     return json_codec_check_binary(cs->route->input, (const uint8_t *)cs->body, cs->body_len, err);
 }
 
-static int encode_output(struct call_state *cs, const ProtobufCMessage *out,
-                         struct berth_err *err)
+static int encode_output(struct call_state *cs, const ProtobufCMessage *out, struct berth_err *err)
 {
     struct buf plain;
     int rc = -1;
@@ -429,8 +426,7 @@ static int run_call(struct call_state *cs, struct berth_err *err)
     if (out == NULL)
         return berth_err_set(err, BERTH_INTERNAL, "handler returned no message");
     cs->resp->status = 200;
-    http_response_header(cs->resp, "Content-Type",
-                         cs->codec == CODEC_JSON ? CT_JSON : CT_PROTO);
+    http_response_header(cs->resp, "Content-Type", cs->codec == CODEC_JSON ? CT_JSON : CT_PROTO);
     http_response_header(cs->resp, "Accept-Encoding", "gzip");
     return encode_output(cs, out, err);
 }
@@ -442,9 +438,8 @@ static void log_call(const struct rpc_route *route, const char *path, int status
                      const struct berth_err *err, int64_t start_us, const char *request_id)
 {
     double ms = (double)(now_us() - start_us) / 1000.0;
-    enum log_level lvl = err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN
-                             ? LOG_LEVEL_WARN
-                             : LOG_LEVEL_INFO;
+    enum log_level lvl =
+        err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
     struct log_quoted qp, qe;
     const char *key = route != NULL ? "procedure" : "path";
     const char *where = route != NULL ? route->path : log_quote(&qp, path);

@@ -44,13 +44,11 @@ struct http_server {
     pthread_cond_t idle_cond;
 };
 
-static int listen_socket(const char *spec, char *addr_out, size_t addr_sz,
-                         struct berth_err *err);
+static int listen_socket(const char *spec, char *addr_out, size_t addr_sz, struct berth_err *err);
 static int listen_unix(const char *path, char *addr_out, size_t addr_sz, struct berth_err *err);
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **req_cls);
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls);
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
 static enum MHD_Result respond(struct http_server *s, struct http_request *req);
@@ -77,8 +75,8 @@ int http_request_query(const struct http_request *req, const char *key, const ch
     const char *v = NULL;
     size_t n = 0;
 
-    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v,
-                                      &n) != MHD_YES)
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) !=
+        MHD_YES)
         return -1;
     *value = v ? v : "";
     *len = v ? n : 0;
@@ -126,8 +124,7 @@ static int listen_unix(const char *path, char *addr_out, size_t addr_sz, struct 
 
 /* Bind HOST:PORT or [V6]:PORT (or unix:/path); returns the fd and writes the
  * bound address (port 0 resolved) to addr_out. */
-static int listen_socket(const char *spec, char *addr_out, size_t addr_sz,
-                         struct berth_err *err)
+static int listen_socket(const char *spec, char *addr_out, size_t addr_sz, struct berth_err *err)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
@@ -170,8 +167,7 @@ static int listen_socket(const char *spec, char *addr_out, size_t addr_sz,
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
-        berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%s:%s': %s", host, port,
-                      strerror(errno));
+        berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%s:%s': %s", host, port, strerror(errno));
         goto fail;
     }
     if (ss.ss_family == AF_INET6) {
@@ -209,9 +205,9 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
         goto fail;
     s->mhd = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL,
-        NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+        cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
         goto fail;
@@ -248,8 +244,8 @@ int http_server_wait_idle(struct http_server *s, int64_t deadline)
     int idle;
 
     lock_take(&s->idle_lock);
-    while (atomic_load(&s->in_flight) > 0 && lock_wait_until(&s->idle_cond, &s->idle_lock,
-                                                             deadline) == 0)
+    while (atomic_load(&s->in_flight) > 0 &&
+           lock_wait_until(&s->idle_cond, &s->idle_lock, deadline) == 0)
         ;
     idle = atomic_load(&s->in_flight) == 0;
     lock_give(&s->idle_lock);
@@ -312,9 +308,8 @@ static enum MHD_Result respond(struct http_server *s, struct http_request *req)
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **req_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
 {
     struct http_server *s = cls;
     struct http_request *req = *req_cls;
@@ -358,8 +353,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        if (!req->too_large &&
-            buf_append(&req->body, upload_data, *upload_data_size, NULL) < 0) {
+        if (!req->too_large && buf_append(&req->body, upload_data, *upload_data_size, NULL) < 0) {
             /* Past the limit: keep reading to the end but store nothing. */
             req->too_large = 1;
             buf_release(&req->body);

@@ -50,26 +50,26 @@
 
 /* One VM's stats stream. Owned by the collector thread; nothing else sees it. */
 struct collector_stream {
-    struct collector *c;   /* back pointer */
-    char *vm_id;           /* owned */
-    char *container_id;    /* owned */
-    CURL *h;               /* owned; NULL while closed (waiting to reopen) */
-    struct buf line;       /* the partial line of the stream */
-    struct buf errbody;    /* a non-200 answer's body */
+    struct collector *c; /* back pointer */
+    char *vm_id;         /* owned */
+    char *container_id;  /* owned */
+    CURL *h;             /* owned; NULL while closed (waiting to reopen) */
+    struct buf line;     /* the partial line of the stream */
+    struct buf errbody;  /* a non-200 answer's body */
     /* CPU reading of the last sample, kept across reopens and pauses (a
      * new start of the container drops it): the base of a stream's first
      * sample, which carries no precpu_stats of its own. */
     struct stats_cpu prev;
-    int64_t started_ms;    /* the VM's start time (unix ms) `prev` belongs to; 0 unknown */
-    int64_t opened_ms;     /* monotonic */
-    int64_t opened_us;     /* monotonic: for the Engine call counters */
-    int64_t last_data_ms;  /* monotonic: last sample, 0 none yet */
-    int64_t retry_at_ms;   /* monotonic: reopen no earlier than this */
-    int64_t stall_ms;      /* silence that counts as a stall now (backs off) */
-    int pending;           /* owes the current sweep a sample */
-    int seen;              /* in the last registry read (any state) */
-    int running;           /* RUNNING in the last registry read: keep a stream open */
-    int bad;               /* a callback failed; the transfer was aborted */
+    int64_t started_ms;   /* the VM's start time (unix ms) `prev` belongs to; 0 unknown */
+    int64_t opened_ms;    /* monotonic */
+    int64_t opened_us;    /* monotonic: for the Engine call counters */
+    int64_t last_data_ms; /* monotonic: last sample, 0 none yet */
+    int64_t retry_at_ms;  /* monotonic: reopen no earlier than this */
+    int64_t stall_ms;     /* silence that counts as a stall now (backs off) */
+    int pending;          /* owes the current sweep a sample */
+    int seen;             /* in the last registry read (any state) */
+    int running;          /* RUNNING in the last registry read: keep a stream open */
+    int bad;              /* a callback failed; the transfer was aborted */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -77,15 +77,15 @@ struct collector {
     /* Immutable after collector_start. */
     char *socket_path;
     int64_t interval_ms;
-    int64_t stall_ms;        /* collector_stall_limit_ms(interval_ms) */
-    struct vm_registry *vms; /* borrowed */
+    int64_t stall_ms;           /* collector_stall_limit_ms(interval_ms) */
+    struct vm_registry *vms;    /* borrowed */
     struct engine_stats *stats; /* borrowed, may be NULL: counts the streams */
     pthread_t thread;
 
     /* Collector thread only (start and stop run before and after it). */
-    struct engine *engine;   /* for the API version; owned */
-    char api_version[16];    /* "1.41", "" until known */
-    CURLM *multi;            /* owned */
+    struct engine *engine;             /* for the API version; owned */
+    char api_version[16];              /* "1.41", "" until known */
+    CURLM *multi;                      /* owned */
     struct collector_stream **streams; /* owned, each owned */
     size_t n_streams, cap_streams;
     int sweep_active;
@@ -324,12 +324,11 @@ static int collector_need_version(struct collector *c)
     if (c->api_version[0] != '\0')
         return 1;
     berth_err_clear(&err);
-    if (engine_api_version(c->engine, berth_now_ms() + 1000, c->api_version,
-                           sizeof(c->api_version), &err) < 0) {
+    if (engine_api_version(c->engine, berth_now_ms() + 1000, c->api_version, sizeof(c->api_version),
+                           &err) < 0) {
         c->api_version[0] = '\0';
         atomic_fetch_add(&c->errors, 1);
-        log_debug("collector.version", "code=%s error=\"%s\"", berth_code_name(err.code),
-                  err.msg);
+        log_debug("collector.version", "code=%s error=\"%s\"", berth_code_name(err.code), err.msg);
         return 0;
     }
     return 1;
@@ -656,14 +655,13 @@ static void collector_delivered(struct collector *c, struct collector_stream *s)
     }
 }
 
-static void collector_error(struct collector *c, const struct collector_stream *s,
-                            const char *what)
+static void collector_error(struct collector *c, const struct collector_stream *s, const char *what)
 {
     atomic_fetch_add(&c->errors, 1);
     if (s == NULL) {
         log_debug("collector.error", "error=\"%s\"", what);
         return;
     }
-    log_debug("collector.error", "vm_id=%s error=\"%s\" detail=\"%s%s\"", s->vm_id, what,
-              s->errbuf, s->errbody.data ? s->errbody.data : "");
+    log_debug("collector.error", "vm_id=%s error=\"%s\" detail=\"%s%s\"", s->vm_id, what, s->errbuf,
+              s->errbody.data ? s->errbody.data : "");
 }

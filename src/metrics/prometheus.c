@@ -15,7 +15,7 @@
 #define PROM_DEFAULT_LIST_TIMEOUT_MS 2000
 
 struct prometheus {
-    struct prometheus_sources src; /* immutable after prometheus_new */
+    struct prometheus_sources src;  /* immutable after prometheus_new */
     _Atomic uint64_t scrape_errors; /* backend lists that failed at scrape time */
 };
 
@@ -88,11 +88,10 @@ static void prom_raw(struct prom_writer *w, const char *s)
 }
 
 /* # HELP and # TYPE of a family; help text is ours, never escaped input. */
-static void prom_family(struct prom_writer *w, const char *name, const char *type,
-                        const char *help)
+static void prom_family(struct prom_writer *w, const char *name, const char *type, const char *help)
 {
-    if (!w->failed && buf_printf(w->out, w->err, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-                                 name, type) < 0)
+    if (!w->failed &&
+        buf_printf(w->out, w->err, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type) < 0)
         w->failed = 1;
 }
 
@@ -266,8 +265,7 @@ static void prom_engine(struct prometheus *p, struct prom_writer *w)
 
 static void prom_vm_states(struct prometheus *p, struct prom_writer *w)
 {
-    static const char *const names[5] = {"unspecified", "created", "running", "paused",
-                                          "shutdown"};
+    static const char *const names[5] = {"unspecified", "created", "running", "paused", "shutdown"};
     size_t counts[5] = {0, 0, 0, 0, 0};
 
     if (p->src.vms != NULL)
@@ -301,8 +299,8 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, const char 
     snprintf(label_filter, sizeof(label_filter), "berth.kind=%s", kind);
     snprintf(id_key, sizeof(id_key), "%s_id", noun);
     if (b != NULL && b->ops != NULL &&
-        b->ops->list(b->ctx, label_filter, berth_now_ms() + p->src.list_timeout_ms, &list,
-                     &err) < 0) {
+        b->ops->list(b->ctx, label_filter, berth_now_ms() + p->src.list_timeout_ms, &list, &err) <
+            0) {
         atomic_fetch_add(&p->scrape_errors, 1);
         list.items = NULL;
         list.n = 0;
@@ -334,8 +332,8 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, const char 
     prom_family(w, name, "gauge", help);
     prom_u64(w, name, "", NULL, 0, n_groups);
     snprintf(name, sizeof(name), "berth_%s_replicas", noun);
-    snprintf(help, sizeof(help), "Replica containers of each %s: all of them, and the running ones.",
-             noun);
+    snprintf(help, sizeof(help),
+             "Replica containers of each %s: all of them, and the running ones.", noun);
     prom_family(w, name, "gauge", help);
     for (size_t g = 0; g < n_groups; g++) {
         struct prom_label l[2] = {{id_key, groups[g].id}, {"state", "all"}};
@@ -390,16 +388,36 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
             if (list[i].state != VM_STATE_RUNNING || m->sampled_at_unix_ms <= 0)
                 continue;
             switch (f) {
-            case 0: prom_f64(w, fam[f].name, "", l, 1, m->cpu_percent); break;
-            case 1: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->memory_bytes); break;
-            case 2: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_bytes); break;
-            case 3: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_bytes); break;
-            case 4: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_packets); break;
-            case 5: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_packets); break;
-            case 6: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_bytes); break;
-            case 7: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_bytes); break;
-            case 8: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_ops); break;
-            case 9: prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_ops); break;
+            case 0:
+                prom_f64(w, fam[f].name, "", l, 1, m->cpu_percent);
+                break;
+            case 1:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->memory_bytes);
+                break;
+            case 2:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_bytes);
+                break;
+            case 3:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_bytes);
+                break;
+            case 4:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_packets);
+                break;
+            case 5:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_packets);
+                break;
+            case 6:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_bytes);
+                break;
+            case 7:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_bytes);
+                break;
+            case 8:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_ops);
+                break;
+            case 9:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_ops);
+                break;
             default:
                 age = (double)(now - m->sampled_at_unix_ms) / 1000.0;
                 prom_f64(w, fam[f].name, "", l, 1, age > 0 ? age : 0);
@@ -427,8 +445,7 @@ static void prom_collector(struct prometheus *p, struct prom_writer *w)
     prom_u64(w, "berth_collector_streams", "", NULL, 0, cs.streams);
     prom_family(w, "berth_metrics_scrape_errors_total", "counter",
                 "Engine lists that failed while serving /metrics (their series were left out).");
-    prom_u64(w, "berth_metrics_scrape_errors_total", "", NULL, 0,
-             atomic_load(&p->scrape_errors));
+    prom_u64(w, "berth_metrics_scrape_errors_total", "", NULL, 0, atomic_load(&p->scrape_errors));
 }
 
 int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *err)

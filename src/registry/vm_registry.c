@@ -10,12 +10,12 @@
 #include "berth/lock.h"
 
 struct vm_record {
-    pthread_mutex_t op_lock;  /* serialises lifecycle calls on this VM */
-    struct vm_snapshot data;  /* guarded by registry.lock */
-    int visible;              /* guarded by registry.lock */
-    int removed;              /* guarded by registry.lock */
-    int refs;                 /* guarded by registry.lock */
-    uint64_t observed;        /* guarded by registry.lock: engine news taken in */
+    pthread_mutex_t op_lock; /* serialises lifecycle calls on this VM */
+    struct vm_snapshot data; /* guarded by registry.lock */
+    int visible;             /* guarded by registry.lock */
+    int removed;             /* guarded by registry.lock */
+    int refs;                /* guarded by registry.lock */
+    uint64_t observed;       /* guarded by registry.lock: engine news taken in */
 };
 
 /* Ids come from callers: echoed capped and cleaned. */
@@ -34,8 +34,8 @@ static void record_free(struct vm_record *rec);
 static void record_unref_locked(struct vm_registry *r, struct vm_record *rec, int *free_it);
 
 static const char *const state_names[] = {
-    "VM_STATE_UNSPECIFIED", "VM_STATE_CREATED", "VM_STATE_RUNNING", "VM_STATE_PAUSED",
-    "VM_STATE_SHUTDOWN",
+    "VM_STATE_UNSPECIFIED", "VM_STATE_CREATED",  "VM_STATE_RUNNING",
+    "VM_STATE_PAUSED",      "VM_STATE_SHUTDOWN",
 };
 
 const char *vm_state_name(enum vm_state s)
@@ -225,9 +225,9 @@ int vm_registry_acquire(struct vm_registry *r, const char *id, int64_t deadline,
         char q[ID_QUOTE_MAX + 8];
 
         berth_err_quote(q, sizeof(q), id, ID_QUOTE_MAX);
-        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
-                             "vm '%s' is busy with another call; the deadline passed waiting for it",
-                             q);
+        return berth_err_set(
+            err, BERTH_DEADLINE_EXCEEDED,
+            "vm '%s' is busy with another call; the deadline passed waiting for it", q);
     }
     lock_take(&r->lock);
     gone = rec->removed;
@@ -291,14 +291,14 @@ uint64_t vm_registry_stamp(struct vm_registry *r, struct vm_record *rec)
     return stamp;
 }
 
-int vm_registry_write(struct vm_registry *r, struct vm_record *rec,
-                      const struct vm_snapshot *data, struct berth_err *err)
+int vm_registry_write(struct vm_registry *r, struct vm_record *rec, const struct vm_snapshot *data,
+                      struct berth_err *err)
 {
     return vm_registry_commit(r, rec, data, UINT64_MAX, err);
 }
 
-int vm_registry_commit(struct vm_registry *r, struct vm_record *rec,
-                       const struct vm_snapshot *data, uint64_t stamp, struct berth_err *err)
+int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struct vm_snapshot *data,
+                       uint64_t stamp, struct berth_err *err)
 {
     struct vm_snapshot copy, old;
     char *id;

@@ -30,7 +30,7 @@
 #define GW_TEXT_MAX 256 /* namespace, workspace, environment and build ids */
 #define GW_IMAGE_MAX 1024
 #define GW_MAX_ENV 1000
-#define GW_ROLLBACK_MS 10000  /* removals after a failure get this long past the call */
+#define GW_ROLLBACK_MS 10000 /* removals after a failure get this long past the call */
 #define GW_MAX_LABELS 12
 #define GW_MAX_OWN_ENV 8
 #define GW_SPEC_LABEL "berth.spec"

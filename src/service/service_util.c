@@ -17,8 +17,7 @@ int service_check_id(const char *field, const char *id, struct berth_err *err)
                              "field '%s': '%s' is longer than 63 characters", field, quoted);
     if (!isalnum((unsigned char)id[0]))
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
-                             "field '%s': '%s' must start with a letter or digit", field,
-                             quoted);
+                             "field '%s': '%s' must start with a letter or digit", field, quoted);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)id[i];
         if (!(isalnum(c) || c == '_' || c == '.' || c == '-'))
@@ -30,9 +29,8 @@ int service_check_id(const char *field, const char *id, struct berth_err *err)
     return 0;
 }
 
-int service_map_add(struct arena *a, const ProtobufCMessageDescriptor *entry_desc,
-                    void ***entries, size_t *n, const char *key, const char *value,
-                    struct berth_err *err)
+int service_map_add(struct arena *a, const ProtobufCMessageDescriptor *entry_desc, void ***entries,
+                    size_t *n, const char *key, const char *value, struct berth_err *err)
 {
     struct service_kv_entry *e = arena_message(a, entry_desc);
     void **grown;

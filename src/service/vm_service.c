@@ -38,7 +38,7 @@ enum ready_state { READY_DOWN, READY_REBUILDING, READY_OK };
 
 struct vm_service {
     struct vm_service_config cfg;
-    struct backend *backend;     /* borrowed */
+    struct backend *backend;      /* borrowed */
     struct vm_registry *registry; /* borrowed */
     pthread_mutex_t ready_lock;
     pthread_cond_t ready_cond;
@@ -55,28 +55,23 @@ struct vm_plan {
 
 static int wait_ready(struct vm_service *s, int64_t deadline, struct berth_err *err);
 static const char *state_word(enum vm_state st);
-static int state_error(const char *id, enum vm_state st, const char *hint,
-                       struct berth_err *err);
+static int state_error(const char *id, enum vm_state st, const char *hint, struct berth_err *err);
 static int plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p,
                       struct berth_err *err);
-static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p,
-                    struct berth_err *err);
+static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err);
 static int plan_vm(struct arena *a, const char *id, const char *customer, const VmConfig *cfg,
                    int64_t created, struct vm_plan *p, struct berth_err *err);
-static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap,
-                                int64_t deadline);
+static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap, int64_t deadline);
 static void snap_set_ports(struct vm_snapshot *snap, const struct backend_container *c);
-static int finish_transition(struct vm_service *s, struct vm_record *rec,
-                             struct vm_snapshot *snap, enum vm_state next, uint64_t stamp,
-                             struct berth_err *err);
+static int finish_transition(struct vm_service *s, struct vm_record *rec, struct vm_snapshot *snap,
+                             enum vm_state next, uint64_t stamp, struct berth_err *err);
 static int fill_vm_config(struct arena *a, const struct vm_snapshot *snap, VmConfig **out,
                           struct berth_err *err);
-static int rebuild_one(struct vm_service *s, const struct backend_container *c,
-                       struct arena *a);
+static int rebuild_one(struct vm_service *s, const struct backend_container *c, struct arena *a);
 static void observe_container(struct vm_service *s, const char *id,
                               const struct backend_container *c, int inspected);
-static void sync_one(struct vm_service *s, const struct backend_container *listed,
-                     int64_t deadline, size_t *loaded, struct berth_err *err);
+static void sync_one(struct vm_service *s, const struct backend_container *listed, int64_t deadline,
+                     size_t *loaded, struct berth_err *err);
 static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int64_t deadline);
 static enum vm_state state_from_container(const char *state);
 
@@ -202,11 +197,10 @@ static const char *state_word(enum vm_state st)
     return vm_state_name(st) + strlen("VM_STATE_");
 }
 
-static int state_error(const char *id, enum vm_state st, const char *hint,
-                       struct berth_err *err)
+static int state_error(const char *id, enum vm_state st, const char *hint, struct berth_err *err)
 {
-    return berth_err_set(err, BERTH_FAILED_PRECONDITION, "vm '%s' is %s; %s", id,
-                         state_word(st), hint);
+    return berth_err_set(err, BERTH_FAILED_PRECONDITION, "vm '%s' is %s; %s", id, state_word(st),
+                         hint);
 }
 
 static void snap_set_ports(struct vm_snapshot *snap, const struct backend_container *c)
@@ -224,8 +218,7 @@ static void snap_set_ports(struct vm_snapshot *snap, const struct backend_contai
 
 /* After a start or restart: read back what only the Engine knows (real host
  * ports, IP, start time). A failure here does not undo the transition. */
-static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap,
-                                int64_t deadline)
+static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap, int64_t deadline)
 {
     struct backend_container c = {0};
     struct berth_err err;
@@ -259,9 +252,8 @@ static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap,
     return 0;
 }
 
-static int finish_transition(struct vm_service *s, struct vm_record *rec,
-                             struct vm_snapshot *snap, enum vm_state next, uint64_t stamp,
-                             struct berth_err *err)
+static int finish_transition(struct vm_service *s, struct vm_record *rec, struct vm_snapshot *snap,
+                             enum vm_state next, uint64_t stamp, struct berth_err *err)
 {
     snap->state = next;
     snap->modified_unix = (int64_t)time(NULL);
@@ -356,8 +348,7 @@ bad : {
 }
 
 /* Environment from config.container.env, else metadata["env_vars"]. */
-static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p,
-                    struct berth_err *err)
+static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err)
 {
     const ContainerSpec *cs = cfg->container;
     const char *meta;
@@ -432,14 +423,12 @@ static int plan_vm(struct arena *a, const char *id, const char *customer, const 
                              "config.metadata[\"docker_image\"])");
     if (cfg->cpu && cfg->cpu->vcpu_count < 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
-                             "field 'config.cpu.vcpuCount': %d is negative",
-                             cfg->cpu->vcpu_count);
+                             "field 'config.cpu.vcpuCount': %d is negative", cfg->cpu->vcpu_count);
     if (cfg->memory && cfg->memory->size_bytes < 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "field 'config.memory.sizeBytes': %" PRId64 " is negative",
                              cfg->memory->size_bytes);
-    if (cfg->memory && cfg->memory->size_bytes > 0 &&
-        cfg->memory->size_bytes < MIN_MEMORY_BYTES)
+    if (cfg->memory && cfg->memory->size_bytes > 0 && cfg->memory->size_bytes < MIN_MEMORY_BYTES)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "field 'config.memory.sizeBytes': %" PRId64
                              " is below the minimum of %d bytes",
@@ -529,8 +518,8 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     if (vm_registry_reserve(s->registry, &init, &rec, err) < 0)
         return -1;
 
-    if (s->backend->ops->create(s->backend->ctx, &plan.spec, call->deadline, &container_id,
-                                err) < 0) {
+    if (s->backend->ops->create(s->backend->ctx, &plan.spec, call->deadline, &container_id, err) <
+        0) {
         /* Nothing to undo: the backend removes what a create of unknown
          * outcome made, and a container under the name may be another's. */
         if (err->code == BERTH_ALREADY_EXISTS) {
@@ -623,8 +612,8 @@ enum vm_action { ACT_BOOT, ACT_SHUTDOWN, ACT_PAUSE, ACT_RESUME, ACT_REBOOT };
 
 static const struct vm_transition {
     const char *method;
-    const char *event;       /* log line */
-    unsigned from;           /* STATE_BITs of the states it accepts */
+    const char *event; /* log line */
+    unsigned from;     /* STATE_BITs of the states it accepts */
     enum vm_state to;
     const char *paused_hint; /* what to tell a PAUSED VM; NULL: what it needs */
     const ProtobufCMessageDescriptor *response;
@@ -764,8 +753,8 @@ static int h_shutdown(void *ctx, struct rpc_call *call, const ProtobufCMessage *
 {
     struct vm_service *s = ctx;
     const Metal__Vmprovisioner__V1__ShutdownVmRequest *req = (const void *)in;
-    struct vm_action_args args = {
-        req->force, req->timeout_seconds ? req->timeout_seconds : s->cfg.stop_timeout_s};
+    struct vm_action_args args = {req->force, req->timeout_seconds ? req->timeout_seconds
+                                                                   : s->cfg.stop_timeout_s};
 
     if (req->timeout_seconds < 0 || req->timeout_seconds > MAX_STOP_TIMEOUT_S)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
@@ -845,9 +834,9 @@ out:
 static int fill_vm_config(struct arena *a, const struct vm_snapshot *snap, VmConfig **out,
                           struct berth_err *err)
 {
-    *out = (VmConfig *)protobuf_c_message_unpack(&metal__vmprovisioner__v1__vm_config__descriptor,
-                                                 arena_allocator(a), snap->config_len,
-                                                 snap->config);
+    *out =
+        (VmConfig *)protobuf_c_message_unpack(&metal__vmprovisioner__v1__vm_config__descriptor,
+                                              arena_allocator(a), snap->config_len, snap->config);
     if (*out == NULL)
         return berth_err_set(err, BERTH_INTERNAL, "stored config of vm '%s' is unreadable",
                              snap->id);
@@ -1063,8 +1052,8 @@ static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
         /* VmInfo.metadata and VmConfig.metadata share the entry layout. */
         for (size_t k = 0; k < cfg->n_metadata; k++)
             if (service_map_add(a, &metal__vmprovisioner__v1__vm_info__metadata_entry__descriptor,
-                                (void ***)&info->metadata, &info->n_metadata,
-                                cfg->metadata[k]->key, cfg->metadata[k]->value, err) < 0)
+                                (void ***)&info->metadata, &info->n_metadata, cfg->metadata[k]->key,
+                                cfg->metadata[k]->value, err) < 0)
                 goto out;
         r->vms[r->n_vms++] = info;
     }
@@ -1120,8 +1109,7 @@ static enum vm_state state_from_container(const char *state)
 
 /* One labelled container -> one registry record. -1 (logged) when the
  * container cannot be understood; it is then left alone. */
-static int rebuild_one(struct vm_service *s, const struct backend_container *c,
-                       struct arena *a)
+static int rebuild_one(struct vm_service *s, const struct backend_container *c, struct arena *a)
 {
     const char *id = backend_container_label(c, "berth.vm_id");
     const char *json = backend_container_label(c, "berth.config");
@@ -1138,8 +1126,9 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c,
         json_codec_decode(&metal__vmprovisioner__v1__vm_config__descriptor, json, strlen(json),
                           arena_allocator(a), &msg, &err) < 0) {
         struct log_quoted lq;
-        log_warn("vm.rebuild_skip", "container_id=%.12s reason=%s", c->id,
-                 log_quote(&lq, err.msg[0] ? err.msg : "missing berth.vm_id or berth.config label"));
+        log_warn(
+            "vm.rebuild_skip", "container_id=%.12s reason=%s", c->id,
+            log_quote(&lq, err.msg[0] ? err.msg : "missing berth.vm_id or berth.config label"));
         return -1;
     }
     cfg = (const VmConfig *)msg;
@@ -1213,8 +1202,7 @@ static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int6
         backend_container_release(&c);
         return;
     }
-    if (err.code == BERTH_NOT_FOUND && vm_registry_forget(s->registry, v->id,
-                                                          v->container_id) == 0)
+    if (err.code == BERTH_NOT_FOUND && vm_registry_forget(s->registry, v->id, v->container_id) == 0)
         log_info("vm.gone", "vm_id=%s container_id=%.12s reason=\"container removed\"", v->id,
                  v->container_id);
 }
@@ -1222,8 +1210,8 @@ static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int6
 /* One listed container: a new VM is rebuilt from its inspect (the listing
  * lacks the OOM flag, exit code and start time); a known one whose state the
  * listing contradicts takes the inspect's word, else the listing's. */
-static void sync_one(struct vm_service *s, const struct backend_container *listed,
-                     int64_t deadline, size_t *loaded, struct berth_err *err)
+static void sync_one(struct vm_service *s, const struct backend_container *listed, int64_t deadline,
+                     size_t *loaded, struct berth_err *err)
 {
     const char *id = backend_container_label(listed, "berth.vm_id");
     const struct backend_container *c = listed;
@@ -1317,8 +1305,8 @@ void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
         o.state = VM_STATE_RUNNING;
         o.oom_killed = 0;
         /* Engine-picked host ports are only known once it runs. */
-        if (s->backend->ops->inspect(s->backend->ctx, ev->container_id,
-                                     berth_now_ms() + 2000, &c, &err) == 0)
+        if (s->backend->ops->inspect(s->backend->ctx, ev->container_id, berth_now_ms() + 2000, &c,
+                                     &err) == 0)
             o.details = &c;
     } else if (strcmp(a, "unpause") == 0) {
         o.state = VM_STATE_RUNNING;
@@ -1327,8 +1315,9 @@ void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
     } else if (strcmp(a, "die") == 0) {
         o.state = VM_STATE_SHUTDOWN;
         o.exit_code = ev->exit_code;
-        if (s->backend->ops->inspect(s->backend->ctx, ev->container_id,
-                                     berth_now_ms() + 2000, &c, &err) == 0 && c.oom_killed)
+        if (s->backend->ops->inspect(s->backend->ctx, ev->container_id, berth_now_ms() + 2000, &c,
+                                     &err) == 0 &&
+            c.oom_killed)
             o.oom_killed = 1;
     } else if (strcmp(a, "oom") == 0) {
         o.oom_killed = 1;

@@ -24,6 +24,8 @@ struct stats_row {
 
 static const struct stats_cpu no_prev = {0, 0, 0, 0};
 
+/* One fixture per row; the columns line up with struct stats_row. */
+/* clang-format off */
 static const struct stats_row rows[] = {
     {"cgroup v1: busy cpu, memory minus total_inactive_file, two interfaces, two devices",
      "stats_v1.json", {0, 0, 0, 0}, STATS_OK, 99.9747654, 663552, 1736, 500, 18, 5, 5120, 10240, 4,
@@ -59,6 +61,7 @@ static const struct stats_row rows[] = {
     {"stopped container: empty answer, nothing filled", "stats_stopped.json", {0, 0, 0, 0},
      STATS_EMPTY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 };
+/* clang-format on */
 
 /* The fixture directory: beside this file, wherever the build runs. */
 static char *fixture_text(const char *name)

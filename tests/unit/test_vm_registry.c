@@ -233,7 +233,8 @@ static void test_reserve_publish(void)
     /* Unknown ids. */
     CHECK(try_get(r, "nope", &got, &code) == -1 && code == BERTH_NOT_FOUND);
     berth_err_clear(&err);
-    CHECK(vm_registry_acquire(r, "nope", BERTH_NO_DEADLINE, &held, &err) == -1 && err.code == BERTH_NOT_FOUND);
+    CHECK(vm_registry_acquire(r, "nope", BERTH_NO_DEADLINE, &held, &err) == -1 &&
+          err.code == BERTH_NOT_FOUND);
     {
         /* An unknown id from a caller is echoed capped, without its CR/LF. */
         char long_id[301];
@@ -304,8 +305,8 @@ static void *waiter_main(void *arg)
 
     berth_err_clear(&err);
     flag_raise(w->about_to_acquire);
-    w->rc = vm_registry_acquire(w->r, w->id, w->deadline ? w->deadline : BERTH_NO_DEADLINE, &rec,
-                                &err);
+    w->rc =
+        vm_registry_acquire(w->r, w->id, w->deadline ? w->deadline : BERTH_NO_DEADLINE, &rec, &err);
     w->code = err.code;
     w->saw_release = w->holder_released ? flag_is_set(w->holder_released) : 0;
     if (w->rc == 0) {
@@ -957,9 +958,9 @@ static void test_commit_after_news(void)
 {
     static const struct {
         const char *desc;
-        enum vm_state news;  /* UNSPECIFIED: no news during the call */
-        int exit_code;       /* of the news */
-        enum vm_state want;  /* state after the commit of RUNNING */
+        enum vm_state news; /* UNSPECIFIED: no news during the call */
+        int exit_code;      /* of the news */
+        enum vm_state want; /* state after the commit of RUNNING */
     } rows[] = {
         {"no news: the call's state", VM_STATE_UNSPECIFIED, -1, VM_STATE_RUNNING},
         {"the container died meanwhile: kept", VM_STATE_SHUTDOWN, 1, VM_STATE_SHUTDOWN},

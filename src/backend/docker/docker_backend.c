@@ -166,8 +166,10 @@ static const char *const docker_not_found_markers[] = {
  * port asked for is taken": retrying the same call cannot help, so they are
  * failed_precondition, not unavailable. */
 static const char *const docker_state_markers[] = {
-    "is not running", "is not paused", "is already paused", "is paused", "is restarting",
-    "port is already allocated", "address already in use",
+    "is not running",         "is not paused",
+    "is already paused",      "is paused",
+    "is restarting",          "port is already allocated",
+    "address already in use",
 };
 
 /* --- setup ------------------------------------------------------------------- */

@@ -60,8 +60,7 @@ static int events_on_line(void *arg, const char *line, size_t len)
     /* The filter asks for our label; still never act on another container. */
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "container") != 0 ||
         !cJSON_IsString(action) || !cJSON_IsString(id) ||
-        strcmp(events_attr(attrs, DOCKER_BACKEND_MANAGED_KEY), DOCKER_BACKEND_MANAGED_VALUE) !=
-            0)
+        strcmp(events_attr(attrs, DOCKER_BACKEND_MANAGED_KEY), DOCKER_BACKEND_MANAGED_VALUE) != 0)
         goto out;
     memset(&ev, 0, sizeof(ev));
     ev.action = action->valuestring;
@@ -97,8 +96,8 @@ int docker_events_watch(void *ctx, int64_t since_unix_ns, const atomic_int *stop
                    since_unix_ns / 1000000000, since_unix_ns % 1000000000) < 0 ||
         engine_append_escaped(&path, filters, err) < 0)
         goto out;
-    if (engine_stream(c->engine, "GET", path.data, NULL, BERTH_NO_DEADLINE, stop,
-                      events_on_line, &reader, &resp, err) < 0)
+    if (engine_stream(c->engine, "GET", path.data, NULL, BERTH_NO_DEADLINE, stop, events_on_line,
+                      &reader, &resp, err) < 0)
         goto out;
     if (resp.status >= 300) {
         engine_fail(&resp, engine_status_code(resp.status), "events", err);

@@ -21,10 +21,10 @@ struct docker_ctx {
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
     pthread_t prober;
-    int prober_started;      /* immutable once docker_backend_new returned */
+    int prober_started; /* immutable once docker_backend_new returned */
     pthread_mutex_t probe_lock;
     pthread_cond_t probe_wake;
-    int probe_stop;          /* probe_lock */
+    int probe_stop; /* probe_lock */
 };
 
 /* Start the probe thread when c->probe_interval_ms > 0 (0 or -1 with err);

@@ -24,9 +24,9 @@ struct engine {
     char *socket_path; /* owned; immutable after engine_new */
 
     pthread_mutex_t lock;
-    CURL **idle;   /* lock: idle handles (owned), ENGINE_POOL_MAX slots, LIFO */
-    size_t n_idle; /* lock */
-    int api_minor; /* lock: negotiated 1.N, 0 until known */
+    CURL **idle;                /* lock: idle handles (owned), ENGINE_POOL_MAX slots, LIFO */
+    size_t n_idle;              /* lock */
+    int api_minor;              /* lock: negotiated 1.N, 0 until known */
     struct engine_stats *stats; /* borrowed, may be NULL; immutable after engine_new */
     atomic_int canceled;        /* set once by engine_cancel_all, never cleared */
     atomic_int unresponsive;    /* engine_set_unresponsive: fail fast while set */
@@ -42,7 +42,6 @@ struct engine_stats {
 
 const double engine_latency_bounds_s[ENGINE_LATENCY_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
-
 
 /* One transfer in flight: what the curl callbacks need. */
 struct engine_xfer {
@@ -445,8 +444,8 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     berth_err_clear(&x->cb_err);
     x->e = e;
     if (engine_cut_reason(x) != NULL) {
-        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' not made: %s", method,
-                      url_path, engine_cut_reason(x));
+        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' not made: %s", method, url_path,
+                      engine_cut_reason(x));
         goto out;
     }
     left = berth_deadline_left_ms(deadline);
@@ -502,8 +501,8 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
         goto out;
     }
     if (crc != CURLE_OK && x->cut) {
-        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' cut short: %s", method,
-                      url_path, engine_cut_reason(x) ? engine_cut_reason(x) : "canceled");
+        berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' cut short: %s", method, url_path,
+                      engine_cut_reason(x) ? engine_cut_reason(x) : "canceled");
         goto out;
     }
     if (crc != CURLE_OK && !x->stopped) {
@@ -659,8 +658,7 @@ static int engine_map_curl(struct engine *e, CURLcode rc, const char *errbuf, in
                              e->socket_path, method, url_path, timeout_ms, why);
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK)
-        return berth_err_set(err, BERTH_CANCELED, "engine call '%s %s' canceled", method,
-                             url_path);
+        return berth_err_set(err, BERTH_CANCELED, "engine call '%s %s' canceled", method, url_path);
     if (rc == CURLE_OUT_OF_MEMORY)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     return berth_err_set(err, BERTH_UNAVAILABLE, "docker engine at '%s' unreachable: %s",

@@ -33,18 +33,17 @@ static struct mem_container *mem_find(struct mem_ctx *m, const char *id);
 static int mem_copy(struct backend_container *dst, const struct backend_container *src);
 static int mem_transition(void *ctx, const char *op, const char *id, struct berth_err *err);
 static int mem_ping(void *ctx, int64_t deadline, struct berth_err *err);
-static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadline,
-                      char **id_out, struct berth_err *err);
+static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
+                      struct berth_err *err);
 static int mem_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int mem_stop(void *ctx, const char *id, int t, int64_t deadline, struct berth_err *err);
 static int mem_kill(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int mem_pause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int mem_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
-static int mem_restart(void *ctx, const char *id, int t, int64_t deadline,
-                       struct berth_err *err);
+static int mem_restart(void *ctx, const char *id, int t, int64_t deadline, struct berth_err *err);
 static int mem_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
-static int mem_inspect(void *ctx, const char *id, int64_t deadline,
-                       struct backend_container *out, struct berth_err *err);
+static int mem_inspect(void *ctx, const char *id, int64_t deadline, struct backend_container *out,
+                       struct berth_err *err);
 static int mem_list(void *ctx, const char *label, int64_t deadline,
                     struct backend_container_list *out, struct berth_err *err);
 static void mem_destroy(void *ctx);
@@ -111,8 +110,8 @@ static int mem_copy(struct backend_container *dst, const struct backend_containe
     c.ports = calloc(src->n_ports ? src->n_ports : 1, sizeof(*c.ports));
     c.labels = calloc(src->n_labels ? src->n_labels : 1, sizeof(*c.labels));
     c.n_labels = 0;
-    if (!c.id || !c.name || !c.image || !c.state || !c.ip_address || !c.mac_address ||
-        !c.gateway || !c.ports || !c.labels)
+    if (!c.id || !c.name || !c.image || !c.state || !c.ip_address || !c.mac_address || !c.gateway ||
+        !c.ports || !c.labels)
         goto fail;
     if (src->n_ports)
         memcpy(c.ports, src->ports, src->n_ports * sizeof(*c.ports));
@@ -142,8 +141,8 @@ static int mem_ping(void *ctx, int64_t deadline, struct berth_err *err)
     return rc;
 }
 
-static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadline,
-                      char **id_out, struct berth_err *err)
+static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
+                      struct berth_err *err)
 {
     struct mem_ctx *m = ctx;
     struct mem_container *mc = NULL, **items;
@@ -303,8 +302,7 @@ static int mem_unpause(void *ctx, const char *id, int64_t deadline, struct berth
     return mem_transition(ctx, "unpause", id, err);
 }
 
-static int mem_restart(void *ctx, const char *id, int t, int64_t deadline,
-                       struct berth_err *err)
+static int mem_restart(void *ctx, const char *id, int t, int64_t deadline, struct berth_err *err)
 {
     (void)t;
     (void)deadline;
@@ -336,8 +334,8 @@ out:
     return rc;
 }
 
-static int mem_inspect(void *ctx, const char *id, int64_t deadline,
-                       struct backend_container *out, struct berth_err *err)
+static int mem_inspect(void *ctx, const char *id, int64_t deadline, struct backend_container *out,
+                       struct berth_err *err)
 {
     struct mem_ctx *m = ctx;
     struct mem_container *mc;
