@@ -170,6 +170,11 @@ const char *daemon_address(const struct berth_daemon *d)
     return http_server_address(d->http);
 }
 
+int daemon_saturated(const struct berth_daemon *d)
+{
+    return http_server_saturated(d->http);
+}
+
 void daemon_stop(struct berth_daemon *d)
 {
     if (d == NULL)
@@ -177,13 +182,13 @@ void daemon_stop(struct berth_daemon *d)
     sd_notify(0, "STOPPING=1");
     if (d->http) {
         http_server_quiesce(d->http);
-        if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) < 0) {
-            /* Whatever still waits on the Engine is cut short, so the
-             * connection threads can be joined. */
+        if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) < 0)
             log_warn("server.stop", "reason=\"requests still under way after the grace period\"");
-            backend_cancel_all(&d->backend);
-        }
     }
+    /* Nothing needs the Engine any more: whatever still waits on it (a call
+     * past the grace period, the watcher's sync) is cut short, so every
+     * thread can be joined. */
+    backend_cancel_all(&d->backend);
     lock_take(&d->lock);
     d->stopping = 1;
     atomic_store(&d->stop_flag, 1);

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig > 0)
             break;
-        watchdog_beat(&wd, daemon_address(d));
+        watchdog_beat(&wd, d);
     }
     log_info("daemon.stopping", "signal=%d", sig);
     daemon_stop(d);

@@ -37,7 +37,7 @@ void watchdog_init(struct watchdog *w)
     w->enabled = 1;
 }
 
-void watchdog_beat(struct watchdog *w, const char *address)
+void watchdog_beat(struct watchdog *w, const struct berth_daemon *d)
 {
     struct berth_err err;
     int ok;
@@ -45,7 +45,7 @@ void watchdog_beat(struct watchdog *w, const char *address)
     if (!w->enabled)
         return;
     berth_err_clear(&err);
-    ok = watchdog_probe(address, w->probe_ms, &err) == 0;
+    ok = watchdog_probe(daemon_address(d), w->probe_ms, &err) == 0 || daemon_saturated(d);
     if (ok)
         sd_notify(0, "WATCHDOG=1");
     if (ok == w->healthy)

@@ -14,6 +14,8 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
                  struct berth_err *err) BERTH_MUST_USE;
 /* The address the API listens on (port resolved). */
 const char *daemon_address(const struct berth_daemon *d);
+/* 1 while every connection slot of the API is taken. */
+int daemon_saturated(const struct berth_daemon *d);
 /* Stop accepting, let requests under way finish (bounded by the configured
  * grace), then stop every module in reverse order and free. */
 void daemon_stop(struct berth_daemon *d);

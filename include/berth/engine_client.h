@@ -53,6 +53,14 @@ void engine_cancel_all(struct engine *e);
  * calls under way end within about a second: nothing hangs on an Engine
  * that accepts connections but never answers. Safe from any thread. */
 void engine_set_unresponsive(struct engine *e, int on);
+/* engine_request, made even while the Engine is marked unresponsive: for
+ * cleanup that must be tried (shutdown still refuses it). */
+int engine_request_anyway(struct engine *e, const char *method, const char *path,
+                          const char *json_body, int64_t deadline, struct engine_response *resp,
+                          struct berth_err *err) BERTH_MUST_USE;
+/* 1 while calls are refused before they are sent (marked unresponsive, or
+ * shutting down), else 0. */
+int engine_refuses_calls(struct engine *e);
 /* GET /_ping, whether or not the Engine is marked: 0 when it answers 200. */
 int engine_probe(struct engine *e, int64_t deadline, struct berth_err *err) BERTH_MUST_USE;
 

@@ -59,6 +59,9 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
                       struct http_server **out, struct berth_err *err) BERTH_MUST_USE;
 /* The bound address, e.g. "127.0.0.1:43121" (port 0 resolved). */
 const char *http_server_address(const struct http_server *s);
+/* 1 when every connection slot (max_connections) is taken: a new client
+ * then waits in the kernel's backlog until one frees. */
+int http_server_saturated(struct http_server *s);
 /* Stop accepting new connections; requests under way go on. */
 void http_server_quiesce(struct http_server *s);
 /* Wait until no request is being handled or the deadline passes. 0 when idle. */

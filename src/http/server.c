@@ -35,6 +35,7 @@ struct http_server {
     struct MHD_Daemon *mhd;
     int listen_fd;
     int quiesced;
+    unsigned max_connections; /* immutable */
     size_t max_body;
     http_handler_fn handler;
     void *ctx;
@@ -198,6 +199,7 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
     s->handler = handler;
     s->ctx = ctx;
     s->max_body = cfg->max_body_bytes;
+    s->max_connections = cfg->max_connections;
     pthread_mutex_init(&s->idle_lock, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
     s->listen_fd = listen_socket(cfg->listen, s->address, sizeof(s->address), err);
@@ -222,6 +224,16 @@ fail:
 const char *http_server_address(const struct http_server *s)
 {
     return s->address;
+}
+
+int http_server_saturated(struct http_server *s)
+{
+    const union MHD_DaemonInfo *info;
+
+    if (s == NULL || s->mhd == NULL || s->max_connections == 0)
+        return 0;
+    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info != NULL && info->num_connections >= s->max_connections;
 }
 
 void http_server_quiesce(struct http_server *s)

@@ -453,6 +453,7 @@ static void test_unresponsive(void)
     fe_start(&fe);
     fe_reply_stall(&fe);
     fe_reply(&fe, 200, "OK");
+    fe_reply(&fe, 200, "{}");
     fe_reply(&fe, 200, "\"OK\"");
     berth_err_clear(&err);
     CHECK(engine_new(fe.sock, &e, &err) == 0);
@@ -477,9 +478,17 @@ static void test_unresponsive(void)
     engine_response_release(&resp);
 
     berth_err_clear(&err);
+    CHECK(engine_refuses_calls(e) == 1);
     CHECK(engine_probe(e, berth_now_ms() + 2000, &err) == 0);
     CHECK(fe_n_reqs(&fe) == n + 1);
+    /* Cleanup that must be tried goes through too. */
+    engine_response_init(&resp);
+    CHECK(engine_request_anyway(e, "GET", "/containers/web/json", NULL, berth_now_ms() + 2000,
+                                &resp, &err) == 0);
+    CHECK(resp.status == 200 && fe_n_reqs(&fe) == n + 2);
+    engine_response_release(&resp);
     engine_set_unresponsive(e, 0);
+    CHECK(engine_refuses_calls(e) == 0);
     engine_response_init(&resp);
     CHECK(engine_request(e, "GET", "/_ping", NULL, berth_now_ms() + 2000, &resp, &err) == 0);
     CHECK(resp.status == 200);

@@ -1,9 +1,10 @@
 /* systemd notification, end to end: the built berthd (memory backend) runs
  * with NOTIFY_SOCKET at a datagram socket this test binds and the watchdog
  * on (WATCHDOG_USEC). It must send READY=1 once it listens, WATCHDOG=1
- * while it answers its own /healthz and none while it cannot (every
- * connection slot taken), again once it can, and STOPPING=1 on SIGTERM
- * before it exits 0. The binary is $BERTHD, else ../berthd from this test. */
+ * while it answers its own /healthz, and also while every connection slot
+ * is taken (busy, not hung), and STOPPING=1 on SIGTERM before it exits 0.
+ * The binary is $BERTHD, else ../berthd from this test. The probe itself
+ * must fail on a server that accepts but never answers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,7 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "berth/clock.h"
+#include "berth/watchdog.h"
 #include "testlib.h"
 
 /* The watchdog period given to berthd: it probes every half of it. */
@@ -285,8 +290,8 @@ static void test_notify(void)
     CHECK(wait_notify(&r, "WATCHDOG=1", berth_now_ms() + 5000) == 0);
 
     /* Every connection slot taken by a half-sent request: its own probe
-     * cannot get through, so no heartbeat (after one that may be under
-     * way), however long it waits. */
+     * cannot get in, but a full server is a busy one, not a hung one, so
+     * the heartbeat goes on (restarting it would only make it unreachable). */
     for (int i = 0; i < MAX_CONNECTIONS; i++) {
         hogs[i] = dial(r.address);
         CHECK(hogs[i] >= 0);
@@ -297,9 +302,8 @@ static void test_notify(void)
     before = r.watchdogs;
     quiet_from = berth_now_ms();
     wait_notify(&r, NULL, quiet_from + 2 * WATCHDOG_USEC / 1000);
-    CHECK_MSG(r.watchdogs == before, "%d WATCHDOG=1 in %lld ms while /healthz could not answer",
-              r.watchdogs - before, (long long)(berth_now_ms() - quiet_from));
-    CHECK(strstr(r.log, "msg=watchdog.unhealthy") != NULL);
+    CHECK_MSG(r.watchdogs > before, "no WATCHDOG=1 in %lld ms while every slot was taken",
+              (long long)(berth_now_ms() - quiet_from));
 
     /* The slots free again: the heartbeat is back. */
     for (int i = 0; i < MAX_CONNECTIONS; i++)
@@ -314,13 +318,41 @@ static void test_notify(void)
     CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "berthd exit status %d",
               status);
     read_log(&r);
-    CHECK(strstr(r.log, "msg=watchdog.healthy") != NULL);
+    CHECK(strstr(r.log, "msg=watchdog.unhealthy") == NULL);
     finish(&r);
+}
+
+/* A listening socket nobody accepts on: connections wait in the backlog and
+ * never get an answer, as with a hung server. */
+static void test_probe_hung_server(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    struct berth_err err;
+    char address[64];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int64_t t0;
+
+    CHECK(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    CHECK(listen(fd, 8) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    snprintf(address, sizeof(address), "127.0.0.1:%d", ntohs(sa.sin_port));
+    berth_err_clear(&err);
+    t0 = berth_now_ms();
+    CHECK(watchdog_probe(address, 200, &err) == -1);
+    CHECK_MSG(berth_now_ms() - t0 < 2000, "the probe took %lld ms",
+              (long long)(berth_now_ms() - t0));
+    close(fd);
 }
 
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    test_probe_hung_server();
     test_notify();
     return test_summary("test_notify");
 }

@@ -551,6 +551,12 @@ static int docker_backend_try_create(struct docker_ctx *c, const struct docker_c
                       "create container: deadline passed before sending it");
         goto out;
     }
+    if (engine_refuses_calls(c->engine)) {
+        /* Refused before sending: nothing to reap either. */
+        berth_err_set(err, BERTH_UNAVAILABLE,
+                      "create container: the docker engine is not answering");
+        goto out;
+    }
     if (engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err) < 0) {
         /* No answer: the Engine may have the request and make the container
          * yet. A definite answer (below) never leaves anything behind. */
@@ -593,7 +599,8 @@ out:
     return rc;
 }
 
-/* A create whose POST got no answer may still be made by the Engine, and
+/* A create whose POST got no answer may still be made by the Engine (its
+ * lookups go through even while the Engine is marked unresponsive), and
  * the Engine gives no other signal when a create it received completes: so
  * look the name up every DOCKER_REAP_POLL_MS until the container shows or
  * DOCKER_REAP_BUDGET_MS (our own budget, not the caller's expired deadline)
@@ -651,7 +658,7 @@ static int docker_backend_reap_find(struct docker_ctx *c, const struct docker_cr
     if (buf_appends(&path, "/containers/", err) < 0 ||
         engine_append_escaped(&path, req->name, err) < 0 || buf_appends(&path, "/json", err) < 0)
         goto out;
-    if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
+    if (engine_request_anyway(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
     if (resp.status == 404) {
         rc = DOCKER_REAP_ABSENT;
@@ -701,7 +708,7 @@ static int docker_backend_reap_remove(struct docker_ctx *c, const char *id, int6
     if (buf_appends(&path, "/containers/", err) < 0 || engine_append_escaped(&path, id, err) < 0 ||
         buf_appends(&path, "?force=true&v=true", err) < 0)
         goto out;
-    if (engine_request(c->engine, "DELETE", path.data, NULL, deadline, &resp, err) < 0)
+    if (engine_request_anyway(c->engine, "DELETE", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
     if (resp.status != 204 && resp.status != 200 && resp.status != 404) {
         engine_fail(&resp, engine_status_code(resp.status), "remove created container", err);

@@ -52,7 +52,7 @@ struct engine_xfer {
     void *arg;
     const atomic_int *stop; /* borrowed, may be NULL */
     struct engine *e;       /* borrowed: canceled and unresponsive flags */
-    int probe;              /* engine_probe: runs while the engine is marked */
+    int probe;              /* engine_probe, _anyway: runs while the engine is marked */
     int cut;                /* ended by the progress callback: why, below */
     struct buf line;        /* owned: the partial line of a stream */
     int stopped;            /* the caller ended the stream */
@@ -382,6 +382,23 @@ int engine_request(struct engine *e, const char *method, const char *path, const
     memset(&x, 0, sizeof(x));
     x.resp = resp;
     return engine_call(e, method, path, json_body, deadline, &x, err);
+}
+
+int engine_request_anyway(struct engine *e, const char *method, const char *path,
+                          const char *json_body, int64_t deadline, struct engine_response *resp,
+                          struct berth_err *err)
+{
+    struct engine_xfer x;
+
+    memset(&x, 0, sizeof(x));
+    x.resp = resp;
+    x.probe = 1;
+    return engine_call(e, method, path, json_body, deadline, &x, err);
+}
+
+int engine_refuses_calls(struct engine *e)
+{
+    return atomic_load(&e->canceled) != 0 || atomic_load(&e->unresponsive) != 0;
 }
 
 int engine_stream(struct engine *e, const char *method, const char *path, const char *json_body,
