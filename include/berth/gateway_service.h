@@ -37,6 +37,10 @@ int gateway_service_register(struct gateway_service *s, struct router *r) BERTH_
 int gateway_service_sync(struct gateway_service *s, int64_t deadline,
                          struct berth_err *err) BERTH_MUST_USE;
 
+/* Entries in the cache, the forgotten objects it still remembers included
+ * (for tests: lookups of unknown ids must not make it grow). */
+size_t gateway_service_cached(struct gateway_service *s);
+
 /* Apply one engine event: for a gateway or deployment container that
  * started, died, was paused, unpaused or removed, re-list its object (Engine
  * I/O, no lock held) and store the answer. Called from the engine watcher

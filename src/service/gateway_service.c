@@ -128,14 +128,15 @@ struct gateway_service {
      * the other way round). Each listing takes a ticket before it asks the
      * Engine and stores with it; an entry only takes a newer ticket's news.
      * Tombstones keep a forgotten object's ticket while older listings may
-     * still be under way (inflight > 0), and go when none is. */
+     * still be under way, and go once every listing older than them ended. */
     pthread_mutex_t cache_lock;
     struct gw_cached *cache; /* owned */
     size_t n_cache;
     size_t cap_cache;
-    size_t n_dead;     /* tombstones among cache */
-    uint64_t ticket;   /* the last ticket handed out */
-    unsigned inflight; /* listings between gw_cache_begin and gw_cache_end */
+    size_t n_dead;    /* tombstones among cache */
+    uint64_t ticket;  /* the last ticket handed out */
+    uint64_t *flying; /* owned: tickets between gw_cache_begin and gw_cache_end */
+    size_t n_flying, cap_flying;
     /* The object the last event re-listed, and when (wall clock, ns, as the
      * Engine's event times on this host): its events from before that need
      * no second listing. */
@@ -232,7 +233,7 @@ static int gw_compose(struct arena *a, const struct gw_binding *b, const struct 
                       size_t n, ProtobufCMessage **out, struct berth_err *err);
 
 static uint64_t gw_cache_begin(struct gateway_service *s);
-static void gw_cache_end(struct gateway_service *s);
+static void gw_cache_end(struct gateway_service *s, uint64_t ticket);
 static struct gw_cached *gw_cache_find(struct gateway_service *s, const struct gw_kind *k,
                                        const char *ns, const char *id);
 static void gw_cache_bury(struct gateway_service *s, struct gw_cached *e, uint64_t ticket);
@@ -330,6 +331,7 @@ void gateway_service_free(struct gateway_service *s)
         free(s->cache[i].answer);
     }
     free(s->cache);
+    free(s->flying);
     lock_destroy(&s->cache_lock);
     free(s->advertise_host);
     free(s);
@@ -949,30 +951,62 @@ static int gw_compose(struct arena *a, const struct gw_binding *b, const struct 
     return 0;
 }
 
-/* ---- the cache of last known answers ----------------------------------- */
-
-/* A ticket for a listing about to be made; gw_cache_end when it is done. */
-static uint64_t gw_cache_begin(struct gateway_service *s)
+size_t gateway_service_cached(struct gateway_service *s)
 {
-    uint64_t t;
+    size_t n;
 
     lock_take(&s->cache_lock);
-    s->inflight++;
-    t = ++s->ticket;
+    n = s->n_cache;
+    lock_give(&s->cache_lock);
+    return n;
+}
+
+/* ---- the cache of last known answers ----------------------------------- */
+
+/* A ticket for a listing about to be made; gw_cache_end(ticket) when it is
+ * done. Out of memory to note it, the ticket is 0, older than any entry's:
+ * its listing then overwrites nothing. */
+static uint64_t gw_cache_begin(struct gateway_service *s)
+{
+    uint64_t t = 0;
+
+    lock_take(&s->cache_lock);
+    if (s->n_flying == s->cap_flying) {
+        size_t cap = s->cap_flying ? 2 * s->cap_flying : 16;
+        uint64_t *grown = realloc(s->flying, cap * sizeof(*grown));
+        if (grown != NULL) {
+            s->flying = grown;
+            s->cap_flying = cap;
+        }
+    }
+    if (s->n_flying < s->cap_flying) {
+        t = ++s->ticket;
+        s->flying[s->n_flying++] = t;
+    }
     lock_give(&s->cache_lock);
     return t;
 }
 
-/* The listing is done. With none left under way, no older news can come, so
- * the tombstones go. */
-static void gw_cache_end(struct gateway_service *s)
+/* The listing of `ticket` is done. A tombstone no listing older than it is
+ * still under way can overwrite has done its job and goes. */
+static void gw_cache_end(struct gateway_service *s, uint64_t ticket)
 {
+    uint64_t oldest = UINT64_MAX;
+
     lock_take(&s->cache_lock);
-    s->inflight--;
+    for (size_t i = 0; i < s->n_flying; i++) {
+        if (s->flying[i] == ticket) {
+            s->flying[i] = s->flying[--s->n_flying];
+            break;
+        }
+    }
+    for (size_t i = 0; i < s->n_flying; i++)
+        if (s->flying[i] < oldest)
+            oldest = s->flying[i];
     /* From the end down, so the entry moved into a freed slot was seen. */
-    for (size_t i = s->n_cache; s->inflight == 0 && s->n_dead > 0 && i-- > 0;) {
+    for (size_t i = s->n_cache; s->n_dead > 0 && i-- > 0;) {
         struct gw_cached *e = &s->cache[i];
-        if (e->answer != NULL)
+        if (e->answer != NULL || e->ticket > oldest)
             continue;
         free(e->ns);
         free(e->id);
@@ -1168,7 +1202,7 @@ static int gw_refresh(struct gateway_service *s, const struct gw_binding *b, con
     gw_cache_sweep(s, b->kind, id, ticket);
     rc = 0;
 out:
-    gw_cache_end(s);
+    gw_cache_end(s, ticket);
     backend_container_list_release(&list);
     arena_free(a);
     return rc;
@@ -1209,7 +1243,7 @@ int gateway_service_sync(struct gateway_service *s, int64_t deadline, struct ber
     log_debug("krane.sync", "objects=%zu", stored);
     rc = 0;
 out:
-    gw_cache_end(s);
+    gw_cache_end(s, ticket);
     arena_free(a);
     return rc;
 }
@@ -1254,6 +1288,11 @@ void gateway_service_on_event(struct gateway_service *s, const struct backend_ev
         berth_err_clear(&err);
         if (gw_refresh(s, b, ev->object_id, berth_now_ms() + GW_EVENT_MS, &err) < 0) {
             struct log_quoted lq;
+            /* The listing did not see what the events since it began tell:
+             * the next event of this object must list again. */
+            lock_take(&s->cache_lock);
+            s->last_kind = NULL;
+            lock_give(&s->cache_lock);
             log_debug("krane.event", "kind=%s id=%s action=%s code=%s error=%s", b->kind->name,
                       ev->object_id, ev->action, berth_code_name(err.code),
                       log_quote(&lq, err.msg));
@@ -1490,7 +1529,7 @@ static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
     *out = resp;
     rc = 0;
 out:
-    gw_cache_end(s);
+    gw_cache_end(s, ticket);
     backend_container_list_release(&list);
     return rc;
 }
@@ -1508,6 +1547,7 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     ProtobufCMessage *resp;
     const char *ns, *id, *key;
     size_t n = 0, removed = 0;
+    uint64_t ticket;
     int rc = -1, failed = 0;
 
     if (gw_read_id(k, in, &ns, &id, err) < 0)
@@ -1544,8 +1584,9 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         goto out;
     }
     *out = resp;
-    gw_cache_drop(s, k, ns, id, gw_cache_begin(s));
-    gw_cache_end(s);
+    ticket = gw_cache_begin(s);
+    gw_cache_drop(s, k, ns, id, ticket);
+    gw_cache_end(s, ticket);
     log_info("krane.deleted", "kind=%s id=%s removed=%zu", k->name, id, removed);
     rc = 0;
 out:

@@ -1107,8 +1107,15 @@ static void test_cache_event(void)
     CHECK(r != NULL && r->n_instances == 2 &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
 
+    /* A re-list that fails does not count: the next event of the same
+     * moment lists again. */
     ev.kind = "gateway";
-    ev.time_unix_ns = berth_unix_ms() * 1000000;
+    ev.time_unix_ns = berth_unix_ms() * 1000000 - 1000000;
+    memory_backend_fail_next(&f.spy.inner, "list", 1, BERTH_UNAVAILABLE);
+    gateway_service_on_event(f.svc, &ev);
+    r = (fail_list(&f), get_gw(&f, "", "ev", &err));
+    CHECK(r != NULL &&
+          r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
     gateway_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL && r->n_instances == 2 &&
@@ -1227,6 +1234,32 @@ static void test_retry_unpauses(void)
     fixture_release(&f);
 }
 
+/* Gets and Deletes of ids that never existed leave nothing behind in the
+ * cache: what a forgotten object leaves goes once no older listing is
+ * under way. */
+static void test_cache_stays_small(void)
+{
+    GatewayRequest g = gw_request("kept", 1);
+    struct fixture f;
+    struct berth_err err;
+    char id[32];
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &g, &err) == 0);
+    CHECK(gateway_service_cached(f.svc) == 1);
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "ghost-%d", i);
+        CHECK(get_gw(&f, "", id, &err) == NULL && err.code == BERTH_NOT_FOUND);
+        CHECK(delete_gw(&f, "", id, &err) == 0);
+    }
+    CHECK_MSG(gateway_service_cached(f.svc) == 1, "%zu entries", gateway_service_cached(f.svc));
+    fixture_release(&f);
+}
+
 int main(void)
 {
     test_validation();
@@ -1247,5 +1280,6 @@ int main(void)
     test_cache_event();
     test_short_set();
     test_retry_unpauses();
+    test_cache_stays_small();
     return test_summary("test_gateway_service");
 }
