@@ -571,8 +571,9 @@ static int lifecycle_begin(struct vm_service *s, struct rpc_call *call, const ch
                            struct vm_record **rec, struct vm_snapshot *snap, uint64_t *stamp,
                            struct berth_err *err)
 {
-    if (id[0] == '\0')
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field 'vmId' is required");
+    /* No VM can have an id CreateVm would refuse: say what is wrong with it. */
+    if (service_check_id("vmId", id, err) < 0)
+        return -1;
     if (wait_ready(s, call->deadline, err) < 0)
         return -1;
     if (vm_registry_acquire(s->registry, id, call->deadline, rec, err) < 0)
@@ -865,8 +866,8 @@ static int h_get_info(void *ctx, struct rpc_call *call, const ProtobufCMessage *
     struct vm_snapshot snap = {0};
     int rc = -1;
 
-    if (req->vm_id[0] == '\0')
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field 'vmId' is required");
+    if (service_check_id("vmId", req->vm_id, err) < 0)
+        return -1;
     if (wait_ready(s, call->deadline, err) < 0)
         return -1;
     if (vm_registry_get(s->registry, req->vm_id, &snap, err) < 0)

@@ -276,6 +276,8 @@ describe("VmService errors on the Docker Engine", { skip }, () => {
       { description: "ShutdownVm timeoutSeconds -1", method: "ShutdownVm", body: { timeoutSeconds: -1 }, field: /timeoutSeconds/ },
       { description: "ShutdownVm timeoutSeconds over an hour", method: "ShutdownVm", body: { timeoutSeconds: 2147483647 }, field: /timeoutSeconds/ },
       { description: "ListVms pageSize -1", method: "ListVms", body: { pageSize: -1 }, field: /pageSize/ },
+      { description: "DeleteVm with an id no VM can have", method: "DeleteVm", body: { vmId: "../../etc", force: true }, field: /vmId/ },
+      { description: "GetVmInfo with an id of 64 characters", method: "GetVmInfo", body: { vmId: "a".repeat(64) }, field: /vmId/ },
       { description: "ListVms stateFilter with a number that names no state", method: "ListVms", body: { stateFilter: [99] }, field: /stateFilter/ },
       { description: "ListVms pageToken not issued", method: "ListVms", body: { pageToken: "not a token!" }, field: /pageToken/ },
       { description: "a port above 65535", method: "CreateVm", body: { config: { container: { ...SLEEPER, ports: [{ containerPort: 70000 }] } } }, field: /containerPort/ },

@@ -169,7 +169,7 @@ static const char *const docker_state_markers[] = {
     "is not running",         "is not paused",
     "is already paused",      "is paused",
     "is restarting",          "port is already allocated",
-    "address already in use",
+    "address already in use", "marked for removal",
 };
 
 /* --- setup ------------------------------------------------------------------- */
@@ -1022,7 +1022,16 @@ static int docker_backend_restart(void *ctx, const char *id, int timeout_s, int6
 
 static int docker_backend_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
 {
-    return docker_backend_action(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline, err);
+    if (docker_backend_action(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline, err) ==
+        0)
+        return 0;
+    /* Another removal of it is under way (one whose caller gave up, say):
+     * the container goes either way, as asked. */
+    if (err->code == BERTH_FAILED_PRECONDITION && strstr(err->msg, "already in progress") != NULL) {
+        berth_err_clear(err);
+        return 0;
+    }
+    return -1;
 }
 
 /* --- inspect and list ---------------------------------------------------------- */
