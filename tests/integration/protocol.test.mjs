@@ -481,7 +481,9 @@ describe("Connect protocol (memory backend)", { skip }, () => {
 
     test("a message with quotes, newlines and unicode stays valid JSON", async () => {
       const r = await post("GetVmInfo", { vmId: 'we"ird\n\\id\u00e9\u2603' });
-      assertError(r, 404, "not_found", "odd id");
+      // No VM can have that id: the message echoes it, as valid JSON.
+      assertError(r, 400, "invalid_argument", "odd id");
+      assert.ok(r.json.message.includes('we"ird?\\id\u00e9\u2603'), r.text);
     });
 
     test("errors answer JSON for a proto request too", async () => {
@@ -663,7 +665,9 @@ describe("Connect protocol (memory backend)", { skip }, () => {
     test("valid UTF-8 beyond ASCII passes", async () => {
       const M = vm.msg("GetVmInfoRequest");
       const r = await postProto("GetVmInfo", toBinary(M, create(M, { vmId: "caf\u00e9-\u2603" })));
-      assertError(r, 404, "not_found", "proto unknown VM with unicode id");
+      // Past the wire check, the service itself says what is wrong with the id.
+      assertError(r, 400, "invalid_argument", "proto unicode id");
+      assert.match(r.json.message, /'caf\u00e9-\u2603' may only hold/, r.text);
     });
   });
 
@@ -738,8 +742,8 @@ describe("Connect protocol (memory backend)", { skip }, () => {
   describe("log lines", () => {
     test("an error value with quotes and backslashes is escaped in the log", async () => {
       const id = `log"q\\${process.pid}`;
-      assertError(await post("GetVmInfo", { vmId: id }), 404, "not_found", "odd id");
-      const line = await d.waitForLog(new RegExp(`code=not_found\\b.*log\\\\"q\\\\\\\\${process.pid}`));
+      assertError(await post("GetVmInfo", { vmId: id }), 400, "invalid_argument", "odd id");
+      const line = await d.waitForLog(new RegExp(`code=invalid_argument\\b.*log\\\\"q\\\\\\\\${process.pid}`));
       assert.match(line, / error="(?:[^"\\\x00-\x1f]|\\.)*"$/, line);
     });
 

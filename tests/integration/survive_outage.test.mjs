@@ -395,7 +395,15 @@ describe("an Engine outage while berthd runs", { skip }, () => {
     assert.ok(existsSync(`/proc/${victimPid}`), "live-restore keeps the containers running");
     // A change berthd cannot see as it happens: the victim's workload dies.
     process.kill(victimPid, "SIGKILL");
-    await waitFor(() => !existsSync(`/proc/${victimPid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${victimPid}/status`, "utf8")), {
+    // Gone, or a zombie (its status file may vanish between two looks).
+    const dead = () => {
+      try {
+        return /^State:\s+Z/m.test(readFileSync(`/proc/${victimPid}/status`, "utf8"));
+      } catch {
+        return true;
+      }
+    };
+    await waitFor(dead, {
       timeoutMs: 5000,
       what: "the victim's workload to die",
     });
