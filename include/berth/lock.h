@@ -33,6 +33,22 @@ static inline void lock_give(pthread_mutex_t *m)
         abort();
 }
 
+/* The wall-clock time (as pthread's timed waits want it) of the end of the
+ * next wait: `left` ms from now, at most one slice, so that a step of the
+ * wall clock cannot stretch a wait measured on the monotonic one. */
+static inline void lock_slice_end(int64_t left, struct timespec *ts)
+{
+    if (left > LOCK_WAIT_SLICE_MS)
+        left = LOCK_WAIT_SLICE_MS;
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += left / 1000;
+    ts->tv_nsec += (left % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
 /* Take m, waiting at most until the monotonic deadline (BERTH_NO_DEADLINE:
  * as long as it takes). 0 when taken, -1 once the deadline passed. */
 static inline int lock_take_until(pthread_mutex_t *m, int64_t deadline)
@@ -48,17 +64,7 @@ static inline int lock_take_until(pthread_mutex_t *m, int64_t deadline)
 
         if (left == 0)
             return pthread_mutex_trylock(m) == 0 ? 0 : -1;
-        /* timedlock measures the wall clock: sleep in slices so a clock
-         * step cannot stretch the wait. */
-        if (left > LOCK_WAIT_SLICE_MS)
-            left = LOCK_WAIT_SLICE_MS;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        lock_slice_end(left, &ts);
         rc = pthread_mutex_timedlock(m, &ts);
         if (rc == 0)
             return 0;
@@ -77,15 +83,7 @@ static inline int lock_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t
 
     if (left == 0)
         return -1;
-    if (left > LOCK_WAIT_SLICE_MS)
-        left = LOCK_WAIT_SLICE_MS;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    lock_slice_end(left, &ts);
     pthread_cond_timedwait(c, m, &ts);
     return 0;
 }

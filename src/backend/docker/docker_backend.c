@@ -238,23 +238,13 @@ static void docker_backend_destroy(void *ctx)
 
 /* --- ping --------------------------------------------------------------------- */
 
+/* The Engine answers /_ping, whether or not it was marked as not answering
+ * (readiness wants to know how it is now). */
 static int docker_backend_ping(void *ctx, int64_t deadline, struct berth_err *err)
 {
     struct docker_ctx *c = ctx;
-    struct engine_response resp;
-    int rc = -1;
 
-    engine_response_init(&resp);
-    if (engine_request(c->engine, "GET", "/_ping", NULL, deadline, &resp, err) < 0)
-        goto out;
-    if (resp.status != 200) {
-        engine_fail(&resp, BERTH_UNAVAILABLE, "docker engine ping", err);
-        goto out;
-    }
-    rc = 0;
-out:
-    engine_response_release(&resp);
-    return rc;
+    return engine_probe(c->engine, deadline, err);
 }
 
 /* --- create ------------------------------------------------------------------- */
