@@ -317,8 +317,6 @@ static void test_notify(void)
     status = reap(&r, berth_now_ms() + 10000);
     CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "berthd exit status %d",
               status);
-    read_log(&r);
-    CHECK(strstr(r.log, "msg=watchdog.unhealthy") == NULL);
     finish(&r);
 }
 
