@@ -83,7 +83,7 @@ static size_t engine_on_write(char *data, size_t size, size_t nmemb, void *userp
 static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                               curl_off_t ulnow);
 static void engine_deliver_line(struct engine_xfer *x);
-static const char *engine_cut_reason(const struct engine_xfer *x);
+static const char *engine_refusal(struct engine *e, int probe);
 static enum engine_outcome engine_outcome_of(CURLcode rc, long status, int stopped);
 static void engine_op_add(struct engine_op_stats *o, enum engine_outcome outcome,
                           int64_t duration_us);
@@ -188,12 +188,13 @@ out:
     return rc;
 }
 
-/* Why a transfer must not start or go on, or NULL when it may. */
-static const char *engine_cut_reason(const struct engine_xfer *x)
+/* Why a call (a probe or _anyway call when `probe`) must not start or go
+ * on, or NULL when it may: the one place both flags are read. */
+static const char *engine_refusal(struct engine *e, int probe)
 {
-    if (atomic_load(&x->e->canceled) != 0)
+    if (atomic_load(&e->canceled) != 0)
         return "shutting down";
-    if (!x->probe && atomic_load(&x->e->unresponsive) != 0)
+    if (!probe && atomic_load(&e->unresponsive) != 0)
         return "the docker engine is not answering";
     return NULL;
 }
@@ -398,7 +399,7 @@ int engine_request_anyway(struct engine *e, const char *method, const char *path
 
 int engine_refuses_calls(struct engine *e)
 {
-    return atomic_load(&e->canceled) != 0 || atomic_load(&e->unresponsive) != 0;
+    return engine_refusal(e, 0) != NULL;
 }
 
 int engine_stream(struct engine *e, const char *method, const char *path, const char *json_body,
@@ -455,14 +456,16 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     CURLcode crc;
     int64_t left, start;
     long timeout_ms, connect_ms, status = 0;
+    const char *refused;
     int rc = -1;
 
     buf_init(&url, 64 * 1024);
     berth_err_clear(&x->cb_err);
     x->e = e;
-    if (engine_cut_reason(x) != NULL) {
+    refused = engine_refusal(e, x->probe);
+    if (refused != NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' not made: %s", method, url_path,
-                      engine_cut_reason(x));
+                      refused);
         goto out;
     }
     left = berth_deadline_left_ms(deadline);
@@ -518,8 +521,9 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
         goto out;
     }
     if (crc != CURLE_OK && x->cut) {
+        const char *why = engine_refusal(x->e, x->probe);
         berth_err_set(err, BERTH_UNAVAILABLE, "engine call '%s %s' cut short: %s", method, url_path,
-                      engine_cut_reason(x) ? engine_cut_reason(x) : "canceled");
+                      why ? why : "canceled");
         goto out;
     }
     if (crc != CURLE_OK && !x->stopped) {
@@ -645,7 +649,7 @@ static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
-    if (engine_cut_reason(x) != NULL) {
+    if (engine_refusal(x->e, x->probe) != NULL) {
         x->cut = 1;
         return 1;
     }
