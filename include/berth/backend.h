@@ -44,6 +44,25 @@ struct backend_spec {
     const char *restart_policy; /* NULL: none; e.g. "unless-stopped" */
 };
 
+/* A container's state, in berthd's terms (every backend maps its own words
+ * to these once). */
+enum backend_state {
+    BACKEND_STATE_UNKNOWN = 0, /* a word the backend did not know */
+    BACKEND_STATE_CREATED,
+    BACKEND_STATE_RUNNING,
+    BACKEND_STATE_PAUSED,
+    BACKEND_STATE_RESTARTING,
+    BACKEND_STATE_REMOVING,
+    BACKEND_STATE_EXITED,
+    BACKEND_STATE_DEAD,
+    BACKEND_STATE_COUNT,
+};
+
+/* "created", "running", ... ("unknown" for anything else); never NULL. */
+const char *backend_state_name(enum backend_state st);
+/* The state a name means; BACKEND_STATE_UNKNOWN for a word it is not. */
+enum backend_state backend_state_parse(const char *name);
+
 struct backend_kv {
     char *key;
     char *value;
@@ -56,7 +75,7 @@ struct backend_container {
     char *id;
     char *name;  /* without the leading '/' */
     char *image; /* the reference it was created from */
-    char *state; /* created running paused restarting removing exited dead */
+    enum backend_state state;
     int oom_killed;
     int exit_code;
     int64_t created_unix;     /* seconds */

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "berth/buf.h"
 #include "berth/http_server.h"
 #include "berth/router.h"
 
@@ -21,5 +22,17 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
 /* Fill resp with the Connect error JSON for err (always application/json,
  * uncompressed), with the status of its code. */
 void connect_write_error(struct http_response *resp, const struct berth_err *err);
+
+/* The Connect error JSON of err appended to out: {"code","message"}, or
+ * {"<wrap>":{...}} when wrap is not NULL. Messages are made valid UTF-8.
+ * 0, or -1 when out ran out of room. */
+int connect_error_json(const struct berth_err *err, const char *wrap,
+                       struct buf *out) BERTH_MUST_USE;
+
+/* Fill resp with a whole server stream that ends at once with err: HTTP 200,
+ * Content-Type content_type, one end-of-stream envelope (flag 0x02) holding
+ * {"error":{...}} (connect/stream.c). */
+void connect_stream_write_error(struct http_response *resp, const char *content_type,
+                                const struct berth_err *err);
 
 #endif

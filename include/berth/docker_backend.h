@@ -16,10 +16,6 @@
 #define DOCKER_BACKEND_DEFAULT_PUBLISH "127.0.0.1"
 #define DOCKER_BACKEND_DEFAULT_PIDS_LIMIT 4096
 
-/* The label every container berthd creates carries, and filters by. */
-#define DOCKER_BACKEND_MANAGED_KEY "berth.managed"
-#define DOCKER_BACKEND_MANAGED_VALUE "true"
-
 /* Borrowed for the duration of docker_backend_new (strings are copied);
  * a NULL config means all defaults. */
 struct docker_backend_config {

@@ -14,6 +14,6 @@ void memory_backend_fail_next(struct backend *b, const char *op, int n, enum ber
 /* Number of containers that exist. */
 size_t memory_backend_count(struct backend *b);
 /* Change a container's state as if it happened behind berthd's back. */
-int memory_backend_set_state(struct backend *b, const char *id, const char *state);
+int memory_backend_set_state(struct backend *b, const char *id, enum backend_state state);
 
 #endif

@@ -43,6 +43,7 @@ struct rpc_route {
     const ProtobufCMessageDescriptor *input;
     const ProtobufCMessageDescriptor *output;
     int no_side_effects;
+    int server_streaming;   /* answers a stream of messages (connect+json/proto) */
     rpc_handler_fn handler; /* NULL: unimplemented */
     void *handler_ctx;
     struct rpc_stats stats;

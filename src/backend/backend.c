@@ -4,6 +4,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const backend_state_names[BACKEND_STATE_COUNT] = {
+    [BACKEND_STATE_UNKNOWN] = "unknown",       [BACKEND_STATE_CREATED] = "created",
+    [BACKEND_STATE_RUNNING] = "running",       [BACKEND_STATE_PAUSED] = "paused",
+    [BACKEND_STATE_RESTARTING] = "restarting", [BACKEND_STATE_REMOVING] = "removing",
+    [BACKEND_STATE_EXITED] = "exited",         [BACKEND_STATE_DEAD] = "dead",
+};
+
+const char *backend_state_name(enum backend_state st)
+{
+    return (unsigned)st < BACKEND_STATE_COUNT ? backend_state_names[st] : "unknown";
+}
+
+enum backend_state backend_state_parse(const char *name)
+{
+    if (name == NULL)
+        return BACKEND_STATE_UNKNOWN;
+    for (int i = BACKEND_STATE_UNKNOWN + 1; i < BACKEND_STATE_COUNT; i++)
+        if (strcmp(backend_state_names[i], name) == 0)
+            return (enum backend_state)i;
+    return BACKEND_STATE_UNKNOWN;
+}
+
 void backend_container_release(struct backend_container *c)
 {
     if (c == NULL)
@@ -11,7 +33,6 @@ void backend_container_release(struct backend_container *c)
     free(c->id);
     free(c->name);
     free(c->image);
-    free(c->state);
     free(c->ip_address);
     free(c->mac_address);
     free(c->gateway);

@@ -19,6 +19,9 @@
 #define ACCEPT_POST "application/json, application/json; charset=utf-8, application/proto"
 #define CT_JSON "application/json"
 #define CT_PROTO "application/proto"
+#define CT_STREAM_JSON "application/connect+json"
+#define CT_STREAM_PROTO "application/connect+proto"
+#define ACCEPT_POST_STREAM CT_STREAM_JSON ", " CT_STREAM_PROTO
 #define MAX_RESPONSE_BYTES ((size_t)256 << 20)
 
 enum codec { CODEC_JSON, CODEC_PROTO };
@@ -39,6 +42,7 @@ struct call_state {
 };
 
 static int parse_content_type(const char *ct, enum codec *codec);
+static int connect_stream_content_type(const char *ct, enum codec *codec);
 static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err);
 static int check_protocol_version(const struct http_request *req, struct berth_err *err);
 static int read_post(struct call_state *cs, struct berth_err *err);
@@ -85,30 +89,40 @@ static int utf8_repair(const char *s, struct buf *out)
     return buf_append(out, "", 0, NULL);
 }
 
-void connect_write_error(struct http_response *resp, const struct berth_err *err)
+int connect_error_json(const struct berth_err *err, const char *wrap, struct buf *out)
 {
-    cJSON *root = cJSON_CreateObject();
+    cJSON *root = cJSON_CreateObject(), *obj = root;
     char *text = NULL;
     struct buf msg;
+    int rc = -1;
 
     buf_init(&msg, 3 * BERTH_ERR_MSG_MAX + 1);
+    if (root != NULL && wrap != NULL)
+        obj = cJSON_AddObjectToObject(root, wrap);
+    if (obj && cJSON_AddStringToObject(obj, "code", berth_code_name(err->code)) &&
+        (err->msg[0] == '\0' ||
+         (utf8_repair(err->msg, &msg) == 0 && cJSON_AddStringToObject(obj, "message", msg.data))))
+        text = cJSON_PrintUnformatted(root);
+    buf_release(&msg);
+    if (text != NULL && buf_appends(out, text, NULL) == 0)
+        rc = 0;
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return rc;
+}
+
+void connect_write_error(struct http_response *resp, const struct berth_err *err)
+{
     buf_reset(&resp->body);
     resp->status = berth_code_http_status(err->code);
     resp->n_headers = 0;
     http_response_header(resp, "Content-Type", CT_JSON);
     http_response_header(resp, "Accept-Encoding", "gzip");
-    if (root && cJSON_AddStringToObject(root, "code", berth_code_name(err->code)) &&
-        (err->msg[0] == '\0' ||
-         (utf8_repair(err->msg, &msg) == 0 && cJSON_AddStringToObject(root, "message", msg.data))))
-        text = cJSON_PrintUnformatted(root);
-    buf_release(&msg);
-    if (text == NULL || buf_appends(&resp->body, text, NULL) < 0) {
+    if (connect_error_json(err, NULL, &resp->body) < 0) {
         buf_reset(&resp->body);
         if (buf_appends(&resp->body, "{\"code\":\"internal\"}", NULL) < 0)
             resp->status = 500;
     }
-    cJSON_free(text);
-    cJSON_Delete(root);
 }
 
 static void respond_status(struct http_response *resp, int status)
@@ -142,6 +156,36 @@ static int parse_content_type(const char *ct, enum codec *codec)
     }
     if (n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0 && ct[n] == '\0') {
         *codec = CODEC_PROTO;
+        return 0;
+    }
+    return -1;
+}
+
+/* application/connect+json or application/connect+proto (any case, an
+ * optional charset=utf-8 for JSON), for server-streaming procedures. */
+static int connect_stream_content_type(const char *ct, enum codec *codec)
+{
+    size_t n;
+
+    if (ct == NULL)
+        return -1;
+    n = strcspn(ct, ";");
+    while (n > 0 && isspace((unsigned char)ct[n - 1]))
+        n--;
+    if (n == strlen(CT_STREAM_PROTO) && strncasecmp(ct, CT_STREAM_PROTO, n) == 0 && ct[n] == '\0') {
+        *codec = CODEC_PROTO;
+        return 0;
+    }
+    if (n == strlen(CT_STREAM_JSON) && strncasecmp(ct, CT_STREAM_JSON, n) == 0) {
+        const char *param = ct + strcspn(ct, ";");
+        if (*param == ';') {
+            param++;
+            while (isspace((unsigned char)*param))
+                param++;
+            if (strcasecmp(param, "charset=utf-8") != 0)
+                return -1;
+        }
+        *codec = CODEC_JSON;
         return 0;
     }
     return -1;
@@ -488,6 +532,22 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         berth_err_set(&err, BERTH_UNIMPLEMENTED, "http method '%s' is not allowed", quoted);
         respond_status(resp, 405);
         http_response_header(resp, "Allow", cs.route->no_side_effects ? "GET, POST" : "POST");
+        goto out;
+    }
+    if (cs.route->server_streaming) {
+        if (connect_stream_content_type(http_request_header(req, "Content-Type"), &cs.codec) < 0) {
+            berth_err_set(&err, BERTH_UNIMPLEMENTED, "unsupported or missing content type");
+            respond_status(resp, 415);
+            http_response_header(resp, "Accept-Post", ACCEPT_POST_STREAM);
+            goto out;
+        }
+        atomic_fetch_add(&cs.route->stats.in_flight, 1);
+        berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
+                      cs.route->path);
+        connect_stream_write_error(resp, cs.codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO,
+                                   &err);
+        rpc_stats_record(&cs.route->stats, err.code, now_us() - start);
+        atomic_fetch_sub(&cs.route->stats.in_flight, 1);
         goto out;
     }
     if (is_get) {

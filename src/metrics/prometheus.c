@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "berth/clock.h"
+#include "berth/labels.h"
 
 #define PROM_DEFAULT_LIST_TIMEOUT_MS 2000
 
@@ -55,8 +56,7 @@ static void prom_histogram(struct prom_writer *w, const char *name, struct prom_
 static void prom_rpc(struct prometheus *p, struct prom_writer *w);
 static void prom_engine(struct prometheus *p, struct prom_writer *w);
 static void prom_vm_states(struct prometheus *p, struct prom_writer *w);
-static void prom_groups(struct prometheus *p, struct prom_writer *w, const char *kind,
-                        const char *id_label, const char *noun);
+static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object_kind kind);
 static void prom_vms(struct prometheus *p, struct prom_writer *w);
 static void prom_collector(struct prometheus *p, struct prom_writer *w);
 static int prom_group_cmp(const void *a, const void *b);
@@ -285,22 +285,22 @@ static int prom_group_cmp(const void *a, const void *b)
 
 /* berth_<noun>s and berth_<noun>_replicas{<noun>_id,state}: one Engine
  * list of the containers labelled berth.kind=<kind>, grouped by id label. */
-static void prom_groups(struct prometheus *p, struct prom_writer *w, const char *kind,
-                        const char *id_label, const char *noun)
+static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object_kind kind)
 {
+    const struct object_kind_info *ki = object_kind_info(kind);
+    const char *noun = ki->name;
     const struct backend *b = p->src.backend;
     struct backend_container_list list = {NULL, 0};
     struct prom_group *groups = NULL;
     size_t n_groups = 0;
-    char name[64], label_filter[64], id_key[48], help[160];
+    char name[64], id_key[48], help[160];
     struct berth_err err;
 
     berth_err_clear(&err);
-    snprintf(label_filter, sizeof(label_filter), "berth.kind=%s", kind);
     snprintf(id_key, sizeof(id_key), "%s_id", noun);
     if (b != NULL && b->ops != NULL &&
-        b->ops->list(b->ctx, label_filter, berth_now_ms() + p->src.list_timeout_ms, &list, &err) <
-            0) {
+        b->ops->list(b->ctx, ki->kind_filter, berth_now_ms() + p->src.list_timeout_ms, &list,
+                     &err) < 0) {
         atomic_fetch_add(&p->scrape_errors, 1);
         list.items = NULL;
         list.n = 0;
@@ -312,7 +312,7 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, const char 
         goto out;
     }
     for (size_t i = 0; i < list.n; i++) {
-        const char *id = backend_container_label(&list.items[i], id_label);
+        const char *id = backend_container_label(&list.items[i], ki->id_label);
         size_t g = 0;
 
         if (id == NULL || id[0] == '\0')
@@ -322,7 +322,7 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, const char 
         if (g == n_groups)
             groups[n_groups++].id = id;
         groups[g].total++;
-        if (list.items[i].state != NULL && strcmp(list.items[i].state, "running") == 0)
+        if (list.items[i].state == BACKEND_STATE_RUNNING)
             groups[g].running++;
     }
     qsort(groups, n_groups, sizeof(*groups), prom_group_cmp);
@@ -455,8 +455,8 @@ int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *e
     prom_rpc(p, &w);
     prom_engine(p, &w);
     prom_vm_states(p, &w);
-    prom_groups(p, &w, "gateway", "berth.gateway_id", "gateway");
-    prom_groups(p, &w, "deployment", "berth.deployment_id", "deployment");
+    prom_groups(p, &w, OBJECT_GATEWAY);
+    prom_groups(p, &w, OBJECT_DEPLOYMENT);
     prom_vms(p, &w);
     prom_collector(p, &w);
     return w.failed ? -1 : 0;

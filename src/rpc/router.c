@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/v1/observe.pb-c.h"
 #include "krane/v1/deployment.pb-c.h"
 #include "krane/v1/gateway.pb-c.h"
 #include "metal/vmprovisioner/v1/vmprovisioner.pb-c.h"
 
 /* Generated from proto/ by cmake/gen_idempotency.sh. */
 extern const char *const berth_no_side_effects[];
+extern const char *const berth_server_streaming[];
 
 const double rpc_latency_bounds_s[RPC_LATENCY_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
@@ -21,6 +23,8 @@ static const ProtobufCServiceDescriptor *const services[] = {
     &metal__vmprovisioner__v1__vm_service__descriptor,
     &krane__v1__gateway_service__descriptor,
     &krane__v1__deployment_service__descriptor,
+    &berth__v1__log_service__descriptor,
+    &berth__v1__event_service__descriptor,
 };
 
 struct router {
@@ -28,11 +32,11 @@ struct router {
     size_t n;
 };
 
-static int route_is_no_side_effects(const char *path);
+static int route_listed(const char *const *list, const char *path);
 
-static int route_is_no_side_effects(const char *path)
+static int route_listed(const char *const *list, const char *path)
 {
-    for (const char *const *p = berth_no_side_effects; *p; p++)
+    for (const char *const *p = list; *p; p++)
         if (strcmp(*p, path) == 0)
             return 1;
     return 0;
@@ -61,7 +65,8 @@ struct router *router_new(void)
             snprintf(rt->path, len, "/%s/%s", svc->name, svc->methods[m].name);
             rt->input = svc->methods[m].input;
             rt->output = svc->methods[m].output;
-            rt->no_side_effects = route_is_no_side_effects(rt->path);
+            rt->no_side_effects = route_listed(berth_no_side_effects, rt->path);
+            rt->server_streaming = route_listed(berth_server_streaming, rt->path);
             k++;
             r->n = k;
         }

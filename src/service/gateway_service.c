@@ -8,6 +8,7 @@
  * Creates, engine events and a full sync when the Engine (re)appears), so Get
  * still answers while the Engine cannot be reached. */
 #include "berth/gateway_service.h"
+#include "berth/labels.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -33,12 +34,12 @@
 #define GW_ROLLBACK_MS 10000 /* removals after a failure get this long past the call */
 #define GW_MAX_LABELS 12
 #define GW_MAX_OWN_ENV 8
-#define GW_SPEC_LABEL "berth.spec"
-#define GW_REPLICA_LABEL "berth.replica"
-#define GW_NAMESPACE_LABEL "berth.namespace"
-#define GW_REPLICAS_LABEL "berth.replicas" /* the wanted replica count */
-#define GW_EVENT_MS 2000                   /* an event's re-list gets this long */
-#define GW_ID_MAX 63                       /* service_check_id's limit */
+#define GW_SPEC_LABEL LABEL_SPEC
+#define GW_REPLICA_LABEL LABEL_REPLICA
+#define GW_NAMESPACE_LABEL LABEL_NAMESPACE
+#define GW_REPLICAS_LABEL LABEL_REPLICAS /* the wanted replica count */
+#define GW_EVENT_MS 2000                 /* an event's re-list gets this long */
+#define GW_ID_MAX 63                     /* service_check_id's limit */
 
 /* Both wire enums share these numbers; the handlers use ours. */
 enum gw_status {
@@ -70,7 +71,7 @@ struct gw_kind {
     const char *id_field;     /* "gateway_id" */
     const char *id_json;      /* "gatewayId", for error messages */
     const char *name_prefix;  /* container names: <prefix><id>-<i> */
-    const char *id_label;     /* "berth.gateway_id" */
+    const char *id_label;     /* LABEL_GATEWAY_ID */
     const char *id_env;       /* "BERTH_GATEWAY_ID" */
     const ProtobufCMessageDescriptor *create_out;
     const ProtobufCMessageDescriptor *get_out;
@@ -79,12 +80,12 @@ struct gw_kind {
 
 static const struct gw_kind gw_kinds[GW_KIND_COUNT] = {
     [GW_KIND_GATEWAY] = {"gateway", "gateway", "gateway_id", "gatewayId", "berth-gw-",
-                         "berth.gateway_id", "BERTH_GATEWAY_ID",
+                         LABEL_GATEWAY_ID, "BERTH_GATEWAY_ID",
                          &krane__v1__create_gateway_response__descriptor,
                          &krane__v1__get_gateway_response__descriptor,
                          &krane__v1__delete_gateway_response__descriptor},
     [GW_KIND_DEPLOYMENT] = {"deployment", "deployment", "deployment_id", "deploymentId",
-                            "berth-dep-", "berth.deployment_id", "BERTH_DEPLOYMENT_ID",
+                            "berth-dep-", LABEL_DEPLOYMENT_ID, "BERTH_DEPLOYMENT_ID",
                             &krane__v1__create_deployment_response__descriptor,
                             &krane__v1__get_deployment_response__descriptor,
                             &krane__v1__delete_deployment_response__descriptor},
@@ -221,7 +222,7 @@ static int gw_collect(const struct gw_kind *k, const struct backend_container_li
 static int gw_find(struct gateway_service *s, const struct gw_kind *k, const char *ns,
                    const char *id, int64_t deadline, struct backend_container_list *list,
                    struct gw_replica **out, size_t *n, struct arena *a, struct berth_err *err);
-static enum gw_status gw_status_of(const char *state);
+static enum gw_status gw_status_of(enum backend_state state);
 static char *gw_address(struct arena *a, const struct gw_binding *b,
                         const struct backend_container *c);
 static unsigned gw_wanted(const struct gw_replica *r, size_t n);
@@ -624,10 +625,10 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
         const char *label, *env, *value;
     } extra[] = {
         {GW_NAMESPACE_LABEL, "BERTH_NAMESPACE", o->ns},
-        {"berth.workspace_id", "BERTH_WORKSPACE_ID", o->workspace_id},
-        {"berth.environment_slug", "BERTH_ENVIRONMENT_SLUG", o->env_slug},
-        {"berth.environment_id", "BERTH_ENVIRONMENT_ID", o->env_id},
-        {"berth.build_id", "BERTH_BUILD_ID", o->build_id},
+        {LABEL_WORKSPACE_ID, "BERTH_WORKSPACE_ID", o->workspace_id},
+        {LABEL_ENVIRONMENT_SLUG, "BERTH_ENVIRONMENT_SLUG", o->env_slug},
+        {LABEL_ENVIRONMENT_ID, "BERTH_ENVIRONMENT_ID", o->env_id},
+        {LABEL_BUILD_ID, "BERTH_BUILD_ID", o->build_id},
     };
     const char *replicas = arena_printf(a, "%" PRIu64, o->replicas);
     size_t nl = 0, ne = 0;
@@ -639,7 +640,7 @@ static int gw_plan_build(struct arena *a, const struct gw_binding *b, const stru
     if (p->digest == NULL || p->env == NULL || replicas == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
 
-    p->labels[nl++] = (struct backend_label){"berth.kind", k->name};
+    p->labels[nl++] = (struct backend_label){LABEL_KIND, k->name};
     p->labels[nl++] = (struct backend_label){k->id_label, o->id};
     p->replica_label = nl;
     p->labels[nl++] = (struct backend_label){GW_REPLICA_LABEL, "0"};
@@ -829,22 +830,20 @@ static int gw_find(struct gateway_service *s, const struct gw_kind *k, const cha
     return gw_collect(k, list, ns, a, out, n, err);
 }
 
-static enum gw_status gw_status_of(const char *state)
+static enum gw_status gw_status_of(enum backend_state state)
 {
-    static const struct {
-        const char *state;
-        enum gw_status status;
-    } map[] = {
-        {"running", GW_STATUS_RUNNING},      {"created", GW_STATUS_PENDING},
-        {"restarting", GW_STATUS_PENDING},   {"paused", GW_STATUS_TERMINATING},
-        {"exited", GW_STATUS_TERMINATING},   {"dead", GW_STATUS_TERMINATING},
-        {"removing", GW_STATUS_TERMINATING},
+    static const enum gw_status map[BACKEND_STATE_COUNT] = {
+        [BACKEND_STATE_UNKNOWN] = GW_STATUS_UNSPECIFIED,
+        [BACKEND_STATE_CREATED] = GW_STATUS_PENDING,
+        [BACKEND_STATE_RUNNING] = GW_STATUS_RUNNING,
+        [BACKEND_STATE_PAUSED] = GW_STATUS_TERMINATING,
+        [BACKEND_STATE_RESTARTING] = GW_STATUS_PENDING,
+        [BACKEND_STATE_REMOVING] = GW_STATUS_TERMINATING,
+        [BACKEND_STATE_EXITED] = GW_STATUS_TERMINATING,
+        [BACKEND_STATE_DEAD] = GW_STATUS_TERMINATING,
     };
 
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (strcmp(map[i].state, state) == 0)
-            return map[i].status;
-    return GW_STATUS_UNSPECIFIED;
+    return (unsigned)state < BACKEND_STATE_COUNT ? map[state] : GW_STATUS_UNSPECIFIED;
 }
 
 /* "<advertise host>:<published host port>" of the kind's container port, or
@@ -1213,7 +1212,7 @@ static int gw_sync_kind(struct gateway_service *s, const struct gw_binding *b, u
                         int64_t deadline, struct arena *a, size_t *stored, struct berth_err *err)
 {
     struct backend_container_list list = {0};
-    const char *filter = arena_printf(a, "berth.kind=%s", b->kind->name);
+    const char *filter = arena_printf(a, LABEL_KIND "=%s", b->kind->name);
     int rc = -1;
 
     if (filter == NULL)
@@ -1333,9 +1332,9 @@ static int gw_wake(struct gateway_service *s, const struct backend_container *c,
     const struct backend_ops *ops = s->backend->ops;
     int rc;
 
-    if (strcmp(c->state, "paused") == 0)
+    if (c->state == BACKEND_STATE_PAUSED)
         rc = ops->unpause(s->backend->ctx, c->id, deadline, err);
-    else if (strcmp(c->state, "created") == 0 || strcmp(c->state, "exited") == 0)
+    else if (c->state == BACKEND_STATE_CREATED || c->state == BACKEND_STATE_EXITED)
         rc = ops->start(s->backend->ctx, c->id, deadline, err);
     else
         return 0;

@@ -3,6 +3,7 @@
  * calls the backend (never under the registry mutex) and writes the result
  * back. GetVmInfo and ListVms answer from the registry alone. */
 #include "berth/vm_service.h"
+#include "berth/labels.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -73,7 +74,7 @@ static void observe_container(struct vm_service *s, const char *id,
 static void sync_one(struct vm_service *s, const struct backend_container *listed, int64_t deadline,
                      size_t *loaded, struct berth_err *err);
 static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int64_t deadline);
-static enum vm_state state_from_container(const char *state);
+static enum vm_state state_from_container(enum backend_state state);
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
@@ -457,11 +458,11 @@ static int plan_vm(struct arena *a, const char *id, const char *customer, const 
     }
     config_json = arena_strndup(a, json.data ? json.data : "{}", json.data ? json.len : 2);
     buf_release(&json);
-    p->labels[0] = (struct backend_label){"berth.kind", "vm"};
-    p->labels[1] = (struct backend_label){"berth.vm_id", id};
-    p->labels[2] = (struct backend_label){"berth.customer_id", customer};
-    p->labels[3] = (struct backend_label){"berth.config", config_json};
-    p->labels[4] = (struct backend_label){"berth.created", arena_printf(a, "%" PRId64, created)};
+    p->labels[0] = (struct backend_label){LABEL_KIND, "vm"};
+    p->labels[1] = (struct backend_label){LABEL_VM_ID, id};
+    p->labels[2] = (struct backend_label){LABEL_CUSTOMER_ID, customer};
+    p->labels[3] = (struct backend_label){LABEL_CONFIG, config_json};
+    p->labels[4] = (struct backend_label){LABEL_CREATED, arena_printf(a, "%" PRId64, created)};
     if (p->spec.name == NULL || config_json == NULL || p->labels[4].value == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     p->spec.labels = p->labels;
@@ -698,7 +699,7 @@ static int run_action(struct vm_service *s, enum vm_action act, const char *cont
         /* Killing a container that already stopped by itself is a shutdown done. */
         berth_err_clear(&probe);
         stopped = ops->inspect(ctx, container_id, deadline, &c, &probe) == 0 &&
-                  strcmp(c.state, "running") != 0 && strcmp(c.state, "paused") != 0;
+                  c.state != BACKEND_STATE_RUNNING && c.state != BACKEND_STATE_PAUSED;
         backend_container_release(&c);
         if (!stopped)
             return -1;
@@ -1095,27 +1096,30 @@ out:
 
 /* ---- rebuild from the backend ----------------------------------------- */
 
-static enum vm_state state_from_container(const char *state)
+static enum vm_state state_from_container(enum backend_state state)
 {
-    if (strcmp(state, "created") == 0)
-        return VM_STATE_CREATED;
-    if (strcmp(state, "running") == 0 || strcmp(state, "restarting") == 0)
-        return VM_STATE_RUNNING;
-    if (strcmp(state, "paused") == 0)
-        return VM_STATE_PAUSED;
-    if (strcmp(state, "exited") == 0 || strcmp(state, "dead") == 0)
-        return VM_STATE_SHUTDOWN;
-    return VM_STATE_UNSPECIFIED; /* removing, or unknown */
+    static const enum vm_state map[BACKEND_STATE_COUNT] = {
+        [BACKEND_STATE_UNKNOWN] = VM_STATE_UNSPECIFIED,
+        [BACKEND_STATE_CREATED] = VM_STATE_CREATED,
+        [BACKEND_STATE_RUNNING] = VM_STATE_RUNNING,
+        [BACKEND_STATE_PAUSED] = VM_STATE_PAUSED,
+        [BACKEND_STATE_RESTARTING] = VM_STATE_RUNNING,
+        [BACKEND_STATE_REMOVING] = VM_STATE_UNSPECIFIED,
+        [BACKEND_STATE_EXITED] = VM_STATE_SHUTDOWN,
+        [BACKEND_STATE_DEAD] = VM_STATE_SHUTDOWN,
+    };
+
+    return (unsigned)state < BACKEND_STATE_COUNT ? map[state] : VM_STATE_UNSPECIFIED;
 }
 
 /* One labelled container -> one registry record. -1 (logged) when the
  * container cannot be understood; it is then left alone. */
 static int rebuild_one(struct vm_service *s, const struct backend_container *c, struct arena *a)
 {
-    const char *id = backend_container_label(c, "berth.vm_id");
-    const char *json = backend_container_label(c, "berth.config");
-    const char *customer = backend_container_label(c, "berth.customer_id");
-    const char *created = backend_container_label(c, "berth.created");
+    const char *id = backend_container_label(c, LABEL_VM_ID);
+    const char *json = backend_container_label(c, LABEL_CONFIG);
+    const char *customer = backend_container_label(c, LABEL_CUSTOMER_ID);
+    const char *created = backend_container_label(c, LABEL_CREATED);
     struct vm_snapshot init = {0};
     struct vm_record *rec;
     ProtobufCMessage *msg = NULL;
@@ -1123,7 +1127,7 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c, 
     struct berth_err err;
 
     berth_err_clear(&err);
-    if (id == NULL || service_check_id("berth.vm_id", id, &err) < 0 || json == NULL ||
+    if (id == NULL || service_check_id(LABEL_VM_ID, id, &err) < 0 || json == NULL ||
         json_codec_decode(&metal__vmprovisioner__v1__vm_config__descriptor, json, strlen(json),
                           arena_allocator(a), &msg, &err) < 0) {
         struct log_quoted lq;
@@ -1214,7 +1218,7 @@ static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int6
 static void sync_one(struct vm_service *s, const struct backend_container *listed, int64_t deadline,
                      size_t *loaded, struct berth_err *err)
 {
-    const char *id = backend_container_label(listed, "berth.vm_id");
+    const char *id = backend_container_label(listed, LABEL_VM_ID);
     const struct backend_container *c = listed;
     struct backend_container full = {0};
     struct vm_snapshot existing = {0};
@@ -1257,7 +1261,8 @@ int vm_service_rebuild(struct vm_service *s, int64_t deadline, struct berth_err 
     size_t loaded = 0, n_known = 0;
     int rc = -1;
 
-    if (s->backend->ops->list(s->backend->ctx, "berth.kind=vm", deadline, &list, err) < 0)
+    if (s->backend->ops->list(s->backend->ctx, object_kind_info(OBJECT_VM)->kind_filter, deadline,
+                              &list, err) < 0)
         return -1;
     for (size_t i = 0; i < list.n; i++) {
         sync_one(s, &list.items[i], deadline, &loaded, err);

@@ -688,7 +688,7 @@ static void test_inspect(void)
     CHECK_STR(c.id, "4f1e");
     CHECK_STR(c.name, "web-1");
     CHECK_STR(c.image, "busybox:1.36");
-    CHECK_STR(c.state, "exited");
+    CHECK(c.state == BACKEND_STATE_EXITED);
     CHECK(c.oom_killed == 1);
     CHECK(c.exit_code == 137);
     CHECK(c.created_unix == 1795586402);
@@ -758,7 +758,7 @@ static void test_list(void)
     if (l.n == 2) {
         CHECK_STR(l.items[0].id, "c1");
         CHECK_STR(l.items[0].name, "web-1");
-        CHECK_STR(l.items[0].state, "running");
+        CHECK(l.items[0].state == BACKEND_STATE_RUNNING);
         CHECK(l.items[0].created_unix == 1795586402);
         CHECK_STR(l.items[0].ip_address, "172.17.0.2");
         CHECK(l.items[0].n_ports == 1);

@@ -457,7 +457,7 @@ static void test_spec_mapping(void)
     CHECK_STR(backend_container_label(&c, "berth.workspace_id"), "ws_1");
     CHECK(backend_container_label(&c, "berth.spec") != NULL);
     CHECK(backend_container_label(&c, "berth.environment_slug") == NULL);
-    CHECK_STR(c.state, "running");
+    CHECK(c.state == BACKEND_STATE_RUNNING);
     backend_container_release(&c);
 
     /* 0 means no limit. */
@@ -533,7 +533,7 @@ static void test_retry(void)
     CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-again-1", BERTH_NO_DEADLINE, &err) ==
           0);
     CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-again-2"),
-                                   "created") == 0);
+                                   BACKEND_STATE_CREATED) == 0);
     CHECK(memory_backend_count(&f.spy.inner) == 2);
     CHECK(create_gw(&f, &g, &err) == 0);
     CHECK(memory_backend_count(&f.spy.inner) == 3);
@@ -642,7 +642,7 @@ static void test_get_status_and_address(void)
     c2 = container_id_of(&f, "berth-gw-st-2");
     CHECK(c0 && c1 && c2);
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        CHECK(memory_backend_set_state(&f.spy.inner, c1, rows[i].state) == 0);
+        CHECK(memory_backend_set_state(&f.spy.inner, c1, backend_state_parse(rows[i].state)) == 0);
         r = get_gw(&f, "", "st", &err);
         CHECK_MSG(r != NULL && r->n_instances == 3, "%s: Get", rows[i].state);
         if (r == NULL || r->n_instances != 3)
@@ -659,20 +659,20 @@ static void test_get_status_and_address(void)
     /* The gateway's address is the lowest-index running replica's. */
     r = get_gw(&f, "", "st", &err);
     CHECK(r != NULL && strcmp(r->address, r->instances[0]->address) == 0);
-    CHECK(memory_backend_set_state(&f.spy.inner, c0, "exited") == 0);
-    CHECK(memory_backend_set_state(&f.spy.inner, c1, "restarting") == 0);
+    CHECK(memory_backend_set_state(&f.spy.inner, c0, BACKEND_STATE_EXITED) == 0);
+    CHECK(memory_backend_set_state(&f.spy.inner, c1, BACKEND_STATE_RESTARTING) == 0);
     r = get_gw(&f, "", "st", &err);
     CHECK(r != NULL && strcmp(r->address, r->instances[2]->address) == 0);
     snprintf(want, sizeof(want), "%s", r ? r->instances[2]->address : "");
     CHECK(strncmp(want, "127.0.0.1:", 10) == 0 && strtol(want + 10, NULL, 10) > 0);
 
     /* Nothing running: no gateway address. */
-    CHECK(memory_backend_set_state(&f.spy.inner, c2, "dead") == 0);
+    CHECK(memory_backend_set_state(&f.spy.inner, c2, BACKEND_STATE_DEAD) == 0);
     r = get_gw(&f, "", "st", &err);
     CHECK(r != NULL && r->address[0] == '\0');
 
     /* No published port: instances without an address, no crash. */
-    CHECK(memory_backend_set_state(&f.spy.inner, c2, "running") == 0);
+    CHECK(memory_backend_set_state(&f.spy.inner, c2, BACKEND_STATE_RUNNING) == 0);
     f.spy.hide_ports = 1;
     r = get_gw(&f, "", "st", &err);
     CHECK(r != NULL && r->n_instances == 3);
@@ -970,7 +970,7 @@ static void test_cache_outage(void)
 
     /* Live when the Engine answers: a change shows at once, then is cached. */
     CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-cache-0"),
-                                   "exited") == 0);
+                                   BACKEND_STATE_EXITED) == 0);
     r = get_gw(&f, "", "cache", &err);
     CHECK(r != NULL &&
           r->instances[0]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
@@ -1095,8 +1095,8 @@ static void test_cache_event(void)
         return;
     }
     CHECK(create_gw(&f, &g, &err) == 0);
-    CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-ev-1"), "exited") ==
-          0);
+    CHECK(memory_backend_set_state(&f.spy.inner, container_id_of(&f, "berth-gw-ev-1"),
+                                   BACKEND_STATE_EXITED) == 0);
     /* Not news for Get: ignored. */
     ev.action = "exec_start";
     gateway_service_on_event(f.svc, &ev);

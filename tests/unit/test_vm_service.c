@@ -465,7 +465,7 @@ static int container_state(struct fx *f, const char *cid, char *buf, size_t n)
 
     berth_err_clear(&err);
     if (f->backend->ops->inspect(f->backend->ctx, cid, BERTH_NO_DEADLINE, &c, &err) == 0) {
-        snprintf(buf, n, "%s", c.state);
+        snprintf(buf, n, "%s", backend_state_name(c.state));
         rc = 0;
     }
     backend_container_release(&c);
@@ -831,7 +831,7 @@ static void test_forced_shutdown_of_stopped_container(void)
     CHECK(fx_init(&f, NULL, 0, 1) == 0);
     CHECK(make_vm_in_state(&f, "died", VM_STATE_RUNNING) == 0);
     CHECK(vm_snap(&f, "died", &s) == 0);
-    CHECK(memory_backend_set_state(f.backend, s.container_id, "exited") == 0);
+    CHECK(memory_backend_set_state(f.backend, s.container_id, BACKEND_STATE_EXITED) == 0);
     CHECK(call_op(&f, OP_SHUTDOWN_FORCE, "died", &st, NULL, 0) == BERTH_OK);
     CHECK(st == VM_STATE_SHUTDOWN);
     CHECK(vm_state_of(&f, "died") == VM_STATE_SHUTDOWN);
@@ -2746,7 +2746,8 @@ static void test_sync_and_events(void)
             CHECK(f.backend->ops->remove(f.backend->ctx, s.container_id, BERTH_NO_DEADLINE, &err) ==
                   0);
         else if (rows[i].behind_back)
-            CHECK(memory_backend_set_state(f.backend, s.container_id, rows[i].behind_back) == 0);
+            CHECK(memory_backend_set_state(f.backend, s.container_id,
+                                           backend_state_parse(rows[i].behind_back)) == 0);
         vm_snapshot_release(&s);
     }
     /* While the engine cannot confirm the removal, the entry stays. Four

@@ -3,6 +3,7 @@
  * Engine answers mapped to Connect codes, and the rule that a container
  * without berth.managed=true is never read or touched (not_found). */
 #include "berth/docker_backend.h"
+#include "berth/labels.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,9 +29,6 @@
 #define DOCKER_PULL_MAX_MS (30 * 60 * 1000)
 /* Longest user string echoed in an error message. */
 #define DOCKER_QUOTE_MAX 128
-/* The label naming the create call that made a container (a fresh uuid per
- * call), so a create whose outcome is unknown removes only its own work. */
-#define DOCKER_CREATE_TOKEN_KEY "berth.create_token"
 /* Following up such a create: the backend's own budget (the caller's
  * deadline has usually passed by then) and the interval between looks. */
 #define DOCKER_REAP_BUDGET_MS 5000
@@ -42,7 +40,7 @@ struct docker_create {
     const char *body;  /* the create body, labels included */
     const char *image; /* for messages */
     const char *name;  /* NULL or "": the Engine picks one */
-    char token[37];    /* the DOCKER_CREATE_TOKEN_KEY value */
+    char token[37];    /* the LABEL_CREATE_TOKEN value */
 };
 
 /* What the reaper found under the container's name. */
@@ -443,15 +441,14 @@ static int docker_backend_add_labels(cJSON *config, const struct backend_spec *s
     for (size_t i = 0; i < spec->n_labels; i++) {
         const char *k = spec->labels[i].key;
 
-        if (strcmp(k, DOCKER_BACKEND_MANAGED_KEY) == 0 || strcmp(k, DOCKER_CREATE_TOKEN_KEY) == 0)
+        if (strcmp(k, LABEL_MANAGED) == 0 || strcmp(k, LABEL_CREATE_TOKEN) == 0)
             continue;
         cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
         if (cJSON_AddStringToObject(labels, k, spec->labels[i].value) == NULL)
             return -1;
     }
-    if (cJSON_AddStringToObject(labels, DOCKER_BACKEND_MANAGED_KEY, DOCKER_BACKEND_MANAGED_VALUE) ==
-            NULL ||
-        cJSON_AddStringToObject(labels, DOCKER_CREATE_TOKEN_KEY, token) == NULL)
+    if (cJSON_AddStringToObject(labels, LABEL_MANAGED, LABEL_MANAGED_VALUE) == NULL ||
+        cJSON_AddStringToObject(labels, LABEL_CREATE_TOKEN, token) == NULL)
         return -1;
     return 0;
 }
@@ -661,7 +658,7 @@ static int docker_backend_reap_find(struct docker_ctx *c, const struct docker_cr
     root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
     labels = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "Config"),
                                               "Labels");
-    token = cJSON_GetObjectItemCaseSensitive(labels, DOCKER_CREATE_TOKEN_KEY);
+    token = cJSON_GetObjectItemCaseSensitive(labels, LABEL_CREATE_TOKEN);
     if (!docker_backend_is_managed(labels) || !cJSON_IsString(token) ||
         strcmp(token->valuestring, req->token) != 0) {
         rc = DOCKER_REAP_OTHER;
@@ -1057,8 +1054,7 @@ static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
     filters = cJSON_CreateObject();
     labels = cJSON_AddArrayToObject(filters, "label");
     bad = labels == NULL ||
-          !cJSON_AddItemToArray(labels, cJSON_CreateString(DOCKER_BACKEND_MANAGED_KEY
-                                                           "=" DOCKER_BACKEND_MANAGED_VALUE));
+          !cJSON_AddItemToArray(labels, cJSON_CreateString(LABEL_MANAGED "=" LABEL_MANAGED_VALUE));
     if (!bad && label != NULL && label[0] != '\0')
         bad = !cJSON_AddItemToArray(labels, cJSON_CreateString(label));
     if (!bad)
@@ -1113,9 +1109,9 @@ out:
 
 static int docker_backend_is_managed(const cJSON *labels)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, DOCKER_BACKEND_MANAGED_KEY);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, LABEL_MANAGED);
 
-    return cJSON_IsString(v) && strcmp(v->valuestring, DOCKER_BACKEND_MANAGED_VALUE) == 0;
+    return cJSON_IsString(v) && strcmp(v->valuestring, LABEL_MANAGED_VALUE) == 0;
 }
 
 /* strdup of obj[key] when it is a string, else of "". NULL: out of memory. */
@@ -1124,6 +1120,15 @@ static char *docker_backend_dup(const cJSON *obj, const char *key)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 
     return strdup(cJSON_IsString(v) ? v->valuestring : "");
+}
+
+/* The state a field of the Engine's JSON names: the Engine's words are the
+ * names of enum backend_state. */
+static enum backend_state docker_backend_state(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    return backend_state_parse(cJSON_IsString(v) ? v->valuestring : NULL);
 }
 
 /* Fill *out from GET /containers/{id}/json; *out is only set on success. */
@@ -1149,8 +1154,8 @@ static int docker_backend_from_inspect(const cJSON *root, struct backend_contain
     c.id = docker_backend_dup(root, "Id");
     c.name = strdup(name);
     c.image = docker_backend_dup(config, "Image");
-    c.state = docker_backend_dup(state, "Status");
-    if (c.id == NULL || c.name == NULL || c.image == NULL || c.state == NULL)
+    c.state = docker_backend_state(state, "Status");
+    if (c.id == NULL || c.name == NULL || c.image == NULL)
         goto oom;
     c.oom_killed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "OOMKilled"));
     v = cJSON_GetObjectItemCaseSensitive(state, "ExitCode");
@@ -1199,8 +1204,8 @@ static int docker_backend_from_list_item(const cJSON *item, struct backend_conta
     c.id = docker_backend_dup(item, "Id");
     c.name = strdup(name);
     c.image = docker_backend_dup(item, "Image");
-    c.state = docker_backend_dup(item, "State");
-    if (c.id == NULL || c.name == NULL || c.image == NULL || c.state == NULL)
+    c.state = docker_backend_state(item, "State");
+    if (c.id == NULL || c.name == NULL || c.image == NULL)
         goto oom;
     v = cJSON_GetObjectItemCaseSensitive(item, "Created");
     if (cJSON_IsNumber(v))

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "berth/buf.h"
+#include "berth/labels.h"
 #include "berth/clock.h"
 #include "berth/docker_backend.h"
 #include "berth/log.h"
@@ -33,11 +34,11 @@ static const char *events_attr(const cJSON *attrs, const char *key)
 static const char *events_object_id(const cJSON *attrs, const char *kind)
 {
     if (strcmp(kind, "vm") == 0)
-        return events_attr(attrs, "berth.vm_id");
+        return events_attr(attrs, LABEL_VM_ID);
     if (strcmp(kind, "gateway") == 0)
-        return events_attr(attrs, "berth.gateway_id");
+        return events_attr(attrs, LABEL_GATEWAY_ID);
     if (strcmp(kind, "deployment") == 0)
-        return events_attr(attrs, "berth.deployment_id");
+        return events_attr(attrs, LABEL_DEPLOYMENT_ID);
     return "";
 }
 
@@ -60,12 +61,12 @@ static int events_on_line(void *arg, const char *line, size_t len)
     /* The filter asks for our label; still never act on another container. */
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "container") != 0 ||
         !cJSON_IsString(action) || !cJSON_IsString(id) ||
-        strcmp(events_attr(attrs, DOCKER_BACKEND_MANAGED_KEY), DOCKER_BACKEND_MANAGED_VALUE) != 0)
+        strcmp(events_attr(attrs, LABEL_MANAGED), LABEL_MANAGED_VALUE) != 0)
         goto out;
     memset(&ev, 0, sizeof(ev));
     ev.action = action->valuestring;
     ev.container_id = id->valuestring;
-    ev.kind = events_attr(attrs, "berth.kind");
+    ev.kind = events_attr(attrs, LABEL_KIND);
     ev.object_id = events_object_id(attrs, ev.kind);
     exit_code = events_attr(attrs, "exitCode");
     ev.exit_code = exit_code[0] ? (int)strtol(exit_code, NULL, 10) : -1;
@@ -82,8 +83,7 @@ int docker_events_watch(void *ctx, int64_t since_unix_ns, const atomic_int *stop
                         backend_event_fn fn, void *arg, struct berth_err *err)
 {
     static const char filters[] =
-        "{\"type\":[\"container\"],\"label\":[\"" DOCKER_BACKEND_MANAGED_KEY
-        "=" DOCKER_BACKEND_MANAGED_VALUE "\"]}";
+        "{\"type\":[\"container\"],\"label\":[\"" LABEL_MANAGED "=" LABEL_MANAGED_VALUE "\"]}";
     struct docker_ctx *c = ctx;
     struct events_reader reader = {fn, arg};
     struct engine_response resp;

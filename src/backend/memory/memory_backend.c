@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "berth/clock.h"
+#include "berth/labels.h"
 #include "berth/lock.h"
 
 struct mem_container {
@@ -103,7 +104,6 @@ static int mem_copy(struct backend_container *dst, const struct backend_containe
     c.id = strdup(src->id);
     c.name = strdup(src->name);
     c.image = strdup(src->image);
-    c.state = strdup(src->state);
     c.ip_address = strdup(src->ip_address);
     c.mac_address = strdup(src->mac_address);
     c.gateway = strdup(src->gateway);
@@ -171,7 +171,7 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
     proto.id = mc->id;
     proto.name = (char *)spec->name;
     proto.image = (char *)spec->image;
-    proto.state = "created";
+    proto.state = BACKEND_STATE_CREATED;
     proto.ip_address = "";
     proto.mac_address = "";
     proto.gateway = "";
@@ -182,8 +182,8 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
         proto.labels[i].key = (char *)spec->labels[i].key;
         proto.labels[i].value = (char *)spec->labels[i].value;
     }
-    proto.labels[spec->n_labels].key = "berth.managed";
-    proto.labels[spec->n_labels].value = "true";
+    proto.labels[spec->n_labels].key = LABEL_MANAGED;
+    proto.labels[spec->n_labels].value = LABEL_MANAGED_VALUE;
     proto.n_labels = spec->n_labels + 1;
     if (mem_copy(&mc->c, &proto) < 0) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -214,7 +214,7 @@ static int mem_transition(void *ctx, const char *op, const char *id, struct bert
 {
     struct mem_ctx *m = ctx;
     struct mem_container *mc;
-    const char *st, *next = NULL;
+    enum backend_state st, next = BACKEND_STATE_UNKNOWN;
     int rc = -1;
 
     lock_take(&m->lock);
@@ -227,42 +227,35 @@ static int mem_transition(void *ctx, const char *op, const char *id, struct bert
     }
     st = mc->c.state;
     if (strcmp(op, "start") == 0) {
-        if (strcmp(st, "paused") == 0) {
+        if (st == BACKEND_STATE_PAUSED) {
             berth_err_set(err, BERTH_FAILED_PRECONDITION, "cannot start a paused container");
             goto out;
         }
-        next = "running";
+        next = BACKEND_STATE_RUNNING;
     } else if (strcmp(op, "stop") == 0 || strcmp(op, "kill") == 0) {
-        if (strcmp(op, "kill") == 0 && strcmp(st, "running") != 0 && strcmp(st, "paused") != 0) {
+        if (strcmp(op, "kill") == 0 && st != BACKEND_STATE_RUNNING && st != BACKEND_STATE_PAUSED) {
             berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not running", id);
             goto out;
         }
-        next = strcmp(st, "created") == 0 ? "created" : "exited";
+        next = st == BACKEND_STATE_CREATED ? BACKEND_STATE_CREATED : BACKEND_STATE_EXITED;
     } else if (strcmp(op, "pause") == 0) {
-        if (strcmp(st, "running") != 0) {
+        if (st != BACKEND_STATE_RUNNING) {
             berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not running", id);
             goto out;
         }
-        next = "paused";
+        next = BACKEND_STATE_PAUSED;
     } else if (strcmp(op, "unpause") == 0) {
-        if (strcmp(st, "paused") != 0) {
+        if (st != BACKEND_STATE_PAUSED) {
             berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not paused", id);
             goto out;
         }
-        next = "running";
+        next = BACKEND_STATE_RUNNING;
     } else if (strcmp(op, "restart") == 0) {
-        next = "running";
+        next = BACKEND_STATE_RUNNING;
     }
-    if (next && strcmp(next, st) != 0) {
-        char *s = strdup(next);
-        if (s == NULL) {
-            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        free(mc->c.state);
-        mc->c.state = s;
-    }
-    if (strcmp(mc->c.state, "running") == 0 &&
+    if (next != BACKEND_STATE_UNKNOWN)
+        mc->c.state = next;
+    if (mc->c.state == BACKEND_STATE_RUNNING &&
         (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0))
         mc->c.started_unix_ms = berth_unix_ms();
     rc = 0;
@@ -447,24 +440,18 @@ size_t memory_backend_count(struct backend *b)
     return n;
 }
 
-int memory_backend_set_state(struct backend *b, const char *id, const char *state)
+int memory_backend_set_state(struct backend *b, const char *id, enum backend_state state)
 {
     struct mem_ctx *m = b->ctx;
     struct mem_container *mc;
-    char *s = strdup(state);
     int rc = -1;
 
-    if (s == NULL)
-        return -1;
     lock_take(&m->lock);
     mc = mem_find(m, id);
     if (mc != NULL) {
-        free(mc->c.state);
-        mc->c.state = s;
-        s = NULL;
+        mc->c.state = state;
         rc = 0;
     }
     lock_give(&m->lock);
-    free(s);
     return rc;
 }
