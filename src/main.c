@@ -1,10 +1,12 @@
-/* berthd: read the configuration, start the daemon, wait for SIGTERM or
- * SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h), stop it.
- * Nothing else happens here. */
+/* berthd: with a client subcommand (berth/cli.h), a client of a running
+ * berthd; otherwise read the configuration, start the daemon, wait for
+ * SIGTERM or SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h),
+ * stop it. Nothing else happens here. */
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "berth/cli.h"
 #include "berth/config.h"
 #include "berth/daemon.h"
 #include "berth/log.h"
@@ -20,6 +22,9 @@ int main(int argc, char **argv)
     sigset_t sigs;
     int sig = 0;
 
+    /* `berthd vm ls`, ...: a client of a running berthd. */
+    if (argc > 1 && cli_is_command(argv[1]))
+        return cli_main(argc - 1, argv + 1);
     berth_err_clear(&err);
     if (config_load(&cfg, argc, argv, stdout, &action, &err) < 0) {
         fprintf(stderr, "berthd: %s\n", err.msg);

@@ -1,0 +1,349 @@
+/* `berthd gw ...` and `berthd dep ...`: GatewayService and
+ * DeploymentService from a shell (list, show the instances, delete). */
+#include <string.h>
+
+#include "cli_internal.h"
+#include "krane/v1/deployment.pb-c.h"
+#include "krane/v1/gateway.pb-c.h"
+
+#define GW_SVC "/krane.v1.GatewayService/"
+#define DEP_SVC "/krane.v1.DeploymentService/"
+
+/* What a command read from its arguments: an id (or none for ls) and the
+ * namespace. */
+struct replica_args {
+    const char *id;
+    const char *ns;
+};
+
+static int replica_args(const struct cli_opts *o, const struct cli_command *cmd, int argc,
+                        char **argv, int need_id, struct replica_args *out);
+static const struct cli_command *replica_command(const char *group, const char *verb);
+static int replica_summaries(const struct cli_opts *o, struct cli_table *t);
+static void replica_print_deleted(const struct cli_opts *o, const char *id);
+static int gw_ls(const struct cli_opts *o, int argc, char **argv);
+static int gw_info(const struct cli_opts *o, int argc, char **argv);
+static int gw_rm(const struct cli_opts *o, int argc, char **argv);
+static int dep_ls(const struct cli_opts *o, int argc, char **argv);
+static int dep_info(const struct cli_opts *o, int argc, char **argv);
+static int dep_rm(const struct cli_opts *o, int argc, char **argv);
+
+const struct cli_command cli_replica_commands[] = {
+    {"gw", "ls", "[--namespace NS]", "list the gateways", gw_ls},
+    {"gw", "info", "ID [--namespace NS]", "show a gateway's replicas and addresses", gw_info},
+    {"gw", "rm", "ID [--namespace NS]", "delete a gateway and every replica", gw_rm},
+    {"dep", "ls", "[--namespace NS]", "list the deployments", dep_ls},
+    {"dep", "info", "ID [--namespace NS]", "show a deployment's replicas and addresses", dep_info},
+    {"dep", "rm", "ID [--namespace NS]", "delete a deployment and every replica", dep_rm},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_command *replica_command(const char *group, const char *verb)
+{
+    for (const struct cli_command *c = cli_replica_commands; c->group != NULL; c++)
+        if (strcmp(c->group, group) == 0 && strcmp(c->verb, verb) == 0)
+            return c;
+    return NULL;
+}
+
+static int replica_args(const struct cli_opts *o, const struct cli_command *cmd, int argc,
+                        char **argv, int need_id, struct replica_args *out)
+{
+    out->id = NULL;
+    out->ns = "";
+    for (int i = 0; i < argc; i++) {
+        if (cli_is_flag(argv[i], "--namespace") || cli_is_flag(argv[i], "-n")) {
+            const char *v = cli_take_value(argc, argv, &i);
+            if (v == NULL)
+                return cli_usage_error(o, cmd, "--namespace needs a value");
+            out->ns = v;
+        } else if (need_id && out->id == NULL && argv[i][0] != '-') {
+            out->id = argv[i];
+        } else {
+            return cli_usage_error(o, cmd, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (need_id && out->id == NULL)
+        return cli_usage_error(o, cmd, "expected an id");
+    return 0;
+}
+
+static int replica_summaries(const struct cli_opts *o, struct cli_table *t)
+{
+    static const char *const header[] = {"NAMESPACE", "ID", "IMAGE", "RUNNING", "STATUS"};
+    (void)o;
+    return cli_table_init(t, 5, header);
+}
+
+static void replica_print_deleted(const struct cli_opts *o, const char *id)
+{
+    if (o->json)
+        fputs("{}\n", o->out);
+    else
+        fprintf(o->out, "%s deleted\n", id);
+}
+
+static int gw_ls(const struct cli_opts *o, int argc, char **argv)
+{
+    Krane__V1__ListGatewaysRequest req = KRANE__V1__LIST_GATEWAYS_REQUEST__INIT;
+    const Krane__V1__ListGatewaysResponse *r;
+    ProtobufCMessage *out = NULL;
+    struct replica_args ra;
+    struct arena *a;
+    struct berth_err err;
+    struct cli_table t;
+    struct buf raw;
+    int rc = replica_args(o, replica_command("gw", "ls"), argc, argv, 0, &ra);
+
+    if (rc != 0)
+        return rc;
+    if ((a = arena_new()) == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    buf_init(&raw, (size_t)64 << 20);
+    req.namespace_ = (char *)ra.ns;
+    req.page_size = 1000;
+    if (cli_call(o, GW_SVC "ListGateways", &req.base,
+                 &krane__v1__list_gateways_response__descriptor, a, &out, &raw, &err) < 0) {
+        rc = cli_fail(o, &err);
+    } else if (o->json) {
+        fprintf(o->out, "%s\n", raw.data);
+    } else if (replica_summaries(o, &t) < 0) {
+        rc = BERTH_RESOURCE_EXHAUSTED;
+    } else {
+        r = (const void *)out;
+        for (size_t i = 0; i < r->n_gateways && rc == 0; i++) {
+            const Krane__V1__GatewaySummary *g = r->gateways[i];
+            char running[32], status[32];
+            const char *row[5] = {g->namespace_[0] ? g->namespace_ : "-", g->gateway_id, g->image,
+                                  running, status};
+            snprintf(running, sizeof(running), "%u/%u", g->running, g->replicas);
+            cli_enum_word(&krane__v1__gateway_status__descriptor, g->status, "GATEWAY_STATUS_",
+                          status, sizeof(status));
+            if (cli_table_add(&t, row) < 0)
+                rc = BERTH_RESOURCE_EXHAUSTED;
+        }
+        if (rc == 0)
+            cli_table_print(&t, o->out);
+        cli_table_release(&t);
+    }
+    buf_release(&raw);
+    arena_free(a);
+    return rc;
+}
+
+static int dep_ls(const struct cli_opts *o, int argc, char **argv)
+{
+    Krane__V1__ListDeploymentsRequest req = KRANE__V1__LIST_DEPLOYMENTS_REQUEST__INIT;
+    const Krane__V1__ListDeploymentsResponse *r;
+    ProtobufCMessage *out = NULL;
+    struct replica_args ra;
+    struct arena *a;
+    struct berth_err err;
+    struct cli_table t;
+    struct buf raw;
+    int rc = replica_args(o, replica_command("dep", "ls"), argc, argv, 0, &ra);
+
+    if (rc != 0)
+        return rc;
+    if ((a = arena_new()) == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    buf_init(&raw, (size_t)64 << 20);
+    req.namespace_ = (char *)ra.ns;
+    req.page_size = 1000;
+    if (cli_call(o, DEP_SVC "ListDeployments", &req.base,
+                 &krane__v1__list_deployments_response__descriptor, a, &out, &raw, &err) < 0) {
+        rc = cli_fail(o, &err);
+    } else if (o->json) {
+        fprintf(o->out, "%s\n", raw.data);
+    } else if (replica_summaries(o, &t) < 0) {
+        rc = BERTH_RESOURCE_EXHAUSTED;
+    } else {
+        r = (const void *)out;
+        for (size_t i = 0; i < r->n_deployments && rc == 0; i++) {
+            const Krane__V1__DeploymentSummary *d = r->deployments[i];
+            char running[32], status[32];
+            const char *row[5] = {d->namespace_[0] ? d->namespace_ : "-", d->deployment_id,
+                                  d->image, running, status};
+            snprintf(running, sizeof(running), "%u/%u", d->running, d->replicas);
+            cli_enum_word(&krane__v1__deployment_status__descriptor, d->status,
+                          "DEPLOYMENT_STATUS_", status, sizeof(status));
+            if (cli_table_add(&t, row) < 0)
+                rc = BERTH_RESOURCE_EXHAUSTED;
+        }
+        if (rc == 0)
+            cli_table_print(&t, o->out);
+        cli_table_release(&t);
+    }
+    buf_release(&raw);
+    arena_free(a);
+    return rc;
+}
+
+/* INSTANCE STATUS ADDRESS rows, from either kind's instances. */
+struct replica_instance {
+    const char *id;
+    int status;
+    const char *address;
+};
+
+static int replica_print_instances(const struct cli_opts *o, const struct replica_instance *in,
+                                   size_t n, const ProtobufCEnumDescriptor *ed, const char *prefix)
+{
+    static const char *const header[] = {"INSTANCE", "STATUS", "ADDRESS"};
+    struct cli_table t;
+    int rc = 0;
+
+    if (cli_table_init(&t, 3, header) < 0)
+        return BERTH_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char status[32];
+        const char *row[3] = {in[i].id, status, in[i].address[0] ? in[i].address : "-"};
+        cli_enum_word(ed, in[i].status, prefix, status, sizeof(status));
+        if (cli_table_add(&t, row) < 0)
+            rc = BERTH_RESOURCE_EXHAUSTED;
+    }
+    if (rc == 0)
+        cli_table_print(&t, o->out);
+    cli_table_release(&t);
+    return rc;
+}
+
+static int gw_info(const struct cli_opts *o, int argc, char **argv)
+{
+    Krane__V1__GetGatewayRequest req = KRANE__V1__GET_GATEWAY_REQUEST__INIT;
+    const Krane__V1__GetGatewayResponse *r;
+    struct replica_instance *rows = NULL;
+    ProtobufCMessage *out = NULL;
+    struct replica_args ra;
+    struct arena *a;
+    struct berth_err err;
+    struct buf raw;
+    int rc = replica_args(o, replica_command("gw", "info"), argc, argv, 1, &ra);
+
+    if (rc != 0)
+        return rc;
+    if ((a = arena_new()) == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    buf_init(&raw, (size_t)16 << 20);
+    req.namespace_ = (char *)ra.ns;
+    req.gateway_id = (char *)ra.id;
+    if (cli_call(o, GW_SVC "GetGateway", &req.base, &krane__v1__get_gateway_response__descriptor, a,
+                 &out, &raw, &err) < 0) {
+        rc = cli_fail(o, &err);
+    } else if (o->json) {
+        fprintf(o->out, "%s\n", raw.data);
+    } else {
+        r = (const void *)out;
+        rows = arena_alloc(a, (r->n_instances + 1) * sizeof(*rows));
+        if (rows == NULL) {
+            rc = BERTH_RESOURCE_EXHAUSTED;
+        } else {
+            for (size_t i = 0; i < r->n_instances; i++)
+                rows[i] = (struct replica_instance){r->instances[i]->id, r->instances[i]->status,
+                                                    r->instances[i]->address};
+            fprintf(o->out, "ADDRESS: %s\n", r->address[0] ? r->address : "-");
+            rc = replica_print_instances(o, rows, r->n_instances,
+                                         &krane__v1__gateway_status__descriptor, "GATEWAY_STATUS_");
+        }
+    }
+    buf_release(&raw);
+    arena_free(a);
+    return rc;
+}
+
+static int dep_info(const struct cli_opts *o, int argc, char **argv)
+{
+    Krane__V1__GetDeploymentRequest req = KRANE__V1__GET_DEPLOYMENT_REQUEST__INIT;
+    const Krane__V1__GetDeploymentResponse *r;
+    struct replica_instance *rows = NULL;
+    ProtobufCMessage *out = NULL;
+    struct replica_args ra;
+    struct arena *a;
+    struct berth_err err;
+    struct buf raw;
+    int rc = replica_args(o, replica_command("dep", "info"), argc, argv, 1, &ra);
+
+    if (rc != 0)
+        return rc;
+    if ((a = arena_new()) == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    buf_init(&raw, (size_t)16 << 20);
+    req.namespace_ = (char *)ra.ns;
+    req.deployment_id = (char *)ra.id;
+    if (cli_call(o, DEP_SVC "GetDeployment", &req.base,
+                 &krane__v1__get_deployment_response__descriptor, a, &out, &raw, &err) < 0) {
+        rc = cli_fail(o, &err);
+    } else if (o->json) {
+        fprintf(o->out, "%s\n", raw.data);
+    } else {
+        r = (const void *)out;
+        rows = arena_alloc(a, (r->n_instances + 1) * sizeof(*rows));
+        if (rows == NULL) {
+            rc = BERTH_RESOURCE_EXHAUSTED;
+        } else {
+            for (size_t i = 0; i < r->n_instances; i++)
+                rows[i] = (struct replica_instance){r->instances[i]->id, r->instances[i]->status,
+                                                    r->instances[i]->address};
+            rc = replica_print_instances(o, rows, r->n_instances,
+                                         &krane__v1__deployment_status__descriptor,
+                                         "DEPLOYMENT_STATUS_");
+        }
+    }
+    buf_release(&raw);
+    arena_free(a);
+    return rc;
+}
+
+static int gw_rm(const struct cli_opts *o, int argc, char **argv)
+{
+    Krane__V1__DeleteGatewayRequest req = KRANE__V1__DELETE_GATEWAY_REQUEST__INIT;
+    ProtobufCMessage *out = NULL;
+    struct replica_args ra;
+    struct arena *a;
+    struct berth_err err;
+    int rc = replica_args(o, replica_command("gw", "rm"), argc, argv, 1, &ra);
+
+    if (rc != 0)
+        return rc;
+    if ((a = arena_new()) == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    req.namespace_ = (char *)ra.ns;
+    req.gateway_id = (char *)ra.id;
+    if (cli_call(o, GW_SVC "DeleteGateway", &req.base,
+                 &krane__v1__delete_gateway_response__descriptor, a, &out, NULL, &err) < 0)
+        rc = cli_fail(o, &err);
+    else
+        replica_print_deleted(o, ra.id);
+    arena_free(a);
+    return rc;
+}
+
+static int dep_rm(const struct cli_opts *o, int argc, char **argv)
+{
+    Krane__V1__DeleteDeploymentRequest req = KRANE__V1__DELETE_DEPLOYMENT_REQUEST__INIT;
+    ProtobufCMessage *out = NULL;
+    struct replica_args ra;
+    struct arena *a;
+    struct berth_err err;
+    int rc = replica_args(o, replica_command("dep", "rm"), argc, argv, 1, &ra);
+
+    if (rc != 0)
+        return rc;
+    if ((a = arena_new()) == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    req.namespace_ = (char *)ra.ns;
+    req.deployment_id = (char *)ra.id;
+    if (cli_call(o, DEP_SVC "DeleteDeployment", &req.base,
+                 &krane__v1__delete_deployment_response__descriptor, a, &out, NULL, &err) < 0)
+        rc = cli_fail(o, &err);
+    else
+        replica_print_deleted(o, ra.id);
+    arena_free(a);
+    return rc;
+}
