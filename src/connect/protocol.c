@@ -58,15 +58,6 @@ static int utf8_repair(const char *s, struct buf *out);
 static void respond_status(struct http_response *resp, int status);
 static void log_call(const struct rpc_route *route, const char *path, int status,
                      const struct berth_err *err, int64_t start_us, const char *request_id);
-static int64_t now_us(void);
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* `s` as valid UTF-8 in `out`: each byte that does not begin a well-formed
  * sequence becomes U+FFFD, as a JSON string must hold nothing else. */
@@ -483,7 +474,7 @@ static int run_call(struct call_state *cs, struct berth_err *err)
 static void log_call(const struct rpc_route *route, const char *path, int status,
                      const struct berth_err *err, int64_t start_us, const char *request_id)
 {
-    double ms = (double)(now_us() - start_us) / 1000.0;
+    double ms = (double)(berth_now_us() - start_us) / 1000.0;
     enum log_level lvl =
         err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
     struct log_quoted qp, qe;
@@ -509,7 +500,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     const char *path = http_request_path(req);
     struct call_state cs = {.cc = cc, .req = req, .resp = resp, .arena = arena};
     struct berth_err err;
-    int64_t start = now_us();
+    int64_t start = berth_now_us();
     uuid_t uu;
     char request_id[37], quoted[40];
     int is_get;
@@ -546,7 +537,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
                       cs.route->path);
         connect_stream_write_error(resp, cs.codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO,
                                    &err);
-        rpc_stats_record(&cs.route->stats, err.code, now_us() - start);
+        rpc_stats_record(&cs.route->stats, err.code, berth_now_us() - start);
         atomic_fetch_sub(&cs.route->stats.in_flight, 1);
         goto out;
     }
@@ -567,7 +558,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     atomic_fetch_add(&cs.route->stats.in_flight, 1);
     if (run_call(&cs, &err) < 0)
         connect_write_error(resp, &err);
-    rpc_stats_record(&cs.route->stats, err.code, now_us() - start);
+    rpc_stats_record(&cs.route->stats, err.code, berth_now_us() - start);
     atomic_fetch_sub(&cs.route->stats.in_flight, 1);
     goto out;
 unsupported:

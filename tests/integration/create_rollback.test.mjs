@@ -8,6 +8,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -24,15 +25,7 @@ const CUT_CALLS = 10;
 
 let d; // the daemon under test
 
-function rpc(method, body, headers = {}) {
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json", ...headers },
-    body: JSON.stringify(body),
-    timeoutMs: 60000,
-  });
-}
+const rpc = serviceRpc(() => d, VM_SERVICE, { timeoutMs: 60000 });
 
 async function ok(method, body) {
   const r = await rpc(method, body);
@@ -72,7 +65,7 @@ describe("CreateVm failures on the Docker Engine", { skip }, () => {
     for (let i = 0; i < CUT_CALLS; i++) {
       const id = vmId(`cut${i}`);
       const timeoutMs = 1 + (i % 5);
-      const r = await rpc("CreateVm", { vmId: id, config: { container: SLEEPER } }, { "Connect-Timeout-Ms": String(timeoutMs) });
+      const r = await rpc("CreateVm", { vmId: id, config: { container: SLEEPER } }, { headers: { "Connect-Timeout-Ms": String(timeoutMs) } });
       const where = `CreateVm ${id} with ${timeoutMs} ms -> ${r.status} ${r.text}`;
       assert.ok(r.status === 200 || r.status === 504, where);
       if (r.status === 504) {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { rpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 
@@ -121,15 +122,7 @@ describe("daemon behaviour on the real Engine", { skip }, () => {
     await runningVm(d, id);
 
     // Holds the VM for up to 10 minutes: the container ignores SIGTERM.
-    const slow = d
-      .request({
-        method: "POST",
-        path: VM + "ShutdownVm",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ vmId: id, timeoutSeconds: 600 }),
-        timeoutMs: 60000,
-      })
-      .then((r) => r.status, (e) => e.code || "error");
+    const slow = rpc(d, VM + "ShutdownVm", { vmId: id, timeoutSeconds: 600 }, { timeoutMs: 60000 }).then((r) => r.status, (e) => e.code || "error");
     await waitFor(async () => {
       const m = await d.request({ method: "GET", path: "/metrics" });
       return /berth_rpc_in_flight\{procedure="[^"]*ShutdownVm"\} 1\b/.test(m.text);

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { rpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 
@@ -120,13 +121,7 @@ describe("a frozen Engine", { skip }, () => {
     proxy.freeze();
     // No client deadline: only berthd's own watch on its Engine can end it.
     const started = Date.now();
-    const stuck = await d.request({
-      method: "POST",
-      path: VM + "ShutdownVm",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ vmId: id, timeoutSeconds: 60 }),
-      timeoutMs: 30000,
-    });
+    const stuck = await rpc(d, VM + "ShutdownVm", { vmId: id, timeoutSeconds: 60 }, { timeoutMs: 30000 });
     const took = Date.now() - started;
     assert.equal(stuck.status, 503, stuck.text);
     assert.equal(stuck.json.code, "unavailable");

@@ -12,6 +12,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startBerthd, berthdSkipReason, rawRequest } from "../lib/berthd.mjs";
+import { rpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { waitFor } from "../lib/wait.mjs";
@@ -75,11 +76,6 @@ function deploymentId(name) {
   const id = `dep-${name}-${runTag}`;
   made.push(["berth.deployment_id", id]);
   return id;
-}
-
-async function rpc(d, path, body) {
-  const r = await d.postJson(path, body);
-  return { status: r.status, json: r.json, text: r.text };
 }
 
 async function ok(d, path, body) {

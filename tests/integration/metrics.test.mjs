@@ -12,6 +12,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -29,23 +30,20 @@ const AGE_MARGIN_MS = 500;
 
 let d;
 
-async function rpc(method, body) {
-  const r = await d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs: 30000,
-  });
+const rpc = serviceRpc(() => d, VM_SERVICE);
+
+/** A VmService call that must succeed; resolves its JSON answer. */
+async function vmOk(method, body) {
+  const r = await rpc(method, body);
   assert.equal(r.status, 200, `${method} ${JSON.stringify(body)} -> ${r.status} ${r.text}`);
   return r.json;
 }
 
-const info = (id) => rpc("GetVmInfo", { vmId: id });
+const info = (id) => vmOk("GetVmInfo", { vmId: id });
 
 /** Create and boot a VM running `command` in the test image. */
 async function bootVm(id, command, memoryBytes = 256 * MiB) {
-  await rpc("CreateVm", {
+  await vmOk("CreateVm", {
     vmId: id,
     config: {
       cpu: { vcpuCount: 1 },
@@ -53,7 +51,7 @@ async function bootVm(id, command, memoryBytes = 256 * MiB) {
       container: { image: TEST_IMAGE, command },
     },
   });
-  await rpc("BootVm", { vmId: id });
+  await vmOk("BootVm", { vmId: id });
 }
 
 /** The VM's metrics once it has any (sampledAtUnixMs set). */
@@ -359,7 +357,7 @@ describe("metrics collector and /metrics", { skip }, () => {
 
   test("a paused VM is not sampled; resumed, it is again", async () => {
     const before = await firstMetrics(idle);
-    await rpc("PauseVm", { vmId: idle });
+    await vmOk("PauseVm", { vmId: idle });
     const pausedAt = Date.now();
     // The collector reads the registry twice an interval; give it three
     // intervals, and at every look the sample must date from before the pause
@@ -385,13 +383,13 @@ describe("metrics collector and /metrics", { skip }, () => {
       },
       { timeoutMs: 10000, intervalMs: 200, what: "two more intervals while paused" },
     );
-    await rpc("ResumeVm", { vmId: idle });
+    await vmOk("ResumeVm", { vmId: idle });
     await nextMetrics(idle, frozen, 5 * INTERVAL_MS);
   });
 
   test("a stopped VM keeps its last sample with no uptime", async () => {
     const m = await firstMetrics(burn);
-    await rpc("ShutdownVm", { vmId: burn, force: true });
+    await vmOk("ShutdownVm", { vmId: burn, force: true });
     const vm = await info(burn);
     assert.equal(vm.state, "VM_STATE_SHUTDOWN");
     assert.ok(vm.metrics, "metrics kept");

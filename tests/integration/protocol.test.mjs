@@ -14,7 +14,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, chmodSync, existsSync } from "node:fs";
 import { create, toBinary, fromBinary } from "@bufbuild/protobuf";
 import { startBerthd, berthdSkipReason } from "../lib/berthd.mjs";
-import { vmProto, VM_SERVICE } from "../lib/proto.mjs";
+import { vmProto, VM_SERVICE, getMessage } from "../lib/proto.mjs";
 
 const skip = berthdSkipReason();
 const P = `/${VM_SERVICE}/`;
@@ -197,6 +197,114 @@ describe("Connect protocol (memory backend)", { skip }, () => {
         const r = await d.request({ method: "POST", path: `${P}ListVms`, headers: { "Content-Type": row.ct }, body: "{}" });
         assertOkJson(r, row.ct);
       });
+    }
+  });
+
+  describe("server streaming", () => {
+    const WATCH = "/berth.v1.EventService/Watch";
+    const STREAM_LOGS = "/berth.v1.LogService/StreamLogs";
+    const STREAM_ACCEPT_POST = "application/connect+json, application/connect+proto";
+
+    /** One Connect envelope: flag byte, 4-byte big-endian length, payload. */
+    const envelope = (flags, payload) => {
+      const head = Buffer.alloc(5);
+      head[0] = flags;
+      head.writeUInt32BE(payload.length, 1);
+      return Buffer.concat([head, Buffer.from(payload)]);
+    };
+
+    const unaryAtStream = [
+      { description: "application/json at Watch", path: WATCH, ct: "application/json" },
+      { description: "application/json; charset=utf-8 at Watch", path: WATCH, ct: "application/json; charset=utf-8" },
+      { description: "application/proto at Watch", path: WATCH, ct: "application/proto" },
+      { description: "application/json at StreamLogs", path: STREAM_LOGS, ct: "application/json" },
+      { description: "no content type at StreamLogs", path: STREAM_LOGS, ct: undefined },
+      { description: "text/plain at Watch", path: WATCH, ct: "text/plain" },
+      { description: "application/connect+json with another charset at Watch", path: WATCH, ct: "application/connect+json; charset=latin1" },
+    ];
+    for (const row of unaryAtStream) {
+      test(`415 with the streaming Accept-Post for ${row.description}`, async () => {
+        const headers = row.ct === undefined ? {} : { "Content-Type": row.ct };
+        const r = await d.request({ method: "POST", path: row.path, headers, body: "{}" });
+        assert.equal(r.status, 415, `${r.status} ${r.text}`);
+        assert.equal(r.headers["accept-post"], STREAM_ACCEPT_POST);
+      });
+    }
+
+    const streamAtUnary = [
+      { description: "application/connect+json at ListVms", path: `${P}ListVms`, ct: "application/connect+json" },
+      { description: "application/connect+proto at GetVmInfo", path: `${P}GetVmInfo`, ct: "application/connect+proto" },
+      { description: "application/connect+json at GetLogs", path: "/berth.v1.LogService/GetLogs", ct: "application/connect+json" },
+    ];
+    for (const row of streamAtUnary) {
+      test(`415 with the unary Accept-Post for ${row.description}`, async () => {
+        const r = await d.request({ method: "POST", path: row.path, headers: { "Content-Type": row.ct }, body: envelope(0, "{}") });
+        assert.equal(r.status, 415, `${r.status} ${r.text}`);
+        const listed = String(r.headers["accept-post"] || "").split(",").map((s) => s.trim().toLowerCase());
+        for (const ct of ACCEPTED_CONTENT_TYPES) assert.ok(listed.includes(ct), `Accept-Post '${r.headers["accept-post"]}' lists ${ct}`);
+        assert.ok(!listed.some((ct) => ct.startsWith("application/connect+")), `no streaming type in '${r.headers["accept-post"]}'`);
+      });
+    }
+
+    const calls = [
+      { description: "Watch over JSON", path: WATCH, ct: "application/connect+json", echo: "application/connect+json", message: () => '{"kinds":["OBJECT_KIND_VM"]}' },
+      { description: "Watch over JSON, charset=utf-8", path: WATCH, ct: "application/connect+json; charset=utf-8", echo: "application/connect+json", message: () => "{}" },
+      { description: "Watch over binary", path: WATCH, ct: "application/connect+proto", echo: "application/connect+proto", message: () => new Uint8Array(0) },
+      { description: "StreamLogs over JSON", path: STREAM_LOGS, ct: "application/connect+json", echo: "application/connect+json", message: () => '{"vmId":"web-1","tailLines":10}' },
+      {
+        description: "StreamLogs over binary",
+        path: STREAM_LOGS,
+        ct: "application/connect+proto",
+        echo: "application/connect+proto",
+        message: () => {
+          const GetLogsRequest = getMessage("berth.v1.GetLogsRequest");
+          return toBinary(GetLogsRequest, create(GetLogsRequest, { vmId: "web-1", tailLines: 10 }));
+        },
+      },
+    ];
+    for (const row of calls) {
+      test(`${row.description}: 200, the content type echoed, one end-of-stream envelope with unimplemented`, async () => {
+        const r = await d.request({ method: "POST", path: row.path, headers: { "Content-Type": row.ct }, body: envelope(0, row.message()) });
+        assert.equal(r.status, 200, `${r.status} ${r.text}`);
+        assert.equal(r.headers["content-type"], row.echo);
+        const body = r.decoded;
+        assert.ok(body.length >= 5, `an envelope: ${body.length} bytes`);
+        assert.equal(body[0], 0x02, "the end-of-stream flag");
+        const len = body.readUInt32BE(1);
+        assert.equal(body.length, 5 + len, "exactly one envelope, its length big-endian");
+        const end = JSON.parse(body.subarray(5).toString("utf8"));
+        assert.deepEqual(Object.keys(end), ["error"], `end-of-stream JSON: ${body.subarray(5)}`);
+        assert.equal(end.error.code, "unimplemented");
+        assert.equal(typeof end.error.message, "string");
+        assert.ok(end.error.message.includes(row.path.slice(1)), `message names the procedure: ${end.error.message}`);
+      });
+    }
+  });
+
+  describe("methods that answer unimplemented", () => {
+    const rows = [
+      { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false },
+      { description: "ListGateways", path: "/krane.v1.GatewayService/ListGateways", get: true },
+      { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false },
+      { description: "ListDeployments", path: "/krane.v1.DeploymentService/ListDeployments", get: true },
+      { description: "GetLogs", path: "/berth.v1.LogService/GetLogs", get: true },
+    ];
+    for (const row of rows) {
+      test(`${row.description} by POST answers 501 unimplemented`, async () => {
+        assertError(await d.postJson(row.path, {}), 501, "unimplemented", `POST ${row.path}`);
+      });
+      if (row.get) {
+        test(`${row.description} by GET (NO_SIDE_EFFECTS) answers 501 unimplemented`, async () => {
+          const r = await d.request({ method: "GET", path: `${row.path}?encoding=json&message=${encodeURIComponent("{}")}` });
+          assertError(r, 501, "unimplemented", `GET ${row.path}`);
+        });
+      } else {
+        test(`${row.description} by GET answers 405 with Allow: POST`, async () => {
+          const r = await d.request({ method: "GET", path: `${row.path}?encoding=json&message=${encodeURIComponent("{}")}` });
+          assert.equal(r.status, 405, `${r.status} ${r.text}`);
+          assert.equal(r.headers["allow"], "POST");
+        });
+      }
     }
   });
 

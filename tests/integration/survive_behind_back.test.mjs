@@ -12,6 +12,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -36,15 +37,7 @@ let d; // the daemon under test
 
 // --- helpers -----------------------------------------------------------------
 
-function rpc(method, body, { timeoutMs = 30000 } = {}) {
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs,
-  });
-}
+const rpc = serviceRpc(() => d, VM_SERVICE);
 
 async function ok(method, body, opts) {
   const r = await rpc(method, body, opts);
@@ -90,9 +83,7 @@ async function engineExec(cid, cmd) {
   await engine.call("POST", `/exec/${r.body.Id}/start`, { body: { Detach: true, Tty: false } });
 }
 
-function krane(method, body, { timeoutMs = 30000 } = {}) {
-  return d.request({ method: "POST", path: `${GW}/${method}`, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), timeoutMs });
-}
+const krane = serviceRpc(() => d, GW);
 
 /** REPLICA_IMAGE: TEST_IMAGE committed with WORKLOAD as its CMD (krane has no command field). */
 async function commitReplicaImage() {

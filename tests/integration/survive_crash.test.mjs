@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomInt } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -28,15 +29,7 @@ let d; // the daemon under test; replaced at every restart
 
 // --- helpers -----------------------------------------------------------------
 
-function rpc(method, body, { timeoutMs = 30000 } = {}) {
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs,
-  });
-}
+const rpc = serviceRpc(() => d, VM_SERVICE);
 
 async function ok(method, body) {
   const r = await rpc(method, body);

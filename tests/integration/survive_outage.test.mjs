@@ -23,6 +23,7 @@ import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, openSync,
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { rpc as rpcTo, serviceRpc } from "../lib/rpc.mjs";
 import { Engine } from "../lib/engine.mjs";
 import { TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE, TESTS_DIR } from "../lib/proto.mjs";
@@ -253,15 +254,7 @@ let d; // the daemon under test
 let engine; // client of the private Engine (while it runs)
 const priv = new PrivateEngine();
 
-function rpc(method, body, { timeoutMs = 30000 } = {}) {
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs,
-  });
-}
+const rpc = serviceRpc(() => d, VM_SERVICE);
 
 async function ok(method, body, opts) {
   const r = await rpc(method, body, opts);
@@ -269,9 +262,7 @@ async function ok(method, body, opts) {
   return r.json;
 }
 
-function krane(p, body, { timeoutMs = 30000 } = {}) {
-  return d.request({ method: "POST", path: p, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), timeoutMs });
-}
+const krane = (p, body, opts) => rpcTo(d, p, body, opts);
 
 async function kraneOk(p, body) {
   const r = await krane(p, body);

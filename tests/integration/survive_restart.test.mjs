@@ -8,6 +8,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { rpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -35,15 +36,7 @@ let d; // the daemon under test
 // --- helpers -----------------------------------------------------------------
 
 /** POST a procedure (full path) as JSON; resolves { status, json, text }. */
-function call(procedure, body, { timeoutMs = 30000 } = {}) {
-  return d.request({
-    method: "POST",
-    path: procedure,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs,
-  });
-}
+const call = (procedure, body, opts) => rpc(d, procedure, body, opts);
 
 /** A call that must succeed; resolves its JSON answer. */
 async function ok(procedure, body, opts) {

@@ -8,6 +8,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -39,16 +40,13 @@ const tried = new Set(); // every vmId this file asked CreateVm for
 
 // --- helpers -----------------------------------------------------------------
 
-function rpc(method, body, { timeoutMs = 60000 } = {}) {
+const vmRpc = serviceRpc(() => d, VM_SERVICE, { timeoutMs: 60000 });
+
+/** vmRpc, remembering every VM id a CreateVm tried (for the cleanup). */
+const rpc = (method, body, opts) => {
   if (method === "CreateVm" && body && typeof body.vmId === "string") tried.add(body.vmId);
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs,
-  });
-}
+  return vmRpc(method, body, opts);
+};
 
 async function ok(method, body) {
   const r = await rpc(method, body);

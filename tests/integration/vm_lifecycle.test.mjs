@@ -9,6 +9,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -31,15 +32,7 @@ let d; // the daemon under test
 // --- helpers -----------------------------------------------------------------
 
 /** POST a VmService method as JSON; resolves { status, json, text }. */
-function rpc(method, body, { timeoutMs = 30000 } = {}) {
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs,
-  });
-}
+const rpc = serviceRpc(() => d, VM_SERVICE);
 
 /** A call that must succeed; resolves its JSON answer. */
 async function ok(method, body, opts) {

@@ -12,6 +12,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason } from "../lib/berthd.mjs";
+import { serviceRpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE } from "../lib/proto.mjs";
@@ -26,15 +27,7 @@ const IDS = Array.from({ length: COUNT }, (_, i) => `par-${String(i).padStart(2,
 
 let d; // the daemon under test
 
-function rpc(method, body) {
-  return d.request({
-    method: "POST",
-    path: `/${VM_SERVICE}/${method}`,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    timeoutMs: 120000,
-  });
-}
+const rpc = serviceRpc(() => d, VM_SERVICE, { timeoutMs: 120000 });
 
 async function ok(method, body) {
   const r = await rpc(method, body);

@@ -9,9 +9,10 @@ import { request as httpRequest } from "node:http";
 import { gunzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { rpc } from "./rpc.mjs";
 import { waitFor } from "./wait.mjs";
 
-export { waitFor };
+export { rpc, waitFor };
 
 /** The repository root: $BERTH_SOURCE_DIR, else two levels above this file. */
 export const SOURCE_DIR =
@@ -142,18 +143,9 @@ export class Berthd {
     return rawRequest(this.url, opts);
   }
 
-  /**
-   * POST to a procedure path as application/json. `body` may be an object
-   * (serialized here), or a string or bytes (sent as they are).
-   */
+  /** rpc() to this daemon (see rpc.mjs), with rawRequest's 15 s wait. */
   postJson(procedure, body, headers = {}) {
-    const raw = typeof body === "string" || Buffer.isBuffer(body) || body instanceof Uint8Array;
-    return this.request({
-      method: "POST",
-      path: procedure,
-      headers: { "Content-Type": "application/json", ...headers },
-      body: raw ? body : JSON.stringify(body),
-    });
+    return rpc(this, procedure, body, { headers, timeoutMs: 15000 });
   }
 
   /** Resolve when the process has exited, with { code, signal }. */

@@ -1,5 +1,5 @@
 /* A tiny unit-test harness: CHECK records a failure and goes on; the test's
- * main returns test_summary(). */
+ * main returns test_summary(), which also fails a run that made no check. */
 #ifndef BERTH_TESTLIB_H
 #define BERTH_TESTLIB_H
 
