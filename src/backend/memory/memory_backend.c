@@ -110,8 +110,8 @@ static int mem_copy(struct backend_container *dst, const struct backend_containe
     c.ports = calloc(src->n_ports ? src->n_ports : 1, sizeof(*c.ports));
     c.labels = calloc(src->n_labels ? src->n_labels : 1, sizeof(*c.labels));
     c.n_labels = 0;
-    if (!c.id || !c.name || !c.image || !c.state || !c.ip_address || !c.mac_address || !c.gateway ||
-        !c.ports || !c.labels)
+    if (!c.id || !c.name || !c.image || !c.ip_address || !c.mac_address || !c.gateway || !c.ports ||
+        !c.labels)
         goto fail;
     if (src->n_ports)
         memcpy(c.ports, src->ports, src->n_ports * sizeof(*c.ports));
