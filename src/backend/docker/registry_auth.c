@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -596,9 +597,22 @@ static int auth_run_helper(const char *name, const char *host, int64_t deadline,
     in_pipe[0] = -1;
     close(out_pipe[1]);
     out_pipe[1] = -1;
-    /* The host is a few bytes: the pipe takes it whole. */
-    if (write(in_pipe[1], host, hl) != (ssize_t)hl) {
-        /* The helper may have exited already; its status says why. */
+    /* The host is a few bytes: the pipe takes it whole. A helper that exits
+     * without reading must not raise SIGPIPE in berthd: block it for this
+     * write and take a pending one away; the helper's status says why. */
+    {
+        sigset_t pipe_set, old_set;
+        struct timespec zero = {0, 0};
+        ssize_t wrote;
+
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+        wrote = write(in_pipe[1], host, hl);
+        if (wrote < 0 && errno == EPIPE)
+            while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+                ;
+        pthread_sigmask(SIG_SETMASK, &old_set, NULL);
     }
     close(in_pipe[1]);
     in_pipe[1] = -1;
