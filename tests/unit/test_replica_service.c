@@ -1,5 +1,6 @@
 /* GatewayService and DeploymentService against the memory backend, seen
- * through a thin wrapper backend that records the last spec, can fail the
+ * through a thin wrapper backend (whose replica sets are the N-containers
+ * code over the wrapper's container operations) that records the last spec, can fail the
  * n-th start and can hide published ports: validation, all-or-nothing
  * create, retries, Get's statuses and addresses, idempotent delete,
  * concurrent creates of one id, the cache of last known answers that Get
@@ -12,7 +13,8 @@
 
 #include "berth/arena.h"
 #include "berth/clock.h"
-#include "berth/gateway_service.h"
+#include "berth/docker_replicas.h"
+#include "berth/replica_service.h"
 #include "berth/memory_backend.h"
 #include "berth/router.h"
 #include "krane/v1/deployment.pb-c.h"
@@ -39,12 +41,13 @@ struct spy {
     char restart[32];     /* guarded by lock */
     char env[16][128];    /* guarded by lock */
     size_t n_env;         /* guarded by lock */
+    struct backend self;  /* ops = &ops, ctx = this spy */
 };
 
 struct fixture {
     struct spy spy;
     struct backend backend; /* ops = &spy.ops, ctx = &spy */
-    struct gateway_service *svc;
+    struct replica_service *svc;
     struct router *router;
     struct arena *arena;
 };
@@ -56,6 +59,15 @@ static int spy_remove(void *ctx, const char *id, int64_t deadline, struct berth_
 static int spy_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int spy_list(void *ctx, const char *label, int64_t deadline,
                     struct backend_container_list *out, struct berth_err *err);
+static int spy_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                             struct backend_apply_result *out, struct berth_err *err);
+static int spy_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, struct backend_replica_set *out,
+                           struct berth_err *err);
+static int spy_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                            struct backend_replica_set_list *out, struct berth_err *err);
+static int spy_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                              int64_t deadline, size_t *removed, struct berth_err *err);
 static int fixture_init(struct fixture *f, const char *advertise_host);
 static void fixture_release(struct fixture *f);
 static int call(struct fixture *f, const char *path, const void *in, ProtobufCMessage **out,
@@ -152,11 +164,44 @@ static int spy_list(void *ctx, const char *label, int64_t deadline,
     return 0;
 }
 
+/* Replica sets made of the spy's own containers, so it sees every call. */
+static int spy_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                             struct backend_apply_result *out, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_apply(&s->self, spec, deadline, out, err);
+}
+
+static int spy_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, struct backend_replica_set *out, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_get(&s->self, kind, ns, id, deadline, out, err);
+}
+
+static int spy_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                            struct backend_replica_set_list *out, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_list(&s->self, kind, id, deadline, out, err);
+}
+
+static int spy_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                              int64_t deadline, size_t *removed, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_delete(&s->self, kind, ns, id, deadline, removed, err);
+}
+
 /* ---- fixture ------------------------------------------------------------ */
 
 static int fixture_init(struct fixture *f, const char *advertise_host)
 {
-    struct gateway_service_config cfg = {
+    struct replica_service_config cfg = {
         .gateway_port = 8040,
         .deployment_port = 8080,
         .advertise_host = advertise_host,
@@ -175,21 +220,27 @@ static int fixture_init(struct fixture *f, const char *advertise_host)
     f->spy.ops.remove = spy_remove;
     f->spy.ops.unpause = spy_unpause;
     f->spy.ops.list = spy_list;
+    f->spy.ops.replica_apply = spy_replica_apply;
+    f->spy.ops.replica_get = spy_replica_get;
+    f->spy.ops.replica_list = spy_replica_list;
+    f->spy.ops.replica_delete = spy_replica_delete;
     f->spy.ops.destroy = NULL;
+    f->spy.self.ops = &f->spy.ops;
+    f->spy.self.ctx = &f->spy;
     f->backend.ops = &f->spy.ops;
     f->backend.ctx = &f->spy;
-    f->svc = gateway_service_new(&cfg, &f->backend);
+    f->svc = replica_service_new(&cfg, &f->backend);
     f->router = router_new();
     f->arena = arena_new();
     if (f->svc == NULL || f->router == NULL || f->arena == NULL ||
-        gateway_service_register(f->svc, f->router) < 0)
+        replica_service_register(f->svc, f->router) < 0)
         return -1;
     return 0;
 }
 
 static void fixture_release(struct fixture *f)
 {
-    gateway_service_free(f->svc);
+    replica_service_free(f->svc);
     router_free(f->router);
     arena_free(f->arena);
     backend_destroy(&f->spy.inner);
@@ -1013,7 +1064,7 @@ static void test_cache_sync(void)
     Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
     Krane__V1__DeploymentRequest d = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
     Krane__V1__GetDeploymentRequest get = KRANE__V1__GET_DEPLOYMENT_REQUEST__INIT;
-    struct gateway_service_config cfg = {.gateway_port = 8040, .deployment_port = 8080};
+    struct replica_service_config cfg = {.gateway_port = 8040, .deployment_port = 8080};
     GatewayRequest g = gw_request("sync", 3);
     Krane__V1__GetGatewayResponse *r;
     ProtobufCMessage *out = NULL;
@@ -1037,15 +1088,15 @@ static void test_cache_sync(void)
     CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0);
 
     /* A new service on the same containers: nothing cached until the sync. */
-    gateway_service_free(f.svc);
+    replica_service_free(f.svc);
     router_free(f.router);
-    f.svc = gateway_service_new(&cfg, &f.backend);
+    f.svc = replica_service_new(&cfg, &f.backend);
     f.router = router_new();
-    CHECK(f.svc && f.router && gateway_service_register(f.svc, f.router) == 0);
+    CHECK(f.svc && f.router && replica_service_register(f.svc, f.router) == 0);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) == NULL &&
           err.code == BERTH_UNAVAILABLE);
     berth_err_clear(&err);
-    CHECK(gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
+    CHECK(replica_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
     r = (fail_list(&f), get_gw(&f, "ns-a", "sync", &err));
     CHECK_MSG(r != NULL && r->n_instances == 3, "gateway after sync: %s", err.msg);
     for (size_t i = 0; r && i < r->n_instances; i++)
@@ -1057,7 +1108,7 @@ static void test_cache_sync(void)
 
     /* A failed sync keeps what was known. */
     berth_err_clear(&err);
-    CHECK(fail_list(&f) == 0 && gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) < 0 &&
+    CHECK(fail_list(&f) == 0 && replica_service_sync(f.svc, berth_now_ms() + 10000, &err) < 0 &&
           err.code == BERTH_UNAVAILABLE);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) != NULL);
 
@@ -1068,7 +1119,7 @@ static void test_cache_sync(void)
         CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, name, BERTH_NO_DEADLINE, &err) == 0);
     }
     berth_err_clear(&err);
-    CHECK(gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
+    CHECK(replica_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) == NULL &&
           err.code == BERTH_UNAVAILABLE);
     CHECK(fail_list(&f) == 0 && call(&f, DEP "GetDeployment", &get, &out, &err) == 0);
@@ -1099,10 +1150,10 @@ static void test_cache_event(void)
                                    BACKEND_STATE_EXITED) == 0);
     /* Not news for Get: ignored. */
     ev.action = "exec_start";
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     ev.action = "die";
     ev.kind = "vm";
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL && r->n_instances == 2 &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
@@ -1112,11 +1163,11 @@ static void test_cache_event(void)
     ev.kind = "gateway";
     ev.time_unix_ns = berth_unix_ms() * 1000000 - 1000000;
     memory_backend_fail_next(&f.spy.inner, "list", 1, BERTH_UNAVAILABLE);
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL && r->n_instances == 2 &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
@@ -1126,7 +1177,7 @@ static void test_cache_event(void)
     CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-ev-1", BERTH_NO_DEADLINE, &err) == 0);
     ev.action = "destroy";
     ev.time_unix_ns = berth_unix_ms() * 1000000 + 1000000;
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "", "ev", &err) == NULL &&
           err.code == BERTH_UNAVAILABLE);
     fixture_release(&f);
@@ -1250,13 +1301,13 @@ static void test_cache_stays_small(void)
         return;
     }
     CHECK(create_gw(&f, &g, &err) == 0);
-    CHECK(gateway_service_cached(f.svc) == 1);
+    CHECK(replica_service_cached(f.svc) == 1);
     for (int i = 0; i < 200; i++) {
         snprintf(id, sizeof(id), "ghost-%d", i);
         CHECK(get_gw(&f, "", id, &err) == NULL && err.code == BERTH_NOT_FOUND);
         CHECK(delete_gw(&f, "", id, &err) == 0);
     }
-    CHECK_MSG(gateway_service_cached(f.svc) == 1, "%zu entries", gateway_service_cached(f.svc));
+    CHECK_MSG(replica_service_cached(f.svc) == 1, "%zu entries", replica_service_cached(f.svc));
     fixture_release(&f);
 }
 
@@ -1281,5 +1332,5 @@ int main(void)
     test_short_set();
     test_retry_unpauses();
     test_cache_stays_small();
-    return test_summary("test_gateway_service");
+    return test_summary("test_replica_service");
 }
