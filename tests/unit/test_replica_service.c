@@ -98,6 +98,7 @@ static void test_cache_sync(void);
 static void test_cache_event(void);
 static void test_short_set(void);
 static void test_retry_unpauses(void);
+static void test_memory_replica_sets(void);
 static int fail_list(struct fixture *f);
 static int started_container(struct fixture *f, const char *name, const struct backend_label *l,
                              size_t n);
@@ -1311,6 +1312,77 @@ static void test_cache_stays_small(void)
     fixture_release(&f);
 }
 
+/* The memory backend's own replica-set operations, without the service:
+ * apply, the instances, listing, another spec refused, delete idempotent,
+ * and no update yet. */
+static void test_memory_replica_sets(void)
+{
+    struct backend b = {0};
+    struct backend_replica_spec spec = {
+        .kind = OBJECT_DEPLOYMENT,
+        .ns = "team",
+        .id = "api",
+        .replicas = 2,
+        .digest = "d1",
+        .instance_env = "BERTH_INSTANCE_ID",
+        .tmpl = {.image = "busybox:latest"},
+    };
+    struct backend_apply_result res = {0};
+    struct backend_replica_set set = {0};
+    struct backend_replica_set_list list = {0};
+    struct berth_err err;
+    size_t removed = 0;
+
+    berth_err_clear(&err);
+    CHECK(memory_backend_new(&b, &err) == 0);
+    if (b.ops == NULL)
+        return;
+    CHECK(b.ops->replica_update == NULL);
+    CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
+    CHECK(res.existing == 0 && res.added == 2 && res.woken == 0);
+    CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
+    CHECK_MSG(res.existing == 2 && res.added == 0, "a retry adds nothing");
+    CHECK(memory_backend_count(&b) == 2);
+
+    CHECK(b.ops->replica_get(b.ctx, OBJECT_DEPLOYMENT, "team", "api", BERTH_NO_DEADLINE, &set,
+                             &err) == 0);
+    CHECK(set.n == 2 && set.wanted == 2 && set.kind == OBJECT_DEPLOYMENT);
+    if (set.n == 2) {
+        CHECK(set.items[0].index == 0 && set.items[1].index == 1);
+        CHECK(set.items[0].state == BACKEND_STATE_RUNNING);
+        CHECK_STR(set.items[0].host, "");
+    }
+    CHECK_STR(set.ns, "team");
+    backend_replica_set_release(&set);
+    berth_err_clear(&err);
+    CHECK_MSG(b.ops->replica_get(b.ctx, OBJECT_DEPLOYMENT, "", "api", BERTH_NO_DEADLINE, &set,
+                                 &err) < 0 &&
+                  err.code == BERTH_NOT_FOUND,
+              "another namespace does not see it");
+    berth_err_clear(&err);
+    CHECK(b.ops->replica_list(b.ctx, OBJECT_DEPLOYMENT, NULL, BERTH_NO_DEADLINE, &list, &err) == 0);
+    CHECK(list.n == 1);
+    backend_replica_set_list_release(&list);
+    CHECK(b.ops->replica_list(b.ctx, OBJECT_GATEWAY, NULL, BERTH_NO_DEADLINE, &list, &err) == 0);
+    CHECK(list.n == 0);
+    backend_replica_set_list_release(&list);
+
+    spec.digest = "d2";
+    CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, NULL, &err) < 0 &&
+          err.code == BERTH_ALREADY_EXISTS);
+    CHECK(memory_backend_count(&b) == 2);
+
+    berth_err_clear(&err);
+    CHECK(b.ops->replica_delete(b.ctx, OBJECT_DEPLOYMENT, "team", "api", BERTH_NO_DEADLINE,
+                                &removed, &err) == 0 &&
+          removed == 2);
+    CHECK(b.ops->replica_delete(b.ctx, OBJECT_DEPLOYMENT, "team", "api", BERTH_NO_DEADLINE,
+                                &removed, &err) == 0 &&
+          removed == 0);
+    CHECK(memory_backend_count(&b) == 0);
+    backend_destroy(&b);
+}
+
 int main(void)
 {
     test_validation();
@@ -1332,5 +1404,6 @@ int main(void)
     test_short_set();
     test_retry_unpauses();
     test_cache_stays_small();
+    test_memory_replica_sets();
     return test_summary("test_replica_service");
 }
