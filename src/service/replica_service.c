@@ -83,7 +83,7 @@ static int rs_check_text(const char *field, const char *value, size_t max, struc
 static int rs_env_cmp(const void *a, const void *b);
 static int rs_read_env(struct arena *a, const char *kname, struct krane_object *o,
                        struct berth_err *err);
-static int rs_read_object(struct arena *a, const char *kname, struct krane_object *o,
+static int rs_read_object(struct arena *a, const struct rs_binding *b, struct krane_object *o,
                           struct berth_err *err);
 static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, const char *value);
 static const char *rs_digest(struct arena *a, const struct krane_object *o);
@@ -276,10 +276,10 @@ static int rs_read_env(struct arena *a, const char *kname, struct krane_object *
 }
 
 /* Validate the object of a Create request. */
-static int rs_read_object(struct arena *a, const char *kname, struct krane_object *o,
+static int rs_read_object(struct arena *a, const struct rs_binding *b, struct krane_object *o,
                           struct berth_err *err)
 {
-    enum object_kind kind = object_kind_by_name(kname)->kind;
+    const char *kname = b->name;
     char field[64];
     const struct {
         const char *json;
@@ -292,7 +292,7 @@ static int rs_read_object(struct arena *a, const char *kname, struct krane_objec
         {"buildId", o->build_id},
     };
 
-    snprintf(field, sizeof(field), "%s.%s", kname, krane_id_json(kind));
+    snprintf(field, sizeof(field), "%s.%s", kname, krane_id_json(b->kind->kind));
     if (service_check_id(field, o->id, err) < 0)
         return -1;
     /* Never dropped silently: a client that sends secrets must learn that
@@ -749,7 +749,7 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     if (got > 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s' is required", b->name);
-    if (rs_read_object(call->arena, b->name, &o, err) < 0 ||
+    if (rs_read_object(call->arena, b, &o, err) < 0 ||
         rs_plan_build(call->arena, b, &o, &plan, err) < 0 || rs_check_backend(s, err) < 0)
         return -1;
     key = arena_printf(call->arena, "%s/%s", b->name, o.id);
