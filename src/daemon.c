@@ -15,7 +15,7 @@
 #include "berth/connect.h"
 #include "berth/docker_backend.h"
 #include "berth/engine_client.h"
-#include "berth/gateway_service.h"
+#include "berth/replica_service.h"
 #include "berth/http_server.h"
 #include "berth/lock.h"
 #include "berth/log.h"
@@ -37,7 +37,7 @@ struct berth_daemon {
     struct backend backend;
     struct vm_registry *vms;
     struct vm_service *vm_svc;
-    struct gateway_service *gw_svc;
+    struct replica_service *replica_svc;
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
@@ -63,7 +63,7 @@ static void *watcher_main(void *arg);
 static int watcher_wait(struct berth_daemon *d, int64_t ms);
 static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
 static void on_engine_event(void *arg, const struct backend_event *ev);
-static void gateway_sync(struct berth_daemon *d);
+static void replica_sync(struct berth_daemon *d);
 
 static int backend_open(const struct berth_config *cfg, struct engine_stats *stats,
                         struct backend *out, struct berth_err *err)
@@ -84,7 +84,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
 {
     struct berth_daemon *d = calloc(1, sizeof(*d));
     struct vm_service_config vc;
-    struct gateway_service_config gc;
+    struct replica_service_config gc;
     struct http_server_config hc;
 
     if (d == NULL)
@@ -111,12 +111,12 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     gc.deployment_port = (int)cfg->deployment_port;
     gc.advertise_host = cfg->advertise_host;
     gc.publish_address = cfg->publish_address;
-    d->gw_svc = gateway_service_new(&gc, &d->backend);
-    if (d->gw_svc == NULL) {
+    d->replica_svc = replica_service_new(&gc, &d->backend);
+    if (d->replica_svc == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
-    if (gateway_service_register(d->gw_svc, d->router) < 0) {
+    if (replica_service_register(d->replica_svc, d->router) < 0) {
         berth_err_set(err, BERTH_INTERNAL, "krane service routes missing from the RPC table");
         goto fail;
     }
@@ -199,7 +199,7 @@ void daemon_stop(struct berth_daemon *d)
     http_server_free(d->http);
     prometheus_free(d->prom);
     collector_stop(d->collector);
-    gateway_service_free(d->gw_svc);
+    replica_service_free(d->replica_svc);
     vm_service_free(d->vm_svc);
     router_free(d->router);
     vm_registry_free(d->vms);
@@ -281,12 +281,12 @@ static int watcher_wait(struct berth_daemon *d, int64_t ms)
 
 /* Gateways and deployments from the Engine's listing into their cache. A
  * failure leaves the old cache; the event stream keeps it current. */
-static void gateway_sync(struct berth_daemon *d)
+static void replica_sync(struct berth_daemon *d)
 {
     struct berth_err err;
 
     berth_err_clear(&err);
-    if (gateway_service_sync(d->gw_svc, berth_now_ms() + 30000, &err) < 0) {
+    if (replica_service_sync(d->replica_svc, berth_now_ms() + 30000, &err) < 0) {
         struct log_quoted lq;
         log_warn("krane.sync", "code=%s error=%s", berth_code_name(err.code),
                  log_quote(&lq, err.msg));
@@ -298,7 +298,7 @@ static void on_engine_event(void *arg, const struct backend_event *ev)
     struct berth_daemon *d = arg;
 
     vm_service_on_event(d->vm_svc, ev);
-    gateway_service_on_event(d->gw_svc, ev);
+    replica_service_on_event(d->replica_svc, ev);
     if (ev->time_unix_ns > d->events_since_ns)
         d->events_since_ns = ev->time_unix_ns;
 }
@@ -328,7 +328,7 @@ static void *watcher_main(void *arg)
             up = vm_service_rebuild(d->vm_svc, berth_now_ms() + 30000, &err) == 0;
             synced = synced || up;
             if (up)
-                gateway_sync(d);
+                replica_sync(d);
         }
         if (up != was_up) {
             if (up)

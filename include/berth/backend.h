@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "berth/err.h"
+#include "berth/labels.h"
 
 struct backend_port {
     int container_port;
@@ -113,6 +114,67 @@ struct backend_event {
 
 typedef void (*backend_event_fn)(void *arg, const struct backend_event *ev);
 
+/* ---- replica sets ----------------------------------------------------- */
+
+/* Gateways and deployments: N replicas of one spec, known by (kind, id). How
+ * a backend makes them is its own business (N containers, one Swarm
+ * service); the services only see the set and its instances. */
+
+#define BACKEND_MAX_REPLICAS 100
+
+/* What to apply. Everything is borrowed for the duration of the call. */
+struct backend_replica_spec {
+    enum object_kind kind; /* OBJECT_GATEWAY or OBJECT_DEPLOYMENT */
+    const char *ns;        /* the namespace, "" for none */
+    const char *id;        /* unique within the kind, whatever the namespace */
+    unsigned replicas;     /* 1 .. BACKEND_MAX_REPLICAS */
+    /* Names the spec: an apply with the digest the set was made with is a
+     * retry of the same spec, any other digest a different spec. */
+    const char *digest;
+    /* NULL, or an environment name each replica gets, set to "<id>-<index>". */
+    const char *instance_env;
+    /* What every replica runs. name is ignored (the backend names them);
+     * labels are added to the backend's own (kind, id, namespace, index,
+     * digest, replica count). */
+    struct backend_spec tmpl;
+};
+
+/* One instance of a set. Heap-owned by the set it is in. */
+struct backend_replica {
+    char *handle; /* the backend's name for it (a container id, a task id): for logs */
+    unsigned index;
+    enum backend_state state;
+    char *host;                 /* where its ports are published; "": this host */
+    struct backend_port *ports; /* published ports with their real host ports */
+    size_t n_ports;
+};
+
+/* A set as the backend sees it. Every pointer is heap-owned;
+ * backend_replica_set_release() frees them. */
+struct backend_replica_set {
+    enum object_kind kind;
+    char *ns;
+    char *id;
+    unsigned wanted;               /* replicas the set was applied with; 0: unknown */
+    struct backend_replica *items; /* sorted by index; an index may repeat */
+    size_t n;
+};
+
+struct backend_replica_set_list {
+    struct backend_replica_set *items; /* sorted by id, then namespace */
+    size_t n;
+};
+
+/* What an apply did, for the caller's log. */
+struct backend_apply_result {
+    size_t existing; /* replicas that were there already */
+    size_t added;    /* replicas this call made */
+    size_t woken;    /* existing ones it started or unpaused */
+};
+
+void backend_replica_set_release(struct backend_replica_set *s);
+void backend_replica_set_list_release(struct backend_replica_set_list *l);
+
 struct backend_ops {
     const char *name; /* "docker", "memory" */
 
@@ -152,6 +214,37 @@ struct backend_ops {
      * (-1, unavailable). NULL when the backend has no event stream. */
     int (*watch)(void *ctx, int64_t since_unix_ns, const atomic_int *stop, backend_event_fn fn,
                  void *arg, struct berth_err *err);
+
+    /* ---- replica sets (NULL when the backend has none) ---- */
+
+    /* Make the set `spec` describes whole: replicas it lacks are made and
+     * started, existing ones that were stopped, never started or paused are
+     * woken; a retry of the same spec is success. A set of that (kind, id)
+     * with another digest, namespace or more replicas: already_exists,
+     * nothing changed. On failure what this call made is removed again (best
+     * effort, past the deadline by a little), what existed before stays.
+     * *out, when not NULL, says what was done. Callers serialise apply and
+     * delete of one set. */
+    int (*replica_apply)(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                         struct backend_apply_result *out, struct berth_err *err);
+    /* The instances of (kind, ns, id), into *out (the caller releases it).
+     * None in that namespace: not_found, *out untouched. */
+    int (*replica_get)(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                       int64_t deadline, struct backend_replica_set *out, struct berth_err *err);
+    /* Every set of the kind (of that id, in any namespace, when id is not
+     * NULL), into *out (the caller releases it); none is an empty list. */
+    int (*replica_list)(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                        struct backend_replica_set_list *out, struct berth_err *err);
+    /* Remove every instance of (kind, ns, id); none left, or none at all, is
+     * success (*removed, when not NULL, counts what went). On a failure the
+     * other instances are still tried; the first failure is the answer and
+     * the instances that failed stay. */
+    int (*replica_delete)(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                          int64_t deadline, size_t *removed, struct berth_err *err);
+    /* Replace a set's instances by the new spec's, some at a time. NULL, or
+     * unimplemented, when the backend cannot (yet). */
+    int (*replica_update)(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                          struct berth_err *err);
 
     /* Shutdown: make the calls under way end soon and later ones fail at
      * once (unavailable). NULL when no call can block for long. */

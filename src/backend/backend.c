@@ -79,3 +79,29 @@ void backend_cancel_all(struct backend *b)
     if (b != NULL && b->ops != NULL && b->ops->cancel_all != NULL)
         b->ops->cancel_all(b->ctx);
 }
+
+void backend_replica_set_release(struct backend_replica_set *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->items[i].handle);
+        free(s->items[i].host);
+        free(s->items[i].ports);
+    }
+    free(s->items);
+    free(s->ns);
+    free(s->id);
+    memset(s, 0, sizeof(*s));
+}
+
+void backend_replica_set_list_release(struct backend_replica_set_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        backend_replica_set_release(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}

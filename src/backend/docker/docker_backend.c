@@ -132,7 +132,7 @@ static int docker_backend_parse_int(const char *s, long max, long *out);
 static int docker_backend_parse_time(const char *s, int64_t *unix_ms);
 static int docker_backend_time_field(const char **p, int width, int lo, int hi, int *out);
 
-static const struct backend_ops docker_backend_ops = {
+const struct backend_ops docker_backend_ops = {
     .name = "docker",
     .ping = docker_backend_ping,
     .create = docker_backend_create,
@@ -146,6 +146,10 @@ static const struct backend_ops docker_backend_ops = {
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
     .watch = docker_events_watch,
+    .replica_apply = docker_replica_apply,
+    .replica_get = docker_replica_get,
+    .replica_list = docker_replica_list,
+    .replica_delete = docker_replica_delete,
     .cancel_all = docker_backend_cancel_all,
     .destroy = docker_backend_destroy,
 };

@@ -36,4 +36,18 @@ void docker_probe_stop(struct docker_ctx *c);
 int docker_events_watch(void *ctx, int64_t since_unix_ns, const atomic_int *stop,
                         backend_event_fn fn, void *arg, struct berth_err *err);
 
+/* The Docker backend's operations table (docker_backend.c), for the files
+ * that call its container operations through the interface. */
+extern const struct backend_ops docker_backend_ops;
+
+/* backend_ops.replica_*: replica sets as containers (docker_replicas.c). */
+int docker_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                         struct backend_apply_result *out, struct berth_err *err);
+int docker_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                       int64_t deadline, struct backend_replica_set *out, struct berth_err *err);
+int docker_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                        struct backend_replica_set_list *out, struct berth_err *err);
+int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                          int64_t deadline, size_t *removed, struct berth_err *err);
+
 #endif

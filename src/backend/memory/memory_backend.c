@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "berth/clock.h"
+#include "berth/docker_replicas.h"
 #include "berth/labels.h"
 #include "berth/lock.h"
 
@@ -48,6 +49,15 @@ static int mem_inspect(void *ctx, const char *id, int64_t deadline, struct backe
 static int mem_list(void *ctx, const char *label, int64_t deadline,
                     struct backend_container_list *out, struct berth_err *err);
 static void mem_destroy(void *ctx);
+static int mem_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                             struct backend_apply_result *out, struct berth_err *err);
+static int mem_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, struct backend_replica_set *out,
+                           struct berth_err *err);
+static int mem_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                            struct backend_replica_set_list *out, struct berth_err *err);
+static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                              int64_t deadline, size_t *removed, struct berth_err *err);
 
 static const struct backend_ops memory_ops = {
     .name = "memory",
@@ -62,6 +72,10 @@ static const struct backend_ops memory_ops = {
     .remove = mem_remove,
     .inspect = mem_inspect,
     .list = mem_list,
+    .replica_apply = mem_replica_apply,
+    .replica_get = mem_replica_get,
+    .replica_list = mem_replica_list,
+    .replica_delete = mem_replica_delete,
     .destroy = mem_destroy,
 };
 
@@ -454,4 +468,39 @@ int memory_backend_set_state(struct backend *b, const char *id, enum backend_sta
     }
     lock_give(&m->lock);
     return rc;
+}
+
+/* Replica sets: the same N-containers code as the Docker backend, over this
+ * backend's container operations, so the services' tests run what runs in
+ * production. */
+static int mem_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                             struct backend_apply_result *out, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_apply(&self, spec, deadline, out, err);
+}
+
+static int mem_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, struct backend_replica_set *out, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_get(&self, kind, ns, id, deadline, out, err);
+}
+
+static int mem_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                            struct backend_replica_set_list *out, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_list(&self, kind, id, deadline, out, err);
+}
+
+static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                              int64_t deadline, size_t *removed, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_delete(&self, kind, ns, id, deadline, removed, err);
 }

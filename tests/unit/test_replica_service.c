@@ -1,5 +1,6 @@
 /* GatewayService and DeploymentService against the memory backend, seen
- * through a thin wrapper backend that records the last spec, can fail the
+ * through a thin wrapper backend (whose replica sets are the N-containers
+ * code over the wrapper's container operations) that records the last spec, can fail the
  * n-th start and can hide published ports: validation, all-or-nothing
  * create, retries, Get's statuses and addresses, idempotent delete,
  * concurrent creates of one id, the cache of last known answers that Get
@@ -12,7 +13,8 @@
 
 #include "berth/arena.h"
 #include "berth/clock.h"
-#include "berth/gateway_service.h"
+#include "berth/docker_replicas.h"
+#include "berth/replica_service.h"
 #include "berth/memory_backend.h"
 #include "berth/router.h"
 #include "krane/v1/deployment.pb-c.h"
@@ -39,12 +41,13 @@ struct spy {
     char restart[32];     /* guarded by lock */
     char env[16][128];    /* guarded by lock */
     size_t n_env;         /* guarded by lock */
+    struct backend self;  /* ops = &ops, ctx = this spy */
 };
 
 struct fixture {
     struct spy spy;
     struct backend backend; /* ops = &spy.ops, ctx = &spy */
-    struct gateway_service *svc;
+    struct replica_service *svc;
     struct router *router;
     struct arena *arena;
 };
@@ -56,6 +59,15 @@ static int spy_remove(void *ctx, const char *id, int64_t deadline, struct berth_
 static int spy_unpause(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
 static int spy_list(void *ctx, const char *label, int64_t deadline,
                     struct backend_container_list *out, struct berth_err *err);
+static int spy_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                             struct backend_apply_result *out, struct berth_err *err);
+static int spy_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, struct backend_replica_set *out,
+                           struct berth_err *err);
+static int spy_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                            struct backend_replica_set_list *out, struct berth_err *err);
+static int spy_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                              int64_t deadline, size_t *removed, struct berth_err *err);
 static int fixture_init(struct fixture *f, const char *advertise_host);
 static void fixture_release(struct fixture *f);
 static int call(struct fixture *f, const char *path, const void *in, ProtobufCMessage **out,
@@ -86,6 +98,7 @@ static void test_cache_sync(void);
 static void test_cache_event(void);
 static void test_short_set(void);
 static void test_retry_unpauses(void);
+static void test_memory_replica_sets(void);
 static int fail_list(struct fixture *f);
 static int started_container(struct fixture *f, const char *name, const struct backend_label *l,
                              size_t n);
@@ -152,11 +165,44 @@ static int spy_list(void *ctx, const char *label, int64_t deadline,
     return 0;
 }
 
+/* Replica sets made of the spy's own containers, so it sees every call. */
+static int spy_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
+                             struct backend_apply_result *out, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_apply(&s->self, spec, deadline, out, err);
+}
+
+static int spy_replica_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, struct backend_replica_set *out, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_get(&s->self, kind, ns, id, deadline, out, err);
+}
+
+static int spy_replica_list(void *ctx, enum object_kind kind, const char *id, int64_t deadline,
+                            struct backend_replica_set_list *out, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_list(&s->self, kind, id, deadline, out, err);
+}
+
+static int spy_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                              int64_t deadline, size_t *removed, struct berth_err *err)
+{
+    struct spy *s = ctx;
+
+    return docker_replicas_delete(&s->self, kind, ns, id, deadline, removed, err);
+}
+
 /* ---- fixture ------------------------------------------------------------ */
 
 static int fixture_init(struct fixture *f, const char *advertise_host)
 {
-    struct gateway_service_config cfg = {
+    struct replica_service_config cfg = {
         .gateway_port = 8040,
         .deployment_port = 8080,
         .advertise_host = advertise_host,
@@ -175,21 +221,27 @@ static int fixture_init(struct fixture *f, const char *advertise_host)
     f->spy.ops.remove = spy_remove;
     f->spy.ops.unpause = spy_unpause;
     f->spy.ops.list = spy_list;
+    f->spy.ops.replica_apply = spy_replica_apply;
+    f->spy.ops.replica_get = spy_replica_get;
+    f->spy.ops.replica_list = spy_replica_list;
+    f->spy.ops.replica_delete = spy_replica_delete;
     f->spy.ops.destroy = NULL;
+    f->spy.self.ops = &f->spy.ops;
+    f->spy.self.ctx = &f->spy;
     f->backend.ops = &f->spy.ops;
     f->backend.ctx = &f->spy;
-    f->svc = gateway_service_new(&cfg, &f->backend);
+    f->svc = replica_service_new(&cfg, &f->backend);
     f->router = router_new();
     f->arena = arena_new();
     if (f->svc == NULL || f->router == NULL || f->arena == NULL ||
-        gateway_service_register(f->svc, f->router) < 0)
+        replica_service_register(f->svc, f->router) < 0)
         return -1;
     return 0;
 }
 
 static void fixture_release(struct fixture *f)
 {
-    gateway_service_free(f->svc);
+    replica_service_free(f->svc);
     router_free(f->router);
     arena_free(f->arena);
     backend_destroy(&f->spy.inner);
@@ -1013,7 +1065,7 @@ static void test_cache_sync(void)
     Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
     Krane__V1__DeploymentRequest d = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
     Krane__V1__GetDeploymentRequest get = KRANE__V1__GET_DEPLOYMENT_REQUEST__INIT;
-    struct gateway_service_config cfg = {.gateway_port = 8040, .deployment_port = 8080};
+    struct replica_service_config cfg = {.gateway_port = 8040, .deployment_port = 8080};
     GatewayRequest g = gw_request("sync", 3);
     Krane__V1__GetGatewayResponse *r;
     ProtobufCMessage *out = NULL;
@@ -1037,15 +1089,15 @@ static void test_cache_sync(void)
     CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0);
 
     /* A new service on the same containers: nothing cached until the sync. */
-    gateway_service_free(f.svc);
+    replica_service_free(f.svc);
     router_free(f.router);
-    f.svc = gateway_service_new(&cfg, &f.backend);
+    f.svc = replica_service_new(&cfg, &f.backend);
     f.router = router_new();
-    CHECK(f.svc && f.router && gateway_service_register(f.svc, f.router) == 0);
+    CHECK(f.svc && f.router && replica_service_register(f.svc, f.router) == 0);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) == NULL &&
           err.code == BERTH_UNAVAILABLE);
     berth_err_clear(&err);
-    CHECK(gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
+    CHECK(replica_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
     r = (fail_list(&f), get_gw(&f, "ns-a", "sync", &err));
     CHECK_MSG(r != NULL && r->n_instances == 3, "gateway after sync: %s", err.msg);
     for (size_t i = 0; r && i < r->n_instances; i++)
@@ -1057,7 +1109,7 @@ static void test_cache_sync(void)
 
     /* A failed sync keeps what was known. */
     berth_err_clear(&err);
-    CHECK(fail_list(&f) == 0 && gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) < 0 &&
+    CHECK(fail_list(&f) == 0 && replica_service_sync(f.svc, berth_now_ms() + 10000, &err) < 0 &&
           err.code == BERTH_UNAVAILABLE);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) != NULL);
 
@@ -1068,7 +1120,7 @@ static void test_cache_sync(void)
         CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, name, BERTH_NO_DEADLINE, &err) == 0);
     }
     berth_err_clear(&err);
-    CHECK(gateway_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
+    CHECK(replica_service_sync(f.svc, berth_now_ms() + 10000, &err) == 0);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "ns-a", "sync", &err) == NULL &&
           err.code == BERTH_UNAVAILABLE);
     CHECK(fail_list(&f) == 0 && call(&f, DEP "GetDeployment", &get, &out, &err) == 0);
@@ -1099,10 +1151,10 @@ static void test_cache_event(void)
                                    BACKEND_STATE_EXITED) == 0);
     /* Not news for Get: ignored. */
     ev.action = "exec_start";
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     ev.action = "die";
     ev.kind = "vm";
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL && r->n_instances == 2 &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
@@ -1112,11 +1164,11 @@ static void test_cache_event(void)
     ev.kind = "gateway";
     ev.time_unix_ns = berth_unix_ms() * 1000000 - 1000000;
     memory_backend_fail_next(&f.spy.inner, "list", 1, BERTH_UNAVAILABLE);
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING);
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     r = (fail_list(&f), get_gw(&f, "", "ev", &err));
     CHECK(r != NULL && r->n_instances == 2 &&
           r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
@@ -1126,7 +1178,7 @@ static void test_cache_event(void)
     CHECK(f.spy.inner.ops->remove(f.spy.inner.ctx, "berth-gw-ev-1", BERTH_NO_DEADLINE, &err) == 0);
     ev.action = "destroy";
     ev.time_unix_ns = berth_unix_ms() * 1000000 + 1000000;
-    gateway_service_on_event(f.svc, &ev);
+    replica_service_on_event(f.svc, &ev);
     CHECK(fail_list(&f) == 0 && get_gw(&f, "", "ev", &err) == NULL &&
           err.code == BERTH_UNAVAILABLE);
     fixture_release(&f);
@@ -1250,14 +1302,85 @@ static void test_cache_stays_small(void)
         return;
     }
     CHECK(create_gw(&f, &g, &err) == 0);
-    CHECK(gateway_service_cached(f.svc) == 1);
+    CHECK(replica_service_cached(f.svc) == 1);
     for (int i = 0; i < 200; i++) {
         snprintf(id, sizeof(id), "ghost-%d", i);
         CHECK(get_gw(&f, "", id, &err) == NULL && err.code == BERTH_NOT_FOUND);
         CHECK(delete_gw(&f, "", id, &err) == 0);
     }
-    CHECK_MSG(gateway_service_cached(f.svc) == 1, "%zu entries", gateway_service_cached(f.svc));
+    CHECK_MSG(replica_service_cached(f.svc) == 1, "%zu entries", replica_service_cached(f.svc));
     fixture_release(&f);
+}
+
+/* The memory backend's own replica-set operations, without the service:
+ * apply, the instances, listing, another spec refused, delete idempotent,
+ * and no update yet. */
+static void test_memory_replica_sets(void)
+{
+    struct backend b = {0};
+    struct backend_replica_spec spec = {
+        .kind = OBJECT_DEPLOYMENT,
+        .ns = "team",
+        .id = "api",
+        .replicas = 2,
+        .digest = "d1",
+        .instance_env = "BERTH_INSTANCE_ID",
+        .tmpl = {.image = "busybox:latest"},
+    };
+    struct backend_apply_result res = {0};
+    struct backend_replica_set set = {0};
+    struct backend_replica_set_list list = {0};
+    struct berth_err err;
+    size_t removed = 0;
+
+    berth_err_clear(&err);
+    CHECK(memory_backend_new(&b, &err) == 0);
+    if (b.ops == NULL)
+        return;
+    CHECK(b.ops->replica_update == NULL);
+    CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
+    CHECK(res.existing == 0 && res.added == 2 && res.woken == 0);
+    CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
+    CHECK_MSG(res.existing == 2 && res.added == 0, "a retry adds nothing");
+    CHECK(memory_backend_count(&b) == 2);
+
+    CHECK(b.ops->replica_get(b.ctx, OBJECT_DEPLOYMENT, "team", "api", BERTH_NO_DEADLINE, &set,
+                             &err) == 0);
+    CHECK(set.n == 2 && set.wanted == 2 && set.kind == OBJECT_DEPLOYMENT);
+    if (set.n == 2) {
+        CHECK(set.items[0].index == 0 && set.items[1].index == 1);
+        CHECK(set.items[0].state == BACKEND_STATE_RUNNING);
+        CHECK_STR(set.items[0].host, "");
+    }
+    CHECK_STR(set.ns, "team");
+    backend_replica_set_release(&set);
+    berth_err_clear(&err);
+    CHECK_MSG(b.ops->replica_get(b.ctx, OBJECT_DEPLOYMENT, "", "api", BERTH_NO_DEADLINE, &set,
+                                 &err) < 0 &&
+                  err.code == BERTH_NOT_FOUND,
+              "another namespace does not see it");
+    berth_err_clear(&err);
+    CHECK(b.ops->replica_list(b.ctx, OBJECT_DEPLOYMENT, NULL, BERTH_NO_DEADLINE, &list, &err) == 0);
+    CHECK(list.n == 1);
+    backend_replica_set_list_release(&list);
+    CHECK(b.ops->replica_list(b.ctx, OBJECT_GATEWAY, NULL, BERTH_NO_DEADLINE, &list, &err) == 0);
+    CHECK(list.n == 0);
+    backend_replica_set_list_release(&list);
+
+    spec.digest = "d2";
+    CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, NULL, &err) < 0 &&
+          err.code == BERTH_ALREADY_EXISTS);
+    CHECK(memory_backend_count(&b) == 2);
+
+    berth_err_clear(&err);
+    CHECK(b.ops->replica_delete(b.ctx, OBJECT_DEPLOYMENT, "team", "api", BERTH_NO_DEADLINE,
+                                &removed, &err) == 0 &&
+          removed == 2);
+    CHECK(b.ops->replica_delete(b.ctx, OBJECT_DEPLOYMENT, "team", "api", BERTH_NO_DEADLINE,
+                                &removed, &err) == 0 &&
+          removed == 0);
+    CHECK(memory_backend_count(&b) == 0);
+    backend_destroy(&b);
 }
 
 int main(void)
@@ -1281,5 +1404,6 @@ int main(void)
     test_short_set();
     test_retry_unpauses();
     test_cache_stays_small();
-    return test_summary("test_gateway_service");
+    test_memory_replica_sets();
+    return test_summary("test_replica_service");
 }

@@ -1,0 +1,78 @@
+/* Typed access to the krane.v1 gateway and deployment messages: one view of
+ * a GatewayRequest or DeploymentRequest, the (namespace, id) of a Get or
+ * Delete, and the responses, all through the generated protobuf-c structs,
+ * so a renamed proto field is a compile error, not a run-time "field is
+ * required". Only OBJECT_GATEWAY and OBJECT_DEPLOYMENT are krane kinds. */
+#ifndef BERTH_KRANE_OBJECTS_H
+#define BERTH_KRANE_OBJECTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "berth/arena.h"
+#include "berth/labels.h"
+
+/* GatewayStatus and DeploymentStatus share these numbers. */
+enum krane_status {
+    KRANE_STATUS_UNSPECIFIED = 0,
+    KRANE_STATUS_PENDING = 1,
+    KRANE_STATUS_RUNNING = 2,
+    KRANE_STATUS_TERMINATING = 3,
+};
+
+struct krane_env {
+    const char *key;   /* never NULL */
+    const char *value; /* never NULL */
+};
+
+/* The common view of a GatewayRequest or DeploymentRequest. Strings are
+ * borrowed from the decoded request, never NULL ("" when absent or when the
+ * kind has no such field). */
+struct krane_object {
+    const char *ns;
+    const char *id;
+    const char *image;
+    const char *workspace_id;
+    const char *env_slug;
+    const char *env_id;
+    const char *build_id;
+    uint64_t replicas;
+    uint64_t cpu_millicores;
+    uint64_t memory_mib;
+    size_t secrets_len;
+    const struct krane_env *env; /* in the order sent, in the arena */
+    size_t n_env;
+};
+
+/* The lowerCamelCase name of the kind's id field ("gatewayId"), for errors. */
+const char *krane_id_json(enum object_kind kind);
+
+/* The object of a Create request `in` (a CreateGatewayRequest or
+ * CreateDeploymentRequest) into *o: 0, 1 when the request holds no object,
+ * -1 when out of memory (the env view lives in a). */
+int krane_create_object(enum object_kind kind, const ProtobufCMessage *in, struct arena *a,
+                        struct krane_object *o);
+/* The namespace and id of a Get or Delete request (borrowed, never NULL). */
+void krane_ref(const ProtobufCMessage *in, const char **ns, const char **id);
+
+/* One instance of a Get answer; strings borrowed (address may be NULL). */
+struct krane_instance {
+    const char *id;
+    const char *address;
+    enum krane_status status;
+};
+
+/* Responses in the arena; NULL when out of memory. A Get answer's strings
+ * are borrowed; `address` goes where the kind has a top-level one. */
+ProtobufCMessage *krane_create_response(enum object_kind kind, struct arena *a,
+                                        enum krane_status status);
+ProtobufCMessage *krane_delete_response(enum object_kind kind, struct arena *a);
+ProtobufCMessage *krane_get_response(enum object_kind kind, struct arena *a,
+                                     const struct krane_instance *inst, size_t n,
+                                     const char *address);
+/* The Get response's descriptor (to unpack a cached answer). */
+const ProtobufCMessageDescriptor *krane_get_descriptor(enum object_kind kind);
+
+#endif

@@ -1,0 +1,60 @@
+/* The last known Get answer of every gateway and deployment, so Get still
+ * answers while the Engine cannot be reached. Answers are opaque bytes (the
+ * packed response) keyed by (kind, namespace, id). Filled by live Gets,
+ * creates, engine events and full listings, which can race: each listing
+ * takes a ticket before it asks the backend and stores with it, and an entry
+ * only takes a newer ticket's news. A forgotten object stays as a tombstone
+ * while older listings may still be under way. Thread-safe. */
+#ifndef BERTH_REPLICA_CACHE_H
+#define BERTH_REPLICA_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "berth/arena.h"
+#include "berth/labels.h"
+
+struct replica_cache;
+
+/* NULL when out of memory. */
+struct replica_cache *replica_cache_new(void);
+/* NULL does nothing. */
+void replica_cache_free(struct replica_cache *c);
+
+/* A ticket for a listing about to be made; replica_cache_end(ticket) when
+ * it is done. Out of memory, the ticket is 0, older than any entry's: its
+ * listing then overwrites nothing. */
+uint64_t replica_cache_begin(struct replica_cache *c);
+/* The listing of `ticket` is done: tombstones no listing still under way
+ * could overwrite go. */
+void replica_cache_end(struct replica_cache *c, uint64_t ticket);
+
+/* Store a copy of answer as what the listing of `ticket` saw, unless a newer
+ * listing was stored already. Best effort: out of memory, the cache keeps
+ * what it had. */
+void replica_cache_put(struct replica_cache *c, enum object_kind kind, const char *ns,
+                       const char *id, const uint8_t *answer, size_t len, uint64_t ticket);
+/* (kind, ns, id) is gone as of `ticket`. */
+void replica_cache_drop(struct replica_cache *c, enum object_kind kind, const char *ns,
+                        const char *id, uint64_t ticket);
+/* Every entry (of kind when `all_kinds` is 0, of id when not NULL) that the
+ * listing of `ticket` did not store is gone. */
+void replica_cache_sweep(struct replica_cache *c, int all_kinds, enum object_kind kind,
+                         const char *id, uint64_t ticket);
+/* The answer of (kind, ns, id), copied into the arena: 0, or -1 when there
+ * is none (or out of memory). */
+int replica_cache_get(struct replica_cache *c, enum object_kind kind, const char *ns,
+                      const char *id, struct arena *a, uint8_t **answer, size_t *len);
+/* Entries, tombstones included (a lookup of an unknown id must not add one
+ * that outlives its listing). */
+size_t replica_cache_count(struct replica_cache *c);
+
+/* Events: is an event of (kind, id) at time_unix_ns newer than the last
+ * re-listing of that object? When so, notes a re-listing of it as begun now
+ * and answers 1. replica_cache_news_lost() forgets the note (the re-listing
+ * failed, so the next event must list again). */
+int replica_cache_is_news(struct replica_cache *c, enum object_kind kind, const char *id,
+                          int64_t time_unix_ns);
+void replica_cache_news_lost(struct replica_cache *c);
+
+#endif

@@ -1,0 +1,51 @@
+/* krane.v1.GatewayService and krane.v1.DeploymentService on the backend's
+ * replica sets: each gateway or deployment is one set of N replicas of one
+ * image. One set of handlers serves both services through a per-kind table:
+ * validate, map the krane message to a replica spec, answer. Get answers
+ * live from the backend; a cache of the last known answers
+ * (berth/replica_cache.h) serves Get while the Engine is unreachable. */
+#ifndef BERTH_REPLICA_SERVICE_H
+#define BERTH_REPLICA_SERVICE_H
+
+#include <stdint.h>
+
+#include "berth/backend.h"
+#include "berth/router.h"
+
+struct replica_service_config {
+    int gateway_port;            /* container port of gateway replicas */
+    int deployment_port;         /* container port of deployment replicas */
+    const char *advertise_host;  /* host in addresses; NULL or "": publish_address */
+    const char *publish_address; /* host IP published ports bind to */
+};
+
+struct replica_service;
+
+/* cfg's strings are copied; backend is borrowed and must outlive the
+ * service. NULL when out of memory. */
+struct replica_service *replica_service_new(const struct replica_service_config *cfg,
+                                            struct backend *backend);
+/* Wait for nothing: callers stop the HTTP server first. NULL does nothing. */
+void replica_service_free(struct replica_service *s);
+
+/* Put the handlers of both services into the RPC table. */
+int replica_service_register(struct replica_service *s, struct router *r) BERTH_MUST_USE;
+
+/* Bring the cache of last known answers in line with the backend: list
+ * every gateway and deployment set, store each object's answer and forget
+ * the objects that have none left. Run at start and whenever the engine
+ * comes back. On failure the cache is left as it was. */
+int replica_service_sync(struct replica_service *s, int64_t deadline,
+                         struct berth_err *err) BERTH_MUST_USE;
+
+/* Entries in the cache, the forgotten objects it still remembers included
+ * (for tests: lookups of unknown ids must not make it grow). */
+size_t replica_service_cached(struct replica_service *s);
+
+/* Apply one engine event: for a gateway or deployment replica that
+ * started, died, was paused, unpaused or removed, list its set again
+ * (backend I/O, no lock held) and store the answer. Called from the engine
+ * watcher thread; other kinds and other actions are ignored. */
+void replica_service_on_event(struct replica_service *s, const struct backend_event *ev);
+
+#endif

@@ -1,0 +1,877 @@
+/* GatewayService and DeploymentService (see berth/replica_service.h): a
+ * gateway or deployment is one replica set of the backend. One set of
+ * handlers serves both services: a per-kind table names what differs, the
+ * krane messages are read and written through krane_objects.c. Create and
+ * Delete of one object run one after the other; Get only reads. The last
+ * known Get answer of every object is cached (replica_cache.c). */
+#include "berth/replica_service.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "berth/clock.h"
+#include "berth/krane_objects.h"
+#include "berth/labels.h"
+#include "berth/lock.h"
+#include "berth/log.h"
+#include "berth/replica_cache.h"
+#include "berth/service_util.h"
+
+#define RS_MIN_CPU_MILLICORES 10 /* the Engine refuses less than 0.01 CPU */
+#define RS_MIN_MEMORY_MIB 6      /* the Engine refuses less than 6 MiB */
+#define RS_MAX_MEMORY_MIB ((uint64_t)INT64_MAX / (1024 * 1024))
+#define RS_TEXT_MAX 256 /* namespace, workspace, environment and build ids */
+#define RS_IMAGE_MAX 1024
+#define RS_MAX_ENV 1000
+#define RS_MAX_LABELS 4  /* workspace, environment slug and id, build */
+#define RS_MAX_OWN_ENV 6 /* the id, namespace and the four above */
+#define RS_EVENT_MS 2000 /* an event's re-list gets this long */
+
+enum rs_kind_index { RS_KIND_GATEWAY, RS_KIND_DEPLOYMENT, RS_KIND_COUNT };
+
+/* What differs between gateways and deployments. */
+struct rs_kind {
+    enum object_kind kind;
+    const char *id_env; /* "BERTH_GATEWAY_ID" */
+};
+
+static const struct rs_kind rs_kinds[RS_KIND_COUNT] = {
+    [RS_KIND_GATEWAY] = {OBJECT_GATEWAY, "BERTH_GATEWAY_ID"},
+    [RS_KIND_DEPLOYMENT] = {OBJECT_DEPLOYMENT, "BERTH_DEPLOYMENT_ID"},
+};
+
+struct replica_service;
+
+/* The handler context: one per kind. Read-only after replica_service_new. */
+struct rs_binding {
+    struct replica_service *s;
+    const struct rs_kind *kind;
+    const char *name; /* "gateway": messages and logs */
+    int port;         /* container port of this kind's replicas */
+};
+
+struct replica_service {
+    struct backend *backend; /* borrowed */
+    char *advertise_host;    /* owned, read-only */
+    struct rs_binding bind[RS_KIND_COUNT];
+    struct replica_cache *cache; /* owned; locks itself */
+    pthread_mutex_t busy_lock;
+    pthread_cond_t busy_cond;
+    /* "<kind>/<id>" of every Create and Delete under way, borrowed from the
+     * arena of the call that owns the entry. Guarded by busy_lock, which is
+     * never held across backend I/O. */
+    const char **busy;
+    size_t n_busy;   /* guarded by busy_lock */
+    size_t cap_busy; /* guarded by busy_lock */
+};
+
+/* What a Create asks for, as the backend will be told. Everything lives in
+ * the call arena. */
+struct rs_plan {
+    struct krane_object obj; /* env deduplicated (last wins), sorted by key */
+    struct backend_replica_spec spec;
+    struct backend_label labels[RS_MAX_LABELS];
+    const char **env;
+    struct backend_port port;
+};
+
+static int rs_check_backend(struct replica_service *s, struct berth_err *err);
+static int rs_check_text(const char *field, const char *value, size_t max, struct berth_err *err);
+static int rs_env_cmp(const void *a, const void *b);
+static int rs_read_env(struct arena *a, const char *kname, struct krane_object *o,
+                       struct berth_err *err);
+static int rs_read_object(struct arena *a, const struct rs_binding *b, struct krane_object *o,
+                          struct berth_err *err);
+static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, const char *value);
+static const char *rs_digest(struct arena *a, const struct krane_object *o);
+static int rs_plan_build(struct arena *a, const struct rs_binding *b, const struct krane_object *o,
+                         struct rs_plan *p, struct berth_err *err);
+static int rs_busy_take(struct replica_service *s, const char *key, int64_t deadline,
+                        struct berth_err *err);
+static void rs_busy_give(struct replica_service *s, const char *key);
+static enum krane_status rs_status_of(enum backend_state state);
+static char *rs_address(struct arena *a, const struct rs_binding *b,
+                        const struct backend_replica *r);
+static int rs_compose(struct arena *a, const struct rs_binding *b,
+                      const struct backend_replica_set *set, ProtobufCMessage **out,
+                      struct berth_err *err);
+static int rs_store(struct replica_service *s, const struct rs_binding *b,
+                    const struct backend_replica_set *set, uint64_t ticket, struct arena *a,
+                    struct berth_err *err);
+static int rs_store_list(struct replica_service *s, const struct rs_binding *b, const char *id,
+                         uint64_t ticket, int64_t deadline, struct arena *a, size_t *stored,
+                         struct berth_err *err);
+static int rs_refresh(struct replica_service *s, const struct rs_binding *b, const char *id,
+                      int64_t deadline, struct berth_err *err);
+static int rs_cached_answer(struct replica_service *s, const struct rs_binding *b, const char *ns,
+                            const char *id, struct arena *a, ProtobufCMessage **out);
+static int rs_event_is_news(const struct backend_event *ev);
+static void rs_created(struct replica_service *s, const struct rs_binding *b, const char *id,
+                       int64_t deadline);
+static int rs_read_ref(const struct rs_binding *b, const ProtobufCMessage *in, const char **ns,
+                       const char **id, struct berth_err *err);
+
+static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, struct berth_err *err);
+static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                 ProtobufCMessage **out, struct berth_err *err);
+static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, struct berth_err *err);
+
+static const struct {
+    const char *path;
+    enum rs_kind_index kind;
+    rpc_handler_fn fn;
+} rs_routes[] = {
+    {"/krane.v1.GatewayService/CreateGateway", RS_KIND_GATEWAY, h_create},
+    {"/krane.v1.GatewayService/GetGateway", RS_KIND_GATEWAY, h_get},
+    {"/krane.v1.GatewayService/DeleteGateway", RS_KIND_GATEWAY, h_delete},
+    {"/krane.v1.DeploymentService/CreateDeployment", RS_KIND_DEPLOYMENT, h_create},
+    {"/krane.v1.DeploymentService/GetDeployment", RS_KIND_DEPLOYMENT, h_get},
+    {"/krane.v1.DeploymentService/DeleteDeployment", RS_KIND_DEPLOYMENT, h_delete},
+};
+
+/* ---- life of the service --------------------------------------------- */
+
+struct replica_service *replica_service_new(const struct replica_service_config *cfg,
+                                            struct backend *backend)
+{
+    struct replica_service *s = calloc(1, sizeof(*s));
+    const char *host = cfg->advertise_host;
+
+    if (s == NULL)
+        return NULL;
+    if (host == NULL || host[0] == '\0')
+        host = cfg->publish_address ? cfg->publish_address : "";
+    s->advertise_host = strdup(host);
+    s->cache = replica_cache_new();
+    if (s->advertise_host == NULL || s->cache == NULL) {
+        replica_cache_free(s->cache);
+        free(s->advertise_host);
+        free(s);
+        return NULL;
+    }
+    s->backend = backend;
+    for (int i = 0; i < RS_KIND_COUNT; i++) {
+        s->bind[i].s = s;
+        s->bind[i].kind = &rs_kinds[i];
+        s->bind[i].name = object_kind_info(rs_kinds[i].kind)->name;
+    }
+    s->bind[RS_KIND_GATEWAY].port = cfg->gateway_port;
+    s->bind[RS_KIND_DEPLOYMENT].port = cfg->deployment_port;
+    lock_init(&s->busy_lock);
+    pthread_cond_init(&s->busy_cond, NULL);
+    return s;
+}
+
+void replica_service_free(struct replica_service *s)
+{
+    if (s == NULL)
+        return;
+    lock_destroy(&s->busy_lock);
+    pthread_cond_destroy(&s->busy_cond);
+    free(s->busy);
+    replica_cache_free(s->cache);
+    free(s->advertise_host);
+    free(s);
+}
+
+int replica_service_register(struct replica_service *s, struct router *r)
+{
+    for (size_t i = 0; i < sizeof(rs_routes) / sizeof(rs_routes[0]); i++)
+        if (router_set_handler(r, rs_routes[i].path, rs_routes[i].fn, &s->bind[rs_routes[i].kind]) <
+            0)
+            return -1;
+    return 0;
+}
+
+size_t replica_service_cached(struct replica_service *s)
+{
+    return replica_cache_count(s->cache);
+}
+
+/* A backend without replica sets cannot serve these services. */
+static int rs_check_backend(struct replica_service *s, struct berth_err *err)
+{
+    const struct backend_ops *ops = s->backend->ops;
+
+    if (ops->replica_apply == NULL || ops->replica_get == NULL || ops->replica_list == NULL ||
+        ops->replica_delete == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED, "the '%s' backend has no replica sets",
+                             ops->name);
+    return 0;
+}
+
+/* ---- request -> plan -------------------------------------------------- */
+
+/* Free-form ids of other systems become labels and environment: bounded,
+ * printable. */
+static int rs_check_text(const char *field, const char *value, size_t max, struct berth_err *err)
+{
+    size_t n = strlen(value);
+
+    if (n > max)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s' is longer than %zu characters", field, max);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field '%s' holds a control character", field);
+    }
+    return 0;
+}
+
+static int rs_env_cmp(const void *a, const void *b)
+{
+    const struct krane_env *x = a, *y = b;
+
+    return strcmp(x->key, y->key);
+}
+
+/* The request's env, checked, with the last of duplicate keys kept (map
+ * semantics) and sorted by key, so the spec digest does not depend on the
+ * order a client sent it in. */
+static int rs_read_env(struct arena *a, const char *kname, struct krane_object *o,
+                       struct berth_err *err)
+{
+    struct krane_env *env;
+    size_t n = 0;
+
+    if (o->n_env > RS_MAX_ENV)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s.env' has more than %d entries",
+                             kname, RS_MAX_ENV);
+    env = arena_alloc(a, (o->n_env + 1) * sizeof(*env));
+    if (env == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = o->n_env; i-- > 0;) {
+        const struct krane_env *e = &o->env[i];
+        int seen = 0;
+        char quoted[80];
+
+        berth_err_quote(quoted, sizeof(quoted), e->key, 64);
+        if (e->key[0] == '\0' || strchr(e->key, '=') != NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field '%s.env[\"%s\"]': a name must be non-empty and hold no "
+                                 "'='",
+                                 kname, quoted);
+        if (strncmp(e->key, "BERTH_", 6) == 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field '%s.env[\"%s\"]': names starting with BERTH_ are set by "
+                                 "berthd",
+                                 kname, quoted);
+        for (size_t j = 0; j < n && !seen; j++)
+            seen = strcmp(env[j].key, e->key) == 0;
+        if (!seen)
+            env[n++] = *e;
+    }
+    if (n > 1)
+        qsort(env, n, sizeof(*env), rs_env_cmp);
+    o->env = env;
+    o->n_env = n;
+    return 0;
+}
+
+/* Validate the object of a Create request. */
+static int rs_read_object(struct arena *a, const struct rs_binding *b, struct krane_object *o,
+                          struct berth_err *err)
+{
+    const char *kname = b->name;
+    char field[64];
+    const struct {
+        const char *json;
+        const char *value;
+    } texts[] = {
+        {"namespace", o->ns},
+        {"workspaceId", o->workspace_id},
+        {"environmentSlug", o->env_slug},
+        {"environmentId", o->env_id},
+        {"buildId", o->build_id},
+    };
+
+    snprintf(field, sizeof(field), "%s.%s", kname, krane_id_json(b->kind->kind));
+    if (service_check_id(field, o->id, err) < 0)
+        return -1;
+    /* Never dropped silently: a client that sends secrets must learn that
+     * its containers would run without them. */
+    if (o->secrets_len > 0)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "field '%s.encryptedSecretsBlob': berthd cannot decrypt encrypted "
+                             "secrets; send the request without them",
+                             kname);
+    if (o->image[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s.image' is required", kname);
+    snprintf(field, sizeof(field), "%s.image", kname);
+    if (rs_check_text(field, o->image, RS_IMAGE_MAX, err) < 0)
+        return -1;
+    if (o->replicas < 1 || o->replicas > BACKEND_MAX_REPLICAS)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s.replicas': %" PRIu64 " is not from 1 to %d", kname,
+                             o->replicas, BACKEND_MAX_REPLICAS);
+    if (o->cpu_millicores > 0 && o->cpu_millicores < RS_MIN_CPU_MILLICORES)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s.cpuMillicores': %" PRIu64
+                             " is below the minimum of %d (0 means no limit)",
+                             kname, o->cpu_millicores, RS_MIN_CPU_MILLICORES);
+    if (o->memory_mib > 0 && o->memory_mib < RS_MIN_MEMORY_MIB)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s.memorySizeMib': %" PRIu64
+                             " is below the minimum of %d (0 means no limit)",
+                             kname, o->memory_mib, RS_MIN_MEMORY_MIB);
+    if (o->memory_mib > RS_MAX_MEMORY_MIB)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s.memorySizeMib': %" PRIu64 " is too large", kname,
+                             o->memory_mib);
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        snprintf(field, sizeof(field), "%s.%s", kname, texts[i].json);
+        if (rs_check_text(field, texts[i].value, RS_TEXT_MAX, err) < 0)
+            return -1;
+    }
+    return rs_read_env(a, kname, o, err);
+}
+
+/* Feed one field into an FNV-1a (64 bits) hash as name=length:value\n, so
+ * no two different field lists hash the same text. */
+static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, const char *value)
+{
+    char len[24];
+    const char *pieces[5];
+
+    snprintf(len, sizeof(len), "=%zu:", strlen(value));
+    pieces[0] = name;
+    pieces[1] = sub;
+    pieces[2] = len;
+    pieces[3] = value;
+    pieces[4] = "\n";
+    for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++)
+        for (const unsigned char *c = (const unsigned char *)pieces[p]; *c; c++) {
+            h ^= *c;
+            h *= 0x100000001b3ULL;
+        }
+    return h;
+}
+
+/* The spec digest: every field that shapes the replicas, in a fixed order,
+ * env sorted. It tells a retry of the same Create from a different one; it
+ * is no protection against a client that crafts collisions between its own
+ * requests. */
+static const char *rs_digest(struct arena *a, const struct krane_object *o)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    char replicas[24], cpu[24], mem[24];
+
+    snprintf(replicas, sizeof(replicas), "%" PRIu64, o->replicas);
+    snprintf(cpu, sizeof(cpu), "%" PRIu64, o->cpu_millicores);
+    snprintf(mem, sizeof(mem), "%" PRIu64, o->memory_mib);
+    h = rs_hash_field(h, "namespace", "", o->ns);
+    h = rs_hash_field(h, "image", "", o->image);
+    h = rs_hash_field(h, "replicas", "", replicas);
+    h = rs_hash_field(h, "cpu_millicores", "", cpu);
+    h = rs_hash_field(h, "memory_size_mib", "", mem);
+    h = rs_hash_field(h, "workspace_id", "", o->workspace_id);
+    h = rs_hash_field(h, "environment_slug", "", o->env_slug);
+    h = rs_hash_field(h, "environment_id", "", o->env_id);
+    h = rs_hash_field(h, "build_id", "", o->build_id);
+    for (size_t i = 0; i < o->n_env; i++)
+        h = rs_hash_field(h, "env.", o->env[i].key, o->env[i].value);
+    return arena_printf(a, "fnv1a64:%016" PRIx64, h);
+}
+
+/* The replica spec of a validated object: labels, env, port, limits. */
+static int rs_plan_build(struct arena *a, const struct rs_binding *b, const struct krane_object *o,
+                         struct rs_plan *p, struct berth_err *err)
+{
+    const struct {
+        const char *label, *env, *value;
+    } extra[] = {
+        {NULL, "BERTH_NAMESPACE", o->ns},
+        {LABEL_WORKSPACE_ID, "BERTH_WORKSPACE_ID", o->workspace_id},
+        {LABEL_ENVIRONMENT_SLUG, "BERTH_ENVIRONMENT_SLUG", o->env_slug},
+        {LABEL_ENVIRONMENT_ID, "BERTH_ENVIRONMENT_ID", o->env_id},
+        {LABEL_BUILD_ID, "BERTH_BUILD_ID", o->build_id},
+    };
+    struct backend_spec *t = &p->spec.tmpl;
+    size_t nl = 0, ne = 0;
+
+    memset(p, 0, sizeof(*p));
+    p->obj = *o;
+    p->spec.kind = b->kind->kind;
+    p->spec.ns = o->ns;
+    p->spec.id = o->id;
+    p->spec.replicas = (unsigned)o->replicas;
+    p->spec.digest = rs_digest(a, o);
+    p->spec.instance_env = "BERTH_INSTANCE_ID";
+    p->env = arena_alloc(a, (RS_MAX_OWN_ENV + o->n_env) * sizeof(*p->env));
+    if (p->spec.digest == NULL || p->env == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+
+    p->env[ne++] = arena_printf(a, "%s=%s", b->kind->id_env, o->id);
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+        if (extra[i].value[0] == '\0')
+            continue;
+        /* The namespace label is the backend's: it is part of the set. */
+        if (extra[i].label != NULL)
+            p->labels[nl++] = (struct backend_label){extra[i].label, extra[i].value};
+        p->env[ne++] = arena_printf(a, "%s=%s", extra[i].env, extra[i].value);
+    }
+    for (size_t i = 0; i < o->n_env; i++)
+        p->env[ne++] = arena_printf(a, "%s=%s", o->env[i].key, o->env[i].value);
+    for (size_t i = 0; i < ne; i++)
+        if (p->env[i] == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+
+    p->port.container_port = b->port;
+    p->port.host_port = 0; /* the Engine picks a free one */
+    memcpy(p->port.protocol, "tcp", 4);
+    t->image = o->image;
+    t->env = p->env;
+    t->n_env = ne;
+    t->ports = &p->port;
+    t->n_ports = 1;
+    t->labels = p->labels;
+    t->n_labels = nl;
+    t->nano_cpus = (int64_t)o->cpu_millicores * 1000000;
+    t->memory_bytes = (int64_t)o->memory_mib * 1024 * 1024;
+    t->restart_policy = "unless-stopped";
+    return 0;
+}
+
+/* ---- one Create or Delete per object at a time ------------------------- */
+
+/* Mark key busy, waiting while another call holds it. key is borrowed until
+ * rs_busy_give (it lives in the caller's arena). */
+static int rs_busy_take(struct replica_service *s, const char *key, int64_t deadline,
+                        struct berth_err *err)
+{
+    int rc = -1;
+
+    lock_take(&s->busy_lock);
+    for (;;) {
+        int held = 0;
+        for (size_t i = 0; i < s->n_busy && !held; i++)
+            held = strcmp(s->busy[i], key) == 0;
+        if (!held)
+            break;
+        if (lock_wait_until(&s->busy_cond, &s->busy_lock, deadline) < 0) {
+            berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                          "'%s': another create or delete of it is still under way", key);
+            goto out;
+        }
+    }
+    if (s->n_busy == s->cap_busy) {
+        size_t cap = s->cap_busy ? 2 * s->cap_busy : 8;
+        const char **grown = realloc(s->busy, cap * sizeof(*grown));
+        if (grown == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        s->busy = grown;
+        s->cap_busy = cap;
+    }
+    s->busy[s->n_busy++] = key;
+    rc = 0;
+out:
+    lock_give(&s->busy_lock);
+    return rc;
+}
+
+static void rs_busy_give(struct replica_service *s, const char *key)
+{
+    lock_take(&s->busy_lock);
+    for (size_t i = 0; i < s->n_busy; i++)
+        if (s->busy[i] == key) {
+            s->busy[i] = s->busy[--s->n_busy];
+            break;
+        }
+    pthread_cond_broadcast(&s->busy_cond);
+    lock_give(&s->busy_lock);
+}
+
+/* ---- composing a Get answer --------------------------------------------- */
+
+static enum krane_status rs_status_of(enum backend_state state)
+{
+    static const enum krane_status map[BACKEND_STATE_COUNT] = {
+        [BACKEND_STATE_UNKNOWN] = KRANE_STATUS_UNSPECIFIED,
+        [BACKEND_STATE_CREATED] = KRANE_STATUS_PENDING,
+        [BACKEND_STATE_RUNNING] = KRANE_STATUS_RUNNING,
+        [BACKEND_STATE_PAUSED] = KRANE_STATUS_TERMINATING,
+        [BACKEND_STATE_RESTARTING] = KRANE_STATUS_PENDING,
+        [BACKEND_STATE_REMOVING] = KRANE_STATUS_TERMINATING,
+        [BACKEND_STATE_EXITED] = KRANE_STATUS_TERMINATING,
+        [BACKEND_STATE_DEAD] = KRANE_STATUS_TERMINATING,
+    };
+
+    return (unsigned)state < BACKEND_STATE_COUNT ? map[state] : KRANE_STATUS_UNSPECIFIED;
+}
+
+/* "<host>:<published host port>" of the kind's container port, or NULL when
+ * the port is not published (yet). The host is the replica's, or the
+ * advertised one when it runs here. IPv6 hosts get brackets. */
+static char *rs_address(struct arena *a, const struct rs_binding *b,
+                        const struct backend_replica *r)
+{
+    const char *host = r->host[0] != '\0' ? r->host : b->s->advertise_host;
+    int v6 = strchr(host, ':') != NULL && host[0] != '[';
+
+    for (size_t i = 0; i < r->n_ports; i++) {
+        const struct backend_port *p = &r->ports[i];
+        if (p->container_port == b->port && p->host_port > 0 && strcmp(p->protocol, "tcp") == 0)
+            return arena_printf(a, v6 ? "[%s]:%d" : "%s:%d", host, p->host_port);
+    }
+    return NULL;
+}
+
+/* The Get answer of one set with n > 0 instances (sorted by index): one
+ * instance per replica, plus a PENDING one for every index below the
+ * wanted count that has none, so a short set never looks whole. The top
+ * address is that of the first running replica. */
+static int rs_compose(struct arena *a, const struct rs_binding *b,
+                      const struct backend_replica_set *set, ProtobufCMessage **out,
+                      struct berth_err *err)
+{
+    struct krane_instance *inst = arena_alloc(a, (set->n + set->wanted + 1) * sizeof(*inst));
+    const char *address = NULL;
+    ProtobufCMessage *resp;
+    size_t m = 0, j = 0;
+
+    if (inst == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (unsigned i = 0; j < set->n || i < set->wanted; i++) {
+        int seen = 0;
+        for (; j < set->n && set->items[j].index == i; j++, seen = 1) {
+            struct krane_instance *k = &inst[m++];
+            k->id = arena_printf(a, "%s-%u", set->id, i);
+            k->address = rs_address(a, b, &set->items[j]);
+            k->status = rs_status_of(set->items[j].state);
+            if (k->id == NULL)
+                return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            if (address == NULL && k->status == KRANE_STATUS_RUNNING)
+                address = k->address;
+        }
+        if (!seen && i < set->wanted) {
+            struct krane_instance *k = &inst[m++];
+            k->id = arena_printf(a, "%s-%u", set->id, i);
+            k->address = NULL;
+            k->status = KRANE_STATUS_PENDING;
+            if (k->id == NULL)
+                return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        }
+    }
+    resp = krane_get_response(b->kind->kind, a, inst, m, address);
+    if (resp == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    *out = resp;
+    return 0;
+}
+
+/* ---- the cache of last known answers ----------------------------------- */
+
+/* Compose the answer of set and store it with `ticket`. */
+static int rs_store(struct replica_service *s, const struct rs_binding *b,
+                    const struct backend_replica_set *set, uint64_t ticket, struct arena *a,
+                    struct berth_err *err)
+{
+    ProtobufCMessage *answer;
+    uint8_t *bytes;
+    size_t len;
+
+    if (rs_compose(a, b, set, &answer, err) < 0)
+        return -1;
+    len = protobuf_c_message_get_packed_size(answer);
+    bytes = arena_alloc(a, len ? len : 1);
+    if (bytes == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    protobuf_c_message_pack(answer, bytes);
+    replica_cache_put(s->cache, b->kind->kind, set->ns, set->id, bytes, len, ticket);
+    return 0;
+}
+
+/* List the sets of b's kind (of id when not NULL) and store each with
+ * `ticket`; *stored counts them. */
+static int rs_store_list(struct replica_service *s, const struct rs_binding *b, const char *id,
+                         uint64_t ticket, int64_t deadline, struct arena *a, size_t *stored,
+                         struct berth_err *err)
+{
+    struct backend_replica_set_list list = {0};
+    int rc = -1;
+
+    if (s->backend->ops->replica_list(s->backend->ctx, b->kind->kind, id, deadline, &list, err) < 0)
+        goto out;
+    for (size_t i = 0; i < list.n; i++) {
+        if (rs_store(s, b, &list.items[i], ticket, a, err) < 0)
+            goto out;
+        (*stored)++;
+    }
+    rc = 0;
+out:
+    backend_replica_set_list_release(&list);
+    return rc;
+}
+
+/* List the object `id` of b's kind again and store what the backend shows
+ * (forgetting it in every namespace where it has no replica left). */
+static int rs_refresh(struct replica_service *s, const struct rs_binding *b, const char *id,
+                      int64_t deadline, struct berth_err *err)
+{
+    struct arena *a = arena_new();
+    uint64_t ticket = replica_cache_begin(s->cache);
+    size_t stored = 0;
+    int rc = -1;
+
+    if (a == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (rs_check_backend(s, err) < 0 ||
+        rs_store_list(s, b, id, ticket, deadline, a, &stored, err) < 0)
+        goto out;
+    replica_cache_sweep(s->cache, 0, b->kind->kind, id, ticket);
+    rc = 0;
+out:
+    replica_cache_end(s->cache, ticket);
+    arena_free(a);
+    return rc;
+}
+
+int replica_service_sync(struct replica_service *s, int64_t deadline, struct berth_err *err)
+{
+    struct arena *a = arena_new();
+    uint64_t ticket = replica_cache_begin(s->cache);
+    size_t stored = 0;
+    int rc = -1;
+
+    if (a == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (rs_check_backend(s, err) < 0)
+        goto out;
+    for (int i = 0; i < RS_KIND_COUNT; i++)
+        if (rs_store_list(s, &s->bind[i], NULL, ticket, deadline, a, &stored, err) < 0)
+            goto out;
+    /* Only once both kinds were listed: a failed sync forgets nothing. */
+    replica_cache_sweep(s->cache, 1, OBJECT_GATEWAY, NULL, ticket);
+    log_debug("krane.sync", "objects=%zu", stored);
+    rc = 0;
+out:
+    replica_cache_end(s->cache, ticket);
+    arena_free(a);
+    return rc;
+}
+
+/* The cached answer of (b's kind, ns, id), unpacked into the arena: 0, or
+ * -1 when there is none. */
+static int rs_cached_answer(struct replica_service *s, const struct rs_binding *b, const char *ns,
+                            const char *id, struct arena *a, ProtobufCMessage **out)
+{
+    uint8_t *bytes;
+    size_t len;
+
+    if (replica_cache_get(s->cache, b->kind->kind, ns, id, a, &bytes, &len) < 0)
+        return -1;
+    *out = protobuf_c_message_unpack(krane_get_descriptor(b->kind->kind), arena_allocator(a), len,
+                                     bytes);
+    return *out != NULL ? 0 : -1;
+}
+
+/* Does ev change what Get shows? */
+static int rs_event_is_news(const struct backend_event *ev)
+{
+    static const char *const actions[] = {"start", "restart", "die", "pause", "unpause", "destroy"};
+
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+        if (strcmp(ev->action, actions[i]) == 0)
+            return 1;
+    return 0;
+}
+
+void replica_service_on_event(struct replica_service *s, const struct backend_event *ev)
+{
+    struct berth_err err;
+
+    if (ev->object_id[0] == '\0' || !rs_event_is_news(ev))
+        return;
+    for (int i = 0; i < RS_KIND_COUNT; i++) {
+        const struct rs_binding *b = &s->bind[i];
+        if (strcmp(ev->kind, b->name) != 0 ||
+            !replica_cache_is_news(s->cache, b->kind->kind, ev->object_id, ev->time_unix_ns))
+            continue;
+        berth_err_clear(&err);
+        if (rs_refresh(s, b, ev->object_id, berth_now_ms() + RS_EVENT_MS, &err) < 0) {
+            struct log_quoted lq;
+            /* The listing did not see what the events since it began tell:
+             * the next event of this object must list again. */
+            replica_cache_news_lost(s->cache);
+            log_debug("krane.event", "kind=%s id=%s action=%s code=%s error=%s", b->name,
+                      ev->object_id, ev->action, berth_code_name(err.code),
+                      log_quote(&lq, err.msg));
+        }
+    }
+}
+
+/* ---- Create ------------------------------------------------------------ */
+
+/* After a Create: one listing of the object, so the cache knows it. Its
+ * failure does not fail the Create. */
+static void rs_created(struct replica_service *s, const struct rs_binding *b, const char *id,
+                       int64_t deadline)
+{
+    struct berth_err e;
+
+    berth_err_clear(&e);
+    if (rs_refresh(s, b, id, deadline, &e) < 0) {
+        struct log_quoted lq;
+        log_debug("krane.cache", "kind=%s id=%s code=%s error=%s", b->name, id,
+                  berth_code_name(e.code), log_quote(&lq, e.msg));
+    }
+}
+
+/* Create: validate, take the id, apply the replica set. All-or-nothing for
+ * what this call makes (the backend rolls back). */
+static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, struct berth_err *err)
+{
+    const struct rs_binding *b = ctx;
+    struct replica_service *s = b->s;
+    struct backend_apply_result res = {0};
+    struct krane_object o;
+    struct rs_plan plan;
+    ProtobufCMessage *resp;
+    const char *key;
+    int got, rc = -1;
+
+    got = krane_create_object(b->kind->kind, in, call->arena, &o);
+    if (got < 0)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (got > 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s' is required", b->name);
+    if (rs_read_object(call->arena, b, &o, err) < 0 ||
+        rs_plan_build(call->arena, b, &o, &plan, err) < 0 || rs_check_backend(s, err) < 0)
+        return -1;
+    key = arena_printf(call->arena, "%s/%s", b->name, o.id);
+    if (key == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (rs_busy_take(s, key, call->deadline, err) < 0)
+        return -1;
+
+    if (s->backend->ops->replica_apply(s->backend->ctx, &plan.spec, call->deadline, &res, err) <
+        0) {
+        log_info("krane.create_failed", "kind=%s id=%s code=%s", b->name, o.id,
+                 berth_code_name(err->code));
+        goto out;
+    }
+    resp = krane_create_response(b->kind->kind, call->arena, KRANE_STATUS_PENDING);
+    if (resp == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    *out = resp;
+    rs_created(s, b, o.id, call->deadline);
+    if (res.existing == 0)
+        log_info("krane.created", "kind=%s id=%s replicas=%" PRIu64 " image=%s", b->name, o.id,
+                 o.replicas, o.image);
+    else
+        log_info("krane.create_retry", "kind=%s id=%s existing=%zu added=%zu started=%zu", b->name,
+                 o.id, res.existing, res.added, res.woken);
+    rc = 0;
+out:
+    rs_busy_give(s, key);
+    return rc;
+}
+
+/* ---- Get and Delete ---------------------------------------------------- */
+
+static int rs_read_ref(const struct rs_binding *b, const ProtobufCMessage *in, const char **ns,
+                       const char **id, struct berth_err *err)
+{
+    krane_ref(in, ns, id);
+    if (service_check_id(krane_id_json(b->kind->kind), *id, err) < 0)
+        return -1;
+    return rs_check_text("namespace", *ns, RS_TEXT_MAX, err);
+}
+
+/* Get: live from the backend, so changes show at once; the answer is
+ * cached. While the Engine is unreachable, the last known answer. */
+static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                 ProtobufCMessage **out, struct berth_err *err)
+{
+    const struct rs_binding *b = ctx;
+    struct replica_service *s = b->s;
+    struct backend_replica_set set = {0};
+    ProtobufCMessage *resp;
+    const char *ns, *id;
+    uint64_t ticket;
+    int rc = -1;
+
+    if (rs_read_ref(b, in, &ns, &id, err) < 0 || rs_check_backend(s, err) < 0)
+        return -1;
+    ticket = replica_cache_begin(s->cache);
+    if (s->backend->ops->replica_get(s->backend->ctx, b->kind->kind, ns, id, call->deadline, &set,
+                                     err) < 0) {
+        if (err->code == BERTH_NOT_FOUND) {
+            replica_cache_drop(s->cache, b->kind->kind, ns, id, ticket);
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_NOT_FOUND, "%s '%s' not found", b->name, id);
+        } else if (err->code == BERTH_UNAVAILABLE &&
+                   rs_cached_answer(s, b, ns, id, call->arena, out) == 0) {
+            struct log_quoted lq;
+            log_debug("krane.cached", "kind=%s id=%s reason=%s", b->name, id,
+                      log_quote(&lq, err->msg));
+            berth_err_clear(err);
+            rc = 0;
+        }
+        goto out;
+    }
+    if (rs_compose(call->arena, b, &set, &resp, err) < 0 ||
+        rs_store(s, b, &set, ticket, call->arena, err) < 0)
+        goto out;
+    *out = resp;
+    rc = 0;
+out:
+    replica_cache_end(s->cache, ticket);
+    backend_replica_set_release(&set);
+    return rc;
+}
+
+/* Delete: every replica of (ns, id) goes; one already gone, or no replica at
+ * all, is success. */
+static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, struct berth_err *err)
+{
+    const struct rs_binding *b = ctx;
+    struct replica_service *s = b->s;
+    ProtobufCMessage *resp;
+    const char *ns, *id, *key;
+    size_t removed = 0;
+    uint64_t ticket;
+    int rc = -1;
+
+    if (rs_read_ref(b, in, &ns, &id, err) < 0 || rs_check_backend(s, err) < 0)
+        return -1;
+    key = arena_printf(call->arena, "%s/%s", b->name, id);
+    if (key == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (rs_busy_take(s, key, call->deadline, err) < 0)
+        return -1;
+    if (s->backend->ops->replica_delete(s->backend->ctx, b->kind->kind, ns, id, call->deadline,
+                                        &removed, err) < 0)
+        goto out;
+    resp = krane_delete_response(b->kind->kind, call->arena);
+    if (resp == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    *out = resp;
+    ticket = replica_cache_begin(s->cache);
+    replica_cache_drop(s->cache, b->kind->kind, ns, id, ticket);
+    replica_cache_end(s->cache, ticket);
+    log_info("krane.deleted", "kind=%s id=%s removed=%zu", b->name, id, removed);
+    rc = 0;
+out:
+    rs_busy_give(s, key);
+    return rc;
+}

@@ -1,0 +1,221 @@
+/* A VM's request -> the backend's container spec: image, command, ports,
+ * environment, limits, and the labels (the config as created among them)
+ * that let the registry be rebuilt from the container alone. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "berth/buf.h"
+#include "berth/json_codec.h"
+#include "berth/labels.h"
+#include "berth/service_util.h"
+#include "vm_internal.h"
+
+#define VM_NAME_PREFIX "berth-vm-"
+#define MIN_MEMORY_BYTES (6 * 1024 * 1024) /* the Engine refuses less */
+#define CONFIG_LABEL_MAX (256 * 1024)
+
+static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err);
+
+/* Ports from config.container.ports, else metadata["exposed_ports"]. */
+int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err)
+{
+    const ContainerSpec *cs = cfg->container;
+    const char *meta;
+    size_t n = 0;
+
+    if (cs && cs->n_ports > 0) {
+        p->ports = arena_alloc(a, cs->n_ports * sizeof(*p->ports));
+        if (p->ports == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        for (size_t i = 0; i < cs->n_ports; i++) {
+            const PortMapping *pm = cs->ports[i];
+            const char *proto = pm->protocol && pm->protocol[0] ? pm->protocol : "tcp";
+            if (pm->container_port < 1 || pm->container_port > 65535)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.ports[%zu].containerPort': %d is "
+                                     "not a port from 1 to 65535",
+                                     i, pm->container_port);
+            if (pm->host_port < 0 || pm->host_port > 65535)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.ports[%zu].hostPort': %d is not a "
+                                     "port from 0 to 65535",
+                                     i, pm->host_port);
+            if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.ports[%zu].protocol': must be "
+                                     "'tcp' or 'udp'",
+                                     i);
+            p->ports[i].container_port = pm->container_port;
+            p->ports[i].host_port = pm->host_port;
+            memcpy(p->ports[i].protocol, proto, strlen(proto) + 1);
+        }
+        p->spec.ports = p->ports;
+        p->spec.n_ports = cs->n_ports;
+        return 0;
+    }
+    meta = service_map_get((void *const *)cfg->metadata, cfg->n_metadata, "exposed_ports");
+    if (meta == NULL || meta[0] == '\0')
+        return 0;
+    p->ports = arena_alloc(a, (strlen(meta) / 2 + 1) * sizeof(*p->ports));
+    if (p->ports == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (const char *item = meta; *item;) {
+        size_t len = strcspn(item, ",");
+        char *end;
+        long port = strtol(item, &end, 10);
+        const char *proto = "tcp";
+        if (end == item || port < 1 || port > 65535)
+            goto bad;
+        if ((size_t)(end - item) < len) {
+            size_t rest = len - (size_t)(end - item);
+            if (rest == 4 && strncmp(end, "/tcp", 4) == 0)
+                proto = "tcp";
+            else if (rest == 4 && strncmp(end, "/udp", 4) == 0)
+                proto = "udp";
+            else
+                goto bad;
+        }
+        p->ports[n].container_port = (int)port;
+        p->ports[n].host_port = 0;
+        memcpy(p->ports[n].protocol, proto, 4);
+        n++;
+        item += len;
+        if (*item == ',')
+            item++;
+    }
+    p->spec.ports = p->ports;
+    p->spec.n_ports = n;
+    return 0;
+bad : {
+    char quoted[80];
+    berth_err_quote(quoted, sizeof(quoted), meta, 64);
+    return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                         "field 'config.metadata[\"exposed_ports\"]': '%s' is not a list like "
+                         "'8080/tcp,53/udp'",
+                         quoted);
+}
+}
+
+/* Environment from config.container.env, else metadata["env_vars"]. */
+static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err)
+{
+    const ContainerSpec *cs = cfg->container;
+    const char *meta;
+    size_t n = 0;
+
+    if (cs && cs->n_env > 0) {
+        p->env = arena_alloc(a, cs->n_env * sizeof(*p->env));
+        if (p->env == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        for (size_t i = 0; i < cs->n_env; i++) {
+            const char *k = cs->env[i]->key, *v = cs->env[i]->value;
+            if (k[0] == '\0' || strchr(k, '=') != NULL) {
+                char quoted[80];
+                berth_err_quote(quoted, sizeof(quoted), k, 64);
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.env[\"%s\"]': a name must be "
+                                     "non-empty and hold no '='",
+                                     quoted);
+            }
+            p->env[i] = arena_printf(a, "%s=%s", k, v);
+            if (p->env[i] == NULL)
+                return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        p->spec.env = p->env;
+        p->spec.n_env = cs->n_env;
+        return 0;
+    }
+    meta = service_map_get((void *const *)cfg->metadata, cfg->n_metadata, "env_vars");
+    if (meta == NULL || meta[0] == '\0')
+        return 0;
+    p->env = arena_alloc(a, (strlen(meta) + 1) * sizeof(*p->env));
+    if (p->env == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (const char *item = meta; *item;) {
+        size_t len = strcspn(item, ",");
+        const char *eq = memchr(item, '=', len);
+        if (eq == NULL || eq == item) {
+            char quoted[80];
+            berth_err_quote(quoted, sizeof(quoted), meta, 64);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.metadata[\"env_vars\"]': '%s' is not a list "
+                                 "like 'K=V,K2=V2'",
+                                 quoted);
+        }
+        p->env[n] = arena_strndup(a, item, len);
+        if (p->env[n] == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        n++;
+        item += len;
+        if (*item == ',')
+            item++;
+    }
+    p->spec.env = p->env;
+    p->spec.n_env = n;
+    return 0;
+}
+
+/* Validate a VmConfig and turn it into a container spec with our labels. */
+int vm_plan_build(struct arena *a, const char *id, const char *customer, const VmConfig *cfg,
+                  int64_t created, struct vm_plan *p, struct berth_err *err)
+{
+    const ContainerSpec *cs = cfg->container;
+    const char *image = cs && cs->image[0] ? cs->image : NULL;
+    struct buf json;
+    char *config_json;
+
+    if (image == NULL)
+        image = service_map_get((void *const *)cfg->metadata, cfg->n_metadata, "docker_image");
+    if (image == NULL || image[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.image' is required (or "
+                             "config.metadata[\"docker_image\"])");
+    if (cfg->cpu && cfg->cpu->vcpu_count < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.cpu.vcpuCount': %d is negative", cfg->cpu->vcpu_count);
+    if (cfg->memory && cfg->memory->size_bytes < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.memory.sizeBytes': %" PRId64 " is negative",
+                             cfg->memory->size_bytes);
+    if (cfg->memory && cfg->memory->size_bytes > 0 && cfg->memory->size_bytes < MIN_MEMORY_BYTES)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.memory.sizeBytes': %" PRId64
+                             " is below the minimum of %d bytes",
+                             cfg->memory->size_bytes, MIN_MEMORY_BYTES);
+    memset(p, 0, sizeof(*p));
+    if (vm_plan_ports(a, cfg, p, err) < 0 || plan_env(a, cfg, p, err) < 0)
+        return -1;
+    p->spec.name = arena_printf(a, VM_NAME_PREFIX "%s", id);
+    p->spec.image = image;
+    if (cs && cs->n_command > 0) {
+        p->spec.cmd = (const char *const *)cs->command;
+        p->spec.n_cmd = cs->n_command;
+    }
+    p->spec.working_dir = cs ? cs->working_dir : NULL;
+    if (cfg->cpu && cfg->cpu->vcpu_count > 0)
+        p->spec.nano_cpus = (int64_t)cfg->cpu->vcpu_count * 1000000000;
+    if (cfg->memory)
+        p->spec.memory_bytes = cfg->memory->size_bytes;
+
+    /* The submitted config rides along as a label so a restart of berthd can
+     * rebuild the record from the container alone. */
+    buf_init(&json, CONFIG_LABEL_MAX);
+    if (json_codec_encode(&cfg->base, &json, err) < 0) {
+        buf_release(&json);
+        return -1;
+    }
+    config_json = arena_strndup(a, json.data ? json.data : "{}", json.data ? json.len : 2);
+    buf_release(&json);
+    p->labels[0] = (struct backend_label){LABEL_KIND, "vm"};
+    p->labels[1] = (struct backend_label){LABEL_VM_ID, id};
+    p->labels[2] = (struct backend_label){LABEL_CUSTOMER_ID, customer};
+    p->labels[3] = (struct backend_label){LABEL_CONFIG, config_json};
+    p->labels[4] = (struct backend_label){LABEL_CREATED, arena_printf(a, "%" PRId64, created)};
+    if (p->spec.name == NULL || config_json == NULL || p->labels[4].value == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    p->spec.labels = p->labels;
+    p->spec.n_labels = 5;
+    return 0;
+}
