@@ -16,6 +16,7 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c, 
 static void observe_container(struct vm_service *s, const char *id,
                               const struct backend_container *c, int inspected);
 static void drop_if_gone(struct vm_service *s, const struct vm_snapshot *v, int64_t deadline);
+static void adopt_if_unknown(struct vm_service *s, const struct backend_event *ev);
 static void sync_one(struct vm_service *s, const struct backend_container *listed, int64_t deadline,
                      size_t *loaded, struct berth_err *err);
 
@@ -216,6 +217,37 @@ out:
 
 /* ---- engine events ------------------------------------------------------ */
 
+/* A VM container the registry does not know (one whose create finished
+ * after the listing berthd started from, when the berthd that asked for it
+ * died meanwhile) is adopted as the rebuild would. A CreateVm of this
+ * berthd reserves its id first, so its own containers are never adopted
+ * twice. */
+static void adopt_if_unknown(struct vm_service *s, const struct backend_event *ev)
+{
+    struct backend_container c = {0};
+    struct vm_snapshot existing = {0};
+    struct berth_err err;
+    struct arena *a;
+
+    if (vm_registry_get(s->registry, ev->object_id, &existing, NULL) == 0) {
+        vm_snapshot_release(&existing);
+        return;
+    }
+    berth_err_clear(&err);
+    if (s->backend->ops->inspect(s->backend->ctx, ev->container_id, berth_now_ms() + 2000, &c,
+                                 &err) < 0)
+        return;
+    a = arena_new();
+    if (a != NULL && rebuild_one(s, &c, a) == 0 &&
+        vm_registry_get(s->registry, ev->object_id, &existing, NULL) == 0) {
+        log_info("vm.adopted", "vm_id=%s container_id=%.12s action=%s", ev->object_id,
+                 ev->container_id, ev->action);
+        vm_snapshot_release(&existing);
+    }
+    arena_free(a);
+    backend_container_release(&c);
+}
+
 void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
 {
     struct vm_observed o = {.container_id = ev->container_id, .oom_killed = -1, .exit_code = -1};
@@ -226,6 +258,8 @@ void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
     if (strcmp(ev->kind, "vm") != 0 || ev->object_id[0] == '\0')
         return;
     berth_err_clear(&err);
+    if (strcmp(a, "destroy") != 0)
+        adopt_if_unknown(s, ev);
     if (strcmp(a, "destroy") == 0) {
         if (vm_registry_forget(s->registry, ev->object_id, ev->container_id) == 0)
             log_info("vm.gone", "vm_id=%s container_id=%.12s reason=\"container removed\"",
