@@ -18,6 +18,7 @@
 #include "berth/clock.h"
 #include "berth/engine_client.h"
 #include "berth/log.h"
+#include "berth/rfc3339.h"
 #include "docker_internal.h"
 
 /* Small request paths and bodies are ours; caps only guard against bugs. */
@@ -75,6 +76,7 @@ static int docker_backend_inspect(void *ctx, const char *id, int64_t deadline,
                                   struct backend_container *out, struct berth_err *err);
 static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
                                struct backend_container_list *out, struct berth_err *err);
+static int docker_backend_call_stats(void *ctx, struct backend_call_stats **out, size_t *n);
 static void docker_backend_cancel_all(void *ctx);
 static void docker_backend_destroy(void *ctx);
 
@@ -130,7 +132,6 @@ static int docker_backend_add_port(struct backend_container *out, size_t *cap, i
 static int docker_backend_parse_port_key(const char *key, int *port, const char **proto);
 static int docker_backend_parse_int(const char *s, long max, long *out);
 static int docker_backend_parse_time(const char *s, int64_t *unix_ms);
-static int docker_backend_time_field(const char **p, int width, int lo, int hi, int *out);
 
 static const struct backend_ops docker_backend_ops = {
     .name = "docker",
@@ -145,6 +146,9 @@ static const struct backend_ops docker_backend_ops = {
     .remove = docker_backend_remove,
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
+    .stats = docker_stats_one,
+    .stats_sweep = docker_stats_sweep,
+    .call_stats = docker_backend_call_stats,
     .watch = docker_events_watch,
     .cancel_all = docker_backend_cancel_all,
     .destroy = docker_backend_destroy,
@@ -172,10 +176,20 @@ static const char *const docker_state_markers[] = {
 
 /* --- setup ------------------------------------------------------------------- */
 
+int docker_backend_global_init(struct berth_err *err)
+{
+    return engine_global_init(err);
+}
+
+void docker_backend_global_cleanup(void)
+{
+    engine_global_cleanup();
+}
+
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err)
 {
-    static const struct docker_backend_config defaults = {NULL, NULL, 0, NULL, 0};
+    static const struct docker_backend_config defaults = {NULL, NULL, 0, 0, 0};
     struct docker_ctx *c = NULL;
     const char *sock, *pub;
     int rc = -1;
@@ -195,14 +209,18 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
         goto out;
     }
     c->publish_address = strdup(pub);
-    if (c->publish_address == NULL) {
+    c->socket_path = strdup(sock);
+    c->calls = engine_stats_new();
+    if (c->publish_address == NULL || c->socket_path == NULL || c->calls == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
     c->pids_limit = cfg->pids_limit == 0 ? DOCKER_BACKEND_DEFAULT_PIDS_LIMIT : cfg->pids_limit;
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
-    engine_set_stats(c->engine, cfg->stats);
+    engine_set_stats(c->engine, c->calls);
+    if (docker_stats_new(c, cfg->stats_interval_ms, &c->stats, err) < 0)
+        goto out;
     c->probe_interval_ms = cfg->probe_interval_ms;
     if (docker_probe_start(c, err) < 0)
         goto out;
@@ -229,9 +247,19 @@ static void docker_backend_destroy(void *ctx)
     if (c == NULL)
         return;
     docker_probe_stop(c);
+    docker_stats_free(c->stats);
     engine_free(c->engine);
+    engine_stats_free(c->calls);
+    free(c->socket_path);
     free(c->publish_address);
     free(c);
+}
+
+static int docker_backend_call_stats(void *ctx, struct backend_call_stats **out, size_t *n)
+{
+    struct docker_ctx *c = ctx;
+
+    return engine_stats_snapshot(c->calls, out, n);
 }
 
 /* --- ping --------------------------------------------------------------------- */
@@ -1389,84 +1417,14 @@ static int docker_backend_parse_int(const char *s, long max, long *out)
     return 0;
 }
 
-/* Fixed-width decimal field of the timestamp at *p. */
-static int docker_backend_time_field(const char **p, int width, int lo, int hi, int *out)
-{
-    int v = 0;
-
-    for (int i = 0; i < width; i++) {
-        char ch = (*p)[i];
-
-        if (ch < '0' || ch > '9')
-            return -1;
-        v = v * 10 + (ch - '0');
-    }
-    if (v < lo || v > hi)
-        return -1;
-    *p += width;
-    *out = v;
-    return 0;
-}
-
-/* RFC 3339 with optional fraction (the Engine sends nanoseconds) and a Z or
- * ±hh:mm zone -> unix ms. Go's zero time (year 1) -> 0. */
+/* An Engine time (RFC 3339) as unix ms; Go's zero time (year 1) and
+ * anything else before 1970 -> 0, "not set". */
 static int docker_backend_parse_time(const char *s, int64_t *unix_ms)
 {
-    struct tm tm;
-    const char *p = s;
-    int year, mon, day, hour, min, sec, frac_ms = 0, off_min = 0;
-    time_t t;
+    int64_t ms;
 
-    memset(&tm, 0, sizeof(tm));
-    if (docker_backend_time_field(&p, 4, 0, 9999, &year) < 0 || *p++ != '-')
+    if (rfc3339_parse_ms(s, &ms) < 0)
         return -1;
-    if (docker_backend_time_field(&p, 2, 1, 12, &mon) < 0 || *p++ != '-')
-        return -1;
-    if (docker_backend_time_field(&p, 2, 1, 31, &day) < 0 || (*p != 'T' && *p != 't'))
-        return -1;
-    p++;
-    if (docker_backend_time_field(&p, 2, 0, 23, &hour) < 0 || *p++ != ':')
-        return -1;
-    if (docker_backend_time_field(&p, 2, 0, 59, &min) < 0 || *p++ != ':')
-        return -1;
-    if (docker_backend_time_field(&p, 2, 0, 60, &sec) < 0)
-        return -1;
-    if (*p == '.') {
-        int digits = 0;
-
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                frac_ms = frac_ms * 10 + (*p - '0');
-        if (digits == 0)
-            return -1;
-        for (; digits < 3; digits++)
-            frac_ms *= 10;
-    }
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-
-        if (docker_backend_time_field(&p, 2, 0, 23, &oh) < 0 || *p++ != ':' ||
-            docker_backend_time_field(&p, 2, 0, 59, &om) < 0)
-            return -1;
-        off_min = sign * (oh * 60 + om);
-    } else {
-        return -1;
-    }
-    if (*p != '\0')
-        return -1;
-    if (year <= 1) {
-        *unix_ms = 0;
-        return 0;
-    }
-    tm.tm_year = year - 1900;
-    tm.tm_mon = mon - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hour;
-    tm.tm_min = min;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    *unix_ms = ((int64_t)t - (int64_t)off_min * 60) * 1000 + frac_ms;
+    *unix_ms = ms > 0 ? ms : 0;
     return 0;
 }
