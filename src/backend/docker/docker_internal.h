@@ -32,6 +32,35 @@ struct docker_ctx {
     int probe_stop; /* probe_lock */
 };
 
+/* Small request paths are ours; the cap only guards against bugs. */
+#define DOCKER_PATH_MAX (64 * 1024)
+/* Longest user string echoed in an error message. */
+#define DOCKER_QUOTE_MAX 128
+
+/* --- the operations (docker_backend.c) --- */
+
+/* An Engine 5xx text that really means "not in that state" or "the host
+ * port is taken": failed_precondition, not unavailable. */
+int docker_backend_is_state_text(const char *msg);
+
+/* --- create (docker_create.c) --- */
+
+/* backend_ops.create: the spec checked and sent, the image pulled when the
+ * Engine lacks it, a create whose answer was lost reaped by its token. */
+int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
+                            char **id_out, struct berth_err *err);
+
+/* --- Engine JSON (docker_json.c) --- */
+
+/* 1 when a Labels object carries berth.managed=true, else 0. */
+int docker_json_is_managed(const cJSON *labels);
+/* GET /containers/{id}/json's answer, or one item of GET /containers/json,
+ * into *out; *out is set only on success (err says why not). */
+int docker_json_from_inspect(const cJSON *root, struct backend_container *out,
+                             struct berth_err *err);
+int docker_json_from_list_item(const cJSON *item, struct backend_container *out,
+                               struct berth_err *err);
+
 /* Start the probe thread when c->probe_interval_ms > 0 (0 or -1 with err);
  * stop and join it (nothing when it never started). */
 int docker_probe_start(struct docker_ctx *c, struct berth_err *err);
