@@ -19,5 +19,7 @@ int memory_backend_set_state(struct backend *b, const char *id, enum backend_sta
  * the next sweep gives it once, while the container runs. -1 when no such
  * container. */
 int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st);
+/* Stats sweeps made so far. */
+uint64_t memory_backend_sweeps(struct backend *b);
 
 #endif

@@ -29,6 +29,7 @@ struct mem_ctx {
     char fail_op[16];             /* guarded by lock */
     int fail_n;                   /* guarded by lock */
     enum berth_code fail_code;    /* guarded by lock */
+    uint64_t sweeps;              /* guarded by lock: stats sweeps so far */
 };
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
@@ -455,6 +456,7 @@ static int mem_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t 
     (void)err;
     memset(info, 0, sizeof(*info));
     lock_take(&m->lock);
+    m->sweeps++;
     for (size_t i = 0; i < n; i++) {
         struct mem_container *mc;
 
@@ -550,4 +552,15 @@ int memory_backend_set_stats(struct backend *b, const char *id, const struct bac
     }
     lock_give(&m->lock);
     return rc;
+}
+
+uint64_t memory_backend_sweeps(struct backend *b)
+{
+    struct mem_ctx *m = b->ctx;
+    uint64_t n;
+
+    lock_take(&m->lock);
+    n = m->sweeps;
+    lock_give(&m->lock);
+    return n;
 }
