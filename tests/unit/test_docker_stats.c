@@ -361,6 +361,52 @@ static void test_sweep_stall(void)
     fe_stop(&fe);
 }
 
+/* The one-shot sample: GET /containers/{id}/stats?stream=false, the JSON
+ * read as a sweep reads it; a stopped container is failed_precondition, a
+ * missing one not_found, and *out is set only on success. */
+static void test_one_shot(void)
+{
+    struct docker_backend_config cfg = {NULL, NULL, 0, INTERVAL_MS, 0};
+    char *v1 = fixture_text("stats_v1.json");
+    char *stopped = fixture_text("stats_stopped.json");
+    struct fake_engine fe;
+    struct backend b;
+    struct backend_stats st;
+    struct berth_err err;
+    char line[256];
+
+    CHECK(v1 != NULL && stopped != NULL);
+    fe_init(&fe);
+    fe_start(&fe);
+    fe_reply(&fe, 200, v1 ? v1 : "{}");
+    fe_reply(&fe, 200, stopped ? stopped : "{}");
+    fe_reply(&fe, 404, "{\"message\":\"No such container: gone\"}");
+    cfg.socket_path = fe.sock;
+    berth_err_clear(&err);
+    CHECK_MSG(docker_backend_new(&cfg, &b, &err) == 0, "%s", err.msg);
+
+    memset(&st, 0, sizeof(st));
+    CHECK_MSG(b.ops->stats(b.ctx, "c1", berth_now_ms() + 5000, &st, &err) == 0, "%s", err.msg);
+    CHECK(st.memory_bytes == 663552 && st.sampled_at_unix_ms == 1795587002199);
+    CHECK(st.source == BACKEND_STATS_ENGINE && backend_cpu_valid(&st.precpu));
+    CHECK_STR(fe_req_line(&fe, 0, line, sizeof(line)),
+              "GET /v1.41/containers/c1/stats?stream=false");
+
+    memset(&st, 0x5a, sizeof(st));
+    berth_err_clear(&err);
+    CHECK(b.ops->stats(b.ctx, "c2", berth_now_ms() + 5000, &st, &err) == -1);
+    CHECK_MSG(err.code == BERTH_FAILED_PRECONDITION, "%s", err.msg);
+    CHECK(st.memory_bytes == 0x5a5a5a5a5a5a5a5a);
+
+    berth_err_clear(&err);
+    CHECK(b.ops->stats(b.ctx, "gone", berth_now_ms() + 5000, &st, &err) == -1);
+    CHECK_MSG(err.code == BERTH_NOT_FOUND, "%s", err.msg);
+    backend_destroy(&b);
+    fe_stop(&fe);
+    free(v1);
+    free(stopped);
+}
+
 int main(void)
 {
     struct berth_err err;
@@ -373,6 +419,7 @@ int main(void)
     test_not_object();
     test_stall_limit();
     test_sweep_stall();
+    test_one_shot();
     docker_backend_global_cleanup();
     return test_summary("test_docker_stats");
 }
