@@ -14,7 +14,6 @@
 #include "berth/collector.h"
 #include "berth/connect.h"
 #include "berth/docker_backend.h"
-#include "berth/engine_client.h"
 #include "berth/replica_service.h"
 #include "berth/http_server.h"
 #include "berth/lock.h"
@@ -41,8 +40,7 @@ struct berth_daemon {
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
-    struct engine_stats *engine_stats; /* Engine call counters for /metrics */
-    struct collector *collector;       /* NULL with the memory backend */
+    struct collector *collector; /* NULL when the backend offers no stats */
     struct prometheus *prom;
 
     pthread_t watcher;
@@ -54,8 +52,7 @@ struct berth_daemon {
     int64_t events_since_ns; /* watcher thread only: resume point of the stream */
 };
 
-static int backend_open(const struct berth_config *cfg, struct engine_stats *stats,
-                        struct backend *out, struct berth_err *err);
+static int backend_open(const struct berth_config *cfg, struct backend *out, struct berth_err *err);
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
@@ -65,8 +62,7 @@ static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
 static void on_engine_event(void *arg, const struct backend_event *ev);
 static void replica_sync(struct berth_daemon *d);
 
-static int backend_open(const struct berth_config *cfg, struct engine_stats *stats,
-                        struct backend *out, struct berth_err *err)
+static int backend_open(const struct berth_config *cfg, struct backend *out, struct berth_err *err)
 {
     if (strcmp(cfg->backend, "memory") == 0)
         return memory_backend_new(out, err);
@@ -74,7 +70,7 @@ static int backend_open(const struct berth_config *cfg, struct engine_stats *sta
         .socket_path = cfg->docker_socket,
         .publish_address = cfg->publish_address,
         .pids_limit = cfg->pids_limit,
-        .stats = stats,
+        .stats_interval_ms = cfg->metrics_interval_s * 1000,
         .probe_interval_ms = ENGINE_PROBE_INTERVAL_MS,
     };
     return docker_backend_new(&dc, out, err);
@@ -92,11 +88,9 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     d->cfg = cfg;
     lock_init(&d->lock);
     pthread_cond_init(&d->wake, NULL);
-    if (engine_global_init(err) < 0)
+    if (docker_backend_global_init(err) < 0)
         goto fail;
-    /* Every engine made from here on (the backend's) counts its calls. */
-    d->engine_stats = engine_stats_new();
-    if (d->engine_stats == NULL || backend_open(cfg, d->engine_stats, &d->backend, err) < 0)
+    if (backend_open(cfg, &d->backend, err) < 0)
         goto fail;
     d->vms = vm_registry_new();
     d->router = router_new();
@@ -126,16 +120,15 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     }
     d->connect.router = d->router;
     d->connect.max_body_bytes = (size_t)cfg->max_body_bytes;
-    if (strcmp(cfg->backend, "memory") != 0) {
-        struct collector_config mc = {cfg->docker_socket, cfg->metrics_interval_s * 1000,
-                                      d->engine_stats};
+    if (backend_has_stats(&d->backend)) {
+        struct collector_config mc = {cfg->metrics_interval_s * 1000};
 
-        if (collector_start(&mc, d->vms, &d->collector, err) < 0)
+        if (collector_start(&mc, &d->backend, d->vms, &d->collector, err) < 0)
             goto fail;
     }
     {
-        struct prometheus_sources ps = {d->router,       d->vms,       &d->backend,
-                                        d->engine_stats, d->collector, PING_TIMEOUT_MS};
+        struct prometheus_sources ps = {d->router, d->vms, &d->backend, d->collector,
+                                        PING_TIMEOUT_MS};
 
         d->prom = prometheus_new(&ps);
         if (d->prom == NULL) {
@@ -204,8 +197,7 @@ void daemon_stop(struct berth_daemon *d)
     router_free(d->router);
     vm_registry_free(d->vms);
     backend_destroy(&d->backend);
-    engine_stats_free(d->engine_stats);
-    engine_global_cleanup();
+    docker_backend_global_cleanup();
     pthread_cond_destroy(&d->wake);
     lock_destroy(&d->lock);
     free(d);

@@ -15,6 +15,7 @@
 
 #include "berth/err.h"
 #include "berth/labels.h"
+#include "berth/latency.h"
 
 struct backend_port {
     int container_port;
@@ -174,6 +175,87 @@ struct backend_apply_result {
 
 void backend_replica_set_release(struct backend_replica_set *s);
 void backend_replica_set_list_release(struct backend_replica_set_list *l);
+/* --- resource samples --------------------------------------------------------- */
+
+/* Cumulative CPU counters of one reading; a percent needs two of them. */
+struct backend_cpu {
+    uint64_t total_ns;    /* CPU time the container used since it started */
+    uint64_t system_ns;   /* CPU time of the whole host (all CPUs) */
+    uint32_t online_cpus; /* CPUs the host had at the reading */
+};
+
+/* 1 when both counters were read (nonzero), else 0. */
+int backend_cpu_valid(const struct backend_cpu *c);
+/* CPU use between `base` and `cur`, 100 being one busy host CPU (the way
+ * docker stats computes it), capped at online_cpus * 100. 0 when either
+ * reading is not valid, a counter went backwards (a restart) or the host's
+ * did not move. */
+double backend_cpu_percent(const struct backend_cpu *cur, const struct backend_cpu *base);
+
+enum backend_stats_source {
+    BACKEND_STATS_FAKE = 0, /* the memory backend's test values */
+    BACKEND_STATS_ENGINE,   /* the Engine's stats API */
+    BACKEND_STATS_CGROUP,   /* the kernel's cgroup and /proc files */
+};
+
+/* One resource sample of one container, in berthd's terms. */
+struct backend_stats {
+    int64_t sampled_at_unix_ms; /* when the source took it */
+    enum backend_stats_source source;
+    struct backend_cpu cpu;
+    /* The source's own reading before `cpu`, when it keeps one (the
+     * Engine's precpu_stats); all zero when not. The better base for a
+     * percent than an older reading the caller kept. */
+    struct backend_cpu precpu;
+    int64_t memory_bytes;       /* usage without reclaimable page cache, as docker stats shows */
+    int64_t memory_limit_bytes; /* 0: not known */
+    int64_t rx_bytes, tx_bytes, rx_packets, tx_packets;   /* all interfaces */
+    int64_t read_bytes, write_bytes, read_ops, write_ops; /* all block devices */
+    int64_t pids;                                         /* processes and threads; 0: not known */
+};
+
+/* What a sweep found for one container. */
+enum backend_sample {
+    BACKEND_SAMPLE_NONE = 0, /* nothing new (yet, or it is not running) */
+    BACKEND_SAMPLE_NEW,      /* `stats` holds a sample no earlier sweep gave */
+    BACKEND_SAMPLE_ERROR,    /* `err` says why there is none */
+};
+
+struct backend_stats_result {
+    enum backend_sample status;
+    struct backend_stats stats; /* BACKEND_SAMPLE_NEW */
+    struct berth_err err;       /* BACKEND_SAMPLE_ERROR */
+};
+
+/* What one sweep says about itself (the counters /metrics shows). */
+struct backend_sweep_info {
+    int complete;    /* every container had an answer (new, none or error) by the deadline */
+    uint64_t errors; /* failures met during the sweep: failed or stalled reads, bad samples */
+    uint64_t open;   /* connections kept open between sweeps (Engine stats streams) */
+};
+
+/* --- call counters ------------------------------------------------------------ */
+
+enum backend_outcome {
+    BACKEND_OUTCOME_OK,              /* 1xx-3xx answer */
+    BACKEND_OUTCOME_CLIENT_ERROR,    /* 4xx answer */
+    BACKEND_OUTCOME_SERVER_ERROR,    /* 5xx answer */
+    BACKEND_OUTCOME_TRANSPORT_ERROR, /* no answer: refused, timeout, canceled */
+    BACKEND_OUTCOME_COUNT
+};
+const char *backend_outcome_name(enum backend_outcome o); /* "ok", "client_error", ... */
+
+#define BACKEND_OP_NAME_MAX 64
+
+/* The counters of one kind of call the backend makes to its engine, e.g.
+ * "POST /containers/{id}/start". */
+struct backend_call_stats {
+    char op[BACKEND_OP_NAME_MAX];
+    uint64_t by_outcome[BACKEND_OUTCOME_COUNT];
+    uint64_t latency_bucket[LATENCY_BUCKETS]; /* non-cumulative, bounds in berth/latency.h */
+    uint64_t count;                           /* all calls (the +Inf bucket) */
+    double latency_sum_s;
+};
 
 struct backend_ops {
     const char *name; /* "docker", "memory" */
@@ -207,6 +289,26 @@ struct backend_ops {
      * NULL), stopped ones included. */
     int (*list)(void *ctx, const char *label, int64_t deadline, struct backend_container_list *out,
                 struct berth_err *err);
+
+    /* One sample of running container `id` into *out, read now. Not
+     * running: failed_precondition; *out is set only on success. NULL (with
+     * stats_sweep) when the backend has no stats. */
+    int (*stats)(void *ctx, const char *id, int64_t deadline, struct backend_stats *out,
+                 struct berth_err *err);
+    /* One sweep over the running containers ids[0..n): out[i] gets what is
+     * new for ids[i] since the last sweep (each sample is given once), and
+     * *info how the sweep went. Returns once every container has an answer,
+     * at `deadline`, or soon after *stop (NULL: none) becomes nonzero; the
+     * set may change between sweeps, and what a backend keeps for a
+     * container (a stream) goes when it is no longer asked for. One caller
+     * at a time. -1 only when no sweep could run at all (out untouched). */
+    int (*stats_sweep)(void *ctx, const char *const *ids, size_t n, int64_t deadline,
+                       const atomic_int *stop, struct backend_stats_result *out,
+                       struct backend_sweep_info *info, struct berth_err *err);
+    /* A copy of the counters of every kind of engine call made so far,
+     * ordered by name; *out is the caller's to free(). -1 when out of
+     * memory. NULL when the backend makes no such calls. */
+    int (*call_stats)(void *ctx, struct backend_call_stats **out, size_t *n);
 
     /* Follow what happens to managed containers from `since_unix_ns` on
      * (events already past are replayed), calling fn for each, until *stop
@@ -262,5 +364,7 @@ struct backend {
 void backend_destroy(struct backend *b);
 /* ops->cancel_all when the backend has one; a zeroed backend is fine. */
 void backend_cancel_all(struct backend *b);
+/* 1 when the backend offers stats (stats_sweep), else 0; a zeroed backend is fine. */
+int backend_has_stats(const struct backend *b);
 
 #endif

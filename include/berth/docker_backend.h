@@ -1,5 +1,6 @@
 /* The Docker implementation of the backend interface (berth/backend.h):
- * each operation becomes Engine API calls through berth/engine_client.h.
+ * each operation becomes Engine API calls through the Engine client (its
+ * calls counted, for backend_ops.call_stats).
  * Containers it creates carry berth.managed=true; it never acts on a
  * container without that label (not_found instead) and never grants host
  * privileges. */
@@ -9,7 +10,6 @@
 #include <stdint.h>
 
 #include "berth/backend.h"
-#include "berth/engine_client.h"
 #include "berth/err.h"
 
 #define DOCKER_BACKEND_DEFAULT_SOCKET "/var/run/docker.sock"
@@ -22,7 +22,9 @@ struct docker_backend_config {
     const char *socket_path;     /* NULL or "": DOCKER_BACKEND_DEFAULT_SOCKET */
     const char *publish_address; /* host IP for published ports; NULL or "": 127.0.0.1 */
     int64_t pids_limit;          /* per container; 0: default, < 0: no limit */
-    struct engine_stats *stats;  /* NULL, or Engine call counters that outlive the backend */
+    /* How old a sample may get (--metrics-interval, ms): sets how long a
+     * stats stream may stay silent before it is reopened. 0: one second. */
+    int64_t stats_interval_ms;
     /* > 0: a thread pings the Engine this often; after DOCKER_BACKEND_MISSES
      * pings in a row without an answer, calls fail fast (unavailable) until
      * one answers again. 0: no such thread (unit tests). */
@@ -31,6 +33,12 @@ struct docker_backend_config {
 
 #define DOCKER_BACKEND_PROBE_TIMEOUT_MS 1000
 #define DOCKER_BACKEND_MISSES 2
+
+/* The process-wide setup of the Engine client's library, once per process
+ * before any Docker backend is made (the daemon's start), and its cleanup
+ * (the daemon's stop, after every backend is gone). */
+int docker_backend_global_init(struct berth_err *err) BERTH_MUST_USE;
+void docker_backend_global_cleanup(void);
 
 /* Fill *out with the Docker backend (ops + a context the caller releases
  * with backend_destroy()). Does no I/O: an Engine that is down now is

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "berth/backend.h"
 #include "berth/buf.h"
 #include "berth/err.h"
 
@@ -120,32 +121,11 @@ int engine_api_version(struct engine *e, int64_t deadline, char *out, size_t out
 
 /* --- call counters for /metrics ------------------------------------------- */
 
-/* Upper bounds (seconds) of the Engine call latency histogram. */
-#define ENGINE_LATENCY_BUCKETS 12
-extern const double engine_latency_bounds_s[ENGINE_LATENCY_BUCKETS];
-
-enum engine_outcome {
-    ENGINE_OUTCOME_OK,              /* 1xx-3xx answer */
-    ENGINE_OUTCOME_CLIENT_ERROR,    /* 4xx answer */
-    ENGINE_OUTCOME_SERVER_ERROR,    /* 5xx answer */
-    ENGINE_OUTCOME_TRANSPORT_ERROR, /* no answer: refused, timeout, canceled */
-    ENGINE_OUTCOME_COUNT
-};
-const char *engine_outcome_name(enum engine_outcome o); /* "ok", "client_error", ... */
+/* Calls are counted with the backend's outcomes and counters
+ * (berth/backend.h: enum backend_outcome, struct backend_call_stats). */
 
 /* Distinct operations kept; calls of any later one count as "other". */
 #define ENGINE_OP_MAX 64
-#define ENGINE_OP_NAME_MAX 64
-
-/* A copy of the counters of one operation: the method and the path with ids
- * replaced, e.g. "POST /containers/{id}/start". */
-struct engine_op_stats {
-    char op[ENGINE_OP_NAME_MAX];
-    uint64_t by_outcome[ENGINE_OUTCOME_COUNT];
-    uint64_t latency_bucket[ENGINE_LATENCY_BUCKETS]; /* non-cumulative */
-    uint64_t count;                                  /* all calls (the +Inf bucket) */
-    double latency_sum_s;
-};
 
 /* Thread-safe counters of Engine calls; owned by whoever made them. */
 struct engine_stats;
@@ -154,10 +134,10 @@ struct engine_stats *engine_stats_new(void); /* NULL when out of memory */
 void engine_stats_free(struct engine_stats *s);
 /* Count one call. `path` may carry the version prefix and a query. */
 void engine_stats_record(struct engine_stats *s, const char *method, const char *path,
-                         enum engine_outcome outcome, int64_t duration_us);
+                         enum backend_outcome outcome, int64_t duration_us);
 /* A copy of every operation's counters, ordered by name; *out is the
  * caller's to free(). -1 when out of memory. */
-int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out,
+int engine_stats_snapshot(struct engine_stats *s, struct backend_call_stats **out,
                           size_t *n) BERTH_MUST_USE;
 /* The operation name of a call, as recorded ("GET /containers/{id}/json"). */
 void engine_op_name(const char *method, const char *path, char *out, size_t outsz);

@@ -15,5 +15,11 @@ void memory_backend_fail_next(struct backend *b, const char *op, int n, enum ber
 size_t memory_backend_count(struct backend *b);
 /* Change a container's state as if it happened behind berthd's back. */
 int memory_backend_set_state(struct backend *b, const char *id, enum backend_state state);
+/* The container's next sample (copied; source becomes BACKEND_STATS_FAKE):
+ * the next sweep gives it once, while the container runs. -1 when no such
+ * container. */
+int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st);
+/* Stats sweeps made so far. */
+uint64_t memory_backend_sweeps(struct backend *b);
 
 #endif

@@ -1,5 +1,5 @@
 /* GET /metrics: the Prometheus text exposition (format 0.0.4) of berthd's
- * own counters (RPCs, Engine calls, the collector), the VMs by state, the
+ * own counters (RPCs, the backend's Engine calls, the collector), the VMs by state, the
  * gateways and deployments with their replicas, and the cached resource
  * metrics of every running VM. Everything but the gateway and deployment
  * list is read from memory; that list is one Engine call per kind, skipped
@@ -12,7 +12,6 @@
 #include "berth/backend.h"
 #include "berth/buf.h"
 #include "berth/collector.h"
-#include "berth/engine_client.h"
 #include "berth/err.h"
 #include "berth/http_server.h"
 #include "berth/router.h"
@@ -26,8 +25,7 @@
 struct prometheus_sources {
     struct router *router;
     struct vm_registry *vms;
-    const struct backend *backend;     /* gateway and deployment lists */
-    struct engine_stats *engine_stats; /* Engine call counters */
+    const struct backend *backend; /* gateway and deployment lists, engine call counters */
     struct collector *collector;
     int64_t list_timeout_ms; /* per backend list call at scrape time */
 };

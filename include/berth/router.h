@@ -13,6 +13,7 @@
 
 #include "berth/arena.h"
 #include "berth/err.h"
+#include "berth/latency.h"
 
 /* What a handler knows of the call it serves. */
 struct rpc_call {
@@ -27,8 +28,8 @@ struct rpc_call {
 typedef int (*rpc_handler_fn)(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                               ProtobufCMessage **out, struct berth_err *err);
 
-#define RPC_LATENCY_BUCKETS 12
-extern const double rpc_latency_bounds_s[RPC_LATENCY_BUCKETS];
+/* Buckets of the latency histogram, bounded by latency_bounds_s. */
+#define RPC_LATENCY_BUCKETS LATENCY_BUCKETS
 
 /* Counters of one procedure; all atomic, read by /metrics without a lock. */
 struct rpc_stats {

@@ -105,3 +105,37 @@ void backend_replica_set_list_release(struct backend_replica_set_list *l)
     l->items = NULL;
     l->n = 0;
 }
+
+int backend_has_stats(const struct backend *b)
+{
+    return b != NULL && b->ops != NULL && b->ops->stats_sweep != NULL;
+}
+
+int backend_cpu_valid(const struct backend_cpu *c)
+{
+    return c != NULL && c->total_ns > 0 && c->system_ns > 0;
+}
+
+/* delta(container cpu) / delta(host cpu, all cpus) * cpus * 100. */
+double backend_cpu_percent(const struct backend_cpu *cur, const struct backend_cpu *base)
+{
+    double pct;
+
+    if (!backend_cpu_valid(cur) || !backend_cpu_valid(base) || cur->online_cpus == 0)
+        return 0.0;
+    if (cur->total_ns < base->total_ns || cur->system_ns <= base->system_ns)
+        return 0.0;
+    pct = (double)(cur->total_ns - base->total_ns) / (double)(cur->system_ns - base->system_ns) *
+          (double)cur->online_cpus * 100.0;
+    if (pct > (double)cur->online_cpus * 100.0)
+        pct = (double)cur->online_cpus * 100.0;
+    return pct;
+}
+
+const char *backend_outcome_name(enum backend_outcome o)
+{
+    static const char *const names[BACKEND_OUTCOME_COUNT] = {"ok", "client_error", "server_error",
+                                                             "transport_error"};
+
+    return (unsigned)o < BACKEND_OUTCOME_COUNT ? names[o] : "unknown";
+}

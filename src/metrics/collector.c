@@ -1,9 +1,7 @@
-/* The metrics collector (see berth/collector.h): one thread, one curl multi
- * handle, one streaming stats connection per RUNNING VM. The Engine samples
- * every subscribed container in one loop and then sleeps a second, so a
- * stream per VM gets a sample a second for all of them at once, where
- * one-shot calls made one after another would wait a second each. Each
- * stream is counted with the Engine calls when it ends, like /events. */
+/* The metrics collector (see berth/collector.h): one thread that runs
+ * rounds of copy (under the registry lock), sweep (the backend, without
+ * it) and write back (under it), keeping per VM only what the CPU
+ * arithmetic needs between samples. */
 #include "berth/collector.h"
 
 #include <pthread.h>
@@ -11,89 +9,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-#include <curl/curl.h>
-
-#include "berth/buf.h"
 #include "berth/clock.h"
-#include "berth/engine_client.h"
+#include "berth/lock.h"
 #include "berth/log.h"
-#include "berth/stats.h"
 
-/* How often the registry is read for VMs that started, paused or stopped. */
-#define COLLECTOR_RECONCILE_MS 500
-/* Longest wait in curl_multi_poll; the loop also wakes for the next stall
- * deadline or reopen, so this only bounds how late a registry read is. */
-#define COLLECTOR_POLL_MS 250
-/* The Engine's sample period: its one-second sleep (plus the time its loop
- * takes). A stream's first sample comes with the Engine's next loop, up to
- * this long after it opened. */
-#define COLLECTOR_ENGINE_PERIOD_MS 1000
-/* No stream is declared stalled sooner: a healthy one is silent for about
- * COLLECTOR_ENGINE_PERIOD_MS between samples, more when the Engine is busy
- * (its loop over 200 running containers took up to 1.8 s here; a tighter
- * floor cut healthy streams and the reopens made samples older, not newer). */
-#define COLLECTOR_STALL_MIN_MS 3000
-/* A stream that stalls again before any sample gets twice the time, up to
- * max(stall limit, this), so an Engine slower than the floor still gets
- * through instead of being cut off before every first sample. */
-#define COLLECTOR_STALL_MAX_MS 8000
-/* Wait this long before reopening a stream that ended or failed: longer
- * would only age the cache, shorter would hammer a failing Engine. */
-#define COLLECTOR_RETRY_MS 1000
-/* The operation stats streams are counted under (ids are masked anyway). */
-#define COLLECTOR_STATS_PATH "/containers/{id}/stats"
-/* Kept of a non-200 answer, for the log line. */
-#define COLLECTOR_ERRBODY_MAX 2048
-/* Connecting to the Engine socket never takes longer. */
-#define COLLECTOR_CONNECT_MS 1000
+/* A round never starts sooner after the one before: a backend whose sweep
+ * has nothing to wait for (no running VM, a failing engine) is not asked in
+ * a busy loop, and a VM that starts is swept within about this long. */
+#define COLLECTOR_ROUND_MIN_MS 250
+/* One sweep call waits at most this long (about one Engine period), so a
+ * slow container never holds back the samples the others delivered. */
+#define COLLECTOR_ROUND_MAX_MS 1000
 
-/* One VM's stats stream. Owned by the collector thread; nothing else sees it. */
-struct collector_stream {
-    struct collector *c; /* back pointer */
-    char *vm_id;         /* owned */
-    char *container_id;  /* owned */
-    CURL *h;             /* owned; NULL while closed (waiting to reopen) */
-    struct buf line;     /* the partial line of the stream */
-    struct buf errbody;  /* a non-200 answer's body */
-    /* CPU reading of the last sample, kept across reopens and pauses (a
-     * new start of the container drops it): the base of a stream's first
-     * sample, which carries no precpu_stats of its own. */
-    struct stats_cpu prev;
-    int64_t started_ms;   /* the VM's start time (unix ms) `prev` belongs to; 0 unknown */
-    int64_t opened_ms;    /* monotonic */
-    int64_t opened_us;    /* monotonic: for the Engine call counters */
-    int64_t last_data_ms; /* monotonic: last sample, 0 none yet */
-    int64_t retry_at_ms;  /* monotonic: reopen no earlier than this */
-    int64_t stall_ms;     /* silence that counts as a stall now (backs off) */
-    int pending;          /* owes the current sweep a sample */
-    int seen;             /* in the last registry read (any state) */
-    int running;          /* RUNNING in the last registry read: keep a stream open */
-    int bad;              /* a callback failed; the transfer was aborted */
-    char errbuf[CURL_ERROR_SIZE];
+/* What the collector keeps of one VM: the base of the next CPU figure.
+ * Collector thread only. */
+struct collector_vm {
+    char *vm_id;             /* owned */
+    char *container_id;      /* owned */
+    int64_t started_ms;      /* the VM's start time (unix ms) `prev` belongs to; 0 unknown */
+    struct backend_cpu prev; /* the last reading; zero when none */
+    int64_t last_sampled_ms; /* sampled_at of the last sample written */
+    int seen;                /* in the last registry read (any state) */
+    int running;             /* RUNNING in the last registry read: swept */
+    int pending;             /* owes the current counted sweep an answer */
 };
 
 struct collector {
     /* Immutable after collector_start. */
-    char *socket_path;
+    const struct backend *backend; /* borrowed */
+    struct vm_registry *vms;       /* borrowed */
     int64_t interval_ms;
-    int64_t stall_ms;           /* collector_stall_limit_ms(interval_ms) */
-    struct vm_registry *vms;    /* borrowed */
-    struct engine_stats *stats; /* borrowed, may be NULL: counts the streams */
     pthread_t thread;
 
-    /* Collector thread only (start and stop run before and after it). */
-    struct engine *engine;             /* for the API version; owned */
-    char api_version[16];              /* "1.41", "" until known */
-    CURLM *multi;                      /* owned */
-    struct collector_stream **streams; /* owned, each owned */
-    size_t n_streams, cap_streams;
+    /* Collector thread only. */
+    struct collector_vm **vm; /* owned, each owned */
+    size_t n_vm, cap_vm;
     int sweep_active;
-    int64_t sweep_start_ms;
+    int64_t sweep_start_us; /* monotonic */
     size_t sweep_pending;
 
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;    /* lock */
+    atomic_int stop; /* set with stopping: ends a sweep under way */
+
     /* Shared: atomics, read by /metrics from any thread. */
-    atomic_int stop;
     _Atomic uint64_t sweeps;
     _Atomic uint64_t errors;
     _Atomic uint64_t streams_open;
@@ -101,92 +61,63 @@ struct collector {
 };
 
 static void *collector_main(void *arg);
-static void collector_reconcile(struct collector *c);
-static void collector_open_due(struct collector *c, int64_t now);
-static int collector_need_version(struct collector *c);
-static struct collector_stream *collector_find(struct collector *c, const char *vm_id);
-static struct collector_stream *collector_add(struct collector *c, const char *vm_id,
-                                              const char *container_id);
+static void collector_round(struct collector *c);
+static int collector_reconcile(struct collector *c);
+static struct collector_vm *collector_find(struct collector *c, const char *vm_id);
+static struct collector_vm *collector_add(struct collector *c, const char *vm_id,
+                                          const char *container_id);
 static void collector_drop(struct collector *c, size_t i);
-static int collector_open(struct collector *c, struct collector_stream *s, int64_t now);
-static void collector_close(struct collector *c, struct collector_stream *s, int64_t retry_at,
-                            enum engine_outcome outcome);
-static enum engine_outcome collector_outcome(CURLcode rc, long status);
-static enum engine_outcome collector_cut_outcome(const struct collector_stream *s);
-static size_t collector_on_write(char *data, size_t size, size_t nmemb, void *userp);
-static void collector_on_line(struct collector_stream *s, const char *line, size_t len);
-static void collector_done(struct collector *c);
-static void collector_check_stalls(struct collector *c, int64_t now);
-static long collector_wait_ms(struct collector *c, int64_t now, int64_t next_reconcile);
-static void collector_sweep_tick(struct collector *c, int64_t now);
-static void collector_delivered(struct collector *c, struct collector_stream *s);
-static void collector_error(struct collector *c, const struct collector_stream *s,
-                            const char *what);
+static void collector_publish(struct collector *c, struct collector_vm *v,
+                              const struct backend_stats *st);
+static void collector_sweep_tick(struct collector *c, int64_t now_us);
+static void collector_answered(struct collector *c, struct collector_vm *v);
+static int collector_pause(struct collector *c, int64_t until);
 
 /* --- start and stop --------------------------------------------------------- */
 
-int64_t collector_stall_limit_ms(int64_t interval_ms)
+int collector_start(const struct collector_config *cfg, const struct backend *backend,
+                    struct vm_registry *vms, struct collector **out, struct berth_err *err)
 {
-    int64_t limit = interval_ms - COLLECTOR_ENGINE_PERIOD_MS;
+    struct collector *c;
 
-    return limit > COLLECTOR_STALL_MIN_MS ? limit : COLLECTOR_STALL_MIN_MS;
-}
-
-int collector_start(const struct collector_config *cfg, struct vm_registry *vms,
-                    struct collector **out, struct berth_err *err)
-{
-    struct collector *c = calloc(1, sizeof(*c));
-
+    if (!backend_has_stats(backend))
+        return berth_err_set(err, BERTH_INTERNAL, "the backend offers no stats");
+    c = calloc(1, sizeof(*c));
     if (c == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    c->backend = backend;
     c->vms = vms;
     c->interval_ms = cfg->interval_ms > 0 ? cfg->interval_ms : 1000;
-    c->stall_ms = collector_stall_limit_ms(c->interval_ms);
-    c->stats = cfg->engine_stats;
     atomic_init(&c->stop, 0);
-    c->socket_path = strdup(cfg->socket_path != NULL ? cfg->socket_path : "");
-    if (c->socket_path == NULL) {
-        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-        goto fail;
-    }
-    if (engine_new(c->socket_path, &c->engine, err) < 0)
-        goto fail;
-    engine_set_stats(c->engine, cfg->engine_stats);
-    c->multi = curl_multi_init();
-    if (c->multi == NULL) {
-        berth_err_set(err, BERTH_INTERNAL, "cannot create a curl multi handle");
-        goto fail;
-    }
+    lock_init(&c->lock);
+    pthread_cond_init(&c->wake, NULL);
     if (pthread_create(&c->thread, NULL, collector_main, c) != 0) {
-        berth_err_set(err, BERTH_INTERNAL, "cannot start the metrics collector thread");
-        goto fail;
+        pthread_cond_destroy(&c->wake);
+        lock_destroy(&c->lock);
+        free(c);
+        return berth_err_set(err, BERTH_INTERNAL, "cannot start the metrics collector thread");
     }
-    log_info("collector.started", "interval_ms=%lld stall_ms=%lld", (long long)c->interval_ms,
-             (long long)c->stall_ms);
+    log_info("collector.started", "interval_ms=%lld backend=%s", (long long)c->interval_ms,
+             backend->ops->name);
     *out = c;
     return 0;
-fail:
-    if (c->multi != NULL)
-        curl_multi_cleanup(c->multi);
-    engine_free(c->engine);
-    free(c->socket_path);
-    free(c);
-    return -1;
 }
 
 void collector_stop(struct collector *c)
 {
     if (c == NULL)
         return;
+    lock_take(&c->lock);
+    c->stopping = 1;
     atomic_store(&c->stop, 1);
-    curl_multi_wakeup(c->multi);
+    pthread_cond_broadcast(&c->wake);
+    lock_give(&c->lock);
     pthread_join(c->thread, NULL);
-    while (c->n_streams > 0)
-        collector_drop(c, c->n_streams - 1);
-    free(c->streams);
-    curl_multi_cleanup(c->multi);
-    engine_free(c->engine);
-    free(c->socket_path);
+    while (c->n_vm > 0)
+        collector_drop(c, c->n_vm - 1);
+    free(c->vm);
+    pthread_cond_destroy(&c->wake);
+    lock_destroy(&c->lock);
     free(c);
 }
 
@@ -203,41 +134,91 @@ void collector_read_stats(struct collector *c, struct collector_stats *out)
 
 /* --- the loop ------------------------------------------------------------------ */
 
-/* Read the registry now and then; otherwise let curl deliver samples,
- * waking for the next stall deadline or reopen as well. */
 static void *collector_main(void *arg)
 {
     struct collector *c = arg;
-    int64_t next_reconcile = 0;
 
-    while (!atomic_load(&c->stop)) {
-        int64_t now = berth_now_ms();
-        int running = 0;
+    for (;;) {
+        int64_t start = berth_now_ms();
 
-        if (now >= next_reconcile) {
-            collector_reconcile(c);
-            next_reconcile = now + COLLECTOR_RECONCILE_MS;
-        }
-        collector_check_stalls(c, now);
-        collector_open_due(c, now);
-        if (curl_multi_perform(c->multi, &running) != CURLM_OK)
-            collector_error(c, NULL, "curl multi perform failed");
-        collector_done(c);
-        now = berth_now_ms();
-        collector_sweep_tick(c, now);
-        if (curl_multi_poll(c->multi, NULL, 0, (int)collector_wait_ms(c, now, next_reconcile),
-                            NULL) != CURLM_OK)
-            collector_error(c, NULL, "curl multi poll failed");
+        collector_round(c);
+        if (collector_pause(c, start + COLLECTOR_ROUND_MIN_MS) < 0)
+            break;
     }
     return NULL;
 }
 
-/* Make the set of streams match the registry: the registry is copied under
- * its lock (vm_registry_list), compared here without it. RUNNING VMs get a
- * stream (opened by collector_open_due); paused and stopped ones have theirs
- * closed but keep their entry, and with it the last CPU reading; deleted
- * or recreated ones are forgotten. */
-static void collector_reconcile(struct collector *c)
+/* Wait until `until` (monotonic ms) or stop: 0, or -1 when stopping. */
+static int collector_pause(struct collector *c, int64_t until)
+{
+    int rc = 0;
+
+    lock_take(&c->lock);
+    while (!c->stopping && lock_wait_until(&c->wake, &c->lock, until) == 0)
+        ;
+    if (c->stopping)
+        rc = -1;
+    lock_give(&c->lock);
+    return rc;
+}
+
+/* One round: the running VMs' containers (copied from the registry), one
+ * sweep over them, each new sample written back. */
+static void collector_round(struct collector *c)
+{
+    const char **ids = NULL;
+    struct collector_vm **swept = NULL;
+    struct backend_stats_result *res = NULL;
+    struct backend_sweep_info info;
+    struct berth_err err;
+    size_t n = 0;
+
+    if (collector_reconcile(c) < 0)
+        return;
+    ids = calloc(c->n_vm > 0 ? c->n_vm : 1, sizeof(*ids));
+    swept = calloc(c->n_vm > 0 ? c->n_vm : 1, sizeof(*swept));
+    res = calloc(c->n_vm > 0 ? c->n_vm : 1, sizeof(*res));
+    if (ids == NULL || swept == NULL || res == NULL) {
+        atomic_fetch_add(&c->errors, 1);
+        log_debug("collector.error", "error=\"out of memory\"");
+        goto out;
+    }
+    for (size_t i = 0; i < c->n_vm; i++) {
+        if (!c->vm[i]->running)
+            continue;
+        swept[n] = c->vm[i];
+        ids[n++] = c->vm[i]->container_id;
+    }
+    collector_sweep_tick(c, berth_now_us());
+    memset(&info, 0, sizeof(info));
+    berth_err_clear(&err);
+    if (c->backend->ops->stats_sweep(c->backend->ctx, ids, n,
+                                     berth_now_ms() + COLLECTOR_ROUND_MAX_MS, &c->stop, res, &info,
+                                     &err) < 0) {
+        atomic_fetch_add(&c->errors, 1);
+        log_debug("collector.error", "code=%s error=\"%s\"", berth_code_name(err.code), err.msg);
+        goto out;
+    }
+    atomic_fetch_add(&c->errors, info.errors);
+    atomic_store(&c->streams_open, info.open);
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].status == BACKEND_SAMPLE_NEW)
+            collector_publish(c, swept[i], &res[i].stats);
+        if (res[i].status != BACKEND_SAMPLE_NONE)
+            collector_answered(c, swept[i]);
+    }
+out:
+    free(res);
+    free(swept);
+    free(ids);
+}
+
+/* Make the kept VMs match the registry: the registry is copied under its
+ * lock (vm_registry_list), compared here without it. RUNNING VMs are swept;
+ * paused and stopped ones keep their entry, and with it the last CPU
+ * reading; deleted or recreated ones are forgotten. -1 when the registry
+ * could not be read. */
+static int collector_reconcile(struct collector *c)
 {
     struct vm_snapshot *list = NULL;
     struct berth_err err;
@@ -245,423 +226,167 @@ static void collector_reconcile(struct collector *c)
 
     berth_err_clear(&err);
     if (vm_registry_list(c->vms, &list, &n, &err) < 0) {
-        collector_error(c, NULL, "registry list failed");
-        return;
+        atomic_fetch_add(&c->errors, 1);
+        log_debug("collector.error", "error=\"registry list failed\"");
+        return -1;
     }
-    for (size_t i = 0; i < c->n_streams; i++)
-        c->streams[i]->seen = 0;
+    for (size_t i = 0; i < c->n_vm; i++)
+        c->vm[i]->seen = 0;
     for (size_t i = 0; i < n; i++) {
         const struct vm_snapshot *vm = &list[i];
-        struct collector_stream *s;
+        struct collector_vm *v;
 
         if (vm->container_id == NULL || vm->container_id[0] == '\0')
             continue;
-        s = collector_find(c, vm->id);
-        if (s != NULL && strcmp(s->container_id, vm->container_id) != 0)
-            s = NULL; /* recreated under the same id: the old entry goes below */
-        if (s == NULL && vm->state != VM_STATE_RUNNING)
+        v = collector_find(c, vm->id);
+        if (v != NULL && strcmp(v->container_id, vm->container_id) != 0)
+            v = NULL; /* recreated under the same id: the old entry goes below */
+        if (v == NULL && vm->state != VM_STATE_RUNNING)
             continue;
-        if (s == NULL) {
-            s = collector_add(c, vm->id, vm->container_id);
-            if (s == NULL) {
-                collector_error(c, NULL, "out of memory");
+        if (v == NULL) {
+            v = collector_add(c, vm->id, vm->container_id);
+            if (v == NULL) {
+                atomic_fetch_add(&c->errors, 1);
+                log_debug("collector.error", "error=\"out of memory\"");
                 continue;
             }
         }
-        s->seen = 1;
-        s->running = vm->state == VM_STATE_RUNNING;
+        v->seen = 1;
+        v->running = vm->state == VM_STATE_RUNNING;
+        if (!v->running && v->pending)
+            collector_answered(c, v); /* nothing more is coming this sweep */
         /* Started again: its CPU counters began anew. 0 is "not known". */
-        if (vm->started_unix_ms != 0 && s->started_ms != 0 && vm->started_unix_ms != s->started_ms)
-            memset(&s->prev, 0, sizeof(s->prev));
+        if (vm->started_unix_ms != 0 && v->started_ms != 0 && vm->started_unix_ms != v->started_ms)
+            memset(&v->prev, 0, sizeof(v->prev));
         if (vm->started_unix_ms != 0)
-            s->started_ms = vm->started_unix_ms;
+            v->started_ms = vm->started_unix_ms;
     }
-    /* Paused or stopped: keep their last values, stop sampling (and keep
-     * only the small entry). Deleted: forget them. */
-    for (size_t i = c->n_streams; i-- > 0;) {
-        struct collector_stream *s = c->streams[i];
-
-        if (!s->seen) {
+    for (size_t i = c->n_vm; i-- > 0;)
+        if (!c->vm[i]->seen)
             collector_drop(c, i);
-        } else if (!s->running && s->h != NULL) {
-            collector_close(c, s, 0, collector_cut_outcome(s));
-            buf_release(&s->line);
-            buf_release(&s->errbody);
-        }
-    }
     vm_snapshot_list_free(list, n);
+    return 0;
 }
 
-/* Open the stream of every RUNNING VM that has none and whose retry time
- * came: right after a stall, a second after a failure. */
-static void collector_open_due(struct collector *c, int64_t now)
+/* --- the VM table -------------------------------------------------------------- */
+
+static struct collector_vm *collector_find(struct collector *c, const char *vm_id)
 {
-    int have_version = -1; /* -1: not asked yet this round */
-
-    for (size_t i = 0; i < c->n_streams; i++) {
-        struct collector_stream *s = c->streams[i];
-
-        if (!s->running || s->h != NULL || now < s->retry_at_ms)
-            continue;
-        if (have_version < 0)
-            have_version = collector_need_version(c);
-        if (!have_version) {
-            s->retry_at_ms = now + COLLECTOR_RETRY_MS; /* the Engine did not answer */
-            continue;
-        }
-        if (collector_open(c, s, now) < 0) {
-            collector_error(c, s, "cannot open a stats stream");
-            s->retry_at_ms = now + COLLECTOR_RETRY_MS;
-        }
-    }
-}
-
-/* 1 once the Engine's API version is known (asked now if needed), else 0. */
-static int collector_need_version(struct collector *c)
-{
-    struct berth_err err;
-
-    if (c->api_version[0] != '\0')
-        return 1;
-    berth_err_clear(&err);
-    if (engine_api_version(c->engine, berth_now_ms() + 1000, c->api_version, sizeof(c->api_version),
-                           &err) < 0) {
-        c->api_version[0] = '\0';
-        atomic_fetch_add(&c->errors, 1);
-        log_debug("collector.version", "code=%s error=\"%s\"", berth_code_name(err.code), err.msg);
-        return 0;
-    }
-    return 1;
-}
-
-/* --- the stream table -------------------------------------------------------- */
-
-static struct collector_stream *collector_find(struct collector *c, const char *vm_id)
-{
-    for (size_t i = 0; i < c->n_streams; i++)
-        if (c->streams[i]->seen == 0 && strcmp(c->streams[i]->vm_id, vm_id) == 0)
-            return c->streams[i];
+    for (size_t i = 0; i < c->n_vm; i++)
+        if (c->vm[i]->seen == 0 && strcmp(c->vm[i]->vm_id, vm_id) == 0)
+            return c->vm[i];
     return NULL;
 }
 
-/* A closed stream for a VM, ready to open; NULL when out of memory. */
-static struct collector_stream *collector_add(struct collector *c, const char *vm_id,
-                                              const char *container_id)
+/* A new entry without a CPU reading; NULL when out of memory. */
+static struct collector_vm *collector_add(struct collector *c, const char *vm_id,
+                                          const char *container_id)
 {
-    struct collector_stream *s;
+    struct collector_vm *v;
 
-    if (c->n_streams == c->cap_streams) {
-        size_t cap = c->cap_streams ? c->cap_streams * 2 : 16;
-        struct collector_stream **grown = realloc(c->streams, cap * sizeof(*grown));
+    if (c->n_vm == c->cap_vm) {
+        size_t cap = c->cap_vm ? c->cap_vm * 2 : 16;
+        struct collector_vm **grown = realloc(c->vm, cap * sizeof(*grown));
 
         if (grown == NULL)
             return NULL;
-        c->streams = grown;
-        c->cap_streams = cap;
+        c->vm = grown;
+        c->cap_vm = cap;
     }
-    s = calloc(1, sizeof(*s));
-    if (s == NULL)
+    v = calloc(1, sizeof(*v));
+    if (v == NULL)
         return NULL;
-    s->c = c;
-    s->vm_id = strdup(vm_id);
-    s->container_id = strdup(container_id);
-    if (s->vm_id == NULL || s->container_id == NULL) {
-        free(s->vm_id);
-        free(s->container_id);
-        free(s);
+    v->vm_id = strdup(vm_id);
+    v->container_id = strdup(container_id);
+    if (v->vm_id == NULL || v->container_id == NULL) {
+        free(v->vm_id);
+        free(v->container_id);
+        free(v);
         return NULL;
     }
-    buf_init(&s->line, ENGINE_LINE_MAX);
-    buf_init(&s->errbody, COLLECTOR_ERRBODY_MAX);
-    s->stall_ms = c->stall_ms;
-    c->streams[c->n_streams++] = s;
-    return s;
+    c->vm[c->n_vm++] = v;
+    return v;
 }
 
-/* Close and forget stream i (order is not kept). */
+/* Forget entry i (order is not kept). */
 static void collector_drop(struct collector *c, size_t i)
 {
-    struct collector_stream *s = c->streams[i];
+    struct collector_vm *v = c->vm[i];
 
-    collector_close(c, s, 0, collector_cut_outcome(s));
-    buf_release(&s->line);
-    buf_release(&s->errbody);
-    free(s->vm_id);
-    free(s->container_id);
-    free(s);
-    c->streams[i] = c->streams[--c->n_streams];
-}
-
-/* Start GET /v<api>/containers/<id>/stats?stream=true on the multi handle. */
-static int collector_open(struct collector *c, struct collector_stream *s, int64_t now)
-{
-    struct buf url;
-    CURL *h = NULL;
-    int bad = 0, rc = -1;
-
-    buf_init(&url, 4096);
-    if (buf_printf(&url, NULL, "http://localhost/v%s/containers/", c->api_version) < 0 ||
-        engine_append_escaped(&url, s->container_id, NULL) < 0 ||
-        buf_appends(&url, "/stats?stream=true", NULL) < 0)
-        goto out;
-    h = curl_easy_init();
-    if (h == NULL)
-        goto out;
-    s->errbuf[0] = '\0';
-    bad |= curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_URL, url.data) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_PROXY, "") != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)COLLECTOR_CONNECT_MS) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_USERAGENT, "berthd") != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collector_on_write) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_PRIVATE, s) != CURLE_OK;
-    if (bad || curl_multi_add_handle(c->multi, h) != CURLM_OK)
-        goto out;
-    s->h = h;
-    h = NULL;
-    buf_reset(&s->line);
-    buf_reset(&s->errbody);
-    s->bad = 0;
-    s->opened_ms = now;
-    s->opened_us = berth_now_us();
-    s->last_data_ms = 0;
-    atomic_fetch_add(&c->streams_open, 1);
-    rc = 0;
-out:
-    if (h != NULL)
-        curl_easy_cleanup(h);
-    buf_release(&url);
-    return rc;
-}
-
-/* Close a stream's connection (if open), counting it as one Engine call
- * with `outcome` that lasted its whole life (as /events is counted); it may
- * reopen from retry_at. */
-static void collector_close(struct collector *c, struct collector_stream *s, int64_t retry_at,
-                            enum engine_outcome outcome)
-{
-    if (s->pending)
-        collector_delivered(c, s); /* nothing more is coming this sweep */
-    if (s->h != NULL) {
-        if (c->stats != NULL)
-            engine_stats_record(c->stats, "GET", COLLECTOR_STATS_PATH, outcome,
-                                berth_now_us() - s->opened_us);
-        curl_multi_remove_handle(c->multi, s->h);
-        curl_easy_cleanup(s->h);
-        s->h = NULL;
-        atomic_fetch_sub(&c->streams_open, 1);
-    }
-    s->retry_at_ms = retry_at;
-}
-
-/* The outcome of a transfer that ended, as the Engine client counts it. */
-static enum engine_outcome collector_outcome(CURLcode rc, long status)
-{
-    if (rc != CURLE_OK || status == 0)
-        return ENGINE_OUTCOME_TRANSPORT_ERROR;
-    if (status >= 500)
-        return ENGINE_OUTCOME_SERVER_ERROR;
-    if (status >= 400)
-        return ENGINE_OUTCOME_CLIENT_ERROR;
-    return ENGINE_OUTCOME_OK;
-}
-
-/* The outcome of a stream we end ourselves (its VM stopped, the daemon
- * stops): whatever the Engine answered; no answer yet is a transport error. */
-static enum engine_outcome collector_cut_outcome(const struct collector_stream *s)
-{
-    long status = 0;
-
-    if (s->h != NULL)
-        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
-    return collector_outcome(CURLE_OK, status);
+    if (v->pending)
+        collector_answered(c, v);
+    free(v->vm_id);
+    free(v->container_id);
+    free(v);
+    c->vm[i] = c->vm[--c->n_vm];
 }
 
 /* --- samples ------------------------------------------------------------------- */
 
-/* curl's body callback: cut a 200 stream into lines; keep any other body
- * for the log. Returning less than given aborts the transfer. */
-static size_t collector_on_write(char *data, size_t size, size_t nmemb, void *userp)
+/* A new sample into the registry (which takes its lock for the copy only).
+ * The base of its CPU figure: the source's own earlier reading, else the
+ * VM's last one, else none (0). A sample not newer than the last one is
+ * not new. */
+static void collector_publish(struct collector *c, struct collector_vm *v,
+                              const struct backend_stats *st)
 {
-    struct collector_stream *s = userp;
-    size_t n = size * nmemb, i = 0;
-    long status = 0;
-
-    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200) {
-        if (buf_append(&s->errbody, data, n, NULL) < 0)
-            s->bad = 1;
-        return s->bad ? 0 : n;
-    }
-    while (i < n) {
-        const char *nl = memchr(data + i, '\n', n - i);
-        size_t seg = nl ? (size_t)(nl - (data + i)) : n - i;
-
-        if (buf_append(&s->line, data + i, seg, NULL) < 0) {
-            s->bad = 1;
-            return 0;
-        }
-        i += seg;
-        if (nl == NULL)
-            break;
-        i++;
-        if (s->line.len > 0)
-            collector_on_line(s, s->line.data, s->line.len);
-        buf_reset(&s->line);
-    }
-    return n;
-}
-
-/* One stats object: convert it and write it to the registry (which takes
- * the registry lock for the copy only). Every sample is published, the
- * first of a stream too: its CPU comes from the reading kept from the
- * stream before, or is 0 when there is none (a VM's first second). */
-static void collector_on_line(struct collector_stream *s, const char *line, size_t len)
-{
-    struct collector *c = s->c;
-    cJSON *root = cJSON_ParseWithLength(line, len);
+    const struct backend_cpu *base = NULL;
     struct vm_metrics m;
-    struct stats_cpu cur;
-    int rc;
 
-    rc = stats_convert(root, &s->prev, berth_unix_ms(), &m, &cur);
-    cJSON_Delete(root);
-    if (rc < 0) {
-        collector_error(c, s, "stats sample is not a JSON object");
+    if (st->sampled_at_unix_ms <= 0 || st->sampled_at_unix_ms <= v->last_sampled_ms)
         return;
-    }
-    s->last_data_ms = berth_now_ms();
-    s->stall_ms = c->stall_ms;
-    if (rc != STATS_EMPTY) {
-        (void)vm_registry_set_metrics(c->vms, s->vm_id, &m); /* -1: deleted meanwhile */
-        s->prev = cur;
-    }
-    if (s->pending)
-        collector_delivered(c, s);
+    if (backend_cpu_valid(&st->precpu))
+        base = &st->precpu;
+    else if (backend_cpu_valid(&v->prev))
+        base = &v->prev;
+    memset(&m, 0, sizeof(m));
+    m.cpu_percent = base != NULL ? backend_cpu_percent(&st->cpu, base) : 0.0;
+    m.memory_bytes = st->memory_bytes;
+    m.rx_bytes = st->rx_bytes;
+    m.tx_bytes = st->tx_bytes;
+    m.rx_packets = st->rx_packets;
+    m.tx_packets = st->tx_packets;
+    m.read_bytes = st->read_bytes;
+    m.write_bytes = st->write_bytes;
+    m.read_ops = st->read_ops;
+    m.write_ops = st->write_ops;
+    m.sampled_at_unix_ms = st->sampled_at_unix_ms;
+    (void)vm_registry_set_metrics(c->vms, v->vm_id, &m); /* -1: deleted meanwhile */
+    v->prev = st->cpu;
+    v->last_sampled_ms = st->sampled_at_unix_ms;
 }
 
-/* Streams that ended: the container stopped, or the Engine failed. */
-static void collector_done(struct collector *c)
-{
-    CURLMsg *msg;
-    int left;
-
-    while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
-        struct collector_stream *s = NULL;
-        long status = 0;
-
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-        if (s == NULL)
-            continue;
-        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
-        if (msg->data.result != CURLE_OK || status != 200 || s->bad) {
-            char what[160];
-
-            snprintf(what, sizeof(what), "stats stream failed: status=%ld curl=%d", status,
-                     (int)msg->data.result);
-            collector_error(c, s, what);
-        }
-        collector_close(c, s, berth_now_ms() + COLLECTOR_RETRY_MS,
-                        collector_outcome(msg->data.result, status));
-    }
-}
-
-/* A stream silent for its stall limit is reopened at once (its kept CPU
- * reading makes the new stream's first sample a full one): with the limit
- * at interval - one Engine period, the new sample arrives before the
- * cached one is older than the interval (berth/collector.h). Silence
- * counts as a transport error of the call. */
-static void collector_check_stalls(struct collector *c, int64_t now)
-{
-    int64_t max_ms = c->stall_ms > COLLECTOR_STALL_MAX_MS ? c->stall_ms : COLLECTOR_STALL_MAX_MS;
-
-    for (size_t i = 0; i < c->n_streams; i++) {
-        struct collector_stream *s = c->streams[i];
-        int64_t since;
-
-        if (s->h == NULL)
-            continue;
-        since = s->last_data_ms ? s->last_data_ms : s->opened_ms;
-        if (now - since <= s->stall_ms)
-            continue;
-        collector_error(c, s, "stats stream stalled");
-        collector_close(c, s, now, ENGINE_OUTCOME_TRANSPORT_ERROR);
-        /* Silent again before a first sample: give the next one longer. */
-        if (s->last_data_ms == 0)
-            s->stall_ms = s->stall_ms * 2 < max_ms ? s->stall_ms * 2 : max_ms;
-    }
-}
-
-/* How long the loop may sleep in curl_multi_poll: until the next registry
- * read, stall deadline, reopen or sweep, at most COLLECTOR_POLL_MS. */
-static long collector_wait_ms(struct collector *c, int64_t now, int64_t next_reconcile)
-{
-    int64_t until = next_reconcile;
-
-    for (size_t i = 0; i < c->n_streams; i++) {
-        const struct collector_stream *s = c->streams[i];
-        int64_t at;
-
-        if (s->h != NULL)
-            at = (s->last_data_ms ? s->last_data_ms : s->opened_ms) + s->stall_ms + 1;
-        else if (s->running)
-            at = s->retry_at_ms;
-        else
-            continue;
-        if (at < until)
-            until = at;
-    }
-    if (!c->sweep_active && c->sweep_start_ms + c->interval_ms < until)
-        until = c->sweep_start_ms + c->interval_ms;
-    if (until - now > COLLECTOR_POLL_MS)
-        return COLLECTOR_POLL_MS;
-    return until > now ? (long)(until - now) : 0;
-}
-
-/* A sweep starts at most once an interval and ends when every stream open
- * at its start delivered a fresh sample: its duration is the age a cached
- * sample can reach beyond the Engine's own one-second loop. */
-static void collector_sweep_tick(struct collector *c, int64_t now)
+/* A counted sweep starts at most once an interval and ends when every VM
+ * running at its start had an answer (a sample or a failure) or stopped
+ * running: its duration is the age a cached sample can reach beyond the
+ * backend's own period. */
+static void collector_sweep_tick(struct collector *c, int64_t now_us)
 {
     size_t pending = 0;
 
-    if (c->sweep_active || now - c->sweep_start_ms < c->interval_ms)
+    if (c->sweep_active || now_us - c->sweep_start_us < c->interval_ms * 1000)
         return;
-    for (size_t i = 0; i < c->n_streams; i++) {
-        struct collector_stream *s = c->streams[i];
+    for (size_t i = 0; i < c->n_vm; i++) {
+        struct collector_vm *v = c->vm[i];
 
-        s->pending = s->h != NULL;
-        pending += (size_t)s->pending;
+        v->pending = v->running;
+        pending += (size_t)v->pending;
     }
-    c->sweep_start_ms = now;
+    c->sweep_start_us = now_us;
     c->sweep_pending = pending;
     c->sweep_active = pending > 0;
 }
 
-static void collector_delivered(struct collector *c, struct collector_stream *s)
+static void collector_answered(struct collector *c, struct collector_vm *v)
 {
-    s->pending = 0;
+    if (!v->pending)
+        return;
+    v->pending = 0;
     if (!c->sweep_active || c->sweep_pending == 0)
         return;
     if (--c->sweep_pending == 0) {
-        atomic_store(&c->last_sweep_us, (berth_now_ms() - c->sweep_start_ms) * 1000);
+        atomic_store(&c->last_sweep_us, berth_now_us() - c->sweep_start_us);
         atomic_fetch_add(&c->sweeps, 1);
         c->sweep_active = 0;
     }
-}
-
-static void collector_error(struct collector *c, const struct collector_stream *s, const char *what)
-{
-    atomic_fetch_add(&c->errors, 1);
-    if (s == NULL) {
-        log_debug("collector.error", "error=\"%s\"", what);
-        return;
-    }
-    log_debug("collector.error", "vm_id=%s error=\"%s\" detail=\"%s%s\"", s->vm_id, what, s->errbuf,
-              s->errbody.data ? s->errbody.data : "");
 }

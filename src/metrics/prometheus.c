@@ -217,7 +217,7 @@ static void prom_rpc(struct prometheus *p, struct prom_writer *w)
             buckets[b] = atomic_load(&route->stats.latency_bucket[b]);
         for (int code = 0; code < BERTH_CODE_COUNT; code++)
             count += atomic_load(&route->stats.by_code[code]);
-        prom_histogram(w, "berth_rpc_duration_seconds", l, 1, rpc_latency_bounds_s, buckets,
+        prom_histogram(w, "berth_rpc_duration_seconds", l, 1, latency_bounds_s, buckets,
                        RPC_LATENCY_BUCKETS, count,
                        (double)atomic_load(&route->stats.latency_sum_us) / 1e6);
     }
@@ -233,10 +233,12 @@ static void prom_rpc(struct prometheus *p, struct prom_writer *w)
 
 static void prom_engine(struct prometheus *p, struct prom_writer *w)
 {
-    struct engine_op_stats *ops = NULL;
+    const struct backend *b = p->src.backend;
+    struct backend_call_stats *ops = NULL;
     size_t n = 0;
 
-    if (p->src.engine_stats != NULL && engine_stats_snapshot(p->src.engine_stats, &ops, &n) < 0) {
+    if (b != NULL && b->ops != NULL && b->ops->call_stats != NULL &&
+        b->ops->call_stats(b->ctx, &ops, &n) < 0) {
         w->failed = 1;
         berth_err_set(w->err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         return;
@@ -244,11 +246,11 @@ static void prom_engine(struct prometheus *p, struct prom_writer *w)
     prom_family(w, "berth_engine_requests_total", "counter",
                 "Docker Engine API calls, by operation and outcome.");
     for (size_t i = 0; i < n; i++)
-        for (int o = 0; o < ENGINE_OUTCOME_COUNT; o++) {
+        for (int o = 0; o < BACKEND_OUTCOME_COUNT; o++) {
             struct prom_label l[2] = {{"operation", ops[i].op},
-                                      {"outcome", engine_outcome_name((enum engine_outcome)o)}};
+                                      {"outcome", backend_outcome_name((enum backend_outcome)o)}};
 
-            if (ops[i].by_outcome[o] > 0 || o == ENGINE_OUTCOME_OK)
+            if (ops[i].by_outcome[o] > 0 || o == BACKEND_OUTCOME_OK)
                 prom_u64(w, "berth_engine_requests_total", "", l, 2, ops[i].by_outcome[o]);
         }
     prom_family(w, "berth_engine_request_duration_seconds", "histogram",
@@ -256,9 +258,8 @@ static void prom_engine(struct prometheus *p, struct prom_writer *w)
     for (size_t i = 0; i < n; i++) {
         struct prom_label l[2] = {{"operation", ops[i].op}, {NULL, NULL}};
 
-        prom_histogram(w, "berth_engine_request_duration_seconds", l, 1, engine_latency_bounds_s,
-                       ops[i].latency_bucket, ENGINE_LATENCY_BUCKETS, ops[i].count,
-                       ops[i].latency_sum_s);
+        prom_histogram(w, "berth_engine_request_duration_seconds", l, 1, latency_bounds_s,
+                       ops[i].latency_bucket, LATENCY_BUCKETS, ops[i].count, ops[i].latency_sum_s);
     }
     free(ops);
 }
@@ -298,7 +299,7 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
 
     berth_err_clear(&err);
     snprintf(id_key, sizeof(id_key), "%s_id", noun);
-    if (b != NULL && b->ops != NULL &&
+    if (b != NULL && b->ops != NULL && b->ops->list != NULL &&
         b->ops->list(b->ctx, ki->kind_filter, berth_now_ms() + p->src.list_timeout_ms, &list,
                      &err) < 0) {
         atomic_fetch_add(&p->scrape_errors, 1);

@@ -15,10 +15,6 @@
 extern const char *const berth_no_side_effects[];
 extern const char *const berth_server_streaming[];
 
-const double rpc_latency_bounds_s[RPC_LATENCY_BUCKETS] = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
-};
-
 static const ProtobufCServiceDescriptor *const services[] = {
     &metal__vmprovisioner__v1__vm_service__descriptor,
     &krane__v1__gateway_service__descriptor,
@@ -118,13 +114,10 @@ struct rpc_route *router_at(struct router *r, size_t i)
 
 void rpc_stats_record(struct rpc_stats *s, enum berth_code code, int64_t duration_us)
 {
-    double secs = (double)duration_us / 1e6;
-    size_t b = 0;
+    size_t b = latency_bucket(duration_us);
 
     if ((int)code >= 0 && code < BERTH_CODE_COUNT)
         atomic_fetch_add(&s->by_code[code], 1);
-    while (b < RPC_LATENCY_BUCKETS && secs > rpc_latency_bounds_s[b])
-        b++;
     if (b < RPC_LATENCY_BUCKETS)
         atomic_fetch_add(&s->latency_bucket[b], 1);
     atomic_fetch_add(&s->latency_sum_us, (uint64_t)(duration_us > 0 ? duration_us : 0));

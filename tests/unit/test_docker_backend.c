@@ -26,7 +26,7 @@ struct fixture {
 
 static void fx_start(struct fixture *fx)
 {
-    struct docker_backend_config cfg = {NULL, "10.1.2.3", 0, NULL, 0};
+    struct docker_backend_config cfg = {NULL, "10.1.2.3", 0, 0, 0};
 
     fe_init(&fx->fe);
     fe_start(&fx->fe);
@@ -781,7 +781,7 @@ static void test_list(void)
 static void test_ping_and_unavailable(void)
 {
     struct fixture fx;
-    struct docker_backend_config cfg = {NULL, NULL, 0, NULL, 0};
+    struct docker_backend_config cfg = {NULL, NULL, 0, 0, 0};
     struct backend b = {NULL, NULL};
     struct berth_err err;
     int64_t t0;

@@ -207,12 +207,21 @@ static void test_render_vms(void)
     vm_registry_free(r);
 }
 
+/* A backend that only counts: its engine calls are `ctx`'s. */
+static int stub_call_stats(void *ctx, struct backend_call_stats **out, size_t *n)
+{
+    return engine_stats_snapshot(ctx, out, n);
+}
+
+static const struct backend_ops stub_ops = {.name = "stub", .call_stats = stub_call_stats};
+
 /* Non-cumulative counters become cumulative le buckets, +Inf is the count,
  * _sum the total; each outcome that happened is a series, ok always. */
 static void test_render_engine_histogram(void)
 {
     struct engine_stats *st = engine_stats_new();
     struct prometheus_sources src;
+    struct backend stub;
     struct prometheus *p;
     struct buf out;
     struct berth_err err;
@@ -239,13 +248,15 @@ static void test_render_engine_histogram(void)
 
     if (st == NULL)
         abort();
-    engine_stats_record(st, "POST", "/v1.41/containers/abc/start", ENGINE_OUTCOME_OK, 500);
-    engine_stats_record(st, "POST", "/v1.41/containers/def/start", ENGINE_OUTCOME_OK, 2000);
-    engine_stats_record(st, "POST", "/v1.41/containers/abc/start", ENGINE_OUTCOME_OK, 2000000);
-    engine_stats_record(st, "POST", "/v1.41/containers/abc/start?x=1", ENGINE_OUTCOME_SERVER_ERROR,
+    engine_stats_record(st, "POST", "/v1.41/containers/abc/start", BACKEND_OUTCOME_OK, 500);
+    engine_stats_record(st, "POST", "/v1.41/containers/def/start", BACKEND_OUTCOME_OK, 2000);
+    engine_stats_record(st, "POST", "/v1.41/containers/abc/start", BACKEND_OUTCOME_OK, 2000000);
+    engine_stats_record(st, "POST", "/v1.41/containers/abc/start?x=1", BACKEND_OUTCOME_SERVER_ERROR,
                         30000000);
     memset(&src, 0, sizeof(src));
-    src.engine_stats = st;
+    stub.ops = &stub_ops;
+    stub.ctx = st;
+    src.backend = &stub;
     p = prometheus_new(&src);
     CHECK(p != NULL);
     buf_init(&out, 1 << 20);
@@ -265,7 +276,7 @@ static void test_render_engine_histogram(void)
 /* The sum of the latencies of one operation, in microseconds. */
 static int64_t op_sum_us(struct engine_stats *st, const char *op)
 {
-    struct engine_op_stats *ops = NULL;
+    struct backend_call_stats *ops = NULL;
     size_t n = 0;
     int64_t us = -1;
 

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "berth/backend.h"
 #include "berth/engine_client.h"
 
@@ -14,9 +16,12 @@
  * has its lock), so shared by all threads; the engine client locks its own
  * pool. */
 struct docker_ctx {
-    struct engine *engine; /* owned */
-    char *publish_address; /* owned */
-    int64_t pids_limit;    /* <= 0: no limit */
+    struct engine *engine;      /* owned */
+    char *socket_path;          /* owned */
+    struct engine_stats *calls; /* owned: counters of every Engine call, stats streams too */
+    struct docker_stats *stats; /* owned: the stats streams, used by one sweep at a time */
+    char *publish_address;      /* owned */
+    int64_t pids_limit;         /* <= 0: no limit */
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -26,6 +31,35 @@ struct docker_ctx {
     pthread_cond_t probe_wake;
     int probe_stop; /* probe_lock */
 };
+
+/* Small request paths are ours; the cap only guards against bugs. */
+#define DOCKER_PATH_MAX (64 * 1024)
+/* Longest user string echoed in an error message. */
+#define DOCKER_QUOTE_MAX 128
+
+/* --- the operations (docker_backend.c) --- */
+
+/* An Engine 5xx text that really means "not in that state" or "the host
+ * port is taken": failed_precondition, not unavailable. */
+int docker_backend_is_state_text(const char *msg);
+
+/* --- create (docker_create.c) --- */
+
+/* backend_ops.create: the spec checked and sent, the image pulled when the
+ * Engine lacks it, a create whose answer was lost reaped by its token. */
+int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
+                            char **id_out, struct berth_err *err);
+
+/* --- Engine JSON (docker_json.c) --- */
+
+/* 1 when a Labels object carries berth.managed=true, else 0. */
+int docker_json_is_managed(const cJSON *labels);
+/* GET /containers/{id}/json's answer, or one item of GET /containers/json,
+ * into *out; *out is set only on success (err says why not). */
+int docker_json_from_inspect(const cJSON *root, struct backend_container *out,
+                             struct berth_err *err);
+int docker_json_from_list_item(const cJSON *item, struct backend_container *out,
+                               struct berth_err *err);
 
 /* Start the probe thread when c->probe_interval_ms > 0 (0 or -1 with err);
  * stop and join it (nothing when it never started). */
@@ -49,5 +83,38 @@ int docker_replica_list(void *ctx, enum object_kind kind, const char *id, int64_
                         struct backend_replica_set_list *out, struct berth_err *err);
 int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
+
+/* --- stats (docker_stats.c) --- */
+
+struct docker_stats;
+
+/* What docker_stats_parse found in one stats object. */
+enum docker_stats_parsed {
+    DOCKER_STATS_SAMPLE = 0,
+    DOCKER_STATS_EMPTY = 1, /* the Engine's all-zero answer for a container that is not running */
+};
+
+/* How long a stats stream may stay silent before it is reopened, for a
+ * given sample interval (ms): max(interval - 1 s, 3 s). */
+int64_t docker_stats_stall_limit_ms(int64_t interval_ms);
+/* One Engine stats object (GET /containers/{id}/stats) as *out, the way
+ * `docker stats` reads it. Missing or non-numeric fields count as 0, so
+ * nothing in *out is ever garbage; precpu is all zero unless the Engine sent
+ * a usable one; sampled_at_unix_ms comes from the object's "read" time,
+ * else `now_unix_ms`. DOCKER_STATS_SAMPLE: *out filled. DOCKER_STATS_EMPTY:
+ * no sample, *out untouched. -1: `root` is not a JSON object. */
+int docker_stats_parse(const cJSON *root, int64_t now_unix_ms,
+                       struct backend_stats *out) BERTH_MUST_USE;
+/* The stats state of c (borrowed; it must outlive the state): no I/O yet. */
+int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, struct docker_stats **out,
+                     struct berth_err *err) BERTH_MUST_USE;
+/* Close every stream (each counted as an Engine call) and free. NULL: nothing. */
+void docker_stats_free(struct docker_stats *ds);
+/* backend_ops.stats_sweep and backend_ops.stats. */
+int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t deadline,
+                       const atomic_int *stop, struct backend_stats_result *out,
+                       struct backend_sweep_info *info, struct berth_err *err);
+int docker_stats_one(void *ctx, const char *id, int64_t deadline, struct backend_stats *out,
+                     struct berth_err *err);
 
 #endif

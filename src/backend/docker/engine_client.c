@@ -14,6 +14,8 @@
 #include <curl/curl.h>
 
 #include "berth/clock.h"
+#include "berth/latency.h"
+#include "berth/lock.h"
 #include "berth/log.h"
 
 /* Idle handles kept for reuse; more than this many concurrent calls each
@@ -35,13 +37,10 @@ struct engine {
 /* Counters of Engine calls (berth/engine_client.h). */
 struct engine_stats {
     pthread_mutex_t lock;
-    struct engine_op_stats ops[ENGINE_OP_MAX]; /* lock; sorted by op name */
-    size_t n_ops;                              /* lock */
-    struct engine_op_stats other;              /* lock: calls past ENGINE_OP_MAX */
+    struct backend_call_stats ops[ENGINE_OP_MAX]; /* lock; sorted by op name */
+    size_t n_ops;                                 /* lock */
+    struct backend_call_stats other;              /* lock: calls past ENGINE_OP_MAX */
 };
-
-const double engine_latency_bounds_s[ENGINE_LATENCY_BUCKETS] = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 /* One transfer in flight: what the curl callbacks need. */
 struct engine_xfer {
@@ -60,10 +59,6 @@ struct engine_xfer {
     struct berth_err cb_err;
 };
 
-static void engine_lock(struct engine *e);
-static void engine_unlock(struct engine *e);
-static void engine_lock_stats(struct engine_stats *s);
-static void engine_unlock_stats(struct engine_stats *s);
 static int engine_seg_is_id(const char *seg, size_t len);
 static CURL *engine_acquire(struct engine *e);
 static void engine_release_handle(struct engine *e, CURL *h);
@@ -84,8 +79,8 @@ static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
                               curl_off_t ulnow);
 static void engine_deliver_line(struct engine_xfer *x);
 static const char *engine_refusal(struct engine *e, int probe);
-static enum engine_outcome engine_outcome_of(CURLcode rc, long status, int stopped);
-static void engine_op_add(struct engine_op_stats *o, enum engine_outcome outcome,
+static enum backend_outcome engine_outcome_of(CURLcode rc, long status, int stopped);
+static void engine_op_add(struct backend_call_stats *o, enum backend_outcome outcome,
                           int64_t duration_us);
 static int engine_map_curl(struct engine *e, CURLcode rc, const char *errbuf, int64_t deadline,
                            long timeout_ms, const char *method, const char *url_path,
@@ -150,7 +145,7 @@ void engine_free(struct engine *e)
         return;
     for (size_t i = 0; i < e->n_idle; i++)
         curl_easy_cleanup(e->idle[i]);
-    pthread_mutex_destroy(&e->lock);
+    lock_destroy(&e->lock);
     free(e->idle);
     free(e->socket_path);
     free(e);
@@ -199,30 +194,6 @@ static const char *engine_refusal(struct engine *e, int probe)
     return NULL;
 }
 
-static void engine_lock(struct engine *e)
-{
-    if (pthread_mutex_lock(&e->lock) != 0)
-        abort();
-}
-
-static void engine_unlock(struct engine *e)
-{
-    if (pthread_mutex_unlock(&e->lock) != 0)
-        abort();
-}
-
-static void engine_lock_stats(struct engine_stats *s)
-{
-    if (pthread_mutex_lock(&s->lock) != 0)
-        abort();
-}
-
-static void engine_unlock_stats(struct engine_stats *s)
-{
-    if (pthread_mutex_unlock(&s->lock) != 0)
-        abort();
-}
-
 /* A handle with default options but, when reused, its live connection.
  * NULL when curl cannot allocate one. The caller owns it until
  * engine_release_handle(). */
@@ -230,10 +201,10 @@ static CURL *engine_acquire(struct engine *e)
 {
     CURL *h = NULL;
 
-    engine_lock(e);
+    lock_take(&e->lock);
     if (e->n_idle > 0)
         h = e->idle[--e->n_idle];
-    engine_unlock(e);
+    lock_give(&e->lock);
     if (h != NULL) {
         curl_easy_reset(h); /* keeps the connection cache */
         return h;
@@ -246,12 +217,12 @@ static void engine_release_handle(struct engine *e, CURL *h)
 {
     if (h == NULL)
         return;
-    engine_lock(e);
+    lock_take(&e->lock);
     if (e->n_idle < ENGINE_POOL_MAX) {
         e->idle[e->n_idle++] = h;
         h = NULL;
     }
-    engine_unlock(e);
+    lock_give(&e->lock);
     if (h != NULL)
         curl_easy_cleanup(h);
 }
@@ -298,9 +269,9 @@ static int engine_negotiate(struct engine *e, int64_t deadline, int *minor_out,
     const cJSON *ver;
     int major = 0, minor = 0, rc = -1;
 
-    engine_lock(e);
+    lock_take(&e->lock);
     minor = e->api_minor;
-    engine_unlock(e);
+    lock_give(&e->lock);
     if (minor != 0) {
         *minor_out = minor;
         return 0;
@@ -336,9 +307,9 @@ static int engine_negotiate(struct engine *e, int64_t deadline, int *minor_out,
     }
     if (minor > ENGINE_API_MAX_MINOR)
         minor = ENGINE_API_MAX_MINOR;
-    engine_lock(e);
+    lock_take(&e->lock);
     e->api_minor = minor;
-    engine_unlock(e);
+    lock_give(&e->lock);
     log_debug("engine.negotiated", "api_version=1.%d", minor);
     *minor_out = minor;
     rc = 0;
@@ -748,26 +719,18 @@ void engine_set_stats(struct engine *e, struct engine_stats *s)
     e->stats = s;
 }
 
-const char *engine_outcome_name(enum engine_outcome o)
-{
-    static const char *const names[ENGINE_OUTCOME_COUNT] = {"ok", "client_error", "server_error",
-                                                            "transport_error"};
-
-    return (unsigned)o < ENGINE_OUTCOME_COUNT ? names[o] : "unknown";
-}
-
 /* A stream the caller stopped ended on purpose: that is not a failure. */
-static enum engine_outcome engine_outcome_of(CURLcode rc, long status, int stopped)
+static enum backend_outcome engine_outcome_of(CURLcode rc, long status, int stopped)
 {
     if (rc != CURLE_OK && !stopped)
-        return ENGINE_OUTCOME_TRANSPORT_ERROR;
+        return BACKEND_OUTCOME_TRANSPORT_ERROR;
     if (status >= 500)
-        return ENGINE_OUTCOME_SERVER_ERROR;
+        return BACKEND_OUTCOME_SERVER_ERROR;
     if (status >= 400)
-        return ENGINE_OUTCOME_CLIENT_ERROR;
+        return BACKEND_OUTCOME_CLIENT_ERROR;
     if (status == 0)
-        return ENGINE_OUTCOME_TRANSPORT_ERROR;
-    return ENGINE_OUTCOME_OK;
+        return BACKEND_OUTCOME_TRANSPORT_ERROR;
+    return BACKEND_OUTCOME_OK;
 }
 
 struct engine_stats *engine_stats_new(void)
@@ -788,7 +751,7 @@ void engine_stats_free(struct engine_stats *s)
 {
     if (s == NULL)
         return;
-    pthread_mutex_destroy(&s->lock);
+    lock_destroy(&s->lock);
     free(s);
 }
 
@@ -841,33 +804,31 @@ out:
     buf_release(&b);
 }
 
-static void engine_op_add(struct engine_op_stats *o, enum engine_outcome outcome,
+static void engine_op_add(struct backend_call_stats *o, enum backend_outcome outcome,
                           int64_t duration_us)
 {
     double secs = (double)(duration_us > 0 ? duration_us : 0) / 1e6;
+    size_t b;
 
     o->by_outcome[outcome]++;
     o->count++;
     o->latency_sum_s += secs;
-    for (size_t i = 0; i < ENGINE_LATENCY_BUCKETS; i++) {
-        if (secs <= engine_latency_bounds_s[i]) {
-            o->latency_bucket[i]++;
-            break;
-        }
-    }
+    b = latency_bucket(duration_us);
+    if (b < LATENCY_BUCKETS)
+        o->latency_bucket[b]++;
 }
 
 void engine_stats_record(struct engine_stats *s, const char *method, const char *path,
-                         enum engine_outcome outcome, int64_t duration_us)
+                         enum backend_outcome outcome, int64_t duration_us)
 {
-    char op[ENGINE_OP_NAME_MAX];
+    char op[BACKEND_OP_NAME_MAX];
     size_t lo = 0, hi;
-    struct engine_op_stats *o = NULL;
+    struct backend_call_stats *o = NULL;
 
-    if (s == NULL || (unsigned)outcome >= ENGINE_OUTCOME_COUNT)
+    if (s == NULL || (unsigned)outcome >= BACKEND_OUTCOME_COUNT)
         return;
     engine_op_name(method, path, op, sizeof(op));
-    engine_lock_stats(s);
+    lock_take(&s->lock);
     hi = s->n_ops;
     while (lo < hi) { /* binary search for op, or where it goes */
         size_t mid = (lo + hi) / 2;
@@ -890,15 +851,15 @@ void engine_stats_record(struct engine_stats *s, const char *method, const char 
         o = &s->ops[lo];
     }
     engine_op_add(o != NULL ? o : &s->other, outcome, duration_us);
-    engine_unlock_stats(s);
+    lock_give(&s->lock);
 }
 
-int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out, size_t *n)
+int engine_stats_snapshot(struct engine_stats *s, struct backend_call_stats **out, size_t *n)
 {
-    struct engine_op_stats *copy;
+    struct backend_call_stats *copy;
     size_t count;
 
-    engine_lock_stats(s);
+    lock_take(&s->lock);
     count = s->n_ops + (s->other.count > 0 ? 1 : 0);
     copy = calloc(count > 0 ? count : 1, sizeof(*copy));
     if (copy != NULL) {
@@ -906,7 +867,7 @@ int engine_stats_snapshot(struct engine_stats *s, struct engine_op_stats **out, 
         if (s->other.count > 0)
             copy[s->n_ops] = s->other;
     }
-    engine_unlock_stats(s);
+    lock_give(&s->lock);
     if (copy == NULL)
         return -1;
     *out = copy;

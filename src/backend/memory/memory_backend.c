@@ -17,6 +17,8 @@
 struct mem_container {
     char id[65];
     struct backend_container c; /* the data inspect copies out */
+    struct backend_stats stats; /* what memory_backend_set_stats gave; zero until then */
+    int stats_fresh;            /* `stats` not given to a sweep yet */
 };
 
 struct mem_ctx {
@@ -28,6 +30,7 @@ struct mem_ctx {
     char fail_op[16];             /* guarded by lock */
     int fail_n;                   /* guarded by lock */
     enum berth_code fail_code;    /* guarded by lock */
+    uint64_t sweeps;              /* guarded by lock: stats sweeps so far */
 };
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
@@ -48,6 +51,11 @@ static int mem_inspect(void *ctx, const char *id, int64_t deadline, struct backe
                        struct berth_err *err);
 static int mem_list(void *ctx, const char *label, int64_t deadline,
                     struct backend_container_list *out, struct berth_err *err);
+static int mem_stats(void *ctx, const char *id, int64_t deadline, struct backend_stats *out,
+                     struct berth_err *err);
+static int mem_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t deadline,
+                           const atomic_int *stop, struct backend_stats_result *out,
+                           struct backend_sweep_info *info, struct berth_err *err);
 static void mem_destroy(void *ctx);
 static int mem_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                              struct backend_apply_result *out, struct berth_err *err);
@@ -76,6 +84,8 @@ static const struct backend_ops memory_ops = {
     .replica_get = mem_replica_get,
     .replica_list = mem_replica_list,
     .replica_delete = mem_replica_delete,
+    .stats = mem_stats,
+    .stats_sweep = mem_stats_sweep,
     .destroy = mem_destroy,
 };
 
@@ -417,6 +427,76 @@ out:
     return rc;
 }
 
+/* The sample set by the test hook (a zero one stamped now before any). */
+static int mem_stats(void *ctx, const char *id, int64_t deadline, struct backend_stats *out,
+                     struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    struct mem_container *mc;
+    int rc = -1;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "stats", err) < 0)
+        goto out;
+    mc = mem_find(m, id);
+    if (mc == NULL) {
+        berth_err_set(err, BERTH_NOT_FOUND, "no such container: %s", id);
+        goto out;
+    }
+    if (mc->c.state != BACKEND_STATE_RUNNING) {
+        berth_err_set(err, BERTH_FAILED_PRECONDITION, "container %s is not running", id);
+        goto out;
+    }
+    *out = mc->stats;
+    if (out->sampled_at_unix_ms == 0)
+        out->sampled_at_unix_ms = berth_unix_ms();
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+/* Each running container's sample set since the last sweep, once; an
+ * injected "stats" failure fails the next container(s) asked for. */
+static int mem_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t deadline,
+                           const atomic_int *stop, struct backend_stats_result *out,
+                           struct backend_sweep_info *info, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+
+    (void)deadline;
+    (void)stop;
+    (void)err;
+    memset(info, 0, sizeof(*info));
+    lock_take(&m->lock);
+    m->sweeps++;
+    for (size_t i = 0; i < n; i++) {
+        struct mem_container *mc;
+
+        memset(&out[i], 0, sizeof(out[i]));
+        berth_err_clear(&out[i].err);
+        if (mem_fail(m, "stats", &out[i].err) < 0) {
+            out[i].status = BACKEND_SAMPLE_ERROR;
+            info->errors++;
+            continue;
+        }
+        mc = mem_find(m, ids[i]);
+        if (mc == NULL) {
+            out[i].status = BACKEND_SAMPLE_ERROR;
+            berth_err_set(&out[i].err, BERTH_NOT_FOUND, "no such container: %s", ids[i]);
+            info->errors++;
+        } else if (mc->c.state == BACKEND_STATE_RUNNING && mc->stats_fresh) {
+            out[i].status = BACKEND_SAMPLE_NEW;
+            out[i].stats = mc->stats;
+            mc->stats_fresh = 0;
+        }
+    }
+    lock_give(&m->lock);
+    info->complete = 1;
+    return 0;
+}
+
 static void mem_destroy(void *ctx)
 {
     struct mem_ctx *m = ctx;
@@ -503,4 +583,33 @@ static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, 
     const struct backend self = {&memory_ops, ctx};
 
     return docker_replicas_delete(&self, kind, ns, id, deadline, removed, err);
+}
+
+int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st)
+{
+    struct mem_ctx *m = b->ctx;
+    struct mem_container *mc;
+    int rc = -1;
+
+    lock_take(&m->lock);
+    mc = mem_find(m, id);
+    if (mc != NULL) {
+        mc->stats = *st;
+        mc->stats.source = BACKEND_STATS_FAKE;
+        mc->stats_fresh = 1;
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    return rc;
+}
+
+uint64_t memory_backend_sweeps(struct backend *b)
+{
+    struct mem_ctx *m = b->ctx;
+    uint64_t n;
+
+    lock_take(&m->lock);
+    n = m->sweeps;
+    lock_give(&m->lock);
+    return n;
 }

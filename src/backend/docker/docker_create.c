@@ -1,0 +1,681 @@
+/* The Docker backend's create (see docker_internal.h): the container spec
+ * checked and turned into a create body with cJSON, the image pulled only
+ * when the Engine lacks it, and a create whose answer was lost followed up
+ * by its create token, so a container it made anyway is removed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <uuid/uuid.h>
+
+#include "berth/buf.h"
+#include "berth/clock.h"
+#include "berth/labels.h"
+#include "berth/log.h"
+#include "docker_internal.h"
+
+/* Bodies are ours; the cap only guards against bugs. */
+#define DOCKER_BODY_MAX ((size_t)4 << 20)
+
+/* A pull without a caller deadline still ends. */
+#define DOCKER_PULL_MAX_MS (30 * 60 * 1000)
+/* Following up such a create: the backend's own budget (the caller's
+ * deadline has usually passed by then) and the interval between looks. */
+#define DOCKER_REAP_BUDGET_MS 5000
+#define DOCKER_REAP_POLL_MS 50
+
+/* One create call: what is sent, and the token its container carries. */
+struct docker_create {
+    const char *path;  /* /containers/create?name=... */
+    const char *body;  /* the create body, labels included */
+    const char *image; /* for messages */
+    const char *name;  /* NULL or "": the Engine picks one */
+    char token[37];    /* the LABEL_CREATE_TOKEN value */
+};
+
+/* What the reaper found under the container's name. */
+enum docker_reap_find {
+    DOCKER_REAP_ERROR = -1, /* err says why */
+    DOCKER_REAP_ABSENT,     /* nothing (yet) */
+    DOCKER_REAP_OURS,       /* made by this call */
+    DOCKER_REAP_OTHER,      /* someone else's: this call made nothing */
+};
+
+/* What the pull stream reader remembers. */
+struct docker_pull {
+    int failed;
+    char msg[BERTH_ERR_MSG_MAX]; /* the first error line's message */
+};
+
+static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err);
+static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
+                              const char *token, char **json_out, struct berth_err *err);
+static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n);
+static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
+                                    const char *token);
+static int docker_create_add_ports(const struct docker_ctx *c, cJSON *config, cJSON *host,
+                                   const struct backend_spec *spec, struct berth_err *err);
+static int docker_create_add_int64(cJSON *obj, const char *key, int64_t v);
+static int docker_create_try(struct docker_ctx *c, const struct docker_create *req,
+                             int64_t deadline, char **id_out, int *missing_image,
+                             struct berth_err *err);
+static void docker_create_reap(struct docker_ctx *c, const struct docker_create *req);
+static int docker_create_reap_find(struct docker_ctx *c, const struct docker_create *req,
+                                   int64_t deadline, char **id_out, struct berth_err *err);
+static int docker_create_reap_remove(struct docker_ctx *c, const char *id, int64_t deadline,
+                                     struct berth_err *err);
+static void docker_create_sleep_ms(int64_t ms);
+static int docker_create_pull(struct docker_ctx *c, const char *image, int64_t deadline,
+                              struct berth_err *err);
+static int docker_create_split_ref(const char *ref, struct buf *name, struct buf *tag,
+                                   struct berth_err *err);
+static int docker_create_on_pull_line(void *arg, const char *line, size_t len);
+static int docker_create_is_not_found_text(const char *msg);
+
+/* Restart policies the Engine knows; anything else is invalid_argument. */
+static const char *const docker_restart_policies[] = {"no", "always", "unless-stopped",
+                                                      "on-failure"};
+
+/* Pull errors that mean "there is no such image" rather than "try later". */
+static const char *const docker_not_found_markers[] = {
+    "not found", "does not exist", "manifest unknown", "pull access denied", "No such image",
+};
+
+/* --- create ------------------------------------------------------------------- */
+
+int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
+                            char **id_out, struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+    struct docker_create req;
+    struct buf path;
+    char *body = NULL;
+    uuid_t uu;
+    int missing = 0, rc = -1;
+
+    buf_init(&path, DOCKER_PATH_MAX);
+    memset(&req, 0, sizeof(req));
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, req.token);
+    if (docker_create_validate_spec(spec, err) < 0)
+        goto out;
+    if (docker_create_body(c, spec, req.token, &body, err) < 0)
+        goto out;
+    if (buf_appends(&path, "/containers/create", err) < 0)
+        goto out;
+    if (spec->name != NULL && spec->name[0] != '\0') {
+        if (buf_appends(&path, "?name=", err) < 0 ||
+            engine_append_escaped(&path, spec->name, err) < 0)
+            goto out;
+    }
+    req.path = path.data;
+    req.body = body;
+    req.image = spec->image;
+    req.name = spec->name;
+    if (docker_create_try(c, &req, deadline, id_out, &missing, err) < 0)
+        goto out;
+    if (missing) {
+        /* The Engine lacks the image: pull it, then try once more. */
+        if (docker_create_pull(c, spec->image, deadline, err) < 0)
+            goto out;
+        missing = 0;
+        if (docker_create_try(c, &req, deadline, id_out, &missing, err) < 0)
+            goto out;
+        if (missing) {
+            char q[DOCKER_QUOTE_MAX + 8];
+
+            berth_err_quote(q, sizeof(q), spec->image, DOCKER_QUOTE_MAX);
+            berth_err_set(err, BERTH_NOT_FOUND, "image '%s' not found after pulling it", q);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(body);
+    buf_release(&path);
+    return rc;
+}
+
+static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err)
+{
+    if (spec->image == NULL || spec->image[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "image is required");
+    for (size_t i = 0; i < spec->n_cmd; i++)
+        if (spec->cmd[i] == NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "cmd[%zu] is missing", i);
+    for (size_t i = 0; i < spec->n_env; i++)
+        if (spec->env[i] == NULL || spec->env[i][0] == '=' || strchr(spec->env[i], '=') == NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "env[%zu] is not KEY=VALUE", i);
+    for (size_t i = 0; i < spec->n_ports; i++) {
+        const struct backend_port *p = &spec->ports[i];
+
+        if (p->container_port < 1 || p->container_port > 65535)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "ports[%zu].container_port %d is out of range", i,
+                                 p->container_port);
+        if (p->host_port < 0 || p->host_port > 65535)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "ports[%zu].host_port %d is out of range", i, p->host_port);
+        if (p->protocol[0] != '\0' && strcmp(p->protocol, "tcp") != 0 &&
+            strcmp(p->protocol, "udp") != 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "ports[%zu].protocol must be tcp or udp", i);
+    }
+    for (size_t i = 0; i < spec->n_labels; i++)
+        if (spec->labels[i].key == NULL || spec->labels[i].key[0] == '\0' ||
+            spec->labels[i].value == NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "labels[%zu] is incomplete", i);
+    if (spec->nano_cpus < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "nano_cpus must not be negative");
+    if (spec->memory_bytes < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "memory_bytes must not be negative");
+    if (spec->restart_policy != NULL && spec->restart_policy[0] != '\0') {
+        size_t n = sizeof(docker_restart_policies) / sizeof(docker_restart_policies[0]);
+        size_t i;
+
+        for (i = 0; i < n; i++)
+            if (strcmp(spec->restart_policy, docker_restart_policies[i]) == 0)
+                break;
+        if (i == n)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "restart_policy must be no, always, unless-stopped or "
+                                 "on-failure");
+    }
+    return 0;
+}
+
+/* The create body. Only the fields below are ever sent: nothing that grants
+ * host privileges (privileged mode, host namespaces, capabilities, devices,
+ * bind mounts) can come from a spec. `token` becomes the create token label.
+ * *json_out is malloc'd, the caller's. */
+static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
+                              const char *token, char **json_out, struct berth_err *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *host = NULL, *policy;
+    char *json = NULL;
+    int bad = root == NULL;
+    int rc = -1;
+
+    if (!bad) {
+        host = cJSON_AddObjectToObject(root, "HostConfig");
+        bad |= host == NULL;
+    }
+    if (bad)
+        goto oom;
+    bad |= cJSON_AddStringToObject(root, "Image", spec->image) == NULL;
+    if (spec->n_cmd > 0)
+        bad |= docker_create_add_strings(root, "Cmd", spec->cmd, spec->n_cmd) < 0;
+    bad |= docker_create_add_strings(root, "Env", spec->env, spec->n_env) < 0;
+    if (spec->working_dir != NULL && spec->working_dir[0] != '\0')
+        bad |= cJSON_AddStringToObject(root, "WorkingDir", spec->working_dir) == NULL;
+    bad |= docker_create_add_labels(root, spec, token) < 0;
+    if (bad)
+        goto oom;
+    if (docker_create_add_ports(c, root, host, spec, err) < 0)
+        goto out;
+    if (spec->nano_cpus > 0)
+        bad |= docker_create_add_int64(host, "NanoCpus", spec->nano_cpus) < 0;
+    if (spec->memory_bytes > 0)
+        bad |= docker_create_add_int64(host, "Memory", spec->memory_bytes) < 0;
+    if (c->pids_limit > 0)
+        bad |= docker_create_add_int64(host, "PidsLimit", c->pids_limit) < 0;
+    if (spec->restart_policy != NULL && spec->restart_policy[0] != '\0') {
+        policy = cJSON_AddObjectToObject(host, "RestartPolicy");
+        bad |=
+            policy == NULL || cJSON_AddStringToObject(policy, "Name", spec->restart_policy) == NULL;
+    }
+    if (bad)
+        goto oom;
+    json = cJSON_PrintUnformatted(root);
+    if (json == NULL)
+        goto oom;
+    if (strlen(json) > DOCKER_BODY_MAX) {
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "container spec larger than %zu bytes",
+                      DOCKER_BODY_MAX);
+        goto out;
+    }
+    *json_out = json;
+    json = NULL;
+    rc = 0;
+    goto out;
+oom:
+    berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    cJSON_free(json);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* obj[key] = [v...]. -1 when out of memory. */
+static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n)
+{
+    cJSON *arr = cJSON_AddArrayToObject(obj, key);
+
+    if (arr == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *s = cJSON_CreateString(v[i]);
+
+        if (s == NULL || !cJSON_AddItemToArray(arr, s)) {
+            cJSON_Delete(s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Labels: the spec's (a later duplicate wins), then berth.managed=true and
+ * this call's create token, which a spec cannot override. */
+static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
+                                    const char *token)
+{
+    cJSON *labels = cJSON_AddObjectToObject(config, "Labels");
+
+    if (labels == NULL)
+        return -1;
+    for (size_t i = 0; i < spec->n_labels; i++) {
+        const char *k = spec->labels[i].key;
+
+        if (strcmp(k, LABEL_MANAGED) == 0 || strcmp(k, LABEL_CREATE_TOKEN) == 0)
+            continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
+        if (cJSON_AddStringToObject(labels, k, spec->labels[i].value) == NULL)
+            return -1;
+    }
+    if (cJSON_AddStringToObject(labels, LABEL_MANAGED, LABEL_MANAGED_VALUE) == NULL ||
+        cJSON_AddStringToObject(labels, LABEL_CREATE_TOKEN, token) == NULL)
+        return -1;
+    return 0;
+}
+
+/* ExposedPorts {"80/tcp": {}} and HostConfig.PortBindings {"80/tcp":
+ * [{"HostIp": publish_address, "HostPort": "" or "8080"}]}; several spec
+ * entries for one container port add bindings to the same list. */
+static int docker_create_add_ports(const struct docker_ctx *c, cJSON *config, cJSON *host,
+                                   const struct backend_spec *spec, struct berth_err *err)
+{
+    cJSON *exposed, *bindings;
+    struct buf key;
+    int rc = -1;
+
+    if (spec->n_ports == 0)
+        return 0;
+    buf_init(&key, 64);
+    exposed = cJSON_AddObjectToObject(config, "ExposedPorts");
+    bindings = cJSON_AddObjectToObject(host, "PortBindings");
+    if (exposed == NULL || bindings == NULL)
+        goto oom;
+    for (size_t i = 0; i < spec->n_ports; i++) {
+        const struct backend_port *p = &spec->ports[i];
+        cJSON *list, *binding;
+        char host_port[16] = "";
+
+        buf_reset(&key);
+        if (buf_printf(&key, err, "%d/%s", p->container_port,
+                       p->protocol[0] != '\0' ? p->protocol : "tcp") < 0)
+            goto out;
+        if (cJSON_GetObjectItemCaseSensitive(exposed, key.data) == NULL &&
+            cJSON_AddObjectToObject(exposed, key.data) == NULL)
+            goto oom;
+        list = cJSON_GetObjectItemCaseSensitive(bindings, key.data);
+        if (list == NULL)
+            list = cJSON_AddArrayToObject(bindings, key.data);
+        binding = cJSON_CreateObject();
+        if (list == NULL || binding == NULL || !cJSON_AddItemToArray(list, binding)) {
+            cJSON_Delete(binding);
+            goto oom;
+        }
+        if (p->host_port > 0)
+            snprintf(host_port, sizeof(host_port), "%d", p->host_port);
+        if (cJSON_AddStringToObject(binding, "HostIp", c->publish_address) == NULL ||
+            cJSON_AddStringToObject(binding, "HostPort", host_port) == NULL)
+            goto oom;
+    }
+    rc = 0;
+    goto out;
+oom:
+    berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    buf_release(&key);
+    return rc;
+}
+
+/* An exact 64-bit integer (a double would print large values as 1e+15,
+ * which the Engine rejects). */
+static int docker_create_add_int64(cJSON *obj, const char *key, int64_t v)
+{
+    char num[32];
+
+    snprintf(num, sizeof(num), "%lld", (long long)v);
+    return cJSON_AddRawToObject(obj, key, num) == NULL ? -1 : 0;
+}
+
+/* One POST /containers/create. A missing image sets *missing_image and
+ * returns 0 with no id; any other failure is mapped into err. When the
+ * request got no answer, what the Engine may have made of it is reaped
+ * before returning. */
+static int docker_create_try(struct docker_ctx *c, const struct docker_create *req,
+                             int64_t deadline, char **id_out, int *missing_image,
+                             struct berth_err *err)
+{
+    struct engine_response resp;
+    cJSON *root = NULL;
+    const cJSON *id;
+    char q[DOCKER_QUOTE_MAX + 8];
+    char *copy;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    berth_err_quote(q, sizeof(q), req->image, DOCKER_QUOTE_MAX);
+    if (berth_deadline_left_ms(deadline) == 0) {
+        /* Nothing sent, so nothing to reap. */
+        berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                      "create container: deadline passed before sending it");
+        goto out;
+    }
+    if (engine_refuses_calls(c->engine)) {
+        /* Refused before sending: nothing to reap either. */
+        berth_err_set(err, BERTH_UNAVAILABLE,
+                      "create container: the docker engine is not answering");
+        goto out;
+    }
+    if (engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err) < 0) {
+        /* No answer: the Engine may have the request and make the container
+         * yet. A definite answer (below) never leaves anything behind. */
+        if (err->code == BERTH_DEADLINE_EXCEEDED || err->code == BERTH_UNAVAILABLE)
+            docker_create_reap(c, req);
+        goto out;
+    }
+    if (resp.status == 404) {
+        /* Nothing but the image can be missing: the body names no network
+         * or volume. */
+        *missing_image = 1;
+        rc = 0;
+        goto out;
+    }
+    if (resp.status == 409) {
+        engine_fail(&resp, BERTH_ALREADY_EXISTS, "create container", err);
+        goto out;
+    }
+    if (resp.status != 201 && resp.status != 200) {
+        engine_fail(&resp, engine_status_code(resp.status), "create container", err);
+        goto out;
+    }
+    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
+    id = cJSON_GetObjectItemCaseSensitive(root, "Id");
+    if (!cJSON_IsString(id) || id->valuestring[0] == '\0') {
+        berth_err_set(err, BERTH_UNKNOWN, "docker engine created a container without an id");
+        goto out;
+    }
+    copy = strdup(id->valuestring);
+    if (copy == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    log_debug("docker.created", "image=%s container_id=%s", q, copy);
+    *id_out = copy;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* A create whose POST got no answer may still be made by the Engine (its
+ * lookups go through even while the Engine is marked unresponsive), and
+ * the Engine gives no other signal when a create it received completes: so
+ * look the name up every DOCKER_REAP_POLL_MS until the container shows or
+ * DOCKER_REAP_BUDGET_MS (our own budget, not the caller's expired deadline)
+ * pass, and remove it only if it carries this call's token. A container
+ * under the name without the token is someone else's, and means this call
+ * made nothing. Logs what it did; the caller's error stands either way. */
+static void docker_create_reap(struct docker_ctx *c, const struct docker_create *req)
+{
+    int64_t budget = berth_now_ms() + DOCKER_REAP_BUDGET_MS;
+    struct berth_err err;
+    char q[DOCKER_QUOTE_MAX + 8];
+    char *id = NULL;
+    int found;
+
+    if (req->name == NULL || req->name[0] == '\0') {
+        log_warn("docker.reap_skipped", "token=%s reason=\"no name to look up\"", req->token);
+        return;
+    }
+    berth_err_quote(q, sizeof(q), req->name, DOCKER_QUOTE_MAX);
+    berth_err_clear(&err);
+    for (;;) {
+        found = docker_create_reap_find(c, req, budget, &id, &err);
+        if (found != DOCKER_REAP_ABSENT || berth_deadline_left_ms(budget) <= DOCKER_REAP_POLL_MS)
+            break;
+        docker_create_sleep_ms(DOCKER_REAP_POLL_MS);
+    }
+    if (found == DOCKER_REAP_ABSENT)
+        log_warn("docker.reap_gave_up", "name=%s token=%s waited_ms=%d", q, req->token,
+                 DOCKER_REAP_BUDGET_MS);
+    else if (found == DOCKER_REAP_OTHER)
+        log_debug("docker.reap_not_ours", "name=%s token=%s", q, req->token);
+    else if (found == DOCKER_REAP_OURS && docker_create_reap_remove(c, id, budget, &err) == 0)
+        log_info("docker.reaped", "name=%s container_id=%.12s token=%s", q, id, req->token);
+    if (err.code != BERTH_OK) {
+        struct log_quoted lq;
+        log_warn("docker.reap_failed", "name=%s token=%s code=%s error=%s", q, req->token,
+                 berth_code_name(err.code), log_quote(&lq, err.msg));
+    }
+    free(id);
+}
+
+/* GET /containers/{name}/json: what is under the name now. *id_out (the
+ * full id, malloc'd, the caller's) is set only for DOCKER_REAP_OURS. */
+static int docker_create_reap_find(struct docker_ctx *c, const struct docker_create *req,
+                                   int64_t deadline, char **id_out, struct berth_err *err)
+{
+    struct engine_response resp;
+    struct buf path;
+    cJSON *root = NULL;
+    const cJSON *labels, *token, *id;
+    int rc = DOCKER_REAP_ERROR;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/containers/", err) < 0 ||
+        engine_append_escaped(&path, req->name, err) < 0 || buf_appends(&path, "/json", err) < 0)
+        goto out;
+    if (engine_request_anyway(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status == 404) {
+        rc = DOCKER_REAP_ABSENT;
+        goto out;
+    }
+    if (resp.status != 200) {
+        engine_fail(&resp, engine_status_code(resp.status), "inspect created container", err);
+        goto out;
+    }
+    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
+    labels = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "Config"),
+                                              "Labels");
+    token = cJSON_GetObjectItemCaseSensitive(labels, LABEL_CREATE_TOKEN);
+    if (!docker_json_is_managed(labels) || !cJSON_IsString(token) ||
+        strcmp(token->valuestring, req->token) != 0) {
+        rc = DOCKER_REAP_OTHER;
+        goto out;
+    }
+    id = cJSON_GetObjectItemCaseSensitive(root, "Id");
+    if (!cJSON_IsString(id) || id->valuestring[0] == '\0') {
+        berth_err_set(err, BERTH_UNKNOWN, "inspect created container: docker engine sent no id");
+        goto out;
+    }
+    *id_out = strdup(id->valuestring);
+    if (*id_out == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    rc = DOCKER_REAP_OURS;
+out:
+    cJSON_Delete(root);
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* DELETE /containers/{full id}?force=true&v=true; gone already is fine. */
+static int docker_create_reap_remove(struct docker_ctx *c, const char *id, int64_t deadline,
+                                     struct berth_err *err)
+{
+    struct engine_response resp;
+    struct buf path;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/containers/", err) < 0 || engine_append_escaped(&path, id, err) < 0 ||
+        buf_appends(&path, "?force=true&v=true", err) < 0)
+        goto out;
+    if (engine_request_anyway(c->engine, "DELETE", path.data, NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status != 204 && resp.status != 200 && resp.status != 404) {
+        engine_fail(&resp, engine_status_code(resp.status), "remove created container", err);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+static void docker_create_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* POST /images/create?fromImage=&tag= and read the progress stream to its
+ * end; an "error"/"errorDetail" line fails the pull with its message. */
+static int docker_create_pull(struct docker_ctx *c, const char *image, int64_t deadline,
+                              struct berth_err *err)
+{
+    struct engine_response resp;
+    struct docker_pull pull;
+    struct buf name, tag, path;
+    char q[DOCKER_QUOTE_MAX + 8], what[DOCKER_QUOTE_MAX + 32];
+    int rc = -1;
+
+    engine_response_init(&resp);
+    buf_init(&name, DOCKER_PATH_MAX);
+    buf_init(&tag, DOCKER_PATH_MAX);
+    buf_init(&path, DOCKER_PATH_MAX);
+    memset(&pull, 0, sizeof(pull));
+    berth_err_quote(q, sizeof(q), image, DOCKER_QUOTE_MAX);
+    snprintf(what, sizeof(what), "pull image '%s'", q);
+    if (docker_create_split_ref(image, &name, &tag, err) < 0)
+        goto out;
+    if (buf_appends(&path, "/images/create?fromImage=", err) < 0 ||
+        engine_append_escaped(&path, name.data, err) < 0 || buf_appends(&path, "&tag=", err) < 0 ||
+        engine_append_escaped(&path, tag.data, err) < 0)
+        goto out;
+    log_debug("docker.pull", "image=%s", q);
+    if (engine_stream(c->engine, "POST", path.data, NULL,
+                      berth_deadline_min(deadline, DOCKER_PULL_MAX_MS), NULL,
+                      docker_create_on_pull_line, &pull, &resp, err) < 0)
+        goto out;
+    if (resp.status < 200 || resp.status >= 300) {
+        enum berth_code code = engine_status_code(resp.status);
+        char text[BERTH_ERR_MSG_MAX];
+
+        engine_error_text(&resp, text, sizeof(text));
+        if (resp.status == 404 ||
+            (code == BERTH_UNAVAILABLE && docker_create_is_not_found_text(text)))
+            code = BERTH_NOT_FOUND;
+        berth_err_set(err, code, "%s: %s", what, text);
+        goto out;
+    }
+    if (pull.failed) {
+        berth_err_set(
+            err, docker_create_is_not_found_text(pull.msg) ? BERTH_NOT_FOUND : BERTH_UNAVAILABLE,
+            "%s: %s", what, pull.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    buf_release(&tag);
+    buf_release(&name);
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* A progress line: {"status": ...} goes by; {"errorDetail": {"message":
+ * ...}, "error": ...} ends the stream as a failure. */
+static int docker_create_on_pull_line(void *arg, const char *line, size_t len)
+{
+    struct docker_pull *pull = arg;
+    cJSON *root = cJSON_ParseWithLength(line, len);
+    const cJSON *detail, *msg = NULL;
+    int stop = 0;
+
+    detail = cJSON_GetObjectItemCaseSensitive(root, "errorDetail");
+    if (detail != NULL)
+        msg = cJSON_GetObjectItemCaseSensitive(detail, "message");
+    if (!cJSON_IsString(msg))
+        msg = cJSON_GetObjectItemCaseSensitive(root, "error");
+    if (cJSON_IsString(msg) || detail != NULL) {
+        pull->failed = 1;
+        berth_err_quote(pull->msg, sizeof(pull->msg),
+                        cJSON_IsString(msg) ? msg->valuestring : "error without a message",
+                        sizeof(pull->msg) - 8);
+        stop = 1;
+    }
+    cJSON_Delete(root);
+    return stop;
+}
+
+static int docker_create_is_not_found_text(const char *msg)
+{
+    for (size_t i = 0; i < sizeof(docker_not_found_markers) / sizeof(docker_not_found_markers[0]);
+         i++)
+        if (strstr(msg, docker_not_found_markers[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+/* An image reference as the pull endpoint wants it: "reg:5000/a/b:1.2" ->
+ * "reg:5000/a/b" + "1.2"; "a/b@sha256:..." -> "a/b" + "sha256:..." (a
+ * digest wins over a tag); no tag -> "latest". */
+static int docker_create_split_ref(const char *ref, struct buf *name, struct buf *tag,
+                                   struct berth_err *err)
+{
+    const char *at = strchr(ref, '@');
+    const char *slash, *colon, *name_end, *tag_start;
+
+    if (at != NULL) {
+        name_end = at;
+        tag_start = at + 1;
+        /* "name:tag@digest": the tag is dropped. */
+        slash = memrchr(ref, '/', (size_t)(at - ref));
+        colon = memrchr(ref, ':', (size_t)(at - ref));
+        if (colon != NULL && (slash == NULL || colon > slash))
+            name_end = colon;
+    } else {
+        slash = strrchr(ref, '/');
+        colon = strrchr(ref, ':');
+        if (colon != NULL && (slash == NULL || colon > slash)) {
+            name_end = colon;
+            tag_start = colon + 1;
+        } else {
+            name_end = ref + strlen(ref);
+            tag_start = "latest";
+        }
+    }
+    if (name_end == ref || tag_start[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "image reference is malformed");
+    if (buf_append(name, ref, (size_t)(name_end - ref), err) < 0 ||
+        buf_appends(tag, tag_start, err) < 0)
+        return -1;
+    return 0;
+}
