@@ -1,9 +1,10 @@
-/* proto3 JSON <-> protobuf-c messages (see berth/json_codec.h): one codec
- * driven by the descriptors, cJSON for parsing, a struct buf for output.
- * Decoded messages live in the caller's ProtobufCAllocator alone. */
+/* proto3 JSON -> protobuf-c messages (see berth/json_codec.h): cJSON for
+ * parsing, the descriptors for the shape, the well-known types through
+ * wkt.c. Decoded messages live in the caller's ProtobufCAllocator alone. */
 #include "berth/json_codec.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,449 +14,84 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/base64.h"
+#include "berth/pb_check.h"
+#include "berth/utf8.h"
+#include "connect/json_internal.h"
+
 /* Doubles at or beyond this round to infinity as a float. */
 #define FLOAT_ROUND_LIMIT 0x1.ffffffp+127
-/* Cap on a rendered field path and on echoed input in messages. */
-#define PATH_MAX_BYTES 1024
-#define ECHO_MAX 32
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
-#define DEPTH_TEXT STRINGIFY(JSON_CODEC_MAX_DEPTH)
-
-/* Where the decoder stands: a chain of segments on the C stack, rendered
- * into text only when an error needs it. */
-enum seg_kind { SEG_FIELD, SEG_INDEX, SEG_KEY };
-
-struct path {
-    const struct path *up;
-    enum seg_kind kind;
-    const ProtobufCFieldDescriptor *field; /* SEG_FIELD */
-    size_t index;                          /* SEG_INDEX */
-    const char *key;                       /* SEG_KEY: the JSON key as given */
-};
-
-/* A JSON number's literal text: cJSON keeps only a double, which holds
- * integers exactly only below 2^53, so integers are read from the text. */
-struct num_text {
-    const cJSON *node;
-    const char *text; /* into the request body; not NUL-terminated */
-    size_t len;
-};
-
-struct dec {
-    ProtobufCAllocator *alloc; /* NULL: the system allocator */
-    struct berth_err *err;
-    struct num_text *nums; /* owned, sorted by node; NULL: use the doubles */
-    size_t n_nums;
-};
-
-struct enc {
-    struct buf *out;
-    struct berth_err *err;
-};
-
-/* A decoded map key, for finding duplicates after sorting. */
-struct key_ref {
-    const char *str;   /* string keys */
-    uint64_t ordered;  /* integer and bool keys, mapped to preserve order */
-    const char *given; /* the JSON key, for the error path */
-};
 
 enum num_result { NUM_OK, NUM_SYNTAX, NUM_FRACTION, NUM_RANGE };
 
-/* A cursor over protobuf wire bytes, and one field read from them. */
-struct wire {
-    const uint8_t *p;
-    size_t len;
-    size_t pos;
-};
+/* Bad \u escapes of a string token, found before cJSON parses the body. */
+enum bad_escape { ESC_NOT_HEX = 1, ESC_LONE_SURROGATE };
 
-struct wire_field {
-    uint32_t number;
-    unsigned type;       /* wire type */
-    const uint8_t *data; /* length-delimited (type 2) only */
-    size_t len;
-};
-
-#define WIRE_LEN 2
-
-/* --- names and descriptors --- */
-static const char *camel_match(const char *name, bool up_first, const char *key);
-static bool camel_equals(const char *proto_name, const char *key);
-static bool map_entry_name_equals(const char *field_name, const char *entry_name);
-static bool is_map_field(const ProtobufCFieldDescriptor *f);
-static void entry_fields(const ProtobufCMessageDescriptor *entry,
-                         const ProtobufCFieldDescriptor **key_f,
-                         const ProtobufCFieldDescriptor **val_f);
-static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *desc,
-                                                  const char *key, unsigned *index);
-static size_t type_size(ProtobufCType type);
-static const char *type_name(ProtobufCType type);
-
-/* --- text helpers shared by both directions --- */
 static bool is_digit(char c);
-static size_t utf8_seq_len(const unsigned char *p);
-static bool utf8_valid(const char *s);
-static void echo_quote(char *out, size_t outsz, const char *in);
-static bool json_number_text(const char *s);
-static enum num_result parse_decimal(const char *s, bool *neg, uint64_t *mag);
-static int b64_value(unsigned char c, bool url);
-static int b64_decode(const char *s, size_t n, unsigned char *out, size_t *outlen);
-
-/* --- decoding --- */
+static bool json_number_text(const char *s, bool leading_zeros);
+static enum num_result parse_decimal(const char *s, bool leading_zeros, bool *neg, uint64_t *mag);
 static bool is_blank(const char *data, size_t len);
 static int scan_raw(const char *data, size_t len, struct berth_err *err);
+static enum bad_escape escape_problem(const char *data, size_t len, size_t at, bool *pair);
+static int patch_escapes(const char *data, size_t len, char **patched, size_t **bad_at,
+                         size_t *n_bad, struct berth_err *err);
+static void string_nodes(const cJSON *v, bool in_object, size_t *k, const size_t *bad_index,
+                         size_t n_bad, struct json_bad_string *out, size_t *found);
+static int node_cmp(const void *a, const void *b);
+static int index_bad_strings(struct json_dec *d, const char *data, size_t len, const cJSON *root,
+                             const size_t *bad_at, size_t n_bad);
+static const struct json_bad_string *find_bad(const struct json_dec *d, const cJSON *v, bool key);
 static int parse_json(const char *data, size_t len, cJSON **root, struct berth_err *err);
-static size_t scan_numbers(const char *data, size_t len, struct num_text *out);
-static void number_nodes(const cJSON *v, struct num_text *nums, size_t n, size_t *k);
-static int num_text_cmp(const void *a, const void *b);
-static int index_numbers(struct dec *d, const char *data, size_t len, const cJSON *root);
-static const struct num_text *find_number(const struct dec *d, const cJSON *v);
-static void path_render(const struct path *at, struct buf *b);
+static size_t scan_numbers(const char *data, size_t len, struct json_num_text *out);
+static void number_nodes(const cJSON *v, struct json_num_text *nums, size_t n, size_t *k);
+static int index_numbers(struct json_dec *d, const char *data, size_t len, const cJSON *root);
+static const struct json_num_text *find_number(const struct json_dec *d, const cJSON *v);
+static int check_number_text(struct json_dec *d, const cJSON *v, const struct json_path *at);
 static const char *describe(const cJSON *v, char *tmp, size_t tmpsz);
-static int dec_fail_at(struct dec *d, const struct path *at, const char *before, const char *after);
-static int dec_fail(struct dec *d, const struct path *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int dec_fail_got(struct dec *d, const struct path *at, const char *expected, const cJSON *v);
-static int dec_oom(struct dec *d);
-static void *mem_alloc(struct dec *d, size_t size);
-static ProtobufCMessage *new_message(struct dec *d, const ProtobufCMessageDescriptor *desc);
-static char *copy_string(struct dec *d, const char *s);
-static int dec_message(struct dec *d, const ProtobufCMessageDescriptor *desc, const cJSON *obj,
-                       ProtobufCMessage *msg, const struct path *at, int depth);
-static int dec_field(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                     ProtobufCMessage *msg, const struct path *at, int depth);
-static int dec_singular(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                        ProtobufCMessage *msg, const struct path *at, int depth);
-static int dec_repeated(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                        ProtobufCMessage *msg, const struct path *at, int depth);
-static int dec_map(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                   ProtobufCMessage *msg, const struct path *at, int depth);
-static int dec_map_entry(struct dec *d, const ProtobufCMessageDescriptor *entry_desc,
-                         const cJSON *item, ProtobufCMessage *entry, struct key_ref *ref,
-                         const struct path *at, int depth);
-static int dec_map_key(struct dec *d, const ProtobufCFieldDescriptor *key_f, const char *key,
-                       void *slot, struct key_ref *ref, const struct path *at);
-static int check_duplicate_keys(struct dec *d, struct key_ref *refs, size_t n,
-                                const struct path *at);
-static int key_ref_cmp(const void *a, const void *b);
-static int dec_value(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v, void *slot,
-                     const struct path *at, int depth);
-static int int_from_json(struct dec *d, const cJSON *v, ProtobufCType type, const struct path *at,
-                         bool *neg, uint64_t *mag);
-static int int_from_text(struct dec *d, const char *s, ProtobufCType type, const struct path *at,
-                         bool *neg, uint64_t *mag);
-static int int_store(struct dec *d, ProtobufCType type, bool neg, uint64_t mag, void *slot,
-                     const struct path *at);
-static int dec_integer(struct dec *d, ProtobufCType type, const cJSON *v, void *slot,
-                       const struct path *at);
-static int dec_floating(struct dec *d, ProtobufCType type, const cJSON *v, void *slot,
-                        const struct path *at);
-static int dec_enum(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v, void *slot,
-                    const struct path *at);
-static int dec_string(struct dec *d, const cJSON *v, void *slot, const struct path *at);
-static int dec_bytes(struct dec *d, const cJSON *v, void *slot, const struct path *at);
-static int dec_submessage(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                          void *slot, const struct path *at, int depth);
-
-/* --- strings of binary messages --- */
-static int wire_varint(struct wire *w, uint64_t *v);
-static int wire_next(struct wire *w, struct wire_field *f);
-static const char *wire_string_problem(const uint8_t *data, size_t len);
-static int bin_message(struct dec *d, const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                       size_t len, const struct path *up, int depth);
-static int bin_field(struct dec *d, const ProtobufCFieldDescriptor *f, const struct wire_field *wf,
-                     const struct path *at, int depth);
-static int bin_map_entry(struct dec *d, const ProtobufCFieldDescriptor *f,
-                         const struct wire_field *wf, const struct path *at, int depth);
-
-/* --- encoding --- */
-static bool is_zeroish(const ProtobufCFieldDescriptor *f, const void *slot);
-static bool field_present(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f);
-static int enc_append(struct enc *e, const char *s, size_t n);
-static int enc_puts(struct enc *e, const char *s);
-static int enc_name(struct enc *e, const char *proto_name);
-static int enc_message(struct enc *e, const ProtobufCMessage *msg, int depth);
-static int enc_field(struct enc *e, const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f,
-                     int depth);
-static int enc_repeated(struct enc *e, const ProtobufCFieldDescriptor *f, const void *arr, size_t n,
-                        int depth);
-static int enc_map(struct enc *e, const ProtobufCFieldDescriptor *f,
-                   const ProtobufCMessage *const *entries, size_t n, int depth);
-static int enc_map_key(struct enc *e, const ProtobufCFieldDescriptor *key_f, const void *slot);
-static int enc_value(struct enc *e, const ProtobufCFieldDescriptor *f, const void *slot, int depth);
-static int enc_double(struct enc *e, double x);
-static int enc_float(struct enc *e, float x);
-static int enc_string(struct enc *e, const char *s);
-static int enc_bytes(struct enc *e, const ProtobufCBinaryData *bd);
-
-/* ===================================================================== */
-/* names and descriptors                                                  */
-/* ===================================================================== */
-
-void json_codec_camel_name(const char *proto_name, char *out, size_t outsz)
-{
-    bool up = false;
-    size_t n = 0;
-
-    if (outsz == 0)
-        return;
-    for (const char *p = proto_name; *p != '\0' && n + 1 < outsz; p++) {
-        char c = *p;
-        if (c == '_') {
-            up = true;
-            continue;
-        }
-        if (up && c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        up = false;
-        out[n++] = c;
-    }
-    out[n] = '\0';
-}
-
-/* Walk `name` as protoc builds camel-case names (drop each '_', upper-case
- * what follows it, and the first letter too when up_first) against `key`.
- * The rest of key after the match, or NULL when they differ. */
-static const char *camel_match(const char *name, bool up_first, const char *key)
-{
-    bool up = up_first;
-
-    for (const char *p = name; *p != '\0'; p++) {
-        char c = *p;
-        if (c == '_') {
-            up = true;
-            continue;
-        }
-        if (up && c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        up = false;
-        if (*key++ != c)
-            return NULL;
-    }
-    return key;
-}
-
-/* Whether `key` is the lowerCamelCase form of `proto_name` (its json_name). */
-static bool camel_equals(const char *proto_name, const char *key)
-{
-    const char *rest = camel_match(proto_name, false, key);
-
-    return rest != NULL && *rest == '\0';
-}
-
-/* protoc names the entry of map field "boot_options" "BootOptionsEntry". */
-static bool map_entry_name_equals(const char *field_name, const char *entry_name)
-{
-    const char *rest = camel_match(field_name, true, entry_name);
-
-    return rest != NULL && strcmp(rest, "Entry") == 0;
-}
-
-static void entry_fields(const ProtobufCMessageDescriptor *entry,
-                         const ProtobufCFieldDescriptor **key_f,
-                         const ProtobufCFieldDescriptor **val_f)
-{
-    *key_f = NULL;
-    *val_f = NULL;
-    for (unsigned i = 0; i < entry->n_fields; i++) {
-        if (entry->fields[i].id == 1 && strcmp(entry->fields[i].name, "key") == 0)
-            *key_f = &entry->fields[i];
-        else if (entry->fields[i].id == 2 && strcmp(entry->fields[i].name, "value") == 0)
-            *val_f = &entry->fields[i];
-    }
-}
-
-/* protobuf-c keeps no map flag: a map is a repeated <Field>Entry message
- * holding exactly key = 1 and value = 2. */
-static bool is_map_field(const ProtobufCFieldDescriptor *f)
-{
-    const ProtobufCMessageDescriptor *entry = f->descriptor;
-    const ProtobufCFieldDescriptor *key_f, *val_f;
-
-    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE ||
-        entry == NULL || entry->n_fields != 2)
-        return false;
-    if (!map_entry_name_equals(f->name, entry->short_name))
-        return false;
-    entry_fields(entry, &key_f, &val_f);
-    return key_f != NULL && val_f != NULL && key_f->label != PROTOBUF_C_LABEL_REPEATED &&
-           val_f->label != PROTOBUF_C_LABEL_REPEATED;
-}
-
-/* Fields are few, so a linear scan over both spellings is cheapest. */
-static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *desc,
-                                                  const char *key, unsigned *index)
-{
-    if (key == NULL)
-        return NULL;
-    for (unsigned i = 0; i < desc->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &desc->fields[i];
-        if (camel_equals(f->name, key) || strcmp(f->name, key) == 0) {
-            *index = i;
-            return f;
-        }
-    }
-    return NULL;
-}
-
-/* Bytes one element takes in a repeated field's array. */
-static size_t type_size(ProtobufCType type)
-{
-    switch (type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return sizeof(int32_t);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return sizeof(uint32_t);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return sizeof(int64_t);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return sizeof(uint64_t);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return sizeof(float);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM:
-        return sizeof(int32_t); /* protobuf-c stores enums in 32 bits */
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(ProtobufCMessage *);
-    }
-    return 0;
-}
-
-static const char *type_name(ProtobufCType type)
-{
-    switch (type) {
-    case PROTOBUF_C_TYPE_INT32:
-        return "int32";
-    case PROTOBUF_C_TYPE_SINT32:
-        return "sint32";
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return "sfixed32";
-    case PROTOBUF_C_TYPE_INT64:
-        return "int64";
-    case PROTOBUF_C_TYPE_SINT64:
-        return "sint64";
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return "sfixed64";
-    case PROTOBUF_C_TYPE_UINT32:
-        return "uint32";
-    case PROTOBUF_C_TYPE_FIXED32:
-        return "fixed32";
-    case PROTOBUF_C_TYPE_UINT64:
-        return "uint64";
-    case PROTOBUF_C_TYPE_FIXED64:
-        return "fixed64";
-    case PROTOBUF_C_TYPE_FLOAT:
-        return "float";
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return "double";
-    case PROTOBUF_C_TYPE_BOOL:
-        return "bool";
-    case PROTOBUF_C_TYPE_ENUM:
-        return "enum";
-    case PROTOBUF_C_TYPE_STRING:
-        return "string";
-    case PROTOBUF_C_TYPE_BYTES:
-        return "bytes";
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return "message";
-    }
-    return "unknown";
-}
-
-/* ===================================================================== */
-/* text helpers                                                           */
-/* ===================================================================== */
+static int fail_escape(struct json_dec *d, const struct json_bad_string *bad,
+                       const struct json_path *at);
+static int dec_root(struct json_dec *d, const ProtobufCMessageDescriptor *desc, const cJSON *root,
+                    ProtobufCMessage **out);
+static int dec_singular(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                        ProtobufCMessage *msg, const struct json_path *at, int depth);
+static int dec_repeated(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                        ProtobufCMessage *msg, const struct json_path *at, int depth);
+static int dec_map(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                   ProtobufCMessage *msg, const struct json_path *at, int depth);
+static int dec_map_entry(struct json_dec *d, const ProtobufCMessageDescriptor *entry_desc,
+                         const cJSON *item, ProtobufCMessage *entry, const struct json_path *at,
+                         int depth);
+static int dec_map_key(struct json_dec *d, const ProtobufCFieldDescriptor *key_f, const cJSON *item,
+                       void *slot, const struct json_path *at);
+static int dec_value(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                     void *slot, const struct json_path *at, int depth);
+static int int_from_json(struct json_dec *d, const cJSON *v, ProtobufCType type,
+                         const struct json_path *at, bool *neg, uint64_t *mag);
+static int int_from_text(struct json_dec *d, const char *s, bool map_key, ProtobufCType type,
+                         const struct json_path *at, bool *neg, uint64_t *mag);
+static int int_store(struct json_dec *d, ProtobufCType type, bool neg, uint64_t mag, void *slot,
+                     const struct json_path *at);
+static int dec_integer(struct json_dec *d, ProtobufCType type, const cJSON *v, void *slot,
+                       const struct json_path *at);
+static int dec_floating(struct json_dec *d, ProtobufCType type, const cJSON *v, void *slot,
+                        const struct json_path *at);
+static int dec_enum(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                    void *slot, const struct json_path *at);
+static int dec_string(struct json_dec *d, const cJSON *v, void *slot, const struct json_path *at);
+static int dec_bytes(struct json_dec *d, const cJSON *v, void *slot, const struct json_path *at);
 
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
 
-/* Length of the well-formed UTF-8 sequence at p (1-4), or 0 when it is not
- * one (overlong forms, surrogates and code points past U+10FFFF included).
- * Stops at a NUL, which is never a continuation byte. */
-static size_t utf8_seq_len(const unsigned char *p)
-{
-    return json_codec_utf8_len((const char *)p, strnlen((const char *)p, 4));
-}
-
-size_t json_codec_utf8_len(const char *s, size_t avail)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    unsigned char c;
-
-    if (avail == 0)
-        return 0;
-    c = p[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        if (avail < 3 || p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80)
-            return 0;
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        if (avail < 4 || p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
-static bool utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    while (*p != '\0') {
-        size_t n = utf8_seq_len(p);
-        if (n == 0)
-            return false;
-        p += n;
-    }
-    return true;
-}
-
-/* Untrusted text for a message: capped, control characters and bytes that
- * are not UTF-8 (a cut sequence included) shown as '?'. */
-static void echo_quote(char *out, size_t outsz, const char *in)
-{
-    unsigned char *p = (unsigned char *)out;
-
-    berth_err_quote(out, outsz, in, ECHO_MAX);
-    while (*p != '\0') {
-        size_t n = utf8_seq_len(p);
-        if (n == 0) {
-            *p++ = '?';
-            continue;
-        }
-        p += n;
-    }
-}
-
-/* The JSON number grammar (leading zeros tolerated), for numeric strings. */
-static bool json_number_text(const char *s)
+/* The JSON number grammar: no leading zeros ("01") unless asked to take
+ * them (map keys, where "007" has always meant 7). */
+static bool json_number_text(const char *s, bool leading_zeros)
 {
     if (*s == '-')
         s++;
-    if (!is_digit(*s))
+    if (!is_digit(*s) || (!leading_zeros && s[0] == '0' && is_digit(s[1])))
         return false;
     while (is_digit(*s))
         s++;
@@ -480,7 +116,7 @@ static bool json_number_text(const char *s)
 
 /* Exact integer value of a decimal in JSON number form ("12", "-3",
  * "1e2", "1.50e1"): sign and magnitude, no detour through double. */
-static enum num_result parse_decimal(const char *s, bool *neg, uint64_t *mag)
+static enum num_result parse_decimal(const char *s, bool leading_zeros, bool *neg, uint64_t *mag)
 {
     const char *intp, *frac = "";
     size_t nint, nfrac = 0, total, first, last;
@@ -488,7 +124,7 @@ static enum num_result parse_decimal(const char *s, bool *neg, uint64_t *mag)
     bool exp_neg = false;
     uint64_t v = 0;
 
-    if (!json_number_text(s))
+    if (!json_number_text(s, leading_zeros))
         return NUM_SYNTAX;
     *neg = *s == '-';
     if (*neg)
@@ -546,64 +182,6 @@ static enum num_result parse_decimal(const char *s, bool *neg, uint64_t *mag)
     return NUM_OK;
 }
 
-static int b64_value(unsigned char c, bool url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
-
-/* Standard or URL-safe base64 (one alphabet, not both), padded or not.
- * With out NULL only validates and sizes; 0, or -1 when invalid. */
-static int b64_decode(const char *s, size_t n, unsigned char *out, size_t *outlen)
-{
-    size_t pad = 0, body, o = 0;
-    bool url = strpbrk(s, "-_") != NULL;
-    uint32_t acc = 0;
-
-    while (pad < n && s[n - 1 - pad] == '=')
-        pad++;
-    body = n - pad;
-    if (pad > 2 || (pad > 0 && n % 4 != 0) || body % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < body; i++) {
-        int v = b64_value((unsigned char)s[i], url);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        if (i % 4 == 3) {
-            if (out) {
-                out[o] = (unsigned char)(acc >> 16);
-                out[o + 1] = (unsigned char)(acc >> 8);
-                out[o + 2] = (unsigned char)acc;
-            }
-            o += 3;
-            acc = 0;
-        }
-    }
-    if (body % 4 == 2) {
-        if (out)
-            out[o] = (unsigned char)(acc >> 4);
-        o += 1;
-    } else if (body % 4 == 3) {
-        if (out) {
-            out[o] = (unsigned char)(acc >> 10);
-            out[o + 1] = (unsigned char)(acc >> 2);
-        }
-        o += 2;
-    }
-    *outlen = o;
-    return 0;
-}
-
 /* ===================================================================== */
 /* decoding                                                               */
 /* ===================================================================== */
@@ -611,28 +189,36 @@ static int b64_decode(const char *s, size_t n, unsigned char *out, size_t *outle
 int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, size_t len,
                       ProtobufCAllocator *alloc, ProtobufCMessage **out, struct berth_err *err)
 {
-    struct dec d = {alloc, err, NULL, 0};
+    struct json_dec d = {.alloc = alloc, .err = err, .root = desc};
     cJSON *root = NULL;
     ProtobufCMessage *msg = NULL;
-    char tmp[64];
+    char *patched = NULL;
+    size_t *bad_at = NULL, n_bad = 0;
+    const char *text = data;
     int rc = -1;
 
     if (data == NULL || is_blank(data, len)) {
         berth_err_set(err, BERTH_INVALID_ARGUMENT, "empty JSON body; send {} for an empty message");
         goto out;
     }
-    if (scan_raw(data, len, err) < 0 || parse_json(data, len, &root, err) < 0)
+    if (scan_raw(data, len, err) < 0 ||
+        patch_escapes(data, len, &patched, &bad_at, &n_bad, err) < 0)
         goto out;
-    if (!cJSON_IsObject(root)) {
-        berth_err_set(err, BERTH_INVALID_ARGUMENT, "expected a JSON object, got %s",
-                      describe(root, tmp, sizeof(tmp)));
+    if (patched != NULL)
+        text = patched;
+    if (parse_json(text, len, &root, err) < 0)
+        goto out;
+    if (index_numbers(&d, text, len, root) < 0 ||
+        index_bad_strings(&d, text, len, root, bad_at, n_bad) < 0)
+        goto out;
+    if (dec_root(&d, desc, root, &msg) < 0)
+        goto out;
+    /* A bad escape the walk did not reach (an unknown field, a key). */
+    if (n_bad > 0) {
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed JSON at byte %zu: invalid \\u escape",
+                      bad_at[1]);
         goto out;
     }
-    if (index_numbers(&d, data, len, root) < 0)
-        goto out;
-    msg = new_message(&d, desc);
-    if (msg == NULL || dec_message(&d, desc, root, msg, NULL, 1) < 0)
-        goto out;
     *out = msg;
     msg = NULL;
     rc = 0;
@@ -640,13 +226,223 @@ out:
     if (msg != NULL)
         protobuf_c_message_free_unpacked(msg, alloc);
     free(d.nums);
+    free(d.bad);
+    free(bad_at);
+    free(patched);
     cJSON_Delete(root);
     return rc;
 }
 
+/* The root: an object, or any JSON value for a well-known type. */
+static int dec_root(struct json_dec *d, const ProtobufCMessageDescriptor *desc, const cJSON *root,
+                    ProtobufCMessage **out)
+{
+    ProtobufCMessage *msg = NULL;
+    char tmp[64];
+
+    if (!wkt_is_special(desc) && !cJSON_IsObject(root))
+        return berth_err_set(d->err, BERTH_INVALID_ARGUMENT, "expected a JSON object, got %s",
+                             describe(root, tmp, sizeof(tmp)));
+    if (json_dec_submessage(d, desc, root, &msg, NULL, 1) < 0) {
+        if (msg != NULL)
+            protobuf_c_message_free_unpacked(msg, d->alloc);
+        return -1;
+    }
+    *out = msg;
+    return 0;
+}
+
+/* What is wrong with the \u escape at data[at] ("\\u" there), if anything:
+ * four hex digits, and a UTF-16 surrogate only as a high-low pair. */
+static enum bad_escape escape_problem(const char *data, size_t len, size_t at, bool *pair)
+{
+    unsigned long hi = 0, lo = 0;
+    char *end = NULL;
+    char hex[5];
+
+    if (len - at < 6 || !isxdigit((unsigned char)data[at + 2]) ||
+        !isxdigit((unsigned char)data[at + 3]) || !isxdigit((unsigned char)data[at + 4]) ||
+        !isxdigit((unsigned char)data[at + 5]))
+        return ESC_NOT_HEX;
+    memcpy(hex, data + at + 2, 4);
+    hex[4] = '\0';
+    hi = strtoul(hex, &end, 16);
+    if (hi >= 0xdc00 && hi <= 0xdfff)
+        return ESC_LONE_SURROGATE;
+    if (hi < 0xd800 || hi > 0xdbff)
+        return 0;
+    if (len - at < 12 || data[at + 6] != '\\' || data[at + 7] != 'u')
+        return ESC_LONE_SURROGATE;
+    for (size_t i = 0; i < 4; i++)
+        if (!isxdigit((unsigned char)data[at + 8 + i]))
+            return ESC_LONE_SURROGATE;
+    memcpy(hex, data + at + 8, 4);
+    lo = strtoul(hex, &end, 16);
+    if (lo < 0xdc00 || lo > 0xdfff)
+        return ESC_LONE_SURROGATE;
+    *pair = true;
+    return 0;
+}
+
+/* cJSON takes a bad \u escape quietly (a NUL that cuts the string) or
+ * fails the whole body, so neither could name the field. Find them first:
+ * each string token holding one is recorded (its index in document order,
+ * in bad_at[2i], and the escape's byte and kind in bad_at[2i + 1]) and a
+ * copy of the body gets its backslash replaced, so it parses. *patched
+ * stays NULL when there is nothing to patch. */
+static int patch_escapes(const char *data, size_t len, char **patched, size_t **bad_at,
+                         size_t *n_bad, struct berth_err *err)
+{
+    bool in_string = false, token_bad = false;
+    size_t token = 0, n = 0, cap = 0;
+    size_t *found = NULL;
+    char *copy = NULL;
+
+    for (size_t i = 0; i < len; i++) {
+        enum bad_escape why;
+        bool pair;
+        if (!in_string) {
+            if (data[i] == '"') {
+                in_string = true;
+                token_bad = false;
+            }
+            continue;
+        }
+        if (data[i] == '"') {
+            in_string = false;
+            token++;
+            continue;
+        }
+        if (data[i] != '\\' || i + 1 >= len)
+            continue;
+        if (data[i + 1] != 'u') {
+            i++;
+            continue;
+        }
+        pair = false;
+        why = escape_problem(data, len, i, &pair);
+        if (why == 0) {
+            i += pair ? 11 : 5;
+            continue;
+        }
+        if (copy == NULL) {
+            copy = malloc(len + 1);
+            if (copy == NULL)
+                goto oom;
+            memcpy(copy, data, len);
+            copy[len] = '\0';
+        }
+        copy[i] = '?';
+        if (!token_bad) {
+            if (n + 3 > cap) {
+                size_t *grown = realloc(found, (cap * 2 + 6) * sizeof(*found));
+                if (grown == NULL)
+                    goto oom;
+                found = grown;
+                cap = cap * 2 + 6;
+            }
+            found[n++] = token;
+            found[n++] = i;
+            found[n++] = (size_t)why;
+            token_bad = true;
+        }
+    }
+    *patched = copy;
+    *bad_at = found;
+    *n_bad = n / 3;
+    return 0;
+oom:
+    free(copy);
+    free(found);
+    return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory decoding JSON");
+}
+
+/* The string tokens of a tree in document order (a member's key, then its
+ * value), the bad ones (bad_index: triples as patch_escapes left them)
+ * written to out. */
+static void string_nodes(const cJSON *v, bool in_object, size_t *k, const size_t *bad_index,
+                         size_t n_bad, struct json_bad_string *out, size_t *found)
+{
+    for (; v != NULL; v = v->next) {
+        for (int pass = 0; pass < 2; pass++) {
+            bool key = pass == 0;
+            if (key ? !in_object : !cJSON_IsString(v))
+                continue;
+            if (*found < n_bad && bad_index[*found * 3] == *k) {
+                out[*found] = (struct json_bad_string){v, key, bad_index[*found * 3 + 1],
+                                                       (int)bad_index[*found * 3 + 2]};
+                (*found)++;
+            }
+            (*k)++;
+        }
+        string_nodes(v->child, cJSON_IsObject(v), k, bad_index, n_bad, out, found);
+    }
+}
+
+static int node_cmp(const void *a, const void *b)
+{
+    const struct json_bad_string *x = a, *y = b;
+    uintptr_t p = (uintptr_t)x->node, q = (uintptr_t)y->node;
+
+    if (p != q)
+        return p < q ? -1 : 1;
+    return (int)x->key - (int)y->key;
+}
+
+/* Pair the bad string tokens with their nodes. Should the walk not find
+ * them all, the body is refused at the first one's byte. */
+static int index_bad_strings(struct json_dec *d, const char *data, size_t len, const cJSON *root,
+                             const size_t *bad_at, size_t n_bad)
+{
+    size_t k = 0, found = 0;
+
+    (void)data;
+    (void)len;
+    if (n_bad == 0)
+        return 0;
+    d->bad = calloc(n_bad, sizeof(*d->bad));
+    if (d->bad == NULL)
+        return json_dec_oom(d);
+    string_nodes(root, false, &k, bad_at, n_bad, d->bad, &found);
+    if (found != n_bad)
+        return berth_err_set(d->err, BERTH_INVALID_ARGUMENT,
+                             "malformed JSON at byte %zu: invalid \\u escape", bad_at[1]);
+    qsort(d->bad, n_bad, sizeof(*d->bad), node_cmp);
+    d->n_bad = n_bad;
+    return 0;
+}
+
+static const struct json_bad_string *find_bad(const struct json_dec *d, const cJSON *v, bool key)
+{
+    struct json_bad_string probe = {.node = v, .key = key};
+
+    if (d->bad == NULL)
+        return NULL;
+    return bsearch(&probe, d->bad, d->n_bad, sizeof(*d->bad), node_cmp);
+}
+
+static int fail_escape(struct json_dec *d, const struct json_bad_string *bad,
+                       const struct json_path *at)
+{
+    return json_names_fail(d->err, at, "invalid \\u escape: %s",
+                           bad->kind == ESC_LONE_SURROGATE ? "a lone UTF-16 surrogate"
+                                                           : "expected 4 hex digits");
+}
+
+int json_dec_check_string(struct json_dec *d, const cJSON *v, const struct json_path *at)
+{
+    const struct json_bad_string *bad = find_bad(d, v, false);
+
+    if (bad != NULL)
+        return fail_escape(d, bad, at);
+    if (!utf8_valid(v->valuestring, strlen(v->valuestring)))
+        return json_names_fail(d->err, at, "expected valid UTF-8");
+    return 0;
+}
+
 /* The number literals of a JSON text, in document order (outside strings
  * only numbers hold '-' or a digit). Counts them; fills `out` unless NULL. */
-static size_t scan_numbers(const char *data, size_t len, struct num_text *out)
+static size_t scan_numbers(const char *data, size_t len, struct json_num_text *out)
 {
     bool in_string = false;
     size_t n = 0;
@@ -679,7 +475,7 @@ static size_t scan_numbers(const char *data, size_t len, struct num_text *out)
 }
 
 /* The number nodes of a tree in document order, paired with the literals. */
-static void number_nodes(const cJSON *v, struct num_text *nums, size_t n, size_t *k)
+static void number_nodes(const cJSON *v, struct json_num_text *nums, size_t n, size_t *k)
 {
     for (; v != NULL; v = v->next) {
         if (cJSON_IsNumber(v)) {
@@ -693,15 +489,15 @@ static void number_nodes(const cJSON *v, struct num_text *nums, size_t n, size_t
 
 static int num_text_cmp(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)((const struct num_text *)a)->node;
-    uintptr_t y = (uintptr_t)((const struct num_text *)b)->node;
+    uintptr_t x = (uintptr_t)((const struct json_num_text *)a)->node;
+    uintptr_t y = (uintptr_t)((const struct json_num_text *)b)->node;
 
     return x < y ? -1 : x > y;
 }
 
 /* Pair each number node with its text. Should the two ever disagree on
  * the count, the table is dropped and the doubles are used. */
-static int index_numbers(struct dec *d, const char *data, size_t len, const cJSON *root)
+static int index_numbers(struct json_dec *d, const char *data, size_t len, const cJSON *root)
 {
     size_t n = scan_numbers(data, len, NULL), k = 0;
 
@@ -709,7 +505,7 @@ static int index_numbers(struct dec *d, const char *data, size_t len, const cJSO
         return 0;
     d->nums = calloc(n, sizeof(*d->nums));
     if (d->nums == NULL)
-        return dec_oom(d);
+        return json_dec_oom(d);
     scan_numbers(data, len, d->nums);
     number_nodes(root, d->nums, n, &k);
     if (k != n) {
@@ -722,13 +518,34 @@ static int index_numbers(struct dec *d, const char *data, size_t len, const cJSO
     return 0;
 }
 
-static const struct num_text *find_number(const struct dec *d, const cJSON *v)
+static const struct json_num_text *find_number(const struct json_dec *d, const cJSON *v)
 {
-    struct num_text key = {.node = v};
+    struct json_num_text key = {.node = v};
 
     if (d->nums == NULL)
         return NULL;
     return bsearch(&key, d->nums, d->n_nums, sizeof(*d->nums), num_text_cmp);
+}
+
+/* A JSON number whose literal breaks the grammar cJSON is lenient about
+ * (leading zeros). */
+static int check_number_text(struct json_dec *d, const cJSON *v, const struct json_path *at)
+{
+    const struct json_num_text *lit = find_number(d, v);
+    char quoted[JSON_ECHO_MAX + 8], *text;
+    bool ok;
+
+    if (lit == NULL)
+        return 0;
+    text = malloc(lit->len + 1);
+    if (text == NULL)
+        return json_dec_oom(d);
+    memcpy(text, lit->text, lit->len);
+    text[lit->len] = '\0';
+    ok = json_number_text(text, false);
+    json_names_echo(quoted, sizeof(quoted), text);
+    free(text);
+    return ok ? 0 : json_names_fail(d->err, at, "expected a number, got '%s'", quoted);
 }
 
 static bool is_blank(const char *data, size_t len)
@@ -792,40 +609,13 @@ static int parse_json(const char *data, size_t len, cJSON **root, struct berth_e
     return 0;
 }
 
-/* Append the lowerCamelCase path ("config.storage[0].path",
- * "config.metadata[\"k\"]"). Best effort: a full buffer truncates it. */
-static void path_render(const struct path *at, struct buf *b)
-{
-    char name[128], key[ECHO_MAX + 8];
-
-    if (at == NULL)
-        return;
-    path_render(at->up, b);
-    switch (at->kind) {
-    case SEG_FIELD:
-        json_codec_camel_name(at->field->name, name, sizeof(name));
-        if (buf_printf(b, NULL, "%s%s", at->up != NULL ? "." : "", name) < 0)
-            return;
-        break;
-    case SEG_INDEX:
-        if (buf_printf(b, NULL, "[%zu]", at->index) < 0)
-            return;
-        break;
-    case SEG_KEY:
-        echo_quote(key, sizeof(key), at->key);
-        if (buf_printf(b, NULL, "[\"%s\"]", key) < 0)
-            return;
-        break;
-    }
-}
-
 /* A short description of a JSON value for "got ..." in messages. */
 static const char *describe(const cJSON *v, char *tmp, size_t tmpsz)
 {
-    char quoted[ECHO_MAX + 8];
+    char quoted[JSON_ECHO_MAX + 8];
 
     if (cJSON_IsString(v)) {
-        echo_quote(quoted, sizeof(quoted), v->valuestring);
+        json_names_echo(quoted, sizeof(quoted), v->valuestring);
         snprintf(tmp, tmpsz, "'%s'", quoted);
         return tmp;
     }
@@ -845,46 +635,23 @@ static const char *describe(const cJSON *v, char *tmp, size_t tmpsz)
 }
 
 /* invalid_argument: "<before>'<path>'<after>". */
-static int dec_fail_at(struct dec *d, const struct path *at, const char *before, const char *after)
-{
-    struct buf path;
 
-    buf_init(&path, PATH_MAX_BYTES);
-    path_render(at, &path);
-    berth_err_set(d->err, BERTH_INVALID_ARGUMENT, "%s'%s'%s", before,
-                  path.data != NULL ? path.data : "", after);
-    buf_release(&path);
-    return -1;
-}
-
-/* invalid_argument: "invalid value for field '<path>': <detail>". */
-static int dec_fail(struct dec *d, const struct path *at, const char *fmt, ...)
-{
-    char detail[256];
-    va_list ap;
-
-    detail[0] = ':';
-    detail[1] = ' ';
-    va_start(ap, fmt);
-    vsnprintf(detail + 2, sizeof(detail) - 2, fmt, ap);
-    va_end(ap);
-    return dec_fail_at(d, at, "invalid value for field ", detail);
-}
-
-static int dec_fail_got(struct dec *d, const struct path *at, const char *expected, const cJSON *v)
+int json_dec_fail_got(struct json_dec *d, const struct json_path *at, const char *expected,
+                      const cJSON *v)
 {
     char tmp[64];
 
-    return dec_fail(d, at, "expected %s, got %s", expected, describe(v, tmp, sizeof(tmp)));
+    return json_names_fail(d->err, at, "expected %s, got %s", expected,
+                           describe(v, tmp, sizeof(tmp)));
 }
 
-static int dec_oom(struct dec *d)
+int json_dec_oom(struct json_dec *d)
 {
     return berth_err_set(d->err, BERTH_RESOURCE_EXHAUSTED, "out of memory decoding JSON");
 }
 
 /* Zeroed memory from the caller's allocator (system allocator if NULL). */
-static void *mem_alloc(struct dec *d, size_t size)
+void *json_dec_alloc(struct json_dec *d, size_t size)
 {
     void *p;
 
@@ -892,65 +659,61 @@ static void *mem_alloc(struct dec *d, size_t size)
         size = 1;
     p = d->alloc != NULL ? d->alloc->alloc(d->alloc->allocator_data, size) : malloc(size);
     if (p == NULL) {
-        dec_oom(d);
+        json_dec_oom(d);
         return NULL;
     }
     memset(p, 0, size);
     return p;
 }
 
-static ProtobufCMessage *new_message(struct dec *d, const ProtobufCMessageDescriptor *desc)
+ProtobufCMessage *json_dec_new_message(struct json_dec *d, const ProtobufCMessageDescriptor *desc)
 {
-    ProtobufCMessage *m = mem_alloc(d, desc->sizeof_message);
+    ProtobufCMessage *m = json_dec_alloc(d, desc->sizeof_message);
 
     if (m != NULL)
         protobuf_c_message_init(desc, m);
     return m;
 }
 
-static char *copy_string(struct dec *d, const char *s)
+char *json_dec_strndup(struct json_dec *d, const char *s, size_t n)
 {
-    size_t n = strlen(s);
-    char *p = mem_alloc(d, n + 1);
+    char *p = json_dec_alloc(d, n + 1);
 
     if (p != NULL)
-        memcpy(p, s, n + 1);
+        memcpy(p, s, n);
     return p;
 }
 
 /* Fill `msg` from the members of `obj`. Whatever is allocated is linked
  * into `msg` at once, so freeing the root message frees it on any error. */
-static int dec_message(struct dec *d, const ProtobufCMessageDescriptor *desc, const cJSON *obj,
-                       ProtobufCMessage *msg, const struct path *at, int depth)
+int json_dec_fields(struct json_dec *d, const ProtobufCMessageDescriptor *desc, const cJSON *obj,
+                    ProtobufCMessage *msg, const struct json_path *at, int depth)
 {
     unsigned char small[64], *seen = small;
     int rc = -1;
 
-    if (depth > JSON_CODEC_MAX_DEPTH)
-        return dec_fail_at(d, at, "message nesting deeper than " DEPTH_TEXT " levels at field ",
-                           "");
     if (desc->n_fields > sizeof(small)) {
         seen = calloc(desc->n_fields, 1);
         if (seen == NULL)
-            return dec_oom(d);
+            return json_dec_oom(d);
     } else {
         memset(small, 0, sizeof(small));
     }
     for (const cJSON *item = obj->child; item != NULL; item = item->next) {
         unsigned i = 0;
-        const ProtobufCFieldDescriptor *f = find_field(desc, item->string, &i);
-        struct path here = {at, SEG_FIELD, f, 0, NULL};
+        const ProtobufCFieldDescriptor *f = json_names_find_field(desc, item->string, &i);
+        struct json_path here = {at, SEG_FIELD, f, 0, NULL};
 
         if (f == NULL)
             continue; /* unknown keys are ignored, whatever their value */
         if (seen[i]) {
-            dec_fail_at(d, &here, "field ", " given more than once");
+            json_names_fail_at(d->err, &here, "field ", " given more than once");
             goto out;
         }
         seen[i] = 1;
-        if (cJSON_IsNull(item))
+        if (cJSON_IsNull(item) && !wkt_takes_null(f))
             continue;
-        if (dec_field(d, f, item, msg, &here, depth) < 0)
+        if (json_dec_field(d, f, item, msg, &here, depth) < 0)
             goto out;
     }
     rc = 0;
@@ -960,19 +723,38 @@ out:
     return rc;
 }
 
-static int dec_field(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                     ProtobufCMessage *msg, const struct path *at, int depth)
+int json_dec_field(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                   ProtobufCMessage *msg, const struct json_path *at, int depth)
 {
-    if (is_map_field(f))
+    if (json_names_is_map(f))
         return dec_map(d, f, v, msg, at, depth);
     if (f->label == PROTOBUF_C_LABEL_REPEATED)
         return dec_repeated(d, f, v, msg, at, depth);
     return dec_singular(d, f, v, msg, at, depth);
 }
 
+int json_dec_submessage(struct json_dec *d, const ProtobufCMessageDescriptor *desc, const cJSON *v,
+                        ProtobufCMessage **slot, const struct json_path *at, int depth)
+{
+    ProtobufCMessage *sub;
+
+    if (depth > JSON_CODEC_MAX_DEPTH)
+        return json_names_fail_at(
+            d->err, at, "message nesting deeper than " JSON_DEPTH_TEXT " levels at field ", "");
+    if (!wkt_is_special(desc) && !cJSON_IsObject(v))
+        return json_dec_fail_got(d, at, "an object", v);
+    sub = json_dec_new_message(d, desc);
+    if (sub == NULL)
+        return -1;
+    *slot = sub;
+    if (wkt_is_special(desc))
+        return wkt_decode(d, desc, v, sub, at, depth);
+    return json_dec_fields(d, desc, v, sub, at, depth);
+}
+
 /* A plain, optional or oneof field: sets has_ or the oneof case too. */
-static int dec_singular(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                        ProtobufCMessage *msg, const struct path *at, int depth)
+static int dec_singular(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                        ProtobufCMessage *msg, const struct json_path *at, int depth)
 {
     char *base = (char *)msg;
     uint32_t *oneof_case = NULL;
@@ -986,7 +768,7 @@ static int dec_singular(struct dec *d, const ProtobufCFieldDescriptor *f, const 
                 protobuf_c_message_descriptor_get_field(msg->descriptor, (int)*oneof_case);
             char name[128];
             json_codec_camel_name(other != NULL ? other->name : "?", name, sizeof(name));
-            return dec_fail(d, at, "its oneof is already set by '%s'", name);
+            return json_names_fail(d->err, at, "its oneof is already set by '%s'", name);
         }
         /* Set before decoding, so a message or string is freed on error. */
         *oneof_case = f->id;
@@ -1007,32 +789,32 @@ static int dec_singular(struct dec *d, const ProtobufCFieldDescriptor *f, const 
     return 0;
 }
 
-static int dec_repeated(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                        ProtobufCMessage *msg, const struct path *at, int depth)
+static int dec_repeated(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                        ProtobufCMessage *msg, const struct json_path *at, int depth)
 {
     char *base = (char *)msg;
     size_t *count = (size_t *)(void *)(base + f->quantifier_offset);
-    size_t elsize = type_size(f->type), n, i = 0;
+    size_t elsize = json_names_type_size(f->type), n, i = 0;
     char *arr;
 
     if (!cJSON_IsArray(v))
-        return dec_fail_got(d, at, "an array", v);
+        return json_dec_fail_got(d, at, "an array", v);
     n = (size_t)cJSON_GetArraySize(v);
     if (n == 0)
         return 0;
     if (n > SIZE_MAX / elsize)
-        return dec_oom(d);
-    arr = mem_alloc(d, n * elsize);
+        return json_dec_oom(d);
+    arr = json_dec_alloc(d, n * elsize);
     if (arr == NULL)
         return -1;
     *(void **)(void *)(base + f->offset) = arr;
     *count = 0;
     for (const cJSON *el = v->child; el != NULL; el = el->next, i++) {
-        struct path here = {at, SEG_INDEX, NULL, i, NULL};
+        struct json_path here = {at, SEG_INDEX, NULL, i, NULL};
         int r;
 
-        if (cJSON_IsNull(el))
-            return dec_fail(d, &here, "null is not allowed in a list");
+        if (cJSON_IsNull(el) && !wkt_takes_null(f))
+            return json_names_fail(d->err, &here, "null is not allowed in a list");
         /* Counted before decoding, so a half-built element is freed too
          * (the array is zeroed: NULL pointers free as nothing). */
         (*count)++;
@@ -1045,103 +827,94 @@ static int dec_repeated(struct dec *d, const ProtobufCFieldDescriptor *f, const 
     return 0;
 }
 
-static int dec_map(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                   ProtobufCMessage *msg, const struct path *at, int depth)
+/* A map from a JSON object: one entry per member, then the entries of keys
+ * given twice ("1" and "1", or "true" twice) reduced to the last one. */
+static int dec_map(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                   ProtobufCMessage *msg, const struct json_path *at, int depth)
 {
     const ProtobufCMessageDescriptor *entry_desc = f->descriptor;
+    const ProtobufCFieldDescriptor *key_f, *val_f;
     char *base = (char *)msg;
     size_t *count = (size_t *)(void *)(base + f->quantifier_offset);
     ProtobufCMessage **arr;
-    struct key_ref *refs = NULL;
-    size_t n, nrefs = 0;
-    int rc = -1;
+    size_t n;
 
     if (!cJSON_IsObject(v))
-        return dec_fail_got(d, at, "an object", v);
+        return json_dec_fail_got(d, at, "an object", v);
     n = (size_t)cJSON_GetArraySize(v);
     if (n == 0)
         return 0;
-    if (n > SIZE_MAX / sizeof(*refs))
-        return dec_oom(d);
-    arr = mem_alloc(d, n * sizeof(*arr));
+    if (n > SIZE_MAX / sizeof(*arr))
+        return json_dec_oom(d);
+    arr = json_dec_alloc(d, n * sizeof(*arr));
     if (arr == NULL)
         return -1;
     *(void **)(void *)(base + f->offset) = arr;
     *count = 0;
-    refs = malloc(n * sizeof(*refs));
-    if (refs == NULL) {
-        dec_oom(d);
-        goto out;
-    }
+    json_names_entry_fields(entry_desc, &key_f, &val_f);
     for (const cJSON *item = v->child; item != NULL; item = item->next) {
-        struct path here = {at, SEG_KEY, NULL, 0, item->string != NULL ? item->string : ""};
+        struct json_path here = {at, SEG_KEY, NULL, 0, item->string != NULL ? item->string : ""};
         ProtobufCMessage *entry;
         int r;
 
-        if (cJSON_IsNull(item)) {
-            dec_fail(d, &here, "null is not allowed as a map value");
-            goto out;
-        }
-        entry = new_message(d, entry_desc);
+        if (cJSON_IsNull(item) && !wkt_takes_null(val_f))
+            return json_names_fail(d->err, &here, "null is not allowed as a map value");
+        entry = json_dec_new_message(d, entry_desc);
         if (entry == NULL)
-            goto out;
+            return -1;
         arr[(*count)++] = entry;
-        r = dec_map_entry(d, entry_desc, item, entry, &refs[nrefs], &here, depth);
+        r = dec_map_entry(d, entry_desc, item, entry, &here, depth);
         if (r < 0)
-            goto out;
+            return -1;
         if (r > 0) { /* an unknown enum name: the entry is dropped */
             arr[--(*count)] = NULL;
             protobuf_c_message_free_unpacked(entry, d->alloc);
-            continue;
         }
-        nrefs++;
     }
-    rc = check_duplicate_keys(d, refs, nrefs, at);
-out:
-    free(refs);
-    return rc;
+    if (pb_check_dedupe_entries(f, arr, count, d->alloc) < 0)
+        return json_dec_oom(d);
+    return 0;
 }
 
 /* Key and value of one entry; 1 when the value is an unknown enum name. */
-static int dec_map_entry(struct dec *d, const ProtobufCMessageDescriptor *entry_desc,
-                         const cJSON *item, ProtobufCMessage *entry, struct key_ref *ref,
-                         const struct path *at, int depth)
+static int dec_map_entry(struct json_dec *d, const ProtobufCMessageDescriptor *entry_desc,
+                         const cJSON *item, ProtobufCMessage *entry, const struct json_path *at,
+                         int depth)
 {
     const ProtobufCFieldDescriptor *key_f, *val_f;
     char *base = (char *)entry;
 
-    entry_fields(entry_desc, &key_f, &val_f);
-    if (dec_map_key(d, key_f, at->key, base + key_f->offset, ref, at) < 0)
+    json_names_entry_fields(entry_desc, &key_f, &val_f);
+    if (dec_map_key(d, key_f, item, base + key_f->offset, at) < 0)
         return -1;
     return dec_value(d, val_f, item, base + val_f->offset, at, depth);
 }
 
 /* Map keys are JSON strings whatever the key type: parse per type. */
-static int dec_map_key(struct dec *d, const ProtobufCFieldDescriptor *key_f, const char *key,
-                       void *slot, struct key_ref *ref, const struct path *at)
+static int dec_map_key(struct json_dec *d, const ProtobufCFieldDescriptor *key_f, const cJSON *item,
+                       void *slot, const struct json_path *at)
 {
+    const struct json_bad_string *bad = find_bad(d, item, true);
+    const char *key = at->key;
     bool neg = false;
     uint64_t mag = 0;
     char *copy;
 
-    ref->str = NULL;
-    ref->ordered = 0;
-    ref->given = key;
+    if (bad != NULL)
+        return fail_escape(d, bad, at);
     switch (key_f->type) {
     case PROTOBUF_C_TYPE_STRING:
-        if (!utf8_valid(key))
-            return dec_fail(d, at, "expected a map key in valid UTF-8");
-        copy = copy_string(d, key);
+        if (!utf8_valid(key, strlen(key)))
+            return json_names_fail(d->err, at, "expected a map key in valid UTF-8");
+        copy = json_dec_strndup(d, key, strlen(key));
         if (copy == NULL)
             return -1;
         *(char **)slot = copy;
-        ref->str = copy;
         return 0;
     case PROTOBUF_C_TYPE_BOOL:
         if (strcmp(key, "true") != 0 && strcmp(key, "false") != 0)
-            return dec_fail(d, at, "expected a map key of true or false");
+            return json_names_fail(d->err, at, "expected a map key of true or false");
         *(protobuf_c_boolean *)slot = key[0] == 't';
-        ref->ordered = key[0] == 't';
         return 0;
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
@@ -1153,48 +926,24 @@ static int dec_map_key(struct dec *d, const ProtobufCFieldDescriptor *key_f, con
     case PROTOBUF_C_TYPE_FIXED32:
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        if (int_from_text(d, key, key_f->type, at, &neg, &mag) < 0 ||
-            int_store(d, key_f->type, neg, mag, slot, at) < 0)
+        if (int_from_text(d, key, true, key_f->type, at, &neg, &mag) < 0)
             return -1;
-        /* Flip the sign bit so negative keys sort below positive ones. */
-        ref->ordered = neg && mag != 0 ? (uint64_t)0 - mag : mag;
-        ref->ordered ^= (uint64_t)1 << 63;
-        return 0;
+        return int_store(d, key_f->type, neg, mag, slot, at);
     default:
-        return dec_fail(d, at, "map keys of type %s are not supported", type_name(key_f->type));
+        return json_names_fail(d->err, at, "map keys of type %s are not supported",
+                               json_names_type_name(key_f->type));
     }
-}
-
-static int key_ref_cmp(const void *a, const void *b)
-{
-    const struct key_ref *x = a, *y = b;
-
-    if (x->str != NULL && y->str != NULL)
-        return strcmp(x->str, y->str);
-    return x->ordered < y->ordered ? -1 : x->ordered > y->ordered;
-}
-
-/* The same key twice ("1" and "01" are the same int key) is an error. */
-static int check_duplicate_keys(struct dec *d, struct key_ref *refs, size_t n,
-                                const struct path *at)
-{
-    if (n < 2)
-        return 0;
-    qsort(refs, n, sizeof(*refs), key_ref_cmp);
-    for (size_t i = 1; i < n; i++) {
-        if (key_ref_cmp(&refs[i - 1], &refs[i]) == 0) {
-            struct path here = {at, SEG_KEY, NULL, 0, refs[i].given};
-            return dec_fail(d, &here, "duplicate map key");
-        }
-    }
-    return 0;
 }
 
 /* One value of field f's type into `slot`: 0, -1 on error, 1 when it is an
  * enum name this schema does not know (the caller leaves it unset). */
-static int dec_value(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v, void *slot,
-                     const struct path *at, int depth)
+static int dec_value(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                     void *slot, const struct json_path *at, int depth)
 {
+    const struct json_bad_string *bad = cJSON_IsString(v) ? find_bad(d, v, false) : NULL;
+
+    if (bad != NULL)
+        return fail_escape(d, bad, at);
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
@@ -1212,7 +961,7 @@ static int dec_value(struct dec *d, const ProtobufCFieldDescriptor *f, const cJS
         return dec_floating(d, f->type, v, slot, at);
     case PROTOBUF_C_TYPE_BOOL:
         if (!cJSON_IsBool(v))
-            return dec_fail_got(d, at, "true or false", v);
+            return json_dec_fail_got(d, at, "true or false", v);
         *(protobuf_c_boolean *)slot = cJSON_IsTrue(v) ? 1 : 0;
         return 0;
     case PROTOBUF_C_TYPE_ENUM:
@@ -1222,84 +971,93 @@ static int dec_value(struct dec *d, const ProtobufCFieldDescriptor *f, const cJS
     case PROTOBUF_C_TYPE_BYTES:
         return dec_bytes(d, v, slot, at);
     case PROTOBUF_C_TYPE_MESSAGE:
-        return dec_submessage(d, f, v, slot, at, depth);
+        return json_dec_submessage(d, f->descriptor, v, slot, at, depth + 1);
     }
-    return dec_fail(d, at, "unsupported field type");
+    return json_names_fail(d->err, at, "unsupported field type");
 }
 
 /* Sign and magnitude of an integer given as a JSON number or string. */
-static int int_from_json(struct dec *d, const cJSON *v, ProtobufCType type, const struct path *at,
-                         bool *neg, uint64_t *mag)
+static int int_from_json(struct json_dec *d, const cJSON *v, ProtobufCType type,
+                         const struct json_path *at, bool *neg, uint64_t *mag)
 {
-    const struct num_text *lit;
+    const struct json_num_text *lit;
     double x, ax;
 
     if (cJSON_IsString(v))
-        return int_from_text(d, v->valuestring, type, at, neg, mag);
+        return int_from_text(d, v->valuestring, false, type, at, neg, mag);
     if (!cJSON_IsNumber(v))
-        return dec_fail_got(d, at, "an integer", v);
+        return json_dec_fail_got(d, at, "an integer", v);
     lit = find_number(d, v);
     if (lit != NULL) {
         char *text = malloc(lit->len + 1);
         enum num_result r;
         if (text == NULL)
-            return dec_oom(d);
+            return json_dec_oom(d);
         memcpy(text, lit->text, lit->len);
         text[lit->len] = '\0';
-        r = parse_decimal(text, neg, mag);
+        r = parse_decimal(text, false, neg, mag);
+        if (r == NUM_SYNTAX) { /* a leading zero: cJSON takes "01" */
+            char quoted[JSON_ECHO_MAX + 8];
+            json_names_echo(quoted, sizeof(quoted), text);
+            free(text);
+            return json_names_fail(d->err, at, "expected an integer, got '%s'", quoted);
+        }
         free(text);
         if (r == NUM_OK)
             return 0;
         if (r == NUM_RANGE)
-            return dec_fail(d, at, "value out of range for %s", type_name(type));
+            return json_names_fail(d->err, at, "value out of range for %s",
+                                   json_names_type_name(type));
         if (r == NUM_FRACTION)
-            return dec_fail_got(d, at, "an integer", v);
+            return json_dec_fail_got(d, at, "an integer", v);
     }
     /* No literal text (never expected): only what a double holds exactly,
      * integers below 2^53. */
     x = v->valuedouble;
     if (isinf(x))
-        return dec_fail(d, at, "value out of range for %s", type_name(type));
+        return json_names_fail(d->err, at, "value out of range for %s", json_names_type_name(type));
     if (isnan(x) || x != trunc(x))
-        return dec_fail_got(d, at, "an integer", v);
+        return json_dec_fail_got(d, at, "an integer", v);
     ax = fabs(x);
     if (ax >= 0x1p53)
-        return dec_fail(d, at, "integer beyond 2^53 in a JSON number; send it as a string");
+        return json_names_fail(d->err, at,
+                               "integer beyond 2^53 in a JSON number; send it as a string");
     *neg = x < 0;
     *mag = (uint64_t)ax;
     return 0;
 }
 
-static int int_from_text(struct dec *d, const char *s, ProtobufCType type, const struct path *at,
-                         bool *neg, uint64_t *mag)
+static int int_from_text(struct json_dec *d, const char *s, bool map_key, ProtobufCType type,
+                         const struct json_path *at, bool *neg, uint64_t *mag)
 {
-    char quoted[ECHO_MAX + 8];
+    char quoted[JSON_ECHO_MAX + 8];
 
-    switch (parse_decimal(s, neg, mag)) {
+    switch (parse_decimal(s, map_key, neg, mag)) {
     case NUM_OK:
         return 0;
     case NUM_RANGE:
-        return dec_fail(d, at, "value out of range for %s", type_name(type));
+        return json_names_fail(d->err, at, "value out of range for %s", json_names_type_name(type));
     case NUM_SYNTAX:
     case NUM_FRACTION:
         break;
     }
-    echo_quote(quoted, sizeof(quoted), s);
-    return dec_fail(d, at, "expected an integer, got '%s'", quoted);
+    json_names_echo(quoted, sizeof(quoted), s);
+    return json_names_fail(d->err, at, "expected an integer, got '%s'", quoted);
 }
 
 /* Range-check for `type` and store into its slot. */
-static int int_store(struct dec *d, ProtobufCType type, bool neg, uint64_t mag, void *slot,
-                     const struct path *at)
+static int int_store(struct json_dec *d, ProtobufCType type, bool neg, uint64_t mag, void *slot,
+                     const struct json_path *at)
 {
     bool is_unsigned = type == PROTOBUF_C_TYPE_UINT32 || type == PROTOBUF_C_TYPE_FIXED32 ||
                        type == PROTOBUF_C_TYPE_UINT64 || type == PROTOBUF_C_TYPE_FIXED64;
-    bool wide = type_size(type) == 8;
+    bool wide = json_names_type_size(type) == 8;
     uint64_t limit;
 
     if (is_unsigned) {
         if (neg && mag != 0)
-            return dec_fail(d, at, "expected a non-negative integer for %s", type_name(type));
+            return json_names_fail(d->err, at, "expected a non-negative integer for %s",
+                                   json_names_type_name(type));
         limit = wide ? UINT64_MAX : UINT32_MAX;
     } else {
         limit = wide ? (uint64_t)INT64_MAX : (uint64_t)INT32_MAX;
@@ -1307,7 +1065,7 @@ static int int_store(struct dec *d, ProtobufCType type, bool neg, uint64_t mag, 
             limit++;
     }
     if (mag > limit)
-        return dec_fail(d, at, "value out of range for %s", type_name(type));
+        return json_names_fail(d->err, at, "value out of range for %s", json_names_type_name(type));
     if (is_unsigned) {
         if (wide)
             *(uint64_t *)slot = mag;
@@ -1326,8 +1084,8 @@ static int int_store(struct dec *d, ProtobufCType type, bool neg, uint64_t mag, 
     return 0;
 }
 
-static int dec_integer(struct dec *d, ProtobufCType type, const cJSON *v, void *slot,
-                       const struct path *at)
+static int dec_integer(struct json_dec *d, ProtobufCType type, const cJSON *v, void *slot,
+                       const struct json_path *at)
 {
     bool neg = false;
     uint64_t mag = 0;
@@ -1339,15 +1097,18 @@ static int dec_integer(struct dec *d, ProtobufCType type, const cJSON *v, void *
 
 /* Floats and doubles: numbers, numeric strings, "NaN", "Infinity",
  * "-Infinity". Finite input that overflows the type is out of range. */
-static int dec_floating(struct dec *d, ProtobufCType type, const cJSON *v, void *slot,
-                        const struct path *at)
+static int dec_floating(struct json_dec *d, ProtobufCType type, const cJSON *v, void *slot,
+                        const struct json_path *at)
 {
     double x;
 
     if (cJSON_IsNumber(v)) {
+        if (check_number_text(d, v, at) < 0)
+            return -1;
         x = v->valuedouble;
         if (!isfinite(x)) /* cJSON turns 1e999 into infinity */
-            return dec_fail(d, at, "value out of range for %s", type_name(type));
+            return json_names_fail(d->err, at, "value out of range for %s",
+                                   json_names_type_name(type));
     } else if (cJSON_IsString(v)) {
         const char *s = v->valuestring;
         char *end = NULL;
@@ -1358,20 +1119,21 @@ static int dec_floating(struct dec *d, ProtobufCType type, const cJSON *v, void 
         } else if (strcmp(s, "-Infinity") == 0) {
             x = -INFINITY;
         } else {
-            if (!json_number_text(s))
-                return dec_fail_got(d, at, "a number", v);
+            if (!json_number_text(s, false))
+                return json_dec_fail_got(d, at, "a number", v);
             x = strtod(s, &end);
             if (end == NULL || *end != '\0')
-                return dec_fail_got(d, at, "a number", v);
+                return json_dec_fail_got(d, at, "a number", v);
             if (!isfinite(x))
-                return dec_fail(d, at, "value out of range for %s", type_name(type));
+                return json_names_fail(d->err, at, "value out of range for %s",
+                                       json_names_type_name(type));
         }
     } else {
-        return dec_fail_got(d, at, "a number", v);
+        return json_dec_fail_got(d, at, "a number", v);
     }
     if (type == PROTOBUF_C_TYPE_FLOAT) {
         if (isfinite(x) && fabs(x) >= FLOAT_ROUND_LIMIT)
-            return dec_fail(d, at, "value out of range for float");
+            return json_names_fail(d->err, at, "value out of range for float");
         *(float *)slot = (float)x;
     } else {
         *(double *)slot = x;
@@ -1380,13 +1142,17 @@ static int dec_floating(struct dec *d, ProtobufCType type, const cJSON *v, void 
 }
 
 /* By name (unknown: 1, left unset) or by number (kept even if unnamed). */
-static int dec_enum(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v, void *slot,
-                    const struct path *at)
+static int dec_enum(struct json_dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
+                    void *slot, const struct json_path *at)
 {
     const ProtobufCEnumValue *ev;
     bool neg = false;
     uint64_t mag = 0;
 
+    if (cJSON_IsNull(v) && wkt_is_null_enum(f->descriptor)) {
+        *(int32_t *)slot = 0;
+        return 0;
+    }
     if (cJSON_IsString(v)) {
         ev = protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, v->valuestring);
         if (ev == NULL)
@@ -1395,28 +1161,28 @@ static int dec_enum(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSO
         return 0;
     }
     if (!cJSON_IsNumber(v))
-        return dec_fail_got(d, at, "an enum name or number", v);
+        return json_dec_fail_got(d, at, "an enum name or number", v);
     if (int_from_json(d, v, PROTOBUF_C_TYPE_INT32, at, &neg, &mag) < 0)
         return -1;
     return int_store(d, PROTOBUF_C_TYPE_INT32, neg, mag, slot, at);
 }
 
-static int dec_string(struct dec *d, const cJSON *v, void *slot, const struct path *at)
+static int dec_string(struct json_dec *d, const cJSON *v, void *slot, const struct json_path *at)
 {
     char *copy;
 
     if (!cJSON_IsString(v))
-        return dec_fail_got(d, at, "a string", v);
-    if (!utf8_valid(v->valuestring))
-        return dec_fail(d, at, "expected valid UTF-8");
-    copy = copy_string(d, v->valuestring);
+        return json_dec_fail_got(d, at, "a string", v);
+    if (json_dec_check_string(d, v, at) < 0)
+        return -1;
+    copy = json_dec_strndup(d, v->valuestring, strlen(v->valuestring));
     if (copy == NULL)
         return -1;
     *(char **)slot = copy;
     return 0;
 }
 
-static int dec_bytes(struct dec *d, const cJSON *v, void *slot, const struct path *at)
+static int dec_bytes(struct json_dec *d, const cJSON *v, void *slot, const struct json_path *at)
 {
     ProtobufCBinaryData *bd = slot;
     const char *s;
@@ -1424,614 +1190,20 @@ static int dec_bytes(struct dec *d, const cJSON *v, void *slot, const struct pat
     unsigned char *data;
 
     if (!cJSON_IsString(v))
-        return dec_fail_got(d, at, "a base64 string", v);
+        return json_dec_fail_got(d, at, "a base64 string", v);
     s = v->valuestring;
     n = strlen(s);
-    if (b64_decode(s, n, NULL, &outlen) < 0)
-        return dec_fail(d, at, "expected standard or URL-safe base64");
+    if (base64_check(s, n, &outlen) < 0)
+        return json_names_fail(d->err, at, "expected standard or URL-safe base64");
     bd->len = 0;
     bd->data = NULL;
     if (outlen == 0)
         return 0;
-    data = mem_alloc(d, outlen);
+    data = json_dec_alloc(d, outlen);
     if (data == NULL)
         return -1;
-    if (b64_decode(s, n, data, &outlen) < 0) /* cannot fail: validated above */
-        return dec_fail(d, at, "expected standard or URL-safe base64");
+    base64_decode_into(s, n, data);
     bd->data = data;
     bd->len = outlen;
     return 0;
-}
-
-static int dec_submessage(struct dec *d, const ProtobufCFieldDescriptor *f, const cJSON *v,
-                          void *slot, const struct path *at, int depth)
-{
-    ProtobufCMessage *sub;
-
-    if (!cJSON_IsObject(v))
-        return dec_fail_got(d, at, "an object", v);
-    sub = new_message(d, f->descriptor);
-    if (sub == NULL)
-        return -1;
-    *(ProtobufCMessage **)slot = sub;
-    return dec_message(d, f->descriptor, v, sub, at, depth + 1);
-}
-
-/* ===================================================================== */
-/* strings of binary messages                                             */
-/* ===================================================================== */
-
-int json_codec_check_binary(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                            struct berth_err *err)
-{
-    struct dec d = {NULL, err, NULL, 0};
-
-    return bin_message(&d, desc, data, len, NULL, 1);
-}
-
-static int wire_varint(struct wire *w, uint64_t *v)
-{
-    uint64_t x = 0;
-
-    for (unsigned shift = 0; shift < 64 && w->pos < w->len; shift += 7) {
-        uint8_t b = w->p[w->pos++];
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Read the next field's tag and skip its value; -1 when the bytes end early
- * or hold a wire type proto3 does not use. */
-static int wire_next(struct wire *w, struct wire_field *f)
-{
-    uint64_t tag, n;
-
-    if (wire_varint(w, &tag) < 0)
-        return -1;
-    f->number = (uint32_t)(tag >> 3);
-    f->type = (unsigned)(tag & 7);
-    f->data = NULL;
-    f->len = 0;
-    switch (f->type) {
-    case 0:
-        return wire_varint(w, &n);
-    case 1:
-        n = 8;
-        break;
-    case 5:
-        n = 4;
-        break;
-    case WIRE_LEN:
-        if (wire_varint(w, &n) < 0)
-            return -1;
-        break;
-    default:
-        return -1;
-    }
-    if (n > w->len - w->pos)
-        return -1;
-    if (f->type == WIRE_LEN) {
-        f->data = w->p + w->pos;
-        f->len = (size_t)n;
-    }
-    w->pos += (size_t)n;
-    return 0;
-}
-
-/* Why string bytes cannot be a protobuf-c string, or NULL when they can. */
-static const char *wire_string_problem(const uint8_t *data, size_t len)
-{
-    size_t i = 0;
-
-    if (memchr(data, '\0', len) != NULL)
-        return "a string may not hold a NUL byte";
-    while (i < len) {
-        size_t n = json_codec_utf8_len((const char *)data + i, len - i);
-        if (n == 0)
-            return "expected a string in valid UTF-8";
-        i += n;
-    }
-    return NULL;
-}
-
-/* Check every string of a message, walking its wire bytes by descriptor:
- * protobuf-c hands strings over as char *, so a NUL inside one is only
- * visible here. `seen` counts the elements of each repeated field, for the
- * index in an error path. */
-static int bin_message(struct dec *d, const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                       size_t len, const struct path *up, int depth)
-{
-    struct wire w = {data, len, 0};
-    struct wire_field wf;
-    size_t *seen = NULL;
-    int rc = -1;
-
-    if (depth > JSON_CODEC_MAX_DEPTH) {
-        dec_fail(d, up, "messages nested deeper than " DEPTH_TEXT " levels");
-        goto out;
-    }
-    if (desc->n_fields > 0) {
-        seen = calloc(desc->n_fields, sizeof(*seen));
-        if (seen == NULL) {
-            berth_err_set(d->err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking strings");
-            goto out;
-        }
-    }
-    while (w.pos < w.len) {
-        const ProtobufCFieldDescriptor *f;
-        struct path at, elem;
-
-        if (wire_next(&w, &wf) < 0) {
-            berth_err_set(d->err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
-                          desc->name);
-            goto out;
-        }
-        if (wf.type != WIRE_LEN)
-            continue;
-        f = protobuf_c_message_descriptor_get_field(desc, wf.number);
-        if (f == NULL || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
-            continue;
-        at = (struct path){.up = up, .kind = SEG_FIELD, .field = f};
-        if (is_map_field(f)) {
-            if (bin_map_entry(d, f, &wf, &at, depth) < 0)
-                goto out;
-            continue;
-        }
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            elem = (struct path){.up = &at, .kind = SEG_INDEX, .index = seen[f - desc->fields]++};
-            if (bin_field(d, f, &wf, &elem, depth) < 0)
-                goto out;
-        } else if (bin_field(d, f, &wf, &at, depth) < 0) {
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    free(seen);
-    return rc;
-}
-
-/* One string or message value of field f at path `at`. */
-static int bin_field(struct dec *d, const ProtobufCFieldDescriptor *f, const struct wire_field *wf,
-                     const struct path *at, int depth)
-{
-    const char *problem;
-
-    if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-        return bin_message(d, f->descriptor, wf->data, wf->len, at, depth + 1);
-    problem = wire_string_problem(wf->data, wf->len);
-    return problem != NULL ? dec_fail(d, at, "%s", problem) : 0;
-}
-
-/* A map entry: the key first (its text goes into the path of the value when
- * it is a string), then the value. */
-static int bin_map_entry(struct dec *d, const ProtobufCFieldDescriptor *f,
-                         const struct wire_field *wf, const struct path *at, int depth)
-{
-    const ProtobufCFieldDescriptor *key_f, *val_f;
-    struct wire w = {wf->data, wf->len, 0};
-    struct wire_field kv, val = {0, 0, NULL, 0};
-    struct path elem = {.up = at, .kind = SEG_KEY, .key = NULL};
-    char key[ECHO_MAX + 2];
-    int has_val = 0;
-
-    entry_fields(f->descriptor, &key_f, &val_f);
-    while (w.pos < w.len) {
-        if (wire_next(&w, &kv) < 0)
-            return berth_err_set(d->err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
-                                 ((const ProtobufCMessageDescriptor *)f->descriptor)->name);
-        if (kv.type != WIRE_LEN)
-            continue;
-        if (kv.number == key_f->id && key_f->type == PROTOBUF_C_TYPE_STRING) {
-            const char *problem = wire_string_problem(kv.data, kv.len);
-            size_t n = kv.len < sizeof(key) - 1 ? kv.len : sizeof(key) - 1;
-            if (problem != NULL)
-                return dec_fail(d, at, "map key: %s", problem);
-            memcpy(key, kv.data, n);
-            key[n] = '\0';
-            elem.key = key;
-        } else if (kv.number == val_f->id) {
-            val = kv;
-            has_val = 1;
-        }
-    }
-    if (!has_val ||
-        (val_f->type != PROTOBUF_C_TYPE_STRING && val_f->type != PROTOBUF_C_TYPE_MESSAGE))
-        return 0;
-    return bin_field(d, val_f, &val, elem.key != NULL ? &elem : at, depth);
-}
-
-/* ===================================================================== */
-/* encoding                                                               */
-/* ===================================================================== */
-
-int json_codec_encode(const ProtobufCMessage *msg, struct buf *out, struct berth_err *err)
-{
-    struct enc e = {out, err};
-
-    if (msg == NULL || msg->descriptor == NULL)
-        return berth_err_set(err, BERTH_INTERNAL, "no message to encode");
-    return enc_message(&e, msg, 1);
-}
-
-/* The proto3 default, which JSON output leaves out. */
-static bool is_zeroish(const ProtobufCFieldDescriptor *f, const void *slot)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        return *(const int32_t *)slot == 0;
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return *(const uint32_t *)slot == 0;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return *(const int64_t *)slot == 0;
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *)slot == 0;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return *(const float *)slot == 0; /* -0 too, as protobuf-c packs it */
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return *(const double *)slot == 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !*(const protobuf_c_boolean *)slot;
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(const char *const *)slot;
-        return s == NULL || s[0] == '\0';
-    }
-    case PROTOBUF_C_TYPE_BYTES:
-        return ((const ProtobufCBinaryData *)slot)->len == 0;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return *(const void *const *)slot == NULL;
-    }
-    return true;
-}
-
-/* Presence as protobuf-c's packer sees it, so JSON and binary agree. */
-static bool field_present(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
-{
-    const char *base = (const char *)msg;
-    const void *slot = base + f->offset;
-    const void *quant = base + f->quantifier_offset;
-    bool pointer = f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE;
-
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)quant > 0;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-        if (*(const uint32_t *)quant != f->id)
-            return false;
-        if (!pointer)
-            return true;
-    } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL) {
-        if (!pointer)
-            return *(const protobuf_c_boolean *)quant;
-    } else if (f->label == PROTOBUF_C_LABEL_NONE) {
-        return !is_zeroish(f, slot);
-    } else if (!pointer) {
-        return true; /* proto2 required */
-    }
-    return *(const void *const *)slot != NULL && *(const void *const *)slot != f->default_value;
-}
-
-static int enc_append(struct enc *e, const char *s, size_t n)
-{
-    return buf_append(e->out, s, n, e->err);
-}
-
-static int enc_puts(struct enc *e, const char *s)
-{
-    return buf_appends(e->out, s, e->err);
-}
-
-/* "\"vmId\":" from "vm_id"; proto names never need escaping. */
-static int enc_name(struct enc *e, const char *proto_name)
-{
-    const char *p = proto_name;
-
-    if (enc_append(e, "\"", 1) < 0)
-        return -1;
-    while (*p != '\0') {
-        size_t run = strcspn(p, "_");
-        if (enc_append(e, p, run) < 0)
-            return -1;
-        p += run;
-        while (*p == '_')
-            p++;
-        if (*p != '\0') {
-            char c = *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
-            if (enc_append(e, &c, 1) < 0)
-                return -1;
-            p++;
-        }
-    }
-    return enc_append(e, "\":", 2);
-}
-
-static int enc_message(struct enc *e, const ProtobufCMessage *msg, int depth)
-{
-    const ProtobufCMessageDescriptor *desc = msg->descriptor;
-    bool first = true;
-
-    if (depth > JSON_CODEC_MAX_DEPTH)
-        return berth_err_set(e->err, BERTH_INTERNAL, "message nesting deeper than %d levels",
-                             JSON_CODEC_MAX_DEPTH);
-    if (enc_append(e, "{", 1) < 0)
-        return -1;
-    for (unsigned i = 0; i < desc->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &desc->fields[i];
-        if (!field_present(msg, f))
-            continue;
-        if ((!first && enc_append(e, ",", 1) < 0) || enc_name(e, f->name) < 0 ||
-            enc_field(e, msg, f, depth) < 0)
-            return -1;
-        first = false;
-    }
-    return enc_append(e, "}", 1);
-}
-
-static int enc_field(struct enc *e, const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f,
-                     int depth)
-{
-    const char *base = (const char *)msg;
-    const void *slot = base + f->offset;
-
-    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-        size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
-        const void *arr = *(const void *const *)slot;
-        if (is_map_field(f))
-            return enc_map(e, f, arr, n, depth);
-        return enc_repeated(e, f, arr, n, depth);
-    }
-    return enc_value(e, f, slot, depth);
-}
-
-static int enc_repeated(struct enc *e, const ProtobufCFieldDescriptor *f, const void *arr, size_t n,
-                        int depth)
-{
-    size_t elsize = type_size(f->type);
-
-    if (enc_append(e, "[", 1) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if ((i > 0 && enc_append(e, ",", 1) < 0) ||
-            enc_value(e, f, (const char *)arr + i * elsize, depth) < 0)
-            return -1;
-    return enc_append(e, "]", 1);
-}
-
-/* A map as an object; values are written even when they are defaults. */
-static int enc_map(struct enc *e, const ProtobufCFieldDescriptor *f,
-                   const ProtobufCMessage *const *entries, size_t n, int depth)
-{
-    const ProtobufCFieldDescriptor *key_f, *val_f;
-    bool first = true;
-
-    entry_fields(f->descriptor, &key_f, &val_f);
-    if (enc_append(e, "{", 1) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        const char *entry = (const char *)entries[i];
-        if (entry == NULL)
-            continue;
-        if ((!first && enc_append(e, ",", 1) < 0) ||
-            enc_map_key(e, key_f, entry + key_f->offset) < 0 || enc_append(e, ":", 1) < 0 ||
-            enc_value(e, val_f, entry + val_f->offset, depth) < 0)
-            return -1;
-        first = false;
-    }
-    return enc_append(e, "}", 1);
-}
-
-static int enc_map_key(struct enc *e, const ProtobufCFieldDescriptor *key_f, const void *slot)
-{
-    switch (key_f->type) {
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(const char *const *)slot;
-        return enc_string(e, s != NULL ? s : "");
-    }
-    case PROTOBUF_C_TYPE_BOOL:
-        return enc_puts(e, *(const protobuf_c_boolean *)slot ? "\"true\"" : "\"false\"");
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return buf_printf(e->out, e->err, "\"%" PRId32 "\"", *(const int32_t *)slot);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return buf_printf(e->out, e->err, "\"%" PRIu32 "\"", *(const uint32_t *)slot);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return buf_printf(e->out, e->err, "\"%" PRId64 "\"", *(const int64_t *)slot);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return buf_printf(e->out, e->err, "\"%" PRIu64 "\"", *(const uint64_t *)slot);
-    default:
-        return berth_err_set(e->err, BERTH_INTERNAL, "map key of type %s cannot be encoded",
-                             type_name(key_f->type));
-    }
-}
-
-static int enc_value(struct enc *e, const ProtobufCFieldDescriptor *f, const void *slot, int depth)
-{
-    const ProtobufCEnumValue *ev;
-    const ProtobufCMessage *sub;
-    const char *s;
-
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return buf_printf(e->out, e->err, "%" PRId32, *(const int32_t *)slot);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return buf_printf(e->out, e->err, "%" PRIu32, *(const uint32_t *)slot);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return buf_printf(e->out, e->err, "\"%" PRId64 "\"", *(const int64_t *)slot);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return buf_printf(e->out, e->err, "\"%" PRIu64 "\"", *(const uint64_t *)slot);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return enc_float(e, *(const float *)slot);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return enc_double(e, *(const double *)slot);
-    case PROTOBUF_C_TYPE_BOOL:
-        return enc_puts(e, *(const protobuf_c_boolean *)slot ? "true" : "false");
-    case PROTOBUF_C_TYPE_ENUM:
-        ev = protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int32_t *)slot);
-        if (ev == NULL)
-            return buf_printf(e->out, e->err, "%" PRId32, *(const int32_t *)slot);
-        return buf_printf(e->out, e->err, "\"%s\"", ev->name);
-    case PROTOBUF_C_TYPE_STRING:
-        s = *(const char *const *)slot;
-        return enc_string(e, s != NULL ? s : "");
-    case PROTOBUF_C_TYPE_BYTES:
-        return enc_bytes(e, slot);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        sub = *(const ProtobufCMessage *const *)slot;
-        if (sub == NULL)
-            return enc_puts(e, "{}");
-        return enc_message(e, sub, depth + 1);
-    }
-    return berth_err_set(e->err, BERTH_INTERNAL, "field '%s' has an unknown type", f->name);
-}
-
-/* Shortest text that reads back to the same double; integral values in
- * plain digits ("1000000", not "1e+06"). */
-static int enc_double(struct enc *e, double x)
-{
-    char tmp[40];
-
-    if (isnan(x))
-        return enc_puts(e, "\"NaN\"");
-    if (isinf(x))
-        return enc_puts(e, x > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-    if (x == trunc(x) && fabs(x) < 1e17) {
-        snprintf(tmp, sizeof(tmp), "%.0f", x);
-        return enc_puts(e, tmp);
-    }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", prec, x);
-        if (strtod(tmp, NULL) == x)
-            break;
-    }
-    return enc_puts(e, tmp);
-}
-
-static int enc_float(struct enc *e, float x)
-{
-    char tmp[40];
-
-    if (isnan(x))
-        return enc_puts(e, "\"NaN\"");
-    if (isinf(x))
-        return enc_puts(e, x > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-    if (x == truncf(x) && fabsf(x) < 1e17f) {
-        snprintf(tmp, sizeof(tmp), "%.0f", (double)x);
-        return enc_puts(e, tmp);
-    }
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", prec, (double)x);
-        if (strtof(tmp, NULL) == x)
-            break;
-    }
-    return enc_puts(e, tmp);
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped,
- * UTF-8 passed through, bytes that are not UTF-8 written as U+FFFD. */
-static int enc_string(struct enc *e, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s, *run = p;
-
-    if (enc_append(e, "\"", 1) < 0)
-        return -1;
-    while (*p != '\0') {
-        const char *esc = NULL;
-        char hex[8];
-        size_t n = utf8_seq_len(p);
-
-        if (n > 1 || (n == 1 && *p >= 0x20 && *p != '"' && *p != '\\')) {
-            p += n;
-            continue;
-        }
-        switch (*p) {
-        case '"':
-            esc = "\\\"";
-            break;
-        case '\\':
-            esc = "\\\\";
-            break;
-        case '\b':
-            esc = "\\b";
-            break;
-        case '\f':
-            esc = "\\f";
-            break;
-        case '\n':
-            esc = "\\n";
-            break;
-        case '\r':
-            esc = "\\r";
-            break;
-        case '\t':
-            esc = "\\t";
-            break;
-        default:
-            if (n == 0) {
-                esc = "\\ufffd";
-            } else {
-                snprintf(hex, sizeof(hex), "\\u%04x", *p);
-                esc = hex;
-            }
-        }
-        if (enc_append(e, (const char *)run, (size_t)(p - run)) < 0 || enc_puts(e, esc) < 0)
-            return -1;
-        p++;
-        run = p;
-    }
-    if (enc_append(e, (const char *)run, (size_t)(p - run)) < 0)
-        return -1;
-    return enc_append(e, "\"", 1);
-}
-
-/* Standard base64 with padding, written in chunks. */
-static int enc_bytes(struct enc *e, const ProtobufCBinaryData *bd)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char chunk[64];
-    size_t n = 0;
-
-    if (enc_append(e, "\"", 1) < 0)
-        return -1;
-    for (size_t i = 0; i < bd->len; i += 3) {
-        size_t left = bd->len - i;
-        uint32_t v = (uint32_t)bd->data[i] << 16;
-        if (left > 1)
-            v |= (uint32_t)bd->data[i + 1] << 8;
-        if (left > 2)
-            v |= bd->data[i + 2];
-        chunk[n++] = alphabet[(v >> 18) & 63];
-        chunk[n++] = alphabet[(v >> 12) & 63];
-        chunk[n++] = left > 1 ? alphabet[(v >> 6) & 63] : '=';
-        chunk[n++] = left > 2 ? alphabet[v & 63] : '=';
-        if (n == sizeof(chunk)) {
-            if (enc_append(e, chunk, n) < 0)
-                return -1;
-            n = 0;
-        }
-    }
-    if (enc_append(e, chunk, n) < 0)
-        return -1;
-    return enc_append(e, "\"", 1);
 }
