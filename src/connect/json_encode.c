@@ -282,7 +282,8 @@ int json_enc_value(struct json_enc *e, const ProtobufCFieldDescriptor *f, const 
     case PROTOBUF_C_TYPE_BOOL:
         return json_enc_puts(e, *(const protobuf_c_boolean *)slot ? "true" : "false");
     case PROTOBUF_C_TYPE_ENUM:
-        if (wkt_is_null_enum(f->descriptor))
+        /* NULL_VALUE is null; an unknown number stays a number. */
+        if (wkt_is_null_enum(f->descriptor) && *(const int32_t *)slot == 0)
             return json_enc_puts(e, "null");
         ev = protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int32_t *)slot);
         if (ev == NULL)

@@ -552,7 +552,7 @@ static int enc_field_mask(struct json_enc *e, const ProtobufCMessage *msg)
             rc = buf_append(&camel, "", 0, e->err);
         if (rc == 0)
             snake_path(camel.data, camel.len, &back, e->err, &rc);
-        if (rc == 0 && (strcmp(back.data, p) != 0 || strchr(camel.data, ',') != NULL)) {
+        if (rc == 0 && (strcmp(back.data, p) != 0 || strpbrk(camel.data, ",_") != NULL)) {
             char quoted[JSON_ECHO_MAX + 8];
             json_names_echo(quoted, sizeof(quoted), p);
             rc = berth_err_set(e->err, BERTH_INTERNAL,

@@ -1480,6 +1480,7 @@ static void test_wkt_accepts(void)
         {"list value", WKT, "{\"list\":[1,[2],{\"a\":null}]}", "{\"list\":[1,[2],{\"a\":null}]}"},
         {"value as the root", VALUE, "[1,\"a\",null]", "[1,\"a\",null]"},
         {"null value enum", WKT, "{\"nullValue\":null}", "{}"},
+        {"null value enum of an unknown number", WKT, "{\"nullValue\":5}", "{\"nullValue\":5}"},
         {"field mask", WKT, "{\"mask\":\"fooBar,baz,a.bC\"}", "{\"mask\":\"fooBar,baz,a.bC\"}"},
         {"empty field mask", WKT, "{\"mask\":\"\"}", "{\"mask\":\"\"}"},
         {"empty", WKT, "{\"empty\":{}}", "{\"empty\":{}}"},
