@@ -38,8 +38,8 @@ static int patch_escapes(const char *data, size_t len, char **patched, size_t **
 static void string_nodes(const cJSON *v, bool in_object, size_t *k, const size_t *bad_index,
                          size_t n_bad, struct json_bad_string *out, size_t *found);
 static int node_cmp(const void *a, const void *b);
-static int index_bad_strings(struct json_dec *d, const char *data, size_t len, const cJSON *root,
-                             const size_t *bad_at, size_t n_bad);
+static int index_bad_strings(struct json_dec *d, const cJSON *root, const size_t *bad_at,
+                             size_t n_bad);
 static const struct json_bad_string *find_bad(const struct json_dec *d, const cJSON *v, bool key);
 static int parse_json(const char *data, size_t len, cJSON **root, struct berth_err *err);
 static size_t scan_numbers(const char *data, size_t len, struct json_num_text *out);
@@ -208,8 +208,7 @@ int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, 
         text = patched;
     if (parse_json(text, len, &root, err) < 0)
         goto out;
-    if (index_numbers(&d, text, len, root) < 0 ||
-        index_bad_strings(&d, text, len, root, bad_at, n_bad) < 0)
+    if (index_numbers(&d, text, len, root) < 0 || index_bad_strings(&d, root, bad_at, n_bad) < 0)
         goto out;
     if (dec_root(&d, desc, root, &msg) < 0)
         goto out;
@@ -286,10 +285,10 @@ static enum bad_escape escape_problem(const char *data, size_t len, size_t at, b
 
 /* cJSON takes a bad \u escape quietly (a NUL that cuts the string) or
  * fails the whole body, so neither could name the field. Find them first:
- * each string token holding one is recorded (its index in document order,
- * in bad_at[2i], and the escape's byte and kind in bad_at[2i + 1]) and a
- * copy of the body gets its backslash replaced, so it parses. *patched
- * stays NULL when there is nothing to patch. */
+ * each string token holding one is recorded as a triple in *bad_at (its
+ * index among the string tokens in document order, the escape's byte, its
+ * kind) and a copy of the body gets the escape's backslash replaced by '?',
+ * so it parses. *patched stays NULL when there is nothing to patch. */
 static int patch_escapes(const char *data, size_t len, char **patched, size_t **bad_at,
                          size_t *n_bad, struct berth_err *err)
 {
@@ -391,13 +390,11 @@ static int node_cmp(const void *a, const void *b)
 
 /* Pair the bad string tokens with their nodes. Should the walk not find
  * them all, the body is refused at the first one's byte. */
-static int index_bad_strings(struct json_dec *d, const char *data, size_t len, const cJSON *root,
-                             const size_t *bad_at, size_t n_bad)
+static int index_bad_strings(struct json_dec *d, const cJSON *root, const size_t *bad_at,
+                             size_t n_bad)
 {
     size_t k = 0, found = 0;
 
-    (void)data;
-    (void)len;
     if (n_bad == 0)
         return 0;
     d->bad = calloc(n_bad, sizeof(*d->bad));
