@@ -1,6 +1,9 @@
 /* proto3 JSON <-> protobuf-c messages, driven only by descriptors: no
- * per-message code. The rules are those of the Connect protocol's JSON
- * mapping (lowerCamelCase out, both names in, 64-bit integers as strings, ...). */
+ * per-message code. The rules are those of protobuf's JSON mapping as the
+ * Connect protocol uses it (lowerCamelCase out, both names in, 64-bit
+ * integers as strings, the last of a map key given twice wins, the
+ * well-known types in their special forms, ...). The binary path's checks
+ * are in berth/pb_check.h. */
 #ifndef BERTH_JSON_CODEC_H
 #define BERTH_JSON_CODEC_H
 
@@ -15,7 +18,8 @@
 /* Deepest message nesting accepted on input. */
 #define JSON_CODEC_MAX_DEPTH 64
 
-/* Parse `len` bytes of JSON into a new message of type `desc`, allocated with
+/* Parse `len` bytes of JSON into a new message of type `desc` (an object,
+ * or for a well-known type its JSON form), allocated with
  * `alloc` (usually the request arena: the caller frees nothing field by field;
  * with a NULL allocator free with protobuf_c_message_free_unpacked(msg, NULL)).
  * On failure: -1 and err holds invalid_argument naming the field path
@@ -24,23 +28,12 @@ int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, 
                       ProtobufCAllocator *alloc, ProtobufCMessage **out,
                       struct berth_err *err) BERTH_MUST_USE;
 
-/* Append the proto3 JSON form of `msg` to `out` (default values omitted,
- * never null). -1 with err when `out`'s cap or memory ran out. */
+/* Append the proto3 JSON form of `msg` to `out` (default values omitted;
+ * null only for google.protobuf.NullValue). -1 with err when `out`'s cap or
+ * memory ran out, or internal when a well-known type holds what its JSON
+ * form cannot say (a Timestamp past year 9999, an Any of an unknown type). */
 int json_codec_encode(const ProtobufCMessage *msg, struct buf *out,
                       struct berth_err *err) BERTH_MUST_USE;
-
-/* Check the strings of a binary protobuf message (`len` bytes, already
- * unpacked fine as `desc`) as connect-go does: string fields, at any depth
- * (nested, repeated, map keys and values), must be valid UTF-8 without NUL
- * bytes, which protobuf-c's char * would cut short. Nesting deeper than
- * JSON_CODEC_MAX_DEPTH is refused too. -1 with invalid_argument naming the
- * field path (as json_codec_decode does) when one is not. */
-int json_codec_check_binary(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                            struct berth_err *err) BERTH_MUST_USE;
-
-/* Length of the well-formed UTF-8 sequence at p (1-4 bytes, at most
- * `avail`), or 0 when the bytes there are not one. */
-size_t json_codec_utf8_len(const char *p, size_t avail);
 
 /* The lowerCamelCase JSON name of a proto field name ("vm_id" -> "vmId")
  * written into out (size outsz, truncated). */

@@ -15,6 +15,8 @@
 #include "berth/gzip.h"
 #include "berth/json_codec.h"
 #include "berth/log.h"
+#include "berth/pb_check.h"
+#include "berth/utf8.h"
 
 #define ACCEPT_POST "application/json, application/json; charset=utf-8, application/proto"
 #define CT_JSON "application/json"
@@ -66,7 +68,7 @@ static int utf8_repair(const char *s, struct buf *out)
     size_t len = strlen(s), i = 0;
 
     while (i < len) {
-        size_t n = json_codec_utf8_len(s + i, len - i);
+        size_t n = utf8_seq_len(s + i, len - i);
         if (n == 0) {
             if (buf_append(out, "\xef\xbf\xbd", 3, NULL) < 0)
                 return -1;
@@ -391,8 +393,10 @@ static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct ber
     if (*in == NULL)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
                              cs->route->input->name);
-    /* protobuf-c takes any bytes for a string and cuts it at a NUL. */
-    return json_codec_check_binary(cs->route->input, (const uint8_t *)cs->body, cs->body_len, err);
+    /* protobuf-c takes any bytes for a string and cuts it at a NUL, and
+     * keeps every entry of a map key given twice. */
+    return pb_check_input(cs->route->input, (const uint8_t *)cs->body, cs->body_len, *in,
+                          arena_allocator(cs->arena), err);
 }
 
 static int encode_output(struct call_state *cs, const ProtobufCMessage *out, struct berth_err *err)

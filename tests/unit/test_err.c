@@ -1,7 +1,7 @@
 /* The Connect code table and the first-writer-wins error setter. */
 #include "berth/buf.h"
 #include "berth/err.h"
-#include "berth/json_codec.h"
+#include "berth/utf8.h"
 #include "testlib.h"
 
 static void test_codes(void)
@@ -47,13 +47,13 @@ static void test_first_writer_wins(void)
     CHECK_STR(err.msg, "vm 'a  b' not found");
 }
 
-/* Valid UTF-8 by the rules of json_codec_utf8_len. */
+/* Valid UTF-8 by the rules of utf8_seq_len. */
 static int utf8_ok(const char *s)
 {
     size_t len = strlen(s);
 
     for (size_t i = 0, n; i < len; i += n)
-        if ((n = json_codec_utf8_len(s + i, len - i)) == 0)
+        if ((n = utf8_seq_len(s + i, len - i)) == 0)
             return 0;
     return 1;
 }

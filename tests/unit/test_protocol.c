@@ -4,14 +4,14 @@
 #include <string.h>
 
 #include "berth/connect.h"
-#include "berth/json_codec.h"
+#include "berth/utf8.h"
 #include "berth/log.h"
 #include "testlib.h"
 
 static int utf8_ok(const char *s, size_t len)
 {
     for (size_t i = 0, n; i < len; i += n)
-        if ((n = json_codec_utf8_len(s + i, len - i)) == 0)
+        if ((n = utf8_seq_len(s + i, len - i)) == 0)
             return 0;
     return 1;
 }

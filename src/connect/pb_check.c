@@ -1,0 +1,396 @@
+/* The binary path's checks (see berth/pb_check.h): strings walked on the
+ * wire bytes by descriptor, and map entries reduced to the last per key on
+ * the unpacked message. The JSON decoder shares the reduction. */
+#include "berth/pb_check.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "berth/json_codec.h"
+#include "berth/utf8.h"
+#include "connect/json_internal.h"
+
+/* A cursor over protobuf wire bytes, and one field read from them. */
+struct wire {
+    const uint8_t *p;
+    size_t len;
+    size_t pos;
+};
+
+struct wire_field {
+    uint32_t number;
+    unsigned type;       /* wire type */
+    const uint8_t *data; /* length-delimited (type 2) only */
+    size_t len;
+};
+
+#define WIRE_LEN 2
+
+/* One entry while sorting by key: where it stood. */
+struct entry_ref {
+    const ProtobufCMessage *entry;
+    size_t pos;
+};
+
+static int wire_varint(struct wire *w, uint64_t *v);
+static int wire_next(struct wire *w, struct wire_field *f);
+static const char *wire_string_problem(const uint8_t *data, size_t len);
+static int bin_message(struct berth_err *err, const ProtobufCMessageDescriptor *desc,
+                       const uint8_t *data, size_t len, const struct json_path *up, int depth);
+static int bin_field(struct berth_err *err, const ProtobufCFieldDescriptor *f,
+                     const struct wire_field *wf, const struct json_path *at, int depth);
+static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *f,
+                         const struct wire_field *wf, const struct json_path *at, int depth);
+static int key_cmp(const void *a, const void *b, void *key_field);
+static int dedupe_message(ProtobufCMessage *msg, ProtobufCAllocator *alloc, int depth);
+
+int pb_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                     struct berth_err *err)
+{
+    return bin_message(err, desc, data, len, NULL, 1);
+}
+
+int pb_check_input(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                   ProtobufCMessage *msg, ProtobufCAllocator *alloc, struct berth_err *err)
+{
+    if (pb_check_strings(desc, data, len, err) < 0)
+        return -1;
+    return pb_check_dedupe(msg, alloc, err);
+}
+
+static int wire_varint(struct wire *w, uint64_t *v)
+{
+    uint64_t x = 0;
+
+    for (unsigned shift = 0; shift < 64 && w->pos < w->len; shift += 7) {
+        uint8_t b = w->p[w->pos++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Read the next field's tag and skip its value; -1 when the bytes end early
+ * or hold a wire type proto3 does not use. */
+static int wire_next(struct wire *w, struct wire_field *f)
+{
+    uint64_t tag, n;
+
+    if (wire_varint(w, &tag) < 0)
+        return -1;
+    f->number = (uint32_t)(tag >> 3);
+    f->type = (unsigned)(tag & 7);
+    f->data = NULL;
+    f->len = 0;
+    switch (f->type) {
+    case 0:
+        return wire_varint(w, &n);
+    case 1:
+        n = 8;
+        break;
+    case 5:
+        n = 4;
+        break;
+    case WIRE_LEN:
+        if (wire_varint(w, &n) < 0)
+            return -1;
+        break;
+    default:
+        return -1;
+    }
+    if (n > w->len - w->pos)
+        return -1;
+    if (f->type == WIRE_LEN) {
+        f->data = w->p + w->pos;
+        f->len = (size_t)n;
+    }
+    w->pos += (size_t)n;
+    return 0;
+}
+
+/* Why string bytes cannot be a protobuf-c string, or NULL when they can. */
+static const char *wire_string_problem(const uint8_t *data, size_t len)
+{
+    size_t i = 0;
+
+    if (memchr(data, '\0', len) != NULL)
+        return "a string may not hold a NUL byte";
+    while (i < len) {
+        size_t n = utf8_seq_len((const char *)data + i, len - i);
+        if (n == 0)
+            return "expected a string in valid UTF-8";
+        i += n;
+    }
+    return NULL;
+}
+
+/* Check every string of a message, walking its wire bytes by descriptor:
+ * protobuf-c hands strings over as char *, so a NUL inside one is only
+ * visible here. `seen` counts the elements of each repeated field, for the
+ * index in an error path. */
+static int bin_message(struct berth_err *err, const ProtobufCMessageDescriptor *desc,
+                       const uint8_t *data, size_t len, const struct json_path *up, int depth)
+{
+    struct wire w = {data, len, 0};
+    struct wire_field wf;
+    size_t *seen = NULL;
+    int rc = -1;
+
+    if (depth > JSON_CODEC_MAX_DEPTH) {
+        json_names_fail(err, up, "messages nested deeper than " JSON_DEPTH_TEXT " levels");
+        goto out;
+    }
+    if (desc->n_fields > 0) {
+        seen = calloc(desc->n_fields, sizeof(*seen));
+        if (seen == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking strings");
+            goto out;
+        }
+    }
+    while (w.pos < w.len) {
+        const ProtobufCFieldDescriptor *f;
+        struct json_path at, elem;
+
+        if (wire_next(&w, &wf) < 0) {
+            berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                          desc->name);
+            goto out;
+        }
+        if (wf.type != WIRE_LEN)
+            continue;
+        f = protobuf_c_message_descriptor_get_field(desc, wf.number);
+        if (f == NULL || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
+            continue;
+        at = (struct json_path){.up = up, .kind = SEG_FIELD, .field = f};
+        if (json_names_is_map(f)) {
+            if (bin_map_entry(err, f, &wf, &at, depth) < 0)
+                goto out;
+            continue;
+        }
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            elem =
+                (struct json_path){.up = &at, .kind = SEG_INDEX, .index = seen[f - desc->fields]++};
+            if (bin_field(err, f, &wf, &elem, depth) < 0)
+                goto out;
+        } else if (bin_field(err, f, &wf, &at, depth) < 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(seen);
+    return rc;
+}
+
+/* One string or message value of field f at path `at`. */
+static int bin_field(struct berth_err *err, const ProtobufCFieldDescriptor *f,
+                     const struct wire_field *wf, const struct json_path *at, int depth)
+{
+    const char *problem;
+
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+        return bin_message(err, f->descriptor, wf->data, wf->len, at, depth + 1);
+    problem = wire_string_problem(wf->data, wf->len);
+    return problem != NULL ? json_names_fail(err, at, "%s", problem) : 0;
+}
+
+/* A map entry: the key first (its text goes into the path of the value when
+ * it is a string), then the value. */
+static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *f,
+                         const struct wire_field *wf, const struct json_path *at, int depth)
+{
+    const ProtobufCFieldDescriptor *key_f, *val_f;
+    struct wire w = {wf->data, wf->len, 0};
+    struct wire_field kv, val = {0, 0, NULL, 0};
+    struct json_path elem = {.up = at, .kind = SEG_KEY, .key = NULL};
+    char key[JSON_ECHO_MAX + 2];
+    int has_val = 0;
+
+    json_names_entry_fields(f->descriptor, &key_f, &val_f);
+    while (w.pos < w.len) {
+        if (wire_next(&w, &kv) < 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                                 ((const ProtobufCMessageDescriptor *)f->descriptor)->name);
+        if (kv.type != WIRE_LEN)
+            continue;
+        if (kv.number == key_f->id && key_f->type == PROTOBUF_C_TYPE_STRING) {
+            const char *problem = wire_string_problem(kv.data, kv.len);
+            size_t n = kv.len < sizeof(key) - 1 ? kv.len : sizeof(key) - 1;
+            if (problem != NULL)
+                return json_names_fail(err, at, "map key: %s", problem);
+            memcpy(key, kv.data, n);
+            key[n] = '\0';
+            elem.key = key;
+        } else if (kv.number == val_f->id) {
+            val = kv;
+            has_val = 1;
+        }
+    }
+    if (!has_val ||
+        (val_f->type != PROTOBUF_C_TYPE_STRING && val_f->type != PROTOBUF_C_TYPE_MESSAGE))
+        return 0;
+    return bin_field(err, val_f, &val, elem.key != NULL ? &elem : at, depth);
+}
+
+/* ===================================================================== */
+/* map entries: the last one per key wins                                 */
+/* ===================================================================== */
+
+/* Order by key, then by position, so the last of equal keys sorts last. */
+static int key_cmp(const void *a, const void *b, void *key_field)
+{
+    const ProtobufCFieldDescriptor *key_f = key_field;
+    const struct entry_ref *x = a, *y = b;
+    const void *ka = (const char *)x->entry + key_f->offset;
+    const void *kb = (const char *)y->entry + key_f->offset;
+    int c = 0;
+
+    switch (key_f->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *sa = *(const char *const *)ka, *sb = *(const char *const *)kb;
+        c = strcmp(sa != NULL ? sa : "", sb != NULL ? sb : "");
+        break;
+    }
+    case PROTOBUF_C_TYPE_BOOL:
+        c = (*(const protobuf_c_boolean *)ka != 0) - (*(const protobuf_c_boolean *)kb != 0);
+        break;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        c = (*(const int32_t *)ka > *(const int32_t *)kb) -
+            (*(const int32_t *)ka < *(const int32_t *)kb);
+        break;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        c = (*(const uint32_t *)ka > *(const uint32_t *)kb) -
+            (*(const uint32_t *)ka < *(const uint32_t *)kb);
+        break;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        c = (*(const int64_t *)ka > *(const int64_t *)kb) -
+            (*(const int64_t *)ka < *(const int64_t *)kb);
+        break;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        c = (*(const uint64_t *)ka > *(const uint64_t *)kb) -
+            (*(const uint64_t *)ka < *(const uint64_t *)kb);
+        break;
+    default: /* not a valid map key type: keep every entry */
+        break;
+    }
+    if (c != 0)
+        return c;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+int pb_check_last_keys(const ProtobufCFieldDescriptor *f, const ProtobufCMessage *const *entries,
+                       size_t n, bool *keep)
+{
+    const ProtobufCFieldDescriptor *key_f, *val_f;
+    struct entry_ref *refs;
+    size_t nonnull = 0;
+
+    for (size_t i = 0; i < n; i++)
+        keep[i] = entries[i] != NULL;
+    if (n < 2)
+        return 0;
+    json_names_entry_fields(f->descriptor, &key_f, &val_f);
+    refs = malloc(n * sizeof(*refs));
+    if (refs == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (entries[i] != NULL)
+            refs[nonnull++] = (struct entry_ref){entries[i], i};
+    qsort_r(refs, nonnull, sizeof(*refs), key_cmp, (void *)key_f);
+    /* Of each run of equal keys all but the last are dropped. */
+    for (size_t i = 0; i + 1 < nonnull; i++) {
+        struct entry_ref a = refs[i], b = refs[i + 1];
+        a.pos = b.pos = 0;
+        if (key_cmp(&a, &b, (void *)key_f) == 0)
+            keep[refs[i].pos] = false;
+    }
+    free(refs);
+    return 0;
+}
+
+int pb_check_dedupe_entries(const ProtobufCFieldDescriptor *f, ProtobufCMessage **entries,
+                            size_t *n, ProtobufCAllocator *alloc)
+{
+    size_t kept = 0, count = *n;
+    bool *keep;
+
+    if (count < 2)
+        return 0;
+    keep = malloc(count * sizeof(*keep));
+    if (keep == NULL ||
+        pb_check_last_keys(f, (const ProtobufCMessage *const *)entries, count, keep) < 0) {
+        free(keep);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (keep[i]) {
+            entries[kept++] = entries[i];
+        } else if (entries[i] != NULL) {
+            protobuf_c_message_free_unpacked(entries[i], alloc);
+        }
+    }
+    for (size_t i = kept; i < count; i++)
+        entries[i] = NULL;
+    *n = kept;
+    free(keep);
+    return 0;
+}
+
+/* Every map of msg and of the messages in it; -1 out of memory, -2 when
+ * nested too deep. */
+static int dedupe_message(ProtobufCMessage *msg, ProtobufCAllocator *alloc, int depth)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    char *base = (char *)msg;
+
+    if (depth > JSON_CODEC_MAX_DEPTH)
+        return -2;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        void *slot = base + f->offset;
+        int r;
+
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t *n = (size_t *)(void *)(base + f->quantifier_offset);
+            ProtobufCMessage **arr = *(ProtobufCMessage ***)slot;
+            if (json_names_is_map(f) && pb_check_dedupe_entries(f, arr, n, alloc) < 0)
+                return -1;
+            for (size_t k = 0; k < *n; k++)
+                if (arr[k] != NULL && (r = dedupe_message(arr[k], alloc, depth + 1)) < 0)
+                    return r;
+            continue;
+        }
+        /* Members of a oneof share their storage: only the set one is read. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id)
+            continue;
+        if (*(ProtobufCMessage **)slot != NULL &&
+            (r = dedupe_message(*(ProtobufCMessage **)slot, alloc, depth + 1)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+int pb_check_dedupe(ProtobufCMessage *msg, ProtobufCAllocator *alloc, struct berth_err *err)
+{
+    int r = dedupe_message(msg, alloc, 1);
+
+    if (r == -1)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory reducing map entries");
+    if (r == -2)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "messages nested deeper than " JSON_DEPTH_TEXT " levels");
+    return 0;
+}
