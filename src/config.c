@@ -83,7 +83,8 @@ static const struct opt opt_table[] = {
     {"tls-client-ca", "BERTH_TLS_CLIENT_CA", OPT_STR, OFF(tls_client_ca), 0, 0, "",
      "PEM CA bundle; a client certificate signed by it is then required"},
     {"tls-allowed-ids", "BERTH_TLS_ALLOWED_IDS", OPT_STR, OFF(tls_allowed_ids), 0, 0, "",
-     "comma list of client certificate subjects or SPIFFE ids allowed to call (empty: any)"},
+     "client certificate SPIFFE ids or subjects (as `CN=ci,O=example`) allowed to call, separated "
+     "by `;` (empty: any)"},
     {"socket-mode", "BERTH_SOCKET_MODE", OPT_MODE, OFF(socket_mode), 0, 0777, "0660",
      "permission bits of a unix socket listener, octal"},
     {"socket-group", "BERTH_SOCKET_GROUP", OPT_STR, OFF(socket_group), 0, 0, "",

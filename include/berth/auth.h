@@ -14,7 +14,7 @@
 
 struct auth_config {
     const char *token_file;  /* "" or NULL: no tokens */
-    const char *allowed_ids; /* comma list of certificate subjects / SPIFFE ids; "" = any */
+    const char *allowed_ids; /* ;-separated certificate subjects / SPIFFE ids; "" = any */
     int client_ca;           /* 1 when a verified client certificate is required */
 };
 

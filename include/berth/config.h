@@ -35,7 +35,7 @@ struct berth_config {
     char *tls_cert;                 /* PEM; "" = plain HTTP */
     char *tls_key;
     char *tls_client_ca;   /* PEM; "" = no client certificate asked */
-    char *tls_allowed_ids; /* comma list of subjects / SPIFFE ids; "" = any */
+    char *tls_allowed_ids; /* ;-separated subjects / SPIFFE ids; "" = any */
     int64_t socket_mode;   /* permission bits of a unix listener */
     char *socket_group;    /* group of a unix listener; "" = berthd's own */
     int insecure_listen;   /* a non-loopback TCP listener without auth is allowed */

@@ -212,7 +212,7 @@ static int split_allowed(struct auth *a, const char *list)
     const char *p = list;
 
     while (p != NULL && *p != '\0') {
-        size_t n = strcspn(p, ",");
+        size_t n = strcspn(p, ";");
         size_t b = 0, e = n;
         char **grown;
 
@@ -231,7 +231,7 @@ static int split_allowed(struct auth *a, const char *list)
             a->n_allowed++;
         }
         p += n;
-        if (*p == ',')
+        if (*p == ';')
             p++;
     }
     return 0;
