@@ -61,7 +61,7 @@ static int backend_open(const struct berth_config *cfg, struct engine_stats *sta
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
-static int refuse_caller(struct berth_daemon *d, const struct http_request *req,
+static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
                          struct http_response *resp);
 static void *watcher_main(void *arg);
 static int watcher_wait(struct berth_daemon *d, int64_t ms);
@@ -258,9 +258,9 @@ void daemon_reload(struct berth_daemon *d)
 
 /* ---- HTTP routes ------------------------------------------------------ */
 
-/* Answer a request the front end refused (malformed framing) or that has
- * no caller where one is needed: 1 when resp is filled. */
-static int refuse_caller(struct berth_daemon *d, const struct http_request *req,
+/* Answer a request the front end found malformed, or one without a caller
+ * where one is needed: 1 when resp is filled. */
+static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
                          struct http_response *resp)
 {
     const struct berth_err *why = http_request_malformed(req);
@@ -272,7 +272,7 @@ static int refuse_caller(struct berth_daemon *d, const struct http_request *req,
                  resp->status, log_quote(&lq, why->msg));
         return 1;
     }
-    if (http_request_caller(req, &why) != NULL)
+    if (!need_caller || http_request_caller(req, &why) != NULL)
         return 0;
     connect_write_error(resp, why);
     if (why->code == BERTH_UNAUTHENTICATED && d->cfg->auth_token_file[0] != '\0')
@@ -305,8 +305,7 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
     int open_path = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
                     (strcmp(path, "/metrics") == 0 && !d->cfg->metrics_auth);
 
-    if (open_path ? http_request_malformed(req) != NULL && refuse_caller(d, req, resp)
-                  : refuse_caller(d, req, resp))
+    if (refuse_caller(d, req, !open_path, resp))
         return;
     if (strcmp(path, "/healthz") == 0) {
         size_t counts[5];

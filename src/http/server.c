@@ -1,6 +1,8 @@
-/* libmicrohttpd front end: our own listening socket (TCP v4/v6 or unix),
- * one thread per connection, bodies buffered up to the limit and discarded
- * past it, one handler call per complete request (see berth/http_server.h). */
+/* libmicrohttpd front end: our own listening socket (TCP v4/v6, TLS, or
+ * unix), one thread per connection, a reaper thread that enforces the read
+ * deadline, framing checks, the caller named once per request, bodies
+ * buffered up to the limit and discarded past it, one handler call per
+ * complete request (see berth/http_server.h). */
 #include "berth/http_server.h"
 
 #include <arpa/inet.h>
@@ -399,14 +401,15 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
         s->reaper_started = 1;
     }
     per_ip = s->is_unix ? 0 : cfg->max_connections_per_ip;
-    /* Strict for clients: besides the checks below, MHD then refuses a
-     * space in the request target and an HTTP/1.1 request without Host. */
+    /* MHD's own strictness (MHD_OPTION_STRICT_FOR_CLIENT above 0) answers
+     * with its HTML page; request_check_framing refuses the same requests
+     * with a Connect error instead. */
     if (s->tls != NULL && tls_state_trust_pem(s->tls) != NULL)
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
             cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-            MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
             on_tls_cert, MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
     else if (s->tls != NULL)
@@ -414,7 +417,7 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
                                   s->listen_fd, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
                                   MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                                   MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-                                  MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED,
+                                  MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED,
                                   on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                                   MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert, MHD_OPTION_END);
     else
@@ -422,7 +425,7 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
             cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-            MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
@@ -697,6 +700,10 @@ static void request_check_framing(struct http_request *req, const char *version)
     struct framing_scan fs = {.req = req};
     const char *problem;
 
+    if (strchr(req->path, ' ') != NULL || strchr(req->path, '\t') != NULL) {
+        framing_bad(req, "a space in the request target");
+        return;
+    }
     if (version != NULL && version[0] != '\0') {
         problem = line_end_problem(version, strlen(version));
         if (problem != NULL) {

@@ -65,6 +65,7 @@ describe("framing", { skip }, () => {
     ["obs-fold with a tab", post("X-Note: a\r\n\tb\r\n"), /obs-fold/],
     ["a space in a header name", post("X Note: a\r\n"), /space in a header name/],
     ["a space before the colon", post("X-Note : a\r\n"), /space in a header name/],
+    ["a space in the request target", `POST ${LIST} x HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`, /request target/],
   ];
   for (const [what, bytes, re] of bad) {
     test(`${what}: 400 with a Connect JSON error`, async () => {

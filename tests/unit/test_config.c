@@ -511,7 +511,6 @@ static void test_validation(void)
 {
     char *tokens = write_temp("# tokens\nci:abc123\n\n");
     char *empty = write_temp("# nothing here\n");
-    char *tok_arg = NULL, *empty_arg = NULL;
     struct {
         const char *what;
         const char *args[6];
@@ -580,8 +579,6 @@ static void test_validation(void)
     }
     free(tokens);
     free(empty);
-    free(tok_arg);
-    free(empty_arg);
     clear_env();
 }
 
