@@ -2,13 +2,25 @@
  * --check-config and the configuration docs all read this table. */
 #include "berth/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_LEVEL };
+#include "berth/auth.h"
+
+extern char **environ;
+
+/* OPT_BOOL: true/false, 1/0, yes/no; a bare flag means true. OPT_MODE:
+ * octal permission bits up to 0777. */
+enum opt_type { OPT_STR, OPT_INT, OPT_LEVEL, OPT_BOOL, OPT_MODE };
 
 struct opt {
     const char *name; /* flag without "--" */
@@ -24,7 +36,7 @@ struct opt {
 
 static const struct opt opt_table[] = {
     {"listen", "BERTH_LISTEN", OPT_STR, OFF(listen), 1, 0, "127.0.0.1:8080",
-     "address the API listens on, HOST:PORT (port 0 picks a free port)"},
+     "address the API listens on, HOST:PORT (port 0 picks a free port, 0 to 65535) or unix:PATH"},
     {"max-body-bytes", "BERTH_MAX_BODY_BYTES", OPT_INT, OFF(max_body_bytes), 1, 1073741824,
      "4194304", "largest request body accepted, after inflating gzip"},
     {"log-level", "BERTH_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info",
@@ -55,6 +67,30 @@ static const struct opt opt_table[] = {
      "seconds a cached VM metrics sample may get old"},
     {"ready-wait-ms", "BERTH_READY_WAIT_MS", OPT_INT, OFF(ready_wait_ms), 0, 600000, "10000",
      "how long an RPC waits for the start-up registry rebuild"},
+    {"read-timeout", "BERTH_READ_TIMEOUT", OPT_INT, OFF(read_timeout_s), 1, 3600, "10",
+     "seconds a client gets to send one request's headers and body, apart from the idle timeout"},
+    {"max-connections-per-ip", "BERTH_MAX_CONNECTIONS_PER_IP", OPT_INT, OFF(max_connections_per_ip),
+     0, 100000, "64", "concurrent connections from one client address (0: no limit)"},
+    {"auth-token-file", "BERTH_AUTH_TOKEN_FILE", OPT_STR, OFF(auth_token_file), 0, 0, "",
+     "file of bearer tokens, one `token` or `name:token` a line, re-read on SIGHUP (empty: no "
+     "tokens)"},
+    {"metrics-auth", "BERTH_METRICS_AUTH", OPT_BOOL, OFF(metrics_auth), 0, 0, "false",
+     "/metrics needs a caller as the RPCs do"},
+    {"tls-cert", "BERTH_TLS_CERT", OPT_STR, OFF(tls_cert), 0, 0, "",
+     "PEM certificate chain of the TLS listener, re-read on SIGHUP (empty: plain HTTP)"},
+    {"tls-key", "BERTH_TLS_KEY", OPT_STR, OFF(tls_key), 0, 0, "",
+     "PEM private key of --tls-cert, re-read on SIGHUP"},
+    {"tls-client-ca", "BERTH_TLS_CLIENT_CA", OPT_STR, OFF(tls_client_ca), 0, 0, "",
+     "PEM CA bundle; a client certificate signed by it is then required"},
+    {"tls-allowed-ids", "BERTH_TLS_ALLOWED_IDS", OPT_STR, OFF(tls_allowed_ids), 0, 0, "",
+     "client certificate SPIFFE ids or subjects (as `CN=ci,O=example`) allowed to call, separated "
+     "by `;` (empty: any)"},
+    {"socket-mode", "BERTH_SOCKET_MODE", OPT_MODE, OFF(socket_mode), 0, 0777, "0660",
+     "permission bits of a unix socket listener, octal"},
+    {"socket-group", "BERTH_SOCKET_GROUP", OPT_STR, OFF(socket_group), 0, 0, "",
+     "group (name or id) of a unix socket listener (empty: berthd's own)"},
+    {"insecure-listen", "BERTH_INSECURE_LISTEN", OPT_BOOL, OFF(insecure_listen), 0, 0, "false",
+     "allow a TCP listener on a non-loopback address without tokens or mTLS"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -64,6 +100,12 @@ static int opt_set(struct berth_config *cfg, const struct opt *o, const char *va
 static const struct opt *opt_find(const char *name, size_t len);
 static void config_usage(FILE *out);
 static void config_markdown(FILE *out);
+static void warn_unknown_env(void);
+static int check_ip_literal(const char *name, const char *value, struct berth_err *err);
+static int check_listen(const struct berth_config *cfg, struct berth_err *err);
+static int check_readable(const char *name, const char *path, struct berth_err *err);
+static int check_tls(const struct berth_config *cfg, struct berth_err *err);
+static int host_is_loopback(const char *host);
 
 static int opt_set(struct berth_config *cfg, const struct opt *o, const char *val,
                    const char *source, struct berth_err *err)
@@ -105,6 +147,28 @@ static int opt_set(struct berth_config *cfg, const struct opt *o, const char *va
                                  "%s '%s': expected error, warn, info or debug (%s)", o->name,
                                  quoted, source);
         return 0;
+    case OPT_BOOL:
+        if (strcasecmp(val, "true") == 0 || strcmp(val, "1") == 0 || strcasecmp(val, "yes") == 0)
+            *(int *)field = 1;
+        else if (strcasecmp(val, "false") == 0 || strcmp(val, "0") == 0 ||
+                 strcasecmp(val, "no") == 0)
+            *(int *)field = 0;
+        else
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "%s '%s': expected true or false (%s)", o->name, quoted, source);
+        return 0;
+    case OPT_MODE: {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(val, &end, 8);
+        if (errno || end == val || *end != '\0' || val[0] == '-' || v < o->min || v > o->max)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "%s '%s': expected octal permission bits up to 0777 (%s)", o->name,
+                                 quoted, source);
+        *(int64_t *)field = v;
+        return 0;
+    }
     }
     return berth_err_set(err, BERTH_INTERNAL, "option type");
 }
@@ -162,6 +226,12 @@ void config_print(const struct berth_config *cfg, FILE *out)
         case OPT_LEVEL:
             fprintf(out, "%s=%s\n", o->name, log_level_name(*(const enum log_level *)field));
             break;
+        case OPT_BOOL:
+            fprintf(out, "%s=%s\n", o->name, *(const int *)field ? "true" : "false");
+            break;
+        case OPT_MODE:
+            fprintf(out, "%s=0%03" PRIo64 "\n", o->name, *(const int64_t *)field);
+            break;
         }
     }
 }
@@ -217,6 +287,8 @@ int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
         }
         if (eq) {
             val = eq + 1;
+        } else if (o->type == OPT_BOOL) {
+            val = "true";
         } else if (i + 1 < argc) {
             val = argv[++i];
         } else {
@@ -226,11 +298,9 @@ int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
         if (opt_set(cfg, o, val, "flag", err) < 0)
             goto fail;
     }
-    if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "memory") != 0) {
-        berth_err_set(err, BERTH_INVALID_ARGUMENT, "backend '%.64s': expected docker or memory",
-                      cfg->backend);
+    warn_unknown_env();
+    if (config_validate(cfg, err) < 0)
         goto fail;
-    }
     if (check) {
         config_print(cfg, out);
         *action = CONFIG_EXIT_OK;
@@ -249,4 +319,183 @@ void config_release(struct berth_config *cfg)
             free(*field);
             *field = NULL;
         }
+}
+
+/* A BERTH_* variable that names no option is most likely a typo: say so,
+ * naming the variable (never its value). */
+static void warn_unknown_env(void)
+{
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        int known = 0;
+        struct log_quoted lq;
+        char *name;
+
+        if (strncmp(*e, "BERTH_", 6) != 0)
+            continue;
+        for (size_t i = 0; i < N_OPTS && !known; i++)
+            known = strlen(opt_table[i].env) == len && strncmp(opt_table[i].env, *e, len) == 0;
+        if (known)
+            continue;
+        name = strndup(*e, len);
+        log_warn("config.unknown_env", "name=%s reason=\"names no option\"",
+                 log_quote(&lq, name ? name : "BERTH_"));
+        free(name);
+    }
+}
+
+static int check_ip_literal(const char *name, const char *value, struct berth_err *err)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    char quoted[80];
+
+    if (inet_pton(AF_INET, value, addr) == 1 || inet_pton(AF_INET6, value, addr) == 1)
+        return 0;
+    berth_err_quote(quoted, sizeof(quoted), value, 64);
+    return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s '%s': expected an IP address", name,
+                         quoted);
+}
+
+int config_split_listen(const char *spec, char **host, unsigned *port, struct berth_err *err)
+{
+    const char *colon = strrchr(spec, ':'), *h = spec;
+    size_t hlen, plen;
+    unsigned long v = 0;
+    char quoted[80];
+
+    berth_err_quote(quoted, sizeof(quoted), spec, 64);
+    if (colon == NULL || colon == spec)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "listen '%s': expected HOST:PORT or unix:PATH", quoted);
+    plen = strlen(colon + 1);
+    /* Count the digits before adding them up: no overflow, whatever the length. */
+    if (plen == 0 || plen > 5 || strspn(colon + 1, "0123456789") != plen)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "listen '%s': the port must be a number from 0 to 65535", quoted);
+    for (size_t i = 0; i < plen; i++)
+        v = v * 10 + (unsigned long)(colon[1 + i] - '0');
+    if (v > 65535)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "listen '%s': the port must be a number from 0 to 65535", quoted);
+    hlen = (size_t)(colon - spec);
+    if (spec[0] == '[') {
+        if (hlen < 3 || spec[hlen - 1] != ']')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen '%s': expected [IPV6]:PORT",
+                                 quoted);
+        h = spec + 1;
+        hlen -= 2;
+    } else if (memchr(spec, ':', hlen) != NULL) {
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "listen '%s': an IPv6 address goes in brackets, [V6]:PORT", quoted);
+    }
+    *host = strndup(h, hlen);
+    if (*host == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    *port = (unsigned)v;
+    return 0;
+}
+
+/* 1 when every address the host stands for is a loopback one. */
+static int host_is_loopback(const char *host)
+{
+    struct addrinfo hints, *res = NULL;
+    int all = 1;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if (getaddrinfo(host[0] ? host : NULL, "0", &hints, &res) != 0 || res == NULL)
+        return 0;
+    for (struct addrinfo *ai = res; ai != NULL && all; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)ai->ai_addr;
+            all = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ai->ai_addr;
+            all = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+        } else {
+            all = 0;
+        }
+    }
+    freeaddrinfo(res);
+    return all;
+}
+
+static int check_listen(const struct berth_config *cfg, struct berth_err *err)
+{
+    char *host = NULL;
+    unsigned port;
+    int secured;
+
+    if (strncmp(cfg->listen, "unix:", 5) == 0) {
+        if (cfg->listen[5] == '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen 'unix:': expected unix:PATH");
+        return 0;
+    }
+    if (config_split_listen(cfg->listen, &host, &port, err) < 0)
+        return -1;
+    secured = cfg->auth_token_file[0] != '\0' || cfg->tls_client_ca[0] != '\0';
+    if (!secured && !host_is_loopback(host)) {
+        char quoted[80];
+
+        free(host);
+        if (cfg->insecure_listen)
+            return 0;
+        berth_err_quote(quoted, sizeof(quoted), cfg->listen, 64);
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "listen '%s' is not a loopback address: configure --auth-token-file "
+                             "or --tls-client-ca, or allow it with --insecure-listen",
+                             quoted);
+    }
+    free(host);
+    return 0;
+}
+
+static int check_readable(const char *name, const char *path, struct berth_err *err)
+{
+    char quoted[80];
+
+    if (path[0] == '\0' || access(path, R_OK) == 0)
+        return 0;
+    berth_err_quote(quoted, sizeof(quoted), path, 64);
+    return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s '%s': %s", name, quoted, strerror(errno));
+}
+
+static int check_tls(const struct berth_config *cfg, struct berth_err *err)
+{
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "tls-cert and tls-key: give both or neither");
+    if (cfg->tls_client_ca[0] != '\0' && cfg->tls_cert[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "tls-client-ca needs tls-cert and tls-key");
+    if (cfg->tls_allowed_ids[0] != '\0' && cfg->tls_client_ca[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "tls-allowed-ids needs tls-client-ca");
+    if (cfg->tls_cert[0] != '\0' && strncmp(cfg->listen, "unix:", 5) == 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "tls-cert: a unix socket listener has no TLS");
+    if (check_readable("tls-cert", cfg->tls_cert, err) < 0 ||
+        check_readable("tls-key", cfg->tls_key, err) < 0 ||
+        check_readable("tls-client-ca", cfg->tls_client_ca, err) < 0)
+        return -1;
+    return 0;
+}
+
+int config_validate(const struct berth_config *cfg, struct berth_err *err)
+{
+    if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "memory") != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "backend '%.64s': expected docker or memory", cfg->backend);
+    if (check_ip_literal("publish-address", cfg->publish_address, err) < 0)
+        return -1;
+    if (check_tls(cfg, err) < 0 || check_listen(cfg, err) < 0)
+        return -1;
+    if (cfg->auth_token_file[0] != '\0') {
+        size_t n = 0;
+
+        if (auth_tokens_check(cfg->auth_token_file, &n, err) < 0)
+            return -1;
+    }
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "berth/auth.h"
 #include "berth/backend.h"
 #include "berth/clock.h"
 #include "berth/collector.h"
@@ -40,6 +41,7 @@ struct berth_daemon {
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
+    struct auth *auth;           /* who may call; read by the HTTP threads */
     struct collector *collector; /* NULL when the backend offers no stats */
     struct prometheus *prom;
 
@@ -56,6 +58,8 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
+static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
+                         struct http_response *resp);
 static void *watcher_main(void *arg);
 static int watcher_wait(struct berth_daemon *d, int64_t ms);
 static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
@@ -137,19 +141,40 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
         }
     }
 
+    {
+        struct auth_config ac = {cfg->auth_token_file, cfg->tls_allowed_ids,
+                                 cfg->tls_client_ca[0] != '\0'};
+
+        if (auth_new(&ac, &d->auth, err) < 0)
+            goto fail;
+    }
+    memset(&hc, 0, sizeof(hc));
     hc.listen = cfg->listen;
     hc.max_body_bytes = (size_t)cfg->max_body_bytes;
     hc.max_connections = (unsigned)cfg->max_connections;
     hc.idle_timeout_s = (unsigned)cfg->idle_timeout_s;
+    hc.read_timeout_s = (unsigned)cfg->read_timeout_s;
+    hc.max_connections_per_ip = (unsigned)cfg->max_connections_per_ip;
+    hc.socket_mode = (unsigned)cfg->socket_mode;
+    hc.socket_group = cfg->socket_group;
+    hc.tls_cert = cfg->tls_cert;
+    hc.tls_key = cfg->tls_key;
+    hc.tls_client_ca = cfg->tls_client_ca;
+    hc.auth = d->auth;
     if (http_server_start(&hc, on_http, d, &d->http, err) < 0)
         goto fail;
+    if (!auth_required(d->auth) && !http_server_is_local(d->http))
+        log_warn("server.insecure_listen",
+                 "address=%s reason=\"anyone who reaches this address may call every RPC\"",
+                 http_server_address(d->http));
     if (pthread_create(&d->watcher, NULL, watcher_main, d) != 0) {
         berth_err_set(err, BERTH_INTERNAL, "cannot start the engine watcher thread");
         goto fail;
     }
     d->watcher_started = 1;
-    log_info("server.listening", "address=%s backend=%s", http_server_address(d->http),
-             d->backend.ops->name);
+    log_info("server.listening", "address=%s backend=%s tls=%s auth=%s",
+             http_server_address(d->http), d->backend.ops->name,
+             cfg->tls_cert[0] != '\0' ? "on" : "off", auth_required(d->auth) ? "on" : "off");
     sd_notify(0, "READY=1");
     *out = d;
     return 0;
@@ -190,6 +215,7 @@ void daemon_stop(struct berth_daemon *d)
     if (d->watcher_started)
         pthread_join(d->watcher, NULL);
     http_server_free(d->http);
+    auth_free(d->auth);
     prometheus_free(d->prom);
     collector_stop(d->collector);
     replica_service_free(d->replica_svc);
@@ -203,7 +229,51 @@ void daemon_stop(struct berth_daemon *d)
     free(d);
 }
 
+void daemon_reload(struct berth_daemon *d)
+{
+    struct berth_err err;
+    struct log_quoted lq;
+
+    berth_err_clear(&err);
+    if (auth_reload(d->auth, &err) < 0)
+        log_warn("auth.reload", "code=%s error=%s reason=\"keeping the tokens in use\"",
+                 berth_code_name(err.code), log_quote(&lq, err.msg));
+    else if (d->cfg->auth_token_file[0] != '\0')
+        log_info("auth.reload", "code=ok");
+    berth_err_clear(&err);
+    if (http_server_reload_tls(d->http, &err) < 0)
+        log_warn("tls.reload", "code=%s error=%s reason=\"keeping the certificate in use\"",
+                 berth_code_name(err.code), log_quote(&lq, err.msg));
+    else if (d->cfg->tls_cert[0] != '\0')
+        log_info("tls.reload", "code=ok");
+}
+
 /* ---- HTTP routes ------------------------------------------------------ */
+
+/* Answer a request the front end found malformed, or one without a caller
+ * where one is needed: 1 when resp is filled. */
+static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
+                         struct http_response *resp)
+{
+    const struct berth_err *why = http_request_malformed(req);
+    struct log_quoted lq, lp;
+
+    if (why != NULL) {
+        connect_write_error(resp, why);
+        log_info("http.malformed", "code=%s status=%d error=%s", berth_code_name(why->code),
+                 resp->status, log_quote(&lq, why->msg));
+        return 1;
+    }
+    if (!need_caller || http_request_caller(req, &why) != NULL)
+        return 0;
+    connect_write_error(resp, why);
+    if (why->code == BERTH_UNAUTHENTICATED && d->cfg->auth_token_file[0] != '\0')
+        http_response_header(resp, "WWW-Authenticate", "Bearer");
+    log_info("auth.refused", "path=%s code=%s status=%d error=%s",
+             log_quote(&lp, http_request_path(req)), berth_code_name(why->code), resp->status,
+             log_quote(&lq, why->msg));
+    return 1;
+}
 
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp)
 {
@@ -224,7 +294,11 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
 {
     struct berth_daemon *d = ctx;
     const char *path = http_request_path(req);
+    int open_path = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+                    (strcmp(path, "/metrics") == 0 && !d->cfg->metrics_auth);
 
+    if (refuse_caller(d, req, !open_path, resp))
+        return;
     if (strcmp(path, "/healthz") == 0) {
         size_t counts[5];
 

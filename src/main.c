@@ -1,7 +1,8 @@
 /* berthd: with a client subcommand (berth/cli.h), a client of a running
  * berthd; otherwise read the configuration, start the daemon, wait for
- * SIGTERM or SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h),
- * stop it. Nothing else happens here. */
+ * SIGTERM or SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h;
+ * a SIGHUP reloads the token file and the TLS files), stop it. Nothing else
+ * happens here. */
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -55,6 +57,11 @@ int main(int argc, char **argv)
         struct timespec tick = {wd.tick_ms / 1000, (wd.tick_ms % 1000) * 1000000L};
 
         sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGHUP) {
+            log_info("daemon.reload", "signal=%d", sig);
+            daemon_reload(d);
+            continue;
+        }
         if (sig > 0)
             break;
         watchdog_beat(&wd, d);

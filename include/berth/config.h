@@ -27,7 +27,18 @@ struct berth_config {
     int64_t gateway_port;   /* container port of gateway replicas */
     int64_t deployment_port; /* container port of deployment replicas */
     int64_t metrics_interval_s;
-    int64_t ready_wait_ms; /* how long an RPC waits for the start-up rebuild */
+    int64_t ready_wait_ms;          /* how long an RPC waits for the start-up rebuild */
+    int64_t read_timeout_s;         /* deadline for one request's headers and body */
+    int64_t max_connections_per_ip; /* 0: no limit */
+    char *auth_token_file;          /* "" = no tokens */
+    int metrics_auth;               /* /metrics needs a caller */
+    char *tls_cert;                 /* PEM; "" = plain HTTP */
+    char *tls_key;
+    char *tls_client_ca;   /* PEM; "" = no client certificate asked */
+    char *tls_allowed_ids; /* ;-separated subjects / SPIFFE ids; "" = any */
+    int64_t socket_mode;   /* permission bits of a unix listener */
+    char *socket_group;    /* group of a unix listener; "" = berthd's own */
+    int insecure_listen;   /* a non-loopback TCP listener without auth is allowed */
 };
 
 enum config_action {
@@ -35,12 +46,26 @@ enum config_action {
     CONFIG_EXIT_OK, /* --help / --version / --check-config printed; exit 0 */
 };
 
-/* Fill cfg from defaults, then the environment (getenv), then argv.
- * Prints --help, --version, --check-config and --config-markdown output to
- * `out`. On a bad value: -1 with invalid_argument naming the option. */
+/* Fill cfg from defaults, then the environment (getenv), then argv, then
+ * run config_validate. Prints --help, --version, --check-config and
+ * --config-markdown output to `out`. A BERTH_* variable that names no option
+ * is logged as a warning. On a bad value: -1 with invalid_argument naming
+ * the option (cfg is then released). */
 int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
                 enum config_action *action, struct berth_err *err) BERTH_MUST_USE;
 void config_release(struct berth_config *cfg);
+
+/* The checks that span options or read the system, the same for start and
+ * --check-config: the backend's name, --publish-address an IP literal,
+ * --listen HOST:PORT (port 0-65535) or unix:PATH, TLS files paired and
+ * readable, the token file readable and well formed, and no TCP listener
+ * on a non-loopback address without tokens, mTLS or --insecure-listen. */
+int config_validate(const struct berth_config *cfg, struct berth_err *err) BERTH_MUST_USE;
+
+/* Split a TCP listen spec HOST:PORT or [V6]:PORT into host (brackets
+ * removed) and port. The caller frees *host. 0, or -1 naming the problem. */
+int config_split_listen(const char *spec, char **host, unsigned *port,
+                        struct berth_err *err) BERTH_MUST_USE;
 
 /* Write the effective configuration as option=value lines. */
 void config_print(const struct berth_config *cfg, FILE *out);

@@ -16,6 +16,9 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
 const char *daemon_address(const struct berth_daemon *d);
 /* 1 while every connection slot of the API is taken. */
 int daemon_saturated(const struct berth_daemon *d);
+/* SIGHUP: re-read the token file and the TLS certificate, key and client
+ * CA. What fails to load is logged as a warning and the old set stays. */
+void daemon_reload(struct berth_daemon *d);
 /* Stop accepting, let requests under way finish (bounded by the configured
  * grace), then stop every module in reverse order and free. */
 void daemon_stop(struct berth_daemon *d);

@@ -1,6 +1,7 @@
-/* The HTTP front end (libmicrohttpd): listener, connection limits and
- * timeouts, one thread per connection, request bodies buffered up to a limit.
- * It knows nothing of Connect: each complete request goes to one handler. */
+/* The HTTP front end (libmicrohttpd): listener (TCP, TLS or unix socket),
+ * connection limits and timeouts, one thread per connection, request bodies
+ * buffered up to a limit, the caller named through berth/auth.h. It knows
+ * nothing of Connect: each complete request goes to one handler. */
 #ifndef BERTH_HTTP_SERVER_H
 #define BERTH_HTTP_SERVER_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 #include "berth/arena.h"
+#include "berth/auth.h"
 #include "berth/buf.h"
 #include "berth/err.h"
 
@@ -26,6 +28,14 @@ int http_request_query(const struct http_request *req, const char *key, const ch
  * Content-Length over the limit reaches the handler before any of the body
  * is read, already too_large; the connection closes after the answer. */
 const char *http_request_body(const struct http_request *req, size_t *len, int *too_large);
+/* Framing the server refused (conflicting Content-Length headers, a header
+ * line not ended by CRLF or holding a NUL, obs-fold, a space in a header
+ * name): invalid_argument to answer with, or NULL when the request is well
+ * formed. The connection closes after the answer. */
+const struct berth_err *http_request_malformed(const struct http_request *req);
+/* The caller auth_identify named (see berth/auth.h), or NULL when it named
+ * none; then *why (when not NULL) says why. */
+const char *http_request_caller(const struct http_request *req, const struct berth_err **why);
 
 #define HTTP_MAX_RESPONSE_HEADERS 8
 
@@ -50,6 +60,14 @@ struct http_server_config {
     size_t max_body_bytes;
     unsigned max_connections;
     unsigned idle_timeout_s;
+    unsigned read_timeout_s;         /* headers and body of one request */
+    unsigned max_connections_per_ip; /* 0: no limit; TCP only */
+    unsigned socket_mode;            /* unix listener: permission bits */
+    const char *socket_group;        /* unix listener: group name or id; "" or NULL: ours */
+    const char *tls_cert;            /* PEM files; "" or NULL: plain HTTP */
+    const char *tls_key;
+    const char *tls_client_ca; /* "" or NULL: no client certificate asked */
+    struct auth *auth;         /* borrowed; NULL: every caller is "anonymous" */
 };
 
 struct http_server;
@@ -62,6 +80,11 @@ const char *http_server_address(const struct http_server *s);
 /* 1 when every connection slot (max_connections) is taken: a new client
  * then waits in the kernel's backlog until one frees. */
 int http_server_saturated(struct http_server *s);
+/* Re-read the TLS certificate, key and client CA: new handshakes use them,
+ * connections under way keep theirs. On failure the ones in use stay. */
+int http_server_reload_tls(struct http_server *s, struct berth_err *err) BERTH_MUST_USE;
+/* 1 when the listener is TCP on a loopback address or a unix socket. */
+int http_server_is_local(const struct http_server *s);
 /* Stop accepting new connections; requests under way go on. */
 void http_server_quiesce(struct http_server *s);
 /* Wait until no request is being handled or the deadline passes. 0 when idle. */

@@ -59,7 +59,8 @@ static int qvalue_is_zero(const char *q, size_t len);
 static int utf8_repair(const char *s, struct buf *out);
 static void respond_status(struct http_response *resp, int status);
 static void log_call(const struct rpc_route *route, const char *path, int status,
-                     const struct berth_err *err, int64_t start_us, const char *request_id);
+                     const struct berth_err *err, int64_t start_us, const char *request_id,
+                     const char *caller);
 
 /* `s` as valid UTF-8 in `out`: each byte that does not begin a well-formed
  * sequence becomes U+FFFD, as a JSON string must hold nothing else. */
@@ -184,24 +185,21 @@ static int connect_stream_content_type(const char *ct, enum codec *codec)
     return -1;
 }
 
-/* 1 to 10 ASCII digits; sets the call's deadline. */
+/* 1 to 10 ASCII digits; sets the call's deadline. The length is checked
+ * before any digit is added up, so no value can overflow. */
 static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err)
 {
     size_t n = strlen(value);
     int64_t ms = 0;
     char quoted[40];
 
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)value[i]))
-            n = 0;
-        else
-            ms = ms * 10 + (value[i] - '0');
-    }
-    if (n == 0 || n > 10) {
+    if (n == 0 || n > 10 || strspn(value, "0123456789") != n) {
         berth_err_quote(quoted, sizeof(quoted), value, 24);
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "invalid Connect-Timeout-Ms '%s': expected 1 to 10 digits", quoted);
     }
+    for (size_t i = 0; i < n; i++)
+        ms = ms * 10 + (value[i] - '0');
     *deadline = berth_now_ms() + ms;
     return 0;
 }
@@ -476,21 +474,23 @@ static int run_call(struct call_state *cs, struct berth_err *err)
  * whatever its outcome. An unknown path is logged as path= (quoted: it comes
  * from outside), a known one as procedure=. */
 static void log_call(const struct rpc_route *route, const char *path, int status,
-                     const struct berth_err *err, int64_t start_us, const char *request_id)
+                     const struct berth_err *err, int64_t start_us, const char *request_id,
+                     const char *caller)
 {
     double ms = (double)(berth_now_us() - start_us) / 1000.0;
     enum log_level lvl =
         err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
-    struct log_quoted qp, qe;
+    struct log_quoted qp, qe, qc;
     const char *key = route != NULL ? "procedure" : "path";
     const char *where = route != NULL ? route->path : log_quote(&qp, path);
 
     if (err->code == BERTH_OK)
-        log_emit(lvl, "rpc", "%s=%s code=ok status=%d duration_ms=%.3f request_id=%s", key, where,
-                 status, ms, request_id);
+        log_emit(lvl, "rpc", "%s=%s code=ok status=%d duration_ms=%.3f request_id=%s caller=%s",
+                 key, where, status, ms, request_id, log_quote(&qc, caller));
     else
-        log_emit(lvl, "rpc", "%s=%s code=%s status=%d duration_ms=%.3f request_id=%s error=%s", key,
-                 where, berth_code_name(err->code), status, ms, request_id,
+        log_emit(lvl, "rpc",
+                 "%s=%s code=%s status=%d duration_ms=%.3f request_id=%s caller=%s error=%s", key,
+                 where, berth_code_name(err->code), status, ms, request_id, log_quote(&qc, caller),
                  log_quote(&qe, err->msg));
 }
 
@@ -569,5 +569,5 @@ unsupported:
     respond_status(resp, 415);
     http_response_header(resp, "Accept-Post", ACCEPT_POST);
 out:
-    log_call(cs.route, path, resp->status, &err, start, request_id);
+    log_call(cs.route, path, resp->status, &err, start, request_id, http_request_caller(req, NULL));
 }

@@ -1,27 +1,56 @@
-/* libmicrohttpd front end: our own listening socket (TCP v4/v6 or unix),
- * one thread per connection, bodies buffered up to the limit and discarded
- * past it, one handler call per complete request (see berth/http_server.h). */
+/* libmicrohttpd front end: our own listening socket (TCP v4/v6, TLS, or
+ * unix), one thread per connection, a reaper thread that enforces the read
+ * deadline, framing checks, the caller named once per request, bodies
+ * buffered up to the limit and discarded past it, one handler call per
+ * complete request (see berth/http_server.h). */
 #include "berth/http_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "berth/clock.h"
+#include "berth/config.h"
 #include "berth/lock.h"
 #include "berth/log.h"
+#include "tls.h"
+
+#define REAPER_TICK_MS 200
+
+/* One client connection, MHD's socket context from its start to its close. */
+struct http_conn {
+    struct http_server *s;         /* immutable */
+    struct http_conn *prev, *next; /* guarded by s->conns_lock */
+    int fd;                        /* immutable */
+    int tcp;                       /* immutable */
+    int64_t read_deadline;         /* guarded by s->conns_lock; 0: none */
+    int idle;                      /* guarded by s->conns_lock: between requests */
+    uint64_t rx_mark;              /* guarded by s->conns_lock: bytes in at the last answer */
+    /* The connection thread only: */
+    int peer_known;
+    struct tls_peer tls;
+    int unix_peer;
+    uid_t uid;
+    pid_t pid;
+};
 
 struct http_request {
     struct MHD_Connection *conn;
+    struct http_conn *hc; /* NULL when MHD gave none */
     const char *method;
     const char *path;
     struct arena *arena;
@@ -29,31 +58,60 @@ struct http_request {
     int too_large;
     int counted;  /* in in_flight */
     int answered; /* answered before the body was read (declared over the limit) */
+    int malformed;
+    struct berth_err framing; /* set when malformed */
+    const char *caller;       /* from the arena; NULL: none */
+    struct berth_err auth_err;
 };
 
 struct http_server {
     struct MHD_Daemon *mhd;
     int listen_fd;
     int quiesced;
+    int is_unix, is_local;    /* immutable */
     unsigned max_connections; /* immutable */
     size_t max_body;
+    int64_t read_timeout_ms; /* immutable */
     http_handler_fn handler;
     void *ctx;
+    struct auth *auth;     /* borrowed */
+    struct tls_state *tls; /* NULL: plain HTTP */
     char address[128];
     _Atomic int in_flight; /* requests between their first byte and their response */
     pthread_mutex_t idle_lock;
     pthread_cond_t idle_cond;
+    pthread_mutex_t conns_lock;
+    pthread_cond_t reaper_wake;
+    struct http_conn *conns; /* guarded by conns_lock */
+    int reaper_stop;         /* guarded by conns_lock */
+    pthread_t reaper;
+    int reaper_started;
 };
 
-static int listen_socket(const char *spec, char *addr_out, size_t addr_sz, struct berth_err *err);
-static int listen_unix(const char *path, char *addr_out, size_t addr_sz, struct berth_err *err);
+static int listen_socket(struct http_server *s, const struct http_server_config *cfg,
+                         struct berth_err *err);
+static int listen_unix(struct http_server *s, const struct http_server_config *cfg,
+                       const char *path, struct berth_err *err);
+static int unix_path_free(const char *path, struct berth_err *err);
+static int unix_socket_access(const char *path, const struct http_server_config *cfg,
+                              struct berth_err *err);
+static int addr_is_loopback(const struct sockaddr_storage *ss);
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls);
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe);
 static enum MHD_Result respond(struct http_server *s, struct http_request *req);
 static void request_done(struct http_server *s, struct http_request *req);
+static void request_check_framing(struct http_request *req, const char *version);
+static void request_identify(struct http_server *s, struct http_request *req);
+static void conn_learn_peer(struct http_server *s, struct http_conn *hc,
+                            struct MHD_Connection *conn);
+static void conn_set_phase(struct http_conn *hc, int reading);
+static uint64_t conn_rx_bytes(const struct http_conn *hc);
+static void *reaper_main(void *arg);
 
 const char *http_request_method(const struct http_request *req)
 {
@@ -91,6 +149,18 @@ const char *http_request_body(const struct http_request *req, size_t *len, int *
     return req->body.data ? req->body.data : "";
 }
 
+const struct berth_err *http_request_malformed(const struct http_request *req)
+{
+    return req->malformed ? &req->framing : NULL;
+}
+
+const char *http_request_caller(const struct http_request *req, const struct berth_err **why)
+{
+    if (why != NULL)
+        *why = req->caller == NULL ? &req->auth_err : NULL;
+    return req->caller;
+}
+
 void http_response_header(struct http_response *resp, const char *name, const char *value)
 {
     if (resp->n_headers >= HTTP_MAX_RESPONSE_HEADERS)
@@ -100,66 +170,139 @@ void http_response_header(struct http_response *resp, const char *name, const ch
     resp->n_headers++;
 }
 
-static int listen_unix(const char *path, char *addr_out, size_t addr_sz, struct berth_err *err)
+/* A stale socket (nobody accepts on it) may be replaced; anything else at
+ * the path is someone's file, and a live socket another daemon's. */
+static int unix_path_free(const char *path, struct berth_err *err)
 {
     struct sockaddr_un sun;
-    int fd;
+    struct stat st;
+    int fd, rc;
 
-    if (strlen(path) >= sizeof(sun.sun_path))
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen: unix socket path too long");
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%s': %s", path, strerror(errno));
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return berth_err_set(
+            err, BERTH_FAILED_PRECONDITION,
+            "listen on '%s': the path exists and is not a socket; not replacing it", path);
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return berth_err_set(err, BERTH_UNAVAILABLE, "listen: socket: %s", strerror(errno));
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 128) < 0) {
+    rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    close(fd);
+    if (rc == 0)
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "listen on '%s': another process accepts on this socket", path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%s': %s", path, strerror(errno));
+    return 0;
+}
+
+static int unix_socket_access(const char *path, const struct http_server_config *cfg,
+                              struct berth_err *err)
+{
+    if (cfg->socket_group != NULL && cfg->socket_group[0] != '\0') {
+        const char *g = cfg->socket_group;
+        struct group grp, *found = NULL;
+        char buf[4096], *end;
+        long gid = strtol(g, &end, 10);
+
+        if (end == g || *end != '\0') {
+            if (getgrnam_r(g, &grp, buf, sizeof(buf), &found) != 0 || found == NULL)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "socket-group '%.64s': no such group", g);
+            gid = (long)found->gr_gid;
+        }
+        if (gid < 0 || chown(path, (uid_t)-1, (gid_t)gid) < 0)
+            return berth_err_set(err, BERTH_UNAVAILABLE, "socket-group '%.64s' on '%s': %s", g,
+                                 path, strerror(errno));
+    }
+    if (chmod(path, (mode_t)cfg->socket_mode) < 0)
+        return berth_err_set(err, BERTH_UNAVAILABLE, "socket-mode on '%s': %s", path,
+                             strerror(errno));
+    return 0;
+}
+
+static int listen_unix(struct http_server *s, const struct http_server_config *cfg,
+                       const char *path, struct berth_err *err)
+{
+    struct sockaddr_un sun;
+    mode_t old_mask;
+    int fd, rc;
+
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen: unix socket path too long");
+    if (unix_path_free(path, err) < 0)
+        return -1;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return berth_err_set(err, BERTH_UNAVAILABLE, "listen: socket: %s", strerror(errno));
+    /* Nobody may connect between bind and chmod: the socket is born closed. */
+    old_mask = umask(0177);
+    rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    umask(old_mask);
+    if (rc < 0 || listen(fd, 128) < 0) {
         berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%s': %s", path, strerror(errno));
         close(fd);
         return -1;
     }
-    snprintf(addr_out, addr_sz, "unix:%s", path);
+    if (unix_socket_access(path, cfg, err) < 0) {
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    snprintf(s->address, sizeof(s->address), "unix:%s", path);
+    s->is_unix = 1;
+    s->is_local = 1;
     return fd;
 }
 
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return 0;
+}
+
 /* Bind HOST:PORT or [V6]:PORT (or unix:/path); returns the fd and writes the
- * bound address (port 0 resolved) to addr_out. */
-static int listen_socket(const char *spec, char *addr_out, size_t addr_sz, struct berth_err *err)
+ * bound address (port 0 resolved) to s->address. */
+static int listen_socket(struct http_server *s, const struct http_server_config *cfg,
+                         struct berth_err *err)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    char host[64], port[16], hostbuf[INET6_ADDRSTRLEN];
-    const char *colon;
-    size_t hlen;
+    char port[8], hostbuf[INET6_ADDRSTRLEN];
+    char *host = NULL;
+    unsigned portnum;
     int fd = -1, one = 1, rc;
 
-    if (strncmp(spec, "unix:", 5) == 0)
-        return listen_unix(spec + 5, addr_out, addr_sz, err);
-    colon = strrchr(spec, ':');
-    if (colon == NULL || colon == spec || strlen(colon + 1) == 0 ||
-        strlen(colon + 1) >= sizeof(port))
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen '%.64s': expected HOST:PORT",
-                             spec);
-    hlen = (size_t)(colon - spec);
-    if (spec[0] == '[' && hlen >= 2 && spec[hlen - 1] == ']') {
-        spec++;
-        hlen -= 2;
-    }
-    if (hlen >= sizeof(host))
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen: host too long");
-    memcpy(host, spec, hlen);
-    host[hlen] = '\0';
-    memcpy(port, colon + 1, strlen(colon + 1) + 1);
+    if (strncmp(cfg->listen, "unix:", 5) == 0)
+        return listen_unix(s, cfg, cfg->listen + 5, err);
+    if (config_split_listen(cfg->listen, &host, &portnum, err) < 0)
+        return -1;
+    snprintf(port, sizeof(port), "%u", portnum);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0)
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen '%s:%s': %s", host, port,
-                             gai_strerror(rc));
+    rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "listen '%.64s:%s': %s", host, port,
+                      gai_strerror(rc));
+        free(host);
+        return -1;
+    }
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         berth_err_set(err, BERTH_UNAVAILABLE, "listen: socket: %s", strerror(errno));
@@ -168,48 +311,122 @@ static int listen_socket(const char *spec, char *addr_out, size_t addr_sz, struc
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
-        berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%s:%s': %s", host, port, strerror(errno));
+        berth_err_set(err, BERTH_UNAVAILABLE, "listen on '%.64s:%s': %s", host, port,
+                      strerror(errno));
         goto fail;
     }
     if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &s6->sin6_addr, hostbuf, sizeof(hostbuf));
-        snprintf(addr_out, addr_sz, "[%s]:%u", hostbuf, ntohs(s6->sin6_port));
+        snprintf(s->address, sizeof(s->address), "[%s]:%u", hostbuf, ntohs(s6->sin6_port));
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &s4->sin_addr, hostbuf, sizeof(hostbuf));
-        snprintf(addr_out, addr_sz, "%s:%u", hostbuf, ntohs(s4->sin_port));
+        snprintf(s->address, sizeof(s->address), "%s:%u", hostbuf, ntohs(s4->sin_port));
     }
+    s->is_local = addr_is_loopback(&ss);
     freeaddrinfo(res);
+    free(host);
     return fd;
 fail:
     if (fd >= 0)
         close(fd);
     freeaddrinfo(res);
+    free(host);
     return -1;
+}
+
+/* GnuTLS asks for the server's certificate at each handshake: the one of
+ * the generation in use, so a reload reaches every new connection. */
+static int on_tls_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                       gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    struct MHD_Connection *conn = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci;
+    struct http_conn *hc;
+
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    if (conn == NULL)
+        return -1;
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    hc = ci != NULL ? ci->socket_context : NULL;
+    if (hc == NULL || hc->s->tls == NULL)
+        return -1;
+    tls_state_current(hc->s->tls, pcert, pcert_length, pkey);
+    return 0;
 }
 
 int http_server_start(const struct http_server_config *cfg, http_handler_fn handler, void *ctx,
                       struct http_server **out, struct berth_err *err)
 {
     struct http_server *s = calloc(1, sizeof(*s));
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
+    unsigned per_ip;
 
     if (s == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     s->handler = handler;
     s->ctx = ctx;
+    s->auth = cfg->auth;
     s->max_body = cfg->max_body_bytes;
     s->max_connections = cfg->max_connections;
-    pthread_mutex_init(&s->idle_lock, NULL);
+    s->read_timeout_ms = (int64_t)cfg->read_timeout_s * 1000;
+    lock_init(&s->idle_lock);
     pthread_cond_init(&s->idle_cond, NULL);
-    s->listen_fd = listen_socket(cfg->listen, s->address, sizeof(s->address), err);
+    lock_init(&s->conns_lock);
+    pthread_cond_init(&s->reaper_wake, NULL);
+    s->listen_fd = -1;
+    if (cfg->tls_cert != NULL && cfg->tls_cert[0] != '\0') {
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS) ||
+            !MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK)) {
+            berth_err_set(err, BERTH_UNIMPLEMENTED, "this libmicrohttpd has no TLS support");
+            goto fail;
+        }
+        if (tls_state_new(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, &s->tls, err) < 0)
+            goto fail;
+        flags |= MHD_USE_TLS;
+    }
+    s->listen_fd = listen_socket(s, cfg, err);
     if (s->listen_fd < 0)
         goto fail;
-    s->mhd = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL,
-        NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (s->read_timeout_ms > 0) {
+        if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+            berth_err_set(err, BERTH_INTERNAL, "cannot start the read timeout thread");
+            goto fail;
+        }
+        s->reaper_started = 1;
+    }
+    per_ip = s->is_unix ? 0 : cfg->max_connections_per_ip;
+    /* MHD's own strictness (MHD_OPTION_STRICT_FOR_CLIENT above 0) answers
+     * with its HTML page; request_check_framing refuses the same requests
+     * with a Connect error instead. */
+    if (s->tls != NULL && tls_state_trust_pem(s->tls) != NULL)
+        s->mhd = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+            cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+            MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
+            on_tls_cert, MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
+    else if (s->tls != NULL)
+        s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET,
+                                  s->listen_fd, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+                                  MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED,
+                                  on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                  MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert, MHD_OPTION_END);
+    else
+        s->mhd = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+            cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+            MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
         goto fail;
@@ -224,6 +441,18 @@ fail:
 const char *http_server_address(const struct http_server *s)
 {
     return s->address;
+}
+
+int http_server_is_local(const struct http_server *s)
+{
+    return s->is_local;
+}
+
+int http_server_reload_tls(struct http_server *s, struct berth_err *err)
+{
+    if (s == NULL || s->tls == NULL)
+        return 0;
+    return tls_state_reload(s->tls, err);
 }
 
 int http_server_saturated(struct http_server *s)
@@ -270,22 +499,270 @@ void http_server_free(struct http_server *s)
         return;
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    if (s->reaper_started) {
+        lock_take(&s->conns_lock);
+        s->reaper_stop = 1;
+        pthread_cond_broadcast(&s->reaper_wake);
+        lock_give(&s->conns_lock);
+        pthread_join(s->reaper, NULL);
+    }
     if (s->listen_fd >= 0)
         close(s->listen_fd);
-    pthread_mutex_destroy(&s->idle_lock);
+    tls_state_free(s->tls);
+    lock_destroy(&s->idle_lock);
     pthread_cond_destroy(&s->idle_cond);
+    lock_destroy(&s->conns_lock);
+    pthread_cond_destroy(&s->reaper_wake);
     free(s);
 }
+
+/* ---- connections and the read deadline -------------------------------- */
+
+/* Bytes the kernel took in on a TCP connection so far (0 elsewhere): the
+ * reaper sees a keep-alive connection's next request begin by it, as MHD
+ * reads the bytes before anyone else could look at them. */
+static uint64_t conn_rx_bytes(const struct http_conn *hc)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (!hc->tcp || getsockopt(hc->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return 0;
+    return ti.tcpi_bytes_received;
+}
+
+/* reading: a request is being read, the deadline runs; else its answer is
+ * on its way or the connection waits for the next one. */
+static void conn_set_phase(struct http_conn *hc, int reading)
+{
+    struct http_server *s = hc->s;
+
+    lock_take(&s->conns_lock);
+    hc->idle = 0;
+    hc->read_deadline = reading ? berth_now_ms() + s->read_timeout_ms : 0;
+    lock_give(&s->conns_lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    struct http_conn *hc = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        hc = calloc(1, sizeof(*hc));
+        if (hc == NULL)
+            return;
+        hc->s = s;
+        hc->fd = ci != NULL ? ci->connect_fd : -1;
+        hc->tcp = !s->is_unix;
+        lock_take(&s->conns_lock);
+        hc->read_deadline = s->read_timeout_ms > 0 ? berth_now_ms() + s->read_timeout_ms : 0;
+        hc->next = s->conns;
+        if (s->conns != NULL)
+            s->conns->prev = hc;
+        s->conns = hc;
+        lock_give(&s->conns_lock);
+        *socket_context = hc;
+        return;
+    }
+    if (hc == NULL)
+        return;
+    /* MHD closes the socket only after this: the reaper, which shuts
+     * sockets down under conns_lock, can never touch a reused fd. */
+    lock_take(&s->conns_lock);
+    if (hc->prev != NULL)
+        hc->prev->next = hc->next;
+    else
+        s->conns = hc->next;
+    if (hc->next != NULL)
+        hc->next->prev = hc->prev;
+    lock_give(&s->conns_lock);
+    tls_peer_release(&hc->tls);
+    free(hc);
+    *socket_context = NULL;
+}
+
+/* Every tick: a connection whose request is not read in full by its
+ * deadline is shut down (its thread then sees the end and closes it); an
+ * idle keep-alive connection that took in bytes starts a new deadline. */
+static void *reaper_main(void *arg)
+{
+    struct http_server *s = arg;
+
+    lock_take(&s->conns_lock);
+    while (!s->reaper_stop) {
+        int64_t now = berth_now_ms();
+
+        for (struct http_conn *hc = s->conns; hc != NULL; hc = hc->next) {
+            if (hc->idle && hc->tcp && conn_rx_bytes(hc) != hc->rx_mark) {
+                hc->idle = 0;
+                hc->read_deadline = now + s->read_timeout_ms;
+            }
+            if (hc->read_deadline != 0 && now >= hc->read_deadline && hc->fd >= 0) {
+                hc->read_deadline = 0;
+                log_info("http.read_timeout", "timeout_ms=%lld", (long long)s->read_timeout_ms);
+                shutdown(hc->fd, SHUT_RDWR);
+            }
+        }
+        lock_wait_until(&s->reaper_wake, &s->conns_lock, berth_now_ms() + REAPER_TICK_MS);
+    }
+    lock_give(&s->conns_lock);
+    return NULL;
+}
+
+/* ---- requests --------------------------------------------------------- */
 
 static void request_done(struct http_server *s, struct http_request *req)
 {
     if (!req->counted)
         return;
     req->counted = 0;
-    pthread_mutex_lock(&s->idle_lock);
+    lock_take(&s->idle_lock);
     if (atomic_fetch_sub(&s->in_flight, 1) == 1)
         pthread_cond_broadcast(&s->idle_cond);
-    pthread_mutex_unlock(&s->idle_lock);
+    lock_give(&s->idle_lock);
+}
+
+struct framing_scan {
+    struct http_request *req;
+    const char *clen; /* the first Content-Length */
+    size_t clen_len;
+    const char *last_value; /* of the last header line */
+    size_t last_len;
+};
+
+static int framing_bad(struct http_request *req, const char *what)
+{
+    if (!req->malformed) {
+        req->malformed = 1;
+        berth_err_set(&req->framing, BERTH_INVALID_ARGUMENT, "malformed request: %s", what);
+    }
+    return -1;
+}
+
+/* libmicrohttpd 0.9.75 accepts a bare LF as a line end, joins obs-fold
+ * lines into the header above and reads a header line only up to a NUL,
+ * with no option to refuse them. What it leaves behind shows them: in its
+ * read buffer each line's CR and LF are overwritten with NUL, and nothing
+ * else is. So a line `value CR LF` leaves value, NUL, NUL and then the first
+ * byte of the next line, which is neither a space nor a tab unless the next
+ * line is an obs-fold. A bare LF (or a NUL inside the value) leaves one
+ * NUL and then a byte of the line or the rest of the value. */
+static const char *line_end_problem(const char *value, size_t len)
+{
+    if (value[len] != '\0' || value[len + 1] != '\0')
+        return "a line not ended by CRLF, or a NUL in a header";
+    if (value[len + 2] == ' ' || value[len + 2] == '\t')
+        return "an obs-fold line (a header line that begins with a space or tab)";
+    return NULL;
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
+{
+    struct framing_scan *fs = cls;
+    const char *problem;
+
+    (void)kind;
+    if (memchr(key, ' ', key_size) != NULL || memchr(key, '\t', key_size) != NULL) {
+        framing_bad(fs->req, "a space in a header name");
+        return MHD_NO;
+    }
+    if (value == NULL)
+        return MHD_YES;
+    problem = line_end_problem(value, value_size);
+    if (problem != NULL) {
+        framing_bad(fs->req, problem);
+        return MHD_NO;
+    }
+    fs->last_value = value;
+    fs->last_len = value_size;
+    if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
+        if (fs->clen != NULL &&
+            (fs->clen_len != value_size || memcmp(fs->clen, value, value_size) != 0)) {
+            framing_bad(fs->req, "two different Content-Length headers");
+            return MHD_NO;
+        }
+        fs->clen = value;
+        fs->clen_len = value_size;
+    }
+    return MHD_YES;
+}
+
+/* What libmicrohttpd lets through but HTTP/1.1 (RFC 9112) forbids (see
+ * line_end_problem). */
+static void request_check_framing(struct http_request *req, const char *version)
+{
+    struct framing_scan fs = {.req = req};
+    const char *problem;
+
+    if (strchr(req->path, ' ') != NULL || strchr(req->path, '\t') != NULL) {
+        framing_bad(req, "a space in the request target");
+        return;
+    }
+    if (version != NULL && version[0] != '\0') {
+        problem = line_end_problem(version, strlen(version));
+        if (problem != NULL) {
+            framing_bad(req, problem);
+            return;
+        }
+        fs.last_value = version;
+        fs.last_len = strlen(version);
+    }
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, framing_header, &fs);
+    /* The empty line that ends the header block must be a CRLF too: two
+     * more NULs after the last line's. */
+    if (!req->malformed && fs.last_value != NULL && fs.last_value[fs.last_len + 3] != '\0')
+        framing_bad(req, "the header block is not ended by CRLF");
+}
+
+/* What the connection shows about the caller, learnt once per connection. */
+static void conn_learn_peer(struct http_server *s, struct http_conn *hc,
+                            struct MHD_Connection *conn)
+{
+    if (hc->peer_known)
+        return;
+    hc->peer_known = 1;
+    if (s->tls != NULL) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ci != NULL)
+            tls_peer_read(s->tls, ci->tls_session, &hc->tls);
+    }
+    if (s->is_unix && hc->fd >= 0) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (getsockopt(hc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            hc->unix_peer = 1;
+            hc->uid = cred.uid;
+            hc->pid = cred.pid;
+        }
+    }
+}
+
+static void request_identify(struct http_server *s, struct http_request *req)
+{
+    struct auth_peer peer;
+    const char *name = NULL;
+
+    memset(&peer, 0, sizeof(peer));
+    peer.authorization = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+    if (req->hc != NULL) {
+        conn_learn_peer(s, req->hc, req->conn);
+        peer.tls_verified = req->hc->tls.verified;
+        peer.tls_subject = req->hc->tls.subject;
+        peer.tls_spiffe = req->hc->tls.spiffe;
+        peer.unix_peer = req->hc->unix_peer;
+        peer.uid = req->hc->uid;
+        peer.pid = req->hc->pid;
+    }
+    if (auth_identify(s->auth, &peer, req->arena, &name, &req->auth_err) == 0)
+        req->caller = name;
 }
 
 static enum MHD_Result respond(struct http_server *s, struct http_request *req)
@@ -296,6 +773,8 @@ static enum MHD_Result respond(struct http_server *s, struct http_request *req)
     size_t len;
     char *data;
 
+    if (req->hc != NULL)
+        conn_set_phase(req->hc, 0);
     memset(&resp, 0, sizeof(resp));
     resp.status = 500;
     buf_init(&resp.body, SIZE_MAX / 2);
@@ -311,8 +790,9 @@ static enum MHD_Result respond(struct http_server *s, struct http_request *req)
     }
     for (size_t i = 0; i < resp.n_headers; i++)
         MHD_add_response_header(r, resp.header_name[i], resp.header_value[i]);
-    /* The unread rest of the body is never read: the connection ends here. */
-    if (req->answered)
+    /* The unread rest of the body is never read, and a malformed request
+     * has no trustworthy end: the connection ends here. */
+    if (req->answered || req->malformed)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     rc = MHD_queue_response(req->conn, (unsigned)resp.status, r);
     MHD_destroy_response(r);
@@ -326,8 +806,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     struct http_server *s = cls;
     struct http_request *req = *req_cls;
 
-    (void)version;
     if (req == NULL) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         const char *clen;
         req = calloc(1, sizeof(*req));
         if (req == NULL)
@@ -338,12 +819,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         }
         req->conn = conn;
+        req->hc = ci != NULL ? ci->socket_context : NULL;
         req->method = method;
         req->path = url;
+        berth_err_clear(&req->framing);
+        berth_err_clear(&req->auth_err);
         buf_init(&req->body, s->max_body);
         req->counted = 1;
         atomic_fetch_add(&s->in_flight, 1);
         *req_cls = req;
+        request_identify(s, req);
+        /* A malformed request is answered before its body, which has no
+         * end to trust. */
+        request_check_framing(req, version);
+        if (req->malformed) {
+            req->answered = 1;
+            return respond(s, req);
+        }
         /* A declared length over the limit is answered before one byte of
          * the body is read (the handler sees an empty body marked too
          * large, and routes, answers and logs as for any request); the
@@ -386,6 +878,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (req == NULL)
         return;
+    if (req->hc != NULL) {
+        struct http_conn *hc = req->hc;
+        uint64_t mark = conn_rx_bytes(hc);
+
+        lock_take(&s->conns_lock);
+        hc->read_deadline = 0;
+        hc->idle = 1;
+        hc->rx_mark = mark;
+        lock_give(&s->conns_lock);
+    }
     request_done(s, req);
     buf_release(&req->body);
     arena_free(req->arena);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "berth/config.h"
 #include "testlib.h"
@@ -18,7 +19,10 @@ static const char *const all_env[] = {
     "BERTH_BACKEND",         "BERTH_DOCKER_SOCKET",   "BERTH_PUBLISH_ADDRESS",
     "BERTH_ADVERTISE_HOST",  "BERTH_STOP_TIMEOUT",    "BERTH_PIDS_LIMIT",
     "BERTH_GATEWAY_PORT",    "BERTH_DEPLOYMENT_PORT", "BERTH_METRICS_INTERVAL",
-    "BERTH_READY_WAIT_MS",
+    "BERTH_READY_WAIT_MS",   "BERTH_READ_TIMEOUT",    "BERTH_MAX_CONNECTIONS_PER_IP",
+    "BERTH_AUTH_TOKEN_FILE", "BERTH_METRICS_AUTH",    "BERTH_TLS_CERT",
+    "BERTH_TLS_KEY",         "BERTH_TLS_CLIENT_CA",   "BERTH_TLS_ALLOWED_IDS",
+    "BERTH_SOCKET_MODE",     "BERTH_SOCKET_GROUP",    "BERTH_INSECURE_LISTEN",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
@@ -45,6 +49,9 @@ static void test_bad_values(void);
 static void test_info_flags(void);
 static void test_check_config(void);
 static void test_docs_match_markdown(void);
+static void test_validation(void);
+static void test_new_options(void);
+static char *write_temp(const char *text);
 
 static void clear_env(void)
 {
@@ -168,8 +175,10 @@ static void test_env_overrides_defaults(void)
     setenv("BERTH_STOP_TIMEOUT", "7", 1);
     setenv("BERTH_READY_WAIT_MS", "0", 1);
     setenv("BERTH_ADVERTISE_HOST", "host.example", 1);
+    setenv("BERTH_INSECURE_LISTEN", "yes", 1);
     run_load(&r, NULL);
     CHECK(r.rc == 0);
+    CHECK(r.cfg.insecure_listen == 1);
     CHECK(r.action == CONFIG_RUN);
     CHECK_STR(r.cfg.listen, "0.0.0.0:9000");
     CHECK(r.cfg.log_level == LOG_LEVEL_DEBUG);
@@ -191,7 +200,7 @@ static void test_flags_override_env(void)
     struct run r;
 
     clear_env();
-    setenv("BERTH_LISTEN", "0.0.0.0:9000", 1);
+    setenv("BERTH_LISTEN", "127.0.0.2:9000", 1);
     setenv("BERTH_STOP_TIMEOUT", "7", 1);
     setenv("BERTH_LOG_LEVEL", "debug", 1);
     setenv("BERTH_PIDS_LIMIT", "100", 1);
@@ -426,7 +435,8 @@ static void test_info_flags(void)
 
 static void test_check_config(void)
 {
-    static const char *const args[] = {"--check-config", "--listen", "0.0.0.0:1", NULL};
+    static const char *const args[] = {"--check-config", "--listen", "0.0.0.0:1",
+                                       "--insecure-listen", NULL};
     struct run r;
 
     clear_env();
@@ -472,6 +482,132 @@ static void test_check_config(void)
     clear_env();
 }
 
+/* A temporary file holding text; the caller unlinks and frees the path. */
+static char *write_temp(const char *text)
+{
+    char *path = strdup("/tmp/berth-test-config-XXXXXX");
+    int fd;
+
+    if (path == NULL)
+        return NULL;
+    fd = mkstemp(path);
+    if (fd < 0) {
+        free(path);
+        return NULL;
+    }
+    if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        close(fd);
+        unlink(path);
+        free(path);
+        return NULL;
+    }
+    close(fd);
+    return path;
+}
+
+/* The checks that span options or look at the system: each row is one
+ * command line, whether it loads, and a word the error must hold. */
+static void test_validation(void)
+{
+    char *tokens = write_temp("# tokens\nci:abc123\n\n");
+    char *empty = write_temp("# nothing here\n");
+    struct {
+        const char *what;
+        const char *args[6];
+        int ok;
+        const char *needle;
+    } rows[] = {
+        {"publish address not an IP", {"--publish-address", "not-an-ip"}, 0, "publish-address"},
+        {"publish address v6", {"--publish-address", "::1"}, 1, NULL},
+        {"listen port over 65535", {"--listen", "127.0.0.1:99999"}, 0, "65535"},
+        {"listen port of 20 digits", {"--listen", "127.0.0.1:99999999999999999999"}, 0, "65535"},
+        {"listen port not a number", {"--listen", "127.0.0.1:http"}, 0, "port"},
+        {"listen without a port", {"--listen", "127.0.0.1"}, 0, "listen"},
+        {"listen v6 without brackets", {"--listen", "::1:80"}, 0, "brackets"},
+        {"listen port 65535", {"--listen", "127.0.0.1:65535"}, 1, NULL},
+        {"listen v6 loopback", {"--listen", "[::1]:0"}, 1, NULL},
+        {"listen unix", {"--listen", "unix:/tmp/x.sock"}, 1, NULL},
+        {"listen unix without a path", {"--listen", "unix:"}, 0, "unix"},
+        {"non-loopback without auth", {"--listen", "0.0.0.0:0"}, 0, "insecure-listen"},
+        {"non-loopback v6 without auth", {"--listen", "[::]:0"}, 0, "insecure-listen"},
+        {"non-loopback allowed", {"--listen", "0.0.0.0:0", "--insecure-listen"}, 1, NULL},
+        {"non-loopback refused again",
+         {"--listen", "0.0.0.0:0", "--insecure-listen=false"},
+         0,
+         "loopback"},
+        {"tls cert without key", {"--tls-cert", "/etc/hostname"}, 0, "tls-key"},
+        {"client ca without cert", {"--tls-client-ca", "/etc/hostname"}, 0, "tls-cert"},
+        {"allowed ids without ca", {"--tls-allowed-ids", "x"}, 0, "tls-client-ca"},
+        {"tls file missing",
+         {"--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"},
+         0,
+         "tls-cert"},
+        {"socket mode octal", {"--socket-mode", "0600"}, 1, NULL},
+        {"socket mode not octal", {"--socket-mode", "0999"}, 0, "socket-mode"},
+        {"socket mode too wide", {"--socket-mode", "01777"}, 0, "socket-mode"},
+        {"bool not a bool", {"--metrics-auth=maybe"}, 0, "metrics-auth"},
+        {"read timeout 0", {"--read-timeout", "0"}, 0, "read-timeout"},
+        {"per-ip limit 0 means none", {"--max-connections-per-ip", "0"}, 1, NULL},
+        {"token file missing", {"--auth-token-file", "/nonexistent/tokens"}, 0, "auth-token-file"},
+    };
+    struct run r;
+
+    clear_env();
+    CHECK(tokens != NULL && empty != NULL);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        run_load(&r, rows[i].args);
+        CHECK_MSG((r.rc == 0) == rows[i].ok, "%s: rc %d (%s)", rows[i].what, r.rc, r.err.msg);
+        if (!rows[i].ok && rows[i].needle != NULL)
+            CHECK_MSG(strstr(r.err.msg, rows[i].needle) != NULL, "%s: '%s' lacks '%s'",
+                      rows[i].what, r.err.msg, rows[i].needle);
+        run_release(&r);
+    }
+    /* A token file makes a non-loopback listener safe; one without a
+     * token is an error, as is one with a bad line. */
+    if (tokens != NULL && empty != NULL) {
+        const char *with_tokens[] = {"--listen", "0.0.0.0:0", "--auth-token-file", tokens, NULL};
+        const char *no_tokens[] = {"--auth-token-file", empty, NULL};
+
+        run_load(&r, with_tokens);
+        CHECK_MSG(r.rc == 0, "token file: %s", r.err.msg);
+        run_release(&r);
+        run_load(&r, no_tokens);
+        CHECK(r.rc == -1 && strstr(r.err.msg, "no tokens") != NULL);
+        run_release(&r);
+        unlink(tokens);
+        unlink(empty);
+    }
+    free(tokens);
+    free(empty);
+    clear_env();
+}
+
+/* The new option types: defaults, bare boolean flags, octal modes. */
+static void test_new_options(void)
+{
+    static const char *const args[] = {"--metrics-auth", "--socket-mode=0600", "--read-timeout",
+                                       "3", NULL};
+    struct run r;
+
+    clear_env();
+    run_load(&r, NULL);
+    CHECK(r.rc == 0);
+    CHECK(r.cfg.read_timeout_s == 10);
+    CHECK(r.cfg.max_connections_per_ip == 64);
+    CHECK(r.cfg.socket_mode == 0660);
+    CHECK(r.cfg.metrics_auth == 0);
+    CHECK(r.cfg.insecure_listen == 0);
+    CHECK_STR(r.cfg.auth_token_file, "");
+    run_release(&r);
+    run_load(&r, args);
+    CHECK(r.rc == 0);
+    CHECK(r.cfg.metrics_auth == 1);
+    CHECK(r.cfg.socket_mode == 0600);
+    CHECK(r.cfg.read_timeout_s == 3);
+    run_release(&r);
+    clear_env();
+}
+
 /* docs/configuration.md is the output of --config-markdown, byte for byte. */
 static void test_docs_match_markdown(void)
 {
@@ -513,6 +649,8 @@ int main(void)
     test_info_flags();
     test_check_config();
     test_docs_match_markdown();
+    test_validation();
+    test_new_options();
     clear_env();
     return test_summary("test_config");
 }
