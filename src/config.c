@@ -41,6 +41,10 @@ static const struct opt opt_table[] = {
      "4194304", "largest request body accepted, after inflating gzip"},
     {"log-level", "BERTH_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info",
      "error, warn, info or debug"},
+    {"log-format", "BERTH_LOG_FORMAT", OPT_STR, OFF(log_format), 1, 0, "logfmt",
+     "log lines on stderr: logfmt (ts=... level=... msg=...) or json"},
+    {"log-target", "BERTH_LOG_TARGET", OPT_STR, OFF(log_target), 1, 0, "auto",
+     "auto (the journal when stderr is connected to it), stderr, or journal"},
     {"max-connections", "BERTH_MAX_CONNECTIONS", OPT_INT, OFF(max_connections), 1, 100000, "512",
      "concurrent client connections"},
     {"idle-timeout", "BERTH_IDLE_TIMEOUT", OPT_INT, OFF(idle_timeout_s), 1, 86400, "60",
@@ -261,7 +265,8 @@ int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
             return 0;
         }
         if (strcmp(arg, "--version") == 0) {
-            fprintf(out, "berthd %s\n", BERTH_VERSION);
+            fprintf(out, "berthd %s (commit %s, built %s)\n", BERTH_VERSION, BERTH_COMMIT,
+                    BERTH_BUILD_DATE);
             *action = CONFIG_EXIT_OK;
             return 0;
         }
@@ -484,6 +489,16 @@ static int check_tls(const struct berth_config *cfg, struct berth_err *err)
 
 int config_validate(const struct berth_config *cfg, struct berth_err *err)
 {
+    enum log_format lf;
+    enum log_target lt;
+
+    if (log_format_parse(cfg->log_format, &lf) < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "log-format '%.64s': expected logfmt or json", cfg->log_format);
+    if (log_target_parse(cfg->log_target, &lt) < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "log-target '%.64s': expected auto, stderr or journal",
+                             cfg->log_target);
     if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "memory") != 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "backend '%.64s': expected docker or memory", cfg->backend);

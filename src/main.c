@@ -5,13 +5,50 @@
  * happens here. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "berth/buf.h"
 #include "berth/cli.h"
 #include "berth/config.h"
 #include "berth/daemon.h"
 #include "berth/log.h"
 #include "berth/watchdog.h"
+
+/* The start-up line: version, commit and every option's effective value as
+ * a field of its own (the options hold file paths, never secrets). */
+static void log_starting(const struct berth_config *cfg)
+{
+    char *text = NULL, *line, *next;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    struct buf fields;
+
+    buf_init(&fields, 3500);
+    if (f != NULL) {
+        config_print(cfg, f);
+        fclose(f);
+    }
+    for (line = text; line != NULL && *line != '\0'; line = next) {
+        char *eq = strchr(line, '=');
+        struct log_quoted lq;
+
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        if (buf_printf(&fields, NULL, " %s=%s", line, log_quote(&lq, eq + 1)) < 0)
+            break;
+    }
+    log_info("daemon.starting", "version=%s commit=%s built=%s pid=%ld%s", BERTH_VERSION,
+             BERTH_COMMIT, BERTH_BUILD_DATE, (long)getpid(), fields.data ? fields.data : "");
+    buf_release(&fields);
+    free(text);
+}
 
 int main(int argc, char **argv)
 {
@@ -36,6 +73,15 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level(cfg.log_level);
+    {
+        enum log_format lf = LOG_FORMAT_LOGFMT;
+        enum log_target lt = LOG_TARGET_AUTO;
+        /* Validated at load: a failed parse keeps the defaults. */
+        (void)log_format_parse(cfg.log_format, &lf);
+        (void)log_target_parse(cfg.log_target, &lt);
+        log_configure(lf, lt);
+    }
+    log_starting(&cfg);
 
     /* Block the stop signals in every thread; this one waits for them. */
     sigemptyset(&sigs);

@@ -15,6 +15,8 @@ struct berth_config {
     char *listen;           /* HOST:PORT; port 0 picks a free one */
     int64_t max_body_bytes; /* request body limit, after inflating */
     enum log_level log_level;
+    char *log_format; /* "logfmt" or "json" */
+    char *log_target; /* "auto", "stderr" or "journal" */
     int64_t max_connections;
     int64_t idle_timeout_s;   /* per-connection idle timeout */
     int64_t shutdown_grace_s; /* how long in-flight requests may finish */

@@ -61,6 +61,8 @@ int router_set_handler(struct router *r, const char *path, rpc_handler_fn fn,
 /* The route of a path (len bytes, need not be NUL-terminated), or NULL. */
 struct rpc_route *router_find(struct router *r, const char *path, size_t len);
 size_t router_count(const struct router *r);
+/* The served services' names, comma separated ("metal.vmprovisioner.v1.VmService, ..."). */
+const char *router_services(const struct router *r);
 struct rpc_route *router_at(struct router *r, size_t i);
 
 /* Record one finished call in the route's counters. */

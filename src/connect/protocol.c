@@ -24,6 +24,7 @@
 #define CT_STREAM_JSON "application/connect+json"
 #define CT_STREAM_PROTO "application/connect+proto"
 #define ACCEPT_POST_STREAM CT_STREAM_JSON ", " CT_STREAM_PROTO
+#define REQUEST_ID_MAX 128
 #define MAX_RESPONSE_BYTES ((size_t)256 << 20)
 
 enum codec { CODEC_JSON, CODEC_PROTO };
@@ -44,6 +45,7 @@ struct call_state {
 };
 
 static int parse_content_type(const char *ct, enum codec *codec);
+static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1]);
 static int connect_stream_content_type(const char *ct, enum codec *codec);
 static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err);
 static int check_protocol_version(const struct http_request *req, struct berth_err *err);
@@ -478,8 +480,13 @@ static void log_call(const struct rpc_route *route, const char *path, int status
                      const char *caller)
 {
     double ms = (double)(berth_now_us() - start_us) / 1000.0;
-    enum log_level lvl =
-        err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
+    /* The server's own failures are warnings an operator should see; a
+     * client's mistakes are info. */
+    enum log_level lvl = err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN ||
+                                 err->code == BERTH_UNAVAILABLE || err->code == BERTH_DATA_LOSS ||
+                                 err->code == BERTH_DEADLINE_EXCEEDED
+                             ? LOG_LEVEL_WARN
+                             : LOG_LEVEL_INFO;
     struct log_quoted qp, qe, qc;
     const char *key = route != NULL ? "procedure" : "path";
     const char *where = route != NULL ? route->path : log_quote(&qp, path);
@@ -497,6 +504,24 @@ static void log_call(const struct rpc_route *route, const char *path, int status
 /* Routing, method and codec are checked here; their refusals (404, 405,
  * 415) are HTTP answers with the Connect code unimplemented in the log, as
  * the call never reaches a handler. Everything else goes through run_call. */
+/* X-Request-Id from the request when it is a sane token (1 to
+ * REQUEST_ID_MAX of [A-Za-z0-9._:-]), else a new uuid; into out. */
+static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1])
+{
+    const char *h = http_request_header(req, "X-Request-Id");
+    size_t n = h != NULL ? strlen(h) : 0;
+    uuid_t uu;
+
+    if (n > 0 && n <= REQUEST_ID_MAX &&
+        strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789._:-") == n) {
+        memcpy(out, h, n + 1);
+        return;
+    }
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, out);
+}
+
 void connect_handle(const struct connect_config *cc, const struct http_request *req,
                     struct http_response *resp, struct arena *arena)
 {
@@ -505,18 +530,19 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     struct call_state cs = {.cc = cc, .req = req, .resp = resp, .arena = arena};
     struct berth_err err;
     int64_t start = berth_now_us();
-    uuid_t uu;
-    char request_id[37], quoted[40];
+    char request_id[REQUEST_ID_MAX + 1], quoted[40];
     int is_get;
 
     berth_err_clear(&err);
-    uuid_generate_random(uu);
-    uuid_unparse_lower(uu, request_id);
+    request_id_of(req, request_id);
     cs.request_id = request_id;
     cs.route = router_find(cc->router, path, strlen(path));
     if (cs.route == NULL) {
         /* Unknown procedure: 404, and never the code not_found. */
-        berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure not found");
+        char qpath[80];
+        berth_err_quote(qpath, sizeof(qpath), path, 64);
+        berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure '%s' not found; berthd serves %s",
+                      qpath, router_services(cc->router));
         connect_write_error(resp, &err);
         resp->status = 404;
         goto out;
@@ -569,5 +595,11 @@ unsupported:
     respond_status(resp, 415);
     http_response_header(resp, "Accept-Post", ACCEPT_POST);
 out:
+    /* Every answer names its request, so a caller can find its log line. */
+    {
+        const char *echo = arena_strdup(arena, request_id);
+        if (echo != NULL)
+            http_response_header(resp, "X-Request-Id", echo);
+    }
     log_call(cs.route, path, resp->status, &err, start, request_id, http_request_caller(req, NULL));
 }

@@ -26,6 +26,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 struct router {
     struct rpc_route *routes;
     size_t n;
+    char *services; /* "a.v1.S, b.v1.T": for the error of an unknown path */
 };
 
 static int route_listed(const char *const *list, const char *path);
@@ -67,6 +68,19 @@ struct router *router_new(void)
             r->n = k;
         }
     }
+    {
+        size_t len = 1;
+        for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
+            len += strlen(services[i]->name) + 2;
+        r->services = calloc(1, len);
+        if (r->services == NULL)
+            goto fail;
+        for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+            if (i > 0)
+                strncat(r->services, ", ", len - strlen(r->services) - 1);
+            strncat(r->services, services[i]->name, len - strlen(r->services) - 1);
+        }
+    }
     return r;
 fail:
     router_free(r);
@@ -80,6 +94,7 @@ void router_free(struct router *r)
     for (size_t i = 0; i < r->n; i++)
         free(r->routes[i].path);
     free(r->routes);
+    free(r->services);
     free(r);
 }
 
@@ -100,6 +115,11 @@ struct rpc_route *router_find(struct router *r, const char *path, size_t len)
         if (strlen(r->routes[i].path) == len && memcmp(r->routes[i].path, path, len) == 0)
             return &r->routes[i];
     return NULL;
+}
+
+const char *router_services(const struct router *r)
+{
+    return r->services;
 }
 
 size_t router_count(const struct router *r)

@@ -901,6 +901,44 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       await d.waitForLog(/msg=rpc\b.*procedure=\/metal\.vmprovisioner\.v1\.VmService\/GetVmInfo\b.*code=not_found\b/);
     });
 
+    test("X-Request-Id: a sane one is echoed and logged, anything else is replaced", async () => {
+      const rows = [
+        { description: "a sane id", sent: "trace-1.a:b_C-9", echoed: true },
+        { description: "128 characters", sent: "a".repeat(128), echoed: true },
+        { description: "129 characters", sent: "a".repeat(129), echoed: false },
+        { description: "a space", sent: "a b", echoed: false },
+        { description: "a slash", sent: "a/b", echoed: false },
+      ];
+      for (const row of rows) {
+        const r = await post("ListVms", {}, { "X-Request-Id": row.sent });
+        assert.equal(r.status, 200, row.description);
+        const got = r.headers["x-request-id"];
+        if (row.echoed) assert.equal(got, row.sent, row.description);
+        else assert.match(got, /^[0-9a-f-]{36}$/, `${row.description}: a new id`);
+        await d.waitForLog(new RegExp(`msg=rpc\\b.*request_id=${got.replace(/[.]/g, "\\.")}\\b`));
+      }
+      const e = await post("GetVmInfo", { vmId: "no-such-vm" }, { "X-Request-Id": "err-1" });
+      assert.equal(e.headers["x-request-id"], "err-1", "errors carry it too");
+      const u = await d.request({ method: "POST", path: "/no.such.Service/M", headers: { "Content-Type": "application/json" }, body: "{}" });
+      assert.match(u.headers["x-request-id"], /^[0-9a-f-]{36}$/, "and unknown paths");
+    });
+
+    test("an unknown procedure's error names the path and the services berthd serves", async () => {
+      const r = await d.request({ method: "POST", path: "/no.such.Service/M", headers: { "Content-Type": "application/json" }, body: "{}" });
+      assert.equal(r.status, 404);
+      assert.match(r.json.message, /'\/no\.such\.Service\/M' not found/);
+      for (const s of ["metal.vmprovisioner.v1.VmService", "krane.v1.GatewayService", "krane.v1.DeploymentService", "berth.v1.LogService", "berth.v1.EventService"]) {
+        assert.ok(r.json.message.includes(s), s);
+      }
+    });
+
+    test("the start-up line carries the version, the commit and the effective configuration", async () => {
+      const line = await d.waitForLog(/msg=daemon\.starting\b/);
+      assert.match(line, /^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=info msg=daemon\.starting version=\S+ commit=\S+ /);
+      assert.match(line, / backend="memory"/);
+      assert.match(line, / listen="127\.0\.0\.1:0"/);
+    });
+
     test("SIGTERM: graceful exit 0", async () => {
       const r = await d.stop();
       assert.deepEqual(r, { code: 0, signal: null }, `exit ${JSON.stringify(r)}; stderr:\n${d.stderr}`);
