@@ -70,7 +70,7 @@ describe("--check-config", { skip }, () => {
   test("a BERTH_* variable that names no option is a warning, not an error", () => {
     const r = check([], { BERTH_LISTN: "127.0.0.1:1" });
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /^<4>msg=config\.unknown_env name="BERTH_LISTN"/m);
+    assert.match(r.stderr, /^ts=\S+ level=warn msg=config\.unknown_env name="BERTH_LISTN"/m);
     assert.ok(!r.stderr.includes("127.0.0.1:1"), "the value was logged");
   });
 });

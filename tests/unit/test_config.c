@@ -14,15 +14,21 @@
 /* Every variable the table declares; unset before each test so the
  * caller's environment cannot change the outcome. */
 static const char *const all_env[] = {
-    "BERTH_LISTEN",          "BERTH_MAX_BODY_BYTES",  "BERTH_LOG_LEVEL",
-    "BERTH_MAX_CONNECTIONS", "BERTH_IDLE_TIMEOUT",    "BERTH_SHUTDOWN_GRACE",
-    "BERTH_BACKEND",         "BERTH_DOCKER_SOCKET",   "BERTH_PUBLISH_ADDRESS",
-    "BERTH_ADVERTISE_HOST",  "BERTH_STOP_TIMEOUT",    "BERTH_PIDS_LIMIT",
-    "BERTH_GATEWAY_PORT",    "BERTH_DEPLOYMENT_PORT", "BERTH_METRICS_INTERVAL",
-    "BERTH_READY_WAIT_MS",   "BERTH_READ_TIMEOUT",    "BERTH_MAX_CONNECTIONS_PER_IP",
-    "BERTH_AUTH_TOKEN_FILE", "BERTH_METRICS_AUTH",    "BERTH_TLS_CERT",
-    "BERTH_TLS_KEY",         "BERTH_TLS_CLIENT_CA",   "BERTH_TLS_ALLOWED_IDS",
-    "BERTH_SOCKET_MODE",     "BERTH_SOCKET_GROUP",    "BERTH_INSECURE_LISTEN",
+    "BERTH_LISTEN",           "BERTH_MAX_BODY_BYTES",
+    "BERTH_LOG_LEVEL",        "BERTH_LOG_FORMAT",
+    "BERTH_LOG_TARGET",       "BERTH_MAX_CONNECTIONS",
+    "BERTH_IDLE_TIMEOUT",     "BERTH_SHUTDOWN_GRACE",
+    "BERTH_BACKEND",          "BERTH_DOCKER_SOCKET",
+    "BERTH_PUBLISH_ADDRESS",  "BERTH_ADVERTISE_HOST",
+    "BERTH_STOP_TIMEOUT",     "BERTH_PIDS_LIMIT",
+    "BERTH_GATEWAY_PORT",     "BERTH_DEPLOYMENT_PORT",
+    "BERTH_METRICS_INTERVAL", "BERTH_READY_WAIT_MS",
+    "BERTH_READ_TIMEOUT",     "BERTH_MAX_CONNECTIONS_PER_IP",
+    "BERTH_AUTH_TOKEN_FILE",  "BERTH_METRICS_AUTH",
+    "BERTH_TLS_CERT",         "BERTH_TLS_KEY",
+    "BERTH_TLS_CLIENT_CA",    "BERTH_TLS_ALLOWED_IDS",
+    "BERTH_SOCKET_MODE",      "BERTH_SOCKET_GROUP",
+    "BERTH_INSECURE_LISTEN",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
@@ -383,7 +389,7 @@ static void test_info_flags(void)
          {"--help", "--bogus", NULL},
          "usage: berthd",
          "--version"},
-        {"--version", {"--version", NULL}, "berthd " BERTH_VERSION "\n", NULL},
+        {"--version", {"--version", NULL}, "berthd " BERTH_VERSION " (commit ", NULL},
         {"--config-markdown",
          {"--config-markdown", NULL},
          "# Configuration\n",
@@ -408,7 +414,8 @@ static void test_info_flags(void)
         static const char *const v[] = {"--version", NULL};
         struct run r;
         run_load(&r, v);
-        CHECK(r.out && strcmp(r.out, "berthd " BERTH_VERSION "\n") == 0);
+        CHECK(r.out && strcmp(r.out, "berthd " BERTH_VERSION " (commit " BERTH_COMMIT
+                                     ", built " BERTH_BUILD_DATE ")\n") == 0);
         run_release(&r);
     }
     /* tmpfile works as well as a memstream. */
