@@ -146,6 +146,11 @@ static int wait_ready(struct vm_service *s, int64_t deadline, struct berth_err *
     lock_give(&s->ready_lock);
     if (st == READY_OK)
         return 0;
+    /* The call's own deadline cut the wait: that is its answer. */
+    if (st == READY_REBUILDING && deadline != BERTH_NO_DEADLINE &&
+        berth_deadline_left_ms(deadline) == 0)
+        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                             "deadline exceeded while the vm registry was rebuilt");
     return berth_err_set(err, BERTH_UNAVAILABLE,
                          st == READY_DOWN ? "the container engine is not reachable"
                                           : "the vm registry is still being rebuilt");
