@@ -34,6 +34,28 @@ install_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 }
 
+# Prometheus' promtool, for the /metrics format test: taken out of Debian's
+# prometheus package without installing the server. Sets BERTH_PROMTOOL.
+PROMTOOL_DIR=${BERTH_PROMTOOL_DIR:-$BERTH_ROOT/build-tools/prometheus}
+install_promtool() {
+    if command -v promtool >/dev/null; then
+        BERTH_PROMTOOL=$(command -v promtool)
+    elif [ -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
+        BERTH_PROMTOOL=$PROMTOOL_DIR/usr/bin/promtool
+    else
+        tmp=$(mktemp -d)
+        if (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) &&
+            mkdir -p "$PROMTOOL_DIR" && dpkg -x "$tmp"/prometheus_*.deb "$PROMTOOL_DIR"; then
+            BERTH_PROMTOOL=$PROMTOOL_DIR/usr/bin/promtool
+        else
+            say "could not fetch promtool; the /metrics format test will say so"
+            BERTH_PROMTOOL=""
+        fi
+        rm -rf "$tmp"
+    fi
+    export BERTH_PROMTOOL
+}
+
 engine_answers() {
     curl -sf --max-time 2 --unix-socket "$DOCKER_SOCKET" http://localhost/_ping >/dev/null 2>&1
 }

@@ -12,6 +12,7 @@
 
 #include "berth/clock.h"
 #include "berth/labels.h"
+#include "berth/process_metrics.h"
 
 #define PROM_DEFAULT_LIST_TIMEOUT_MS 2000
 
@@ -60,6 +61,7 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
 static void prom_vms(struct prometheus *p, struct prom_writer *w);
 static void prom_collector(struct prometheus *p, struct prom_writer *w);
 static int prom_group_cmp(const void *a, const void *b);
+static void prom_process(struct prometheus *p, struct prom_writer *w);
 
 struct prometheus *prometheus_new(const struct prometheus_sources *src)
 {
@@ -334,14 +336,15 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
     prom_u64(w, name, "", NULL, 0, n_groups);
     snprintf(name, sizeof(name), "berth_%s_replicas", noun);
     snprintf(help, sizeof(help),
-             "Replica containers of each %s: all of them, and the running ones.", noun);
+             "Replica containers of each %s, running or not (the two add up to all of them).",
+             noun);
     prom_family(w, name, "gauge", help);
     for (size_t g = 0; g < n_groups; g++) {
-        struct prom_label l[2] = {{id_key, groups[g].id}, {"state", "all"}};
+        struct prom_label l[2] = {{id_key, groups[g].id}, {"state", "running"}};
 
-        prom_u64(w, name, "", l, 2, groups[g].total);
-        l[1].value = "running";
         prom_u64(w, name, "", l, 2, groups[g].running);
+        l[1].value = "not_running";
+        prom_u64(w, name, "", l, 2, groups[g].total - groups[g].running);
     }
 out:
     free(groups);
@@ -449,6 +452,43 @@ static void prom_collector(struct prometheus *p, struct prom_writer *w)
     prom_u64(w, "berth_metrics_scrape_errors_total", "", NULL, 0, atomic_load(&p->scrape_errors));
 }
 
+/* What every exporter says of itself, the build, and whether the engine
+ * answers a ping now. */
+static void prom_process(struct prometheus *p, struct prom_writer *w)
+{
+    const struct backend *b = p->src.backend;
+    struct process_metrics pm;
+    struct berth_err perr;
+    struct prom_label build[2] = {{"version", BERTH_VERSION}, {"commit", BERTH_COMMIT}};
+    int up = 0;
+
+    berth_err_clear(&perr);
+    if (process_metrics_read(&pm, &perr) == 0) {
+        prom_family(w, "process_cpu_seconds_total", "counter",
+                    "User and system CPU time spent in seconds.");
+        prom_f64(w, "process_cpu_seconds_total", "", NULL, 0, pm.cpu_seconds);
+        prom_family(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        prom_u64(w, "process_resident_memory_bytes", "", NULL, 0, pm.resident_bytes);
+        prom_family(w, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        prom_u64(w, "process_virtual_memory_bytes", "", NULL, 0, pm.virtual_bytes);
+        prom_family(w, "process_open_fds", "gauge", "Number of open file descriptors.");
+        prom_u64(w, "process_open_fds", "", NULL, 0, pm.open_fds);
+        prom_family(w, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        prom_u64(w, "process_max_fds", "", NULL, 0, pm.max_fds);
+        prom_family(w, "process_start_time_seconds", "gauge",
+                    "Start time of the process since unix epoch in seconds.");
+        prom_f64(w, "process_start_time_seconds", "", NULL, 0, pm.start_time_seconds);
+        prom_family(w, "process_threads", "gauge", "Number of OS threads in the process.");
+        prom_u64(w, "process_threads", "", NULL, 0, pm.threads);
+    }
+    prom_family(w, "berth_build_info", "gauge", "The running build: version and commit.");
+    prom_u64(w, "berth_build_info", "", build, 2, 1);
+    if (b != NULL && b->ops != NULL && b->ops->ping != NULL)
+        up = b->ops->ping(b->ctx, berth_now_ms() + p->src.list_timeout_ms, &perr) == 0;
+    prom_family(w, "berth_engine_up", "gauge", "1 when the container engine answered a ping now.");
+    prom_u64(w, "berth_engine_up", "", NULL, 0, (uint64_t)up);
+}
+
 int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *err)
 {
     struct prom_writer w = {out, err, 0};
@@ -460,6 +500,7 @@ int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *e
     prom_groups(p, &w, OBJECT_DEPLOYMENT);
     prom_vms(p, &w);
     prom_collector(p, &w);
+    prom_process(p, &w);
     return w.failed ? -1 : 0;
 }
 

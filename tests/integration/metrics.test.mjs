@@ -10,6 +10,7 @@
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
 import { serviceRpc } from "../lib/rpc.mjs";
@@ -353,6 +354,31 @@ describe("metrics collector and /metrics", { skip }, () => {
     need("berth_collector_sweeps_total", {}, (v) => v >= 1);
     need("berth_collector_errors_total");
     need("berth_collector_streams", {}, (v) => v >= 3);
+  });
+
+  test("the process, build and engine series; promtool accepts the whole page", async () => {
+    const r = await d.request({ method: "GET", path: "/metrics" });
+    assert.equal(r.status, 200);
+    const parsed = parseExposition(r.text);
+    const one = (name) => parsed.samples.find((s) => s.name === name);
+    assert.ok(one("process_cpu_seconds_total").value > 0);
+    assert.ok(one("process_resident_memory_bytes").value > 1 << 20);
+    assert.ok(one("process_open_fds").value >= 3 && one("process_open_fds").value < one("process_max_fds").value);
+    const start = one("process_start_time_seconds").value;
+    assert.ok(start > Date.now() / 1000 - 3600 && start <= Date.now() / 1000 + 1, `start ${start}`);
+    const build = one("berth_build_info");
+    assert.equal(build.value, 1);
+    assert.match(build.labels.version, /^\d+\.\d+\.\d+$/);
+    assert.ok(build.labels.commit.length > 0);
+    assert.equal(one("berth_engine_up").value, 1);
+    // Replica states never overlap: running + not_running is all of them.
+    for (const s of parsed.samples.filter((x) => x.name.endsWith("_replicas"))) {
+      assert.ok(["running", "not_running"].includes(s.labels.state), `${s.name} state ${s.labels.state}`);
+    }
+    const promtool = process.env.BERTH_PROMTOOL;
+    assert.ok(promtool, "BERTH_PROMTOOL is set by scripts/test (promtool from Debian's prometheus package)");
+    const res = spawnSync(promtool, ["check", "metrics"], { input: r.text, encoding: "utf8" });
+    assert.equal(res.status, 0, `promtool check metrics:\n${res.stdout}${res.stderr}`);
   });
 
   test("a paused VM is not sampled; resumed, it is again", async () => {
