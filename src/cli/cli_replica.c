@@ -1,5 +1,6 @@
 /* `berthd gw ...` and `berthd dep ...`: GatewayService and
  * DeploymentService from a shell (list, show the instances, delete). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli_internal.h"
@@ -20,7 +21,6 @@ static int replica_args(const struct cli_opts *o, const struct cli_command *cmd,
                         char **argv, int need_id, struct replica_args *out);
 static const struct cli_command *replica_command(const char *group, const char *verb);
 static int replica_summaries(const struct cli_opts *o, struct cli_table *t);
-static void replica_print_deleted(const struct cli_opts *o, const char *id);
 static int gw_ls(const struct cli_opts *o, int argc, char **argv);
 static int gw_info(const struct cli_opts *o, int argc, char **argv);
 static int gw_rm(const struct cli_opts *o, int argc, char **argv);
@@ -75,110 +75,118 @@ static int replica_summaries(const struct cli_opts *o, struct cli_table *t)
     return cli_table_init(t, 5, header);
 }
 
-static void replica_print_deleted(const struct cli_opts *o, const char *id)
+/* Call `method` with `req`, then print the answer as JSON (-o json) or
+ * with `print` (typed by the caller). The exit status. */
+typedef int (*replica_print_fn)(const struct cli_opts *o, const ProtobufCMessage *answer,
+                                const char *id);
+static int replica_call(const struct cli_opts *o, const char *method, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *out_desc, replica_print_fn print,
+                        const char *id)
 {
-    if (o->json)
-        fputs("{}\n", o->out);
+    ProtobufCMessage *out = NULL;
+    struct arena *a = arena_new();
+    struct berth_err err;
+    struct buf raw;
+    int rc;
+
+    if (a == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    buf_init(&raw, (size_t)64 << 20);
+    if (cli_call(o, method, req, out_desc, a, &out, &raw, &err) < 0)
+        rc = cli_fail(o, &err);
+    else if (o->json)
+        rc = fprintf(o->out, "%s\n", raw.data ? raw.data : "{}") < 0;
     else
-        fprintf(o->out, "%s deleted\n", id);
+        rc = print(o, out, id);
+    buf_release(&raw);
+    arena_free(a);
+    return rc;
+}
+
+/* One summary row: NAMESPACE ID IMAGE RUNNING/WANTED STATUS. */
+static int replica_summary_row(struct cli_table *t, const char *ns, const char *id,
+                               const char *image, unsigned running, unsigned wanted,
+                               const ProtobufCEnumDescriptor *ed, int status, const char *prefix)
+{
+    char run[32], st[32];
+    const char *row[5] = {ns[0] ? ns : "-", id, image, run, st};
+
+    snprintf(run, sizeof(run), "%u/%u", running, wanted);
+    cli_enum_word(ed, status, prefix, st, sizeof(st));
+    return cli_table_add(t, row);
+}
+
+static int gw_print_list(const struct cli_opts *o, const ProtobufCMessage *answer, const char *id)
+{
+    const Krane__V1__ListGatewaysResponse *r = (const void *)answer;
+    struct cli_table t;
+    int rc = 0;
+
+    (void)id;
+    if (replica_summaries(o, &t) < 0)
+        return BERTH_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < r->n_gateways && rc == 0; i++) {
+        const Krane__V1__GatewaySummary *g = r->gateways[i];
+        if (replica_summary_row(&t, g->namespace_, g->gateway_id, g->image, g->running, g->replicas,
+                                &krane__v1__gateway_status__descriptor, g->status,
+                                "GATEWAY_STATUS_") < 0)
+            rc = BERTH_RESOURCE_EXHAUSTED;
+    }
+    if (rc == 0)
+        cli_table_print(&t, o->out);
+    cli_table_release(&t);
+    return rc;
+}
+
+static int dep_print_list(const struct cli_opts *o, const ProtobufCMessage *answer, const char *id)
+{
+    const Krane__V1__ListDeploymentsResponse *r = (const void *)answer;
+    struct cli_table t;
+    int rc = 0;
+
+    (void)id;
+    if (replica_summaries(o, &t) < 0)
+        return BERTH_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < r->n_deployments && rc == 0; i++) {
+        const Krane__V1__DeploymentSummary *d = r->deployments[i];
+        if (replica_summary_row(&t, d->namespace_, d->deployment_id, d->image, d->running,
+                                d->replicas, &krane__v1__deployment_status__descriptor, d->status,
+                                "DEPLOYMENT_STATUS_") < 0)
+            rc = BERTH_RESOURCE_EXHAUSTED;
+    }
+    if (rc == 0)
+        cli_table_print(&t, o->out);
+    cli_table_release(&t);
+    return rc;
 }
 
 static int gw_ls(const struct cli_opts *o, int argc, char **argv)
 {
     Krane__V1__ListGatewaysRequest req = KRANE__V1__LIST_GATEWAYS_REQUEST__INIT;
-    const Krane__V1__ListGatewaysResponse *r;
-    ProtobufCMessage *out = NULL;
     struct replica_args ra;
-    struct arena *a;
-    struct berth_err err;
-    struct cli_table t;
-    struct buf raw;
     int rc = replica_args(o, replica_command("gw", "ls"), argc, argv, 0, &ra);
 
     if (rc != 0)
         return rc;
-    if ((a = arena_new()) == NULL)
-        return BERTH_RESOURCE_EXHAUSTED;
-    berth_err_clear(&err);
-    buf_init(&raw, (size_t)64 << 20);
     req.namespace_ = (char *)ra.ns;
     req.page_size = 1000;
-    if (cli_call(o, GW_SVC "ListGateways", &req.base,
-                 &krane__v1__list_gateways_response__descriptor, a, &out, &raw, &err) < 0) {
-        rc = cli_fail(o, &err);
-    } else if (o->json) {
-        fprintf(o->out, "%s\n", raw.data);
-    } else if (replica_summaries(o, &t) < 0) {
-        rc = BERTH_RESOURCE_EXHAUSTED;
-    } else {
-        r = (const void *)out;
-        for (size_t i = 0; i < r->n_gateways && rc == 0; i++) {
-            const Krane__V1__GatewaySummary *g = r->gateways[i];
-            char running[32], status[32];
-            const char *row[5] = {g->namespace_[0] ? g->namespace_ : "-", g->gateway_id, g->image,
-                                  running, status};
-            snprintf(running, sizeof(running), "%u/%u", g->running, g->replicas);
-            cli_enum_word(&krane__v1__gateway_status__descriptor, g->status, "GATEWAY_STATUS_",
-                          status, sizeof(status));
-            if (cli_table_add(&t, row) < 0)
-                rc = BERTH_RESOURCE_EXHAUSTED;
-        }
-        if (rc == 0)
-            cli_table_print(&t, o->out);
-        cli_table_release(&t);
-    }
-    buf_release(&raw);
-    arena_free(a);
-    return rc;
+    return replica_call(o, GW_SVC "ListGateways", &req.base,
+                        &krane__v1__list_gateways_response__descriptor, gw_print_list, NULL);
 }
 
 static int dep_ls(const struct cli_opts *o, int argc, char **argv)
 {
     Krane__V1__ListDeploymentsRequest req = KRANE__V1__LIST_DEPLOYMENTS_REQUEST__INIT;
-    const Krane__V1__ListDeploymentsResponse *r;
-    ProtobufCMessage *out = NULL;
     struct replica_args ra;
-    struct arena *a;
-    struct berth_err err;
-    struct cli_table t;
-    struct buf raw;
     int rc = replica_args(o, replica_command("dep", "ls"), argc, argv, 0, &ra);
 
     if (rc != 0)
         return rc;
-    if ((a = arena_new()) == NULL)
-        return BERTH_RESOURCE_EXHAUSTED;
-    berth_err_clear(&err);
-    buf_init(&raw, (size_t)64 << 20);
     req.namespace_ = (char *)ra.ns;
     req.page_size = 1000;
-    if (cli_call(o, DEP_SVC "ListDeployments", &req.base,
-                 &krane__v1__list_deployments_response__descriptor, a, &out, &raw, &err) < 0) {
-        rc = cli_fail(o, &err);
-    } else if (o->json) {
-        fprintf(o->out, "%s\n", raw.data);
-    } else if (replica_summaries(o, &t) < 0) {
-        rc = BERTH_RESOURCE_EXHAUSTED;
-    } else {
-        r = (const void *)out;
-        for (size_t i = 0; i < r->n_deployments && rc == 0; i++) {
-            const Krane__V1__DeploymentSummary *d = r->deployments[i];
-            char running[32], status[32];
-            const char *row[5] = {d->namespace_[0] ? d->namespace_ : "-", d->deployment_id,
-                                  d->image, running, status};
-            snprintf(running, sizeof(running), "%u/%u", d->running, d->replicas);
-            cli_enum_word(&krane__v1__deployment_status__descriptor, d->status,
-                          "DEPLOYMENT_STATUS_", status, sizeof(status));
-            if (cli_table_add(&t, row) < 0)
-                rc = BERTH_RESOURCE_EXHAUSTED;
-        }
-        if (rc == 0)
-            cli_table_print(&t, o->out);
-        cli_table_release(&t);
-    }
-    buf_release(&raw);
-    arena_free(a);
-    return rc;
+    return replica_call(o, DEP_SVC "ListDeployments", &req.base,
+                        &krane__v1__list_deployments_response__descriptor, dep_print_list, NULL);
 }
 
 /* INSTANCE STATUS ADDRESS rows, from either kind's instances. */
@@ -210,140 +218,105 @@ static int replica_print_instances(const struct cli_opts *o, const struct replic
     return rc;
 }
 
+static int gw_print_info(const struct cli_opts *o, const ProtobufCMessage *answer, const char *id)
+{
+    const Krane__V1__GetGatewayResponse *r = (const void *)answer;
+    struct replica_instance *rows = calloc(r->n_instances + 1, sizeof(*rows));
+    int rc;
+
+    (void)id;
+    if (rows == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < r->n_instances; i++)
+        rows[i] = (struct replica_instance){r->instances[i]->id, r->instances[i]->status,
+                                            r->instances[i]->address};
+    fprintf(o->out, "ADDRESS: %s\n", r->address[0] ? r->address : "-");
+    rc = replica_print_instances(o, rows, r->n_instances, &krane__v1__gateway_status__descriptor,
+                                 "GATEWAY_STATUS_");
+    free(rows);
+    return rc;
+}
+
+static int dep_print_info(const struct cli_opts *o, const ProtobufCMessage *answer, const char *id)
+{
+    const Krane__V1__GetDeploymentResponse *r = (const void *)answer;
+    struct replica_instance *rows = calloc(r->n_instances + 1, sizeof(*rows));
+    int rc;
+
+    (void)id;
+    if (rows == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < r->n_instances; i++)
+        rows[i] = (struct replica_instance){r->instances[i]->id, r->instances[i]->status,
+                                            r->instances[i]->address};
+    rc = replica_print_instances(o, rows, r->n_instances, &krane__v1__deployment_status__descriptor,
+                                 "DEPLOYMENT_STATUS_");
+    free(rows);
+    return rc;
+}
+
 static int gw_info(const struct cli_opts *o, int argc, char **argv)
 {
     Krane__V1__GetGatewayRequest req = KRANE__V1__GET_GATEWAY_REQUEST__INIT;
-    const Krane__V1__GetGatewayResponse *r;
-    struct replica_instance *rows = NULL;
-    ProtobufCMessage *out = NULL;
     struct replica_args ra;
-    struct arena *a;
-    struct berth_err err;
-    struct buf raw;
     int rc = replica_args(o, replica_command("gw", "info"), argc, argv, 1, &ra);
 
     if (rc != 0)
         return rc;
-    if ((a = arena_new()) == NULL)
-        return BERTH_RESOURCE_EXHAUSTED;
-    berth_err_clear(&err);
-    buf_init(&raw, (size_t)16 << 20);
     req.namespace_ = (char *)ra.ns;
     req.gateway_id = (char *)ra.id;
-    if (cli_call(o, GW_SVC "GetGateway", &req.base, &krane__v1__get_gateway_response__descriptor, a,
-                 &out, &raw, &err) < 0) {
-        rc = cli_fail(o, &err);
-    } else if (o->json) {
-        fprintf(o->out, "%s\n", raw.data);
-    } else {
-        r = (const void *)out;
-        rows = arena_alloc(a, (r->n_instances + 1) * sizeof(*rows));
-        if (rows == NULL) {
-            rc = BERTH_RESOURCE_EXHAUSTED;
-        } else {
-            for (size_t i = 0; i < r->n_instances; i++)
-                rows[i] = (struct replica_instance){r->instances[i]->id, r->instances[i]->status,
-                                                    r->instances[i]->address};
-            fprintf(o->out, "ADDRESS: %s\n", r->address[0] ? r->address : "-");
-            rc = replica_print_instances(o, rows, r->n_instances,
-                                         &krane__v1__gateway_status__descriptor, "GATEWAY_STATUS_");
-        }
-    }
-    buf_release(&raw);
-    arena_free(a);
-    return rc;
+    return replica_call(o, GW_SVC "GetGateway", &req.base,
+                        &krane__v1__get_gateway_response__descriptor, gw_print_info, ra.id);
 }
 
 static int dep_info(const struct cli_opts *o, int argc, char **argv)
 {
     Krane__V1__GetDeploymentRequest req = KRANE__V1__GET_DEPLOYMENT_REQUEST__INIT;
-    const Krane__V1__GetDeploymentResponse *r;
-    struct replica_instance *rows = NULL;
-    ProtobufCMessage *out = NULL;
     struct replica_args ra;
-    struct arena *a;
-    struct berth_err err;
-    struct buf raw;
     int rc = replica_args(o, replica_command("dep", "info"), argc, argv, 1, &ra);
 
     if (rc != 0)
         return rc;
-    if ((a = arena_new()) == NULL)
-        return BERTH_RESOURCE_EXHAUSTED;
-    berth_err_clear(&err);
-    buf_init(&raw, (size_t)16 << 20);
     req.namespace_ = (char *)ra.ns;
     req.deployment_id = (char *)ra.id;
-    if (cli_call(o, DEP_SVC "GetDeployment", &req.base,
-                 &krane__v1__get_deployment_response__descriptor, a, &out, &raw, &err) < 0) {
-        rc = cli_fail(o, &err);
-    } else if (o->json) {
-        fprintf(o->out, "%s\n", raw.data);
-    } else {
-        r = (const void *)out;
-        rows = arena_alloc(a, (r->n_instances + 1) * sizeof(*rows));
-        if (rows == NULL) {
-            rc = BERTH_RESOURCE_EXHAUSTED;
-        } else {
-            for (size_t i = 0; i < r->n_instances; i++)
-                rows[i] = (struct replica_instance){r->instances[i]->id, r->instances[i]->status,
-                                                    r->instances[i]->address};
-            rc = replica_print_instances(o, rows, r->n_instances,
-                                         &krane__v1__deployment_status__descriptor,
-                                         "DEPLOYMENT_STATUS_");
-        }
-    }
-    buf_release(&raw);
-    arena_free(a);
-    return rc;
+    return replica_call(o, DEP_SVC "GetDeployment", &req.base,
+                        &krane__v1__get_deployment_response__descriptor, dep_print_info, ra.id);
+}
+
+static int replica_print_deleted(const struct cli_opts *o, const ProtobufCMessage *answer,
+                                 const char *id)
+{
+    (void)answer;
+    fprintf(o->out, "%s deleted\n", id);
+    return 0;
 }
 
 static int gw_rm(const struct cli_opts *o, int argc, char **argv)
 {
     Krane__V1__DeleteGatewayRequest req = KRANE__V1__DELETE_GATEWAY_REQUEST__INIT;
-    ProtobufCMessage *out = NULL;
     struct replica_args ra;
-    struct arena *a;
-    struct berth_err err;
     int rc = replica_args(o, replica_command("gw", "rm"), argc, argv, 1, &ra);
 
     if (rc != 0)
         return rc;
-    if ((a = arena_new()) == NULL)
-        return BERTH_RESOURCE_EXHAUSTED;
-    berth_err_clear(&err);
     req.namespace_ = (char *)ra.ns;
     req.gateway_id = (char *)ra.id;
-    if (cli_call(o, GW_SVC "DeleteGateway", &req.base,
-                 &krane__v1__delete_gateway_response__descriptor, a, &out, NULL, &err) < 0)
-        rc = cli_fail(o, &err);
-    else
-        replica_print_deleted(o, ra.id);
-    arena_free(a);
-    return rc;
+    return replica_call(o, GW_SVC "DeleteGateway", &req.base,
+                        &krane__v1__delete_gateway_response__descriptor, replica_print_deleted,
+                        ra.id);
 }
 
 static int dep_rm(const struct cli_opts *o, int argc, char **argv)
 {
     Krane__V1__DeleteDeploymentRequest req = KRANE__V1__DELETE_DEPLOYMENT_REQUEST__INIT;
-    ProtobufCMessage *out = NULL;
     struct replica_args ra;
-    struct arena *a;
-    struct berth_err err;
     int rc = replica_args(o, replica_command("dep", "rm"), argc, argv, 1, &ra);
 
     if (rc != 0)
         return rc;
-    if ((a = arena_new()) == NULL)
-        return BERTH_RESOURCE_EXHAUSTED;
-    berth_err_clear(&err);
     req.namespace_ = (char *)ra.ns;
     req.deployment_id = (char *)ra.id;
-    if (cli_call(o, DEP_SVC "DeleteDeployment", &req.base,
-                 &krane__v1__delete_deployment_response__descriptor, a, &out, NULL, &err) < 0)
-        rc = cli_fail(o, &err);
-    else
-        replica_print_deleted(o, ra.id);
-    arena_free(a);
-    return rc;
+    return replica_call(o, DEP_SVC "DeleteDeployment", &req.base,
+                        &krane__v1__delete_deployment_response__descriptor, replica_print_deleted,
+                        ra.id);
 }

@@ -44,6 +44,7 @@ struct call_state {
     const char *request_id;
 };
 
+static int parse_media_type(const char *ct, const char *json, const char *proto, enum codec *codec);
 static int parse_content_type(const char *ct, enum codec *codec);
 static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1]);
 static int connect_stream_content_type(const char *ct, enum codec *codec);
@@ -127,8 +128,9 @@ static void respond_status(struct http_response *resp, int status)
     resp->status = status;
 }
 
-/* application/json (any charset parameter, any case) or application/proto. */
-static int parse_content_type(const char *ct, enum codec *codec)
+/* `json` (with no parameter but charset=utf-8, quoted or not) or `proto`
+ * (no parameter), in any case: the codec it names. */
+static int parse_media_type(const char *ct, const char *json, const char *proto, enum codec *codec)
 {
     size_t n;
 
@@ -137,7 +139,7 @@ static int parse_content_type(const char *ct, enum codec *codec)
     n = strcspn(ct, ";");
     while (n > 0 && isspace((unsigned char)ct[n - 1]))
         n--;
-    if (n == strlen(CT_JSON) && strncasecmp(ct, CT_JSON, n) == 0) {
+    if (n == strlen(json) && strncasecmp(ct, json, n) == 0) {
         const char *param = ct + strcspn(ct, ";");
         if (*param == ';') {
             param++;
@@ -150,41 +152,23 @@ static int parse_content_type(const char *ct, enum codec *codec)
         *codec = CODEC_JSON;
         return 0;
     }
-    if (n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0 && ct[n] == '\0') {
+    if (n == strlen(proto) && strncasecmp(ct, proto, n) == 0 && ct[n] == '\0') {
         *codec = CODEC_PROTO;
         return 0;
     }
     return -1;
 }
 
-/* application/connect+json or application/connect+proto (any case, an
- * optional charset=utf-8 for JSON), for server-streaming procedures. */
+/* Unary procedures: application/json or application/proto. */
+static int parse_content_type(const char *ct, enum codec *codec)
+{
+    return parse_media_type(ct, CT_JSON, CT_PROTO, codec);
+}
+
+/* Server-streaming procedures: application/connect+json or +proto. */
 static int connect_stream_content_type(const char *ct, enum codec *codec)
 {
-    size_t n;
-
-    if (ct == NULL)
-        return -1;
-    n = strcspn(ct, ";");
-    while (n > 0 && isspace((unsigned char)ct[n - 1]))
-        n--;
-    if (n == strlen(CT_STREAM_PROTO) && strncasecmp(ct, CT_STREAM_PROTO, n) == 0 && ct[n] == '\0') {
-        *codec = CODEC_PROTO;
-        return 0;
-    }
-    if (n == strlen(CT_STREAM_JSON) && strncasecmp(ct, CT_STREAM_JSON, n) == 0) {
-        const char *param = ct + strcspn(ct, ";");
-        if (*param == ';') {
-            param++;
-            while (isspace((unsigned char)*param))
-                param++;
-            if (strcasecmp(param, "charset=utf-8") != 0)
-                return -1;
-        }
-        *codec = CODEC_JSON;
-        return 0;
-    }
-    return -1;
+    return parse_media_type(ct, CT_STREAM_JSON, CT_STREAM_PROTO, codec);
 }
 
 /* 1 to 10 ASCII digits; sets the call's deadline. The length is checked
