@@ -148,6 +148,7 @@ struct backend_replica {
     char *host;                 /* where its ports are published; "": this host */
     struct backend_port *ports; /* published ports with their real host ports */
     size_t n_ports;
+    char *image; /* the image reference it runs; "" when unknown */
 };
 
 /* A set as the backend sees it. Every pointer is heap-owned;
@@ -171,6 +172,19 @@ struct backend_apply_result {
     size_t existing; /* replicas that were there already */
     size_t added;    /* replicas this call made */
     size_t woken;    /* existing ones it started or unpaused */
+};
+
+/* How an update replaces instances. */
+struct backend_update_opts {
+    unsigned parallelism;     /* instances replaced at a time; 0: 1 */
+    int64_t ready_timeout_ms; /* a new instance may take this long to be ready; 0: the deadline */
+};
+
+/* What an update did, for the caller's log. */
+struct backend_update_result {
+    size_t replaced; /* instances replaced by ones of the new spec */
+    size_t added;    /* instances added at new indexes */
+    size_t removed;  /* instances removed at the highest indexes */
 };
 
 void backend_replica_set_release(struct backend_replica_set *s);
@@ -343,10 +357,16 @@ struct backend_ops {
      * the instances that failed stay. */
     int (*replica_delete)(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
-    /* Replace a set's instances by the new spec's, some at a time. NULL, or
-     * unimplemented, when the backend cannot (yet). */
-    int (*replica_update)(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
-                          struct berth_err *err);
+    /* Bring the existing set of (kind, spec->id) to `spec`: the same digest
+     * and count is success with nothing touched; another count of the same
+     * template adds instances at the next indexes or removes the highest;
+     * anything else replaces instances opts->parallelism at a time, each new
+     * one ready before the old one goes. On failure what was replaced is
+     * rolled back and every new instance removed. None: not_found. Callers
+     * serialise update, apply and delete of one set. */
+    int (*replica_update)(void *ctx, const struct backend_replica_spec *spec,
+                          const struct backend_update_opts *opts, int64_t deadline,
+                          struct backend_update_result *out, struct berth_err *err);
 
     /* Shutdown: make the calls under way end soon and later ones fail at
      * once (unavailable). NULL when no call can block for long. */

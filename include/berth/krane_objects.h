@@ -49,8 +49,8 @@ struct krane_object {
 /* The lowerCamelCase name of the kind's id field ("gatewayId"), for errors. */
 const char *krane_id_json(enum object_kind kind);
 
-/* The object of a Create request `in` (a CreateGatewayRequest or
- * CreateDeploymentRequest) into *o: 0, 1 when the request holds no object,
+/* The object of a Create or Update request `in` (a Create/UpdateGatewayRequest
+ * or Create/UpdateDeploymentRequest) into *o: 0, 1 when the request holds no object,
  * -1 when out of memory (the env view lives in a). */
 int krane_create_object(enum object_kind kind, const ProtobufCMessage *in, struct arena *a,
                         struct krane_object *o);
@@ -72,6 +72,31 @@ ProtobufCMessage *krane_delete_response(enum object_kind kind, struct arena *a);
 ProtobufCMessage *krane_get_response(enum object_kind kind, struct arena *a,
                                      const struct krane_instance *inst, size_t n,
                                      const char *address);
+/* A List request's fields (borrowed, strings never NULL). */
+struct krane_list_request {
+    const char *ns; /* "": every namespace */
+    int32_t page_size;
+    const char *page_token;
+};
+void krane_list_request(const ProtobufCMessage *in, struct krane_list_request *out);
+
+/* One entry of a List answer; strings borrowed. */
+struct krane_summary {
+    const char *ns;
+    const char *id;
+    const char *image;
+    unsigned replicas; /* desired */
+    unsigned running;
+    enum krane_status status;
+};
+/* A List answer of n summaries; next NULL: the last page. */
+ProtobufCMessage *krane_list_response(enum object_kind kind, struct arena *a,
+                                      const struct krane_summary *sum, size_t n, const char *next,
+                                      int32_t total);
+/* An Update answer with the instance ids after the update (borrowed). */
+ProtobufCMessage *krane_update_response(enum object_kind kind, struct arena *a,
+                                        const char *const *pod_ids, size_t n);
+
 /* The Get response's descriptor (to unpack a cached answer). */
 const ProtobufCMessageDescriptor *krane_get_descriptor(enum object_kind kind);
 

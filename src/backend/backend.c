@@ -88,6 +88,7 @@ void backend_replica_set_release(struct backend_replica_set *s)
         free(s->items[i].handle);
         free(s->items[i].host);
         free(s->items[i].ports);
+        free(s->items[i].image);
     }
     free(s->items);
     free(s->ns);

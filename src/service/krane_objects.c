@@ -48,7 +48,10 @@ int krane_create_object(enum object_kind kind, const ProtobufCMessage *in, struc
 
     *o = (struct krane_object){"", "", "", "", "", "", "", 0, 0, 0, 0, NULL, 0};
     if (kind == OBJECT_GATEWAY) {
-        const Krane__V1__GatewayRequest *g = ((const Krane__V1__CreateGatewayRequest *)in)->gateway;
+        const Krane__V1__GatewayRequest *g =
+            in->descriptor == &krane__v1__update_gateway_request__descriptor
+                ? ((const Krane__V1__UpdateGatewayRequest *)in)->gateway
+                : ((const Krane__V1__CreateGatewayRequest *)in)->gateway;
         if (g == NULL)
             return 1;
         o->ns = ko_str(g->namespace_);
@@ -68,7 +71,9 @@ int krane_create_object(enum object_kind kind, const ProtobufCMessage *in, struc
         return 0;
     }
     const Krane__V1__DeploymentRequest *d =
-        ((const Krane__V1__CreateDeploymentRequest *)in)->deployment;
+        in->descriptor == &krane__v1__update_deployment_request__descriptor
+            ? ((const Krane__V1__UpdateDeploymentRequest *)in)->deployment
+            : ((const Krane__V1__CreateDeploymentRequest *)in)->deployment;
     if (d == NULL)
         return 1;
     o->ns = ko_str(d->namespace_);
@@ -200,4 +205,110 @@ ProtobufCMessage *krane_get_response(enum object_kind kind, struct arena *a,
 {
     return kind == OBJECT_GATEWAY ? ko_gateway_answer(a, inst, n, address)
                                   : ko_deployment_answer(a, inst, n);
+}
+
+void krane_list_request(const ProtobufCMessage *in, struct krane_list_request *out)
+{
+    if (in->descriptor == &krane__v1__list_gateways_request__descriptor) {
+        const Krane__V1__ListGatewaysRequest *r = (const void *)in;
+        *out =
+            (struct krane_list_request){ko_str(r->namespace_), r->page_size, ko_str(r->page_token)};
+    } else if (in->descriptor == &krane__v1__list_deployments_request__descriptor) {
+        const Krane__V1__ListDeploymentsRequest *r = (const void *)in;
+        *out =
+            (struct krane_list_request){ko_str(r->namespace_), r->page_size, ko_str(r->page_token)};
+    } else {
+        *out = (struct krane_list_request){"", 0, ""};
+    }
+}
+
+static ProtobufCMessage *ko_gateway_list(struct arena *a, const struct krane_summary *sum, size_t n,
+                                         const char *next, int32_t total)
+{
+    Krane__V1__ListGatewaysResponse *r =
+        arena_message(a, &krane__v1__list_gateways_response__descriptor);
+    Krane__V1__GatewaySummary **items = arena_alloc(a, (n + 1) * sizeof(*items));
+
+    if (r == NULL || items == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        items[i] = arena_message(a, &krane__v1__gateway_summary__descriptor);
+        if (items[i] == NULL)
+            return NULL;
+        items[i]->namespace_ = (char *)sum[i].ns;
+        items[i]->gateway_id = (char *)sum[i].id;
+        items[i]->image = (char *)sum[i].image;
+        items[i]->replicas = sum[i].replicas;
+        items[i]->running = sum[i].running;
+        items[i]->status = (Krane__V1__GatewayStatus)sum[i].status;
+    }
+    r->gateways = items;
+    r->n_gateways = n;
+    if (next != NULL)
+        r->next_page_token = (char *)next;
+    r->total_count = total;
+    return &r->base;
+}
+
+static ProtobufCMessage *ko_deployment_list(struct arena *a, const struct krane_summary *sum,
+                                            size_t n, const char *next, int32_t total)
+{
+    Krane__V1__ListDeploymentsResponse *r =
+        arena_message(a, &krane__v1__list_deployments_response__descriptor);
+    Krane__V1__DeploymentSummary **items = arena_alloc(a, (n + 1) * sizeof(*items));
+
+    if (r == NULL || items == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        items[i] = arena_message(a, &krane__v1__deployment_summary__descriptor);
+        if (items[i] == NULL)
+            return NULL;
+        items[i]->namespace_ = (char *)sum[i].ns;
+        items[i]->deployment_id = (char *)sum[i].id;
+        items[i]->image = (char *)sum[i].image;
+        items[i]->replicas = sum[i].replicas;
+        items[i]->running = sum[i].running;
+        items[i]->status = (Krane__V1__DeploymentStatus)sum[i].status;
+    }
+    r->deployments = items;
+    r->n_deployments = n;
+    if (next != NULL)
+        r->next_page_token = (char *)next;
+    r->total_count = total;
+    return &r->base;
+}
+
+ProtobufCMessage *krane_list_response(enum object_kind kind, struct arena *a,
+                                      const struct krane_summary *sum, size_t n, const char *next,
+                                      int32_t total)
+{
+    return kind == OBJECT_GATEWAY ? ko_gateway_list(a, sum, n, next, total)
+                                  : ko_deployment_list(a, sum, n, next, total);
+}
+
+ProtobufCMessage *krane_update_response(enum object_kind kind, struct arena *a,
+                                        const char *const *pod_ids, size_t n)
+{
+    char **ids = arena_alloc(a, (n + 1) * sizeof(*ids));
+
+    if (ids == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (char *)pod_ids[i];
+    if (kind == OBJECT_GATEWAY) {
+        Krane__V1__UpdateGatewayResponse *r =
+            arena_message(a, &krane__v1__update_gateway_response__descriptor);
+        if (r == NULL)
+            return NULL;
+        r->pod_ids = ids;
+        r->n_pod_ids = n;
+        return &r->base;
+    }
+    Krane__V1__UpdateDeploymentResponse *r =
+        arena_message(a, &krane__v1__update_deployment_response__descriptor);
+    if (r == NULL)
+        return NULL;
+    r->pod_ids = ids;
+    r->n_pod_ids = n;
+    return &r->base;
 }

@@ -26,9 +26,11 @@
 #define RS_TEXT_MAX 256 /* namespace, workspace, environment and build ids */
 #define RS_IMAGE_MAX 1024
 #define RS_MAX_ENV 1000
-#define RS_MAX_LABELS 4  /* workspace, environment slug and id, build */
-#define RS_MAX_OWN_ENV 6 /* the id, namespace and the four above */
-#define RS_EVENT_MS 2000 /* an event's re-list gets this long */
+#define RS_MAX_LABELS 4     /* workspace, environment slug and id, build */
+#define RS_MAX_OWN_ENV 6    /* the id, namespace and the four above */
+#define RS_EVENT_MS 2000    /* an event's re-list gets this long */
+#define RS_LIST_DEFAULT 100 /* a List page when the request names no size */
+#define RS_LIST_MAX 1000    /* the largest List page */
 
 enum rs_kind_index { RS_KIND_GATEWAY, RS_KIND_DEPLOYMENT, RS_KIND_COUNT };
 
@@ -120,6 +122,8 @@ static int h_get(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                  ProtobufCMessage **out, struct berth_err *err);
 static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
+static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                  ProtobufCMessage **out, struct berth_err *err);
 
 static const struct {
     const char *path;
@@ -129,9 +133,11 @@ static const struct {
     {"/krane.v1.GatewayService/CreateGateway", RS_KIND_GATEWAY, h_create},
     {"/krane.v1.GatewayService/GetGateway", RS_KIND_GATEWAY, h_get},
     {"/krane.v1.GatewayService/DeleteGateway", RS_KIND_GATEWAY, h_delete},
+    {"/krane.v1.GatewayService/ListGateways", RS_KIND_GATEWAY, h_list},
     {"/krane.v1.DeploymentService/CreateDeployment", RS_KIND_DEPLOYMENT, h_create},
     {"/krane.v1.DeploymentService/GetDeployment", RS_KIND_DEPLOYMENT, h_get},
     {"/krane.v1.DeploymentService/DeleteDeployment", RS_KIND_DEPLOYMENT, h_delete},
+    {"/krane.v1.DeploymentService/ListDeployments", RS_KIND_DEPLOYMENT, h_list},
 };
 
 /* ---- life of the service --------------------------------------------- */
@@ -873,5 +879,182 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     rc = 0;
 out:
     rs_busy_give(s, key);
+    return rc;
+}
+
+/* ---- List --------------------------------------------------------------- */
+
+static int rs_summary_cmp(const void *a, const void *b)
+{
+    const struct krane_summary *x = a, *y = b;
+    int c = strcmp(x->ns, y->ns);
+
+    return c != 0 ? c : strcmp(x->id, y->id);
+}
+
+/* A page token: where the last page ended, "p1." hex(namespace) "." hex(id).
+ * Opaque to clients; only berthd reads it. */
+static char *rs_token_make(struct arena *a, const char *ns, const char *id)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t nn = strlen(ns), ni = strlen(id);
+    char *t = arena_alloc(a, 3 + 2 * nn + 1 + 2 * ni + 1);
+    size_t k = 0;
+
+    if (t == NULL)
+        return NULL;
+    memcpy(t, "p1.", 3);
+    k = 3;
+    for (size_t i = 0; i < nn; i++) {
+        t[k++] = hex[(unsigned char)ns[i] >> 4];
+        t[k++] = hex[(unsigned char)ns[i] & 15];
+    }
+    t[k++] = '.';
+    for (size_t i = 0; i < ni; i++) {
+        t[k++] = hex[(unsigned char)id[i] >> 4];
+        t[k++] = hex[(unsigned char)id[i] & 15];
+    }
+    t[k] = '\0';
+    return t;
+}
+
+static int rs_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The hex text [p, end) decoded into the arena; NULL when malformed (odd
+ * length, not hex, a NUL or control byte) or out of memory. */
+static char *rs_hex_text(struct arena *a, const char *p, const char *end)
+{
+    size_t n = (size_t)(end - p);
+    char *out;
+
+    if (n % 2 != 0 || (out = arena_alloc(a, n / 2 + 1)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = rs_hex_digit(p[2 * i]), lo = rs_hex_digit(p[2 * i + 1]);
+        if (hi < 0 || lo < 0 || (hi << 4 | lo) < 0x20)
+            return NULL;
+        out[i] = (char)(hi << 4 | lo);
+    }
+    out[n / 2] = '\0';
+    return out;
+}
+
+/* Read a page token back: 0, or -1 when it is not one berthd made. */
+static int rs_token_read(struct arena *a, const char *token, const char **ns, const char **id)
+{
+    const char *dot;
+    size_t n = strlen(token);
+
+    if (n < 4 || n > 4 * RS_TEXT_MAX || strncmp(token, "p1.", 3) != 0 ||
+        (dot = strchr(token + 3, '.')) == NULL)
+        return -1;
+    *ns = rs_hex_text(a, token + 3, dot);
+    *id = rs_hex_text(a, dot + 1, token + n);
+    return *ns != NULL && *id != NULL && (*id)[0] != '\0' ? 0 : -1;
+}
+
+/* The summary of set: its image (the lowest instance's), the replicas it
+ * was applied with, how many run. RUNNING once that many run, PENDING
+ * before. Strings borrowed from the set (copied by the caller). */
+static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
+                        struct krane_summary *out)
+{
+    unsigned running = 0;
+
+    for (size_t i = 0; i < set->n; i++)
+        running += set->items[i].state == BACKEND_STATE_RUNNING;
+    out->ns = arena_strdup(a, set->ns);
+    out->id = arena_strdup(a, set->id);
+    out->image = arena_strdup(a, set->n > 0 && set->items[0].image ? set->items[0].image : "");
+    out->replicas = set->wanted > 0 ? set->wanted : (unsigned)set->n;
+    out->running = running;
+    out->status = running >= out->replicas ? KRANE_STATUS_RUNNING : KRANE_STATUS_PENDING;
+    return out->ns != NULL && out->id != NULL && out->image != NULL ? 0 : -1;
+}
+
+/* List: every set of the kind from the backend (the cache refreshed on the
+ * way), one namespace or all, ordered by (namespace, id), a page at a time.
+ * The cache holds Get answers, not summaries: with the Engine unreachable
+ * List answers unavailable rather than guess images and counts. */
+static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                  ProtobufCMessage **out, struct berth_err *err)
+{
+    const struct rs_binding *b = ctx;
+    struct replica_service *s = b->s;
+    struct backend_replica_set_list list = {0};
+    struct krane_list_request req;
+    struct krane_summary *sum;
+    const char *after_ns = NULL, *after_id = NULL, *next = NULL;
+    size_t n = 0, first = 0, page;
+    uint64_t ticket;
+    int rc = -1;
+
+    krane_list_request(in, &req);
+    if (rs_check_text("namespace", req.ns, RS_TEXT_MAX, err) < 0)
+        return -1;
+    if (req.page_size < 0 || req.page_size > RS_LIST_MAX)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'pageSize': %" PRId32 " is not from 0 to %d (0 means %d)",
+                             req.page_size, RS_LIST_MAX, RS_LIST_DEFAULT);
+    if (req.page_token[0] != '\0' &&
+        rs_token_read(call->arena, req.page_token, &after_ns, &after_id) < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'pageToken' is not a token of a previous answer");
+    if (rs_check_backend(s, err) < 0)
+        return -1;
+    page = req.page_size == 0 ? RS_LIST_DEFAULT : (size_t)req.page_size;
+
+    ticket = replica_cache_begin(s->cache);
+    if (s->backend->ops->replica_list(s->backend->ctx, b->kind->kind, NULL, call->deadline, &list,
+                                      err) < 0)
+        goto out;
+    sum = arena_alloc(call->arena, (list.n + 1) * sizeof(*sum));
+    if (sum == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < list.n; i++) {
+        if (rs_store(s, b, &list.items[i], ticket, call->arena, err) < 0)
+            goto out;
+        if (req.ns[0] != '\0' && strcmp(list.items[i].ns, req.ns) != 0)
+            continue;
+        if (rs_summarise(call->arena, &list.items[i], &sum[n++]) < 0) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+    }
+    replica_cache_sweep(s->cache, 0, b->kind->kind, NULL, ticket);
+    if (n > 1)
+        qsort(sum, n, sizeof(*sum), rs_summary_cmp);
+    if (after_id != NULL) {
+        struct krane_summary key = {.ns = after_ns, .id = after_id};
+        while (first < n && rs_summary_cmp(&sum[first], &key) <= 0)
+            first++;
+    }
+    if (page > n - first)
+        page = n - first;
+    if (first + page < n) {
+        next = rs_token_make(call->arena, sum[first + page - 1].ns, sum[first + page - 1].id);
+        if (next == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+    }
+    *out = krane_list_response(b->kind->kind, call->arena, sum + first, page, next, (int32_t)n);
+    if (*out == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    replica_cache_end(s->cache, ticket);
+    backend_replica_set_list_release(&list);
     return rc;
 }

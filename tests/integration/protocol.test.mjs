@@ -284,9 +284,7 @@ describe("Connect protocol (memory backend)", { skip }, () => {
   describe("methods that answer unimplemented", () => {
     const rows = [
       { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false },
-      { description: "ListGateways", path: "/krane.v1.GatewayService/ListGateways", get: true },
       { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false },
-      { description: "ListDeployments", path: "/krane.v1.DeploymentService/ListDeployments", get: true },
       { description: "GetLogs", path: "/berth.v1.LogService/GetLogs", get: true },
     ];
     for (const row of rows) {

@@ -168,8 +168,9 @@ static int rp_fill_set(const struct rp_found *r, size_t n, enum object_kind kind
         it->state = c->state;
         it->handle = strdup(c->id);
         it->host = strdup("");
+        it->image = strdup(c->image ? c->image : "");
         it->ports = calloc(c->n_ports ? c->n_ports : 1, sizeof(*it->ports));
-        if (it->handle == NULL || it->host == NULL || it->ports == NULL)
+        if (it->handle == NULL || it->host == NULL || it->image == NULL || it->ports == NULL)
             goto oom;
         if (c->n_ports > 0)
             memcpy(it->ports, c->ports, c->n_ports * sizeof(*it->ports));
