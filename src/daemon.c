@@ -72,6 +72,12 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .pids_limit = cfg->pids_limit,
         .stats_interval_ms = cfg->metrics_interval_s * 1000,
         .probe_interval_ms = ENGINE_PROBE_INTERVAL_MS,
+        .cap_drop = cfg->cap_drop,
+        .log_max_size = cfg->log_max_size,
+        .log_max_files = cfg->log_max_files,
+        .default_memory_bytes = cfg->default_memory_mib > 0 ? cfg->default_memory_mib << 20 : -1,
+        .instance_id = cfg->instance_id,
+        .allowed_registries = cfg->allowed_registries,
     };
     return docker_backend_new(&dc, out, err);
 }

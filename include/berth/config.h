@@ -27,7 +27,17 @@ struct berth_config {
     int64_t gateway_port;   /* container port of gateway replicas */
     int64_t deployment_port; /* container port of deployment replicas */
     int64_t metrics_interval_s;
-    int64_t ready_wait_ms; /* how long an RPC waits for the start-up rebuild */
+    int64_t ready_wait_ms;        /* how long an RPC waits for the start-up rebuild */
+    char *cap_drop;               /* comma list of capabilities every container loses */
+    char *log_max_size;           /* json-file log rotation: one file's size ("10m") */
+    int64_t log_max_files;        /* json-file log rotation: files kept */
+    int64_t default_memory_mib;   /* memory limit when a request gives none; 0: none */
+    char *host_port_range;        /* "LOW-HIGH": host ports a request may ask for */
+    char *instance_id;            /* berth.instance of everything this berthd makes */
+    int64_t max_vms;              /* VMs in all */
+    int64_t max_vms_per_customer; /* VMs of one customer_id; 0: no limit */
+    int64_t max_replicas_total;   /* gateway and deployment replicas in all */
+    char *allowed_registries;     /* comma list of host[:port]; "": any */
 };
 
 enum config_action {

@@ -96,10 +96,37 @@ void docker_backend_global_cleanup(void)
     engine_global_cleanup();
 }
 
+/* *out (n entries) from a comma list; empty entries are skipped. -1: out
+ * of memory (what was made is still in *out for the caller to free). */
+static int docker_backend_split(const char *list, char ***out, size_t *n_out)
+{
+    size_t n = 1;
+
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    *out = calloc(n, sizeof(**out));
+    if (*out == NULL)
+        return -1;
+    while (*list) {
+        size_t len = strcspn(list, ",");
+
+        if (len > 0) {
+            (*out)[*n_out] = strndup(list, len);
+            if ((*out)[*n_out] == NULL)
+                return -1;
+            (*n_out)++;
+        }
+        list += len;
+        if (*list == ',')
+            list++;
+    }
+    return 0;
+}
+
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err)
 {
-    static const struct docker_backend_config defaults = {NULL, NULL, 0, 0, 0};
+    static const struct docker_backend_config defaults = {0};
     struct docker_ctx *c = NULL;
     const char *sock, *pub;
     int rc = -1;
@@ -126,6 +153,25 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
         goto out;
     }
     c->pids_limit = cfg->pids_limit == 0 ? DOCKER_BACKEND_DEFAULT_PIDS_LIMIT : cfg->pids_limit;
+    c->default_memory_bytes = cfg->default_memory_bytes == 0 ? DOCKER_BACKEND_DEFAULT_MEMORY_BYTES
+                                                             : cfg->default_memory_bytes;
+    c->log_max_files =
+        cfg->log_max_files > 0 ? cfg->log_max_files : DOCKER_BACKEND_DEFAULT_LOG_MAX_FILES;
+    c->log_max_size = strdup(cfg->log_max_size != NULL && cfg->log_max_size[0] != '\0'
+                                 ? cfg->log_max_size
+                                 : DOCKER_BACKEND_DEFAULT_LOG_MAX_SIZE);
+    c->instance_id = strdup(cfg->instance_id != NULL && cfg->instance_id[0] != '\0'
+                                ? cfg->instance_id
+                                : DOCKER_BACKEND_DEFAULT_INSTANCE);
+    if (c->log_max_size == NULL || c->instance_id == NULL ||
+        docker_backend_split(cfg->cap_drop != NULL ? cfg->cap_drop
+                                                   : DOCKER_BACKEND_DEFAULT_CAP_DROP,
+                             &c->cap_drop, &c->n_cap_drop) < 0 ||
+        docker_backend_split(cfg->allowed_registries != NULL ? cfg->allowed_registries : "",
+                             &c->allowed_registries, &c->n_allowed_registries) < 0) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
     engine_set_stats(c->engine, c->calls);
@@ -162,6 +208,14 @@ static void docker_backend_destroy(void *ctx)
     engine_stats_free(c->calls);
     free(c->socket_path);
     free(c->publish_address);
+    for (size_t i = 0; i < c->n_cap_drop; i++)
+        free(c->cap_drop[i]);
+    free(c->cap_drop);
+    for (size_t i = 0; i < c->n_allowed_registries; i++)
+        free(c->allowed_registries[i]);
+    free(c->allowed_registries);
+    free(c->log_max_size);
+    free(c->instance_id);
     free(c);
 }
 
@@ -220,8 +274,15 @@ static int docker_backend_fetch(struct docker_ctx *c, const char *id, int64_t de
         goto out;
     }
     config = cJSON_GetObjectItemCaseSensitive(root, "Config");
-    if (!docker_json_is_managed(cJSON_GetObjectItemCaseSensitive(config, "Labels"))) {
+    if (!docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(config, "Labels"), c->instance_id)) {
         log_debug("docker.unmanaged", "container=%s", q);
+        berth_err_set(err, BERTH_NOT_FOUND, "%s: No such container: %s", what, q);
+        goto out;
+    }
+    if (docker_json_forged(root) != NULL) {
+        /* Labelled as ours, but with host privileges berthd never grants:
+         * made by someone else, so never adopted or acted on. */
+        log_warn("docker.forged", "container=%s holds=\"%s\"", q, docker_json_forged(root));
         berth_err_set(err, BERTH_NOT_FOUND, "%s: No such container: %s", what, q);
         goto out;
     }
@@ -419,8 +480,15 @@ static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
     cJSON_ArrayForEach(item, root)
     {
         /* The filter already asks for our label; never trust one answer. */
-        if (!docker_json_is_managed(cJSON_GetObjectItemCaseSensitive(item, "Labels")))
+        if (!docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(item, "Labels"), c->instance_id))
             continue;
+        if (docker_json_forged(item) != NULL) {
+            const cJSON *cid = cJSON_GetObjectItemCaseSensitive(item, "Id");
+
+            log_warn("docker.forged", "container=%.12s holds=\"%s\"",
+                     cJSON_IsString(cid) ? cid->valuestring : "", docker_json_forged(item));
+            continue;
+        }
         if (docker_json_from_list_item(item, &l.items[l.n], err) < 0)
             goto out;
         l.n++;

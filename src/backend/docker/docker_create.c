@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -16,6 +17,7 @@
 #include "berth/labels.h"
 #include "berth/log.h"
 #include "docker_internal.h"
+#include "registry_auth.h"
 
 /* Bodies are ours; the cap only guards against bugs. */
 #define DOCKER_BODY_MAX ((size_t)4 << 20)
@@ -51,11 +53,14 @@ struct docker_pull {
 };
 
 static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err);
+static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
+                                        struct berth_err *err);
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
                               const char *token, char **json_out, struct berth_err *err);
 static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n);
+static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host);
 static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
-                                    const char *token);
+                                    const char *instance, const char *token);
 static int docker_create_add_ports(const struct docker_ctx *c, cJSON *config, cJSON *host,
                                    const struct backend_spec *spec, struct berth_err *err);
 static int docker_create_add_int64(cJSON *obj, const char *key, int64_t v);
@@ -100,7 +105,8 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     memset(&req, 0, sizeof(req));
     uuid_generate_random(uu);
     uuid_unparse_lower(uu, req.token);
-    if (docker_create_validate_spec(spec, err) < 0)
+    if (docker_create_validate_spec(spec, err) < 0 ||
+        docker_create_check_registry(c, spec->image, err) < 0)
         goto out;
     if (docker_create_body(c, spec, req.token, &body, err) < 0)
         goto out;
@@ -187,9 +193,32 @@ static int docker_create_validate_spec(const struct backend_spec *spec, struct b
     return 0;
 }
 
+/* With --allowed-registries, the image's registry must be one of them
+ * (compared without case, as host names are): permission_denied otherwise,
+ * before the Engine is asked for anything. */
+static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
+                                        struct berth_err *err)
+{
+    struct image_ref ref;
+    char q[DOCKER_QUOTE_MAX + 8];
+
+    if (c->n_allowed_registries == 0)
+        return 0;
+    if (image_ref_parse(image, "image", &ref, err) < 0)
+        return -1;
+    for (size_t i = 0; i < c->n_allowed_registries; i++)
+        if (strcasecmp(ref.host, c->allowed_registries[i]) == 0)
+            return 0;
+    berth_err_quote(q, sizeof(q), image, DOCKER_QUOTE_MAX);
+    return berth_err_set(err, BERTH_PERMISSION_DENIED,
+                         "image '%s': registry '%s' is not one of --allowed-registries", q,
+                         ref.host);
+}
+
 /* The create body. Only the fields below are ever sent: nothing that grants
- * host privileges (privileged mode, host namespaces, capabilities, devices,
- * bind mounts) can come from a spec. `token` becomes the create token label.
+ * host privileges (privileged mode, host namespaces, added capabilities,
+ * devices, bind mounts, sysctls) can come from a spec, and every container
+ * is confined the same way (docker_create_add_confinement). `token` becomes the create token label.
  * *json_out is malloc'd, the caller's. */
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
                               const char *token, char **json_out, struct berth_err *err)
@@ -212,7 +241,7 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
     bad |= docker_create_add_strings(root, "Env", spec->env, spec->n_env) < 0;
     if (spec->working_dir != NULL && spec->working_dir[0] != '\0')
         bad |= cJSON_AddStringToObject(root, "WorkingDir", spec->working_dir) == NULL;
-    bad |= docker_create_add_labels(root, spec, token) < 0;
+    bad |= docker_create_add_labels(root, spec, c->instance_id, token) < 0;
     if (bad)
         goto oom;
     if (docker_create_add_ports(c, root, host, spec, err) < 0)
@@ -221,8 +250,11 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
         bad |= docker_create_add_int64(host, "NanoCpus", spec->nano_cpus) < 0;
     if (spec->memory_bytes > 0)
         bad |= docker_create_add_int64(host, "Memory", spec->memory_bytes) < 0;
+    else if (c->default_memory_bytes > 0)
+        bad |= docker_create_add_int64(host, "Memory", c->default_memory_bytes) < 0;
     if (c->pids_limit > 0)
         bad |= docker_create_add_int64(host, "PidsLimit", c->pids_limit) < 0;
+    bad |= docker_create_add_confinement(c, host) < 0;
     if (spec->restart_policy != NULL && spec->restart_policy[0] != '\0') {
         policy = cJSON_AddObjectToObject(host, "RestartPolicy");
         bad |=
@@ -250,6 +282,32 @@ out:
     return rc;
 }
 
+/* What every container gets, whatever its spec: no new privileges,
+ * c->cap_drop dropped, an init process, a private cgroup namespace and
+ * rotated json-file logs. -1 when out of memory. */
+static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host)
+{
+    static const char *const security[] = {"no-new-privileges"};
+    cJSON *log, *log_cfg;
+    char files[32];
+
+    snprintf(files, sizeof(files), "%lld", (long long)c->log_max_files);
+    if (docker_create_add_strings(host, "SecurityOpt", security, 1) < 0 ||
+        docker_create_add_strings(host, "CapDrop", (const char *const *)c->cap_drop,
+                                  c->n_cap_drop) < 0 ||
+        cJSON_AddTrueToObject(host, "Init") == NULL ||
+        cJSON_AddStringToObject(host, "CgroupnsMode", "private") == NULL)
+        return -1;
+    log = cJSON_AddObjectToObject(host, "LogConfig");
+    if (log == NULL || cJSON_AddStringToObject(log, "Type", "json-file") == NULL)
+        return -1;
+    log_cfg = cJSON_AddObjectToObject(log, "Config");
+    if (log_cfg == NULL || cJSON_AddStringToObject(log_cfg, "max-size", c->log_max_size) == NULL ||
+        cJSON_AddStringToObject(log_cfg, "max-file", files) == NULL)
+        return -1;
+    return 0;
+}
+
 /* obj[key] = [v...]. -1 when out of memory. */
 static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n)
 {
@@ -268,10 +326,11 @@ static int docker_create_add_strings(cJSON *obj, const char *key, const char *co
     return 0;
 }
 
-/* Labels: the spec's (a later duplicate wins), then berth.managed=true and
- * this call's create token, which a spec cannot override. */
+/* Labels: the spec's (a later duplicate wins), then berth.managed=true,
+ * this berthd's berth.instance and this call's create token, which a spec
+ * cannot override. */
 static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
-                                    const char *token)
+                                    const char *instance, const char *token)
 {
     cJSON *labels = cJSON_AddObjectToObject(config, "Labels");
 
@@ -280,13 +339,15 @@ static int docker_create_add_labels(cJSON *config, const struct backend_spec *sp
     for (size_t i = 0; i < spec->n_labels; i++) {
         const char *k = spec->labels[i].key;
 
-        if (strcmp(k, LABEL_MANAGED) == 0 || strcmp(k, LABEL_CREATE_TOKEN) == 0)
+        if (strcmp(k, LABEL_MANAGED) == 0 || strcmp(k, LABEL_CREATE_TOKEN) == 0 ||
+            strcmp(k, LABEL_INSTANCE) == 0)
             continue;
         cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
         if (cJSON_AddStringToObject(labels, k, spec->labels[i].value) == NULL)
             return -1;
     }
     if (cJSON_AddStringToObject(labels, LABEL_MANAGED, LABEL_MANAGED_VALUE) == NULL ||
+        cJSON_AddStringToObject(labels, LABEL_INSTANCE, instance) == NULL ||
         cJSON_AddStringToObject(labels, LABEL_CREATE_TOKEN, token) == NULL)
         return -1;
     return 0;

@@ -22,6 +22,14 @@ struct docker_ctx {
     struct docker_stats *stats; /* owned: the stats streams, used by one sweep at a time */
     char *publish_address;      /* owned */
     int64_t pids_limit;         /* <= 0: no limit */
+    char **cap_drop;            /* owned, n_cap_drop entries */
+    size_t n_cap_drop;
+    char *log_max_size;           /* owned */
+    int64_t log_max_files;        /* > 0 */
+    int64_t default_memory_bytes; /* <= 0: no limit */
+    char *instance_id;            /* owned, never empty */
+    char **allowed_registries;    /* owned; none: any registry */
+    size_t n_allowed_registries;
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -54,6 +62,15 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
 
 /* 1 when a Labels object carries berth.managed=true, else 0. */
 int docker_json_is_managed(const cJSON *labels);
+/* 1 when a Labels object is managed and of `instance` (no berth.instance
+ * label: the "default" instance), else 0. */
+int docker_json_is_ours(const cJSON *labels, const char *instance);
+/* The berth.instance of a label lookup's value (NULL or "": "default"). */
+const char *docker_json_instance_of(const char *value);
+/* NULL when a container's inspect (its HostConfig) or list item holds
+ * nothing berthd would never create; else what it holds ("privileged",
+ * "host network", ...), for the log line. */
+const char *docker_json_forged(const cJSON *root);
 /* GET /containers/{id}/json's answer, or one item of GET /containers/json,
  * into *out; *out is set only on success (err says why not). */
 int docker_json_from_inspect(const cJSON *root, struct backend_container *out,
