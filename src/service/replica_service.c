@@ -75,6 +75,7 @@ struct rs_plan {
     struct krane_object obj; /* env deduplicated (last wins), sorted by key */
     struct backend_replica_spec spec;
     struct backend_label labels[RS_MAX_LABELS];
+    const char *alias; /* the object's id, the replicas' name on its network */
     const char **env;
     struct backend_port port;
 };
@@ -406,6 +407,14 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
     p->spec.replicas = (unsigned)o->replicas;
     p->spec.digest = rs_digest(a, o);
     p->spec.instance_env = "BERTH_INSTANCE_ID";
+    /* A namespace's gateways and deployments share a network, where each
+     * replica answers to its object's id. */
+    t->network = service_network_name(a, "berth-ns-", o->ns, "berth-ns-default");
+    p->alias = o->id;
+    t->aliases = &p->alias;
+    t->n_aliases = 1;
+    if (t->network == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     p->env = arena_alloc(a, (RS_MAX_OWN_ENV + o->n_env) * sizeof(*p->env));
     if (p->spec.digest == NULL || p->env == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");

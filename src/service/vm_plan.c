@@ -225,5 +225,9 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     p->spec.labels = p->labels;
     p->spec.n_labels = 5;
+    /* One customer's VMs share a network no other customer's reach. */
+    p->spec.network = service_network_name(a, "berth-c-", customer, "berth-default");
+    if (p->spec.network == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     return 0;
 }

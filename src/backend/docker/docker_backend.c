@@ -20,6 +20,9 @@
 
 /* Stop and restart may take t seconds; the request gets this much more. */
 #define DOCKER_STOP_MARGIN_MS 15000
+/* Removing an emptied tenant network: its own budget, as the caller's
+ * deadline may have passed with the container's removal. */
+#define DOCKER_NETWORK_RELEASE_MS 5000
 
 static int docker_backend_ping(void *ctx, int64_t deadline, struct berth_err *err);
 static int docker_backend_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
@@ -45,6 +48,9 @@ static int docker_backend_fetch(struct docker_ctx *c, const char *id, int64_t de
 static int docker_backend_action(struct docker_ctx *c, const char *id, const char *method,
                                  const char *suffix, const char *verb, int64_t deadline,
                                  struct berth_err *err);
+static int docker_backend_action_root(struct docker_ctx *c, const char *id, const char *method,
+                                      const char *suffix, const char *verb, int64_t deadline,
+                                      cJSON **root_out, struct berth_err *err);
 static int docker_backend_timed_action(struct docker_ctx *c, const char *id, const char *verb,
                                        int timeout_s, int64_t deadline, struct berth_err *err);
 
@@ -152,6 +158,8 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    pthread_mutex_init(&c->net_lock, NULL);
+    c->net_lock_made = 1;
     c->pids_limit = cfg->pids_limit == 0 ? DOCKER_BACKEND_DEFAULT_PIDS_LIMIT : cfg->pids_limit;
     c->default_memory_bytes = cfg->default_memory_bytes == 0 ? DOCKER_BACKEND_DEFAULT_MEMORY_BYTES
                                                              : cfg->default_memory_bytes;
@@ -216,6 +224,8 @@ static void docker_backend_destroy(void *ctx)
     free(c->allowed_registries);
     free(c->log_max_size);
     free(c->instance_id);
+    if (c->net_lock_made)
+        pthread_mutex_destroy(&c->net_lock);
     free(c);
 }
 
@@ -304,6 +314,15 @@ static int docker_backend_action(struct docker_ctx *c, const char *id, const cha
                                  const char *suffix, const char *verb, int64_t deadline,
                                  struct berth_err *err)
 {
+    return docker_backend_action_root(c, id, method, suffix, verb, deadline, NULL, err);
+}
+
+/* docker_backend_action, handing the container's inspect (before the
+ * action) to *root_out on success when root_out is not NULL. */
+static int docker_backend_action_root(struct docker_ctx *c, const char *id, const char *method,
+                                      const char *suffix, const char *verb, int64_t deadline,
+                                      cJSON **root_out, struct berth_err *err)
+{
     struct engine_response resp;
     struct buf path;
     cJSON *root = NULL;
@@ -340,6 +359,10 @@ static int docker_backend_action(struct docker_ctx *c, const char *id, const cha
         goto out;
     }
     log_debug("docker.action", "verb=%s container=%s status=%d", verb, q, resp.status);
+    if (root_out != NULL) {
+        *root_out = root;
+        root = NULL;
+    }
     rc = 0;
 out:
     cJSON_Delete(root);
@@ -404,9 +427,20 @@ static int docker_backend_restart(void *ctx, const char *id, int timeout_s, int6
 
 static int docker_backend_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
 {
-    if (docker_backend_action(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline, err) ==
-        0)
+    cJSON *root = NULL;
+
+    if (docker_backend_action_root(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline,
+                                   &root, err) == 0) {
+        /* The last container of a tenant network takes the network along. */
+        const cJSON *mode = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(root, "HostConfig"), "NetworkMode");
+
+        if (cJSON_IsString(mode) && docker_network_is_tenant(mode->valuestring))
+            docker_network_release(ctx, mode->valuestring,
+                                   berth_now_ms() + DOCKER_NETWORK_RELEASE_MS);
+        cJSON_Delete(root);
         return 0;
+    }
     /* Another removal of it is under way (one whose caller gave up, say):
      * the container goes either way, as asked. */
     if (err->code == BERTH_FAILED_PRECONDITION && strstr(err->msg, "already in progress") != NULL) {

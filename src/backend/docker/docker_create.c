@@ -31,11 +31,12 @@
 
 /* One create call: what is sent, and the token its container carries. */
 struct docker_create {
-    const char *path;  /* /containers/create?name=... */
-    const char *body;  /* the create body, labels included */
-    const char *image; /* for messages */
-    const char *name;  /* NULL or "": the Engine picks one */
-    char token[37];    /* the LABEL_CREATE_TOKEN value */
+    const char *path;    /* /containers/create?name=... */
+    const char *body;    /* the create body, labels included */
+    const char *image;   /* for messages */
+    const char *name;    /* NULL or "": the Engine picks one */
+    const char *network; /* NULL: the Engine's default; else made before each try */
+    char token[37];      /* the LABEL_CREATE_TOKEN value */
 };
 
 /* What the reaper found under the container's name. */
@@ -56,7 +57,10 @@ static int docker_create_validate_spec(const struct backend_spec *spec, struct b
 static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
                                         struct berth_err *err);
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
-                              const char *token, char **json_out, struct berth_err *err);
+                              const char *network, const char *token, char **json_out,
+                              struct berth_err *err);
+static int docker_create_add_network(cJSON *root, cJSON *host, const struct backend_spec *spec,
+                                     const char *network);
 static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n);
 static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host);
 static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
@@ -96,19 +100,25 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
 {
     struct docker_ctx *c = ctx;
     struct docker_create req;
-    struct buf path;
+    struct buf path, net;
     char *body = NULL;
     uuid_t uu;
     int missing = 0, rc = -1;
 
     buf_init(&path, DOCKER_PATH_MAX);
+    buf_init(&net, DOCKER_PATH_MAX);
     memset(&req, 0, sizeof(req));
     uuid_generate_random(uu);
     uuid_unparse_lower(uu, req.token);
     if (docker_create_validate_spec(spec, err) < 0 ||
         docker_create_check_registry(c, spec->image, err) < 0)
         goto out;
-    if (docker_create_body(c, spec, req.token, &body, err) < 0)
+    if (spec->network != NULL && spec->network[0] != '\0') {
+        if (docker_network_full_name(c, spec->network, &net, err) < 0)
+            goto out;
+        req.network = net.data;
+    }
+    if (docker_create_body(c, spec, req.network, req.token, &body, err) < 0)
         goto out;
     if (buf_appends(&path, "/containers/create", err) < 0)
         goto out;
@@ -141,6 +151,7 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     rc = 0;
 out:
     free(body);
+    buf_release(&net);
     buf_release(&path);
     return rc;
 }
@@ -221,7 +232,8 @@ static int docker_create_check_registry(const struct docker_ctx *c, const char *
  * is confined the same way (docker_create_add_confinement). `token` becomes the create token label.
  * *json_out is malloc'd, the caller's. */
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
-                              const char *token, char **json_out, struct berth_err *err)
+                              const char *network, const char *token, char **json_out,
+                              struct berth_err *err)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *host = NULL, *policy;
@@ -255,6 +267,8 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
     if (c->pids_limit > 0)
         bad |= docker_create_add_int64(host, "PidsLimit", c->pids_limit) < 0;
     bad |= docker_create_add_confinement(c, host) < 0;
+    if (network != NULL)
+        bad |= docker_create_add_network(root, host, spec, network) < 0;
     if (spec->restart_policy != NULL && spec->restart_policy[0] != '\0') {
         policy = cJSON_AddObjectToObject(host, "RestartPolicy");
         bad |=
@@ -304,6 +318,27 @@ static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host
     log_cfg = cJSON_AddObjectToObject(log, "Config");
     if (log_cfg == NULL || cJSON_AddStringToObject(log_cfg, "max-size", c->log_max_size) == NULL ||
         cJSON_AddStringToObject(log_cfg, "max-file", files) == NULL)
+        return -1;
+    return 0;
+}
+
+/* HostConfig.NetworkMode and NetworkingConfig.EndpointsConfig: the
+ * container joins only `network`, where the others reach it by its
+ * aliases. -1 when out of memory. */
+static int docker_create_add_network(cJSON *root, cJSON *host, const struct backend_spec *spec,
+                                     const char *network)
+{
+    cJSON *nc, *eps, *ep;
+
+    if (cJSON_AddStringToObject(host, "NetworkMode", network) == NULL)
+        return -1;
+    nc = cJSON_AddObjectToObject(root, "NetworkingConfig");
+    eps = nc ? cJSON_AddObjectToObject(nc, "EndpointsConfig") : NULL;
+    ep = eps ? cJSON_AddObjectToObject(eps, network) : NULL;
+    if (ep == NULL)
+        return -1;
+    if (spec->n_aliases > 0 &&
+        docker_create_add_strings(ep, "Aliases", spec->aliases, spec->n_aliases) < 0)
         return -1;
     return 0;
 }
@@ -428,7 +463,7 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
     const cJSON *id;
     char q[DOCKER_QUOTE_MAX + 8];
     char *copy;
-    int rc = -1;
+    int sent, rc = -1;
 
     engine_response_init(&resp);
     berth_err_quote(q, sizeof(q), req->image, DOCKER_QUOTE_MAX);
@@ -444,7 +479,19 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
                       "create container: the docker engine is not answering");
         goto out;
     }
-    if (engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err) < 0) {
+    if (req->network != NULL) {
+        /* The network is made (or found) and joined with no removal of it
+         * in between. */
+        pthread_mutex_lock(&c->net_lock);
+        if (docker_network_ensure(c, req->network, deadline, err) < 0) {
+            pthread_mutex_unlock(&c->net_lock);
+            goto out;
+        }
+    }
+    sent = engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err);
+    if (req->network != NULL)
+        pthread_mutex_unlock(&c->net_lock);
+    if (sent < 0) {
         /* No answer: the Engine may have the request and make the container
          * yet. A definite answer (below) never leaves anything behind. */
         if (err->code == BERTH_DEADLINE_EXCEEDED || err->code == BERTH_UNAVAILABLE)
@@ -452,8 +499,15 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
         goto out;
     }
     if (resp.status == 404) {
-        /* Nothing but the image can be missing: the body names no network
-         * or volume. */
+        char text[BERTH_ERR_MSG_MAX];
+
+        /* The image, or (made just before, under the lock) the network,
+         * which only someone else can have removed meanwhile. */
+        engine_error_text(&resp, text, sizeof(text));
+        if (req->network != NULL && strstr(text, "network") != NULL) {
+            berth_err_set(err, BERTH_UNAVAILABLE, "create container: %s", text);
+            goto out;
+        }
         *missing_image = 1;
         rc = 0;
         goto out;

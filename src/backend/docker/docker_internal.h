@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "berth/backend.h"
+#include "berth/buf.h"
 #include "berth/engine_client.h"
 
 /* Immutable after docker_backend_new (but for the probe's stop flag, which
@@ -30,6 +31,9 @@ struct docker_ctx {
     char *instance_id;            /* owned, never empty */
     char **allowed_registries;    /* owned; none: any registry */
     size_t n_allowed_registries;
+    /* Orders making and joining a tenant network against removing it. */
+    pthread_mutex_t net_lock;
+    int net_lock_made;
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -57,6 +61,23 @@ int docker_backend_is_state_text(const char *msg);
  * Engine lacks it, a create whose answer was lost reaped by its token. */
 int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
                             char **id_out, struct berth_err *err);
+
+/* --- tenant networks (docker_networks.c) --- */
+
+/* The Engine's name of a spec's network: as given for the default
+ * instance, with "-<instance>" after it for any other. */
+int docker_network_full_name(const struct docker_ctx *c, const char *network, struct buf *out,
+                             struct berth_err *err);
+/* Make the bridge `name` (full name) unless it is there; a network of that
+ * name that is not this berthd's is failed_precondition. The caller holds
+ * c->net_lock. */
+int docker_network_ensure(struct docker_ctx *c, const char *name, int64_t deadline,
+                          struct berth_err *err);
+/* Remove network `name` if it is ours and no container is on it any more;
+ * failures are logged. Takes c->net_lock. */
+void docker_network_release(struct docker_ctx *c, const char *name, int64_t deadline);
+/* 1 when a network name is one berthd makes ("berth-..."). */
+int docker_network_is_tenant(const char *name);
 
 /* --- Engine JSON (docker_json.c) --- */
 
