@@ -141,9 +141,10 @@ describe("hardening on the docker backend", { skip: berthdSkip || engineSkip }, 
     await ok(d, `${VM}/CreateVm`, { vmId: vm, customerId: customer, config: { container: { image: TEST_IMAGE, command: HTTPD } } });
     const c = await engine.inspect(`berth-vm-${vm}`);
     assertDefaults(c);
-    assert.equal(c.HostConfig.NetworkMode, `berth-c-${customer}`);
+    assert.deepEqual(Object.keys(c.NetworkSettings.Networks), [`berth-c-${customer}`], "on the customer's network alone");
     const net = await network(`berth-c-${customer}`);
     assert.ok(net, "the customer's network was made");
+    assert.equal(c.HostConfig.NetworkMode, net.Id, "joined by id");
     assert.equal(net.Driver, "bridge");
     assert.equal(net.Labels["berth.managed"], "true");
     assert.equal(net.Labels["berth.instance"], "default");
@@ -163,7 +164,7 @@ describe("hardening on the docker backend", { skip: berthdSkip || engineSkip }, 
     const [replica] = await engine.listContainers([`berth.gateway_id=${gw}`]);
     const r = await engine.inspect(replica.Id);
     assertDefaults(r);
-    assert.equal(r.HostConfig.NetworkMode, `berth-ns-${ns}`);
+    assert.deepEqual(Object.keys(r.NetworkSettings.Networks), [`berth-ns-${ns}`]);
     assert.ok(r.NetworkSettings.Networks[`berth-ns-${ns}`].Aliases.includes(gw), `alias ${gw}: ${JSON.stringify(r.NetworkSettings.Networks)}`);
     await ok(d, `${GW}/DeleteGateway`, { namespace: ns, gatewayId: gw });
     assert.equal(await network(`berth-ns-${ns}`), undefined, "the namespace's network went with its last replica");
@@ -230,7 +231,7 @@ describe("hardening on the docker backend", { skip: berthdSkip || engineSkip }, 
       await ok(y, `${VM}/CreateVm`, { vmId: vy, customerId: "shared", config: { container: { image: TEST_IMAGE, command: HTTPD } } });
       const cx = await engine.inspect(`berth-vm-${vx}`);
       assertDefaults(cx, { instance: ix });
-      assert.equal(cx.HostConfig.NetworkMode, `berth-c-shared-${ix}`, "one customer on two instances: two networks");
+      assert.deepEqual(Object.keys(cx.NetworkSettings.Networks), [`berth-c-shared-${ix}`], "one customer on two instances: two networks");
       assert.equal((await network(`berth-c-shared-${ix}`)).Labels["berth.instance"], ix);
       const listed = async (daemon) => ((await ok(daemon, `${VM}/ListVms`, {})).vms || []).map((v) => v.vmId);
       assert.ok((await listed(x)).includes(vx) && !(await listed(x)).includes(vy));

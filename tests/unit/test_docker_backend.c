@@ -770,6 +770,98 @@ static void test_create_options(void)
     fx_stop(&fx);
 }
 
+/* A spec with a network: the bridge is made when missing (with berthd's
+ * labels), the container joins it by id under its aliases, and its removal
+ * takes the emptied network along. Of two networks of one name (made by two
+ * berthds at once) the one of least id is taken and the other, empty, goes.
+ * A network of that name that is not ours stops the create before anything
+ * is made. */
+#define N1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define N2 "2222222222222222222222222222222222222222222222222222222222222222"
+
+static void test_networks(void)
+{
+    static const char *const aliases[] = {"gw-1"};
+    static const char list_line[] = "GET /v1.41/networks?filters=%7B%22name%22%3A%5B%22berth-c-acme"
+                                    "%22%5D%7D";
+    struct backend_spec spec = {.name = "web",
+                                .image = "busybox",
+                                .network = "berth-c-acme",
+                                .aliases = aliases,
+                                .n_aliases = 1};
+    struct fixture fx;
+    char *id = NULL;
+    const char *body;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, "[]");
+    fe_reply(&fx.fe, 201, "{\"Id\":\"" N1 "\"}");
+    fe_reply(&fx.fe, 200,
+             "[{\"Name\":\"berth-c-acme-x\",\"Id\":\"n0\",\"Labels\":{\"berth.managed\":"
+             "\"true\"}},{\"Name\":\"berth-c-acme\",\"Id\":\"" N1 "\",\"Labels\":{"
+             "\"berth.managed\":\"true\",\"berth.instance\":\"default\"}}]");
+    fe_reply(&fx.fe, 201, "{\"Id\":\"c1\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    id = NULL;
+    CHECK_STR(fx_line(&fx, 0), list_line);
+    CHECK_STR(fx_line(&fx, 1), "POST /v1.41/networks/create");
+    CHECK_STR(fx_body(&fx, 1), "{\"Labels\":{\"berth.managed\":\"true\",\"berth.instance\":"
+                               "\"default\"},\"Name\":\"berth-c-acme\",\"Driver\":\"bridge\","
+                               "\"CheckDuplicate\":true}");
+    CHECK_STR(fx_line(&fx, 2), list_line);
+    body = fx_body(&fx, 3);
+    CHECK_MSG(strstr(body, "\"NetworkMode\":\"" N1 "\"") != NULL, "%s", body);
+    CHECK_MSG(strstr(body, "\"NetworkingConfig\":{\"EndpointsConfig\":{\"" N1 "\":{"
+                           "\"Aliases\":[\"gw-1\"]}}}") != NULL,
+              "%s", body);
+
+    fe_reply(&fx.fe, 200,
+             "{\"Id\":\"c1\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+             "\"HostConfig\":{\"NetworkMode\":\"" N1 "\"},\"State\":{\"Status\":"
+             "\"created\"}}");
+    fe_reply(&fx.fe, 204, "");
+    fe_reply(&fx.fe, 200,
+             "{\"Name\":\"berth-c-acme\",\"Id\":\"" N1 "\",\"Labels\":{\"berth.managed\":"
+             "\"true\"}}");
+    fe_reply(&fx.fe, 200, "[]");
+    fe_reply(&fx.fe, 204, "");
+    CHECK(run_op(&fx, OP_REMOVE, "c1", BERTH_NO_DEADLINE) == 0);
+    CHECK_STR(fx_line(&fx, 6), "GET /v1.41/networks/" N1);
+    CHECK_STR(fx_line(&fx, 7), "GET /v1.41/containers/json?all=true&filters=%7B%22network%22%3A%5B"
+                               "%22" N1 "%22%5D%7D");
+    CHECK_STR(fx_line(&fx, 8), "DELETE /v1.41/networks/" N1);
+    CHECK(fe_n_reqs(&fx.fe) == 9);
+
+    /* Someone else's network of that name: nothing is made. */
+    fe_reply(&fx.fe, 200, "[{\"Name\":\"berth-c-acme\",\"Id\":\"z\",\"Labels\":{}}]");
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_FAILED_PRECONDITION, "%s", fx.err.msg);
+    CHECK(fe_n_reqs(&fx.fe) == 10);
+
+    /* Two of ours under the name: the least id is joined, the other goes. */
+    fe_reply(&fx.fe, 200,
+             "[{\"Name\":\"berth-c-acme\",\"Id\":\"" N2 "\",\"Labels\":{\"berth.managed\":"
+             "\"true\"}},{\"Name\":\"berth-c-acme\",\"Id\":\"" N1 "\",\"Labels\":{"
+             "\"berth.managed\":\"true\"}}]");
+    fe_reply(&fx.fe, 200, "[]");
+    fe_reply(&fx.fe, 204, "");
+    fe_reply(&fx.fe, 201, "{\"Id\":\"c2\"}");
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK_STR(fx_line(&fx, 11), "GET /v1.41/containers/json?all=true&filters=%7B%22network%22%3A%5B"
+                                "%22" N2 "%22%5D%7D");
+    CHECK_STR(fx_line(&fx, 12), "DELETE /v1.41/networks/" N2);
+    CHECK_MSG(strstr(fx_body(&fx, 13), "\"NetworkMode\":\"" N1 "\"") != NULL, "%s",
+              fx_body(&fx, 13));
+    fx_stop(&fx);
+}
+
+#undef N1
+#undef N2
+
 static void test_inspect(void)
 {
     static const char *const full =
@@ -969,6 +1061,7 @@ int main(void)
     test_not_ours();
     test_allowed_registries();
     test_create_options();
+    test_networks();
     test_inspect();
     test_list();
     test_ping_and_unavailable();

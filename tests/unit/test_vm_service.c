@@ -15,6 +15,7 @@
 #include "berth/log.h"
 #include "berth/memory_backend.h"
 #include "berth/router.h"
+#include "berth/service_util.h"
 #include "berth/vm_registry.h"
 #include "berth/vm_service.h"
 #include "metal/vmprovisioner/v1/vmprovisioner.pb-c.h"
@@ -3082,6 +3083,20 @@ static void test_limits(void)
     }
     fx_release(&f);
 
+    {
+        struct arena *a = arena_new();
+
+        CHECK(a != NULL);
+        if (a != NULL) {
+            CHECK_STR(service_network_name(a, "berth-c-", "acme.Co-1", "berth-default"),
+                      "berth-c-acme.Co-1");
+            CHECK_STR(service_network_name(a, "berth-c-", "a b_c/\xff", "berth-default"),
+                      "berth-c-a_20b_5fc_2f_ff");
+            CHECK_STR(service_network_name(a, "berth-c-", "", "berth-default"), "berth-default");
+            CHECK_STR(service_network_name(a, "berth-c-", NULL, "berth-default"), "berth-default");
+            arena_free(a);
+        }
+    }
     berth_err_clear(&err);
     CHECK(vm_service_parse_port_range("host-port-range", "30000-39999", &lo, &hi, &err) == 0);
     CHECK(lo == 30000 && hi == 39999);

@@ -432,12 +432,7 @@ static int docker_backend_remove(void *ctx, const char *id, int64_t deadline, st
     if (docker_backend_action_root(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline,
                                    &root, err) == 0) {
         /* The last container of a tenant network takes the network along. */
-        const cJSON *mode = cJSON_GetObjectItemCaseSensitive(
-            cJSON_GetObjectItemCaseSensitive(root, "HostConfig"), "NetworkMode");
-
-        if (cJSON_IsString(mode) && docker_network_is_tenant(mode->valuestring))
-            docker_network_release(ctx, mode->valuestring,
-                                   berth_now_ms() + DOCKER_NETWORK_RELEASE_MS);
+        docker_network_release(ctx, root, berth_now_ms() + DOCKER_NETWORK_RELEASE_MS);
         cJSON_Delete(root);
         return 0;
     }

@@ -31,12 +31,13 @@
 
 /* One create call: what is sent, and the token its container carries. */
 struct docker_create {
-    const char *path;    /* /containers/create?name=... */
-    const char *body;    /* the create body, labels included */
-    const char *image;   /* for messages */
-    const char *name;    /* NULL or "": the Engine picks one */
-    const char *network; /* NULL: the Engine's default; else made before each try */
-    char token[37];      /* the LABEL_CREATE_TOKEN value */
+    const char *path;                /* /containers/create?name=... */
+    const char *body;                /* the create body, labels included */
+    const char *image;               /* for messages */
+    const char *name;                /* NULL or "": the Engine picks one */
+    const char *network;             /* NULL: the Engine's default; else made before each try */
+    const struct backend_spec *spec; /* the body of a try on a network is made then */
+    char token[37];                  /* the LABEL_CREATE_TOKEN value */
 };
 
 /* What the reaper found under the container's name. */
@@ -118,8 +119,10 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
             goto out;
         req.network = net.data;
     }
-    if (docker_create_body(c, spec, req.network, req.token, &body, err) < 0)
+    /* On a network, each try makes its body with the network's id. */
+    if (req.network == NULL && docker_create_body(c, spec, NULL, req.token, &body, err) < 0)
         goto out;
+    req.spec = spec;
     if (buf_appends(&path, "/containers/create", err) < 0)
         goto out;
     if (spec->name != NULL && spec->name[0] != '\0') {
@@ -323,8 +326,8 @@ static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host
 }
 
 /* HostConfig.NetworkMode and NetworkingConfig.EndpointsConfig: the
- * container joins only `network`, where the others reach it by its
- * aliases. -1 when out of memory. */
+ * container joins only `network` (an id: names need not be unique), where
+ * the others reach it by its aliases. -1 when out of memory. */
 static int docker_create_add_network(cJSON *root, cJSON *host, const struct backend_spec *spec,
                                      const char *network)
 {
@@ -459,13 +462,16 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
                              struct berth_err *err)
 {
     struct engine_response resp;
+    struct buf net_id;
     cJSON *root = NULL;
     const cJSON *id;
     char q[DOCKER_QUOTE_MAX + 8];
-    char *copy;
+    char *copy, *net_body = NULL;
+    const char *body = req->body;
     int sent, rc = -1;
 
     engine_response_init(&resp);
+    buf_init(&net_id, DOCKER_PATH_MAX);
     berth_err_quote(q, sizeof(q), req->image, DOCKER_QUOTE_MAX);
     if (berth_deadline_left_ms(deadline) == 0) {
         /* Nothing sent, so nothing to reap. */
@@ -483,12 +489,14 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
         /* The network is made (or found) and joined with no removal of it
          * in between. */
         pthread_mutex_lock(&c->net_lock);
-        if (docker_network_ensure(c, req->network, deadline, err) < 0) {
+        if (docker_network_ensure(c, req->network, &net_id, deadline, err) < 0 ||
+            docker_create_body(c, req->spec, net_id.data, req->token, &net_body, err) < 0) {
             pthread_mutex_unlock(&c->net_lock);
             goto out;
         }
+        body = net_body;
     }
-    sent = engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err);
+    sent = engine_request(c->engine, "POST", req->path, body, deadline, &resp, err);
     if (req->network != NULL)
         pthread_mutex_unlock(&c->net_lock);
     if (sent < 0) {
@@ -536,6 +544,8 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
     rc = 0;
 out:
     cJSON_Delete(root);
+    free(net_body);
+    buf_release(&net_id);
     engine_response_release(&resp);
     return rc;
 }

@@ -68,14 +68,15 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
  * instance, with "-<instance>" after it for any other. */
 int docker_network_full_name(const struct docker_ctx *c, const char *network, struct buf *out,
                              struct berth_err *err);
-/* Make the bridge `name` (full name) unless it is there; a network of that
- * name that is not this berthd's is failed_precondition. The caller holds
- * c->net_lock. */
-int docker_network_ensure(struct docker_ctx *c, const char *name, int64_t deadline,
-                          struct berth_err *err);
-/* Remove network `name` if it is ours and no container is on it any more;
- * failures are logged. Takes c->net_lock. */
-void docker_network_release(struct docker_ctx *c, const char *name, int64_t deadline);
+/* The id of bridge `name` (full name) into id_out, made unless it is
+ * there; a network of that name that is not this berthd's is
+ * failed_precondition. The caller holds c->net_lock. */
+int docker_network_ensure(struct docker_ctx *c, const char *name, struct buf *id_out,
+                          int64_t deadline, struct berth_err *err);
+/* After a container's removal: each tenant network of its inspect (taken
+ * before) that is ours and has no container left is removed; failures are
+ * logged. Takes c->net_lock. */
+void docker_network_release(struct docker_ctx *c, const cJSON *inspect, int64_t deadline);
 /* 1 when a network name is one berthd makes ("berth-..."). */
 int docker_network_is_tenant(const char *name);
 

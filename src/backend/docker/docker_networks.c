@@ -2,7 +2,8 @@
  * user-defined bridge made on demand for the first container that names it,
  * labelled as berthd's (managed, instance), and removed with the last
  * container on it. c->net_lock orders the two, so a network is never
- * removed between its check and a create that joins it. */
+ * removed between its check and a create that joins it. Containers join a
+ * network by its id: the Engine does not keep names unique. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,20 +16,14 @@
 #include "berth/log.h"
 #include "docker_internal.h"
 
-/* What a network under a name is, for berthd. */
-enum docker_net_find {
-    DOCKER_NET_ERROR = -1, /* err says why */
-    DOCKER_NET_ABSENT,
-    DOCKER_NET_OURS,
-    DOCKER_NET_OTHER, /* someone else's (another instance, or not berthd's) */
-};
-
-static int docker_net_find(struct docker_ctx *c, const char *name, int64_t deadline,
+static int docker_net_list(struct docker_ctx *c, const char *name, int64_t deadline, cJSON **out,
                            struct berth_err *err);
 static int docker_net_create(struct docker_ctx *c, const char *name, int64_t deadline,
                              struct berth_err *err);
-static int docker_net_in_use(struct docker_ctx *c, const char *name, int64_t deadline,
+static int docker_net_in_use(struct docker_ctx *c, const char *id, int64_t deadline,
                              struct berth_err *err);
+static int docker_net_remove_if_empty(struct docker_ctx *c, const char *id, int64_t deadline,
+                                      struct berth_err *err);
 
 int docker_network_is_tenant(const char *name)
 {
@@ -47,42 +42,47 @@ int docker_network_full_name(const struct docker_ctx *c, const char *network, st
     return 0;
 }
 
-/* GET /networks/{name}. */
-static int docker_net_find(struct docker_ctx *c, const char *name, int64_t deadline,
+/* GET /networks?filters={"name":[name]}: the array (a name filter matches
+ * substrings; callers compare the names). */
+static int docker_net_list(struct docker_ctx *c, const char *name, int64_t deadline, cJSON **out,
                            struct berth_err *err)
 {
     struct engine_response resp;
     struct buf path;
-    cJSON *root = NULL;
-    const cJSON *cname;
-    int rc = DOCKER_NET_ERROR;
+    cJSON *filters = cJSON_CreateObject(), *list = NULL, *root = NULL;
+    char *filters_json = NULL;
+    int rc = -1;
 
     engine_response_init(&resp);
     buf_init(&path, DOCKER_PATH_MAX);
-    if (buf_appends(&path, "/networks/", err) < 0 || engine_append_escaped(&path, name, err) < 0)
+    if (filters != NULL)
+        list = cJSON_AddArrayToObject(filters, "name");
+    if (list == NULL || !cJSON_AddItemToArray(list, cJSON_CreateString(name)) ||
+        (filters_json = cJSON_PrintUnformatted(filters)) == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (buf_appends(&path, "/networks?filters=", err) < 0 ||
+        engine_append_escaped(&path, filters_json, err) < 0)
         goto out;
     if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
-    if (resp.status == 404) {
-        rc = DOCKER_NET_ABSENT;
-        goto out;
-    }
     if (resp.status != 200) {
-        engine_fail(&resp, engine_status_code(resp.status), "inspect network", err);
+        engine_fail(&resp, engine_status_code(resp.status), "list networks", err);
         goto out;
     }
     root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
-    cname = cJSON_GetObjectItemCaseSensitive(root, "Name");
-    /* The Engine finds a network by an id prefix too: the name must match. */
-    if (!cJSON_IsString(cname) || strcmp(cname->valuestring, name) != 0) {
-        rc = DOCKER_NET_ABSENT;
+    if (!cJSON_IsArray(root)) {
+        berth_err_set(err, BERTH_UNKNOWN, "list networks: docker engine sent malformed json");
         goto out;
     }
-    rc = docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(root, "Labels"), c->instance_id)
-             ? DOCKER_NET_OURS
-             : DOCKER_NET_OTHER;
+    *out = root;
+    root = NULL;
+    rc = 0;
 out:
     cJSON_Delete(root);
+    cJSON_free(filters_json);
+    cJSON_Delete(filters);
     buf_release(&path);
     engine_response_release(&resp);
     return rc;
@@ -111,16 +111,14 @@ static int docker_net_create(struct docker_ctx *c, const char *name, int64_t dea
     }
     if (engine_request(c->engine, "POST", "/networks/create", body, deadline, &resp, err) < 0)
         goto out;
-    if (resp.status == 409) {
-        /* Made meanwhile (by another berthd of ours, say): find says whose. */
-        rc = 1;
-        goto out;
-    }
-    if (resp.status != 201 && resp.status != 200) {
+    /* 409: made meanwhile (by another berthd of ours, say); the next look
+     * says whose. */
+    if (resp.status != 201 && resp.status != 200 && resp.status != 409) {
         engine_fail(&resp, engine_status_code(resp.status), "create network", err);
         goto out;
     }
-    log_info("docker.network_created", "network=%s", name);
+    if (resp.status != 409)
+        log_info("docker.network_created", "network=%s", name);
     rc = 0;
 out:
     cJSON_free(body);
@@ -129,33 +127,69 @@ out:
     return rc;
 }
 
-int docker_network_ensure(struct docker_ctx *c, const char *name, int64_t deadline,
-                          struct berth_err *err)
+int docker_network_ensure(struct docker_ctx *c, const char *name, struct buf *id_out,
+                          int64_t deadline, struct berth_err *err)
 {
     char q[DOCKER_QUOTE_MAX + 8];
 
     berth_err_quote(q, sizeof(q), name, DOCKER_QUOTE_MAX);
     for (int attempt = 0; attempt < 2; attempt++) {
-        int found = docker_net_find(c, name, deadline, err), made;
+        cJSON *list = NULL;
+        const cJSON *net, *chosen = NULL;
+        int other = 0, rc;
 
-        if (found == DOCKER_NET_ERROR)
+        if (docker_net_list(c, name, deadline, &list, err) < 0)
             return -1;
-        if (found == DOCKER_NET_OURS)
-            return 0;
-        if (found == DOCKER_NET_OTHER)
+        /* Names need not be unique (two berthds may make one at once):
+         * every berthd takes the one of least id, and the empty others go. */
+        cJSON_ArrayForEach(net, list)
+        {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(net, "Name");
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(net, "Id");
+
+            if (!cJSON_IsString(n) || strcmp(n->valuestring, name) != 0 || !cJSON_IsString(id))
+                continue;
+            if (!docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(net, "Labels"),
+                                     c->instance_id)) {
+                other = 1;
+                continue;
+            }
+            if (chosen == NULL ||
+                strcmp(id->valuestring,
+                       cJSON_GetObjectItemCaseSensitive(chosen, "Id")->valuestring) < 0)
+                chosen = net;
+        }
+        if (chosen != NULL) {
+            cJSON_ArrayForEach(net, list)
+            {
+                const cJSON *n = cJSON_GetObjectItemCaseSensitive(net, "Name");
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(net, "Id");
+                struct berth_err ignored;
+
+                berth_err_clear(&ignored);
+                if (net != chosen && cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 &&
+                    cJSON_IsString(id) &&
+                    docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(net, "Labels"),
+                                        c->instance_id))
+                    (void)docker_net_remove_if_empty(c, id->valuestring, deadline, &ignored);
+            }
+            rc = buf_appends(id_out, cJSON_GetObjectItemCaseSensitive(chosen, "Id")->valuestring,
+                             err);
+            cJSON_Delete(list);
+            return rc;
+        }
+        cJSON_Delete(list);
+        if (other)
             return berth_err_set(err, BERTH_FAILED_PRECONDITION,
                                  "network '%s' exists and is not this berthd's", q);
-        made = docker_net_create(c, name, deadline, err);
-        if (made < 0)
+        if (docker_net_create(c, name, deadline, err) < 0)
             return -1;
-        if (made == 0)
-            return 0;
     }
     return berth_err_set(err, BERTH_UNAVAILABLE, "network '%s' could not be made", q);
 }
 
 /* Does any container (running or not) sit on network `name`? 1, 0, or -1. */
-static int docker_net_in_use(struct docker_ctx *c, const char *name, int64_t deadline,
+static int docker_net_in_use(struct docker_ctx *c, const char *id, int64_t deadline,
                              struct berth_err *err)
 {
     struct engine_response resp;
@@ -168,7 +202,7 @@ static int docker_net_in_use(struct docker_ctx *c, const char *name, int64_t dea
     buf_init(&path, DOCKER_PATH_MAX);
     if (filters != NULL)
         list = cJSON_AddArrayToObject(filters, "network");
-    if (list == NULL || !cJSON_AddItemToArray(list, cJSON_CreateString(name)) ||
+    if (list == NULL || !cJSON_AddItemToArray(list, cJSON_CreateString(id)) ||
         (filters_json = cJSON_PrintUnformatted(filters)) == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
@@ -197,37 +231,96 @@ out:
     return rc;
 }
 
-void docker_network_release(struct docker_ctx *c, const char *name, int64_t deadline)
+/* DELETE /networks/{id} unless a container is on it. 0 (removed, gone,
+ * or kept because in use) or -1. The caller holds c->net_lock. */
+static int docker_net_remove_if_empty(struct docker_ctx *c, const char *id, int64_t deadline,
+                                      struct berth_err *err)
 {
     struct engine_response resp;
-    struct berth_err err;
     struct buf path;
-    char q[DOCKER_QUOTE_MAX + 8];
+    int used, rc = -1;
 
-    berth_err_clear(&err);
+    used = docker_net_in_use(c, id, deadline, err);
+    if (used != 0)
+        return used < 0 ? -1 : 0;
     engine_response_init(&resp);
     buf_init(&path, DOCKER_PATH_MAX);
-    berth_err_quote(q, sizeof(q), name, DOCKER_QUOTE_MAX);
-    pthread_mutex_lock(&c->net_lock);
-    if (docker_net_find(c, name, deadline, &err) != DOCKER_NET_OURS ||
-        docker_net_in_use(c, name, deadline, &err) != 0)
+    if (buf_appends(&path, "/networks/", err) < 0 || engine_append_escaped(&path, id, err) < 0 ||
+        engine_request(c->engine, "DELETE", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
-    if (buf_appends(&path, "/networks/", &err) < 0 ||
-        engine_append_escaped(&path, name, &err) < 0 ||
-        engine_request(c->engine, "DELETE", path.data, NULL, deadline, &resp, &err) < 0)
-        goto out;
-    if (resp.status != 204 && resp.status != 200 && resp.status != 404) {
-        engine_fail(&resp, engine_status_code(resp.status), "remove network", &err);
+    /* 403/409: a container joined it after all (one of another process). */
+    if (resp.status != 204 && resp.status != 200 && resp.status != 404 && resp.status != 403 &&
+        resp.status != 409) {
+        engine_fail(&resp, engine_status_code(resp.status), "remove network", err);
         goto out;
     }
-    log_info("docker.network_removed", "network=%s", q);
+    if (resp.status == 204 || resp.status == 200)
+        log_info("docker.network_removed", "network_id=%.12s", id);
+    rc = 0;
 out:
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* GET /networks/{id}: 1 when it is a tenant network of ours whose id is
+ * `id` exactly, 0 when not (or gone), -1 on error. */
+static int docker_net_is_ours(struct docker_ctx *c, const char *id, int64_t deadline,
+                              struct berth_err *err)
+{
+    struct engine_response resp;
+    struct buf path;
+    cJSON *root = NULL;
+    const cJSON *nid, *name;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/networks/", err) < 0 || engine_append_escaped(&path, id, err) < 0 ||
+        engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status == 404) {
+        rc = 0;
+        goto out;
+    }
+    if (resp.status != 200) {
+        engine_fail(&resp, engine_status_code(resp.status), "inspect network", err);
+        goto out;
+    }
+    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
+    nid = cJSON_GetObjectItemCaseSensitive(root, "Id");
+    name = cJSON_GetObjectItemCaseSensitive(root, "Name");
+    rc = cJSON_IsString(nid) && strcmp(nid->valuestring, id) == 0 && cJSON_IsString(name) &&
+         docker_network_is_tenant(name->valuestring) &&
+         docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(root, "Labels"), c->instance_id);
+out:
+    cJSON_Delete(root);
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+void docker_network_release(struct docker_ctx *c, const cJSON *inspect, int64_t deadline)
+{
+    /* berthd joins a container to one network, by id: HostConfig keeps it
+     * (the network map of a container never started is keyed by it too). */
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(inspect, "HostConfig"), "NetworkMode");
+    struct berth_err err;
+    int ours;
+
+    if (!cJSON_IsString(mode) || strlen(mode->valuestring) != 64 ||
+        strspn(mode->valuestring, "0123456789abcdef") != 64)
+        return;
+    berth_err_clear(&err);
+    pthread_mutex_lock(&c->net_lock);
+    ours = docker_net_is_ours(c, mode->valuestring, deadline, &err);
+    if (ours == 1)
+        (void)docker_net_remove_if_empty(c, mode->valuestring, deadline, &err);
     pthread_mutex_unlock(&c->net_lock);
     if (err.code != BERTH_OK) {
         struct log_quoted lq;
-        log_warn("docker.network_release_failed", "network=%s code=%s error=%s", q,
-                 berth_code_name(err.code), log_quote(&lq, err.msg));
+        log_warn("docker.network_release_failed", "network_id=%.12s code=%s error=%s",
+                 mode->valuestring, berth_code_name(err.code), log_quote(&lq, err.msg));
     }
-    buf_release(&path);
-    engine_response_release(&resp);
 }
