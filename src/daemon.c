@@ -76,6 +76,12 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .pids_limit = cfg->pids_limit,
         .stats_interval_ms = cfg->metrics_interval_s * 1000,
         .probe_interval_ms = ENGINE_PROBE_INTERVAL_MS,
+        .cap_drop = cfg->cap_drop,
+        .log_max_size = cfg->log_max_size,
+        .log_max_files = cfg->log_max_files,
+        .default_memory_bytes = cfg->default_memory_mib > 0 ? cfg->default_memory_mib << 20 : -1,
+        .instance_id = cfg->instance_id,
+        .allowed_registries = cfg->allowed_registries,
     };
     return docker_backend_new(&dc, out, err);
 }
@@ -100,6 +106,11 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     d->router = router_new();
     vc.stop_timeout_s = (int)cfg->stop_timeout_s;
     vc.ready_wait_ms = cfg->ready_wait_ms;
+    vc.max_vms = cfg->max_vms;
+    vc.max_vms_per_customer = cfg->max_vms_per_customer;
+    if (vm_service_parse_port_range("host-port-range", cfg->host_port_range, &vc.host_port_min,
+                                    &vc.host_port_max, err) < 0)
+        goto fail;
     d->vm_svc = d->vms ? vm_service_new(&vc, &d->backend, d->vms) : NULL;
     if (d->vms == NULL || d->router == NULL || d->vm_svc == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -109,6 +120,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     gc.deployment_port = (int)cfg->deployment_port;
     gc.advertise_host = cfg->advertise_host;
     gc.publish_address = cfg->publish_address;
+    gc.max_replicas_total = cfg->max_replicas_total;
     d->replica_svc = replica_service_new(&gc, &d->backend);
     if (d->replica_svc == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");

@@ -44,6 +44,12 @@ struct backend_spec {
     int64_t nano_cpus;          /* 0: no limit */
     int64_t memory_bytes;       /* 0: no limit */
     const char *restart_policy; /* NULL: none; e.g. "unless-stopped" */
+    /* The tenant network the container joins (NULL or "": the backend's
+     * default; made on demand, removed with its last container) and the
+     * names the others on it reach it by. */
+    const char *network;
+    const char *const *aliases;
+    size_t n_aliases;
 };
 
 /* A container's state, in berthd's terms (every backend maps its own words

@@ -36,11 +36,21 @@ struct berth_config {
     int metrics_auth;               /* /metrics needs a caller */
     char *tls_cert;                 /* PEM; "" = plain HTTP */
     char *tls_key;
-    char *tls_client_ca;   /* PEM; "" = no client certificate asked */
-    char *tls_allowed_ids; /* ;-separated subjects / SPIFFE ids; "" = any */
-    int64_t socket_mode;   /* permission bits of a unix listener */
-    char *socket_group;    /* group of a unix listener; "" = berthd's own */
-    int insecure_listen;   /* a non-loopback TCP listener without auth is allowed */
+    char *tls_client_ca;          /* PEM; "" = no client certificate asked */
+    char *tls_allowed_ids;        /* ;-separated subjects / SPIFFE ids; "" = any */
+    int64_t socket_mode;          /* permission bits of a unix listener */
+    char *socket_group;           /* group of a unix listener; "" = berthd's own */
+    int insecure_listen;          /* a non-loopback TCP listener without auth is allowed */
+    char *cap_drop;               /* comma list of capabilities every container loses */
+    char *log_max_size;           /* json-file log rotation: one file's size ("10m") */
+    int64_t log_max_files;        /* json-file log rotation: files kept */
+    int64_t default_memory_mib;   /* memory limit when a request gives none; 0: none */
+    char *host_port_range;        /* "LOW-HIGH": host ports a request may ask for */
+    char *instance_id;            /* berth.instance of everything this berthd makes */
+    int64_t max_vms;              /* VMs in all */
+    int64_t max_vms_per_customer; /* VMs of one customer_id; 0: no limit */
+    int64_t max_replicas_total;   /* gateway and deployment replicas in all */
+    char *allowed_registries;     /* comma list of host[:port]; "": any */
 };
 
 enum config_action {

@@ -1,9 +1,11 @@
 /* The Docker implementation of the backend interface (berth/backend.h):
  * each operation becomes Engine API calls through the Engine client (its
  * calls counted, for backend_ops.call_stats).
- * Containers it creates carry berth.managed=true; it never acts on a
- * container without that label (not_found instead) and never grants host
- * privileges. */
+ * Containers it creates carry berth.managed=true and berth.instance; it
+ * never acts on a container without the first or of another instance
+ * (not_found instead), never grants host privileges, and never adopts a
+ * labelled container that has them (privileged, host namespaces, binds,
+ * added capabilities, devices: not_found and a warning). */
 #ifndef BERTH_DOCKER_BACKEND_H
 #define BERTH_DOCKER_BACKEND_H
 
@@ -14,7 +16,12 @@
 
 #define DOCKER_BACKEND_DEFAULT_SOCKET "/var/run/docker.sock"
 #define DOCKER_BACKEND_DEFAULT_PUBLISH "127.0.0.1"
-#define DOCKER_BACKEND_DEFAULT_PIDS_LIMIT 4096
+#define DOCKER_BACKEND_DEFAULT_PIDS_LIMIT 1024
+#define DOCKER_BACKEND_DEFAULT_CAP_DROP "NET_RAW,MKNOD"
+#define DOCKER_BACKEND_DEFAULT_LOG_MAX_SIZE "10m"
+#define DOCKER_BACKEND_DEFAULT_LOG_MAX_FILES 3
+#define DOCKER_BACKEND_DEFAULT_MEMORY_BYTES ((int64_t)1024 << 20)
+#define DOCKER_BACKEND_DEFAULT_INSTANCE "default"
 
 /* Borrowed for the duration of docker_backend_new (strings are copied);
  * a NULL config means all defaults. */
@@ -29,6 +36,24 @@ struct docker_backend_config {
      * pings in a row without an answer, calls fail fast (unavailable) until
      * one answers again. 0: no such thread (unit tests). */
     int64_t probe_interval_ms;
+    /* Capabilities every container loses, a comma list ("NET_RAW,MKNOD");
+     * NULL: DOCKER_BACKEND_DEFAULT_CAP_DROP, "": none. */
+    const char *cap_drop;
+    /* json-file log rotation: size of one file ("10m"; NULL or "": the
+     * default) and how many files (0: the default). */
+    const char *log_max_size;
+    int64_t log_max_files;
+    /* Memory limit of a container whose spec gives none; 0: the default,
+     * < 0: no limit. */
+    int64_t default_memory_bytes;
+    /* This berthd's berth.instance value (NULL or "": "default"): it
+     * writes it on every container and acts only on containers carrying it
+     * (a container without the label is the "default" instance's). */
+    const char *instance_id;
+    /* Registries (host[:port], as an image reference names them) images
+     * may come from, a comma list; NULL or "": any. An image from another
+     * is permission_denied before anything is pulled or created. */
+    const char *allowed_registries;
 };
 
 #define DOCKER_BACKEND_PROBE_TIMEOUT_MS 1000

@@ -17,6 +17,9 @@ struct replica_service_config {
     int deployment_port;         /* container port of deployment replicas */
     const char *advertise_host;  /* host in addresses; NULL or "": publish_address */
     const char *publish_address; /* host IP published ports bind to */
+    /* Gateway and deployment replicas there may be in all (a Create that
+     * would go over is resource_exhausted); 0: no limit. */
+    int64_t max_replicas_total;
 };
 
 struct replica_service;

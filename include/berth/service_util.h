@@ -30,4 +30,10 @@ int service_map_add(struct arena *a, const ProtobufCMessageDescriptor *entry_des
 /* The value of key in a map<string,string> field, or NULL. */
 const char *service_map_get(void *const *entries, size_t n, const char *key);
 
+/* The tenant network a container of `key` joins: prefix ("berth-c-",
+ * "berth-ns-") + key, in the arena; an empty key gives `none`. Bytes a
+ * network name cannot hold (anything but [A-Za-z0-9.-]) and '_' become
+ * "_xx" (hex), so distinct keys get distinct names. NULL: out of memory. */
+char *service_network_name(struct arena *a, const char *prefix, const char *key, const char *none);
+
 #endif

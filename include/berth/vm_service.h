@@ -12,7 +12,19 @@
 struct vm_service_config {
     int stop_timeout_s;    /* ShutdownVm / RebootVm grace period by default */
     int64_t ready_wait_ms; /* how long a call waits for the start-up rebuild */
+    /* What one caller may take (a CreateVm over is resource_exhausted
+     * naming the limit); 0: no limit. */
+    int64_t max_vms;
+    int64_t max_vms_per_customer;
+    /* Host ports a CreateVm may ask for (0 always: the backend picks);
+     * both 0: any. */
+    int host_port_min, host_port_max;
 };
+
+/* "LOW-HIGH" (1 <= LOW <= HIGH <= 65535) into *lo, *hi; -1 with
+ * invalid_argument naming `option` otherwise. */
+int vm_service_parse_port_range(const char *option, const char *text, int *lo, int *hi,
+                                struct berth_err *err) BERTH_MUST_USE;
 
 struct vm_service;
 

@@ -60,6 +60,7 @@ struct replica_service {
     char *advertise_host;    /* owned, read-only */
     struct rs_binding bind[RS_KIND_COUNT];
     struct replica_cache *cache; /* owned; locks itself */
+    int64_t max_replicas_total;  /* 0: no limit */
     pthread_mutex_t busy_lock;
     pthread_cond_t busy_cond;
     /* "<kind>/<id>" of every Create and Delete under way, borrowed from the
@@ -76,6 +77,7 @@ struct rs_plan {
     struct krane_object obj; /* env deduplicated (last wins), sorted by key */
     struct backend_replica_spec spec;
     struct backend_label labels[RS_MAX_LABELS];
+    const char *alias; /* the object's id, the replicas' name on its network */
     const char **env;
     struct backend_port port;
 };
@@ -161,6 +163,7 @@ struct replica_service *replica_service_new(const struct replica_service_config 
         return NULL;
     }
     s->backend = backend;
+    s->max_replicas_total = cfg->max_replicas_total;
     for (int i = 0; i < RS_KIND_COUNT; i++) {
         s->bind[i].s = s;
         s->bind[i].kind = &rs_kinds[i];
@@ -410,6 +413,14 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
     p->spec.replicas = (unsigned)o->replicas;
     p->spec.digest = rs_digest(a, o);
     p->spec.instance_env = "BERTH_INSTANCE_ID";
+    /* A namespace's gateways and deployments share a network, where each
+     * replica answers to its object's id. */
+    t->network = service_network_name(a, "berth-ns-", o->ns, "berth-ns-default");
+    p->alias = o->id;
+    t->aliases = &p->alias;
+    t->n_aliases = 1;
+    if (t->network == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     p->env = arena_alloc(a, (RS_MAX_OWN_ENV + o->n_env) * sizeof(*p->env));
     if (p->spec.digest == NULL || p->env == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -736,6 +747,41 @@ static void rs_created(struct replica_service *s, const struct rs_binding *b, co
     }
 }
 
+/* --max-replicas-total: the replicas of every other gateway and deployment
+ * (as the backend lists them) plus this Create's must stay within it. A
+ * retried Create of the same object does not count itself twice. */
+static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
+                          const struct krane_object *o, int64_t deadline, struct berth_err *err)
+{
+    uint64_t total = o->replicas;
+
+    if (s->max_replicas_total <= 0)
+        return 0;
+    for (int k = 0; k < OBJECT_KIND_COUNT; k++) {
+        struct backend_replica_set_list l = {NULL, 0};
+
+        if (k == OBJECT_VM)
+            continue;
+        if (s->backend->ops->replica_list(s->backend->ctx, (enum object_kind)k, NULL, deadline, &l,
+                                          err) < 0)
+            return -1;
+        for (size_t i = 0; i < l.n; i++) {
+            const struct backend_replica_set *set = &l.items[i];
+
+            if ((enum object_kind)k == b->kind->kind && strcmp(set->id, o->id) == 0)
+                continue;
+            total += set->n > set->wanted ? set->n : set->wanted;
+        }
+        backend_replica_set_list_release(&l);
+    }
+    if (total > (uint64_t)s->max_replicas_total)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                             "field '%s.replicas': %" PRIu64 " more would make %" PRIu64
+                             " replicas, over --max-replicas-total %" PRId64,
+                             b->name, o->replicas, total, s->max_replicas_total);
+    return 0;
+}
+
 /* Create: validate, take the id, apply the replica set. All-or-nothing for
  * what this call makes (the backend rolls back). */
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -763,6 +809,8 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     if (rs_busy_take(s, key, call->deadline, err) < 0)
         return -1;
+    if (rs_check_total(s, b, &o, call->deadline, err) < 0)
+        goto out;
 
     if (s->backend->ops->replica_apply(s->backend->ctx, &plan.spec, call->deadline, &res, err) <
         0) {

@@ -59,3 +59,31 @@ const char *service_map_get(void *const *entries, size_t n, const char *key)
     }
     return NULL;
 }
+
+char *service_network_name(struct arena *a, const char *prefix, const char *key, const char *none)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(prefix), k = key ? strlen(key) : 0, at;
+    char *out;
+
+    if (k == 0)
+        return arena_strdup(a, none);
+    out = arena_alloc(a, n + 3 * k + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, prefix, n);
+    at = n;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)key[i];
+
+        if (isalnum(c) || c == '.' || c == '-') {
+            out[at++] = (char)c;
+        } else {
+            out[at++] = '_';
+            out[at++] = hex[c >> 4];
+            out[at++] = hex[c & 15];
+        }
+    }
+    out[at] = '\0';
+    return out;
+}

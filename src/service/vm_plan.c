@@ -204,6 +204,14 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
     buf_init(&json, CONFIG_LABEL_MAX);
     if (json_codec_encode(&cfg->base, &json, err) < 0) {
         buf_release(&json);
+        /* Over the label's cap is the caller's config, not a lack of room. */
+        if (err->code == BERTH_RESOURCE_EXHAUSTED && strncmp(err->msg, "data larger", 11) == 0) {
+            berth_err_clear(err);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config': larger than the %d bytes of JSON a VM's config "
+                                 "label may hold",
+                                 CONFIG_LABEL_MAX);
+        }
         return -1;
     }
     config_json = arena_strndup(a, json.data ? json.data : "{}", json.data ? json.len : 2);
@@ -217,5 +225,9 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     p->spec.labels = p->labels;
     p->spec.n_labels = 5;
+    /* One customer's VMs share a network no other customer's reach. */
+    p->spec.network = service_network_name(a, "berth-c-", customer, "berth-default");
+    if (p->spec.network == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     return 0;
 }

@@ -6,6 +6,7 @@
  * the answers from vm_view.c, the rebuild and events are vm_sync.c's. */
 #include "berth/vm_service.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "vm_internal.h"
 
 #define LIST_DEFAULT_PAGE 100
+#define VM_CUSTOMER_ID_MAX 128 /* characters of customerId (a label value and a network name) */
 #define LIST_MAX_PAGE 1000
 #define MAX_STOP_TIMEOUT_S 3600 /* a grace period of an hour at most, as --stop-timeout */
 
@@ -38,6 +40,9 @@ static int finish_transition(struct vm_service *s, struct vm_record *rec, struct
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
+static int check_host_ports(const struct vm_service *s, const struct vm_plan *p,
+                            struct berth_err *err);
+static int check_quota(struct vm_service *s, const char *customer, struct berth_err *err);
 static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
 static int h_boot(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -230,6 +235,75 @@ static int finish_transition(struct vm_service *s, struct vm_record *rec, struct
     return vm_registry_commit(s->registry, rec, snap, stamp, err);
 }
 
+/* ---- what one caller may take ---------------------------------------- */
+
+int vm_service_parse_port_range(const char *option, const char *text, int *lo, int *hi,
+                                struct berth_err *err)
+{
+    char *end;
+    long a, b;
+
+    errno = 0;
+    a = strtol(text, &end, 10);
+    if (errno == 0 && end != text && *end == '-') {
+        const char *rest = end + 1;
+
+        b = strtol(rest, &end, 10);
+        if (errno == 0 && end != rest && *end == '\0' && a >= 1 && a <= b && b <= 65535) {
+            *lo = (int)a;
+            *hi = (int)b;
+            return 0;
+        }
+    }
+    return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                         "%s '%.32s': expected LOW-HIGH with 1 <= LOW <= HIGH <= 65535", option,
+                         text);
+}
+
+/* A host port other than 0 must lie in --host-port-range. */
+static int check_host_ports(const struct vm_service *s, const struct vm_plan *p,
+                            struct berth_err *err)
+{
+    if (s->cfg.host_port_min <= 0 && s->cfg.host_port_max <= 0)
+        return 0;
+    for (size_t i = 0; i < p->spec.n_ports; i++) {
+        int port = p->spec.ports[i].host_port;
+
+        if (port != 0 && (port < s->cfg.host_port_min || port > s->cfg.host_port_max))
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.ports[%zu].hostPort': %d is outside "
+                                 "--host-port-range %d-%d (0 lets the host pick one)",
+                                 i, port, s->cfg.host_port_min, s->cfg.host_port_max);
+    }
+    return 0;
+}
+
+/* --max-vms and --max-vms-per-customer against the registry's VMs. Two
+ * creates at once may both pass at the edge: the limits bound what a caller
+ * takes, they are not exact counts. */
+static int check_quota(struct vm_service *s, const char *customer, struct berth_err *err)
+{
+    struct vm_snapshot *list = NULL;
+    size_t n = 0, mine = 0;
+
+    if (s->cfg.max_vms <= 0 && s->cfg.max_vms_per_customer <= 0)
+        return 0;
+    if (vm_registry_list(s->registry, &list, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        mine += list[i].customer_id != NULL && strcmp(list[i].customer_id, customer) == 0;
+    vm_snapshot_list_free(list, n);
+    if (s->cfg.max_vms > 0 && n >= (size_t)s->cfg.max_vms)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                             "--max-vms %" PRId64 " reached: %zu VMs exist", s->cfg.max_vms, n);
+    if (s->cfg.max_vms_per_customer > 0 && mine >= (size_t)s->cfg.max_vms_per_customer)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                             "--max-vms-per-customer %" PRId64
+                             " reached: customer '%.128s' has %zu VMs",
+                             s->cfg.max_vms_per_customer, customer, mine);
+    return 0;
+}
+
 /* ---- handlers --------------------------------------------------------- */
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -255,10 +329,15 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     } else if (service_check_id("vmId", id, err) < 0) {
         return -1;
     }
+    if (strlen(req->customer_id) > VM_CUSTOMER_ID_MAX)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'customerId': %zu characters, more than %d",
+                             strlen(req->customer_id), VM_CUSTOMER_ID_MAX);
     init.created_unix = (int64_t)time(NULL);
-    if (vm_plan_build(call->arena, id, req->customer_id, cfg, init.created_unix, &plan, err) < 0)
+    if (vm_plan_build(call->arena, id, req->customer_id, cfg, init.created_unix, &plan, err) < 0 ||
+        check_host_ports(s, &plan, err) < 0)
         return -1;
-    if (wait_ready(s, call->deadline, err) < 0)
+    if (wait_ready(s, call->deadline, err) < 0 || check_quota(s, req->customer_id, err) < 0)
         return -1;
 
     init.id = (char *)id;

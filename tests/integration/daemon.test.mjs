@@ -22,7 +22,9 @@ const VM = "/metal.vmprovisioner.v1.VmService/";
 
 // busybox sh as PID 1 ignores SIGTERM: a graceful stop waits out the grace
 // period, so a ShutdownVm takes as long as timeoutSeconds says.
-const DEAF = { image: TEST_IMAGE, command: ["sh", "-c", "while :; do sleep 1; done"] };
+// Ignores SIGTERM (trap: with an init process the shell is no longer PID 1,
+// which alone would have made it deaf).
+const DEAF = { image: TEST_IMAGE, command: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"] };
 
 async function removeOurs() {
   if (!engine) return;

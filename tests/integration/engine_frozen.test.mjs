@@ -22,8 +22,9 @@ const [engine, engineWhy] = await connectEngine();
 const skip = berthdSkipReason() || engineWhy;
 const RUN = `${process.pid.toString(36)}-${randomBytes(3).toString("hex")}`;
 const VM = "/metal.vmprovisioner.v1.VmService/";
-// busybox sh as PID 1 ignores SIGTERM: a graceful stop waits out its grace.
-const DEAF = { image: TEST_IMAGE, command: ["sh", "-c", "while :; do sleep 1; done"] };
+// Ignores SIGTERM (a trap: under the init process the shell is not PID 1):
+// a graceful stop waits out its grace.
+const DEAF = { image: TEST_IMAGE, command: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"] };
 
 /** A unix socket proxy to the Engine that can be frozen and thawed. */
 class FreezableProxy {

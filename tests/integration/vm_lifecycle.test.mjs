@@ -373,7 +373,7 @@ describe("VM lifecycle on the Docker Engine", { skip }, () => {
       assert.equal(await inspectVm(id), undefined);
     });
 
-    test("vcpuCount 2 -> NanoCpus 2e9; no cpu or memory -> no limits", async () => {
+    test("vcpuCount 2 -> NanoCpus 2e9; no cpu -> no limit, no memory -> the default 1 GiB", async () => {
       const a = vmId("cpu2");
       const b = vmId("nolim");
       await ok("CreateVm", { vmId: a, config: { cpu: { vcpuCount: 2 }, memory: { sizeBytes: String(128 * MiB) }, container: { image: TEST_IMAGE } } });
@@ -383,7 +383,7 @@ describe("VM lifecycle on the Docker Engine", { skip }, () => {
       assert.equal(ca.HostConfig.NanoCpus, 2e9);
       assert.equal(ca.HostConfig.Memory, 128 * MiB);
       assert.equal(cb.HostConfig.NanoCpus, 0);
-      assert.equal(cb.HostConfig.Memory, 0);
+      assert.equal(cb.HostConfig.Memory, 1024 * MiB, "--default-memory-mib");
       assert.ok(cb.HostConfig.PidsLimit > 0, "the PIDs limit is there without any config");
       await ok("DeleteVm", { vmId: a });
       await ok("DeleteVm", { vmId: b });

@@ -14,21 +14,45 @@
 /* Every variable the table declares; unset before each test so the
  * caller's environment cannot change the outcome. */
 static const char *const all_env[] = {
-    "BERTH_LISTEN",           "BERTH_MAX_BODY_BYTES",
-    "BERTH_LOG_LEVEL",        "BERTH_LOG_FORMAT",
-    "BERTH_LOG_TARGET",       "BERTH_MAX_CONNECTIONS",
-    "BERTH_IDLE_TIMEOUT",     "BERTH_SHUTDOWN_GRACE",
-    "BERTH_BACKEND",          "BERTH_DOCKER_SOCKET",
-    "BERTH_PUBLISH_ADDRESS",  "BERTH_ADVERTISE_HOST",
-    "BERTH_STOP_TIMEOUT",     "BERTH_PIDS_LIMIT",
-    "BERTH_GATEWAY_PORT",     "BERTH_DEPLOYMENT_PORT",
-    "BERTH_METRICS_INTERVAL", "BERTH_READY_WAIT_MS",
-    "BERTH_READ_TIMEOUT",     "BERTH_MAX_CONNECTIONS_PER_IP",
-    "BERTH_AUTH_TOKEN_FILE",  "BERTH_METRICS_AUTH",
-    "BERTH_TLS_CERT",         "BERTH_TLS_KEY",
-    "BERTH_TLS_CLIENT_CA",    "BERTH_TLS_ALLOWED_IDS",
-    "BERTH_SOCKET_MODE",      "BERTH_SOCKET_GROUP",
+    "BERTH_LISTEN",
+    "BERTH_MAX_BODY_BYTES",
+    "BERTH_LOG_LEVEL",
+    "BERTH_LOG_FORMAT",
+    "BERTH_LOG_TARGET",
+    "BERTH_MAX_CONNECTIONS",
+    "BERTH_IDLE_TIMEOUT",
+    "BERTH_SHUTDOWN_GRACE",
+    "BERTH_BACKEND",
+    "BERTH_DOCKER_SOCKET",
+    "BERTH_PUBLISH_ADDRESS",
+    "BERTH_ADVERTISE_HOST",
+    "BERTH_STOP_TIMEOUT",
+    "BERTH_PIDS_LIMIT",
+    "BERTH_GATEWAY_PORT",
+    "BERTH_DEPLOYMENT_PORT",
+    "BERTH_METRICS_INTERVAL",
+    "BERTH_READY_WAIT_MS",
+    "BERTH_READ_TIMEOUT",
+    "BERTH_MAX_CONNECTIONS_PER_IP",
+    "BERTH_AUTH_TOKEN_FILE",
+    "BERTH_METRICS_AUTH",
+    "BERTH_TLS_CERT",
+    "BERTH_TLS_KEY",
+    "BERTH_TLS_CLIENT_CA",
+    "BERTH_TLS_ALLOWED_IDS",
+    "BERTH_SOCKET_MODE",
+    "BERTH_SOCKET_GROUP",
     "BERTH_INSECURE_LISTEN",
+    "BERTH_CAP_DROP",
+    "BERTH_LOG_MAX_SIZE",
+    "BERTH_LOG_MAX_FILES",
+    "BERTH_DEFAULT_MEMORY_MIB",
+    "BERTH_HOST_PORT_RANGE",
+    "BERTH_INSTANCE_ID",
+    "BERTH_MAX_VMS",
+    "BERTH_MAX_VMS_PER_CUSTOMER",
+    "BERTH_MAX_REPLICAS_TOTAL",
+    "BERTH_ALLOWED_REGISTRIES",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
@@ -159,7 +183,7 @@ static void test_defaults(void)
     CHECK_STR(r.cfg.publish_address, "127.0.0.1");
     CHECK_STR(r.cfg.advertise_host, "");
     CHECK(r.cfg.stop_timeout_s == 30);
-    CHECK(r.cfg.pids_limit == 4096);
+    CHECK(r.cfg.pids_limit == 1024);
     CHECK(r.cfg.gateway_port == 8040);
     CHECK(r.cfg.deployment_port == 8080);
     CHECK(r.cfg.metrics_interval_s == 5);

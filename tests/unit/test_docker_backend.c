@@ -26,7 +26,7 @@ struct fixture {
 
 static void fx_start(struct fixture *fx)
 {
-    struct docker_backend_config cfg = {NULL, "10.1.2.3", 0, 0, 0};
+    struct docker_backend_config cfg = {.publish_address = "10.1.2.3"};
 
     fe_init(&fx->fe);
     fe_start(&fx->fe);
@@ -113,9 +113,10 @@ static void test_create_body(void)
                                                   {"berth.managed", "false"},
                                                   {"berth.vm_id", "web 1"},
                                                   {"berth.create_token", "forged"}};
-    static const char *const forbidden[] = {
-        "Privileged", "NetworkMode", "PidMode", "IpcMode",    "CapAdd",      "Devices",
-        "Binds",      "Mounts",      "UTSMode", "UsernsMode", "SecurityOpt", "VolumesFrom"};
+    static const char *const forbidden[] = {"Privileged", "NetworkMode", "PidMode", "IpcMode",
+                                            "CapAdd",     "Devices",     "Binds",   "Mounts",
+                                            "UTSMode",    "UsernsMode",  "Sysctls", "VolumesFrom",
+                                            "unconfined", "seccomp",     "apparmor"};
     struct backend_spec spec = {
         .name = "web 1/x?",
         .image = "busybox:1.36",
@@ -148,12 +149,17 @@ static void test_create_body(void)
                     "\"80/tcp\":[{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"\"},"
                     "{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"8080\"}],"
                     "\"53/udp\":[{\"HostIp\":\"10.1.2.3\",\"HostPort\":\"5353\"}]},"
-                    "\"NanoCpus\":1500000000,\"Memory\":9007199254740993,\"PidsLimit\":4096,"
+                    "\"NanoCpus\":1500000000,\"Memory\":9007199254740993,\"PidsLimit\":1024,"
+                    "\"SecurityOpt\":[\"no-new-privileges\"],\"CapDrop\":[\"NET_RAW\",\"MKNOD\"],"
+                    "\"Init\":true,\"CgroupnsMode\":\"private\","
+                    "\"LogConfig\":{\"Type\":\"json-file\","
+                    "\"Config\":{\"max-size\":\"10m\",\"max-file\":\"3\"}},"
                     "\"RestartPolicy\":{\"Name\":\"unless-stopped\"}},"
                     "\"Image\":\"busybox:1.36\",\"Cmd\":[\"sh\",\"-c\",\"echo hi\"],"
                     "\"Env\":[\"A=1\",\"B=two words\"],\"WorkingDir\":\"/srv\","
                     "\"Labels\":{\"berth.kind\":\"vm\",\"berth.vm_id\":\"web 1\","
-                    "\"berth.managed\":\"true\",\"berth.create_token\":\"TOKEN\"},"
+                    "\"berth.managed\":\"true\",\"berth.instance\":\"default\","
+                    "\"berth.create_token\":\"TOKEN\"},"
                     "\"ExposedPorts\":{\"80/tcp\":{},\"53/udp\":{}}}");
     for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
         CHECK_MSG(strstr(body, forbidden[i]) == NULL, "%s", forbidden[i]);
@@ -179,8 +185,14 @@ static void test_create_minimal_and_invalid(void)
     }
     CHECK_STR(fx_line(&fx, 0), "POST /v1.41/containers/create");
     CHECK_STR(fx_body_untokened(&fx, 0),
-              "{\"HostConfig\":{\"PidsLimit\":4096},\"Image\":\"busybox\",\"Env\":[],"
-              "\"Labels\":{\"berth.managed\":\"true\",\"berth.create_token\":\"TOKEN\"}}");
+              "{\"HostConfig\":{\"Memory\":1073741824,\"PidsLimit\":1024,"
+              "\"SecurityOpt\":[\"no-new-privileges\"],\"CapDrop\":[\"NET_RAW\",\"MKNOD\"],"
+              "\"Init\":true,\"CgroupnsMode\":\"private\","
+              "\"LogConfig\":{\"Type\":\"json-file\","
+              "\"Config\":{\"max-size\":\"10m\",\"max-file\":\"3\"}}},"
+              "\"Image\":\"busybox\",\"Env\":[],"
+              "\"Labels\":{\"berth.managed\":\"true\",\"berth.instance\":\"default\","
+              "\"berth.create_token\":\"TOKEN\"}}");
     /* Each create call has its own token. */
     CHECK(strcmp(fx_token(&fx, 0, t0, sizeof(t0)), fx_token(&fx, 1, t1, sizeof(t1))) != 0);
 
@@ -624,6 +636,29 @@ static void test_not_ours(void)
         "\"Labels\":{\"berth.managed\":\"false\"}},\"State\":{\"Status\":\"running\"}}",
         "{\"Id\":\"other\",\"Name\":\"/db\",\"Config\":{\"Image\":\"postgres\","
         "\"Labels\":null},\"State\":{\"Status\":\"running\"}}",
+        /* Another berthd's (this one is the default instance). */
+        "{\"Id\":\"other\",\"Name\":\"/db\",\"Config\":{\"Image\":\"postgres\","
+        "\"Labels\":{\"berth.managed\":\"true\",\"berth.instance\":\"blue\"}},"
+        "\"State\":{\"Status\":\"running\"}}",
+        /* Labelled as ours, but with what berthd never grants: forged. */
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"Privileged\":true},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"NetworkMode\":\"host\"},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"PidMode\":\"host\"},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"IpcMode\":\"host\"},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"Binds\":[\"/:/host\"]},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"CapAdd\":[\"SYS_ADMIN\"]},\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"HostConfig\":{\"Devices\":[{\"PathOnHost\":\"/dev/kmsg\"}]},"
+        "\"State\":{\"Status\":\"running\"}}",
+        "{\"Id\":\"other\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+        "\"Mounts\":[{\"Type\":\"bind\",\"Source\":\"/etc\"}],"
+        "\"State\":{\"Status\":\"running\"}}",
     };
 
     for (size_t i = 0; i < sizeof(unmanaged) / sizeof(unmanaged[0]); i++) {
@@ -648,6 +683,184 @@ static void test_not_ours(void)
         }
     }
 }
+
+/* --allowed-registries: an image from another registry is permission_denied
+ * before the Engine is asked anything; one from a listed registry (docker.io
+ * for a short name, host:port as written) goes through. */
+static void test_allowed_registries(void)
+{
+    static const char *const refused[] = {"busybox", "ghcr.io/team/app:1", "127.0.0.1:2375/x",
+                                          "evil.example:5000/reg.example/a"};
+    static const char *const allowed[] = {
+        "reg.example/team/app:1", "REG.example/a",
+        "127.0.0.1:5000/x@sha256:"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
+    struct docker_backend_config cfg = {.allowed_registries = "reg.example,,127.0.0.1:5000"};
+    struct fixture fx;
+    char *id = NULL;
+
+    fe_init(&fx.fe);
+    fe_start(&fx.fe);
+    cfg.socket_path = fx.fe.sock;
+    berth_err_clear(&fx.err);
+    memset(&fx.b, 0, sizeof(fx.b));
+    CHECK(docker_backend_new(&cfg, &fx.b, &fx.err) == 0);
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct backend_spec spec = {.image = refused[i]};
+
+        berth_err_clear(&fx.err);
+        CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK_MSG(fx.err.code == BERTH_PERMISSION_DENIED, "%s: %s", refused[i], fx.err.msg);
+        CHECK_MSG(strstr(fx.err.msg, "allowed-registries") != NULL, "%s", fx.err.msg);
+    }
+    CHECK(fe_n_reqs(&fx.fe) == 0);
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        struct backend_spec spec = {.image = allowed[i]};
+
+        fe_reply(&fx.fe, 201, "{\"Id\":\"ok\"}");
+        berth_err_clear(&fx.err);
+        CHECK_MSG(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0, "%s: %s",
+                  allowed[i], fx.err.msg);
+        free(id);
+        id = NULL;
+    }
+    CHECK(fe_n_reqs(&fx.fe) == 3);
+    fx_stop(&fx);
+}
+
+/* --instance-id, --cap-drop, the log and memory options reach the body. */
+static void test_create_options(void)
+{
+    struct docker_backend_config cfg = {.instance_id = "blue",
+                                        .cap_drop = "",
+                                        .log_max_size = "1m",
+                                        .log_max_files = 7,
+                                        .default_memory_bytes = -1,
+                                        .pids_limit = 64};
+    static const struct backend_label forged[] = {{"berth.instance", "default"}};
+    struct backend_spec spec = {.image = "busybox", .labels = forged, .n_labels = 1};
+    struct fixture fx;
+    char *id = NULL;
+
+    fe_init(&fx.fe);
+    fe_start(&fx.fe);
+    cfg.socket_path = fx.fe.sock;
+    berth_err_clear(&fx.err);
+    memset(&fx.b, 0, sizeof(fx.b));
+    CHECK(docker_backend_new(&cfg, &fx.b, &fx.err) == 0);
+    fe_reply(&fx.fe, 201, "{\"Id\":\"ok\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK_STR(fx_body_untokened(&fx, 0),
+              "{\"HostConfig\":{\"PidsLimit\":64,"
+              "\"SecurityOpt\":[\"no-new-privileges\"],\"CapDrop\":[],"
+              "\"Init\":true,\"CgroupnsMode\":\"private\","
+              "\"LogConfig\":{\"Type\":\"json-file\","
+              "\"Config\":{\"max-size\":\"1m\",\"max-file\":\"7\"}}},"
+              "\"Image\":\"busybox\",\"Env\":[],"
+              "\"Labels\":{\"berth.managed\":\"true\",\"berth.instance\":\"blue\","
+              "\"berth.create_token\":\"TOKEN\"}}");
+    /* An unlabelled container is the default instance's, not blue's. */
+    fe_reply(&fx.fe, 200,
+             "{\"Id\":\"old\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+             "\"State\":{\"Status\":\"running\"}}");
+    CHECK(run_op(&fx, OP_REMOVE, "old", BERTH_NO_DEADLINE) < 0);
+    CHECK(fx.err.code == BERTH_NOT_FOUND);
+    CHECK(fe_n_reqs(&fx.fe) == 2);
+    fx_stop(&fx);
+}
+
+/* A spec with a network: the bridge is made when missing (with berthd's
+ * labels), the container joins it by id under its aliases, and its removal
+ * takes the emptied network along. Of two networks of one name (made by two
+ * berthds at once) the one of least id is taken and the other, empty, goes.
+ * A network of that name that is not ours stops the create before anything
+ * is made. */
+#define N1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define N2 "2222222222222222222222222222222222222222222222222222222222222222"
+
+static void test_networks(void)
+{
+    static const char *const aliases[] = {"gw-1"};
+    static const char list_line[] = "GET /v1.41/networks?filters=%7B%22name%22%3A%5B%22berth-c-acme"
+                                    "%22%5D%7D";
+    struct backend_spec spec = {.name = "web",
+                                .image = "busybox",
+                                .network = "berth-c-acme",
+                                .aliases = aliases,
+                                .n_aliases = 1};
+    struct fixture fx;
+    char *id = NULL;
+    const char *body;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, "[]");
+    fe_reply(&fx.fe, 201, "{\"Id\":\"" N1 "\"}");
+    fe_reply(&fx.fe, 200,
+             "[{\"Name\":\"berth-c-acme-x\",\"Id\":\"n0\",\"Labels\":{\"berth.managed\":"
+             "\"true\"}},{\"Name\":\"berth-c-acme\",\"Id\":\"" N1 "\",\"Labels\":{"
+             "\"berth.managed\":\"true\",\"berth.instance\":\"default\"}}]");
+    fe_reply(&fx.fe, 201, "{\"Id\":\"c1\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    id = NULL;
+    CHECK_STR(fx_line(&fx, 0), list_line);
+    CHECK_STR(fx_line(&fx, 1), "POST /v1.41/networks/create");
+    CHECK_STR(fx_body(&fx, 1), "{\"Labels\":{\"berth.managed\":\"true\",\"berth.instance\":"
+                               "\"default\"},\"Name\":\"berth-c-acme\",\"Driver\":\"bridge\","
+                               "\"CheckDuplicate\":true}");
+    CHECK_STR(fx_line(&fx, 2), list_line);
+    body = fx_body(&fx, 3);
+    CHECK_MSG(strstr(body, "\"NetworkMode\":\"" N1 "\"") != NULL, "%s", body);
+    CHECK_MSG(strstr(body, "\"NetworkingConfig\":{\"EndpointsConfig\":{\"" N1 "\":{"
+                           "\"Aliases\":[\"gw-1\"]}}}") != NULL,
+              "%s", body);
+
+    fe_reply(&fx.fe, 200,
+             "{\"Id\":\"c1\",\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}},"
+             "\"HostConfig\":{\"NetworkMode\":\"" N1 "\"},\"State\":{\"Status\":"
+             "\"created\"}}");
+    fe_reply(&fx.fe, 204, "");
+    fe_reply(&fx.fe, 200,
+             "{\"Name\":\"berth-c-acme\",\"Id\":\"" N1 "\",\"Labels\":{\"berth.managed\":"
+             "\"true\"}}");
+    fe_reply(&fx.fe, 200, "[]");
+    fe_reply(&fx.fe, 204, "");
+    CHECK(run_op(&fx, OP_REMOVE, "c1", BERTH_NO_DEADLINE) == 0);
+    CHECK_STR(fx_line(&fx, 6), "GET /v1.41/networks/" N1);
+    CHECK_STR(fx_line(&fx, 7), "GET /v1.41/containers/json?all=true&filters=%7B%22network%22%3A%5B"
+                               "%22" N1 "%22%5D%7D");
+    CHECK_STR(fx_line(&fx, 8), "DELETE /v1.41/networks/" N1);
+    CHECK(fe_n_reqs(&fx.fe) == 9);
+
+    /* Someone else's network of that name: nothing is made. */
+    fe_reply(&fx.fe, 200, "[{\"Name\":\"berth-c-acme\",\"Id\":\"z\",\"Labels\":{}}]");
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+    CHECK_MSG(fx.err.code == BERTH_FAILED_PRECONDITION, "%s", fx.err.msg);
+    CHECK(fe_n_reqs(&fx.fe) == 10);
+
+    /* Two of ours under the name: the least id is joined, the other goes. */
+    fe_reply(&fx.fe, 200,
+             "[{\"Name\":\"berth-c-acme\",\"Id\":\"" N2 "\",\"Labels\":{\"berth.managed\":"
+             "\"true\"}},{\"Name\":\"berth-c-acme\",\"Id\":\"" N1 "\",\"Labels\":{"
+             "\"berth.managed\":\"true\"}}]");
+    fe_reply(&fx.fe, 200, "[]");
+    fe_reply(&fx.fe, 204, "");
+    fe_reply(&fx.fe, 201, "{\"Id\":\"c2\"}");
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK_STR(fx_line(&fx, 11), "GET /v1.41/containers/json?all=true&filters=%7B%22network%22%3A%5B"
+                                "%22" N2 "%22%5D%7D");
+    CHECK_STR(fx_line(&fx, 12), "DELETE /v1.41/networks/" N2);
+    CHECK_MSG(strstr(fx_body(&fx, 13), "\"NetworkMode\":\"" N1 "\"") != NULL, "%s",
+              fx_body(&fx, 13));
+    fx_stop(&fx);
+}
+
+#undef N1
+#undef N2
 
 static void test_inspect(void)
 {
@@ -742,8 +955,16 @@ static void test_list(void)
         "{\"Id\":\"c2\",\"Names\":[\"/sneaky\"],\"Image\":\"x\",\"State\":\"exited\","
         "\"Labels\":{\"berth.kind\":\"vm\"}},"
         "{\"Id\":\"c3\",\"Names\":[\"/gw\"],\"Image\":\"nginx\",\"State\":\"exited\","
-        "\"Created\":1,\"Labels\":{\"berth.managed\":\"true\"},\"Ports\":[],"
-        "\"NetworkSettings\":{\"Networks\":{}}}]";
+        "\"Created\":1,\"Labels\":{\"berth.managed\":\"true\","
+        "\"berth.instance\":\"default\"},\"Ports\":[],"
+        "\"NetworkSettings\":{\"Networks\":{}}},"
+        "{\"Id\":\"c4\",\"Names\":[\"/blue\"],\"Image\":\"x\",\"State\":\"exited\","
+        "\"Labels\":{\"berth.managed\":\"true\",\"berth.instance\":\"blue\"}},"
+        "{\"Id\":\"c5\",\"Names\":[\"/hostnet\"],\"Image\":\"x\",\"State\":\"exited\","
+        "\"Labels\":{\"berth.managed\":\"true\"},\"HostConfig\":{\"NetworkMode\":\"host\"}},"
+        "{\"Id\":\"c6\",\"Names\":[\"/bind\"],\"Image\":\"x\",\"State\":\"exited\","
+        "\"Labels\":{\"berth.managed\":\"true\"},"
+        "\"Mounts\":[{\"Type\":\"bind\",\"Source\":\"/\"}]}]";
     struct backend_container_list l = {NULL, 0};
     struct fixture fx;
 
@@ -781,7 +1002,7 @@ static void test_list(void)
 static void test_ping_and_unavailable(void)
 {
     struct fixture fx;
-    struct docker_backend_config cfg = {NULL, NULL, 0, 0, 0};
+    struct docker_backend_config cfg = {0};
     struct backend b = {NULL, NULL};
     struct berth_err err;
     int64_t t0;
@@ -838,6 +1059,9 @@ int main(void)
     test_create_no_reap();
     test_lifecycle_mapping();
     test_not_ours();
+    test_allowed_registries();
+    test_create_options();
+    test_networks();
     test_inspect();
     test_list();
     test_ping_and_unavailable();

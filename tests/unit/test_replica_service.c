@@ -99,6 +99,7 @@ static void test_cache_event(void);
 static void test_short_set(void);
 static void test_retry_unpauses(void);
 static void test_memory_replica_sets(void);
+static void test_max_replicas_total(void);
 static int fail_list(struct fixture *f);
 static int started_container(struct fixture *f, const char *name, const struct backend_label *l,
                              size_t n);
@@ -200,13 +201,21 @@ static int spy_replica_delete(void *ctx, enum object_kind kind, const char *ns, 
 
 /* ---- fixture ------------------------------------------------------------ */
 
+static int fixture_init_max(struct fixture *f, const char *advertise_host, int64_t max_replicas);
+
 static int fixture_init(struct fixture *f, const char *advertise_host)
+{
+    return fixture_init_max(f, advertise_host, 0);
+}
+
+static int fixture_init_max(struct fixture *f, const char *advertise_host, int64_t max_replicas)
 {
     struct replica_service_config cfg = {
         .gateway_port = 8040,
         .deployment_port = 8080,
         .advertise_host = advertise_host,
         .publish_address = "127.0.0.1",
+        .max_replicas_total = max_replicas,
     };
     struct berth_err err;
 
@@ -600,6 +609,33 @@ static void test_retry(void)
     memory_backend_fail_next(&f.spy.inner, "start", 1, BERTH_UNAVAILABLE);
     CHECK(create_gw(&f, &g, &err) < 0 && err.code == BERTH_UNAVAILABLE);
     CHECK(memory_backend_count(&f.spy.inner) == 2);
+    fixture_release(&f);
+}
+
+/* --max-replicas-total counts every gateway's replicas but the retried
+ * object's own. */
+static void test_max_replicas_total(void)
+{
+    GatewayRequest a = gw_request("quota-a", 3), b = gw_request("quota-b", 3);
+    struct fixture f;
+    struct berth_err err;
+
+    if (fixture_init_max(&f, "", 5) < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &a, &err) == 0);
+    berth_err_clear(&err);
+    CHECK(create_gw(&f, &b, &err) < 0);
+    CHECK(err.code == BERTH_RESOURCE_EXHAUSTED);
+    CHECK_MSG(strstr(err.msg, "--max-replicas-total 5") != NULL, "%s", err.msg);
+    CHECK(memory_backend_count(&f.spy.inner) == 3);
+    berth_err_clear(&err);
+    CHECK(create_gw(&f, &a, &err) == 0); /* a retry of the same 3 */
+    b = gw_request("quota-b", 2);
+    CHECK(create_gw(&f, &b, &err) == 0);
+    CHECK(memory_backend_count(&f.spy.inner) == 5);
     fixture_release(&f);
 }
 
@@ -1405,5 +1441,6 @@ int main(void)
     test_retry_unpauses();
     test_cache_stays_small();
     test_memory_replica_sets();
+    test_max_replicas_total();
     return test_summary("test_replica_service");
 }

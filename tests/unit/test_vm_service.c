@@ -15,6 +15,7 @@
 #include "berth/log.h"
 #include "berth/memory_backend.h"
 #include "berth/router.h"
+#include "berth/service_util.h"
 #include "berth/vm_registry.h"
 #include "berth/vm_service.h"
 #include "metal/vmprovisioner/v1/vmprovisioner.pb-c.h"
@@ -137,12 +138,23 @@ static void test_list_page_limits(void);
 static void test_rebuild(void);
 static void test_sync_and_events(void);
 static void test_concurrency(void);
+static void test_limits(void);
 
 /* ======================================================================== */
+
+static int fx_init_cfg(struct fx *f, struct backend *shared, const struct vm_service_config *cfg,
+                       int ready);
 
 static int fx_init(struct fx *f, struct backend *shared, int64_t ready_wait_ms, int ready)
 {
     struct vm_service_config cfg = {.stop_timeout_s = 1, .ready_wait_ms = ready_wait_ms};
+
+    return fx_init_cfg(f, shared, &cfg, ready);
+}
+
+static int fx_init_cfg(struct fx *f, struct backend *shared, const struct vm_service_config *cfg,
+                       int ready)
+{
     struct berth_err err;
 
     memset(f, 0, sizeof(*f));
@@ -155,7 +167,7 @@ static int fx_init(struct fx *f, struct backend *shared, int64_t ready_wait_ms, 
         f->backend = &f->own;
     }
     f->reg = vm_registry_new();
-    f->svc = f->reg ? vm_service_new(&cfg, f->backend, f->reg) : NULL;
+    f->svc = f->reg ? vm_service_new(cfg, f->backend, f->reg) : NULL;
     f->router = router_new();
     if (f->svc == NULL || f->router == NULL || vm_service_register(f->svc, f->router) < 0) {
         fx_release(f);
@@ -2992,6 +3004,118 @@ static void test_concurrency(void)
     fx_release(&f);
 }
 
+/* What one caller may take: --max-vms, --max-vms-per-customer, the host
+ * port range, customerId's length and a config too large for its label. */
+static void test_limits(void)
+{
+    struct vm_service_config cfg = {.stop_timeout_s = 1,
+                                    .max_vms = 3,
+                                    .max_vms_per_customer = 2,
+                                    .host_port_min = 30000,
+                                    .host_port_max = 30009};
+    char msg[BERTH_ERR_MSG_MAX], long_id[130];
+    struct berth_err err;
+    struct cfgb b;
+    struct fx f;
+    int lo = 0, hi = 0;
+
+    CHECK(fx_init_cfg(&f, NULL, &cfg, 1) == 0);
+    cfgb_init(&b, "busybox");
+    CHECK(create_vm(&f, "a1", &b.cfg, "acme", NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(create_vm(&f, "a2", &b.cfg, "acme", NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(create_vm(&f, "a3", &b.cfg, "acme", NULL, 0, msg, sizeof(msg)) ==
+          BERTH_RESOURCE_EXHAUSTED);
+    CHECK_MSG(strstr(msg, "--max-vms-per-customer 2") != NULL, "%s", msg);
+    CHECK(create_vm(&f, "b1", &b.cfg, "beta", NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(create_vm(&f, "b2", &b.cfg, "beta", NULL, 0, msg, sizeof(msg)) ==
+          BERTH_RESOURCE_EXHAUSTED);
+    CHECK_MSG(strstr(msg, "--max-vms 3") != NULL, "%s", msg);
+    CHECK(memory_backend_count(f.backend) == 3);
+    /* A delete gives the room back. */
+    CHECK(call_op(&f, OP_DELETE, "a1", NULL, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(create_vm(&f, "b2", &b.cfg, "beta", NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    fx_release(&f);
+
+    cfg.max_vms = 0;
+    cfg.max_vms_per_customer = 0;
+    CHECK(fx_init_cfg(&f, NULL, &cfg, 1) == 0);
+    cfgb_init(&b, "busybox");
+    cfgb_port(&b, 80, 8080, "tcp");
+    CHECK(create_vm(&f, "p1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_INVALID_ARGUMENT);
+    CHECK_MSG(strstr(msg, "config.container.ports[0].hostPort") != NULL &&
+                  strstr(msg, "30000-30009") != NULL,
+              "%s", msg);
+    cfgb_init(&b, "busybox");
+    cfgb_port(&b, 80, 0, "tcp");
+    cfgb_port(&b, 81, 30009, "tcp");
+    cfgb_port(&b, 82, 30010, "udp");
+    CHECK(create_vm(&f, "p2", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_INVALID_ARGUMENT);
+    CHECK_MSG(strstr(msg, "ports[2].hostPort") != NULL, "%s", msg);
+    cfgb_init(&b, "busybox");
+    cfgb_port(&b, 80, 0, "tcp");
+    cfgb_port(&b, 81, 30000, "tcp");
+    CHECK(create_vm(&f, "p3", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+
+    memset(long_id, 'c', 129);
+    long_id[129] = '\0';
+    cfgb_init(&b, "busybox");
+    CHECK(create_vm(&f, "c1", &b.cfg, long_id, NULL, 0, msg, sizeof(msg)) ==
+          BERTH_INVALID_ARGUMENT);
+    CHECK_MSG(strstr(msg, "customerId") != NULL, "%s", msg);
+    long_id[128] = '\0';
+    CHECK(create_vm(&f, "c1", &b.cfg, long_id, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+
+    {
+        /* 300 KiB of environment: more than the config label holds. */
+        size_t n = 300 * 1024;
+        char *big = malloc(n + 1);
+
+        CHECK(big != NULL);
+        if (big != NULL) {
+            memset(big, 'x', n);
+            big[n] = '\0';
+            cfgb_init(&b, "busybox");
+            cfgb_env(&b, "BIG", big);
+            CHECK(create_vm(&f, "big", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) ==
+                  BERTH_INVALID_ARGUMENT);
+            CHECK_MSG(strstr(msg, "field 'config'") != NULL, "%s", msg);
+            free(big);
+        }
+    }
+    fx_release(&f);
+
+    {
+        struct arena *a = arena_new();
+
+        CHECK(a != NULL);
+        if (a != NULL) {
+            CHECK_STR(service_network_name(a, "berth-c-", "acme.Co-1", "berth-default"),
+                      "berth-c-acme.Co-1");
+            CHECK_STR(service_network_name(a, "berth-c-", "a b_c/\xff", "berth-default"),
+                      "berth-c-a_20b_5fc_2f_ff");
+            CHECK_STR(service_network_name(a, "berth-c-", "", "berth-default"), "berth-default");
+            CHECK_STR(service_network_name(a, "berth-c-", NULL, "berth-default"), "berth-default");
+            arena_free(a);
+        }
+    }
+    berth_err_clear(&err);
+    CHECK(vm_service_parse_port_range("host-port-range", "30000-39999", &lo, &hi, &err) == 0);
+    CHECK(lo == 30000 && hi == 39999);
+    CHECK(vm_service_parse_port_range("host-port-range", "5-5", &lo, &hi, &err) == 0);
+    CHECK(lo == 5 && hi == 5);
+    {
+        static const char *const bad[] = {"",        "1",   "0-10", "10-5",
+                                          "1-65536", "a-b", "1-2x", "-1-2"};
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            berth_err_clear(&err);
+            CHECK_MSG(vm_service_parse_port_range("host-port-range", bad[i], &lo, &hi, &err) < 0,
+                      "'%s'", bad[i]);
+            CHECK(err.code == BERTH_INVALID_ARGUMENT && strstr(err.msg, "host-port-range") != NULL);
+        }
+    }
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_WARN);
@@ -3011,5 +3135,6 @@ int main(void)
     test_rebuild();
     test_sync_and_events();
     test_concurrency();
+    test_limits();
     return test_summary("test_vm_service");
 }

@@ -20,6 +20,9 @@
 
 /* Stop and restart may take t seconds; the request gets this much more. */
 #define DOCKER_STOP_MARGIN_MS 15000
+/* Removing an emptied tenant network: its own budget, as the caller's
+ * deadline may have passed with the container's removal. */
+#define DOCKER_NETWORK_RELEASE_MS 5000
 
 static int docker_backend_ping(void *ctx, int64_t deadline, struct berth_err *err);
 static int docker_backend_start(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
@@ -45,6 +48,9 @@ static int docker_backend_fetch(struct docker_ctx *c, const char *id, int64_t de
 static int docker_backend_action(struct docker_ctx *c, const char *id, const char *method,
                                  const char *suffix, const char *verb, int64_t deadline,
                                  struct berth_err *err);
+static int docker_backend_action_root(struct docker_ctx *c, const char *id, const char *method,
+                                      const char *suffix, const char *verb, int64_t deadline,
+                                      cJSON **root_out, struct berth_err *err);
 static int docker_backend_timed_action(struct docker_ctx *c, const char *id, const char *verb,
                                        int timeout_s, int64_t deadline, struct berth_err *err);
 
@@ -96,10 +102,37 @@ void docker_backend_global_cleanup(void)
     engine_global_cleanup();
 }
 
+/* *out (n entries) from a comma list; empty entries are skipped. -1: out
+ * of memory (what was made is still in *out for the caller to free). */
+static int docker_backend_split(const char *list, char ***out, size_t *n_out)
+{
+    size_t n = 1;
+
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    *out = calloc(n, sizeof(**out));
+    if (*out == NULL)
+        return -1;
+    while (*list) {
+        size_t len = strcspn(list, ",");
+
+        if (len > 0) {
+            (*out)[*n_out] = strndup(list, len);
+            if ((*out)[*n_out] == NULL)
+                return -1;
+            (*n_out)++;
+        }
+        list += len;
+        if (*list == ',')
+            list++;
+    }
+    return 0;
+}
+
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err)
 {
-    static const struct docker_backend_config defaults = {NULL, NULL, 0, 0, 0};
+    static const struct docker_backend_config defaults = {0};
     struct docker_ctx *c = NULL;
     const char *sock, *pub;
     int rc = -1;
@@ -125,7 +158,28 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    pthread_mutex_init(&c->net_lock, NULL);
+    c->net_lock_made = 1;
     c->pids_limit = cfg->pids_limit == 0 ? DOCKER_BACKEND_DEFAULT_PIDS_LIMIT : cfg->pids_limit;
+    c->default_memory_bytes = cfg->default_memory_bytes == 0 ? DOCKER_BACKEND_DEFAULT_MEMORY_BYTES
+                                                             : cfg->default_memory_bytes;
+    c->log_max_files =
+        cfg->log_max_files > 0 ? cfg->log_max_files : DOCKER_BACKEND_DEFAULT_LOG_MAX_FILES;
+    c->log_max_size = strdup(cfg->log_max_size != NULL && cfg->log_max_size[0] != '\0'
+                                 ? cfg->log_max_size
+                                 : DOCKER_BACKEND_DEFAULT_LOG_MAX_SIZE);
+    c->instance_id = strdup(cfg->instance_id != NULL && cfg->instance_id[0] != '\0'
+                                ? cfg->instance_id
+                                : DOCKER_BACKEND_DEFAULT_INSTANCE);
+    if (c->log_max_size == NULL || c->instance_id == NULL ||
+        docker_backend_split(cfg->cap_drop != NULL ? cfg->cap_drop
+                                                   : DOCKER_BACKEND_DEFAULT_CAP_DROP,
+                             &c->cap_drop, &c->n_cap_drop) < 0 ||
+        docker_backend_split(cfg->allowed_registries != NULL ? cfg->allowed_registries : "",
+                             &c->allowed_registries, &c->n_allowed_registries) < 0) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
     engine_set_stats(c->engine, c->calls);
@@ -162,6 +216,16 @@ static void docker_backend_destroy(void *ctx)
     engine_stats_free(c->calls);
     free(c->socket_path);
     free(c->publish_address);
+    for (size_t i = 0; i < c->n_cap_drop; i++)
+        free(c->cap_drop[i]);
+    free(c->cap_drop);
+    for (size_t i = 0; i < c->n_allowed_registries; i++)
+        free(c->allowed_registries[i]);
+    free(c->allowed_registries);
+    free(c->log_max_size);
+    free(c->instance_id);
+    if (c->net_lock_made)
+        pthread_mutex_destroy(&c->net_lock);
     free(c);
 }
 
@@ -220,8 +284,15 @@ static int docker_backend_fetch(struct docker_ctx *c, const char *id, int64_t de
         goto out;
     }
     config = cJSON_GetObjectItemCaseSensitive(root, "Config");
-    if (!docker_json_is_managed(cJSON_GetObjectItemCaseSensitive(config, "Labels"))) {
+    if (!docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(config, "Labels"), c->instance_id)) {
         log_debug("docker.unmanaged", "container=%s", q);
+        berth_err_set(err, BERTH_NOT_FOUND, "%s: No such container: %s", what, q);
+        goto out;
+    }
+    if (docker_json_forged(root) != NULL) {
+        /* Labelled as ours, but with host privileges berthd never grants:
+         * made by someone else, so never adopted or acted on. */
+        log_warn("docker.forged", "container=%s holds=\"%s\"", q, docker_json_forged(root));
         berth_err_set(err, BERTH_NOT_FOUND, "%s: No such container: %s", what, q);
         goto out;
     }
@@ -242,6 +313,15 @@ out:
 static int docker_backend_action(struct docker_ctx *c, const char *id, const char *method,
                                  const char *suffix, const char *verb, int64_t deadline,
                                  struct berth_err *err)
+{
+    return docker_backend_action_root(c, id, method, suffix, verb, deadline, NULL, err);
+}
+
+/* docker_backend_action, handing the container's inspect (before the
+ * action) to *root_out on success when root_out is not NULL. */
+static int docker_backend_action_root(struct docker_ctx *c, const char *id, const char *method,
+                                      const char *suffix, const char *verb, int64_t deadline,
+                                      cJSON **root_out, struct berth_err *err)
 {
     struct engine_response resp;
     struct buf path;
@@ -279,6 +359,10 @@ static int docker_backend_action(struct docker_ctx *c, const char *id, const cha
         goto out;
     }
     log_debug("docker.action", "verb=%s container=%s status=%d", verb, q, resp.status);
+    if (root_out != NULL) {
+        *root_out = root;
+        root = NULL;
+    }
     rc = 0;
 out:
     cJSON_Delete(root);
@@ -343,9 +427,15 @@ static int docker_backend_restart(void *ctx, const char *id, int timeout_s, int6
 
 static int docker_backend_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
 {
-    if (docker_backend_action(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline, err) ==
-        0)
+    cJSON *root = NULL;
+
+    if (docker_backend_action_root(ctx, id, "DELETE", "?force=true&v=true", "remove", deadline,
+                                   &root, err) == 0) {
+        /* The last container of a tenant network takes the network along. */
+        docker_network_release(ctx, root, berth_now_ms() + DOCKER_NETWORK_RELEASE_MS);
+        cJSON_Delete(root);
         return 0;
+    }
     /* Another removal of it is under way (one whose caller gave up, say):
      * the container goes either way, as asked. */
     if (err->code == BERTH_FAILED_PRECONDITION && strstr(err->msg, "already in progress") != NULL) {
@@ -419,8 +509,15 @@ static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
     cJSON_ArrayForEach(item, root)
     {
         /* The filter already asks for our label; never trust one answer. */
-        if (!docker_json_is_managed(cJSON_GetObjectItemCaseSensitive(item, "Labels")))
+        if (!docker_json_is_ours(cJSON_GetObjectItemCaseSensitive(item, "Labels"), c->instance_id))
             continue;
+        if (docker_json_forged(item) != NULL) {
+            const cJSON *cid = cJSON_GetObjectItemCaseSensitive(item, "Id");
+
+            log_warn("docker.forged", "container=%.12s holds=\"%s\"",
+                     cJSON_IsString(cid) ? cid->valuestring : "", docker_json_forged(item));
+            continue;
+        }
         if (docker_json_from_list_item(item, &l.items[l.n], err) < 0)
             goto out;
         l.n++;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -16,6 +17,7 @@
 #include "berth/labels.h"
 #include "berth/log.h"
 #include "docker_internal.h"
+#include "registry_auth.h"
 
 /* Bodies are ours; the cap only guards against bugs. */
 #define DOCKER_BODY_MAX ((size_t)4 << 20)
@@ -29,11 +31,13 @@
 
 /* One create call: what is sent, and the token its container carries. */
 struct docker_create {
-    const char *path;  /* /containers/create?name=... */
-    const char *body;  /* the create body, labels included */
-    const char *image; /* for messages */
-    const char *name;  /* NULL or "": the Engine picks one */
-    char token[37];    /* the LABEL_CREATE_TOKEN value */
+    const char *path;                /* /containers/create?name=... */
+    const char *body;                /* the create body, labels included */
+    const char *image;               /* for messages */
+    const char *name;                /* NULL or "": the Engine picks one */
+    const char *network;             /* NULL: the Engine's default; else made before each try */
+    const struct backend_spec *spec; /* the body of a try on a network is made then */
+    char token[37];                  /* the LABEL_CREATE_TOKEN value */
 };
 
 /* What the reaper found under the container's name. */
@@ -51,11 +55,17 @@ struct docker_pull {
 };
 
 static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err);
+static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
+                                        struct berth_err *err);
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
-                              const char *token, char **json_out, struct berth_err *err);
+                              const char *network, const char *token, char **json_out,
+                              struct berth_err *err);
+static int docker_create_add_network(cJSON *root, cJSON *host, const struct backend_spec *spec,
+                                     const char *network);
 static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n);
+static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host);
 static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
-                                    const char *token);
+                                    const char *instance, const char *token);
 static int docker_create_add_ports(const struct docker_ctx *c, cJSON *config, cJSON *host,
                                    const struct backend_spec *spec, struct berth_err *err);
 static int docker_create_add_int64(cJSON *obj, const char *key, int64_t v);
@@ -91,19 +101,28 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
 {
     struct docker_ctx *c = ctx;
     struct docker_create req;
-    struct buf path;
+    struct buf path, net;
     char *body = NULL;
     uuid_t uu;
     int missing = 0, rc = -1;
 
     buf_init(&path, DOCKER_PATH_MAX);
+    buf_init(&net, DOCKER_PATH_MAX);
     memset(&req, 0, sizeof(req));
     uuid_generate_random(uu);
     uuid_unparse_lower(uu, req.token);
-    if (docker_create_validate_spec(spec, err) < 0)
+    if (docker_create_validate_spec(spec, err) < 0 ||
+        docker_create_check_registry(c, spec->image, err) < 0)
         goto out;
-    if (docker_create_body(c, spec, req.token, &body, err) < 0)
+    if (spec->network != NULL && spec->network[0] != '\0') {
+        if (docker_network_full_name(c, spec->network, &net, err) < 0)
+            goto out;
+        req.network = net.data;
+    }
+    /* On a network, each try makes its body with the network's id. */
+    if (req.network == NULL && docker_create_body(c, spec, NULL, req.token, &body, err) < 0)
         goto out;
+    req.spec = spec;
     if (buf_appends(&path, "/containers/create", err) < 0)
         goto out;
     if (spec->name != NULL && spec->name[0] != '\0') {
@@ -135,6 +154,7 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     rc = 0;
 out:
     free(body);
+    buf_release(&net);
     buf_release(&path);
     return rc;
 }
@@ -187,12 +207,36 @@ static int docker_create_validate_spec(const struct backend_spec *spec, struct b
     return 0;
 }
 
+/* With --allowed-registries, the image's registry must be one of them
+ * (compared without case, as host names are): permission_denied otherwise,
+ * before the Engine is asked for anything. */
+static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
+                                        struct berth_err *err)
+{
+    struct image_ref ref;
+    char q[DOCKER_QUOTE_MAX + 8];
+
+    if (c->n_allowed_registries == 0)
+        return 0;
+    if (image_ref_parse(image, "image", &ref, err) < 0)
+        return -1;
+    for (size_t i = 0; i < c->n_allowed_registries; i++)
+        if (strcasecmp(ref.host, c->allowed_registries[i]) == 0)
+            return 0;
+    berth_err_quote(q, sizeof(q), image, DOCKER_QUOTE_MAX);
+    return berth_err_set(err, BERTH_PERMISSION_DENIED,
+                         "image '%s': registry '%s' is not one of --allowed-registries", q,
+                         ref.host);
+}
+
 /* The create body. Only the fields below are ever sent: nothing that grants
- * host privileges (privileged mode, host namespaces, capabilities, devices,
- * bind mounts) can come from a spec. `token` becomes the create token label.
+ * host privileges (privileged mode, host namespaces, added capabilities,
+ * devices, bind mounts, sysctls) can come from a spec, and every container
+ * is confined the same way (docker_create_add_confinement). `token` becomes the create token label.
  * *json_out is malloc'd, the caller's. */
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
-                              const char *token, char **json_out, struct berth_err *err)
+                              const char *network, const char *token, char **json_out,
+                              struct berth_err *err)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *host = NULL, *policy;
@@ -212,7 +256,7 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
     bad |= docker_create_add_strings(root, "Env", spec->env, spec->n_env) < 0;
     if (spec->working_dir != NULL && spec->working_dir[0] != '\0')
         bad |= cJSON_AddStringToObject(root, "WorkingDir", spec->working_dir) == NULL;
-    bad |= docker_create_add_labels(root, spec, token) < 0;
+    bad |= docker_create_add_labels(root, spec, c->instance_id, token) < 0;
     if (bad)
         goto oom;
     if (docker_create_add_ports(c, root, host, spec, err) < 0)
@@ -221,8 +265,13 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
         bad |= docker_create_add_int64(host, "NanoCpus", spec->nano_cpus) < 0;
     if (spec->memory_bytes > 0)
         bad |= docker_create_add_int64(host, "Memory", spec->memory_bytes) < 0;
+    else if (c->default_memory_bytes > 0)
+        bad |= docker_create_add_int64(host, "Memory", c->default_memory_bytes) < 0;
     if (c->pids_limit > 0)
         bad |= docker_create_add_int64(host, "PidsLimit", c->pids_limit) < 0;
+    bad |= docker_create_add_confinement(c, host) < 0;
+    if (network != NULL)
+        bad |= docker_create_add_network(root, host, spec, network) < 0;
     if (spec->restart_policy != NULL && spec->restart_policy[0] != '\0') {
         policy = cJSON_AddObjectToObject(host, "RestartPolicy");
         bad |=
@@ -250,6 +299,53 @@ out:
     return rc;
 }
 
+/* What every container gets, whatever its spec: no new privileges,
+ * c->cap_drop dropped, an init process, a private cgroup namespace and
+ * rotated json-file logs. -1 when out of memory. */
+static int docker_create_add_confinement(const struct docker_ctx *c, cJSON *host)
+{
+    static const char *const security[] = {"no-new-privileges"};
+    cJSON *log, *log_cfg;
+    char files[32];
+
+    snprintf(files, sizeof(files), "%lld", (long long)c->log_max_files);
+    if (docker_create_add_strings(host, "SecurityOpt", security, 1) < 0 ||
+        docker_create_add_strings(host, "CapDrop", (const char *const *)c->cap_drop,
+                                  c->n_cap_drop) < 0 ||
+        cJSON_AddTrueToObject(host, "Init") == NULL ||
+        cJSON_AddStringToObject(host, "CgroupnsMode", "private") == NULL)
+        return -1;
+    log = cJSON_AddObjectToObject(host, "LogConfig");
+    if (log == NULL || cJSON_AddStringToObject(log, "Type", "json-file") == NULL)
+        return -1;
+    log_cfg = cJSON_AddObjectToObject(log, "Config");
+    if (log_cfg == NULL || cJSON_AddStringToObject(log_cfg, "max-size", c->log_max_size) == NULL ||
+        cJSON_AddStringToObject(log_cfg, "max-file", files) == NULL)
+        return -1;
+    return 0;
+}
+
+/* HostConfig.NetworkMode and NetworkingConfig.EndpointsConfig: the
+ * container joins only `network` (an id: names need not be unique), where
+ * the others reach it by its aliases. -1 when out of memory. */
+static int docker_create_add_network(cJSON *root, cJSON *host, const struct backend_spec *spec,
+                                     const char *network)
+{
+    cJSON *nc, *eps, *ep;
+
+    if (cJSON_AddStringToObject(host, "NetworkMode", network) == NULL)
+        return -1;
+    nc = cJSON_AddObjectToObject(root, "NetworkingConfig");
+    eps = nc ? cJSON_AddObjectToObject(nc, "EndpointsConfig") : NULL;
+    ep = eps ? cJSON_AddObjectToObject(eps, network) : NULL;
+    if (ep == NULL)
+        return -1;
+    if (spec->n_aliases > 0 &&
+        docker_create_add_strings(ep, "Aliases", spec->aliases, spec->n_aliases) < 0)
+        return -1;
+    return 0;
+}
+
 /* obj[key] = [v...]. -1 when out of memory. */
 static int docker_create_add_strings(cJSON *obj, const char *key, const char *const *v, size_t n)
 {
@@ -268,10 +364,11 @@ static int docker_create_add_strings(cJSON *obj, const char *key, const char *co
     return 0;
 }
 
-/* Labels: the spec's (a later duplicate wins), then berth.managed=true and
- * this call's create token, which a spec cannot override. */
+/* Labels: the spec's (a later duplicate wins), then berth.managed=true,
+ * this berthd's berth.instance and this call's create token, which a spec
+ * cannot override. */
 static int docker_create_add_labels(cJSON *config, const struct backend_spec *spec,
-                                    const char *token)
+                                    const char *instance, const char *token)
 {
     cJSON *labels = cJSON_AddObjectToObject(config, "Labels");
 
@@ -280,13 +377,15 @@ static int docker_create_add_labels(cJSON *config, const struct backend_spec *sp
     for (size_t i = 0; i < spec->n_labels; i++) {
         const char *k = spec->labels[i].key;
 
-        if (strcmp(k, LABEL_MANAGED) == 0 || strcmp(k, LABEL_CREATE_TOKEN) == 0)
+        if (strcmp(k, LABEL_MANAGED) == 0 || strcmp(k, LABEL_CREATE_TOKEN) == 0 ||
+            strcmp(k, LABEL_INSTANCE) == 0)
             continue;
         cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
         if (cJSON_AddStringToObject(labels, k, spec->labels[i].value) == NULL)
             return -1;
     }
     if (cJSON_AddStringToObject(labels, LABEL_MANAGED, LABEL_MANAGED_VALUE) == NULL ||
+        cJSON_AddStringToObject(labels, LABEL_INSTANCE, instance) == NULL ||
         cJSON_AddStringToObject(labels, LABEL_CREATE_TOKEN, token) == NULL)
         return -1;
     return 0;
@@ -363,13 +462,16 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
                              struct berth_err *err)
 {
     struct engine_response resp;
+    struct buf net_id;
     cJSON *root = NULL;
     const cJSON *id;
     char q[DOCKER_QUOTE_MAX + 8];
-    char *copy;
-    int rc = -1;
+    char *copy, *net_body = NULL;
+    const char *body = req->body;
+    int sent, rc = -1;
 
     engine_response_init(&resp);
+    buf_init(&net_id, DOCKER_PATH_MAX);
     berth_err_quote(q, sizeof(q), req->image, DOCKER_QUOTE_MAX);
     if (berth_deadline_left_ms(deadline) == 0) {
         /* Nothing sent, so nothing to reap. */
@@ -383,7 +485,21 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
                       "create container: the docker engine is not answering");
         goto out;
     }
-    if (engine_request(c->engine, "POST", req->path, req->body, deadline, &resp, err) < 0) {
+    if (req->network != NULL) {
+        /* The network is made (or found) and joined with no removal of it
+         * in between. */
+        pthread_mutex_lock(&c->net_lock);
+        if (docker_network_ensure(c, req->network, &net_id, deadline, err) < 0 ||
+            docker_create_body(c, req->spec, net_id.data, req->token, &net_body, err) < 0) {
+            pthread_mutex_unlock(&c->net_lock);
+            goto out;
+        }
+        body = net_body;
+    }
+    sent = engine_request(c->engine, "POST", req->path, body, deadline, &resp, err);
+    if (req->network != NULL)
+        pthread_mutex_unlock(&c->net_lock);
+    if (sent < 0) {
         /* No answer: the Engine may have the request and make the container
          * yet. A definite answer (below) never leaves anything behind. */
         if (err->code == BERTH_DEADLINE_EXCEEDED || err->code == BERTH_UNAVAILABLE)
@@ -391,8 +507,15 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
         goto out;
     }
     if (resp.status == 404) {
-        /* Nothing but the image can be missing: the body names no network
-         * or volume. */
+        char text[BERTH_ERR_MSG_MAX];
+
+        /* The image, or (made just before, under the lock) the network,
+         * which only someone else can have removed meanwhile. */
+        engine_error_text(&resp, text, sizeof(text));
+        if (req->network != NULL && strstr(text, "network") != NULL) {
+            berth_err_set(err, BERTH_UNAVAILABLE, "create container: %s", text);
+            goto out;
+        }
         *missing_image = 1;
         rc = 0;
         goto out;
@@ -421,6 +544,8 @@ static int docker_create_try(struct docker_ctx *c, const struct docker_create *r
     rc = 0;
 out:
     cJSON_Delete(root);
+    free(net_body);
+    buf_release(&net_id);
     engine_response_release(&resp);
     return rc;
 }

@@ -17,6 +17,7 @@
 struct events_reader {
     backend_event_fn fn;
     void *arg;
+    const char *instance; /* only this instance's containers */
 };
 
 static int events_on_line(void *arg, const char *line, size_t len);
@@ -61,7 +62,8 @@ static int events_on_line(void *arg, const char *line, size_t len)
     /* The filter asks for our label; still never act on another container. */
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "container") != 0 ||
         !cJSON_IsString(action) || !cJSON_IsString(id) ||
-        strcmp(events_attr(attrs, LABEL_MANAGED), LABEL_MANAGED_VALUE) != 0)
+        strcmp(events_attr(attrs, LABEL_MANAGED), LABEL_MANAGED_VALUE) != 0 ||
+        strcmp(docker_json_instance_of(events_attr(attrs, LABEL_INSTANCE)), r->instance) != 0)
         goto out;
     memset(&ev, 0, sizeof(ev));
     ev.action = action->valuestring;
@@ -85,7 +87,7 @@ int docker_events_watch(void *ctx, int64_t since_unix_ns, const atomic_int *stop
     static const char filters[] =
         "{\"type\":[\"container\"],\"label\":[\"" LABEL_MANAGED "=" LABEL_MANAGED_VALUE "\"]}";
     struct docker_ctx *c = ctx;
-    struct events_reader reader = {fn, arg};
+    struct events_reader reader = {fn, arg, c->instance_id};
     struct engine_response resp;
     struct buf path;
     int rc = -1;

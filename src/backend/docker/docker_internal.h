@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "berth/backend.h"
+#include "berth/buf.h"
 #include "berth/engine_client.h"
 
 /* Immutable after docker_backend_new (but for the probe's stop flag, which
@@ -22,6 +23,17 @@ struct docker_ctx {
     struct docker_stats *stats; /* owned: the stats streams, used by one sweep at a time */
     char *publish_address;      /* owned */
     int64_t pids_limit;         /* <= 0: no limit */
+    char **cap_drop;            /* owned, n_cap_drop entries */
+    size_t n_cap_drop;
+    char *log_max_size;           /* owned */
+    int64_t log_max_files;        /* > 0 */
+    int64_t default_memory_bytes; /* <= 0: no limit */
+    char *instance_id;            /* owned, never empty */
+    char **allowed_registries;    /* owned; none: any registry */
+    size_t n_allowed_registries;
+    /* Orders making and joining a tenant network against removing it. */
+    pthread_mutex_t net_lock;
+    int net_lock_made;
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -50,10 +62,37 @@ int docker_backend_is_state_text(const char *msg);
 int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
                             char **id_out, struct berth_err *err);
 
+/* --- tenant networks (docker_networks.c) --- */
+
+/* The Engine's name of a spec's network: as given for the default
+ * instance, with "-<instance>" after it for any other. */
+int docker_network_full_name(const struct docker_ctx *c, const char *network, struct buf *out,
+                             struct berth_err *err);
+/* The id of bridge `name` (full name) into id_out, made unless it is
+ * there; a network of that name that is not this berthd's is
+ * failed_precondition. The caller holds c->net_lock. */
+int docker_network_ensure(struct docker_ctx *c, const char *name, struct buf *id_out,
+                          int64_t deadline, struct berth_err *err);
+/* After a container's removal: each tenant network of its inspect (taken
+ * before) that is ours and has no container left is removed; failures are
+ * logged. Takes c->net_lock. */
+void docker_network_release(struct docker_ctx *c, const cJSON *inspect, int64_t deadline);
+/* 1 when a network name is one berthd makes ("berth-..."). */
+int docker_network_is_tenant(const char *name);
+
 /* --- Engine JSON (docker_json.c) --- */
 
 /* 1 when a Labels object carries berth.managed=true, else 0. */
 int docker_json_is_managed(const cJSON *labels);
+/* 1 when a Labels object is managed and of `instance` (no berth.instance
+ * label: the "default" instance), else 0. */
+int docker_json_is_ours(const cJSON *labels, const char *instance);
+/* The berth.instance of a label lookup's value (NULL or "": "default"). */
+const char *docker_json_instance_of(const char *value);
+/* NULL when a container's inspect (its HostConfig) or list item holds
+ * nothing berthd would never create; else what it holds ("privileged",
+ * "host network", ...), for the log line. */
+const char *docker_json_forged(const cJSON *root);
 /* GET /containers/{id}/json's answer, or one item of GET /containers/json,
  * into *out; *out is set only on success (err says why not). */
 int docker_json_from_inspect(const cJSON *root, struct backend_container *out,

@@ -30,6 +30,66 @@ int docker_json_is_managed(const cJSON *labels)
     return cJSON_IsString(v) && strcmp(v->valuestring, LABEL_MANAGED_VALUE) == 0;
 }
 
+int docker_json_is_ours(const cJSON *labels, const char *instance)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, LABEL_INSTANCE);
+
+    if (!docker_json_is_managed(labels))
+        return 0;
+    return strcmp(docker_json_instance_of(cJSON_IsString(v) ? v->valuestring : NULL), instance) ==
+           0;
+}
+
+const char *docker_json_instance_of(const char *value)
+{
+    return value == NULL || value[0] == '\0' ? "default" : value;
+}
+
+/* 1 when obj[key] is a non-empty array. */
+static int docker_json_has_items(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    return cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0;
+}
+
+/* 1 when obj[key] is the string "host". */
+static int docker_json_is_host(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    return cJSON_IsString(v) && strcmp(v->valuestring, "host") == 0;
+}
+
+const char *docker_json_forged(const cJSON *root)
+{
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(root, "HostConfig");
+    const cJSON *mounts = cJSON_GetObjectItemCaseSensitive(root, "Mounts"), *m;
+
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(host, "Privileged")))
+        return "privileged";
+    if (docker_json_is_host(host, "NetworkMode"))
+        return "host network";
+    if (docker_json_is_host(host, "PidMode"))
+        return "host pid namespace";
+    if (docker_json_is_host(host, "IpcMode"))
+        return "host ipc namespace";
+    if (docker_json_has_items(host, "Binds"))
+        return "binds";
+    if (docker_json_has_items(host, "CapAdd"))
+        return "added capabilities";
+    if (docker_json_has_items(host, "Devices"))
+        return "devices";
+    cJSON_ArrayForEach(m, mounts)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(m, "Type");
+
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "volume") != 0)
+            return "host-path mounts";
+    }
+    return NULL;
+}
+
 /* strdup of obj[key] when it is a string, else of "". NULL: out of memory. */
 static char *docker_json_dup(const cJSON *obj, const char *key)
 {
