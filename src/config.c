@@ -36,7 +36,8 @@ static const struct opt opt_table[] = {
     {"shutdown-grace", "BERTH_SHUTDOWN_GRACE", OPT_INT, OFF(shutdown_grace_s), 0, 3600, "30",
      "seconds in-flight requests get to finish on SIGTERM"},
     {"backend", "BERTH_BACKEND", OPT_STR, OFF(backend), 0, 0, "docker",
-     "where containers run: docker, or memory (an in-process fake for demos and tests)"},
+     "where containers run: docker, swarm (gateways and deployments as Swarm services), or memory "
+     "(an in-process fake for demos and tests)"},
     {"docker-socket", "BERTH_DOCKER_SOCKET", OPT_STR, OFF(docker_socket), 0, 0,
      "/var/run/docker.sock", "unix socket of the Docker Engine API"},
     {"publish-address", "BERTH_PUBLISH_ADDRESS", OPT_STR, OFF(publish_address), 1, 0, "127.0.0.1",
@@ -226,9 +227,10 @@ int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
         if (opt_set(cfg, o, val, "flag", err) < 0)
             goto fail;
     }
-    if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "memory") != 0) {
-        berth_err_set(err, BERTH_INVALID_ARGUMENT, "backend '%.64s': expected docker or memory",
-                      cfg->backend);
+    if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "swarm") != 0 &&
+        strcmp(cfg->backend, "memory") != 0) {
+        berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                      "backend '%.64s': expected docker, swarm or memory", cfg->backend);
         goto fail;
     }
     if (check) {

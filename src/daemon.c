@@ -19,6 +19,7 @@
 #include "berth/lock.h"
 #include "berth/log.h"
 #include "berth/memory_backend.h"
+#include "berth/swarm_backend.h"
 #include "berth/prometheus.h"
 #include "berth/router.h"
 #include "berth/vm_registry.h"
@@ -73,6 +74,8 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .stats_interval_ms = cfg->metrics_interval_s * 1000,
         .probe_interval_ms = ENGINE_PROBE_INTERVAL_MS,
     };
+    if (strcmp(cfg->backend, "swarm") == 0)
+        return swarm_backend_new(&dc, out, err);
     return docker_backend_new(&dc, out, err);
 }
 
