@@ -181,8 +181,10 @@ static void test_spec(void)
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cs, "Args")) == 2);
     env_j = cJSON_GetObjectItemCaseSensitive(cs, "Env");
     CHECK(cJSON_GetArraySize(env_j) == 2);
+    /* index = slot - 1, spelled out per slot. */
     CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 1)),
-              "BERTH_INSTANCE_ID=d1-{{.Task.Slot}}");
+              "BERTH_INSTANCE_ID=d1-{{if eq .Task.Slot \"1\"}}0{{else if eq .Task.Slot \"2\"}}1"
+              "{{else if eq .Task.Slot \"3\"}}2{{else if eq .Task.Slot \"4\"}}3{{end}}");
     CHECK_STR(label_of(cJSON_GetObjectItemCaseSensitive(cs, "Labels"), LABEL_DEPLOYMENT_ID), "d1");
     limits = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "TaskTemplate"),

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/buf.h"
 #include "berth/labels.h"
 
 /* Swarm task states, in the order a task goes through them, as berthd
@@ -28,6 +29,7 @@ static const char *sj_string(const cJSON *obj, const char *key);
 static int sj_uint(const char *v, unsigned max, unsigned *out);
 static int sj_add_label(cJSON *labels, const char *key, const char *value);
 static int sj_task_cmp(const void *a, const void *b);
+static char *sj_instance_env(const struct backend_replica_spec *spec);
 static int sj_fill_task(const cJSON *task, const cJSON *nodes, struct backend_replica *it);
 
 const char *swarm_name_prefix(enum object_kind kind)
@@ -94,6 +96,29 @@ static int sj_add_label(cJSON *labels, const char *key, const char *value)
     return cJSON_AddStringToObject(labels, key, value) == NULL ? -1 : 0;
 }
 
+/* "<NAME>=<id>-<index>" as a template Swarm fills per task. Its slots count
+ * from 1, are strings, and templates have no arithmetic: index = slot - 1
+ * is spelled out for every slot the service has. malloc'd; NULL when out of
+ * memory. */
+static char *sj_instance_env(const struct backend_replica_spec *spec)
+{
+    struct buf b;
+    struct berth_err err;
+    int bad;
+
+    berth_err_clear(&err);
+    buf_init(&b, (size_t)1 << 20);
+    bad = buf_printf(&b, &err, "%s=%s-", spec->instance_env, spec->id) < 0;
+    for (unsigned i = 0; !bad && i < spec->replicas; i++)
+        bad =
+            buf_printf(&b, &err, "{{%sif eq .Task.Slot \"%u\"}}%u", i ? "else " : "", i + 1, i) < 0;
+    if (bad || buf_appends(&b, "{{end}}", &err) < 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    return buf_detach(&b);
+}
+
 cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const char *name,
                                int64_t pids_limit)
 {
@@ -135,14 +160,8 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
     for (size_t i = 0; env != NULL && i < t->n_env; i++)
         bad |= !cJSON_AddItemToArray(env, cJSON_CreateString(t->env[i]));
     if (env != NULL && spec->instance_env != NULL) {
-        /* Swarm fills the template per task: <id>-<slot>. */
-        size_t len = strlen(spec->instance_env) + strlen(spec->id) + 32;
-        char *v = malloc(len);
-        if (v != NULL) {
-            snprintf(v, len, "%s=%s-{{.Task.Slot}}", spec->instance_env, spec->id);
-            bad |= !cJSON_AddItemToArray(env, cJSON_CreateString(v));
-        }
-        bad |= v == NULL;
+        char *v = sj_instance_env(spec);
+        bad |= v == NULL || !cJSON_AddItemToArray(env, cJSON_CreateString(v));
         free(v);
     }
     bad |= env == NULL;
