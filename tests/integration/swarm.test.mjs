@@ -3,10 +3,11 @@
 // dockerd on a bridge of its own, `swarm init` there; never the shared
 // Engine): a 3-replica gateway and a 2-replica deployment become one Swarm
 // service each, every instance RUNNING with a host-mode published address
-// on the node's address that answers HTTP as that instance; a retry changes
-// nothing, a different spec is already_exists, Get in another namespace is
-// not_found, Delete removes the service (twice is fine). A VM still becomes
-// a local container of that Engine.
+// on the node's address that answers HTTP as that instance; a caller's env
+// is no template; a retry changes nothing, a different spec is
+// already_exists, Get in another namespace is not_found, Delete removes the
+// service (twice is fine). A VM still becomes a local container of that
+// Engine.
 // Everything is torn down at the end, on failure too.
 
 import { describe, test, before, after } from "node:test";
@@ -120,7 +121,7 @@ describe("gateways and deployments on a one-node Swarm", { skip }, () => {
 
   test("a 3-replica gateway is one service; its instances serve HTTP on the node's address", async () => {
     const id = `sgw-${RUN}`;
-    const spec = { namespace: "integration", workspaceId: "ws_test", gatewayId: id, image: HTTPD_IMAGE, replicas: 3 };
+    const spec = { namespace: "integration", workspaceId: "ws_test", gatewayId: id, image: HTTPD_IMAGE, replicas: 3, env: { GREETING: "hi {{.Node.ID}}" } };
     assert.equal((await ok(`${GW}/CreateGateway`, { gateway: spec })).status, "GATEWAY_STATUS_PENDING");
 
     const svcs = await services("berth.gateway_id", id);
@@ -141,6 +142,11 @@ describe("gateways and deployments on a one-node Swarm", { skip }, () => {
       assert.ok(inst.address.startsWith(`${swarm.address}:`), `${inst.address} is on the node's address ${swarm.address}`);
       assert.equal(await httpId(inst.address), inst.id, `${inst.address} is served by ${inst.id}`);
     }
+
+    // A caller's env value reaches the tasks as it was, never as a Swarm template.
+    const ctrs = await engine.listContainers([`berth.gateway_id=${id}`]);
+    assert.equal(ctrs.length, 3, "three task containers on the node");
+    assert.ok((await engine.inspect(ctrs[0].Id)).Config.Env.includes("GREETING=hi {{.Node.ID}}"));
 
     // A retry changes nothing; a different spec is refused; another namespace does not see it.
     assert.equal((await ok(`${GW}/CreateGateway`, { gateway: spec })).status, "GATEWAY_STATUS_PENDING");

@@ -138,7 +138,7 @@ static void test_fill_set(void)
 static void test_spec(void)
 {
     const char *cmd[] = {"httpd", "-f"};
-    const char *env[] = {"A=1"};
+    const char *env[] = {"A=x{{.Node.ID}}y{{"};
     struct backend_port port = {8080, 0, "tcp"};
     struct backend_label extra = {"berth.workspace_id", "w1"};
     struct backend_replica_spec spec = {
@@ -181,6 +181,9 @@ static void test_spec(void)
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cs, "Args")) == 2);
     env_j = cJSON_GetObjectItemCaseSensitive(cs, "Env");
     CHECK(cJSON_GetArraySize(env_j) == 2);
+    /* A caller's value is no template: Swarm expands it to itself. */
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 0)),
+              "A=x{{\"{{\"}}.Node.ID}}y{{\"{{\"}}");
     /* index = slot - 1, spelled out per slot. */
     CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 1)),
               "BERTH_INSTANCE_ID=d1-{{if eq .Task.Slot \"1\"}}0{{else if eq .Task.Slot \"2\"}}1"

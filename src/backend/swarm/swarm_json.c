@@ -30,6 +30,7 @@ static int sj_uint(const char *v, unsigned max, unsigned *out);
 static int sj_add_label(cJSON *labels, const char *key, const char *value);
 static int sj_task_cmp(const void *a, const void *b);
 static char *sj_instance_env(const struct backend_replica_spec *spec);
+static char *sj_literal(const char *s);
 static int sj_fill_task(const cJSON *task, const cJSON *nodes, struct backend_replica *it);
 
 const char *swarm_name_prefix(enum object_kind kind)
@@ -96,6 +97,32 @@ static int sj_add_label(cJSON *labels, const char *key, const char *value)
     return cJSON_AddStringToObject(labels, key, value) == NULL ? -1 : 0;
 }
 
+/* s as a Swarm template that expands to s itself: Swarm expands templates
+ * in every Env entry, and a caller's value must reach the task unchanged.
+ * malloc'd; NULL when out of memory. */
+static char *sj_literal(const char *s)
+{
+    struct buf b;
+    struct berth_err err;
+    const char *p;
+
+    berth_err_clear(&err);
+    buf_init(&b, (size_t)1 << 24);
+    while ((p = strstr(s, "{{")) != NULL) {
+        if (buf_append(&b, s, (size_t)(p - s), &err) < 0 ||
+            buf_appends(&b, "{{\"{{\"}}", &err) < 0) {
+            buf_release(&b);
+            return NULL;
+        }
+        s = p + 2;
+    }
+    if (buf_appends(&b, s, &err) < 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    return buf_detach(&b);
+}
+
 /* "<NAME>=<id>-<index>" as a template Swarm fills per task. Its slots count
  * from 1, are strings, and templates have no arithmetic: index = slot - 1
  * is spelled out for every slot the service has. malloc'd; NULL when out of
@@ -157,8 +184,11 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
         bad |= args == NULL;
     }
     env = cJSON_AddArrayToObject(cs, "Env");
-    for (size_t i = 0; env != NULL && i < t->n_env; i++)
-        bad |= !cJSON_AddItemToArray(env, cJSON_CreateString(t->env[i]));
+    for (size_t i = 0; env != NULL && i < t->n_env; i++) {
+        char *v = sj_literal(t->env[i]);
+        bad |= v == NULL || !cJSON_AddItemToArray(env, cJSON_CreateString(v));
+        free(v);
+    }
     if (env != NULL && spec->instance_env != NULL) {
         char *v = sj_instance_env(spec);
         bad |= v == NULL || !cJSON_AddItemToArray(env, cJSON_CreateString(v));
