@@ -52,7 +52,8 @@ static const struct opt opt_table[] = {
     {"shutdown-grace", "BERTH_SHUTDOWN_GRACE", OPT_INT, OFF(shutdown_grace_s), 0, 3600, "30",
      "seconds in-flight requests get to finish on SIGTERM"},
     {"backend", "BERTH_BACKEND", OPT_STR, OFF(backend), 0, 0, "docker",
-     "where containers run: docker, or memory (an in-process fake for demos and tests)"},
+     "where containers run: docker, swarm (gateways and deployments as Swarm services), or memory "
+     "(an in-process fake for demos and tests)"},
     {"docker-socket", "BERTH_DOCKER_SOCKET", OPT_STR, OFF(docker_socket), 0, 0,
      "/var/run/docker.sock", "unix socket of the Docker Engine API"},
     {"publish-address", "BERTH_PUBLISH_ADDRESS", OPT_STR, OFF(publish_address), 1, 0, "127.0.0.1",
@@ -518,9 +519,10 @@ int config_validate(const struct berth_config *cfg, struct berth_err *err)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "log-target '%.64s': expected auto, stderr or journal",
                              cfg->log_target);
-    if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "memory") != 0)
+    if (strcmp(cfg->backend, "docker") != 0 && strcmp(cfg->backend, "swarm") != 0 &&
+        strcmp(cfg->backend, "memory") != 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
-                             "backend '%.64s': expected docker or memory", cfg->backend);
+                             "backend '%.64s': expected docker, swarm or memory", cfg->backend);
     if (check_ip_literal("publish-address", cfg->publish_address, err) < 0)
         return -1;
     if (check_tls(cfg, err) < 0 || check_listen(cfg, err) < 0)

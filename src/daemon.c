@@ -20,6 +20,7 @@
 #include "berth/lock.h"
 #include "berth/log.h"
 #include "berth/memory_backend.h"
+#include "berth/swarm_backend.h"
 #include "berth/prometheus.h"
 #include "berth/router.h"
 #include "berth/vm_registry.h"
@@ -83,6 +84,8 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .instance_id = cfg->instance_id,
         .allowed_registries = cfg->allowed_registries,
     };
+    if (strcmp(cfg->backend, "swarm") == 0)
+        return swarm_backend_new(&dc, out, err);
     return docker_backend_new(&dc, out, err);
 }
 

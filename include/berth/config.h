@@ -20,7 +20,7 @@ struct berth_config {
     int64_t max_connections;
     int64_t idle_timeout_s;   /* per-connection idle timeout */
     int64_t shutdown_grace_s; /* how long in-flight requests may finish */
-    char *backend;            /* "docker" or "memory" */
+    char *backend;            /* "docker", "swarm" or "memory" */
     char *docker_socket;
     char *publish_address;  /* host IP that published ports bind to */
     char *advertise_host;   /* host written in gateway/deployment addresses; "" = publish address */
