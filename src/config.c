@@ -55,6 +55,8 @@ static const struct opt opt_table[] = {
      "seconds a cached VM metrics sample may get old"},
     {"ready-wait-ms", "BERTH_READY_WAIT_MS", OPT_INT, OFF(ready_wait_ms), 0, 600000, "10000",
      "how long an RPC waits for the start-up registry rebuild"},
+    {"max-log-bytes", "BERTH_MAX_LOG_BYTES", OPT_INT, OFF(max_log_bytes), 1024, 268435456,
+     "4194304", "most bytes of log lines one GetLogs answer holds (older lines are cut)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

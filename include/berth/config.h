@@ -28,6 +28,7 @@ struct berth_config {
     int64_t deployment_port; /* container port of deployment replicas */
     int64_t metrics_interval_s;
     int64_t ready_wait_ms; /* how long an RPC waits for the start-up rebuild */
+    int64_t max_log_bytes; /* log line bytes one GetLogs answer holds at most */
 };
 
 enum config_action {
