@@ -208,29 +208,24 @@ out:
     return rc;
 }
 
-int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
-                struct backend_log_list *out, struct berth_err *err)
+/* One GET /containers/{id}/logs of both streams, the last `tail` lines (0:
+ * all), parsed into *out. */
+static int log_fetch(struct docker_ctx *c, const char *full_id, int tty, unsigned tail,
+                     int64_t since_unix_ms, int64_t deadline, struct backend_log_list *out,
+                     struct berth_err *err)
 {
-    struct docker_ctx *c = ctx;
     struct engine_response resp;
     struct buf path;
-    char *full_id = NULL;
-    int tty = 0, rc = -1;
-    unsigned streams = q->streams != 0 ? q->streams : BACKEND_LOG_STDOUT | BACKEND_LOG_STDERR;
+    int rc = -1;
 
     engine_response_init(&resp);
     buf_init(&path, DOCKER_PATH_MAX);
-    if (id == NULL || id[0] == '\0')
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
-    if (log_target(c, id, deadline, &full_id, &tty, err) < 0)
+    if (buf_printf(&path, err, "/containers/%s/logs?timestamps=1&stdout=1&stderr=1", full_id) < 0)
         goto out;
-    if (buf_printf(&path, err, "/containers/%s/logs?timestamps=1&stdout=%d&stderr=%d", full_id,
-                   (streams & BACKEND_LOG_STDOUT) != 0, (streams & BACKEND_LOG_STDERR) != 0) < 0)
+    if (tail > 0 && buf_printf(&path, err, "&tail=%u", tail) < 0)
         goto out;
-    if (q->tail_lines > 0 && buf_printf(&path, err, "&tail=%u", q->tail_lines) < 0)
-        goto out;
-    if (q->since_unix_ms > 0 && buf_printf(&path, err, "&since=%" PRId64 ".%03" PRId64 "000000",
-                                           q->since_unix_ms / 1000, q->since_unix_ms % 1000) < 0)
+    if (since_unix_ms > 0 && buf_printf(&path, err, "&since=%" PRId64 ".%03" PRId64 "000000",
+                                        since_unix_ms / 1000, since_unix_ms % 1000) < 0)
         goto out;
     if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
@@ -238,14 +233,62 @@ int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, in
         engine_fail(&resp, engine_status_code(resp.status), "container logs", err);
         goto out;
     }
-    if (docker_logs_parse(resp.body.data != NULL ? resp.body.data : "", resp.body.len, tty, out,
-                          err) < 0)
-        goto out;
-    backend_log_list_filter(out, q);
-    rc = 0;
+    rc = docker_logs_parse(resp.body.data != NULL ? resp.body.data : "", resp.body.len, tty, out,
+                           err);
 out:
-    free(full_id);
     buf_release(&path);
     engine_response_release(&resp);
+    return rc;
+}
+
+/* Lines of the streams `q` asks for among `l`. */
+static size_t log_count_wanted(const struct backend_log_list *l, unsigned streams)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < l->n; i++)
+        if (streams == 0 || (streams & (unsigned)l->items[i].stream) != 0)
+            n++;
+    return n;
+}
+
+/* The Engine's tail counts the lines of both streams, whichever it is asked
+ * to send; for the last N lines of one stream, both are read with a larger
+ * tail until N of that one are there or the log has no more. */
+#define LOG_TAIL_GROWTH 4u
+#define LOG_TAIL_MAX 1000000u
+
+int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                struct backend_log_list *out, struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+    struct backend_log_list l = {0};
+    char *full_id = NULL;
+    int tty = 0, rc = -1;
+    unsigned ask = q->tail_lines;
+
+    if (id == NULL || id[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
+    if (log_target(c, id, deadline, &full_id, &tty, err) < 0)
+        goto out;
+    for (;;) {
+        backend_log_list_release(&l);
+        if (log_fetch(c, full_id, tty, ask, q->since_unix_ms, deadline, &l, err) < 0)
+            goto out;
+        if (ask == 0 || l.n < ask || log_count_wanted(&l, q->streams) >= q->tail_lines)
+            break;
+        if (ask >= LOG_TAIL_MAX / LOG_TAIL_GROWTH) {
+            ask = 0; /* the whole log, once */
+            continue;
+        }
+        ask *= LOG_TAIL_GROWTH;
+    }
+    backend_log_list_filter(&l, q);
+    *out = l;
+    l = (struct backend_log_list){0};
+    rc = 0;
+out:
+    backend_log_list_release(&l);
+    free(full_id);
     return rc;
 }
