@@ -44,6 +44,7 @@ struct backend_spec {
     int64_t nano_cpus;          /* 0: no limit */
     int64_t memory_bytes;       /* 0: no limit */
     const char *restart_policy; /* NULL: none; e.g. "unless-stopped" */
+    int restart_max_retries;    /* "on-failure" only: most restarts; 0: no limit */
 };
 
 /* A container's state, in berthd's terms (every backend maps its own words

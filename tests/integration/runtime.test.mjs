@@ -2,7 +2,9 @@
 // The workload runtime on the real Engine: GetLogs of a VM that prints to
 // stdout and stderr (tail, since and stream filters, unknown objects) and
 // of a 3-replica deployment (every replica's lines merged in time order,
-// each with its instance id, one instance alone).
+// each with its instance id, one instance alone); restart policies (the
+// Engine's own, its real restarts of a VM that exits 1, ShutdownVm still
+// stopping an ALWAYS VM); health checks and volumes refused, not ignored.
 //
 // The krane API has no command field, so the deployment runs an image of
 // this run's own, committed from the test image with a CMD that prints.
@@ -171,5 +173,78 @@ describe("GetLogs on the Docker Engine", { skip }, () => {
     await fails(`${LOGS}/GetLogs`, { deploymentId, namespace: "rt", instanceId: `${deploymentId}-9` }, "not_found");
     await fails(`${LOGS}/GetLogs`, { deploymentId, namespace: "other" }, "not_found");
     await ok(`${DEP}/DeleteDeployment`, { deploymentId, namespace: "rt" });
+  });
+
+  test("restart policy ON_FAILURE: the Engine's policy, real restarts up to the limit", async () => {
+    const vmId = `restart-fail-${RUN}`;
+    const command = ["sh", "-c", "echo attempt; exit 1"];
+    await ok(`${VM}/CreateVm`, {
+      vmId,
+      config: { container: { image: TEST_IMAGE, command, restartPolicy: { mode: "RESTART_MODE_ON_FAILURE", maxRetries: 2 } } },
+    });
+    const name = `berth-vm-${vmId}`;
+    const c = await engine.inspect(name);
+    assert.deepEqual(c.HostConfig.RestartPolicy, { Name: "on-failure", MaximumRetryCount: 2 });
+    await rpc(d, `${VM}/BootVm`, { vmId }); // it may already have exited by the answer
+    let last;
+    await waitFor(
+      async () => {
+        last = await engine.inspect(name);
+        return last.RestartCount === 2 && !last.State.Running && !last.State.Restarting;
+      },
+      { timeoutMs: 30000, intervalMs: 100, what: "two restarts, then stopped", describe: () => JSON.stringify(last && last.State) },
+    );
+    assert.equal(last.State.ExitCode, 1);
+    // Each run printed its line: three runs in all.
+    const logs = await logsUntil({ vmId }, (e) => e.length === 3, "one line per run");
+    assert.deepEqual(lines(logs.entries), ["attempt", "attempt", "attempt"]);
+    await ok(`${VM}/DeleteVm`, { vmId, force: true });
+  });
+
+  test("restart policy ALWAYS: ShutdownVm still stops it", async () => {
+    const vmId = `restart-always-${RUN}`;
+    await ok(`${VM}/CreateVm`, {
+      vmId,
+      config: {
+        container: {
+          image: TEST_IMAGE,
+          command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+          restartPolicy: { mode: "RESTART_MODE_ALWAYS" },
+        },
+      },
+    });
+    const name = `berth-vm-${vmId}`;
+    assert.deepEqual((await engine.inspect(name)).HostConfig.RestartPolicy.Name, "always");
+    await ok(`${VM}/BootVm`, { vmId });
+    const r = await ok(`${VM}/ShutdownVm`, { vmId, timeoutSeconds: 5 });
+    assert.equal(r.state, "VM_STATE_SHUTDOWN");
+    assert.equal((await ok(`${VM}/GetVmInfo`, { vmId })).state, "VM_STATE_SHUTDOWN");
+    const c = await engine.inspect(name);
+    assert.equal(c.State.Running, false, JSON.stringify(c.State));
+    assert.equal(c.RestartCount, 0);
+    await ok(`${VM}/DeleteVm`, { vmId });
+  });
+
+  test("bad restart policies are refused; health checks and volumes are not built yet", async () => {
+    const base = { image: TEST_IMAGE, command: ["true"] };
+    let e = await fails(
+      `${VM}/CreateVm`,
+      { vmId: `rt-bad-${RUN}`, config: { container: { ...base, restartPolicy: { mode: "RESTART_MODE_ALWAYS", maxRetries: 1 } } } },
+      "invalid_argument",
+    );
+    assert.match(e.message, /restartPolicy\.maxRetries/);
+    e = await fails(
+      `${VM}/CreateVm`,
+      { vmId: `rt-bad-${RUN}`, config: { container: { ...base, healthCheck: { command: ["true"] } } } },
+      "unimplemented",
+    );
+    assert.match(e.message, /healthCheck/);
+    e = await fails(
+      `${VM}/CreateVm`,
+      { vmId: `rt-bad-${RUN}`, config: { container: { ...base, volumes: [{ name: "data", mountPath: "/data" }] } } },
+      "unimplemented",
+    );
+    assert.match(e.message, /volumes/);
+    assert.equal(await engine.inspect(`berth-vm-rt-bad-${RUN}`), undefined);
   });
 });
