@@ -115,6 +115,8 @@ static const struct opt opt_table[] = {
      "1000", "gateway and deployment replicas in all"},
     {"allowed-registries", "BERTH_ALLOWED_REGISTRIES", OPT_STR, OFF(allowed_registries), 0, 0, "",
      "comma list of registries (host[:port]) images may come from (empty: any)"},
+    {"max-log-bytes", "BERTH_MAX_LOG_BYTES", OPT_INT, OFF(max_log_bytes), 1024, 268435456,
+     "4194304", "most bytes of log lines one GetLogs answer holds (older lines are cut)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

@@ -18,6 +18,7 @@
 #include "berth/replica_service.h"
 #include "berth/http_server.h"
 #include "berth/lock.h"
+#include "berth/log_service.h"
 #include "berth/log.h"
 #include "berth/memory_backend.h"
 #include "berth/swarm_backend.h"
@@ -39,6 +40,7 @@ struct berth_daemon {
     struct vm_registry *vms;
     struct vm_service *vm_svc;
     struct replica_service *replica_svc;
+    struct log_service *log_svc;
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
@@ -137,6 +139,19 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
         berth_err_set(err, BERTH_INTERNAL, "vm service routes missing from the RPC table");
         goto fail;
     }
+    {
+        struct log_service_config lc = {(size_t)cfg->max_log_bytes};
+
+        d->log_svc = log_service_new(&lc, &d->backend, d->vms);
+        if (d->log_svc == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto fail;
+        }
+        if (log_service_register(d->log_svc, d->router) < 0) {
+            berth_err_set(err, BERTH_INTERNAL, "log service routes missing from the RPC table");
+            goto fail;
+        }
+    }
     d->connect.router = d->router;
     d->connect.max_body_bytes = (size_t)cfg->max_body_bytes;
     if (backend_has_stats(&d->backend)) {
@@ -234,6 +249,7 @@ void daemon_stop(struct berth_daemon *d)
     prometheus_free(d->prom);
     collector_stop(d->collector);
     replica_service_free(d->replica_svc);
+    log_service_free(d->log_svc);
     vm_service_free(d->vm_svc);
     router_free(d->router);
     vm_registry_free(d->vms);

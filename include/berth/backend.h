@@ -50,6 +50,7 @@ struct backend_spec {
     const char *network;
     const char *const *aliases;
     size_t n_aliases;
+    int restart_max_retries; /* "on-failure" only: most restarts; 0: no limit */
 };
 
 /* A container's state, in berthd's terms (every backend maps its own words
@@ -120,6 +121,48 @@ struct backend_event {
 };
 
 typedef void (*backend_event_fn)(void *arg, const struct backend_event *ev);
+
+/* ---- logs -------------------------------------------------------------- */
+
+/* Which output a log line came from. */
+enum backend_log_stream {
+    BACKEND_LOG_STDOUT = 1,
+    BACKEND_LOG_STDERR = 2,
+};
+
+/* Which lines of one container to read. */
+struct backend_log_query {
+    unsigned tail_lines;   /* the last N lines; 0: every line */
+    int64_t since_unix_ms; /* only lines at or after this time; 0: no bound */
+    unsigned streams;      /* bits of enum backend_log_stream; 0: both */
+    size_t max_bytes;      /* line bytes at most (the newest kept); 0: no bound */
+};
+
+/* One line a container printed. */
+struct backend_log_entry {
+    int64_t time_unix_ns; /* when the engine saw it */
+    enum backend_log_stream stream;
+    char *line; /* heap-owned, NUL-terminated, no newline, valid UTF-8 without NUL */
+    size_t len;
+};
+
+/* Lines oldest first; backend_log_list_release() frees them. */
+struct backend_log_list {
+    struct backend_log_entry *items;
+    size_t n;
+    int truncated; /* max_bytes dropped older lines that matched */
+};
+
+void backend_log_list_release(struct backend_log_list *l);
+/* Append a copy of `len` bytes as one line: invalid UTF-8 and NUL bytes are
+ * replaced by U+FFFD, a trailing '\r' dropped. -1 (resource_exhausted) when
+ * out of memory. */
+int backend_log_list_add(struct backend_log_list *l, int64_t time_unix_ns,
+                         enum backend_log_stream stream, const char *line, size_t len,
+                         struct berth_err *err) BERTH_MUST_USE;
+/* Apply `q` to a list oldest first (the stream filter, since, tail, then
+ * max_bytes keeping the newest), in place. */
+void backend_log_list_filter(struct backend_log_list *l, const struct backend_log_query *q);
 
 /* ---- replica sets ----------------------------------------------------- */
 
@@ -373,6 +416,12 @@ struct backend_ops {
     int (*replica_update)(void *ctx, const struct backend_replica_spec *spec,
                           const struct backend_update_opts *opts, int64_t deadline,
                           struct backend_update_result *out, struct berth_err *err);
+
+    /* The lines container `id` printed that `q` asks for, oldest first,
+     * into *out (the caller releases it). Only managed containers: any
+     * other is not_found. NULL when the backend keeps no logs. */
+    int (*logs)(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                struct backend_log_list *out, struct berth_err *err);
 
     /* Shutdown: make the calls under way end soon and later ones fail at
      * once (unavailable). NULL when no call can block for long. */

@@ -51,6 +51,7 @@ struct berth_config {
     int64_t max_vms_per_customer; /* VMs of one customer_id; 0: no limit */
     int64_t max_replicas_total;   /* gateway and deployment replicas in all */
     char *allowed_registries;     /* comma list of host[:port]; "": any */
+    int64_t max_log_bytes;        /* log line bytes one GetLogs answer holds at most */
 };
 
 enum config_action {

@@ -19,6 +19,11 @@ int memory_backend_set_state(struct backend *b, const char *id, enum backend_sta
  * the next sweep gives it once, while the container runs. -1 when no such
  * container. */
 int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st);
+/* The lines container `id` has printed (copied, oldest first; each line
+ * made valid as the backend's lines are): what logs then reads. -1 when no
+ * such container or out of memory. */
+int memory_backend_set_logs(struct backend *b, const char *id,
+                            const struct backend_log_entry *entries, size_t n);
 /* Stats sweeps made so far. */
 uint64_t memory_backend_sweeps(struct backend *b);
 

@@ -157,6 +157,55 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
     return 0;
 }
 
+/* ContainerSpec.restart_policy -> the engine's policy; health checks and
+ * volumes are in the contract but not built yet: refused, never ignored. */
+static int plan_runtime(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err)
+{
+    const Metal__Vmprovisioner__V1__RestartPolicy *rp;
+
+    if (cs == NULL)
+        return 0;
+    if (cs->health_check != NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "field 'config.container.healthCheck' is not supported yet");
+    if (cs->n_volumes > 0)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "field 'config.container.volumes' is not supported yet");
+    rp = cs->restart_policy;
+    if (rp == NULL)
+        return 0;
+    switch (rp->mode) {
+    case METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_UNSPECIFIED:
+    case METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_NO:
+        p->spec.restart_policy = "no";
+        break;
+    case METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_ON_FAILURE:
+        p->spec.restart_policy = "on-failure";
+        break;
+    case METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_ALWAYS:
+        p->spec.restart_policy = "always";
+        break;
+    case METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_UNLESS_STOPPED:
+        p->spec.restart_policy = "unless-stopped";
+        break;
+    default:
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.restartPolicy.mode' has unknown value %d",
+                             (int)rp->mode);
+    }
+    if (rp->max_retries < 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.restartPolicy.maxRetries': %d is negative",
+                             (int)rp->max_retries);
+    if (rp->max_retries > 0 &&
+        rp->mode != METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_ON_FAILURE)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.restartPolicy.maxRetries' is for "
+                             "RESTART_MODE_ON_FAILURE only");
+    p->spec.restart_max_retries = (int)rp->max_retries;
+    return 0;
+}
+
 /* Validate a VmConfig and turn it into a container spec with our labels. */
 int vm_plan_build(struct arena *a, const char *id, const char *customer, const VmConfig *cfg,
                   int64_t created, struct vm_plan *p, struct berth_err *err)
@@ -185,7 +234,8 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
                              " is below the minimum of %d bytes",
                              cfg->memory->size_bytes, MIN_MEMORY_BYTES);
     memset(p, 0, sizeof(*p));
-    if (vm_plan_ports(a, cfg, p, err) < 0 || plan_env(a, cfg, p, err) < 0)
+    if (vm_plan_ports(a, cfg, p, err) < 0 || plan_env(a, cfg, p, err) < 0 ||
+        plan_runtime(cs, p, err) < 0)
         return -1;
     p->spec.name = arena_printf(a, VM_NAME_PREFIX "%s", id);
     p->spec.image = image;

@@ -166,6 +166,23 @@ static void test_create_body(void)
     fx_stop(&fx);
 }
 
+/* on-failure with a retry limit: the Engine's MaximumRetryCount. */
+static void test_create_restart_retries(void)
+{
+    struct backend_spec spec = {
+        .image = "busybox", .restart_policy = "on-failure", .restart_max_retries = 3};
+    struct fixture fx;
+    char *id = NULL;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 201, "{\"Id\":\"r1\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK(strstr(fx_body_untokened(&fx, 0),
+                 "\"RestartPolicy\":{\"Name\":\"on-failure\",\"MaximumRetryCount\":3}") != NULL);
+    fx_stop(&fx);
+}
+
 static void test_create_minimal_and_invalid(void)
 {
     static const struct backend_port bad_port[] = {{0, 0, "tcp"}};
@@ -205,6 +222,10 @@ static void test_create_minimal_and_invalid(void)
             {"container port 0", {.image = "a", .ports = bad_port, .n_ports = 1}},
             {"sctp", {.image = "a", .ports = bad_proto, .n_ports = 1}},
             {"restart policy", {.image = "a", .restart_policy = "sometimes"}},
+            {"retries without on-failure",
+             {.image = "a", .restart_policy = "always", .restart_max_retries = 2}},
+            {"negative retries",
+             {.image = "a", .restart_policy = "on-failure", .restart_max_retries = -1}},
             {"negative memory", {.image = "a", .memory_bytes = -1}},
         };
 
@@ -1051,6 +1072,7 @@ int main(void)
         return 1;
     test_create_body();
     test_create_minimal_and_invalid();
+    test_create_restart_retries();
     test_create_errors();
     test_pull_on_missing_image();
     test_pull_errors();

@@ -3116,9 +3116,53 @@ static void test_limits(void)
     }
 }
 
+/* ContainerSpec's runtime fields: a restart policy is checked and taken;
+ * health checks and volumes are refused (not built yet), never ignored. */
+static void test_runtime_fields(void)
+{
+    Metal__Vmprovisioner__V1__RestartPolicy rp = METAL__VMPROVISIONER__V1__RESTART_POLICY__INIT;
+    Metal__Vmprovisioner__V1__HealthCheck hc = METAL__VMPROVISIONER__V1__HEALTH_CHECK__INIT;
+    Metal__Vmprovisioner__V1__Volume vol = METAL__VMPROVISIONER__V1__VOLUME__INIT;
+    Metal__Vmprovisioner__V1__Volume *vols[] = {&vol};
+    char msg[BERTH_ERR_MSG_MAX];
+    struct fx f;
+    struct cfgb b;
+
+    CHECK(fx_init(&f, NULL, 0, 1) == 0);
+    cfgb_init(&b, "busybox");
+    b.cs.restart_policy = &rp;
+    rp.mode = METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_ALWAYS;
+    rp.max_retries = 2;
+    CHECK(create_vm(&f, "rt-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_INVALID_ARGUMENT);
+    CHECK(strstr(msg, "config.container.restartPolicy.maxRetries") != NULL);
+    rp.mode = METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_ON_FAILURE;
+    rp.max_retries = -1;
+    CHECK(create_vm(&f, "rt-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_INVALID_ARGUMENT);
+    rp.mode = 42;
+    rp.max_retries = 0;
+    CHECK(create_vm(&f, "rt-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_INVALID_ARGUMENT);
+    CHECK(strstr(msg, "config.container.restartPolicy.mode") != NULL);
+    rp.mode = METAL__VMPROVISIONER__V1__RESTART_MODE__RESTART_MODE_ON_FAILURE;
+    rp.max_retries = 3;
+    CHECK(create_vm(&f, "rt-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+
+    cfgb_init(&b, "busybox");
+    b.cs.health_check = &hc;
+    CHECK(create_vm(&f, "rt-2", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_UNIMPLEMENTED);
+    CHECK(strstr(msg, "config.container.healthCheck") != NULL);
+    cfgb_init(&b, "busybox");
+    b.cs.volumes = vols;
+    b.cs.n_volumes = 1;
+    CHECK(create_vm(&f, "rt-2", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_UNIMPLEMENTED);
+    CHECK(strstr(msg, "config.container.volumes") != NULL);
+    CHECK(memory_backend_count(f.backend) == 1);
+    fx_release(&f);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_WARN);
+    test_runtime_fields();
     test_readiness_gate();
     test_transitions();
     test_forced_shutdown_of_stopped_container();

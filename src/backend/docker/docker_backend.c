@@ -75,6 +75,7 @@ const struct backend_ops docker_backend_ops = {
     .replica_get = docker_replica_get,
     .replica_list = docker_replica_list,
     .replica_delete = docker_replica_delete,
+    .logs = docker_logs,
     .cancel_all = docker_backend_cancel_all,
     .destroy = docker_backend_destroy,
 };

@@ -204,6 +204,11 @@ static int docker_create_validate_spec(const struct backend_spec *spec, struct b
                                  "restart_policy must be no, always, unless-stopped or "
                                  "on-failure");
     }
+    if (spec->restart_max_retries < 0 ||
+        (spec->restart_max_retries > 0 &&
+         (spec->restart_policy == NULL || strcmp(spec->restart_policy, "on-failure") != 0)))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "restart_max_retries must be 0, or positive with on-failure");
     return 0;
 }
 
@@ -276,6 +281,9 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
         policy = cJSON_AddObjectToObject(host, "RestartPolicy");
         bad |=
             policy == NULL || cJSON_AddStringToObject(policy, "Name", spec->restart_policy) == NULL;
+        if (!bad && spec->restart_max_retries > 0)
+            bad |=
+                docker_create_add_int64(policy, "MaximumRetryCount", spec->restart_max_retries) < 0;
     }
     if (bad)
         goto oom;

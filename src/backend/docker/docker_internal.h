@@ -123,6 +123,18 @@ int docker_replica_list(void *ctx, enum object_kind kind, const char *id, int64_
 int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
 
+/* --- logs (docker_logs.c) --- */
+
+/* The body of GET /containers/{id}/logs?timestamps=1 into *out, oldest
+ * first: the multiplexed framing (tty 0) or a TTY's raw stream (tty 1,
+ * every line stdout). A line split over frames is joined; one without a
+ * timestamp gets time 0. -1 when a non-TTY body is not whole frames. */
+int docker_logs_parse(const char *data, size_t len, int tty, struct backend_log_list *out,
+                      struct berth_err *err) BERTH_MUST_USE;
+/* backend_ops.logs. */
+int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                struct backend_log_list *out, struct berth_err *err);
+
 /* --- stats (docker_stats.c) --- */
 
 struct docker_stats;

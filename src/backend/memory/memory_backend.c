@@ -16,9 +16,10 @@
 
 struct mem_container {
     char id[65];
-    struct backend_container c; /* the data inspect copies out */
-    struct backend_stats stats; /* what memory_backend_set_stats gave; zero until then */
-    int stats_fresh;            /* `stats` not given to a sweep yet */
+    struct backend_container c;   /* the data inspect copies out */
+    struct backend_stats stats;   /* what memory_backend_set_stats gave; zero until then */
+    int stats_fresh;              /* `stats` not given to a sweep yet */
+    struct backend_log_list logs; /* what memory_backend_set_logs gave */
 };
 
 struct mem_ctx {
@@ -56,6 +57,8 @@ static int mem_stats(void *ctx, const char *id, int64_t deadline, struct backend
 static int mem_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t deadline,
                            const atomic_int *stop, struct backend_stats_result *out,
                            struct backend_sweep_info *info, struct berth_err *err);
+static int mem_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                    struct backend_log_list *out, struct berth_err *err);
 static void mem_destroy(void *ctx);
 static int mem_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                              struct backend_apply_result *out, struct berth_err *err);
@@ -86,6 +89,7 @@ static const struct backend_ops memory_ops = {
     .replica_delete = mem_replica_delete,
     .stats = mem_stats,
     .stats_sweep = mem_stats_sweep,
+    .logs = mem_logs,
     .destroy = mem_destroy,
 };
 
@@ -339,6 +343,7 @@ static int mem_remove(void *ctx, const char *id, int64_t deadline, struct berth_
         struct mem_container *mc = m->items[i];
         if (strcmp(mc->id, id) == 0 || strcmp(mc->c.name, id) == 0) {
             backend_container_release(&mc->c);
+            backend_log_list_release(&mc->logs);
             free(mc);
             m->items[i] = m->items[--m->n];
             rc = 0;
@@ -505,6 +510,7 @@ static void mem_destroy(void *ctx)
         return;
     for (size_t i = 0; i < m->n; i++) {
         backend_container_release(&m->items[i]->c);
+        backend_log_list_release(&m->items[i]->logs);
         free(m->items[i]);
     }
     free(m->items);
@@ -612,4 +618,65 @@ uint64_t memory_backend_sweeps(struct backend *b)
     n = m->sweeps;
     lock_give(&m->lock);
     return n;
+}
+
+int memory_backend_set_logs(struct backend *b, const char *id,
+                            const struct backend_log_entry *entries, size_t n)
+{
+    struct mem_ctx *m = b->ctx;
+    struct mem_container *mc;
+    struct backend_log_list l = {0};
+    struct berth_err err;
+    int rc = -1;
+
+    for (size_t i = 0; i < n; i++)
+        if (backend_log_list_add(&l, entries[i].time_unix_ns, entries[i].stream, entries[i].line,
+                                 entries[i].len, &err) < 0) {
+            backend_log_list_release(&l);
+            return -1;
+        }
+    lock_take(&m->lock);
+    mc = mem_find(m, id);
+    if (mc != NULL) {
+        backend_log_list_release(&mc->logs);
+        mc->logs = l;
+        l = (struct backend_log_list){0};
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    backend_log_list_release(&l);
+    return rc;
+}
+
+static int mem_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                    struct backend_log_list *out, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    struct mem_container *mc;
+    struct backend_log_list l = {0};
+    int rc = -1;
+
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "logs", err) < 0)
+        goto out;
+    mc = mem_find(m, id);
+    if (mc == NULL) {
+        berth_err_set(err, BERTH_NOT_FOUND, "No such container: %s", id);
+        goto out;
+    }
+    for (size_t i = 0; i < mc->logs.n; i++)
+        if (backend_log_list_add(&l, mc->logs.items[i].time_unix_ns, mc->logs.items[i].stream,
+                                 mc->logs.items[i].line, mc->logs.items[i].len, err) < 0)
+            goto out;
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    if (rc == 0) {
+        backend_log_list_filter(&l, q);
+        *out = l;
+    } else {
+        backend_log_list_release(&l);
+    }
+    return rc;
 }
