@@ -6,8 +6,9 @@
 //
 // The krane API has no command field, so this file makes two images of its
 // own from the test image through the Engine's commit endpoint (one whose
-// CMD serves HTTP on the gateway and deployment ports, one whose CMD cannot
-// exec), tagged for this run, and removes them at the end.
+// CMD serves HTTP on the gateway and deployment ports, one that cannot start:
+// its working directory is a file), tagged for this run, and removes them at
+// the end.
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -41,13 +42,14 @@ const HTTPD_CMD = [
  * Make `repo:tag` from TEST_IMAGE with the given CMD: create a container (not
  * started), commit it with CMD and a label for this run, remove it.
  */
-async function commitImage(ref, cmd) {
+async function commitImage(ref, cmd, extra = []) {
   const [repo, tag] = ref.split(":");
   const id = await engine.createContainer({ image: TEST_IMAGE, cmd: ["true"], labels: { [TEST_LABEL]: testLabelValue } });
   try {
     const qs = new URLSearchParams({ container: id, repo, tag });
     qs.append("changes", `CMD ${JSON.stringify(cmd)}`);
     qs.append("changes", `LABEL ${TEST_LABEL}=${testLabelValue}`);
+    for (const change of extra) qs.append("changes", change);
     await engine.call("POST", `/commit?${qs}`);
   } finally {
     await engine.remove(id);
@@ -131,7 +133,10 @@ describe("gateways and deployments on the docker backend", { skip: berthdSkip ||
   before(async () => {
     await ensureTestImage(engine);
     await commitImage(HTTPD_IMAGE, HTTPD_CMD);
-    await commitImage(BROKEN_IMAGE, ["/nonexistent"]);
+    // A working directory that is a file: the runtime refuses to start the
+    // container at all (a CMD that cannot exec would start: the init
+    // process every container gets runs, then the CMD fails).
+    await commitImage(BROKEN_IMAGE, ["/nonexistent"], ["WORKDIR /bin/busybox"]);
     d = await startBerthd({
       backend: "docker",
       args: ["--docker-socket", engine.socketPath, "--publish-address", "127.0.0.1"],
