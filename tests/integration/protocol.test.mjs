@@ -285,7 +285,6 @@ describe("Connect protocol (memory backend)", { skip }, () => {
     const rows = [
       { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false },
       { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false },
-      { description: "GetLogs", path: "/berth.v1.LogService/GetLogs", get: true },
     ];
     for (const row of rows) {
       test(`${row.description} by POST answers 501 unimplemented`, async () => {
