@@ -72,8 +72,19 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .pids_limit = cfg->pids_limit,
         .stats_interval_ms = cfg->metrics_interval_s * 1000,
         .probe_interval_ms = ENGINE_PROBE_INTERVAL_MS,
+        .auth_file = cfg->registry_auth_file,
+        .auth_file_optional =
+            cfg->registry_auth_file != NULL &&
+            strcmp(cfg->registry_auth_file, CONFIG_DEFAULT_REGISTRY_AUTH_FILE) == 0,
+        .pull_progress_timeout_ms = cfg->pull_progress_timeout_s * 1000,
+        .pull_timeout_ms = cfg->pull_timeout_s * 1000,
     };
     return docker_backend_new(&dc, out, err);
+}
+
+int daemon_reload(struct berth_daemon *d, struct berth_err *err)
+{
+    return docker_backend_reload_auth(&d->backend, err);
 }
 
 int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, struct berth_err *err)

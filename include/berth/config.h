@@ -27,8 +27,14 @@ struct berth_config {
     int64_t gateway_port;   /* container port of gateway replicas */
     int64_t deployment_port; /* container port of deployment replicas */
     int64_t metrics_interval_s;
-    int64_t ready_wait_ms; /* how long an RPC waits for the start-up rebuild */
+    int64_t ready_wait_ms;    /* how long an RPC waits for the start-up rebuild */
+    char *registry_auth_file; /* Docker client config; "" = none */
+    int64_t pull_progress_timeout_s;
+    int64_t pull_timeout_s;
 };
+
+/* The registry credentials file read when it exists (and only then). */
+#define CONFIG_DEFAULT_REGISTRY_AUTH_FILE "/root/.docker/config.json"
 
 enum config_action {
     CONFIG_RUN,     /* start the daemon */

@@ -13,12 +13,13 @@
 /* Every variable the table declares; unset before each test so the
  * caller's environment cannot change the outcome. */
 static const char *const all_env[] = {
-    "BERTH_LISTEN",          "BERTH_MAX_BODY_BYTES",  "BERTH_LOG_LEVEL",
-    "BERTH_MAX_CONNECTIONS", "BERTH_IDLE_TIMEOUT",    "BERTH_SHUTDOWN_GRACE",
-    "BERTH_BACKEND",         "BERTH_DOCKER_SOCKET",   "BERTH_PUBLISH_ADDRESS",
-    "BERTH_ADVERTISE_HOST",  "BERTH_STOP_TIMEOUT",    "BERTH_PIDS_LIMIT",
-    "BERTH_GATEWAY_PORT",    "BERTH_DEPLOYMENT_PORT", "BERTH_METRICS_INTERVAL",
-    "BERTH_READY_WAIT_MS",
+    "BERTH_LISTEN",          "BERTH_MAX_BODY_BYTES",     "BERTH_LOG_LEVEL",
+    "BERTH_MAX_CONNECTIONS", "BERTH_IDLE_TIMEOUT",       "BERTH_SHUTDOWN_GRACE",
+    "BERTH_BACKEND",         "BERTH_DOCKER_SOCKET",      "BERTH_PUBLISH_ADDRESS",
+    "BERTH_ADVERTISE_HOST",  "BERTH_STOP_TIMEOUT",       "BERTH_PIDS_LIMIT",
+    "BERTH_GATEWAY_PORT",    "BERTH_DEPLOYMENT_PORT",    "BERTH_METRICS_INTERVAL",
+    "BERTH_READY_WAIT_MS",   "BERTH_REGISTRY_AUTH_FILE", "BERTH_PULL_PROGRESS_TIMEOUT",
+    "BERTH_PULL_TIMEOUT",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */

@@ -26,7 +26,7 @@ struct fixture {
 
 static void fx_start(struct fixture *fx)
 {
-    struct docker_backend_config cfg = {NULL, "10.1.2.3", 0, 0, 0};
+    struct docker_backend_config cfg = {.publish_address = "10.1.2.3"};
 
     fe_init(&fx->fe);
     fe_start(&fx->fe);
@@ -255,8 +255,16 @@ static void test_pull_on_missing_image(void)
          "POST /v1.41/images/create?fromImage=reg.example%3A5000%2Fns%2Fapp&tag=1.2"},
         {"reg.example:5000/app", "POST /v1.41/images/create?fromImage=reg.example%3A5000%2Fapp"
                                  "&tag=latest"},
-        {"app@sha256:0123abcd", "POST /v1.41/images/create?fromImage=app&tag=sha256%3A0123abcd"},
-        {"app:1@sha256:0123abcd", "POST /v1.41/images/create?fromImage=app&tag=sha256%3A0123abcd"},
+        {"app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+         "POST "
+         "/v1.41/images/"
+         "create?fromImage=app&tag=sha256%"
+         "3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+        {"app:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+         "POST "
+         "/v1.41/images/"
+         "create?fromImage=app&tag=sha256%"
+         "3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
     };
     static const char *const progress[] = {
         "{\"status\":\"Pulling from library/busybox\",\"id\":\"latest\"}\n",
@@ -781,7 +789,7 @@ static void test_list(void)
 static void test_ping_and_unavailable(void)
 {
     struct fixture fx;
-    struct docker_backend_config cfg = {NULL, NULL, 0, 0, 0};
+    struct docker_backend_config cfg = {.socket_path = NULL};
     struct backend b = {NULL, NULL};
     struct berth_err err;
     int64_t t0;

@@ -314,7 +314,7 @@ static void test_sweep_stall(void)
 {
     static const char *const a[] = {SAMPLE_A};
     static const char *const b2[] = {SAMPLE_B};
-    struct docker_backend_config cfg = {NULL, NULL, 0, INTERVAL_MS, 0};
+    struct docker_backend_config cfg = {.stats_interval_ms = INTERVAL_MS};
     struct fake_engine fe;
     struct backend b;
     struct backend_stats st;
@@ -366,7 +366,7 @@ static void test_sweep_stall(void)
  * missing one not_found, and *out is set only on success. */
 static void test_one_shot(void)
 {
-    struct docker_backend_config cfg = {NULL, NULL, 0, INTERVAL_MS, 0};
+    struct docker_backend_config cfg = {.stats_interval_ms = INTERVAL_MS};
     char *v1 = fixture_text("stats_v1.json");
     char *stopped = fixture_text("stats_stopped.json");
     struct fake_engine fe;

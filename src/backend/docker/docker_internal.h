@@ -22,6 +22,7 @@ struct docker_ctx {
     struct docker_stats *stats; /* owned: the stats streams, used by one sweep at a time */
     char *publish_address;      /* owned */
     int64_t pids_limit;         /* <= 0: no limit */
+    struct docker_pulls *pulls; /* owned: credentials, pulls under way, their counters */
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -49,6 +50,30 @@ int docker_backend_is_state_text(const char *msg);
  * Engine lacks it, a create whose answer was lost reaped by its token. */
 int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
                             char **id_out, struct berth_err *err);
+
+/* --- pulls (pull.c) --- */
+
+#define DOCKER_PULL_PROGRESS_DEFAULT_MS (60 * 1000)
+#define DOCKER_PULL_TOTAL_DEFAULT_MS (15 * 60 * 1000)
+
+struct docker_pulls;
+
+/* The pull state: the credentials of `auth_path` (NULL: none; a missing
+ * file is an empty set when `auth_optional`), the silence limit and the
+ * overall limit of a pull (ms; 0: the defaults above). */
+int docker_pulls_new(const char *auth_path, int auth_optional, int64_t progress_ms,
+                     int64_t total_ms, struct docker_pulls **out,
+                     struct berth_err *err) BERTH_MUST_USE;
+void docker_pulls_free(struct docker_pulls *p); /* NULL: nothing */
+/* Read the credentials file again; on failure the old credentials stay. */
+int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err) BERTH_MUST_USE;
+/* Pull `image`, sharing a pull of the same reference already under way.
+ * Not in the registry: not_found naming it; refused: permission_denied
+ * naming the registry; unreachable, stalled: unavailable. */
+int docker_pull_image(struct docker_ctx *c, const char *image, int64_t deadline,
+                      struct berth_err *err) BERTH_MUST_USE;
+/* backend_ops.pull_stats. */
+void docker_pull_stats(void *ctx, struct backend_pull_stats *out);
 
 /* --- Engine JSON (docker_json.c) --- */
 
