@@ -8,7 +8,7 @@ DOCKERD_LOG=${BERTH_DOCKERD_LOG:-/var/log/berth-dockerd.log}
 
 DEB_PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
 libcjson-dev uuid-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev libsystemd-dev zlib1g-dev
-docker.io busybox-static curl nodejs npm systemd clang-format openssl libgnutls28-dev"
+docker.io busybox-static curl nodejs npm systemd clang-format openssl libgnutls28-dev docker-registry apache2-utils"
 
 say() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 

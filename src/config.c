@@ -117,6 +117,14 @@ static const struct opt opt_table[] = {
      "comma list of registries (host[:port]) images may come from (empty: any)"},
     {"max-log-bytes", "BERTH_MAX_LOG_BYTES", OPT_INT, OFF(max_log_bytes), 1024, 268435456,
      "4194304", "most bytes of log lines one GetLogs answer holds (older lines are cut)"},
+    {"registry-auth-file", "BERTH_REGISTRY_AUTH_FILE", OPT_STR, OFF(registry_auth_file), 0, 0,
+     CONFIG_DEFAULT_REGISTRY_AUTH_FILE,
+     "Docker client config with registry credentials (auths, credHelpers, credsStore), re-read "
+     "on SIGHUP; the default is used only when it exists, \"\" for none"},
+    {"pull-progress-timeout", "BERTH_PULL_PROGRESS_TIMEOUT", OPT_INT, OFF(pull_progress_timeout_s),
+     1, 3600, "60", "seconds an image pull may go without progress before it is cut"},
+    {"pull-timeout", "BERTH_PULL_TIMEOUT", OPT_INT, OFF(pull_timeout_s), 1, 86400, "900",
+     "seconds an image pull may take at most (always within the call's deadline)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

@@ -85,6 +85,12 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .default_memory_bytes = cfg->default_memory_mib > 0 ? cfg->default_memory_mib << 20 : -1,
         .instance_id = cfg->instance_id,
         .allowed_registries = cfg->allowed_registries,
+        .auth_file = cfg->registry_auth_file,
+        .auth_file_optional =
+            cfg->registry_auth_file != NULL &&
+            strcmp(cfg->registry_auth_file, CONFIG_DEFAULT_REGISTRY_AUTH_FILE) == 0,
+        .pull_progress_timeout_ms = cfg->pull_progress_timeout_s * 1000,
+        .pull_timeout_ms = cfg->pull_timeout_s * 1000,
     };
     if (strcmp(cfg->backend, "swarm") == 0)
         return swarm_backend_new(&dc, out, err);
@@ -277,6 +283,11 @@ void daemon_reload(struct berth_daemon *d)
                  berth_code_name(err.code), log_quote(&lq, err.msg));
     else if (d->cfg->tls_cert[0] != '\0')
         log_info("tls.reload", "code=ok");
+    berth_err_clear(&err);
+    if (docker_backend_reload_auth(&d->backend, &err) < 0)
+        log_warn("registry_auth.reload",
+                 "code=%s error=%s reason=\"keeping the credentials in use\"",
+                 berth_code_name(err.code), log_quote(&lq, err.msg));
 }
 
 /* ---- HTTP routes ------------------------------------------------------ */

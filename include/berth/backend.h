@@ -28,6 +28,17 @@ struct backend_label {
     const char *value;
 };
 
+/* When create pulls the image. */
+enum backend_pull_policy {
+    BACKEND_PULL_IF_MISSING = 0, /* only when the engine lacks it */
+    BACKEND_PULL_ALWAYS,         /* every create (a moved tag is picked up) */
+    BACKEND_PULL_NEVER,          /* never: a missing image is failed_precondition */
+    /* every create, but a failed pull of an image the engine has still
+     * creates from that one (a ":latest" refreshed when its registry can
+     * be reached) */
+    BACKEND_PULL_REFRESH,
+};
+
 /* What to create. Everything is borrowed for the duration of the call. */
 struct backend_spec {
     const char *name;
@@ -51,6 +62,7 @@ struct backend_spec {
     const char *const *aliases;
     size_t n_aliases;
     int restart_max_retries; /* "on-failure" only: most restarts; 0: no limit */
+    enum backend_pull_policy pull_policy;
 };
 
 /* A container's state, in berthd's terms (every backend maps its own words
@@ -320,6 +332,28 @@ struct backend_call_stats {
     double latency_sum_s;
 };
 
+/* --- image pulls ---------------------------------------------------------- */
+
+enum backend_pull_outcome {
+    BACKEND_PULL_OK,
+    BACKEND_PULL_NOT_FOUND,   /* the registry has no such image */
+    BACKEND_PULL_DENIED,      /* the registry refused the credential (or its absence) */
+    BACKEND_PULL_UNAVAILABLE, /* registry or engine unreachable, stalled, cut short */
+    BACKEND_PULL_TIMEOUT,     /* --pull-timeout or the caller's deadline */
+    BACKEND_PULL_OTHER_ERROR, /* anything else */
+    BACKEND_PULL_OUTCOME_COUNT
+};
+const char *backend_pull_outcome_name(enum backend_pull_outcome o); /* "ok", "not_found", ... */
+
+/* The counters of the pulls a backend made (shared ones count once). */
+struct backend_pull_stats {
+    uint64_t by_outcome[BACKEND_PULL_OUTCOME_COUNT];
+    uint64_t latency_bucket[LATENCY_BUCKETS]; /* non-cumulative, bounds in berth/latency.h */
+    uint64_t count;
+    double latency_sum_s;
+    uint64_t bytes; /* layer bytes downloaded, as the engine's progress reported them */
+};
+
 struct backend_ops {
     const char *name; /* "docker", "memory" */
 
@@ -372,6 +406,8 @@ struct backend_ops {
      * ordered by name; *out is the caller's to free(). -1 when out of
      * memory. NULL when the backend makes no such calls. */
     int (*call_stats)(void *ctx, struct backend_call_stats **out, size_t *n);
+    /* A copy of the pull counters into *out. NULL when the backend never pulls. */
+    void (*pull_stats)(void *ctx, struct backend_pull_stats *out);
 
     /* Follow what happens to managed containers from `since_unix_ns` on
      * (events already past are replayed), calling fn for each, until *stop

@@ -52,7 +52,13 @@ struct berth_config {
     int64_t max_replicas_total;   /* gateway and deployment replicas in all */
     char *allowed_registries;     /* comma list of host[:port]; "": any */
     int64_t max_log_bytes;        /* log line bytes one GetLogs answer holds at most */
+    char *registry_auth_file;     /* Docker client config; "" = none */
+    int64_t pull_progress_timeout_s;
+    int64_t pull_timeout_s;
 };
+
+/* The registry credentials file read when it exists (and only then). */
+#define CONFIG_DEFAULT_REGISTRY_AUTH_FILE "/root/.docker/config.json"
 
 enum config_action {
     CONFIG_RUN,     /* start the daemon */

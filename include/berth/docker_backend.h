@@ -54,6 +54,12 @@ struct docker_backend_config {
      * may come from, a comma list; NULL or "": any. An image from another
      * is permission_denied before anything is pulled or created. */
     const char *allowed_registries;
+    /* Docker client config file with registry credentials (NULL or "":
+     * none); a missing file is no credentials when auth_file_optional. */
+    const char *auth_file;
+    int auth_file_optional;
+    int64_t pull_progress_timeout_ms; /* 0: 60 s */
+    int64_t pull_timeout_ms;          /* 0: 15 min */
 };
 
 #define DOCKER_BACKEND_PROBE_TIMEOUT_MS 1000
@@ -70,5 +76,9 @@ void docker_backend_global_cleanup(void);
  * reached on a later call. */
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err) BERTH_MUST_USE;
+
+/* Read the registry credentials file again (SIGHUP). Not a Docker backend,
+ * or no file: nothing, 0. On failure the credentials read before stay. */
+int docker_backend_reload_auth(const struct backend *b, struct berth_err *err) BERTH_MUST_USE;
 
 #endif

@@ -95,6 +95,22 @@ int engine_stream(struct engine *e, const char *method, const char *path, const 
                   int64_t deadline, const atomic_int *stop, engine_line_fn on_line, void *arg,
                   struct engine_response *resp, struct berth_err *err) BERTH_MUST_USE;
 
+/* What engine_stream_with adds to a stream. */
+struct engine_stream_opts {
+    /* Extra request headers ("Name: value"), NULL-terminated; NULL: none.
+     * Their values never reach a log line or an error message. */
+    const char *const *headers;
+    /* > 0: a stream on which no body byte arrives for this long (ms) is cut,
+     * unavailable ("nothing arrived for N ms"). 0: no such limit. */
+    int64_t idle_ms;
+};
+
+/* engine_stream with `opts` (NULL: as engine_stream). */
+int engine_stream_with(struct engine *e, const char *method, const char *path,
+                       const char *json_body, int64_t deadline, const atomic_int *stop,
+                       const struct engine_stream_opts *opts, engine_line_fn on_line, void *arg,
+                       struct engine_response *resp, struct berth_err *err) BERTH_MUST_USE;
+
 void engine_response_init(struct engine_response *r);
 void engine_response_release(struct engine_response *r);
 

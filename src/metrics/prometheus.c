@@ -233,6 +233,8 @@ static void prom_rpc(struct prometheus *p, struct prom_writer *w)
     }
 }
 
+static void prom_pulls(struct prometheus *p, struct prom_writer *w);
+
 static void prom_engine(struct prometheus *p, struct prom_writer *w)
 {
     const struct backend *b = p->src.backend;
@@ -264,6 +266,36 @@ static void prom_engine(struct prometheus *p, struct prom_writer *w)
                        ops[i].latency_bucket, LATENCY_BUCKETS, ops[i].count, ops[i].latency_sum_s);
     }
     free(ops);
+    prom_pulls(p, w);
+}
+
+/* berth_image_pulls_total{outcome}, berth_image_pull_duration_seconds,
+ * berth_image_pull_bytes_total: what the backend's pulls did. */
+static void prom_pulls(struct prometheus *p, struct prom_writer *w)
+{
+    const struct backend *b = p->src.backend;
+    struct backend_pull_stats st;
+    struct prom_label le[1] = {{NULL, NULL}}; /* room for the "le" label */
+
+    memset(&st, 0, sizeof(st));
+    if (b == NULL || b->ops == NULL || b->ops->pull_stats == NULL)
+        return;
+    b->ops->pull_stats(b->ctx, &st);
+    prom_family(w, "berth_image_pulls_total", "counter",
+                "Image pulls, by outcome (creates sharing one pull count it once).");
+    for (int o = 0; o < BACKEND_PULL_OUTCOME_COUNT; o++) {
+        struct prom_label l[1] = {
+            {"outcome", backend_pull_outcome_name((enum backend_pull_outcome)o)}};
+
+        prom_u64(w, "berth_image_pulls_total", "", l, 1, st.by_outcome[o]);
+    }
+    prom_family(w, "berth_image_pull_duration_seconds", "histogram",
+                "How long image pulls took, failed ones included.");
+    prom_histogram(w, "berth_image_pull_duration_seconds", le, 0, latency_bounds_s,
+                   st.latency_bucket, LATENCY_BUCKETS, st.count, st.latency_sum_s);
+    prom_family(w, "berth_image_pull_bytes_total", "counter",
+                "Layer bytes image pulls downloaded, as the engine reported them.");
+    prom_u64(w, "berth_image_pull_bytes_total", "", NULL, 0, st.bytes);
 }
 
 static void prom_vm_states(struct prometheus *p, struct prom_writer *w)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/docker/registry_auth.h"
 #include "berth/clock.h"
 #include "berth/krane_objects.h"
 #include "berth/labels.h"
@@ -316,6 +317,12 @@ static int rs_read_object(struct arena *a, const struct rs_binding *b, struct kr
     snprintf(field, sizeof(field), "%s.image", kname);
     if (rs_check_text(field, o->image, RS_IMAGE_MAX, err) < 0)
         return -1;
+    {
+        struct image_ref ref;
+
+        if (image_ref_parse(o->image, field, &ref, err) < 0)
+            return -1;
+    }
     if (o->replicas < 1 || o->replicas > BACKEND_MAX_REPLICAS)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "field '%s.replicas': %" PRIu64 " is not from 1 to %d", kname,
@@ -444,6 +451,17 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
     p->port.host_port = 0; /* the Engine picks a free one */
     memcpy(p->port.protocol, "tcp", 4);
     t->image = o->image;
+    {
+        /* As Kubernetes does: a tag "latest" or none is pulled again on
+         * every create, any other only when missing. An image only this
+         * host has (its registry does not know it or cannot be reached)
+         * is still used. */
+        struct image_ref ref;
+
+        if (image_ref_parse(o->image, "image", &ref, err) < 0)
+            return -1;
+        t->pull_policy = image_ref_is_latest(&ref) ? BACKEND_PULL_REFRESH : BACKEND_PULL_IF_MISSING;
+    }
     t->env = p->env;
     t->n_env = ne;
     t->ports = &p->port;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/docker/registry_auth.h"
 #include "berth/buf.h"
 #include "berth/json_codec.h"
 #include "berth/labels.h"
@@ -212,6 +213,7 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
 {
     const ContainerSpec *cs = cfg->container;
     const char *image = cs && cs->image[0] ? cs->image : NULL;
+    struct image_ref ref;
     struct buf json;
     char *config_json;
 
@@ -221,6 +223,16 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "field 'config.container.image' is required (or "
                              "config.metadata[\"docker_image\"])");
+    if (image_ref_parse(image,
+                        cs && cs->image[0] ? "config.container.image"
+                                           : "config.metadata[\"docker_image\"]",
+                        &ref, err) < 0)
+        return -1;
+    if (cs && (cs->pull_policy < METAL__VMPROVISIONER__V1__PULL_POLICY__PULL_POLICY_UNSPECIFIED ||
+               cs->pull_policy > METAL__VMPROVISIONER__V1__PULL_POLICY__PULL_POLICY_NEVER))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.pullPolicy': %d is not a pull policy",
+                             (int)cs->pull_policy);
     if (cfg->cpu && cfg->cpu->vcpu_count < 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "field 'config.cpu.vcpuCount': %d is negative", cfg->cpu->vcpu_count);
@@ -244,6 +256,10 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
         p->spec.n_cmd = cs->n_command;
     }
     p->spec.working_dir = cs ? cs->working_dir : NULL;
+    if (cs && cs->pull_policy == METAL__VMPROVISIONER__V1__PULL_POLICY__PULL_POLICY_ALWAYS)
+        p->spec.pull_policy = BACKEND_PULL_ALWAYS;
+    else if (cs && cs->pull_policy == METAL__VMPROVISIONER__V1__PULL_POLICY__PULL_POLICY_NEVER)
+        p->spec.pull_policy = BACKEND_PULL_NEVER;
     if (cfg->cpu && cfg->cpu->vcpu_count > 0)
         p->spec.nano_cpus = (int64_t)cfg->cpu->vcpu_count * 1000000000;
     if (cfg->memory)

@@ -54,6 +54,9 @@ static const char *const all_env[] = {
     "BERTH_MAX_REPLICAS_TOTAL",
     "BERTH_ALLOWED_REGISTRIES",
     "BERTH_MAX_LOG_BYTES",
+    "BERTH_REGISTRY_AUTH_FILE",
+    "BERTH_PULL_PROGRESS_TIMEOUT",
+    "BERTH_PULL_TIMEOUT",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */

@@ -288,8 +288,16 @@ static void test_pull_on_missing_image(void)
          "POST /v1.41/images/create?fromImage=reg.example%3A5000%2Fns%2Fapp&tag=1.2"},
         {"reg.example:5000/app", "POST /v1.41/images/create?fromImage=reg.example%3A5000%2Fapp"
                                  "&tag=latest"},
-        {"app@sha256:0123abcd", "POST /v1.41/images/create?fromImage=app&tag=sha256%3A0123abcd"},
-        {"app:1@sha256:0123abcd", "POST /v1.41/images/create?fromImage=app&tag=sha256%3A0123abcd"},
+        {"app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+         "POST "
+         "/v1.41/images/"
+         "create?fromImage=app&tag=sha256%"
+         "3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+        {"app:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+         "POST "
+         "/v1.41/images/"
+         "create?fromImage=app&tag=sha256%"
+         "3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
     };
     static const char *const progress[] = {
         "{\"status\":\"Pulling from library/busybox\",\"id\":\"latest\"}\n",

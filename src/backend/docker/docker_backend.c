@@ -70,6 +70,7 @@ const struct backend_ops docker_backend_ops = {
     .stats = docker_stats_one,
     .stats_sweep = docker_stats_sweep,
     .call_stats = docker_backend_call_stats,
+    .pull_stats = docker_pull_stats,
     .watch = docker_events_watch,
     .replica_apply = docker_replica_apply,
     .replica_get = docker_replica_get,
@@ -186,6 +187,9 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
     engine_set_stats(c->engine, c->calls);
     if (docker_stats_new(c, cfg->stats_interval_ms, &c->stats, err) < 0)
         goto out;
+    if (docker_pulls_new(cfg->auth_file, cfg->auth_file_optional, cfg->pull_progress_timeout_ms,
+                         cfg->pull_timeout_ms, &c->pulls, err) < 0)
+        goto out;
     c->probe_interval_ms = cfg->probe_interval_ms;
     if (docker_probe_start(c, err) < 0)
         goto out;
@@ -213,6 +217,7 @@ static void docker_backend_destroy(void *ctx)
         return;
     docker_probe_stop(c);
     docker_stats_free(c->stats);
+    docker_pulls_free(c->pulls);
     engine_free(c->engine);
     engine_stats_free(c->calls);
     free(c->socket_path);
@@ -228,6 +233,13 @@ static void docker_backend_destroy(void *ctx)
     if (c->net_lock_made)
         pthread_mutex_destroy(&c->net_lock);
     free(c);
+}
+
+int docker_backend_reload_auth(const struct backend *b, struct berth_err *err)
+{
+    if (b == NULL || b->ops != &docker_backend_ops || b->ctx == NULL)
+        return 0;
+    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, err);
 }
 
 static int docker_backend_call_stats(void *ctx, struct backend_call_stats **out, size_t *n)

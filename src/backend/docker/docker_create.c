@@ -1,6 +1,6 @@
 /* The Docker backend's create (see docker_internal.h): the container spec
- * checked and turned into a create body with cJSON, the image pulled only
- * when the Engine lacks it, and a create whose answer was lost followed up
+ * checked and turned into a create body with cJSON, the image pulled as the
+ * spec's pull policy says (pull.c), and a create whose answer was lost followed up
  * by its create token, so a container it made anyway is removed. */
 #include <errno.h>
 #include <stdio.h>
@@ -22,8 +22,6 @@
 /* Bodies are ours; the cap only guards against bugs. */
 #define DOCKER_BODY_MAX ((size_t)4 << 20)
 
-/* A pull without a caller deadline still ends. */
-#define DOCKER_PULL_MAX_MS (30 * 60 * 1000)
 /* Following up such a create: the backend's own budget (the caller's
  * deadline has usually passed by then) and the interval between looks. */
 #define DOCKER_REAP_BUDGET_MS 5000
@@ -46,12 +44,6 @@ enum docker_reap_find {
     DOCKER_REAP_ABSENT,     /* nothing (yet) */
     DOCKER_REAP_OURS,       /* made by this call */
     DOCKER_REAP_OTHER,      /* someone else's: this call made nothing */
-};
-
-/* What the pull stream reader remembers. */
-struct docker_pull {
-    int failed;
-    char msg[BERTH_ERR_MSG_MAX]; /* the first error line's message */
 };
 
 static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err);
@@ -78,21 +70,10 @@ static int docker_create_reap_find(struct docker_ctx *c, const struct docker_cre
 static int docker_create_reap_remove(struct docker_ctx *c, const char *id, int64_t deadline,
                                      struct berth_err *err);
 static void docker_create_sleep_ms(int64_t ms);
-static int docker_create_pull(struct docker_ctx *c, const char *image, int64_t deadline,
-                              struct berth_err *err);
-static int docker_create_split_ref(const char *ref, struct buf *name, struct buf *tag,
-                                   struct berth_err *err);
-static int docker_create_on_pull_line(void *arg, const char *line, size_t len);
-static int docker_create_is_not_found_text(const char *msg);
 
 /* Restart policies the Engine knows; anything else is invalid_argument. */
 static const char *const docker_restart_policies[] = {"no", "always", "unless-stopped",
                                                       "on-failure"};
-
-/* Pull errors that mean "there is no such image" rather than "try later". */
-static const char *const docker_not_found_markers[] = {
-    "not found", "does not exist", "manifest unknown", "pull access denied", "No such image",
-};
 
 /* --- create ------------------------------------------------------------------- */
 
@@ -134,11 +115,53 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     req.body = body;
     req.image = spec->image;
     req.name = spec->name;
-    if (docker_create_try(c, &req, deadline, id_out, &missing, err) < 0)
-        goto out;
+    if (spec->pull_policy == BACKEND_PULL_ALWAYS) {
+        if (docker_pull_image(c, spec->image, deadline, err) < 0)
+            goto out;
+        missing = 1; /* pulled: a create that still misses it is not_found below */
+    } else if (spec->pull_policy == BACKEND_PULL_REFRESH) {
+        struct berth_err pull_err;
+
+        berth_err_clear(&pull_err);
+        if (docker_pull_image(c, spec->image, deadline, &pull_err) == 0) {
+            missing = 1;
+        } else {
+            /* Not refreshed: the image the Engine has, if it has one, is used. */
+            char q[DOCKER_QUOTE_MAX + 8];
+
+            if (pull_err.code == BERTH_DEADLINE_EXCEEDED) {
+                *err = pull_err;
+                goto out;
+            }
+            if (docker_create_try(c, &req, deadline, id_out, &missing, err) < 0)
+                goto out;
+            if (missing) {
+                *err = pull_err;
+                goto out;
+            }
+            berth_err_quote(q, sizeof(q), spec->image, DOCKER_QUOTE_MAX);
+            log_warn("docker.pull_skipped",
+                     "image=%s reason=\"pull failed, the local image is used\" code=%s", q,
+                     berth_code_name(pull_err.code));
+            rc = 0;
+            goto out;
+        }
+    } else {
+        if (docker_create_try(c, &req, deadline, id_out, &missing, err) < 0)
+            goto out;
+        if (missing && spec->pull_policy == BACKEND_PULL_NEVER) {
+            char q[DOCKER_QUOTE_MAX + 8];
+
+            berth_err_quote(q, sizeof(q), spec->image, DOCKER_QUOTE_MAX);
+            berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                          "image '%s' is not on this host and the pull policy is NEVER", q);
+            goto out;
+        }
+    }
     if (missing) {
         /* The Engine lacks the image: pull it, then try once more. */
-        if (docker_create_pull(c, spec->image, deadline, err) < 0)
+        if (spec->pull_policy != BACKEND_PULL_ALWAYS && spec->pull_policy != BACKEND_PULL_REFRESH &&
+            docker_pull_image(c, spec->image, deadline, err) < 0)
             goto out;
         missing = 0;
         if (docker_create_try(c, &req, deadline, id_out, &missing, err) < 0)
@@ -686,129 +709,4 @@ static void docker_create_sleep_ms(int64_t ms)
 
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
-}
-
-/* POST /images/create?fromImage=&tag= and read the progress stream to its
- * end; an "error"/"errorDetail" line fails the pull with its message. */
-static int docker_create_pull(struct docker_ctx *c, const char *image, int64_t deadline,
-                              struct berth_err *err)
-{
-    struct engine_response resp;
-    struct docker_pull pull;
-    struct buf name, tag, path;
-    char q[DOCKER_QUOTE_MAX + 8], what[DOCKER_QUOTE_MAX + 32];
-    int rc = -1;
-
-    engine_response_init(&resp);
-    buf_init(&name, DOCKER_PATH_MAX);
-    buf_init(&tag, DOCKER_PATH_MAX);
-    buf_init(&path, DOCKER_PATH_MAX);
-    memset(&pull, 0, sizeof(pull));
-    berth_err_quote(q, sizeof(q), image, DOCKER_QUOTE_MAX);
-    snprintf(what, sizeof(what), "pull image '%s'", q);
-    if (docker_create_split_ref(image, &name, &tag, err) < 0)
-        goto out;
-    if (buf_appends(&path, "/images/create?fromImage=", err) < 0 ||
-        engine_append_escaped(&path, name.data, err) < 0 || buf_appends(&path, "&tag=", err) < 0 ||
-        engine_append_escaped(&path, tag.data, err) < 0)
-        goto out;
-    log_debug("docker.pull", "image=%s", q);
-    if (engine_stream(c->engine, "POST", path.data, NULL,
-                      berth_deadline_min(deadline, DOCKER_PULL_MAX_MS), NULL,
-                      docker_create_on_pull_line, &pull, &resp, err) < 0)
-        goto out;
-    if (resp.status < 200 || resp.status >= 300) {
-        enum berth_code code = engine_status_code(resp.status);
-        char text[BERTH_ERR_MSG_MAX];
-
-        engine_error_text(&resp, text, sizeof(text));
-        if (resp.status == 404 ||
-            (code == BERTH_UNAVAILABLE && docker_create_is_not_found_text(text)))
-            code = BERTH_NOT_FOUND;
-        berth_err_set(err, code, "%s: %s", what, text);
-        goto out;
-    }
-    if (pull.failed) {
-        berth_err_set(
-            err, docker_create_is_not_found_text(pull.msg) ? BERTH_NOT_FOUND : BERTH_UNAVAILABLE,
-            "%s: %s", what, pull.msg);
-        goto out;
-    }
-    rc = 0;
-out:
-    buf_release(&path);
-    buf_release(&tag);
-    buf_release(&name);
-    engine_response_release(&resp);
-    return rc;
-}
-
-/* A progress line: {"status": ...} goes by; {"errorDetail": {"message":
- * ...}, "error": ...} ends the stream as a failure. */
-static int docker_create_on_pull_line(void *arg, const char *line, size_t len)
-{
-    struct docker_pull *pull = arg;
-    cJSON *root = cJSON_ParseWithLength(line, len);
-    const cJSON *detail, *msg = NULL;
-    int stop = 0;
-
-    detail = cJSON_GetObjectItemCaseSensitive(root, "errorDetail");
-    if (detail != NULL)
-        msg = cJSON_GetObjectItemCaseSensitive(detail, "message");
-    if (!cJSON_IsString(msg))
-        msg = cJSON_GetObjectItemCaseSensitive(root, "error");
-    if (cJSON_IsString(msg) || detail != NULL) {
-        pull->failed = 1;
-        berth_err_quote(pull->msg, sizeof(pull->msg),
-                        cJSON_IsString(msg) ? msg->valuestring : "error without a message",
-                        sizeof(pull->msg) - 8);
-        stop = 1;
-    }
-    cJSON_Delete(root);
-    return stop;
-}
-
-static int docker_create_is_not_found_text(const char *msg)
-{
-    for (size_t i = 0; i < sizeof(docker_not_found_markers) / sizeof(docker_not_found_markers[0]);
-         i++)
-        if (strstr(msg, docker_not_found_markers[i]) != NULL)
-            return 1;
-    return 0;
-}
-
-/* An image reference as the pull endpoint wants it: "reg:5000/a/b:1.2" ->
- * "reg:5000/a/b" + "1.2"; "a/b@sha256:..." -> "a/b" + "sha256:..." (a
- * digest wins over a tag); no tag -> "latest". */
-static int docker_create_split_ref(const char *ref, struct buf *name, struct buf *tag,
-                                   struct berth_err *err)
-{
-    const char *at = strchr(ref, '@');
-    const char *slash, *colon, *name_end, *tag_start;
-
-    if (at != NULL) {
-        name_end = at;
-        tag_start = at + 1;
-        /* "name:tag@digest": the tag is dropped. */
-        slash = memrchr(ref, '/', (size_t)(at - ref));
-        colon = memrchr(ref, ':', (size_t)(at - ref));
-        if (colon != NULL && (slash == NULL || colon > slash))
-            name_end = colon;
-    } else {
-        slash = strrchr(ref, '/');
-        colon = strrchr(ref, ':');
-        if (colon != NULL && (slash == NULL || colon > slash)) {
-            name_end = colon;
-            tag_start = colon + 1;
-        } else {
-            name_end = ref + strlen(ref);
-            tag_start = "latest";
-        }
-    }
-    if (name_end == ref || tag_start[0] == '\0')
-        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "image reference is malformed");
-    if (buf_append(name, ref, (size_t)(name_end - ref), err) < 0 ||
-        buf_appends(tag, tag_start, err) < 0)
-        return -1;
-    return 0;
 }

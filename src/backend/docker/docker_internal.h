@@ -34,6 +34,7 @@ struct docker_ctx {
     /* Orders making and joining a tenant network against removing it. */
     pthread_mutex_t net_lock;
     int net_lock_made;
+    struct docker_pulls *pulls; /* owned: credentials, pulls under way, their counters */
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -79,6 +80,29 @@ int docker_network_ensure(struct docker_ctx *c, const char *name, struct buf *id
 void docker_network_release(struct docker_ctx *c, const cJSON *inspect, int64_t deadline);
 /* 1 when a network name is one berthd makes ("berth-..."). */
 int docker_network_is_tenant(const char *name);
+/* --- pulls (pull.c) --- */
+
+#define DOCKER_PULL_PROGRESS_DEFAULT_MS (60 * 1000)
+#define DOCKER_PULL_TOTAL_DEFAULT_MS (15 * 60 * 1000)
+
+struct docker_pulls;
+
+/* The pull state: the credentials of `auth_path` (NULL: none; a missing
+ * file is an empty set when `auth_optional`), the silence limit and the
+ * overall limit of a pull (ms; 0: the defaults above). */
+int docker_pulls_new(const char *auth_path, int auth_optional, int64_t progress_ms,
+                     int64_t total_ms, struct docker_pulls **out,
+                     struct berth_err *err) BERTH_MUST_USE;
+void docker_pulls_free(struct docker_pulls *p); /* NULL: nothing */
+/* Read the credentials file again; on failure the old credentials stay. */
+int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err) BERTH_MUST_USE;
+/* Pull `image`, sharing a pull of the same reference already under way.
+ * Not in the registry: not_found naming it; refused: permission_denied
+ * naming the registry; unreachable, stalled: unavailable. */
+int docker_pull_image(struct docker_ctx *c, const char *image, int64_t deadline,
+                      struct berth_err *err) BERTH_MUST_USE;
+/* backend_ops.pull_stats. */
+void docker_pull_stats(void *ctx, struct backend_pull_stats *out);
 
 /* --- Engine JSON (docker_json.c) --- */
 

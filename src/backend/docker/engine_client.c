@@ -57,6 +57,10 @@ struct engine_xfer {
     int stopped;            /* the caller ended the stream */
     int overflow;           /* a cap was hit; cb_err says which */
     struct berth_err cb_err;
+    const char *const *headers; /* borrowed: extra request headers, NULL-terminated */
+    int64_t idle_ms;            /* > 0: a stream silent this long is cut */
+    int64_t last_data_ms;       /* when the last body bytes arrived */
+    int idle_cut;               /* cut for its silence */
 };
 
 static int engine_seg_is_id(const char *seg, size_t len);
@@ -377,10 +381,23 @@ int engine_stream(struct engine *e, const char *method, const char *path, const 
                   int64_t deadline, const atomic_int *stop, engine_line_fn on_line, void *arg,
                   struct engine_response *resp, struct berth_err *err)
 {
+    return engine_stream_with(e, method, path, json_body, deadline, stop, NULL, on_line, arg, resp,
+                              err);
+}
+
+int engine_stream_with(struct engine *e, const char *method, const char *path,
+                       const char *json_body, int64_t deadline, const atomic_int *stop,
+                       const struct engine_stream_opts *opts, engine_line_fn on_line, void *arg,
+                       struct engine_response *resp, struct berth_err *err)
+{
     struct engine_xfer x;
     int rc;
 
     memset(&x, 0, sizeof(x));
+    if (opts != NULL) {
+        x.headers = opts->headers;
+        x.idle_ms = opts->idle_ms;
+    }
     x.resp = resp;
     x.streaming = 1;
     x.on_line = on_line;
@@ -465,6 +482,12 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     if (tmp == NULL)
         goto oom;
     headers = tmp;
+    for (size_t i = 0; x->headers != NULL && x->headers[i] != NULL; i++) {
+        tmp = curl_slist_append(headers, x->headers[i]);
+        if (tmp == NULL)
+            goto oom;
+        headers = tmp;
+    }
 
     h = engine_acquire(e);
     if (h == NULL)
@@ -478,6 +501,7 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     }
 
     start = berth_now_us();
+    x->last_data_ms = berth_now_ms();
     crc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     log_debug("engine.request", "method=%s path=%s status=%ld curl=%d duration_ms=%lld", method,
@@ -489,6 +513,12 @@ static int engine_perform(struct engine *e, const char *method, const char *url_
     if (x->overflow) {
         berth_err_set(err, x->cb_err.code, "engine answer to '%s %s': %s", method, url_path,
                       x->cb_err.msg);
+        goto out;
+    }
+    if (crc != CURLE_OK && x->idle_cut) {
+        berth_err_set(err, BERTH_UNAVAILABLE,
+                      "engine call '%s %s' cut short: nothing arrived for %lld ms", method,
+                      url_path, (long long)x->idle_ms);
         goto out;
     }
     if (crc != CURLE_OK && x->cut) {
@@ -565,6 +595,7 @@ static size_t engine_on_write(char *data, size_t size, size_t nmemb, void *userp
     size_t n = size * nmemb, i = 0;
     long status = 0;
 
+    x->last_data_ms = berth_now_ms();
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
     if (!x->streaming || status < 200 || status >= 300) {
         if (buf_append(&x->resp->body, data, n, &x->cb_err) < 0) {
@@ -626,6 +657,10 @@ static int engine_on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
     }
     if (x->stop != NULL && atomic_load(x->stop) != 0) {
         x->stopped = 1;
+        return 1;
+    }
+    if (x->idle_ms > 0 && berth_now_ms() - x->last_data_ms >= x->idle_ms) {
+        x->idle_cut = 1;
         return 1;
     }
     return 0;
