@@ -474,46 +474,68 @@ out:
     return rc;
 }
 
-static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
-                               struct backend_container_list *out, struct berth_err *err)
+int docker_get_array(struct docker_ctx *c, const char *prefix, const char *filter_key,
+                     const char *const *values, size_t n, const char *what, int64_t deadline,
+                     cJSON **out, struct berth_err *err)
 {
-    struct docker_ctx *c = ctx;
     struct engine_response resp;
-    struct backend_container_list l = {NULL, 0};
     struct buf path;
-    cJSON *filters = NULL, *labels, *root = NULL;
-    const cJSON *item;
+    cJSON *filters = cJSON_CreateObject(), *list = NULL, *root = NULL;
     char *filters_json = NULL;
     int bad, rc = -1;
 
     engine_response_init(&resp);
     buf_init(&path, DOCKER_PATH_MAX);
-    filters = cJSON_CreateObject();
-    labels = cJSON_AddArrayToObject(filters, "label");
-    bad = labels == NULL ||
-          !cJSON_AddItemToArray(labels, cJSON_CreateString(LABEL_MANAGED "=" LABEL_MANAGED_VALUE));
-    if (!bad && label != NULL && label[0] != '\0')
-        bad = !cJSON_AddItemToArray(labels, cJSON_CreateString(label));
+    if (filters != NULL)
+        list = cJSON_AddArrayToObject(filters, filter_key);
+    bad = list == NULL;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = !cJSON_AddItemToArray(list, cJSON_CreateString(values[i]));
     if (!bad)
         filters_json = cJSON_PrintUnformatted(filters);
     if (filters_json == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    if (buf_appends(&path, "/containers/json?all=true&filters=", err) < 0 ||
-        engine_append_escaped(&path, filters_json, err) < 0)
+    if (buf_appends(&path, prefix, err) < 0 || engine_append_escaped(&path, filters_json, err) < 0)
         goto out;
     if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
     if (resp.status != 200) {
-        engine_fail(&resp, engine_status_code(resp.status), "list containers", err);
+        engine_fail(&resp, engine_status_code(resp.status), what, err);
         goto out;
     }
     root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
     if (!cJSON_IsArray(root)) {
-        berth_err_set(err, BERTH_UNKNOWN, "list containers: docker engine sent malformed json");
+        berth_err_set(err, BERTH_UNKNOWN, "%s: docker engine sent malformed json", what);
         goto out;
     }
+    *out = root;
+    root = NULL;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    cJSON_free(filters_json);
+    cJSON_Delete(filters);
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
+                               struct backend_container_list *out, struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+    struct backend_container_list l = {NULL, 0};
+    const char *labels[2] = {LABEL_MANAGED "=" LABEL_MANAGED_VALUE, label};
+    cJSON *root = NULL;
+    const cJSON *item;
+    int rc = -1;
+
+    if (docker_get_array(c, "/containers/json?all=true&filters=", "label", labels,
+                         label != NULL && label[0] != '\0' ? 2 : 1, "list containers", deadline,
+                         &root, err) < 0)
+        return -1;
     l.items = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof(*l.items));
     if (l.items == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -542,10 +564,6 @@ static int docker_backend_list(void *ctx, const char *label, int64_t deadline,
 out:
     backend_container_list_release(&l);
     cJSON_Delete(root);
-    cJSON_free(filters_json);
-    cJSON_Delete(filters);
-    buf_release(&path);
-    engine_response_release(&resp);
     return rc;
 }
 

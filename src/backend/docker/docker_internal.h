@@ -63,6 +63,13 @@ int docker_backend_is_state_text(const char *msg);
 int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
                             char **id_out, struct berth_err *err);
 
+/* GET <prefix><escaped {"<filter_key>":[values...]}> that must answer a
+ * JSON array: *out is the parsed array (the caller deletes it). Engine
+ * failures are mapped once, naming `what`. */
+int docker_get_array(struct docker_ctx *c, const char *prefix, const char *filter_key,
+                     const char *const *values, size_t n, const char *what, int64_t deadline,
+                     cJSON **out, struct berth_err *err) BERTH_MUST_USE;
+
 /* --- tenant networks (docker_networks.c) --- */
 
 /* The Engine's name of a spec's network: as given for the default

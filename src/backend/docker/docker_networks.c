@@ -47,45 +47,8 @@ int docker_network_full_name(const struct docker_ctx *c, const char *network, st
 static int docker_net_list(struct docker_ctx *c, const char *name, int64_t deadline, cJSON **out,
                            struct berth_err *err)
 {
-    struct engine_response resp;
-    struct buf path;
-    cJSON *filters = cJSON_CreateObject(), *list = NULL, *root = NULL;
-    char *filters_json = NULL;
-    int rc = -1;
-
-    engine_response_init(&resp);
-    buf_init(&path, DOCKER_PATH_MAX);
-    if (filters != NULL)
-        list = cJSON_AddArrayToObject(filters, "name");
-    if (list == NULL || !cJSON_AddItemToArray(list, cJSON_CreateString(name)) ||
-        (filters_json = cJSON_PrintUnformatted(filters)) == NULL) {
-        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    if (buf_appends(&path, "/networks?filters=", err) < 0 ||
-        engine_append_escaped(&path, filters_json, err) < 0)
-        goto out;
-    if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
-        goto out;
-    if (resp.status != 200) {
-        engine_fail(&resp, engine_status_code(resp.status), "list networks", err);
-        goto out;
-    }
-    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
-    if (!cJSON_IsArray(root)) {
-        berth_err_set(err, BERTH_UNKNOWN, "list networks: docker engine sent malformed json");
-        goto out;
-    }
-    *out = root;
-    root = NULL;
-    rc = 0;
-out:
-    cJSON_Delete(root);
-    cJSON_free(filters_json);
-    cJSON_Delete(filters);
-    buf_release(&path);
-    engine_response_release(&resp);
-    return rc;
+    return docker_get_array(c, "/networks?filters=", "name", &name, 1, "list networks", deadline,
+                            out, err);
 }
 
 /* POST /networks/create: a bridge with our labels. */
@@ -188,47 +151,19 @@ int docker_network_ensure(struct docker_ctx *c, const char *name, struct buf *id
     return berth_err_set(err, BERTH_UNAVAILABLE, "network '%s' could not be made", q);
 }
 
-/* Does any container (running or not) sit on network `name`? 1, 0, or -1. */
+/* Does any container (running or not) sit on network `id`? 1, 0, or -1. */
 static int docker_net_in_use(struct docker_ctx *c, const char *id, int64_t deadline,
                              struct berth_err *err)
 {
-    struct engine_response resp;
-    struct buf path;
-    cJSON *filters = cJSON_CreateObject(), *list = NULL, *root = NULL;
-    char *filters_json = NULL;
-    int rc = -1;
+    cJSON *root = NULL;
+    int used;
 
-    engine_response_init(&resp);
-    buf_init(&path, DOCKER_PATH_MAX);
-    if (filters != NULL)
-        list = cJSON_AddArrayToObject(filters, "network");
-    if (list == NULL || !cJSON_AddItemToArray(list, cJSON_CreateString(id)) ||
-        (filters_json = cJSON_PrintUnformatted(filters)) == NULL) {
-        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    if (buf_appends(&path, "/containers/json?all=true&filters=", err) < 0 ||
-        engine_append_escaped(&path, filters_json, err) < 0)
-        goto out;
-    if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
-        goto out;
-    if (resp.status != 200) {
-        engine_fail(&resp, engine_status_code(resp.status), "list containers of network", err);
-        goto out;
-    }
-    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
-    if (!cJSON_IsArray(root)) {
-        berth_err_set(err, BERTH_UNKNOWN, "list containers: docker engine sent malformed json");
-        goto out;
-    }
-    rc = cJSON_GetArraySize(root) > 0;
-out:
+    if (docker_get_array(c, "/containers/json?all=true&filters=", "network", &id, 1,
+                         "list containers of network", deadline, &root, err) < 0)
+        return -1;
+    used = cJSON_GetArraySize(root) > 0;
     cJSON_Delete(root);
-    cJSON_free(filters_json);
-    cJSON_Delete(filters);
-    buf_release(&path);
-    engine_response_release(&resp);
-    return rc;
+    return used;
 }
 
 /* DELETE /networks/{id} unless a container is on it. 0 (removed, gone,
