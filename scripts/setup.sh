@@ -73,7 +73,11 @@ ensure_engine() {
         say "dockerd runs but does not answer on $DOCKER_SOCKET yet; waiting"
     else
         say "starting dockerd on $DOCKER_SOCKET in the background (log: $DOCKERD_LOG)"
-        nohup dockerd -H "unix://$DOCKER_SOCKET" >"$DOCKERD_LOG" 2>&1 &
+        # The default pools hold about thirty networks for the whole host;
+        # tenants and parallel suites need more (a /24 each).
+        nohup dockerd -H "unix://$DOCKER_SOCKET" \
+            --default-address-pool "base=${BERTH_DOCKERD_POOL:-10.128.0.0/12},size=24" \
+            >"$DOCKERD_LOG" 2>&1 &
     fi
     i=0
     while ! engine_answers; do

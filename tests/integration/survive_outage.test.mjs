@@ -25,6 +25,7 @@ import path from "node:path";
 import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
 import { rpc as rpcTo, serviceRpc } from "../lib/rpc.mjs";
 import { Engine } from "../lib/engine.mjs";
+import { freePool, poolConfig, removeNetworks, deletePoolLinks } from "../lib/private_pool.mjs";
 import { TEST_IMAGE } from "../lib/image.mjs";
 import { VM_SERVICE, TESTS_DIR } from "../lib/proto.mjs";
 
@@ -85,7 +86,8 @@ class PrivateEngine {
       throw new Error("a second dockerd needs root: run this test as root (it starts its own Engine and bridge)");
     }
     this.dir = mkdtempSync(path.join(tmpdir(), "berth-outage-"));
-    writeFileSync(path.join(this.dir, "daemon.json"), "{}\n");
+    this.pool = await freePool();
+    writeFileSync(path.join(this.dir, "daemon.json"), poolConfig(this.pool));
     const { stdout } = await run("ip", ["-4", "-o", "addr", "show"]);
     let subnet;
     for (let tries = 0; tries < 64 && !subnet; tries++) {
@@ -222,6 +224,11 @@ class PrivateEngine {
         const left = await engine.listContainers([]);
         if (left.length) throw new Error(`still there: ${left.map((c) => c.Id).join(", ")}`);
       });
+      await step("remove networks", async () => {
+        const engine = new Engine(this.socket);
+        await engine.negotiate();
+        await removeNetworks(engine);
+      });
       await step("stop dockerd", () => this.stop());
       await step("stop its containerd", async () => {
         const pid = this.containerdPid();
@@ -235,6 +242,7 @@ class PrivateEngine {
         for (const p of this.mountsUnder()) await run("umount", [p]).catch(() => run("umount", ["-l", p]));
       });
     }
+    if (this.pool) await step("delete the pool's interfaces", () => deletePoolLinks(this.pool));
     if (this.bridgeMade) {
       await step("delete the bridge", async () => {
         await run("ip", ["link", "del", this.bridge]);

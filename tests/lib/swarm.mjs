@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Engine } from "./engine.mjs";
 import { waitFor } from "./wait.mjs";
+import { freePool, poolConfig, removeNetworks, deletePoolLinks } from "./private_pool.mjs";
 
 const run = promisify(execFile);
 const DOCKERD = process.env.BERTH_DOCKERD || "dockerd";
@@ -60,7 +61,8 @@ export class PrivateSwarm {
   /** Bridge, dockerd, swarm init; resolves an Engine client of it. */
   async start({ timeoutMs = 60000 } = {}) {
     this.dir = mkdtempSync(path.join(tmpdir(), "berth-swarm-"));
-    writeFileSync(path.join(this.dir, "daemon.json"), "{}\n");
+    this.pool = await freePool();
+    writeFileSync(path.join(this.dir, "daemon.json"), poolConfig(this.pool));
     const { stdout } = await run("ip", ["-4", "-o", "addr", "show"]);
     let subnet;
     for (let tries = 0; tries < 64 && !subnet; tries++) {
@@ -142,6 +144,11 @@ export class PrivateSwarm {
         const all = await engine.listContainers([]);
         await Promise.all(all.map((c) => engine.remove(c.Id)));
       });
+      await step("remove networks", async () => {
+        const engine = new Engine(this.socket);
+        await engine.negotiate();
+        await removeNetworks(engine);
+      });
       await step("stop dockerd", async () => {
         this.child.kill("SIGTERM");
         let timer;
@@ -175,6 +182,7 @@ export class PrivateSwarm {
         for (const p of points) await run("umount", [p]).catch(() => run("umount", ["-l", p]));
       });
     }
+    if (this.pool) await step("delete the pool's interfaces", () => deletePoolLinks(this.pool));
     if (this.bridgeMade) {
       await step("delete the bridge", async () => {
         await run("ip", ["link", "del", this.bridge]);

@@ -77,7 +77,11 @@ static int docker_net_create(struct docker_ctx *c, const char *name, int64_t dea
     /* 409: made meanwhile (by another berthd of ours, say); the next look
      * says whose. */
     if (resp.status != 201 && resp.status != 200 && resp.status != 409) {
-        engine_fail(&resp, engine_status_code(resp.status), "create network", err);
+        /* 404 here is no free address pool left, not a missing object. */
+        engine_fail(&resp,
+                    resp.status == 404 ? BERTH_RESOURCE_EXHAUSTED
+                                       : engine_status_code(resp.status),
+                    "create network", err);
         goto out;
     }
     if (resp.status != 409)
