@@ -125,6 +125,10 @@ static const struct opt opt_table[] = {
      1, 3600, "60", "seconds an image pull may go without progress before it is cut"},
     {"pull-timeout", "BERTH_PULL_TIMEOUT", OPT_INT, OFF(pull_timeout_s), 1, 86400, "900",
      "seconds an image pull may take at most (always within the call's deadline)"},
+    {"http-threads", "BERTH_HTTP_THREADS", OPT_INT, OFF(http_threads), 0, 16, "0",
+     "threads of the HTTP event loop (0: one per CPU)"},
+    {"workers", "BERTH_WORKERS", OPT_INT, OFF(workers), 1, 1024, "32",
+     "threads that run the calls which wait on the Engine; more calls queue"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

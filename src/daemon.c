@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include "berth/auth.h"
@@ -60,6 +61,8 @@ struct berth_daemon {
 static int backend_open(const struct berth_config *cfg, struct backend *out, struct berth_err *err);
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
+static enum http_run classify_http(void *ctx, const struct http_request *req);
+static void raise_fd_limit(const struct berth_config *cfg);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
 static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
                          struct http_response *resp);
@@ -107,6 +110,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     if (d == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     d->cfg = cfg;
+    raise_fd_limit(cfg);
     lock_init(&d->lock);
     pthread_cond_init(&d->wake, NULL);
     if (docker_backend_global_init(err) < 0)
@@ -197,6 +201,9 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     hc.tls_key = cfg->tls_key;
     hc.tls_client_ca = cfg->tls_client_ca;
     hc.auth = d->auth;
+    hc.event_threads = (unsigned)cfg->http_threads;
+    hc.workers = (unsigned)cfg->workers;
+    hc.classify = classify_http;
     if (http_server_start(&hc, on_http, d, &d->http, err) < 0)
         goto fail;
     if (!auth_required(d->auth) && !http_server_is_local(d->http))
@@ -329,6 +336,42 @@ static void serve_readyz(struct berth_daemon *d, struct http_response *resp)
     http_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
     if (buf_appends(&resp->body, ok ? "ready\n" : "not ready\n", NULL) < 0)
         resp->status = 500;
+}
+
+/* Each connection is an fd: take the hard limit, and say so when even
+ * that is short of --max-connections (accept then fails past it). */
+static void raise_fd_limit(const struct berth_config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_connections + 256; /* the Engine, logs, files */
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want)
+        log_warn("server.fd_limit",
+                 "limit=%llu max_connections=%lld reason=\"fewer open files "
+                 "allowed than connections\"",
+                 (unsigned long long)rl.rlim_cur, (long long)cfg->max_connections);
+}
+
+/* Only what reads memory answers on an event thread: /healthz, and the
+ * registry's reads once the registry is rebuilt (before that they wait for
+ * it). /readyz and /metrics ask the Engine. */
+static enum http_run classify_http(void *ctx, const struct http_request *req)
+{
+    struct berth_daemon *d = ctx;
+    const char *path = http_request_path(req);
+
+    if (strcmp(path, "/healthz") == 0)
+        return HTTP_RUN_INLINE;
+    if (strcmp(path, "/readyz") == 0 || strcmp(path, "/metrics") == 0 ||
+        !vm_service_is_ready(d->vm_svc))
+        return HTTP_RUN_WORKER;
+    return connect_classify(&d->connect, req);
 }
 
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,

@@ -55,6 +55,8 @@ struct berth_config {
     char *registry_auth_file;     /* Docker client config; "" = none */
     int64_t pull_progress_timeout_s;
     int64_t pull_timeout_s;
+    int64_t http_threads; /* event loop threads; 0: one per CPU */
+    int64_t workers;      /* threads for calls that wait on the Engine */
 };
 
 /* The registry credentials file read when it exists (and only then). */

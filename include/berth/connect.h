@@ -19,6 +19,10 @@ struct connect_config {
 void connect_handle(const struct connect_config *cc, const struct http_request *req,
                     struct http_response *resp, struct arena *arena);
 
+/* Where a request for this path should run: inline for a procedure whose
+ * handler only reads memory (router_set_from_memory), else on a worker. */
+enum http_run connect_classify(const struct connect_config *cc, const struct http_request *req);
+
 /* Fill resp with the Connect error JSON for err (always application/json,
  * uncompressed), with the status of its code. */
 void connect_write_error(struct http_response *resp, const struct berth_err *err);

@@ -45,6 +45,7 @@ struct rpc_route {
     const ProtobufCMessageDescriptor *output;
     int no_side_effects;
     int server_streaming;   /* answers a stream of messages (connect+json/proto) */
+    int from_memory;        /* the handler only reads memory: it may run on an event thread */
     rpc_handler_fn handler; /* NULL: unimplemented */
     void *handler_ctx;
     struct rpc_stats stats;
@@ -58,6 +59,9 @@ void router_free(struct router *r);
 /* Set the handler of a procedure; -1 when the path is not in the table. */
 int router_set_handler(struct router *r, const char *path, rpc_handler_fn fn,
                        void *ctx) BERTH_MUST_USE;
+/* Mark a procedure whose handler never waits on the Engine or a slow lock;
+ * -1 when the path is not in the table. */
+int router_set_from_memory(struct router *r, const char *path) BERTH_MUST_USE;
 /* The route of a path (len bytes, need not be NUL-terminated), or NULL. */
 struct rpc_route *router_find(struct router *r, const char *path, size_t len);
 size_t router_count(const struct router *r);

@@ -48,7 +48,8 @@ static int parse_media_type(const char *ct, const char *json, const char *proto,
 static int parse_content_type(const char *ct, enum codec *codec);
 static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1]);
 static int connect_stream_content_type(const char *ct, enum codec *codec);
-static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err);
+static int parse_timeout(const char *value, int64_t start, int64_t *deadline,
+                         struct berth_err *err);
 static int check_protocol_version(const struct http_request *req, struct berth_err *err);
 static int read_post(struct call_state *cs, struct berth_err *err);
 static int read_get(struct call_state *cs, struct berth_err *err);
@@ -171,9 +172,10 @@ static int connect_stream_content_type(const char *ct, enum codec *codec)
     return parse_media_type(ct, CT_STREAM_JSON, CT_STREAM_PROTO, codec);
 }
 
-/* 1 to 10 ASCII digits; sets the call's deadline. The length is checked
- * before any digit is added up, so no value can overflow. */
-static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err)
+/* 1 to 10 ASCII digits; sets the call's deadline, counted from `start`
+ * (when the request arrived). The length is checked before any digit is
+ * added up, so no value can overflow. */
+static int parse_timeout(const char *value, int64_t start, int64_t *deadline, struct berth_err *err)
 {
     size_t n = strlen(value);
     int64_t ms = 0;
@@ -186,7 +188,7 @@ static int parse_timeout(const char *value, int64_t *deadline, struct berth_err 
     }
     for (size_t i = 0; i < n; i++)
         ms = ms * 10 + (value[i] - '0');
-    *deadline = berth_now_ms() + ms;
+    *deadline = (start > 0 ? start : berth_now_ms()) + ms;
     return 0;
 }
 
@@ -423,7 +425,7 @@ static int run_call(struct call_state *cs, struct berth_err *err)
     const char *tmo = http_request_header(cs->req, "Connect-Timeout-Ms");
 
     cs->deadline = BERTH_NO_DEADLINE;
-    if (tmo != NULL && parse_timeout(tmo, &cs->deadline, err) < 0)
+    if (tmo != NULL && parse_timeout(tmo, http_request_started_ms(cs->req), &cs->deadline, err) < 0)
         return -1;
     if (strcmp(http_request_method(cs->req), "GET") == 0) {
         if (read_get(cs, err) < 0)
@@ -586,4 +588,14 @@ out:
             http_response_header(resp, "X-Request-Id", echo);
     }
     log_call(cs.route, path, resp->status, &err, start, request_id, http_request_caller(req, NULL));
+}
+
+enum http_run connect_classify(const struct connect_config *cc, const struct http_request *req)
+{
+    const char *path = http_request_path(req);
+    const struct rpc_route *rt = router_find(cc->router, path, strlen(path));
+
+    return rt != NULL && rt->from_memory && rt->handler != NULL && !rt->server_streaming
+               ? HTTP_RUN_INLINE
+               : HTTP_RUN_WORKER;
 }

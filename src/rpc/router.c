@@ -109,6 +109,16 @@ int router_set_handler(struct router *r, const char *path, rpc_handler_fn fn, vo
     return 0;
 }
 
+int router_set_from_memory(struct router *r, const char *path)
+{
+    struct rpc_route *rt = router_find(r, path, strlen(path));
+
+    if (rt == NULL)
+        return -1;
+    rt->from_memory = 1;
+    return 0;
+}
+
 struct rpc_route *router_find(struct router *r, const char *path, size_t len)
 {
     for (size_t i = 0; i < r->n; i++)

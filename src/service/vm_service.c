@@ -107,6 +107,11 @@ int vm_service_register(struct vm_service *s, struct router *r)
     for (size_t i = 0; i < sizeof(vm_routes) / sizeof(vm_routes[0]); i++)
         if (router_set_handler(r, vm_routes[i].path, vm_routes[i].fn, s) < 0)
             return -1;
+    /* They read the registry only (once it is rebuilt: see
+     * vm_service_is_ready), so they may answer on an event thread. */
+    if (router_set_from_memory(r, "/metal.vmprovisioner.v1.VmService/GetVmInfo") < 0 ||
+        router_set_from_memory(r, "/metal.vmprovisioner.v1.VmService/ListVms") < 0)
+        return -1;
     return 0;
 }
 
