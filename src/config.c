@@ -129,6 +129,9 @@ static const struct opt opt_table[] = {
      "threads of the HTTP event loop (0: one per CPU)"},
     {"workers", "BERTH_WORKERS", OPT_INT, OFF(workers), 1, 1024, "32",
      "threads that run the calls which wait on the Engine; more calls queue"},
+    {"stream-queue-bytes", "BERTH_STREAM_QUEUE_BYTES", OPT_INT, OFF(stream_queue_bytes), 4096,
+     268435456, "1048576",
+     "bytes a stream's reader may fall behind before it is cut off (resource_exhausted)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

@@ -16,6 +16,8 @@
 #include "berth/collector.h"
 #include "berth/connect.h"
 #include "berth/docker_backend.h"
+#include "berth/event_bus.h"
+#include "berth/event_service.h"
 #include "berth/replica_service.h"
 #include "berth/http_server.h"
 #include "berth/lock.h"
@@ -42,6 +44,9 @@ struct berth_daemon {
     struct vm_service *vm_svc;
     struct replica_service *replica_svc;
     struct log_service *log_svc;
+    struct event_bus *bus; /* changes of managed objects, to watchers */
+    struct event_service *event_svc;
+    struct rpc_streams *streams; /* open server streams and their thread */
     struct router *router;
     struct connect_config connect;
     struct http_server *http;
@@ -162,8 +167,28 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
             goto fail;
         }
     }
+    {
+        struct event_service_sources es = {0};
+
+        d->bus = event_bus_new();
+        es.bus = d->bus;
+        es.vms = d->vms;
+        d->event_svc = d->bus != NULL ? event_service_new(&es) : NULL;
+        if (d->event_svc == NULL) {
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto fail;
+        }
+        if (event_service_register(d->event_svc, d->router) < 0) {
+            berth_err_set(err, BERTH_INTERNAL, "event service route missing from the RPC table");
+            goto fail;
+        }
+        vm_registry_set_listener(d->vms, event_service_vm_changed, d->bus);
+    }
+    if (rpc_streams_start((size_t)cfg->stream_queue_bytes, &d->streams, err) < 0)
+        goto fail;
     d->connect.router = d->router;
     d->connect.max_body_bytes = (size_t)cfg->max_body_bytes;
+    d->connect.streams = d->streams;
     if (backend_has_stats(&d->backend)) {
         struct collector_config mc = {cfg->metrics_interval_s * 1000};
 
@@ -258,6 +283,13 @@ void daemon_stop(struct berth_daemon *d)
     if (d->watcher_started)
         pthread_join(d->watcher, NULL);
     http_server_free(d->http);
+    /* Every stream has ended with the server; their hooks let go of the
+     * bus before it goes. */
+    rpc_streams_stop(d->streams);
+    if (d->vms != NULL)
+        vm_registry_set_listener(d->vms, NULL, NULL);
+    event_service_free(d->event_svc);
+    event_bus_free(d->bus);
     auth_free(d->auth);
     prometheus_free(d->prom);
     collector_stop(d->collector);

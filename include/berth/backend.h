@@ -172,6 +172,8 @@ void backend_log_list_release(struct backend_log_list *l);
 int backend_log_list_add(struct backend_log_list *l, int64_t time_unix_ns,
                          enum backend_log_stream stream, const char *line, size_t len,
                          struct berth_err *err) BERTH_MUST_USE;
+/* One line of a followed output; nonzero stops the following. */
+typedef int (*backend_log_fn)(void *arg, const struct backend_log_entry *e);
 /* Apply `q` to a list oldest first (the stream filter, since, tail, then
  * max_bytes keeping the newest), in place. */
 void backend_log_list_filter(struct backend_log_list *l, const struct backend_log_query *q);
@@ -458,6 +460,15 @@ struct backend_ops {
      * other is not_found. NULL when the backend keeps no logs. */
     int (*logs)(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                 struct backend_log_list *out, struct berth_err *err);
+    /* Follow container `id`'s output: each line printed at or after
+     * q->since_unix_ms (q's stream filter applies; tail and max_bytes do
+     * not) to on_line as the Engine sees it, until the output ends (the
+     * container stopped or went: 0), *stop becomes nonzero (0, within about
+     * a second), the deadline passes, or on_line returns nonzero (0). Only
+     * managed containers. NULL when the backend cannot follow. */
+    int (*logs_follow)(void *ctx, const char *id, const struct backend_log_query *q,
+                       int64_t deadline, const atomic_int *stop, backend_log_fn on_line, void *arg,
+                       struct berth_err *err);
 
     /* Shutdown: make the calls under way end soon and later ones fail at
      * once (unavailable). NULL when no call can block for long. */

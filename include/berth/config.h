@@ -55,8 +55,9 @@ struct berth_config {
     char *registry_auth_file;     /* Docker client config; "" = none */
     int64_t pull_progress_timeout_s;
     int64_t pull_timeout_s;
-    int64_t http_threads; /* event loop threads; 0: one per CPU */
-    int64_t workers;      /* threads for calls that wait on the Engine */
+    int64_t http_threads;       /* event loop threads; 0: one per CPU */
+    int64_t workers;            /* threads for calls that wait on the Engine */
+    int64_t stream_queue_bytes; /* a stream's reader may fall this far behind */
 };
 
 /* The registry credentials file read when it exists (and only then). */

@@ -9,10 +9,12 @@
 #include "berth/buf.h"
 #include "berth/http_server.h"
 #include "berth/router.h"
+#include "berth/rpc_stream.h"
 
 struct connect_config {
-    struct router *router; /* borrowed */
-    size_t max_body_bytes; /* after inflating */
+    struct router *router;       /* borrowed */
+    size_t max_body_bytes;       /* after inflating */
+    struct rpc_streams *streams; /* borrowed; NULL: streams answer unavailable */
 };
 
 /* Serve one request whose path is a procedure path (or unknown: 404). */

@@ -88,6 +88,9 @@ void http_stream_on_stop(struct http_stream *st, void (*fn)(void *arg), void *ar
 /* The producer is done: what is queued is sent and the body ends. The
  * handle is not the producer's any more. NULL does nothing. */
 void http_stream_end(struct http_stream *st);
+/* The same, with last bytes queued first whatever the queue holds (the
+ * trailer of a stream cut off for being slow still reaches the client). */
+void http_stream_end_with(struct http_stream *st, const void *data, size_t len);
 
 /* Fills resp for req. The arena lives until the response is sent. */
 typedef void (*http_handler_fn)(void *ctx, const struct http_request *req,

@@ -131,9 +131,27 @@ struct vm_observed {
 
 /* 0 when applied; -1 when the id is unknown or names another container. */
 int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_observed *o);
+/* A DeleteVm holding rec is removing its container (1) or gave up (0):
+ * meanwhile forget leaves the VM to it. */
+void vm_registry_set_deleting(struct vm_registry *r, struct vm_record *rec, int on);
 /* Drop the VM whose container is container_id (removed behind berthd's back).
  * Callers holding the record keep a valid (removed) record. -1 when no such. */
 int vm_registry_forget(struct vm_registry *r, const char *id, const char *container_id);
+
+/* Changes of visible VMs, told to one listener (the event bus) under the
+ * registry's lock, so they come in the order they were made. The listener
+ * must not call back into the registry. `reason` is "" when the change was
+ * an API call's, else what the Engine said ("oom", "exited 137", "removed
+ * behind berthd's back"). */
+enum vm_change { VM_CHANGE_SNAPSHOT, VM_CHANGE_CREATED, VM_CHANGE_CHANGED, VM_CHANGE_DELETED };
+typedef void (*vm_listener_fn)(void *arg, enum vm_change what, const struct vm_snapshot *vm,
+                               const char *reason);
+void vm_registry_set_listener(struct vm_registry *r, vm_listener_fn fn, void *arg);
+/* Under the lock: each(arg, VM_CHANGE_SNAPSHOT, vm, "") for every visible
+ * VM, then then(then_arg) (a subscription, say), with no change between
+ * them. Answers what `then` answered. */
+int vm_registry_snapshot(struct vm_registry *r, vm_listener_fn each, void *arg,
+                         int (*then)(void *then_arg), void *then_arg);
 
 /* Number of visible VMs in each state (index = enum vm_state). */
 void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);

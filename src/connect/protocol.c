@@ -3,6 +3,8 @@
  * every error response. */
 #include "berth/connect.h"
 
+#include "stream_internal.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -65,6 +67,8 @@ static void respond_status(struct http_response *resp, int status);
 static void log_call(const struct rpc_route *route, const char *path, int status,
                      const struct berth_err *err, int64_t start_us, const char *request_id,
                      const char *caller);
+static int run_stream(struct call_state *cs, int64_t start_us, struct berth_err *err);
+static int read_envelope(struct call_state *cs, struct berth_err *err);
 
 /* `s` as valid UTF-8 in `out`: each byte that does not begin a well-formed
  * sequence becomes U+FFFD, as a JSON string must hold nothing else. */
@@ -458,9 +462,107 @@ static int run_call(struct call_state *cs, struct berth_err *err)
     return encode_output(cs, out, err);
 }
 
+/* The request of a stream is one envelope: a flag byte (0, or 0x01 when
+ * compressed as Connect-Content-Encoding says), a 4-byte big-endian
+ * length, and exactly that many bytes. */
+static int read_envelope(struct call_state *cs, struct berth_err *err)
+{
+    const char *data, *enc = http_request_header(cs->req, "Connect-Content-Encoding");
+    size_t len, n;
+    int too_large;
+    const unsigned char *h;
+
+    data = http_request_body(cs->req, &len, &too_large);
+    if (too_large)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "request body larger than %zu bytes",
+                             cs->cc->max_body_bytes);
+    if (len < 5)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "a stream's request is one envelope: %zu bytes is too short", len);
+    h = (const unsigned char *)data;
+    n = ((size_t)h[1] << 24) | ((size_t)h[2] << 16) | ((size_t)h[3] << 8) | (size_t)h[4];
+    if (n != len - 5)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "the request envelope says %zu bytes and holds %zu", n, len - 5);
+    if ((h[0] & ~0x01u) != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "request envelope flag 0x%02x: only 0 or 0x01 (compressed)", h[0]);
+    if (h[0] & 0x01) {
+        if (enc == NULL || strcasecmp(enc, "gzip") != 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "a compressed envelope needs Connect-Content-Encoding: gzip");
+        return inflate_into(cs, data + 5, n, err);
+    }
+    if (enc != NULL && strcasecmp(enc, "identity") != 0 && strcasecmp(enc, "gzip") != 0) {
+        char quoted[40];
+        berth_err_quote(quoted, sizeof(quoted), enc, 24);
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "unknown compression \"%s\": supported encodings are gzip", quoted);
+    }
+    cs->body = data + 5;
+    cs->body_len = n;
+    return 0;
+}
+
+/* Decode, then hand the stream to its handler. 0 when the stream is under
+ * way (resp is a streamed response); -1 with err when it never began (the
+ * caller answers the whole stream as one end envelope). */
+static int run_stream(struct call_state *cs, int64_t start_us, struct berth_err *err)
+{
+    const char *tmo = http_request_header(cs->req, "Connect-Timeout-Ms");
+    ProtobufCMessage *in = NULL;
+    struct http_stream *hs;
+    struct rpc_stream *st;
+    struct rpc_call call;
+    struct berth_err herr;
+
+    cs->deadline = BERTH_NO_DEADLINE;
+    if (tmo != NULL && parse_timeout(tmo, http_request_started_ms(cs->req), &cs->deadline, err) < 0)
+        return -1;
+    if (check_protocol_version(cs->req, err) < 0 || read_envelope(cs, err) < 0 ||
+        decode_input(cs, &in, err) < 0)
+        return -1;
+    if (cs->route->stream_handler == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
+                             cs->route->path);
+    if (cs->cc->streams == NULL)
+        return berth_err_set(err, BERTH_UNAVAILABLE, "streams are not served");
+    if (berth_deadline_left_ms(cs->deadline) == 0)
+        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "deadline exceeded before the call");
+    hs = http_response_stream(cs->req, cs->resp, rpc_streams_queue_bytes(cs->cc->streams));
+    if (hs == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "cannot open a stream");
+    cs->resp->status = 200;
+    http_response_header(cs->resp, "Content-Type",
+                         cs->codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO);
+    st = rpc_stream_open(cs->cc->streams, hs, cs->route, cs->codec == CODEC_JSON, cs->deadline,
+                         cs->request_id, http_request_caller(cs->req, NULL), start_us);
+    if (st == NULL)
+        return 0; /* the stream ended at once: an empty body */
+    call.arena = cs->arena;
+    call.deadline = cs->deadline;
+    call.procedure = cs->route->path;
+    call.request_id = cs->request_id;
+    berth_err_clear(&herr);
+    /* The input lives in the request's arena: a handler copies what its
+     * producer needs later. */
+    if (cs->route->stream_handler(cs->route->handler_ctx, &call, in, st, &herr) < 0)
+        rpc_stream_finish(st, &herr);
+    rpc_stream_arm(st);
+    rpc_stream_release(st); /* the set's reference remains until the end */
+    return 0;
+}
+
 /* The one log line of every request that reached the Connect layer,
  * whatever its outcome. An unknown path is logged as path= (quoted: it comes
  * from outside), a known one as procedure=. */
+void connect_log_call(const struct rpc_route *route, const char *path, int status,
+                      const struct berth_err *err, int64_t start_us, const char *request_id,
+                      const char *caller)
+{
+    log_call(route, path, status, err, start_us, request_id, caller);
+}
+
 static void log_call(const struct rpc_route *route, const char *path, int status,
                      const struct berth_err *err, int64_t start_us, const char *request_id,
                      const char *caller)
@@ -548,9 +650,14 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
             http_response_header(resp, "Accept-Post", ACCEPT_POST_STREAM);
             goto out;
         }
+        if (run_stream(&cs, start, &err) == 0) {
+            /* Under way: the stream logs its own line when it ends. */
+            const char *echo = arena_strdup(arena, request_id);
+            if (echo != NULL)
+                http_response_header(resp, "X-Request-Id", echo);
+            return;
+        }
         atomic_fetch_add(&cs.route->stats.in_flight, 1);
-        berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
-                      cs.route->path);
         connect_stream_write_error(resp, cs.codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO,
                                    &err);
         rpc_stats_record(&cs.route->stats, err.code, berth_now_us() - start);

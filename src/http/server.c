@@ -40,6 +40,7 @@
  * this many ticks: a syscall each, and there may be thousands. */
 #define REAPER_SCAN_TICKS 4
 #define DEFAULT_WORKERS 32
+#define STREAM_SNDBUF (64 * 1024)
 #define MAX_EVENT_THREADS 16
 
 /* One client connection, MHD's socket context from its start to its close. */
@@ -947,6 +948,13 @@ static enum MHD_Result queue_response(struct http_server *s, struct http_request
         http_stream_ref(st);
         req->hc->stream = st; /* a stream always has its connection record */
         lock_give(&s->conns_lock);
+        /* A client that stops reading must not park megabytes in the
+         * kernel for us: the stream's own queue is the buffer that counts,
+         * and its bound is what cuts a slow reader off. */
+        if (req->hc->fd >= 0) {
+            int sndbuf = STREAM_SNDBUF;
+            (void)setsockopt(req->hc->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        }
         buf_release(&resp->body);
     } else {
         size_t len = resp->body.len;

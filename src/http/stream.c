@@ -280,6 +280,30 @@ void http_stream_on_stop(struct http_stream *st, void (*fn)(void *arg), void *ar
         fn(arg);
 }
 
+void http_stream_end_with(struct http_stream *st, const void *data, size_t len)
+{
+    if (st == NULL)
+        return;
+    lock_take(&st->lock);
+    /* The last bytes (a stream's trailer) go in whatever the queue holds:
+     * the bound is for the producer's pace, not for the end. */
+    if (!st->gone && !st->ended && len > 0) {
+        if (st->off > 0) {
+            memmove(st->q.data, st->q.data + st->off, st->q.len - st->off);
+            st->q.len -= st->off;
+            st->q.data[st->q.len] = '\0';
+            st->off = 0;
+        }
+        if (buf_append(&st->q, data, len, NULL) < 0)
+            st->gone = 1; /* better cut short than wrongly complete */
+    }
+    st->ended = 1;
+    st->on_stop = NULL;
+    stream_wake(st);
+    lock_give(&st->lock);
+    http_stream_unref(st);
+}
+
 void http_stream_end(struct http_stream *st)
 {
     if (st == NULL)

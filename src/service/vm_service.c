@@ -572,9 +572,13 @@ static int lifecycle(struct vm_service *s, struct rpc_call *call, enum vm_action
     }
     if (run_action(s, act, snap.container_id, args, call->deadline, err) < 0)
         goto out;
-    /* A start may publish on new Engine-picked host ports. */
-    if (act == ACT_BOOT || act == ACT_REBOOT)
+    /* A start may publish on new Engine-picked host ports. The inspect
+     * that reads them is newer than any news of the action itself (a
+     * restart's own "die"): only news after it may outvote this call. */
+    if (act == ACT_BOOT || act == ACT_REBOOT) {
+        stamp = vm_registry_stamp(s->registry, rec);
         refresh_from_backend(s, &snap, call->deadline);
+    }
     if (finish_transition(s, rec, &snap, t->to, stamp, err) < 0)
         goto out;
     log_info(t->event, "vm_id=%s force=%d", snap.id, args->force ? 1 : 0);
@@ -656,9 +660,13 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     }
     /* The entry goes only once the Engine confirmed removal or said the
      * container is already gone. */
+    /* Its destroy event is this call's doing, not news from behind our back. */
+    vm_registry_set_deleting(s->registry, rec, 1);
     if (s->backend->ops->remove(s->backend->ctx, snap.container_id, call->deadline, err) < 0) {
-        if (err->code != BERTH_NOT_FOUND)
+        if (err->code != BERTH_NOT_FOUND) {
+            vm_registry_set_deleting(s->registry, rec, 0);
             goto out;
+        }
         berth_err_clear(err);
     }
     vm_registry_remove(s->registry, rec);

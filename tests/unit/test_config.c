@@ -59,6 +59,7 @@ static const char *const all_env[] = {
     "BERTH_PULL_TIMEOUT",
     "BERTH_HTTP_THREADS",
     "BERTH_WORKERS",
+    "BERTH_STREAM_QUEUE_BYTES",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */

@@ -77,6 +77,7 @@ const struct backend_ops docker_backend_ops = {
     .replica_list = docker_replica_list,
     .replica_delete = docker_replica_delete,
     .logs = docker_logs,
+    .logs_follow = docker_logs_follow,
     .cancel_all = docker_backend_cancel_all,
     .destroy = docker_backend_destroy,
 };

@@ -163,6 +163,9 @@ int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, cons
 int docker_logs_parse(const char *data, size_t len, int tty, struct backend_log_list *out,
                       struct berth_err *err) BERTH_MUST_USE;
 /* backend_ops.logs. */
+int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query *q,
+                       int64_t deadline, const atomic_int *stop, backend_log_fn on_line, void *arg,
+                       struct berth_err *err);
 int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                 struct backend_log_list *out, struct berth_err *err);
 
