@@ -253,8 +253,13 @@ static void test_engine(void)
     berth_err_clear(&err);
     CHECK_MSG(swarm_backend_new(&cfg, &b, &err) == 0, "%s", err.msg);
     CHECK_STR(b.ops->name, "swarm");
-    CHECK(b.ops->create != NULL && b.ops->replica_update == NULL);
+    CHECK(b.ops->create != NULL && b.ops->replica_update != NULL && b.ops->replica_recover == NULL);
     dl = berth_now_ms() + 5000;
+    /* Not driven yet: refused before any Engine call. */
+    berth_err_clear(&err);
+    CHECK(b.ops->replica_update(b.ctx, &spec, NULL, dl, NULL, &err) < 0 &&
+          err.code == BERTH_UNIMPLEMENTED && strstr(err.msg, "swarm backend") != NULL);
+    berth_err_clear(&err);
 
     memset(&res, 0, sizeof(res));
     CHECK_MSG(b.ops->replica_apply(b.ctx, &spec, dl, &res, &err) == 0, "%s", err.msg);

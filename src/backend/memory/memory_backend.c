@@ -69,6 +69,11 @@ static int mem_replica_list(void *ctx, enum object_kind kind, const char *id, in
                             struct backend_replica_set_list *out, struct berth_err *err);
 static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                               int64_t deadline, size_t *removed, struct berth_err *err);
+static int mem_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                              const struct backend_update_opts *opts, int64_t deadline,
+                              struct backend_update_result *out, struct berth_err *err);
+static int mem_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                               int64_t deadline, int *acted, struct berth_err *err);
 
 static const struct backend_ops memory_ops = {
     .name = "memory",
@@ -87,6 +92,8 @@ static const struct backend_ops memory_ops = {
     .replica_get = mem_replica_get,
     .replica_list = mem_replica_list,
     .replica_delete = mem_replica_delete,
+    .replica_update = mem_replica_update,
+    .replica_recover = mem_replica_recover,
     .stats = mem_stats,
     .stats_sweep = mem_stats_sweep,
     .logs = mem_logs,
@@ -589,6 +596,23 @@ static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, 
     const struct backend self = {&memory_ops, ctx};
 
     return docker_replicas_delete(&self, kind, ns, id, deadline, removed, err);
+}
+
+static int mem_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                              const struct backend_update_opts *opts, int64_t deadline,
+                              struct backend_update_result *out, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_update(&self, spec, opts, deadline, out, err);
+}
+
+static int mem_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                               int64_t deadline, int *acted, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_recover(&self, kind, ns, id, deadline, acted, err);
 }
 
 int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st)
