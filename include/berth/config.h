@@ -55,6 +55,10 @@ struct berth_config {
     char *registry_auth_file;     /* Docker client config; "" = none */
     int64_t pull_progress_timeout_s;
     int64_t pull_timeout_s;
+    int64_t update_parallelism;      /* replicas an update replaces at a time */
+    int64_t update_health_timeout_s; /* a new replica may take this long to be ready */
+    int64_t update_min_ready_ms;     /* a new replica must run this long to be ready */
+    int64_t update_drain_ms;         /* an old replica leaves answers this long before it stops */
 };
 
 /* The registry credentials file read when it exists (and only then). */

@@ -57,6 +57,10 @@ static const char *const all_env[] = {
     "BERTH_REGISTRY_AUTH_FILE",
     "BERTH_PULL_PROGRESS_TIMEOUT",
     "BERTH_PULL_TIMEOUT",
+    "BERTH_UPDATE_PARALLELISM",
+    "BERTH_UPDATE_HEALTH_TIMEOUT",
+    "BERTH_UPDATE_MIN_READY_MS",
+    "BERTH_UPDATE_DRAIN_MS",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
