@@ -14,6 +14,7 @@ static void test_tickets(void);
 static void test_tombstones(void);
 static void test_sweep(void);
 static void test_news(void);
+static void test_list(void);
 static int answer_is(struct replica_cache *c, enum object_kind k, const char *ns, const char *id,
                      const char *want);
 
@@ -172,6 +173,50 @@ static void test_news(void)
     replica_cache_free(c);
 }
 
+/* List: the summaries of one kind (one namespace or all), live entries
+ * only, copied out; a newer summary replaces an older one; complete only
+ * once said so. */
+static void test_list(void)
+{
+    struct replica_cache *c = replica_cache_new();
+    struct arena *a = arena_new();
+    struct replica_cache_summary s1 = {"img:1", 3, 2, 1}, s2 = {"img:2", 1, 1, 2};
+    struct replica_cache_item *items = NULL;
+    size_t n = 0;
+    uint64_t t;
+
+    CHECK(c != NULL && a != NULL);
+    CHECK(!replica_cache_complete(c));
+    t = replica_cache_begin(c);
+    replica_cache_put(c, OBJECT_DEPLOYMENT, "a", "d1", (const uint8_t *)"x", 1, &s1, t);
+    replica_cache_put(c, OBJECT_DEPLOYMENT, "b", "d2", (const uint8_t *)"y", 1, &s2, t);
+    replica_cache_put(c, OBJECT_GATEWAY, "a", "g1", (const uint8_t *)"z", 1, NULL, t);
+    replica_cache_drop(c, OBJECT_DEPLOYMENT, "a", "gone", t);
+    replica_cache_end(c, t);
+    replica_cache_set_complete(c);
+    CHECK(replica_cache_complete(c));
+
+    CHECK(replica_cache_list(c, OBJECT_DEPLOYMENT, NULL, a, &items, &n) == 0 && n == 2);
+    CHECK(replica_cache_list(c, OBJECT_DEPLOYMENT, "a", a, &items, &n) == 0 && n == 1);
+    if (n == 1) {
+        CHECK_STR(items[0].id, "d1");
+        CHECK_STR(items[0].sum.image, "img:1");
+        CHECK(items[0].sum.replicas == 3 && items[0].sum.running == 2 && items[0].sum.status == 1);
+    }
+    CHECK(replica_cache_list(c, OBJECT_GATEWAY, NULL, a, &items, &n) == 0 && n == 1);
+    if (n == 1)
+        CHECK_STR(items[0].sum.image, "");
+
+    t = replica_cache_begin(c);
+    replica_cache_put(c, OBJECT_DEPLOYMENT, "a", "d1", (const uint8_t *)"x", 1, &s2, t);
+    replica_cache_end(c, t);
+    CHECK(replica_cache_list(c, OBJECT_DEPLOYMENT, "a", a, &items, &n) == 0 && n == 1);
+    if (n == 1)
+        CHECK_STR(items[0].sum.image, "img:2");
+    arena_free(a);
+    replica_cache_free(c);
+}
+
 int main(void)
 {
     test_put_get();
@@ -179,5 +224,6 @@ int main(void)
     test_tombstones();
     test_sweep();
     test_news();
+    test_list();
     return test_summary("test_replica_cache");
 }
