@@ -139,6 +139,7 @@ static int rs_read_ref(const struct rs_binding *b, const ProtobufCMessage *in, c
 static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
                         struct krane_summary *out);
 static void rs_recover(struct replica_service *s, const struct rs_pending *p, int64_t deadline);
+static int rs_sync(struct replica_service *s, int64_t deadline, int recover, struct berth_err *err);
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
@@ -756,6 +757,13 @@ out:
 
 int replica_service_sync(struct replica_service *s, int64_t deadline, struct berth_err *err)
 {
+    return rs_sync(s, deadline, 1, err);
+}
+
+/* replica_service_sync; recover 0: no recovery (List, which must change
+ * nothing, fills the cache so before the first sync). */
+static int rs_sync(struct replica_service *s, int64_t deadline, int recover, struct berth_err *err)
+{
     struct arena *a = arena_new();
     uint64_t ticket = replica_cache_begin(s->cache);
     struct rs_pending *pending = NULL;
@@ -778,7 +786,7 @@ int replica_service_sync(struct replica_service *s, int64_t deadline, struct ber
     rc = 0;
 out:
     replica_cache_end(s->cache, ticket);
-    if (rc == 0)
+    if (rc == 0 && recover)
         rs_recover(s, pending, deadline);
     arena_free(a);
     return rc;
@@ -1162,7 +1170,7 @@ static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
         return -1;
     page = req.page_size == 0 ? RS_LIST_DEFAULT : (size_t)req.page_size;
 
-    if (!replica_cache_complete(s->cache) && replica_service_sync(s, call->deadline, err) < 0)
+    if (!replica_cache_complete(s->cache) && rs_sync(s, call->deadline, 0, err) < 0)
         return -1;
     if (replica_cache_list(s->cache, b->kind->kind, req.ns[0] != '\0' ? req.ns : NULL, call->arena,
                            &items, &n) < 0 ||

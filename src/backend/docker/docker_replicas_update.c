@@ -244,12 +244,17 @@ static int rp_wait_ready(struct rp_update *u, char *const *ids, const unsigned *
 /* ---- the steps of an update -------------------------------------------- */
 
 /* Stop an old replica its new one replaced (noted first, so a rollback
- * starts it again whatever the stop did). */
+ * starts it again whatever the stop did). One that was not running stays
+ * as it is, for the clean-up to remove, and a rollback leaves it so. */
 static int rp_retire(struct rp_update *u, const struct rp_member *old, int64_t deadline,
                      struct berth_err *err)
 {
-    char *id = strdup(old->c->id);
+    enum backend_state st = old->c->state;
+    char *id;
 
+    if (st == BACKEND_STATE_CREATED || st == BACKEND_STATE_EXITED || st == BACKEND_STATE_DEAD)
+        return 0;
+    id = strdup(old->c->id);
     if (id == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     u->retired[u->n_retired++] = id;
