@@ -284,8 +284,10 @@ static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t 
         }
         if (found == SW_OURS) {
             /* Swarm itself keeps the tasks of a service whole: a retry of
-             * the same spec has nothing to do. */
-            if (strcmp(svc.digest, spec->digest) != 0 || strcmp(svc.ns, spec->ns) != 0) {
+             * the same spec has nothing to do. The digest leaves the count
+             * out, so it is compared on its own. */
+            if (strcmp(svc.digest, spec->digest) != 0 || strcmp(svc.ns, spec->ns) != 0 ||
+                svc.wanted != spec->replicas) {
                 berth_err_set(err, BERTH_ALREADY_EXISTS,
                               "%s '%s' already exists with a different spec", kname, spec->id);
                 goto out;
