@@ -132,6 +132,15 @@ static const struct opt opt_table[] = {
     {"stream-queue-bytes", "BERTH_STREAM_QUEUE_BYTES", OPT_INT, OFF(stream_queue_bytes), 4096,
      268435456, "1048576",
      "bytes a stream's reader may fall behind before it is cut off (resource_exhausted)"},
+    {"update-parallelism", "BERTH_UPDATE_PARALLELISM", OPT_INT, OFF(update_parallelism), 1, 100,
+     "1", "replicas an Update of a gateway or deployment replaces at a time"},
+    {"update-health-timeout", "BERTH_UPDATE_HEALTH_TIMEOUT", OPT_INT, OFF(update_health_timeout_s),
+     1, 3600, "60",
+     "seconds a new replica of an Update may take to be ready before the Update is rolled back"},
+    {"update-min-ready-ms", "BERTH_UPDATE_MIN_READY_MS", OPT_INT, OFF(update_min_ready_ms), 0,
+     600000, "1000", "ms a new replica of an Update must run without a restart to count as ready"},
+    {"update-drain-ms", "BERTH_UPDATE_DRAIN_MS", OPT_INT, OFF(update_drain_ms), 0, 600000, "1000",
+     "ms an old replica an Update replaced is left out of answers before it is stopped"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

@@ -141,6 +141,10 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     gc.advertise_host = cfg->advertise_host;
     gc.publish_address = cfg->publish_address;
     gc.max_replicas_total = cfg->max_replicas_total;
+    gc.update_parallelism = (unsigned)cfg->update_parallelism;
+    gc.update_ready_timeout_ms = cfg->update_health_timeout_s * 1000;
+    gc.update_min_ready_ms = cfg->update_min_ready_ms;
+    gc.update_drain_ms = cfg->update_drain_ms;
     d->replica_svc = replica_service_new(&gc, &d->backend);
     if (d->replica_svc == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");

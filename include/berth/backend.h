@@ -192,14 +192,15 @@ struct backend_replica_spec {
     const char *ns;        /* the namespace, "" for none */
     const char *id;        /* unique within the kind, whatever the namespace */
     unsigned replicas;     /* 1 .. BACKEND_MAX_REPLICAS */
-    /* Names the spec: an apply with the digest the set was made with is a
-     * retry of the same spec, any other digest a different spec. */
+    /* Names the template (everything but the replica count): an apply
+     * with the digest and count the set has is a retry of the same spec;
+     * an update with the same digest and another count only scales. */
     const char *digest;
     /* NULL, or an environment name each replica gets, set to "<id>-<index>". */
     const char *instance_env;
     /* What every replica runs. name is ignored (the backend names them);
      * labels are added to the backend's own (kind, id, namespace, index,
-     * digest, replica count). */
+     * digest, replica count, generation). */
     struct backend_spec tmpl;
 };
 
@@ -223,6 +224,9 @@ struct backend_replica_set {
     unsigned wanted;               /* replicas the set was applied with; 0: unknown */
     struct backend_replica *items; /* sorted by index; an index may repeat */
     size_t n;
+    /* An update did not finish (berthd stopped half way) or left something
+     * behind: replica_recover settles it. */
+    int unsettled;
 };
 
 struct backend_replica_set_list {
@@ -241,6 +245,12 @@ struct backend_apply_result {
 struct backend_update_opts {
     unsigned parallelism;     /* instances replaced at a time; 0: 1 */
     int64_t ready_timeout_ms; /* a new instance may take this long to be ready; 0: the deadline */
+    /* A new instance is ready once it has run this long without a restart
+     * (and, where it has a health check, is healthy); 0: once it runs. */
+    int64_t min_ready_ms;
+    /* An old instance leaves the set's answers this long before it is
+     * stopped, so clients that just read its address still reach it. */
+    int64_t drain_ms;
 };
 
 /* What an update did, for the caller's log. */
@@ -423,14 +433,15 @@ struct backend_ops {
     /* Make the set `spec` describes whole: replicas it lacks are made and
      * started, existing ones that were stopped, never started or paused are
      * woken; a retry of the same spec is success. A set of that (kind, id)
-     * with another digest, namespace or more replicas: already_exists,
+     * with another digest, namespace or replica count: already_exists,
      * nothing changed. On failure what this call made is removed again (best
      * effort, past the deadline by a little), what existed before stays.
      * *out, when not NULL, says what was done. Callers serialise apply and
      * delete of one set. */
     int (*replica_apply)(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                          struct backend_apply_result *out, struct berth_err *err);
-    /* The instances of (kind, ns, id), into *out (the caller releases it).
+    /* The instances of (kind, ns, id), into *out (the caller releases it):
+     * one per index, the one that serves it while an update replaces it.
      * None in that namespace: not_found, *out untouched. */
     int (*replica_get)(void *ctx, enum object_kind kind, const char *ns, const char *id,
                        int64_t deadline, struct backend_replica_set *out, struct berth_err *err);
@@ -444,16 +455,28 @@ struct backend_ops {
      * the instances that failed stay. */
     int (*replica_delete)(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
-    /* Bring the existing set of (kind, spec->id) to `spec`: the same digest
-     * and count is success with nothing touched; another count of the same
-     * template adds instances at the next indexes or removes the highest;
-     * anything else replaces instances opts->parallelism at a time, each new
-     * one ready before the old one goes. On failure what was replaced is
-     * rolled back and every new instance removed. None: not_found. Callers
-     * serialise update, apply and delete of one set. */
+    /* Bring the existing set of (kind, spec->ns, spec->id) to `spec`: the
+     * same digest and count is success with nothing touched; another count
+     * of the same template adds instances at the next indexes or removes the
+     * highest; anything else replaces instances opts->parallelism at a time,
+     * each new one ready before the old one goes. When a new instance fails
+     * to become ready (failed_precondition, or deadline_exceeded past
+     * opts->ready_timeout_ms or the deadline) what was replaced is rolled
+     * back and every new instance removed: the set is as before the call.
+     * None in that namespace: not_found. What the update is doing survives
+     * a crash of the caller: replica_recover finishes or undoes it. Callers
+     * serialise update, apply, recover and delete of one set. NULL when the
+     * backend cannot update sets. */
     int (*replica_update)(void *ctx, const struct backend_replica_spec *spec,
                           const struct backend_update_opts *opts, int64_t deadline,
                           struct backend_update_result *out, struct berth_err *err);
+    /* Settle a set that replica_list or replica_get showed `unsettled`: an
+     * update a crash interrupted is finished when every new instance is
+     * there and ready, else rolled back; what an update left behind goes.
+     * *acted (when not NULL) says whether anything changed. A settled set,
+     * or none, is success. NULL when sets are never left unsettled. */
+    int (*replica_recover)(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, int *acted, struct berth_err *err);
 
     /* The lines container `id` printed that `q` asks for, oldest first,
      * into *out (the caller releases it). Only managed containers: any

@@ -3,7 +3,9 @@
  * image. One set of handlers serves both services through a per-kind table:
  * validate, map the krane message to a replica spec, answer. Get answers
  * live from the backend; a cache of the last known answers
- * (berth/replica_cache.h) serves Get while the Engine is unreachable. */
+ * (berth/replica_cache.h) serves Get while the Engine is unreachable, and
+ * List always. Update scales a set or replaces its replicas one batch at a
+ * time, with the backend's replica_update. */
 #ifndef BERTH_REPLICA_SERVICE_H
 #define BERTH_REPLICA_SERVICE_H
 
@@ -20,6 +22,13 @@ struct replica_service_config {
     /* Gateway and deployment replicas there may be in all (a Create that
      * would go over is resource_exhausted); 0: no limit. */
     int64_t max_replicas_total;
+    /* Updates: replicas replaced at a time (0: 1), how long a new one may
+     * take to be ready (0: the call's deadline), how long it must run to
+     * be ready, how long an old one leaves the answers before it stops. */
+    unsigned update_parallelism;
+    int64_t update_ready_timeout_ms;
+    int64_t update_min_ready_ms;
+    int64_t update_drain_ms;
 };
 
 struct replica_service;
@@ -34,10 +43,12 @@ void replica_service_free(struct replica_service *s);
 /* Put the handlers of both services into the RPC table. */
 int replica_service_register(struct replica_service *s, struct router *r) BERTH_MUST_USE;
 
-/* Bring the cache of last known answers in line with the backend: list
- * every gateway and deployment set, store each object's answer and forget
- * the objects that have none left. Run at start and whenever the engine
- * comes back. On failure the cache is left as it was. */
+/* Bring the cache of last known answers in line with the backend: settle
+ * the sets an update left half way when berthd stopped (finished or rolled
+ * back, see backend_ops.replica_recover), then list every gateway and
+ * deployment set, store each object's answer and forget the objects that
+ * have none left. Run at start and whenever the engine comes back. On
+ * failure the cache is left as it was. */
 int replica_service_sync(struct replica_service *s, int64_t deadline,
                          struct berth_err *err) BERTH_MUST_USE;
 

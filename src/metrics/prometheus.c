@@ -350,7 +350,9 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
         const char *id = backend_container_label(&list.items[i], ki->id_label);
         size_t g = 0;
 
-        if (id == NULL || id[0] == '\0')
+        /* A set's record is no replica: it never runs. */
+        if (id == NULL || id[0] == '\0' ||
+            backend_container_label(&list.items[i], LABEL_RECORD) != NULL)
             continue;
         while (g < n_groups && strcmp(groups[g].id, id) != 0)
             g++;

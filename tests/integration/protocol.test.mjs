@@ -309,14 +309,16 @@ describe("Connect protocol (memory backend)", { skip }, () => {
     });
   });
 
-  describe("methods that answer unimplemented", () => {
+  describe("methods with side effects: POST only", () => {
     const rows = [
-      { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false },
-      { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false },
+      { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false, field: "gateway" },
+      { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false, field: "deployment" },
     ];
     for (const row of rows) {
-      test(`${row.description} by POST answers 501 unimplemented`, async () => {
-        assertError(await d.postJson(row.path, {}), 501, "unimplemented", `POST ${row.path}`);
+      test(`${row.description} by POST without its object answers 400 invalid_argument`, async () => {
+        const r = await d.postJson(row.path, {});
+        assertError(r, 400, "invalid_argument", `POST ${row.path}`);
+        assert.ok(r.json.message.includes(`'${row.field}'`), r.json.message);
       });
       if (row.get) {
         test(`${row.description} by GET (NO_SIDE_EFFECTS) answers 501 unimplemented`, async () => {

@@ -430,6 +430,7 @@ describe("an Engine outage while berthd runs", { skip }, () => {
     { description: "CreateGateway", path: `${GW}/CreateGateway`, body: () => ({ gateway: { namespace: "outage", gatewayId: gxId("late"), image: REPLICA_IMAGE, replicas: 1 } }) },
     { description: "CreateGateway retry of the existing gateway", path: `${GW}/CreateGateway`, body: () => ({ gateway: { namespace: "outage", gatewayId: gw, image: REPLICA_IMAGE, replicas: 2 } }) },
     { description: "DeleteGateway", path: `${GW}/DeleteGateway`, body: () => gwGet },
+    { description: "UpdateGateway", path: `${GW}/UpdateGateway`, body: () => ({ gateway: { namespace: "outage", gatewayId: gw, image: REPLICA_IMAGE, replicas: 1 } }) },
     { description: "CreateDeployment", path: `${DEP}/CreateDeployment`, body: () => ({ deployment: { namespace: "outage", deploymentId: gxId("late"), image: REPLICA_IMAGE, replicas: 1 } }) },
     { description: "DeleteDeployment", path: `${DEP}/DeleteDeployment`, body: () => depGet },
     { description: "GetGateway of an id berthd never saw", path: `${GW}/GetGateway`, body: () => ({ gatewayId: gxId("never") }) },
@@ -456,6 +457,23 @@ describe("an Engine outage while berthd runs", { skip }, () => {
       const took = Date.now() - t0;
       assert.equal(r.status, 200, `${p} -> ${r.status} ${r.text}`);
       assert.deepEqual(r.json, before, `${p} answers what it answered before the outage`);
+      assert.ok(took < FAST_MS, `${p} answered in ${took} ms`);
+    }
+  });
+
+  test(`Engine down: ListGateways and ListDeployments answer from memory within ${FAST_MS} ms`, async () => {
+    for (const [p, field, id, replicas] of [
+      [`${GW}/ListGateways`, "gateways", gw, 2],
+      [`${DEP}/ListDeployments`, "deployments", dep, 1],
+    ]) {
+      const t0 = Date.now();
+      const r = await krane(p, { namespace: "outage" }, { timeoutMs: 10000 });
+      const took = Date.now() - t0;
+      assert.equal(r.status, 200, `${p} -> ${r.status} ${r.text}`);
+      const entry = (r.json[field] || []).find((x) => x.gatewayId === id || x.deploymentId === id);
+      assert.ok(entry, `${p} lists ${id}: ${r.text}`);
+      assert.equal(entry.replicas, replicas);
+      assert.equal(entry.image, REPLICA_IMAGE);
       assert.ok(took < FAST_MS, `${p} answered in ${took} ms`);
     }
   });

@@ -60,6 +60,10 @@ static const char *const all_env[] = {
     "BERTH_HTTP_THREADS",
     "BERTH_WORKERS",
     "BERTH_STREAM_QUEUE_BYTES",
+    "BERTH_UPDATE_PARALLELISM",
+    "BERTH_UPDATE_HEALTH_TIMEOUT",
+    "BERTH_UPDATE_MIN_READY_MS",
+    "BERTH_UPDATE_DRAIN_MS",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */

@@ -1349,8 +1349,8 @@ static void test_cache_stays_small(void)
 }
 
 /* The memory backend's own replica-set operations, without the service:
- * apply, the instances, listing, another spec refused, delete idempotent,
- * and no update yet. */
+ * apply, the instances, listing, another spec refused, delete idempotent.
+ * (Updates: test_replica_update.c.) */
 static void test_memory_replica_sets(void)
 {
     struct backend b = {0};
@@ -1373,7 +1373,7 @@ static void test_memory_replica_sets(void)
     CHECK(memory_backend_new(&b, &err) == 0);
     if (b.ops == NULL)
         return;
-    CHECK(b.ops->replica_update == NULL);
+    CHECK(b.ops->replica_update != NULL && b.ops->replica_recover != NULL);
     CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
     CHECK(res.existing == 0 && res.added == 2 && res.woken == 0);
     CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);

@@ -153,6 +153,12 @@ int docker_replica_list(void *ctx, enum object_kind kind, const char *id, int64_
                         struct backend_replica_set_list *out, struct berth_err *err);
 int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
+/* backend_ops.replica_update and replica_recover (docker_replicas_update.c). */
+int docker_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                          const struct backend_update_opts *opts, int64_t deadline,
+                          struct backend_update_result *out, struct berth_err *err);
+int docker_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, int *acted, struct berth_err *err);
 
 /* --- logs (docker_logs.c) --- */
 

@@ -22,16 +22,26 @@ struct mem_container {
     struct backend_log_list logs; /* what memory_backend_set_logs gave */
 };
 
+#define MEM_FAILS 4 /* failures armed at once */
+
+/* Calls of `op` to fail: `skip` succeed first, then `n` fail with `code`. */
+struct mem_fail {
+    char op[16];
+    int skip;
+    int n;
+    enum berth_code code;
+};
+
 struct mem_ctx {
     pthread_mutex_t lock;
-    struct mem_container **items; /* guarded by lock */
-    size_t n;                     /* guarded by lock */
-    uint64_t next_id;             /* guarded by lock */
-    int next_port;                /* guarded by lock */
-    char fail_op[16];             /* guarded by lock */
-    int fail_n;                   /* guarded by lock */
-    enum berth_code fail_code;    /* guarded by lock */
-    uint64_t sweeps;              /* guarded by lock: stats sweeps so far */
+    struct mem_container **items;     /* guarded by lock */
+    size_t n;                         /* guarded by lock */
+    uint64_t next_id;                 /* guarded by lock */
+    int next_port;                    /* guarded by lock */
+    struct mem_fail fails[MEM_FAILS]; /* guarded by lock */
+    char crash_image[256];            /* guarded by lock: its containers exit once started */
+    int crash_code;                   /* guarded by lock */
+    uint64_t sweeps;                  /* guarded by lock: stats sweeps so far */
 };
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
@@ -69,6 +79,11 @@ static int mem_replica_list(void *ctx, enum object_kind kind, const char *id, in
                             struct backend_replica_set_list *out, struct berth_err *err);
 static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                               int64_t deadline, size_t *removed, struct berth_err *err);
+static int mem_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                              const struct backend_update_opts *opts, int64_t deadline,
+                              struct backend_update_result *out, struct berth_err *err);
+static int mem_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                               int64_t deadline, int *acted, struct berth_err *err);
 
 static const struct backend_ops memory_ops = {
     .name = "memory",
@@ -87,6 +102,8 @@ static const struct backend_ops memory_ops = {
     .replica_get = mem_replica_get,
     .replica_list = mem_replica_list,
     .replica_delete = mem_replica_delete,
+    .replica_update = mem_replica_update,
+    .replica_recover = mem_replica_recover,
     .stats = mem_stats,
     .stats_sweep = mem_stats_sweep,
     .logs = mem_logs,
@@ -109,9 +126,16 @@ int memory_backend_new(struct backend *out, struct berth_err *err)
 /* Caller holds m->lock. */
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err)
 {
-    if (m->fail_n > 0 && strcmp(m->fail_op, op) == 0) {
-        m->fail_n--;
-        return berth_err_set(err, m->fail_code, "injected %s failure", op);
+    for (size_t i = 0; i < MEM_FAILS; i++) {
+        struct mem_fail *f = &m->fails[i];
+        if (f->n <= 0 || strcmp(f->op, op) != 0)
+            continue;
+        if (f->skip > 0) {
+            f->skip--;
+            continue;
+        }
+        f->n--;
+        return berth_err_set(err, f->code, "injected %s failure", op);
     }
     return 0;
 }
@@ -284,8 +308,15 @@ static int mem_transition(void *ctx, const char *op, const char *id, struct bert
     if (next != BACKEND_STATE_UNKNOWN)
         mc->c.state = next;
     if (mc->c.state == BACKEND_STATE_RUNNING &&
-        (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0))
+        (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0)) {
         mc->c.started_unix_ms = berth_unix_ms();
+        /* As the Engine: the start succeeds, then the command fails. */
+        if (m->crash_image[0] != '\0' && strcmp(mc->c.image, m->crash_image) == 0) {
+            mc->c.state = BACKEND_STATE_EXITED;
+            mc->c.exit_code = m->crash_code;
+            mc->c.finished_unix_ms = mc->c.started_unix_ms;
+        }
+    }
     rc = 0;
 out:
     lock_give(&m->lock);
@@ -523,9 +554,41 @@ void memory_backend_fail_next(struct backend *b, const char *op, int n, enum ber
     struct mem_ctx *m = b->ctx;
 
     lock_take(&m->lock);
-    snprintf(m->fail_op, sizeof(m->fail_op), "%s", op);
-    m->fail_n = n;
-    m->fail_code = code;
+    memset(m->fails, 0, sizeof(m->fails));
+    snprintf(m->fails[0].op, sizeof(m->fails[0].op), "%s", op);
+    m->fails[0].n = n;
+    m->fails[0].code = code;
+    lock_give(&m->lock);
+}
+
+int memory_backend_fail_later(struct backend *b, const char *op, int skip, int n,
+                              enum berth_code code)
+{
+    struct mem_ctx *m = b->ctx;
+    int rc = -1;
+
+    lock_take(&m->lock);
+    for (size_t i = 0; i < MEM_FAILS && rc < 0; i++) {
+        struct mem_fail *f = &m->fails[i];
+        if (f->n > 0 && strcmp(f->op, op) != 0)
+            continue;
+        snprintf(f->op, sizeof(f->op), "%s", op);
+        f->skip = skip;
+        f->n = n;
+        f->code = code;
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    return rc;
+}
+
+void memory_backend_crash_image(struct backend *b, const char *image, int exit_code)
+{
+    struct mem_ctx *m = b->ctx;
+
+    lock_take(&m->lock);
+    snprintf(m->crash_image, sizeof(m->crash_image), "%s", image ? image : "");
+    m->crash_code = exit_code;
     lock_give(&m->lock);
 }
 
@@ -589,6 +652,23 @@ static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, 
     const struct backend self = {&memory_ops, ctx};
 
     return docker_replicas_delete(&self, kind, ns, id, deadline, removed, err);
+}
+
+static int mem_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                              const struct backend_update_opts *opts, int64_t deadline,
+                              struct backend_update_result *out, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_update(&self, spec, opts, deadline, out, err);
+}
+
+static int mem_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                               int64_t deadline, int *acted, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_recover(&self, kind, ns, id, deadline, acted, err);
 }
 
 int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st)
