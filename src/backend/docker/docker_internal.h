@@ -63,6 +63,11 @@ int docker_backend_is_state_text(const char *msg);
 int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
                             char **id_out, struct berth_err *err);
 
+/* With --allowed-registries, the image's registry must be one of them:
+ * permission_denied otherwise, before the Engine is asked for anything. */
+int docker_check_registry(const struct docker_ctx *c, const char *image,
+                          struct berth_err *err) BERTH_MUST_USE;
+
 /* GET <prefix><escaped {"<filter_key>":[values...]}> that must answer a
  * JSON array: *out is the parsed array (the caller deletes it). Engine
  * failures are mapped once, naming `what`. */
@@ -108,6 +113,11 @@ int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err) BERT
  * naming the registry; unreachable, stalled: unavailable. */
 int docker_pull_image(struct docker_ctx *c, const char *image, int64_t deadline,
                       struct berth_err *err) BERTH_MUST_USE;
+/* The X-Registry-Auth value for `image`'s registry from the credentials
+ * (malloc'd into *out; the caller wipes and frees it), or *out = NULL when
+ * there is none for it. A malformed reference is invalid_argument. */
+int docker_pulls_auth_header(struct docker_pulls *p, const char *image, int64_t deadline,
+                             char **out, struct berth_err *err) BERTH_MUST_USE;
 /* backend_ops.pull_stats. */
 void docker_pull_stats(void *ctx, struct backend_pull_stats *out);
 
@@ -174,6 +184,15 @@ int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query
                        struct berth_err *err);
 int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                 struct backend_log_list *out, struct berth_err *err);
+/* The same for the output of `base` ("/containers/<full id>", or a Swarm
+ * task's "/tasks/<id>"), whose container has a TTY or not: no check that
+ * it is berthd's (the caller made it). */
+int docker_logs_read(struct docker_ctx *c, const char *base, int tty,
+                     const struct backend_log_query *q, int64_t deadline,
+                     struct backend_log_list *out, struct berth_err *err);
+int docker_logs_stream(struct docker_ctx *c, const char *base, int tty,
+                       const struct backend_log_query *q, int64_t deadline, const atomic_int *stop,
+                       backend_log_fn on_line, void *arg, struct berth_err *err);
 
 /* --- stats (docker_stats.c) --- */
 
