@@ -141,6 +141,10 @@ static const struct opt opt_table[] = {
      600000, "1000", "ms a new replica of an Update must run without a restart to count as ready"},
     {"update-drain-ms", "BERTH_UPDATE_DRAIN_MS", OPT_INT, OFF(update_drain_ms), 0, 600000, "1000",
      "ms an old replica an Update replaced is left out of answers before it is stopped"},
+    {"swarm-publish-mode", "BERTH_SWARM_PUBLISH_MODE", OPT_STR, OFF(swarm_publish_mode), 1, 0,
+     "host",
+     "--backend swarm: host (each replica's port on the node that runs it, an address per "
+     "replica) or ingress (the routing mesh: one port of the swarm's range on every node)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -549,6 +553,11 @@ int config_validate(const struct berth_config *cfg, struct berth_err *err)
         strcmp(cfg->backend, "memory") != 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "backend '%.64s': expected docker, swarm or memory", cfg->backend);
+    if (strcmp(cfg->swarm_publish_mode, "host") != 0 &&
+        strcmp(cfg->swarm_publish_mode, "ingress") != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "swarm-publish-mode '%.64s': expected host or ingress",
+                             cfg->swarm_publish_mode);
     if (check_ip_literal("publish-address", cfg->publish_address, err) < 0)
         return -1;
     if (check_tls(cfg, err) < 0 || check_listen(cfg, err) < 0)

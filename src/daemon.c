@@ -100,8 +100,15 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .pull_progress_timeout_ms = cfg->pull_progress_timeout_s * 1000,
         .pull_timeout_ms = cfg->pull_timeout_s * 1000,
     };
-    if (strcmp(cfg->backend, "swarm") == 0)
-        return swarm_backend_new(&dc, out, err);
+    if (strcmp(cfg->backend, "swarm") == 0) {
+        struct swarm_backend_config sc = {SWARM_PUBLISH_HOST};
+
+        if (swarm_publish_mode_parse(cfg->swarm_publish_mode, &sc.publish_mode) < 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "swarm-publish-mode '%.64s': expected host or ingress",
+                                 cfg->swarm_publish_mode);
+        return swarm_backend_new(&dc, &sc, out, err);
+    }
     return docker_backend_new(&dc, out, err);
 }
 
@@ -327,7 +334,8 @@ void daemon_reload(struct berth_daemon *d)
     else if (d->cfg->tls_cert[0] != '\0')
         log_info("tls.reload", "code=ok");
     berth_err_clear(&err);
-    if (docker_backend_reload_auth(&d->backend, &err) < 0)
+    if (docker_backend_reload_auth(&d->backend, &err) < 0 ||
+        swarm_backend_reload_auth(&d->backend, &err) < 0)
         log_warn("registry_auth.reload",
                  "code=%s error=%s reason=\"keeping the credentials in use\"",
                  berth_code_name(err.code), log_quote(&lq, err.msg));

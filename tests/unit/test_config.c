@@ -64,6 +64,7 @@ static const char *const all_env[] = {
     "BERTH_UPDATE_HEALTH_TIMEOUT",
     "BERTH_UPDATE_MIN_READY_MS",
     "BERTH_UPDATE_DRAIN_MS",
+    "BERTH_SWARM_PUBLISH_MODE",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
@@ -190,6 +191,7 @@ static void test_defaults(void)
     CHECK(r.cfg.idle_timeout_s == 60);
     CHECK(r.cfg.shutdown_grace_s == 30);
     CHECK_STR(r.cfg.backend, "docker");
+    CHECK_STR(r.cfg.swarm_publish_mode, "host");
     CHECK_STR(r.cfg.docker_socket, "/var/run/docker.sock");
     CHECK_STR(r.cfg.publish_address, "127.0.0.1");
     CHECK_STR(r.cfg.advertise_host, "");
@@ -357,6 +359,12 @@ static void test_bad_values(void)
          "listen",
          "empty"},
         {"bad backend", NULL, NULL, {"--backend=podman", NULL}, "backend", "'podman'"},
+        {"bad swarm publish mode",
+         NULL,
+         NULL,
+         {"--swarm-publish-mode=mesh", NULL},
+         "swarm-publish-mode",
+         "'mesh'"},
         {"unknown option", NULL, NULL, {"--no-such-thing=1", NULL}, "--no-such-thing", NULL},
         {"unknown option, single dash", NULL, NULL, {"-x", NULL}, "-x", NULL},
         {"missing value at the end", NULL, NULL, {"--listen", NULL}, "--listen", "needs a value"},

@@ -13,6 +13,8 @@
 #include "berth/buf.h"
 #include "berth/engine_client.h"
 
+struct swarm_state;
+
 /* Immutable after docker_backend_new (but for the probe's stop flag, which
  * has its lock), so shared by all threads; the engine client locks its own
  * pool. */
@@ -35,6 +37,9 @@ struct docker_ctx {
     pthread_mutex_t net_lock;
     int net_lock_made;
     struct docker_pulls *pulls; /* owned: credentials, pulls under way, their counters */
+    /* The Swarm backend's settings when it runs on this context (it frees
+     * them); NULL for the Docker backend. */
+    struct swarm_state *swarm;
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
