@@ -540,6 +540,7 @@ static void test_update(void)
              "[{\"ID\":\"t9\",\"ServiceID\":\"svc1\",\"Slot\":1,\"DesiredState\":\"shutdown\","
              "\"Status\":{\"State\":\"failed\",\"Err\":\"task: non-zero exit (3)\"},"
              "\"Spec\":{\"ContainerSpec\":{\"Labels\":{\"berth.spec\":\"d3\"}}}}]");
+    fe_reply(&fe, 200, tasks_of("d1", 3)); /* the old spec runs whole again */
     /* not ours in that namespace */
     fe_reply(&fe, 200, SERVICE_GW);
     cfg.socket_path = fe.sock;
@@ -594,7 +595,7 @@ static void test_update(void)
     berth_err_clear(&err);
     CHECK(b.ops->replica_update(b.ctx, &spec, &opts, dl, &res, &err) < 0);
     CHECK(err.code == BERTH_NOT_FOUND);
-    CHECK(fe_n_reqs(&fe) == 20);
+    CHECK(fe_n_reqs(&fe) == 21);
 
     backend_destroy(&b);
     fe_stop(&fe);

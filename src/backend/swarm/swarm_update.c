@@ -52,6 +52,7 @@ struct su_update {
 struct su_tasks {
     unsigned desired;     /* tasks meant to run */
     unsigned running;     /* of those, running */
+    unsigned new_desired; /* of those meant to run, of the new spec */
     unsigned new_running; /* running ones of the new spec */
 };
 
@@ -68,6 +69,7 @@ static int su_wait_scale(struct su_update *u, int64_t deadline, struct berth_err
 static void su_why(struct su_update *u, int64_t deadline, const char *status_msg, char *why,
                    size_t len);
 static void su_rollback(struct su_update *u);
+static void su_wait_settled(struct su_update *u, int64_t deadline);
 static int su_wait_rollout(struct su_update *u, const char *before, int64_t deadline,
                            struct berth_err *err);
 
@@ -147,10 +149,12 @@ static int su_count(struct su_update *u, int64_t deadline, struct su_tasks *out,
         if (sid == NULL || strcmp(sid, u->service_id) != 0 || desired == NULL ||
             strcmp(desired, "running") != 0)
             continue;
+        int fresh = strcmp(swarm_json_task_digest(t), u->spec->digest) == 0;
+
         out->desired++;
         out->running += running;
-        out->new_running +=
-            running && strcmp(swarm_json_task_digest(t), u->spec->digest) == 0 ? 1 : 0;
+        out->new_desired += fresh;
+        out->new_running += running && fresh;
     }
     cJSON_Delete(tasks);
     return 0;
@@ -315,6 +319,32 @@ static void su_rollback(struct su_update *u)
              berth_code_name(e.code), log_quote(&lq, e.msg));
 }
 
+/* After the Swarm rolled an update back: until the old count of tasks of
+ * the old spec runs again (a slot whose new task failed gets its old spec
+ * back only after the restart delay), within the ready timeout and the
+ * deadline. Whatever it finds then, the answer stays the rollback's. */
+static void su_wait_settled(struct su_update *u, int64_t deadline)
+{
+    int64_t timeout = u->opts.ready_timeout_ms;
+    int64_t by = timeout > 0 ? berth_deadline_min(deadline, timeout) : deadline;
+    struct su_tasks t;
+    struct berth_err e;
+
+    for (;;) {
+        berth_err_clear(&e);
+        if (su_count(u, by, &t, &e) < 0)
+            return;
+        if (t.desired == u->from_n && t.running == u->from_n && t.new_desired == 0)
+            return;
+        if (berth_now_ms() >= by) {
+            log_warn("swarm.rollback_unsettled", "kind=%s id=%s running=%u wanted=%u", u->kname,
+                     u->spec->id, t.running, u->from_n);
+            return;
+        }
+        su_sleep(SU_POLL_MS, by);
+    }
+}
+
 /* After a new template: until the Swarm's update completed with every task
  * of the new spec running, or was rolled back. `before` is the update
  * status's start time before this update (a status still showing an older
@@ -346,9 +376,11 @@ static int su_wait_rollout(struct su_update *u, const char *before, int64_t dead
             snprintf(st, sizeof(st), "%s", state);
             su_why(u, deadline, msg != NULL ? msg : "", why, sizeof(why));
             cJSON_Delete(svc);
-            if (strcmp(st, "rollback_completed") == 0)
+            if (strcmp(st, "rollback_completed") == 0) {
+                su_wait_settled(u, deadline);
                 return berth_err_set(err, BERTH_FAILED_PRECONDITION, "%s '%s': %s; rolled back",
                                      u->kname, u->spec->id, why);
+            }
             return berth_err_set(err, BERTH_FAILED_PRECONDITION,
                                  "%s '%s': %s; the swarm %s the update", u->kname, u->spec->id, why,
                                  strcmp(st, "paused") == 0 ? "paused" : "paused rolling back");
