@@ -470,6 +470,23 @@ static void test_not_manager(void)
               err.msg);
     fe_stop(&fe);
 
+    /* Readiness: the Engine answers and is still an active manager. */
+    fe_init(&fe);
+    fe_start(&fe);
+    fe_reply(&fe, 200, INFO_MANAGER);
+    fe_reply(&fe, 200, "OK"); /* /_ping */
+    fe_reply(&fe, 200, INFO_MANAGER);
+    fe_reply(&fe, 200, "OK");
+    fe_reply(&fe, 200, "{\"Swarm\":{\"LocalNodeState\":\"active\",\"ControlAvailable\":false}}");
+    cfg.socket_path = fe.sock;
+    berth_err_clear(&err);
+    CHECK_MSG(swarm_backend_new(&cfg, NULL, &b, &err) == 0, "%s", err.msg);
+    CHECK_MSG(b.ops->ping(b.ctx, berth_now_ms() + 2000, &err) == 0, "%s", err.msg);
+    CHECK(b.ops->ping(b.ctx, berth_now_ms() + 2000, &err) < 0 &&
+          err.code == BERTH_FAILED_PRECONDITION);
+    backend_destroy(&b);
+    fe_stop(&fe);
+
     /* Nothing answers yet: made anyway, judged later. */
     fe_init(&fe);
     cfg.socket_path = fe.sock;
