@@ -397,7 +397,8 @@ describe("gateways and deployments on a one-node Swarm", { skip }, () => {
       assert.equal(info.instances[0].address, `${swarm.address}:${port}`);
       await ok(`${DEP}/DeleteDeployment`, { namespace: "swarm", deploymentId: id }, d2);
     } finally {
-      await d2.stop();
+      const e = await d2.stop();
+      assert.equal(e.code, 0, `graceful exit: ${d2.stderr.slice(-2000)}`);
     }
   });
 
@@ -449,5 +450,10 @@ describe("gateways and deployments on a one-node Swarm", { skip }, () => {
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /code=failed_precondition/);
     assert.match(r.stderr, /is in no swarm/);
+  });
+
+  test("SIGTERM: graceful exit 0, the swarm followed until then", async () => {
+    const e = await d.stop();
+    assert.equal(e.code, 0, `graceful exit: ${d.stderr.slice(-2000)}`);
   });
 });

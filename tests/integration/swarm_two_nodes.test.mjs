@@ -126,4 +126,9 @@ describe("a deployment over a two-node Swarm", { skip }, () => {
     assert.match(r.stderr, /code=failed_precondition/);
     assert.match(r.stderr, /is a swarm worker, not a manager/);
   });
+
+  test("SIGTERM: graceful exit 0", async () => {
+    const e = await d.stop();
+    assert.equal(e.code, 0, `graceful exit: ${d.stderr.slice(-2000)}`);
+  });
 });

@@ -238,6 +238,10 @@ static void test_spec(void)
     CHECK_STR(label_of(uc, "FailureAction"), "rollback");
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(uc, "Monitor")) == 3e8);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(uc, "MaxFailureRatio")) == 0);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+              cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "TaskTemplate"),
+                                               "RestartPolicy"),
+              "Delay")) == 1e9);
     uc = cJSON_GetObjectItemCaseSensitive(j, "RollbackConfig");
     CHECK_STR(label_of(uc, "Order"), "start-first");
     CHECK_STR(label_of(uc, "FailureAction"), "pause");

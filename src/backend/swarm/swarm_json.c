@@ -25,6 +25,8 @@ static const struct {
     {"orphaned", BACKEND_STATE_DEAD},
 };
 
+#define SWARM_RESTART_DELAY_NS 1e9
+
 static const char *sj_string(const cJSON *obj, const char *key);
 static int sj_uint(const char *v, unsigned max, unsigned *out);
 static int sj_add_label(cJSON *labels, const char *key, const char *value);
@@ -248,8 +250,11 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
         bad |= cJSON_AddNumberToObject(limits, "MemoryBytes", (double)t->memory_bytes) == NULL;
     if (o->pids_limit > 0)
         bad |= cJSON_AddNumberToObject(limits, "Pids", (double)o->pids_limit) == NULL;
+    /* A task that ends, or whose node is drained or lost, is replaced a
+     * second later (the Swarm's default waits five). */
     policy = cJSON_AddObjectToObject(task, "RestartPolicy");
-    bad |= policy == NULL || cJSON_AddStringToObject(policy, "Condition", "any") == NULL;
+    bad |= policy == NULL || cJSON_AddStringToObject(policy, "Condition", "any") == NULL ||
+           cJSON_AddNumberToObject(policy, "Delay", SWARM_RESTART_DELAY_NS) == NULL;
 
     mode = cJSON_AddObjectToObject(root, "Mode");
     mode = mode ? cJSON_AddObjectToObject(mode, "Replicated") : NULL;
