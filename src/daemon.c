@@ -177,6 +177,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
         d->bus = event_bus_new();
         es.bus = d->bus;
         es.vms = d->vms;
+        es.replicas = d->replica_svc != NULL ? replica_service_cache(d->replica_svc) : NULL;
         d->event_svc = d->bus != NULL ? event_service_new(&es) : NULL;
         if (d->event_svc == NULL) {
             berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -187,6 +188,8 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
             goto fail;
         }
         vm_registry_set_listener(d->vms, event_service_vm_changed, d->bus);
+        if (es.replicas != NULL)
+            replica_cache_set_listener(es.replicas, event_service_replica_changed, d->bus);
     }
     if (rpc_streams_start((size_t)cfg->stream_queue_bytes, &d->streams, err) < 0)
         goto fail;
@@ -292,6 +295,8 @@ void daemon_stop(struct berth_daemon *d)
     rpc_streams_stop(d->streams);
     if (d->vms != NULL)
         vm_registry_set_listener(d->vms, NULL, NULL);
+    if (d->replica_svc != NULL)
+        replica_cache_set_listener(replica_service_cache(d->replica_svc), NULL, NULL);
     event_service_free(d->event_svc);
     event_bus_free(d->bus);
     auth_free(d->auth);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "berth/backend.h"
+#include "berth/replica_cache.h"
 #include "berth/router.h"
 
 struct replica_service_config {
@@ -55,6 +56,8 @@ int replica_service_sync(struct replica_service *s, int64_t deadline,
 /* Entries in the cache, the forgotten objects it still remembers included
  * (for tests: lookups of unknown ids must not make it grow). */
 size_t replica_service_cached(struct replica_service *s);
+/* The cache of last known answers (for watchers of its changes). */
+struct replica_cache *replica_service_cache(struct replica_service *s);
 
 /* Apply one engine event: for a gateway or deployment replica that
  * started, died, was paused, unpaused or removed, list its set again

@@ -233,6 +233,11 @@ size_t replica_service_cached(struct replica_service *s)
     return replica_cache_count(s->cache);
 }
 
+struct replica_cache *replica_service_cache(struct replica_service *s)
+{
+    return s->cache;
+}
+
 /* A backend without replica sets cannot serve these services. */
 static int rs_check_backend(struct replica_service *s, struct berth_err *err)
 {
