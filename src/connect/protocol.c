@@ -56,9 +56,6 @@ static int inflate_into(struct call_state *cs, const char *data, size_t len, str
 static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err);
 static int encode_output(struct call_state *cs, const ProtobufCMessage *out, struct berth_err *err);
 static int run_call(struct call_state *cs, struct berth_err *err);
-static int accepts_gzip(const struct http_request *req);
-static int gzip_coding_accepted(const char *item, size_t len);
-static int qvalue_is_zero(const char *q, size_t len);
 static int utf8_repair(const char *s, struct buf *out);
 static void respond_status(struct http_response *resp, int status);
 static void log_call(const struct rpc_route *route, const char *path, int status,
@@ -200,66 +197,6 @@ static int check_protocol_version(const struct http_request *req, struct berth_e
     berth_err_quote(quoted, sizeof(quoted), v, 24);
     return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                          "connect-protocol-version must be '1': got '%s'", quoted);
-}
-
-/* Whether a qvalue ("0", "0.000", "0.5", "1") is zero; an unreadable one
- * counts as zero, so we never compress for a client we did not understand. */
-static int qvalue_is_zero(const char *q, size_t len)
-{
-    size_t i = 0;
-    int nonzero = 0;
-
-    if (len == 0 || !isdigit((unsigned char)q[0]))
-        return 1;
-    for (; i < len && isdigit((unsigned char)q[i]); i++)
-        nonzero |= q[i] != '0';
-    if (i < len && q[i] == '.')
-        for (i++; i < len && isdigit((unsigned char)q[i]); i++)
-            nonzero |= q[i] != '0';
-    while (i < len && (q[i] == ' ' || q[i] == '\t'))
-        i++;
-    return i < len || !nonzero;
-}
-
-/* One Accept-Encoding list item ("gzip", " gzip ; q=0.5"): gzip with a
- * q-value other than zero (RFC 9110 12.5.3). */
-static int gzip_coding_accepted(const char *item, size_t len)
-{
-    size_t i = 0, n;
-
-    while (i < len && (item[i] == ' ' || item[i] == '\t'))
-        i++;
-    n = strcspn(item + i, ";, \t");
-    if (n != 4 || strncasecmp(item + i, "gzip", 4) != 0)
-        return 0;
-    i += n;
-    while (i < len) {
-        size_t end;
-        while (i < len && (item[i] == ' ' || item[i] == '\t' || item[i] == ';'))
-            i++;
-        end = i;
-        while (end < len && item[end] != ';')
-            end++;
-        if (end - i >= 2 && (item[i] == 'q' || item[i] == 'Q') && item[i + 1] == '=')
-            return !qvalue_is_zero(item + i + 2, end - i - 2);
-        i = end;
-    }
-    return 1;
-}
-
-static int accepts_gzip(const struct http_request *req)
-{
-    const char *ae = http_request_header(req, "Accept-Encoding");
-
-    while (ae != NULL && *ae != '\0') {
-        size_t n = strcspn(ae, ",");
-        if (gzip_coding_accepted(ae, n))
-            return 1;
-        ae += n;
-        if (*ae == ',')
-            ae++;
-    }
-    return 0;
 }
 
 static int inflate_into(struct call_state *cs, const char *data, size_t len, struct berth_err *err)
@@ -568,7 +505,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         berth_err_set(&err, BERTH_UNIMPLEMENTED, "unsupported or missing content type");
         goto unsupported;
     }
-    cs.gzip_response = accepts_gzip(req);
+    cs.gzip_response = gzip_accepted(http_request_header(req, "Accept-Encoding"));
     atomic_fetch_add(&cs.route->stats.in_flight, 1);
     if (run_call(&cs, &err) < 0)
         connect_write_error(resp, &err);
