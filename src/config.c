@@ -357,9 +357,12 @@ void config_release(struct berth_config *cfg)
 }
 
 /* A BERTH_* variable that names no option is most likely a typo: say so,
- * naming the variable (never its value). */
+ * naming the variable (never its value). The command line's own variables
+ * (the same binary's client) are not typos. */
 static void warn_unknown_env(void)
 {
+    static const char *const client_env[] = {"BERTH_ADDR", "BERTH_TOKEN"};
+
     for (char **e = environ; e != NULL && *e != NULL; e++) {
         const char *eq = strchr(*e, '=');
         size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
@@ -371,6 +374,8 @@ static void warn_unknown_env(void)
             continue;
         for (size_t i = 0; i < N_OPTS && !known; i++)
             known = strlen(opt_table[i].env) == len && strncmp(opt_table[i].env, *e, len) == 0;
+        for (size_t i = 0; i < sizeof(client_env) / sizeof(client_env[0]) && !known; i++)
+            known = strlen(client_env[i]) == len && strncmp(client_env[i], *e, len) == 0;
         if (known)
             continue;
         name = strndup(*e, len);

@@ -239,15 +239,17 @@ void daemon_stop(struct berth_daemon *d)
         if (http_server_wait_idle(d->http, berth_now_ms() + d->cfg->shutdown_grace_s * 1000) < 0)
             log_warn("server.stop", "reason=\"requests still under way after the grace period\"");
     }
-    /* Nothing needs the Engine any more: whatever still waits on it (a call
-     * past the grace period, the watcher's sync) is cut short, so every
-     * thread can be joined. */
-    backend_cancel_all(&d->backend);
+    /* The watcher learns it is stopping before its Engine calls start to
+     * fail, so it ends quietly instead of reporting an Engine outage. */
     lock_take(&d->lock);
     d->stopping = 1;
     atomic_store(&d->stop_flag, 1);
     pthread_cond_broadcast(&d->wake);
     lock_give(&d->lock);
+    /* Nothing needs the Engine any more: whatever still waits on it (a call
+     * past the grace period, the watcher's sync) is cut short, so every
+     * thread can be joined. */
+    backend_cancel_all(&d->backend);
     if (d->watcher_started)
         pthread_join(d->watcher, NULL);
     http_server_free(d->http);
@@ -394,7 +396,8 @@ static void replica_sync(struct berth_daemon *d)
     struct berth_err err;
 
     berth_err_clear(&err);
-    if (replica_service_sync(d->replica_svc, berth_now_ms() + 30000, &err) < 0) {
+    if (replica_service_sync(d->replica_svc, berth_now_ms() + 30000, &err) < 0 &&
+        !atomic_load(&d->stop_flag)) {
         struct log_quoted lq;
         log_warn("krane.sync", "code=%s error=%s", berth_code_name(err.code),
                  log_quote(&lq, err.msg));
@@ -438,6 +441,9 @@ static void *watcher_main(void *arg)
             if (up)
                 replica_sync(d);
         }
+        /* A call cut short by the stop is no news about the Engine. */
+        if (atomic_load(&d->stop_flag))
+            break;
         if (up != was_up) {
             if (up)
                 log_info("engine.up", "backend=%s", d->backend.ops->name);
@@ -456,6 +462,9 @@ static void *watcher_main(void *arg)
             if (d->backend.ops->watch(d->backend.ctx, d->events_since_ns, &d->stop_flag,
                                       on_engine_event, d, &err) < 0) {
                 struct log_quoted lq;
+
+                if (atomic_load(&d->stop_flag))
+                    break;
                 log_warn("engine.events", "reason=%s", log_quote(&lq, err.msg));
                 was_up = -1;
                 /* A stream that breaks again soon after it opened backs off
