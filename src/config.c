@@ -287,9 +287,11 @@ static void config_markdown(FILE *out)
             "key and the registry credentials are read again even when their names did not\n"
             "change. A change of any other option is logged as needing a restart\n"
             "(`config.restart_needed`, naming the options) and left alone until then. The\n"
-            "log names the options that changed, never their values. A file that does not\n"
-            "load is logged as an error (`config.reload`) and the configuration in use\n"
-            "stays; berthd never exits on SIGHUP.\n");
+            "log names the options that changed, never their values. A token, TLS or\n"
+            "credentials file that does not load is a warning (`config.reload_failed`) and\n"
+            "the one in use stays. A configuration file that does not load is logged as an\n"
+            "error (`config.reload`) and the configuration in use stays; berthd never\n"
+            "exits on SIGHUP.\n");
 }
 
 void config_print(const struct berth_config *cfg, FILE *out)

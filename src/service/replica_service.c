@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,8 @@ struct replica_service {
     struct backend *backend; /* borrowed */
     char *advertise_host;    /* owned, read-only */
     struct rs_binding bind[RS_KIND_COUNT];
-    struct replica_cache *cache; /* owned; locks itself */
-    int64_t max_replicas_total;  /* 0: no limit */
+    struct replica_cache *cache;        /* owned; locks itself */
+    _Atomic int64_t max_replicas_total; /* 0: no limit; a reload may change it */
     pthread_mutex_t busy_lock;
     pthread_cond_t busy_cond;
     /* "<kind>/<id>" of every Create and Delete under way, borrowed from the
@@ -164,7 +165,7 @@ struct replica_service *replica_service_new(const struct replica_service_config 
         return NULL;
     }
     s->backend = backend;
-    s->max_replicas_total = cfg->max_replicas_total;
+    atomic_init(&s->max_replicas_total, cfg->max_replicas_total);
     for (int i = 0; i < RS_KIND_COUNT; i++) {
         s->bind[i].s = s;
         s->bind[i].kind = &rs_kinds[i];
@@ -175,6 +176,11 @@ struct replica_service *replica_service_new(const struct replica_service_config 
     lock_init(&s->busy_lock);
     pthread_cond_init(&s->busy_cond, NULL);
     return s;
+}
+
+void replica_service_set_limit(struct replica_service *s, int64_t max_replicas_total)
+{
+    atomic_store(&s->max_replicas_total, max_replicas_total);
 }
 
 void replica_service_free(struct replica_service *s)
@@ -772,8 +778,9 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
                           const struct krane_object *o, int64_t deadline, struct berth_err *err)
 {
     uint64_t total = o->replicas;
+    int64_t max_total = atomic_load(&s->max_replicas_total);
 
-    if (s->max_replicas_total <= 0)
+    if (max_total <= 0)
         return 0;
     for (int k = 0; k < OBJECT_KIND_COUNT; k++) {
         struct backend_replica_set_list l = {NULL, 0};
@@ -792,11 +799,11 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
         }
         backend_replica_set_list_release(&l);
     }
-    if (total > (uint64_t)s->max_replicas_total)
+    if (total > (uint64_t)max_total)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
                              "field '%s.replicas': %" PRIu64 " more would make %" PRIu64
                              " replicas, over --max-replicas-total %" PRId64,
-                             b->name, o->replicas, total, s->max_replicas_total);
+                             b->name, o->replicas, total, max_total);
     return 0;
 }
 

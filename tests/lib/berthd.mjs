@@ -202,11 +202,19 @@ export class Berthd {
  * opts.args     extra command-line flags
  * opts.env      extra environment variables
  * opts.timeoutMs deadline for "listening" + healthy
+ * opts.listen, opts.logLevel  the --listen and --log-level flags; null
+ *                leaves the flag out (a --config file then sets it)
  */
-export async function startBerthd({ backend = "memory", args = [], env = {}, timeoutMs = 20000, logLevel = "info" } = {}) {
+export async function startBerthd({ backend = "memory", args = [], env = {}, timeoutMs = 20000, logLevel = "info", listen = "127.0.0.1:0" } = {}) {
   const bin = berthdPath();
   if (!bin) throw new Error("berthd binary not configured (set BERTHD)");
-  const argv = ["--listen", "127.0.0.1:0", "--backend", backend, "--log-level", logLevel, ...args];
+  const argv = [
+    ...(listen !== null ? ["--listen", listen] : []),
+    "--backend",
+    backend,
+    ...(logLevel !== null ? ["--log-level", logLevel] : []),
+    ...args,
+  ];
   const child = spawn(bin, argv, {
     env: daemonEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
