@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "berth/auth.h"
+#include "berth/build_info.h"
 
 extern char **environ;
 

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "berth/build_info.h"
 #include "berth/buf.h"
 #include "berth/cli.h"
 #include "berth/config.h"

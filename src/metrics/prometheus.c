@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/build_info.h"
 #include "berth/clock.h"
 #include "berth/gzip.h"
 #include "berth/labels.h"

@@ -141,6 +141,15 @@ describe("--config FILE", { skip }, () => {
   });
 });
 
+describe("--version", { skip }, () => {
+  test("prints the version, the commit and the build date on one line", () => {
+    const r = runBerthd(["--version"], { env: cleanEnv });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^berthd \d+\.\d+\.\d+ \(commit ([0-9a-f]{12}|unknown), built \d{4}-\d{2}-\d{2}\)\n$/);
+    assert.equal(r.stderr, "");
+  });
+});
+
 describe("start runs the same validation", { skip }, () => {
   test("--publish-address not-an-ip refuses to start", async () => {
     await assert.rejects(spawnBerthd(["--listen", "127.0.0.1:0", "--publish-address", "not-an-ip"], { timeoutMs: 5000 }), /publish-address/);

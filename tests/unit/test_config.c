@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "berth/build_info.h"
 #include "berth/config.h"
 #include "testlib.h"
 
