@@ -9,6 +9,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "berth/arena.h"
 #include "berth/auth.h"
 #include "berth/backend.h"
 #include "berth/clock.h"
@@ -64,8 +65,9 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
+static void set_request_id(struct http_response *resp, const char *request_id, struct arena *arena);
 static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
-                         struct http_response *resp);
+                         const char *request_id, struct http_response *resp);
 static void *watcher_main(void *arg);
 static int watcher_wait(struct berth_daemon *d, int64_t ms);
 static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
@@ -498,15 +500,15 @@ void daemon_reload(struct berth_daemon *d, const struct berth_config *fresh)
 /* Answer a request the front end found malformed, or one without a caller
  * where one is needed: 1 when resp is filled. */
 static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
-                         struct http_response *resp)
+                         const char *request_id, struct http_response *resp)
 {
     const struct berth_err *why = http_request_malformed(req);
     struct log_quoted lq, lp;
 
     if (why != NULL) {
         connect_write_error(resp, why);
-        log_info("http.malformed", "code=%s status=%d error=%s", berth_code_name(why->code),
-                 resp->status, log_quote(&lq, why->msg));
+        log_info("http.malformed", "code=%s status=%d request_id=%s error=%s",
+                 berth_code_name(why->code), resp->status, request_id, log_quote(&lq, why->msg));
         return 1;
     }
     if (!need_caller || http_request_caller(req, &why) != NULL)
@@ -514,10 +516,19 @@ static int refuse_caller(struct berth_daemon *d, const struct http_request *req,
     connect_write_error(resp, why);
     if (why->code == BERTH_UNAUTHENTICATED && d->cfg->auth_token_file[0] != '\0')
         http_response_header(resp, "WWW-Authenticate", "Bearer");
-    log_info("auth.refused", "path=%s code=%s status=%d error=%s",
+    log_info("auth.refused", "path=%s code=%s status=%d request_id=%s error=%s",
              log_quote(&lp, http_request_path(req)), berth_code_name(why->code), resp->status,
-             log_quote(&lq, why->msg));
+             request_id, log_quote(&lq, why->msg));
     return 1;
+}
+
+/* X-Request-Id on an answer the Connect layer did not make. */
+static void set_request_id(struct http_response *resp, const char *request_id, struct arena *arena)
+{
+    const char *echo = arena_strdup(arena, request_id);
+
+    if (echo != NULL)
+        http_response_header(resp, "X-Request-Id", echo);
 }
 
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp)
@@ -542,8 +553,14 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
     int open_path = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
                     (strcmp(path, "/metrics") == 0 && !d->cfg->metrics_auth);
 
-    if (refuse_caller(d, req, !open_path, resp))
+    char request_id[CONNECT_REQUEST_ID_MAX + 1];
+
+    /* The Connect layer names its own answers; these are the rest. */
+    connect_request_id(req, request_id);
+    if (refuse_caller(d, req, !open_path, request_id, resp)) {
+        set_request_id(resp, request_id, arena);
         return;
+    }
     if (strcmp(path, "/healthz") == 0) {
         size_t counts[5];
 
@@ -554,14 +571,17 @@ static void on_http(void *ctx, const struct http_request *req, struct http_respo
         http_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
         if (buf_appends(&resp->body, "ok\n", NULL) < 0)
             resp->status = 500;
+        set_request_id(resp, request_id, arena);
         return;
     }
     if (strcmp(path, "/readyz") == 0) {
         serve_readyz(d, resp);
+        set_request_id(resp, request_id, arena);
         return;
     }
     if (strcmp(path, "/metrics") == 0) {
         prometheus_serve(d->prom, req, resp);
+        set_request_id(resp, request_id, arena);
         return;
     }
     connect_handle(&d->connect, req, resp, arena);

@@ -24,7 +24,7 @@
 #define CT_STREAM_JSON "application/connect+json"
 #define CT_STREAM_PROTO "application/connect+proto"
 #define ACCEPT_POST_STREAM CT_STREAM_JSON ", " CT_STREAM_PROTO
-#define REQUEST_ID_MAX 128
+#define REQUEST_ID_MAX CONNECT_REQUEST_ID_MAX
 #define MAX_RESPONSE_BYTES ((size_t)256 << 20)
 
 enum codec { CODEC_JSON, CODEC_PROTO };
@@ -46,7 +46,6 @@ struct call_state {
 
 static int parse_media_type(const char *ct, const char *json, const char *proto, enum codec *codec);
 static int parse_content_type(const char *ct, enum codec *codec);
-static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1]);
 static int connect_stream_content_type(const char *ct, enum codec *codec);
 static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err);
 static int check_protocol_version(const struct http_request *req, struct berth_err *err);
@@ -425,9 +424,7 @@ static void log_call(const struct rpc_route *route, const char *path, int status
 /* Routing, method and codec are checked here; their refusals (404, 405,
  * 415) are HTTP answers with the Connect code unimplemented in the log, as
  * the call never reaches a handler. Everything else goes through run_call. */
-/* X-Request-Id from the request when it is a sane token (1 to
- * REQUEST_ID_MAX of [A-Za-z0-9._:-]), else a new uuid; into out. */
-static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1])
+void connect_request_id(const struct http_request *req, char out[CONNECT_REQUEST_ID_MAX + 1])
 {
     const char *h = http_request_header(req, "X-Request-Id");
     size_t n = h != NULL ? strlen(h) : 0;
@@ -455,7 +452,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     int is_get;
 
     berth_err_clear(&err);
-    request_id_of(req, request_id);
+    connect_request_id(req, request_id);
     cs.request_id = request_id;
     cs.route = router_find(cc->router, path, strlen(path));
     if (cs.route == NULL) {
@@ -487,7 +484,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
                       cs.route->path);
         connect_stream_write_error(resp, cs.codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO,
-                                   &err);
+                                   &err, request_id);
         rpc_stats_record(&cs.route->stats, err.code, berth_now_us() - start);
         atomic_fetch_sub(&cs.route->stats.in_flight, 1);
         goto out;

@@ -263,8 +263,8 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       },
     ];
     for (const row of calls) {
-      test(`${row.description}: 200, the content type echoed, one end-of-stream envelope with unimplemented`, async () => {
-        const r = await d.request({ method: "POST", path: row.path, headers: { "Content-Type": row.ct }, body: envelope(0, row.message()) });
+      test(`${row.description}: 200, the content type echoed, one end-of-stream envelope with unimplemented and the request id in its trailers`, async () => {
+        const r = await d.request({ method: "POST", path: row.path, headers: { "Content-Type": row.ct, "X-Request-Id": "stream-1" }, body: envelope(0, row.message()) });
         assert.equal(r.status, 200, `${r.status} ${r.text}`);
         assert.equal(r.headers["content-type"], row.echo);
         const body = r.decoded;
@@ -273,7 +273,9 @@ describe("Connect protocol (memory backend)", { skip }, () => {
         const len = body.readUInt32BE(1);
         assert.equal(body.length, 5 + len, "exactly one envelope, its length big-endian");
         const end = JSON.parse(body.subarray(5).toString("utf8"));
-        assert.deepEqual(Object.keys(end), ["error"], `end-of-stream JSON: ${body.subarray(5)}`);
+        assert.deepEqual(Object.keys(end), ["error", "metadata"], `end-of-stream JSON: ${body.subarray(5)}`);
+        assert.deepEqual(end.metadata, { "x-request-id": ["stream-1"] }, "the trailers name the request");
+        assert.equal(r.headers["x-request-id"], "stream-1");
         assert.equal(end.error.code, "unimplemented");
         assert.equal(typeof end.error.message, "string");
         assert.ok(end.error.message.includes(row.path.slice(1)), `message names the procedure: ${end.error.message}`);
@@ -918,6 +920,12 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       assert.equal(e.headers["x-request-id"], "err-1", "errors carry it too");
       const u = await d.request({ method: "POST", path: "/no.such.Service/M", headers: { "Content-Type": "application/json" }, body: "{}" });
       assert.match(u.headers["x-request-id"], /^[0-9a-f-]{36}$/, "and unknown paths");
+      for (const p of ["/healthz", "/readyz", "/metrics"]) {
+        const h = await d.request({ method: "GET", path: p, headers: { "X-Request-Id": "probe-1" } });
+        assert.equal(h.headers["x-request-id"], "probe-1", `${p} carries it`);
+        const g = await d.request({ method: "GET", path: p });
+        assert.match(g.headers["x-request-id"], /^[0-9a-f-]{36}$/, `${p} makes one`);
+      }
     });
 
     test("an unknown procedure's error names the path and the services berthd serves", async () => {
