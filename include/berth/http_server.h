@@ -132,6 +132,13 @@ int http_server_saturated(struct http_server *s);
 /* Re-read the TLS certificate, key and client CA: new handshakes use them,
  * connections under way keep theirs. On failure the ones in use stay. */
 int http_server_reload_tls(struct http_server *s, struct berth_err *err) BERTH_MUST_USE;
+/* The same from other files (NULL: the ones in use), which later reloads
+ * read once they load. TLS cannot be turned on or off here
+ * (failed_precondition). One reloading thread at a time. */
+int http_server_reload_tls_files(struct http_server *s, const char *cert, const char *key,
+                                 struct berth_err *err) BERTH_MUST_USE;
+/* 1 when the listener speaks TLS. */
+int http_server_tls_on(const struct http_server *s);
 /* 1 when the listener is TCP on a loopback address or a unix socket. */
 int http_server_is_local(const struct http_server *s);
 /* Stop accepting new connections; requests under way go on, and every open

@@ -40,6 +40,9 @@ struct replica_service *replica_service_new(const struct replica_service_config 
                                             struct backend *backend);
 /* Wait for nothing: callers stop the HTTP server first. NULL does nothing. */
 void replica_service_free(struct replica_service *s);
+/* A new --max-replicas-total (a reload) for creates from now on. Safe from
+ * any thread. */
+void replica_service_set_limit(struct replica_service *s, int64_t max_replicas_total);
 
 /* Put the handlers of both services into the RPC table. */
 int replica_service_register(struct replica_service *s, struct router *r) BERTH_MUST_USE;

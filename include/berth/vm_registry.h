@@ -26,6 +26,7 @@ const char *vm_state_name(enum vm_state s); /* "VM_STATE_RUNNING" */
 /* The latest resource sample of a VM (filled by the metrics collector). */
 struct vm_metrics {
     double cpu_percent;
+    uint64_t cpu_total_ns; /* CPU time the container used since it started */
     int64_t memory_bytes;
     int64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
     int64_t read_bytes, write_bytes, read_ops, write_ops;

@@ -510,6 +510,23 @@ int http_server_reload_tls(struct http_server *s, struct berth_err *err)
     return tls_state_reload(s->tls, err);
 }
 
+int http_server_reload_tls_files(struct http_server *s, const char *cert, const char *key,
+                                 struct berth_err *err)
+{
+    if (s == NULL || s->tls == NULL)
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "tls-cert: TLS was off at start; a restart turns it on");
+    if ((cert != NULL && cert[0] == '\0') || (key != NULL && key[0] == '\0'))
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "tls-cert: TLS was on at start; a restart turns it off");
+    return tls_state_reload_files(s->tls, cert, key, err);
+}
+
+int http_server_tls_on(const struct http_server *s)
+{
+    return s != NULL && s->tls != NULL;
+}
+
 int http_server_saturated(struct http_server *s)
 {
     const union MHD_DaemonInfo *info;

@@ -6,11 +6,14 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/build_info.h"
 #include "berth/clock.h"
+#include "berth/gzip.h"
 #include "berth/labels.h"
 #include "berth/process_metrics.h"
 
@@ -392,6 +395,8 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
         const char *name, *type, *help;
     } fam[] = {
         {"berth_vm_cpu_usage_percent", "gauge", "CPU use of a running VM; 100 is one host CPU."},
+        {"berth_vm_cpu_seconds_total", "counter",
+         "CPU time a running VM's container used since it started, in seconds."},
         {"berth_vm_memory_usage_bytes", "gauge",
          "Memory of a running VM without reclaimable page cache, as docker stats shows it."},
         {"berth_vm_network_receive_bytes_total", "counter", "Bytes received on all interfaces."},
@@ -430,30 +435,33 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
                 prom_f64(w, fam[f].name, "", l, 1, m->cpu_percent);
                 break;
             case 1:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->memory_bytes);
+                prom_f64(w, fam[f].name, "", l, 1, (double)m->cpu_total_ns / 1e9);
                 break;
             case 2:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->memory_bytes);
                 break;
             case 3:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_bytes);
                 break;
             case 4:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_packets);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_bytes);
                 break;
             case 5:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_packets);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_packets);
                 break;
             case 6:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_packets);
                 break;
             case 7:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_bytes);
                 break;
             case 8:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_ops);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_bytes);
                 break;
             case 9:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_ops);
+                break;
+            case 10:
                 prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_ops);
                 break;
             default:
@@ -543,6 +551,7 @@ void prometheus_serve(struct prometheus *p, const struct http_request *req,
 {
     const char *method = http_request_method(req);
     struct berth_err err;
+    struct buf page;
 
     berth_err_clear(&err);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
@@ -553,11 +562,25 @@ void prometheus_serve(struct prometheus *p, const struct http_request *req,
             resp->status = 500;
         return;
     }
-    if (prometheus_render(p, &resp->body, &err) == 0) {
-        resp->status = 200;
-        http_response_header(resp, "Content-Type", PROMETHEUS_CONTENT_TYPE);
-        return;
+    /* The page differs by Accept-Encoding, compressed or not: caches must
+     * keep the two apart. */
+    http_response_header(resp, "Vary", "Accept-Encoding");
+    buf_init(&page, SIZE_MAX / 2); /* no cap of its own, as the response body */
+    if (prometheus_render(p, &page, &err) == 0) {
+        int gz = page.len > 0 && gzip_accepted(http_request_header(req, "Accept-Encoding"));
+        int rc = gz ? gzip_deflate(page.data, page.len, &resp->body, &err)
+                    : buf_append(&resp->body, page.data ? page.data : "", page.len, &err);
+
+        buf_release(&page);
+        if (rc == 0) {
+            resp->status = 200;
+            http_response_header(resp, "Content-Type", PROMETHEUS_CONTENT_TYPE);
+            if (gz)
+                http_response_header(resp, "Content-Encoding", "gzip");
+            return;
+        }
     }
+    buf_release(&page);
     buf_reset(&resp->body);
     resp->status = 500;
     http_response_header(resp, "Content-Type", "text/plain; charset=utf-8");

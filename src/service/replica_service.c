@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,9 +71,9 @@ struct replica_service {
     struct backend *backend; /* borrowed */
     char *advertise_host;    /* owned, read-only */
     struct rs_binding bind[RS_KIND_COUNT];
-    struct replica_cache *cache;     /* owned; locks itself */
-    int64_t max_replicas_total;      /* 0: no limit */
-    struct backend_update_opts opts; /* read-only */
+    struct replica_cache *cache;        /* owned; locks itself */
+    _Atomic int64_t max_replicas_total; /* 0: no limit; a reload may change it */
+    struct backend_update_opts opts;    /* read-only */
     pthread_mutex_t busy_lock;
     pthread_cond_t busy_cond;
     /* Every Create, Update, Delete and recovery under way, one per object.
@@ -190,7 +191,7 @@ struct replica_service *replica_service_new(const struct replica_service_config 
         return NULL;
     }
     s->backend = backend;
-    s->max_replicas_total = cfg->max_replicas_total;
+    atomic_init(&s->max_replicas_total, cfg->max_replicas_total);
     s->opts.parallelism = cfg->update_parallelism > 0 ? cfg->update_parallelism : 1;
     s->opts.ready_timeout_ms = cfg->update_ready_timeout_ms;
     s->opts.min_ready_ms = cfg->update_min_ready_ms;
@@ -205,6 +206,11 @@ struct replica_service *replica_service_new(const struct replica_service_config 
     lock_init(&s->busy_lock);
     pthread_cond_init(&s->busy_cond, NULL);
     return s;
+}
+
+void replica_service_set_limit(struct replica_service *s, int64_t max_replicas_total)
+{
+    atomic_store(&s->max_replicas_total, max_replicas_total);
 }
 
 void replica_service_free(struct replica_service *s)
@@ -871,8 +877,9 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
                           const struct krane_object *o, int64_t deadline, struct berth_err *err)
 {
     uint64_t total = o->replicas;
+    int64_t max_total = atomic_load(&s->max_replicas_total);
 
-    if (s->max_replicas_total <= 0)
+    if (max_total <= 0)
         return 0;
     for (int k = 0; k < OBJECT_KIND_COUNT; k++) {
         struct backend_replica_set_list l = {NULL, 0};
@@ -891,11 +898,11 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
         }
         backend_replica_set_list_release(&l);
     }
-    if (total > (uint64_t)s->max_replicas_total)
+    if (total > (uint64_t)max_total)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
                              "field '%s.replicas': %" PRIu64 " more would make %" PRIu64
                              " replicas, over --max-replicas-total %" PRId64,
-                             b->name, o->replicas, total, s->max_replicas_total);
+                             b->name, o->replicas, total, max_total);
     return 0;
 }
 

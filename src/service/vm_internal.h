@@ -6,6 +6,7 @@
 #define BERTH_VM_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "berth/arena.h"
@@ -21,7 +22,10 @@ typedef Metal__Vmprovisioner__V1__PortMapping PortMapping;
 enum ready_state { READY_DOWN, READY_REBUILDING, READY_OK };
 
 struct vm_service {
-    struct vm_service_config cfg;
+    struct vm_service_config cfg; /* immutable but for the two limits below */
+    /* cfg.max_vms and cfg.max_vms_per_customer as a reload may change them */
+    _Atomic int64_t max_vms;
+    _Atomic int64_t max_vms_per_customer;
     struct backend *backend;      /* borrowed */
     struct vm_registry *registry; /* borrowed */
     pthread_mutex_t ready_lock;

@@ -85,12 +85,20 @@ struct vm_service *vm_service_new(const struct vm_service_config *cfg, struct ba
     if (s == NULL)
         return NULL;
     s->cfg = *cfg;
+    atomic_init(&s->max_vms, cfg->max_vms);
+    atomic_init(&s->max_vms_per_customer, cfg->max_vms_per_customer);
     s->backend = backend;
     s->registry = registry;
     s->ready = READY_REBUILDING;
     lock_init(&s->ready_lock);
     pthread_cond_init(&s->ready_cond, NULL);
     return s;
+}
+
+void vm_service_set_limits(struct vm_service *s, int64_t max_vms, int64_t max_vms_per_customer)
+{
+    atomic_store(&s->max_vms, max_vms);
+    atomic_store(&s->max_vms_per_customer, max_vms_per_customer);
 }
 
 void vm_service_free(struct vm_service *s)
@@ -290,22 +298,24 @@ static int check_quota(struct vm_service *s, const char *customer, struct berth_
 {
     struct vm_snapshot *list = NULL;
     size_t n = 0, mine = 0;
+    int64_t max_vms = atomic_load(&s->max_vms);
+    int64_t per_customer = atomic_load(&s->max_vms_per_customer);
 
-    if (s->cfg.max_vms <= 0 && s->cfg.max_vms_per_customer <= 0)
+    if (max_vms <= 0 && per_customer <= 0)
         return 0;
     if (vm_registry_list(s->registry, &list, &n, err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         mine += list[i].customer_id != NULL && strcmp(list[i].customer_id, customer) == 0;
     vm_snapshot_list_free(list, n);
-    if (s->cfg.max_vms > 0 && n >= (size_t)s->cfg.max_vms)
+    if (max_vms > 0 && n >= (size_t)max_vms)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
-                             "--max-vms %" PRId64 " reached: %zu VMs exist", s->cfg.max_vms, n);
-    if (s->cfg.max_vms_per_customer > 0 && mine >= (size_t)s->cfg.max_vms_per_customer)
+                             "--max-vms %" PRId64 " reached: %zu VMs exist", max_vms, n);
+    if (per_customer > 0 && mine >= (size_t)per_customer)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
                              "--max-vms-per-customer %" PRId64
                              " reached: customer '%.128s' has %zu VMs",
-                             s->cfg.max_vms_per_customer, customer, mine);
+                             per_customer, customer, mine);
     return 0;
 }
 

@@ -81,6 +81,7 @@ static void add_vm(struct vm_registry *r, const char *id, enum vm_state state, i
     vm_registry_release(r, rec);
     memset(&m, 0, sizeof(m));
     m.cpu_percent = cpu;
+    m.cpu_total_ns = 2500000000u;
     m.memory_bytes = 4096;
     m.rx_bytes = 7;
     m.sampled_at_unix_ms = sampled_at;
@@ -183,6 +184,8 @@ static void test_render_vms(void)
     if (out.data != NULL) {
         check_shape(out.data);
         CHECK(has_line(out.data, "berth_vm_cpu_usage_percent{vm_id=\"web-1\"} 12.5"));
+        CHECK(has_line(out.data, "berth_vm_cpu_seconds_total{vm_id=\"web-1\"} 2.5"));
+        CHECK(strstr(out.data, "# TYPE berth_vm_cpu_seconds_total counter\n") != NULL);
         CHECK(has_line(out.data, "berth_vm_memory_usage_bytes{vm_id=\"web-1\"} 4096"));
         CHECK(has_line(out.data, "berth_vm_network_receive_bytes_total{vm_id=\"web-1\"} 7"));
         CHECK(has_line(out.data, "berth_vm_cpu_usage_percent{vm_id=\"odd\\\"vm\\\\1\\n\"} 1"));

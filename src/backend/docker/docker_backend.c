@@ -238,11 +238,12 @@ static void docker_backend_destroy(void *ctx)
     free(c);
 }
 
-int docker_backend_reload_auth(const struct backend *b, struct berth_err *err)
+int docker_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                               struct berth_err *err)
 {
     if (b == NULL || b->ops != &docker_backend_ops || b->ctx == NULL)
         return 0;
-    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, err);
+    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, path, optional, err);
 }
 
 static int docker_backend_call_stats(void *ctx, struct backend_call_stats **out, size_t *n)

@@ -101,8 +101,10 @@ int docker_pulls_new(const char *auth_path, int auth_optional, int64_t progress_
                      int64_t total_ms, struct docker_pulls **out,
                      struct berth_err *err) BERTH_MUST_USE;
 void docker_pulls_free(struct docker_pulls *p); /* NULL: nothing */
-/* Read the credentials file again; on failure the old credentials stay. */
-int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err) BERTH_MUST_USE;
+/* Read the credentials file again: `path` (NULL: the one in use; "": none
+ * from now on); on failure the old credentials stay. */
+int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optional,
+                             struct berth_err *err) BERTH_MUST_USE;
 /* Pull `image`, sharing a pull of the same reference already under way.
  * Not in the registry: not_found naming it; refused: permission_denied
  * naming the registry; unreachable, stalled: unavailable. */
