@@ -15,6 +15,7 @@
  *           [--duration S] [--warmup S] [--host 127.0.0.1]
  *   loadgen --port P --path /svc/Method --body JSON --idle M
  *           [--settle S] [--rss-pid PID]
+ *   loadgen --free-port      prints a port of 127.0.0.1 free right now
  *
  * Output (one line on stdout, key=value):
  *   load conns=64 open=64 requests=... rps=... p50_ms=... p99_ms=... max_ms=... errors=0
@@ -100,6 +101,7 @@ static void open_more(struct gen *g);
 static void run_until(struct gen *g, uint64_t deadline, int stop_when_opened);
 static int lat_add(struct lat *l, uint64_t ns);
 static int cmp_u64(const void *a, const void *b);
+static int print_free_port(void);
 static double percentile_ms(const struct lat *l, double p);
 
 #define MAX_ATTEMPTS 3
@@ -532,22 +534,52 @@ static double percentile_ms(const struct lat *l, double p)
     return (double)l->v[i] / 1e6;
 }
 
+/* For a server that must be told its port: the kernel picks one, which is
+ * free again once this returns (a race the benchmark can live with). */
+static int print_free_port(void)
+{
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
+        fprintf(stderr, "loadgen: no free port: %s\n", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    printf("%u\n", ntohs(sin.sin_port));
+    close(fd);
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: loadgen --port P [--host IP] [--path P] [--body S]\n"
                     "         (--connections N [--duration S] [--warmup S]\n"
-                    "          | --idle M [--settle S] [--rss-pid PID]) [--open-window N]\n");
+                    "          | --idle M [--settle S] [--rss-pid PID]) [--open-window N]\n"
+                    "       loadgen --free-port\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"host", required_argument, NULL, 'h'},        {"port", required_argument, NULL, 'p'},
-        {"path", required_argument, NULL, 'P'},        {"body", required_argument, NULL, 'b'},
-        {"connections", required_argument, NULL, 'c'}, {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'},      {"idle", required_argument, NULL, 'i'},
-        {"settle", required_argument, NULL, 's'},      {"rss-pid", required_argument, NULL, 'r'},
-        {"open-window", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"host", required_argument, NULL, 'h'},
+                                             {"port", required_argument, NULL, 'p'},
+                                             {"path", required_argument, NULL, 'P'},
+                                             {"body", required_argument, NULL, 'b'},
+                                             {"connections", required_argument, NULL, 'c'},
+                                             {"duration", required_argument, NULL, 'd'},
+                                             {"warmup", required_argument, NULL, 'w'},
+                                             {"idle", required_argument, NULL, 'i'},
+                                             {"settle", required_argument, NULL, 's'},
+                                             {"rss-pid", required_argument, NULL, 'r'},
+                                             {"open-window", required_argument, NULL, 'o'},
+                                             {"free-port", no_argument, NULL, 'f'},
+                                             {NULL, 0, NULL, 0}};
     const char *host = "127.0.0.1", *path = "/", *body = "{}";
     long port = -1, conns = 0, idle = 0, rss_pid = 0, window = 128;
     long rss0 = -1, thr0 = -1, rss1 = -1, thr1 = -1, fds0 = -1, fds1 = -1;
@@ -593,6 +625,8 @@ int main(int argc, char **argv)
         case 'o':
             bad = parse_long(optarg, 1, 100000, &window);
             break;
+        case 'f':
+            return print_free_port();
         default:
             bad = -1;
         }
