@@ -60,6 +60,8 @@ for tool in cc pkg-config curl; do
 done
 
 tmp=$(mktemp -d)
+berthd_log=/dev/null
+[ "$smoke" -eq 0 ] || berthd_log=$tmp/berthd.err
 bare_pid=
 berthd_pid=
 # Stops what this script started, by pid; the daemon with SIGTERM and a
@@ -92,13 +94,14 @@ cc -O2 -Wall -Wextra -o "$tmp/loadgen" "$here/loadgen.c"
 LOADGEN=$tmp/loadgen
 
 # ---- servers -----------------------------------------------------------
-# Waits (20 s at most) for a command to succeed while process $1 lives.
+# wait_for NAME PID CMD...: waits (20 s at most) for CMD to succeed while PID lives.
 wait_for() {
-    pid=$1
-    shift
+    name=$1
+    pid=$2
+    shift 2
     n=0
     until "$@" >/dev/null 2>&1; do
-        kill -0 "$pid" 2>/dev/null || { echo "frontend: process $pid exited" >&2; return 1; }
+        kill -0 "$pid" 2>/dev/null || { echo "frontend: $name exited before it answered" >&2; return 1; }
         [ $n -lt 200 ] || { echo "frontend: timed out waiting for: $*" >&2; return 1; }
         sleep 0.1
         n=$((n + 1))
@@ -108,7 +111,7 @@ wait_for() {
 start_bare() {
     "$tmp/bare_server" >"$tmp/bare.out" 2>&1 &
     bare_pid=$!
-    wait_for "$bare_pid" grep -q '^listening ' "$tmp/bare.out"
+    wait_for bare_server "$bare_pid" grep -q '^listening ' "$tmp/bare.out"
     bare_port=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/bare.out")
 }
 
@@ -118,17 +121,19 @@ rpc() {
 }
 
 # berthd with the memory backend, room for every connection the benchmark
-# opens, no per-address limit (every connection comes from 127.0.0.1), and
-# its log discarded: a file would grow by hundreds of MB at info.
+# opens, and no per-address limit (every connection comes from 127.0.0.1).
+# Its log goes to /dev/null: at info it has a line per request, hundreds of
+# MB a run, and writing them to a file would be a cost of the disk, not of
+# the front end. A smoke run keeps it, to show why berthd failed.
 start_berthd() {
     berthd_port=$("$LOADGEN" --free-port)
     "$BERTHD" --listen "127.0.0.1:$berthd_port" --backend memory --log-level "$log_level" \
-        --max-connections 20000 --max-connections-per-ip 0 >/dev/null 2>"$tmp/berthd.err" &
+        --max-connections 20000 --max-connections-per-ip 0 >/dev/null 2>>"$berthd_log" &
     berthd_pid=$!
-    wait_for "$berthd_pid" curl -sf --max-time 2 "http://127.0.0.1:$berthd_port/healthz" ||
-        { cat "$tmp/berthd.err" >&2; return 1; }
-    # The startup lines are kept above; from here on the log goes nowhere.
-    : >"$tmp/berthd.err"
+    if ! wait_for berthd "$berthd_pid" curl -sf --max-time 2 "http://127.0.0.1:$berthd_port/healthz"; then
+        show_berthd_log
+        return 1
+    fi
     rpc CreateVm "{\"vmId\":\"$VM\",\"config\":{\"cpu\":{\"vcpuCount\":1},\"memory\":{\"sizeBytes\":\"134217728\"},\"container\":{\"image\":\"busybox:latest\",\"command\":[\"sleep\",\"3600\"]}}}" >/dev/null
     rpc BootVm "{\"vmId\":\"$VM\"}" >/dev/null
     rpc GetVmInfo "{\"vmId\":\"$VM\"}" | grep -q '"state":"VM_STATE_RUNNING"' ||
@@ -141,7 +146,16 @@ stop_berthd() {
     kill -TERM "$pid"
     if wait "$pid"; then :; else
         echo "frontend: berthd exited with status $? on SIGTERM" >&2
+        show_berthd_log
         return 1
+    fi
+}
+
+show_berthd_log() {
+    if [ "$berthd_log" = /dev/null ]; then
+        echo "frontend: berthd's log was discarded; --smoke keeps it" >&2
+    else
+        tail -n 50 "$berthd_log" >&2
     fi
 }
 
