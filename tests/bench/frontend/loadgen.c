@@ -5,23 +5,26 @@
  * in (a closed loop), for --warmup then --duration seconds; the latency of
  * every answer completed in the measured window is kept, and one line gives
  * req/s, p50, p99 and max. Idle mode (--idle M): M connections each make one
- * request and are then held open without a word; with --rss-pid the line
+ * request and are then held open without a word; with --server-pid the line
  * gives that process's VmRSS and thread count before and with them held.
  * Both modes first open every connection and see one answer on it (at most
  * --open-window handshakes at a time), so a server's accept backlog and
  * thread start-up are not in the measured window.
  *
  *   loadgen --port P --path /svc/Method --body JSON --connections N
- *           [--duration S] [--warmup S] [--host 127.0.0.1]
+ *           [--duration S] [--warmup S] [--host 127.0.0.1] [--server-pid SERVER]
  *   loadgen --port P --path /svc/Method --body JSON --idle M
- *           [--settle S] [--rss-pid PID]
+ *           [--settle S] [--server-pid PID]
  *   loadgen --free-port      prints a port of 127.0.0.1 free right now
  *
  * Output (one line on stdout, key=value):
  *   load conns=64 open=64 requests=... rps=... p50_ms=... p99_ms=... max_ms=... errors=0
+ *        closed_by_server=0 server_cpu_s=... gen_cpu_s=... busy_cpu_s=...
+ *   (CPU seconds in the measured window: of --server-pid (-1 without), of the
+ *   generator, and of the whole machine)
  *   idle asked=10000 open=... failed=... closed_by_server=... rss_before_kib=...
  *        rss_after_kib=... threads_before=... threads_after=... fds_before=... fds_after=...
- *   (rss, threads and fds: -1 without --rss-pid) */
+ *   (rss, threads and fds: -1 without --server-pid) */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -89,6 +92,9 @@ static uint64_t now_ns(void);
 static void raise_nofile(long want);
 static int read_status(long pid, long *rss_kib, long *threads);
 static long count_fds(long pid);
+static double proc_cpu_s(long pid);
+static double machine_busy_s(void);
+static double self_cpu_s(void);
 static uint64_t conn_key(const struct gen *g, const struct conn *c);
 static int conn_open(struct gen *g, struct conn *c);
 static void conn_close(struct gen *g, struct conn *c);
@@ -204,6 +210,55 @@ static long count_fds(long pid)
             n++;
     closedir(d);
     return n;
+}
+
+/* CPU seconds (user + system, every thread) a process has used, or -1. */
+static double proc_cpu_s(long pid)
+{
+    char path[64], line[1024], *p;
+    unsigned long ut, st;
+    FILE *f;
+    int ok;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    /* The name in parentheses may hold spaces; the fields follow its end. */
+    p = ok ? strrchr(line, ')') : NULL;
+    if (p == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds the whole machine has spent busy (all but idle and iowait). */
+static double machine_busy_s(void)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    int n;
+
+    if (f == NULL)
+        return -1;
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 7)
+        return -1;
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) < 0)
+        return -1;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int conn_open(struct gen *g, struct conn *c)
@@ -561,7 +616,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: loadgen --port P [--host IP] [--path P] [--body S]\n"
                     "         (--connections N [--duration S] [--warmup S]\n"
-                    "          | --idle M [--settle S] [--rss-pid PID]) [--open-window N]\n"
+                    "          | --idle M [--settle S] [--server-pid PID]) [--open-window N]\n"
                     "       loadgen --free-port\n");
 }
 
@@ -576,14 +631,15 @@ int main(int argc, char **argv)
                                              {"warmup", required_argument, NULL, 'w'},
                                              {"idle", required_argument, NULL, 'i'},
                                              {"settle", required_argument, NULL, 's'},
-                                             {"rss-pid", required_argument, NULL, 'r'},
+                                             {"server-pid", required_argument, NULL, 'r'},
                                              {"open-window", required_argument, NULL, 'o'},
                                              {"free-port", no_argument, NULL, 'f'},
                                              {NULL, 0, NULL, 0}};
     const char *host = "127.0.0.1", *path = "/", *body = "{}";
-    long port = -1, conns = 0, idle = 0, rss_pid = 0, window = 128;
+    long port = -1, conns = 0, idle = 0, server_pid = 0, window = 128;
     long rss0 = -1, thr0 = -1, rss1 = -1, thr1 = -1, fds0 = -1, fds1 = -1;
     double duration = 5, warmup = 1, settle = 1;
+    double srv0, srv1, gen0, gen1, busy0, busy1;
     struct gen g;
     int c, i, rc = 0, reqcap;
     uint64_t t;
@@ -620,7 +676,7 @@ int main(int argc, char **argv)
             bad = parse_secs(optarg, &settle);
             break;
         case 'r':
-            bad = parse_long(optarg, 1, 1L << 30, &rss_pid);
+            bad = parse_long(optarg, 1, 1L << 30, &server_pid);
             break;
         case 'o':
             bad = parse_long(optarg, 1, 100000, &window);
@@ -669,22 +725,22 @@ int main(int argc, char **argv)
     }
     for (i = 0; i < g.nconns; i++)
         g.conns[i].fd = -1;
-    if (rss_pid > 0 && read_status(rss_pid, &rss0, &thr0) < 0) {
-        fprintf(stderr, "loadgen: cannot read /proc/%ld/status\n", rss_pid);
+    if (server_pid > 0 && read_status(server_pid, &rss0, &thr0) < 0) {
+        fprintf(stderr, "loadgen: cannot read /proc/%ld/status\n", server_pid);
         return 1;
     }
-    if (rss_pid > 0)
-        fds0 = count_fds(rss_pid);
+    if (server_pid > 0)
+        fds0 = count_fds(server_pid);
 
     /* Every connection opened and answered once, 60 s at most. */
     run_until(&g, now_ns() + 60ull * 1000000000u, 1);
 
     if (idle) {
         run_until(&g, now_ns() + (uint64_t)(settle * 1e9), 0);
-        if (rss_pid > 0 && read_status(rss_pid, &rss1, &thr1) < 0)
+        if (server_pid > 0 && read_status(server_pid, &rss1, &thr1) < 0)
             rss1 = thr1 = -1;
-        if (rss_pid > 0)
-            fds1 = count_fds(rss_pid);
+        if (server_pid > 0)
+            fds1 = count_fds(server_pid);
         printf("idle asked=%ld open=%d failed=%d closed_by_server=%ld errors=%ld"
                " rss_before_kib=%ld rss_after_kib=%ld threads_before=%ld threads_after=%ld"
                " fds_before=%ld fds_after=%ld\n",
@@ -704,13 +760,21 @@ int main(int argc, char **argv)
         g.errors = 0;
         g.closed_by_server = 0;
         g.win_end = g.win_start + (uint64_t)(duration * 1e9);
+        srv0 = server_pid > 0 ? proc_cpu_s(server_pid) : -1;
+        gen0 = self_cpu_s();
+        busy0 = machine_busy_s();
         run_until(&g, g.win_end, 0);
+        srv1 = server_pid > 0 ? proc_cpu_s(server_pid) : -1;
+        gen1 = self_cpu_s();
+        busy1 = machine_busy_s();
         qsort(g.lat.v, g.lat.n, sizeof(*g.lat.v), cmp_u64);
         printf("load conns=%ld open=%d requests=%zu rps=%.1f p50_ms=%.3f p99_ms=%.3f "
-               "max_ms=%.3f errors=%ld closed_by_server=%ld\n",
+               "max_ms=%.3f errors=%ld closed_by_server=%ld server_cpu_s=%.2f gen_cpu_s=%.2f "
+               "busy_cpu_s=%.2f\n",
                conns, open_at_start, g.lat.n, duration > 0 ? (double)g.lat.n / duration : 0,
                percentile_ms(&g.lat, 50), percentile_ms(&g.lat, 99),
-               g.lat.n ? (double)g.lat.v[g.lat.n - 1] / 1e6 : 0, g.errors, g.closed_by_server);
+               g.lat.n ? (double)g.lat.v[g.lat.n - 1] / 1e6 : 0, g.errors, g.closed_by_server,
+               srv0 >= 0 && srv1 >= 0 ? srv1 - srv0 : -1, gen1 - gen0, busy1 - busy0);
     }
     fflush(stdout);
     for (i = 0; i < g.nconns; i++) {

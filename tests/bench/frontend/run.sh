@@ -176,17 +176,19 @@ body_of() {
 # One run: load SERVER RPC CONNS ROUND, appending "SERVER RPC CONNS ROUND <loadgen line>".
 load() {
     case $1 in
-    bare) port=$bare_port ;;
-    berthd) port=$berthd_port ;;
+    bare) port=$bare_port pid=$bare_pid ;;
+    berthd) port=$berthd_port pid=$berthd_pid ;;
     esac
     line=$("$LOADGEN" --port "$port" --path "$SVC/$2" --body "$(body_of "$2")" \
-        --connections "$3" --duration "$duration" --warmup "$warmup")
+        --connections "$3" --duration "$duration" --warmup "$warmup" --server-pid "$pid")
     echo "$1 $2 $3 $4 $line" >>"$tmp/results"
 }
 
 cpus=$(nproc)
 echo "frontend: $cpus CPUs; $rounds round(s) of ${duration} s after ${warmup} s of warm-up per server," \
     "RPC and connection count; berthd log level $log_level"
+# Other work on the machine skews the ratio: the load average says whether there was any.
+echo "frontend: load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 start_bare
 start_berthd
 : >"$tmp/results"
@@ -212,16 +214,16 @@ stop_bare
 # Each server fresh, so what the load left in its heap is not counted.
 start_berthd
 idle_berthd=$("$LOADGEN" --port "$berthd_port" --path "$SVC/GetVmInfo" --body "$(body_of GetVmInfo)" \
-    --idle "$idle" --settle "$settle" --rss-pid "$berthd_pid")
+    --idle "$idle" --settle "$settle" --server-pid "$berthd_pid")
 stop_berthd
 start_bare
 idle_bare=$("$LOADGEN" --port "$bare_port" --path "$SVC/GetVmInfo" --body "$(body_of GetVmInfo)" \
-    --idle "$idle" --settle "$settle" --rss-pid "$bare_pid")
+    --idle "$idle" --settle "$settle" --server-pid "$bare_pid")
 stop_bare
 
 # ---- report ------------------------------------------------------------
 status=0
-report=$(awk -v rounds="$rounds" -v strict="$smoke" -v min_ratio="$min_ratio" -v max_p99_ratio="$max_p99_ratio" '
+report=$(awk -v rounds="$rounds" -v strict="$smoke" -v cpus="$cpus" -v duration="$duration" -v min_ratio="$min_ratio" -v max_p99_ratio="$max_p99_ratio" '
 function kv(line, key,    i, n, parts, f) {
     n = split(line, parts, " ")
     for (i = 1; i <= n; i++) {
@@ -251,6 +253,12 @@ function range(list,    n, a, i, lo, hi) {
     p50[srv, k] = p50[srv, k] " " kv(line, "p50_ms")
     p99[srv, k] = p99[srv, k] " " kv(line, "p99_ms")
     v_rps[srv, k, rnd] = kv(line, "rps"); v_p99[srv, k, rnd] = kv(line, "p99_ms")
+    n = kv(line, "requests") + 0
+    if (n > 0 && kv(line, "server_cpu_s") + 0 >= 0)
+        cpu[srv, k] = cpu[srv, k] " " kv(line, "server_cpu_s") * 1e6 / n
+    gen[srv, k] = gen[srv, k] " " 100 * kv(line, "gen_cpu_s") / duration
+    o = kv(line, "busy_cpu_s") - kv(line, "server_cpu_s") - kv(line, "gen_cpu_s")
+    other[srv, k] = other[srv, k] " " (o > 0 ? 100 * o / duration : 0)
     if (kv(line, "requests") + 0 == 0) none = none "\n" srv " " k ": no answer in the measured window"
     errs[srv] += kv(line, "errors") + kv(line, "closed_by_server")
     if (kv(line, "open") + 0 < $3 + 0) short[srv] = short[srv] " " k "(" kv(line, "open") " open)"
@@ -279,6 +287,18 @@ END {
         }
     }
     print "(latencies in ms; ratio = berthd / bare, of the medians; (rounds) = range of the per-round ratios)"
+    print ""
+    printf "%-10s %6s %13s %15s %6s %12s %12s %14s %14s\n", "rpc", "conns", "bare CPU/req", "berthd CPU/req",
+        "ratio", "loadgen bare", "loadgen berthd", "rest bare", "rest berthd"
+    for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, kk, " ")
+        bc = median(cpu["bare", k]); dc = median(cpu["berthd", k])
+        printf "%-10s %6d %10.1f us %12.1f us %6.2f %11.0f%% %13.0f%% %13.0f%% %13.0f%%\n", kk[1], kk[2], bc, dc,
+            (bc > 0 ? dc / bc : 0), median(gen["bare", k]), median(gen["berthd", k]),
+            median(other["bare", k]), median(other["berthd", k])
+    }
+    printf "(server CPU time per answer; loadgen = the generator'"'"'s CPU, rest = everything else on the machine\n"
+    printf " (softirq of loopback TCP included), in %% of one core, of %d)\n", cpus
     for (s in errs) if (errs[s] > 0) print "note: " s ": " errs[s] " failed requests or connections closed by the server"
     for (s in short) print "note: " s ": fewer connections than asked:" short[s]
     if (none != "") fail = 1
@@ -308,6 +328,7 @@ show_idle() {
             kv($0, "fds_before"), kv($0, "fds_after")
     }'
 }
+echo "frontend: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "idle keep-alive connections (each made one GetVmInfo first), ${settle} s after the last answer:"
 show_idle berthd "$idle_berthd"
 show_idle bare "$idle_bare"
