@@ -5,7 +5,10 @@
  * on top of this. Prints "listening 127.0.0.1:PORT" once bound; stops on
  * SIGTERM or SIGINT.
  *
- *   bare_server [--port N] [--threads N] [--max-connections N] */
+ *   bare_server [--port N] [--threads N] [--max-connections N] [--connection-memory BYTES]
+ *
+ * --connection-memory sets MHD_OPTION_CONNECTION_MEMORY_LIMIT (libmicrohttpd's
+ * default, 32 KiB, when not given): what an idle connection costs hangs on it. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -174,8 +177,9 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {{"port", required_argument, NULL, 'p'},
                                              {"threads", required_argument, NULL, 't'},
                                              {"max-connections", required_argument, NULL, 'm'},
+                                             {"connection-memory", required_argument, NULL, 'M'},
                                              {NULL, 0, NULL, 0}};
-    long port = 0, threads = 2, max_conns = 20000;
+    long port = 0, threads = 2, max_conns = 20000, conn_memory = 0;
     struct MHD_Daemon *d;
     unsigned bound = 0;
     sigset_t set;
@@ -190,10 +194,13 @@ int main(int argc, char **argv)
             bad = parse_uint(optarg, 1, 64, &threads);
         else if (c == 'm')
             bad = parse_uint(optarg, 1, 1000000, &max_conns);
+        else if (c == 'M')
+            bad = parse_uint(optarg, 1024, 1 << 24, &conn_memory);
         else
             bad = -1;
         if (bad < 0) {
-            fprintf(stderr, "usage: bare_server [--port N] [--threads N] [--max-connections N]\n");
+            fprintf(stderr, "usage: bare_server [--port N] [--threads N] [--max-connections N] "
+                            "[--connection-memory BYTES]\n");
             return 2;
         }
     }
@@ -211,7 +218,10 @@ int main(int argc, char **argv)
     d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                          on_access, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
                          (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conns,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+                         /* 0 would be taken as a size; the option is left out instead. */
+                         conn_memory > 0 ? MHD_OPTION_CONNECTION_MEMORY_LIMIT : MHD_OPTION_END,
+                         (size_t)conn_memory, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "bare_server: libmicrohttpd did not start\n");
         close(fd);

@@ -6,7 +6,7 @@
 #
 #   tests/bench/frontend/run.sh [--duration S] [--warmup S] [--rounds N]
 #       [--connections "64 1000"] [--idle M] [--settle S] [--log-level L]
-#       [--min-ratio X] [--max-p99-ratio X] [--smoke]
+#       [--min-ratio X] [--max-p99-ratio X] [--connection-memory BYTES] [--smoke]
 #
 # BERTHD names the daemon (default: build/berthd of the source tree). Both
 # servers run on the same machine and the same CPUs, as does the load
@@ -16,6 +16,9 @@
 #
 # --min-ratio / --max-p99-ratio: exit 1 when GetVmInfo at 64 connections is
 # below that req/s ratio or above that p99 ratio (berthd / bare).
+# --connection-memory: the bare server's libmicrohttpd connection pool
+# (MHD_OPTION_CONNECTION_MEMORY_LIMIT; its default, 32 KiB, otherwise), to
+# match berthd's when berthd sets one.
 # --smoke: a few seconds in all (tools build, both servers answer, numbers
 # come out), for the test suite; the figures mean nothing.
 set -eu
@@ -36,6 +39,7 @@ log_level=info
 min_ratio=
 max_p99_ratio=
 smoke=0
+bare_args=
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     --log-level) log_level=$2; shift 2 ;;
     --min-ratio) min_ratio=$2; shift 2 ;;
     --max-p99-ratio) max_p99_ratio=$2; shift 2 ;;
+    --connection-memory) bare_args="--connection-memory $2"; shift 2 ;;
     --smoke)
         smoke=1 duration=0.5 warmup=0.2 rounds=1 connections=8 idle=200 settle=0.2
         shift ;;
@@ -109,7 +114,8 @@ wait_for() {
 }
 
 start_bare() {
-    "$tmp/bare_server" >"$tmp/bare.out" 2>&1 &
+    # shellcheck disable=SC2086 # bare_args is empty or two words
+    "$tmp/bare_server" $bare_args >"$tmp/bare.out" 2>&1 &
     bare_pid=$!
     wait_for bare_server "$bare_pid" grep -q '^listening ' "$tmp/bare.out"
     bare_port=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/bare.out")
