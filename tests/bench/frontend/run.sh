@@ -265,6 +265,7 @@ function range(list,    n, a, i, lo, hi) {
     gen[srv, k] = gen[srv, k] " " 100 * kv(line, "gen_cpu_s") / duration
     o = kv(line, "busy_cpu_s") - kv(line, "server_cpu_s") - kv(line, "gen_cpu_s")
     other[srv, k] = other[srv, k] " " (o > 0 ? 100 * o / duration : 0)
+    if (o > 0 && 100 * o / duration > worst_other) worst_other = 100 * o / duration
     if (kv(line, "requests") + 0 == 0) none = none "\n" srv " " k ": no answer in the measured window"
     errs[srv] += kv(line, "errors") + kv(line, "closed_by_server")
     if (kv(line, "open") + 0 < $3 + 0) short[srv] = short[srv] " " k "(" kv(line, "open") " open)"
@@ -305,6 +306,8 @@ END {
     }
     printf "(server CPU time per answer; loadgen = the generator'"'"'s CPU, rest = everything else on the machine\n"
     printf " (softirq of loopback TCP included), in %% of one core, of %d)\n", cpus
+    if (worst_other > 25)
+        printf "note: other work took up to %.0f%% of a core during a run: req/s and latencies are skewed, CPU/req less so\n", worst_other
     for (s in errs) if (errs[s] > 0) print "note: " s ": " errs[s] " failed requests or connections closed by the server"
     for (s in short) print "note: " s ": fewer connections than asked:" short[s]
     if (none != "") fail = 1
