@@ -24,7 +24,9 @@
  *   generator, and of the whole machine)
  *   idle asked=10000 open=... failed=... closed_by_server=... rss_before_kib=...
  *        rss_after_kib=... threads_before=... threads_after=... fds_before=... fds_after=...
- *   (rss, threads and fds: -1 without --server-pid) */
+ *        rss_closed_kib=... threads_closed=...
+ *   (before opening, with them held --settle seconds, and --settle seconds
+ *   after closing them; -1 without --server-pid) */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -637,7 +639,7 @@ int main(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     const char *host = "127.0.0.1", *path = "/", *body = "{}";
     long port = -1, conns = 0, idle = 0, server_pid = 0, window = 128;
-    long rss0 = -1, thr0 = -1, rss1 = -1, thr1 = -1, fds0 = -1, fds1 = -1;
+    long rss0 = -1, thr0 = -1, rss1 = -1, thr1 = -1, fds0 = -1, fds1 = -1, rss2 = -1, thr2 = -1;
     double duration = 5, warmup = 1, settle = 1;
     double srv0, srv1, gen0, gen1, busy0, busy1;
     struct gen g;
@@ -741,11 +743,17 @@ int main(int argc, char **argv)
             rss1 = thr1 = -1;
         if (server_pid > 0)
             fds1 = count_fds(server_pid);
+        /* And once they are gone again: what the server gives back. */
+        for (i = 0; i < g.nconns; i++)
+            conn_close(&g, &g.conns[i]);
+        run_until(&g, now_ns() + (uint64_t)(settle * 1e9), 0);
+        if (server_pid > 0 && read_status(server_pid, &rss2, &thr2) < 0)
+            rss2 = thr2 = -1;
         printf("idle asked=%ld open=%d failed=%d closed_by_server=%ld errors=%ld"
                " rss_before_kib=%ld rss_after_kib=%ld threads_before=%ld threads_after=%ld"
-               " fds_before=%ld fds_after=%ld\n",
+               " fds_before=%ld fds_after=%ld rss_closed_kib=%ld threads_closed=%ld\n",
                idle, g.opened, g.nconns - g.opened, g.closed_by_server, g.errors, rss0, rss1, thr0,
-               thr1, fds0, fds1);
+               thr1, fds0, fds1, rss2, thr2);
     } else {
         int open_at_start = g.opened;
 

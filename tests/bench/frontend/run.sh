@@ -333,8 +333,9 @@ show_idle() {
         printf "%-7s asked %s, held %s (closed by the server %s), RSS %.1f MiB -> %.1f MiB", who,
             kv($0, "asked"), held, kv($0, "closed_by_server"), b / 1024, a / 1024
         if (held > 0) printf " (%+.1f KiB per held connection)", (a - b) / held
-        printf ", threads %s -> %s, fds %s -> %s\n", kv($0, "threads_before"), kv($0, "threads_after"),
-            kv($0, "fds_before"), kv($0, "fds_after")
+        printf ", threads %s -> %s, fds %s -> %s; once closed: RSS %.1f MiB, threads %s\n",
+            kv($0, "threads_before"), kv($0, "threads_after"), kv($0, "fds_before"), kv($0, "fds_after"),
+            kv($0, "rss_closed_kib") / 1024, kv($0, "threads_closed")
     }'
 }
 echo "frontend: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
