@@ -63,7 +63,7 @@ struct berth_config {
     int64_t update_health_timeout_s; /* a new replica may take this long to be ready */
     int64_t update_min_ready_ms;     /* a new replica must run this long to be ready */
     int64_t update_drain_ms;         /* an old replica leaves answers this long before it stops */
-    char *config_file; /* --config: key = value lines; "" = none */
+    char *config_file;               /* --config: key = value lines; "" = none */
 };
 
 /* The registry credentials file read when it exists (and only then). */
