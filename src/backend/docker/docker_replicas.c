@@ -166,6 +166,7 @@ static int rp_fill_set(const struct rp_found *r, size_t n, enum object_kind kind
 
         it->index = r[i].index;
         it->state = c->state;
+        it->health = c->health;
         it->handle = strdup(c->id);
         it->host = strdup("");
         it->image = strdup(c->image ? c->image : "");
