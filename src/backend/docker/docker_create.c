@@ -343,9 +343,10 @@ static int docker_create_check_registry(const struct docker_ctx *c, const char *
 
 /* The create body. Only the fields below are ever sent: nothing that grants
  * host privileges (privileged mode, host namespaces, added capabilities,
- * devices, bind mounts, sysctls) can come from a spec, and every container
- * is confined the same way (docker_create_add_confinement). `token` becomes the create token label.
- * *json_out is malloc'd, the caller's. */
+ * devices, bind mounts, sysctls) can come from a spec (its volumes are
+ * mounts of type "volume" by name, never a host path), and every container
+ * is confined the same way (docker_create_add_confinement). `token` becomes
+ * the create token label. *json_out is malloc'd, the caller's. */
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
                               const char *network, const char *token, char **json_out,
                               struct berth_err *err)
