@@ -361,6 +361,8 @@ int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struc
         copy.started_unix_ms = old.started_unix_ms;
         copy.oom_killed = old.oom_killed;
         copy.exit_code = old.exit_code;
+        copy.health = old.health;
+        copy.restart_count = old.restart_count;
         copy.modified_unix = old.modified_unix;
     }
     /* The id orders the array: it never changes. */
@@ -500,6 +502,20 @@ void vm_registry_count_states(struct vm_registry *r, size_t counts[5])
     lock_give(&r->lock);
 }
 
+void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT])
+{
+    memset(counts, 0, BACKEND_HEALTH_COUNT * sizeof(counts[0]));
+    lock_take(&r->lock);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct vm_snapshot *d = &r->recs[i]->data;
+
+        if (r->recs[i]->visible && d->state == VM_STATE_RUNNING &&
+            (unsigned)d->health < BACKEND_HEALTH_COUNT)
+            counts[d->health]++;
+    }
+    lock_give(&r->lock);
+}
+
 static int replace_str(char **field, const char *value);
 
 /* Replace a string field with a copy; on allocation failure keep the old. */
@@ -540,7 +556,9 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
      * a periodic re-list that confirms the state must not void its write. */
     if ((o->state != VM_STATE_UNSPECIFIED && o->state != d->state) ||
         (o->oom_killed >= 0 && o->oom_killed != d->oom_killed) ||
-        (o->exit_code >= 0 && o->exit_code != d->exit_code))
+        (o->exit_code >= 0 && o->exit_code != d->exit_code) ||
+        (o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health) ||
+        (c && c->restart_count >= 0 && c->restart_count != d->restart_count))
         r->recs[at]->observed++;
     if (o->state != VM_STATE_UNSPECIFIED && o->state != d->state) {
         if ((o->state == VM_STATE_RUNNING || o->state == VM_STATE_PAUSED) &&
@@ -555,6 +573,8 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         d->oom_killed = o->oom_killed;
     if (o->exit_code >= 0)
         d->exit_code = o->exit_code;
+    if (o->health != BACKEND_HEALTH_UNKNOWN)
+        d->health = o->health;
     if (c) {
         if (c->ip_address && c->ip_address[0])
             replace_str(&d->ip_address, c->ip_address);
@@ -570,6 +590,8 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         }
         if (c->started_unix_ms > 0 && d->state == VM_STATE_RUNNING)
             d->started_unix_ms = c->started_unix_ms;
+        if (c->restart_count >= 0)
+            d->restart_count = c->restart_count;
     }
     if (state_changed)
         tell(r, VM_CHANGE_CHANGED, d, observed_reason(d, why, sizeof(why)));
