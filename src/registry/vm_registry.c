@@ -536,7 +536,7 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
     struct backend_port *ports = NULL;
     struct vm_snapshot *d;
     size_t at;
-    int found, rc = -1, state_changed;
+    int found, rc = -1, state_changed, health_changed, restarted;
     char why[32];
 
     /* Allocate outside the lock. */
@@ -552,6 +552,8 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         goto out;
     d = &r->recs[at]->data;
     state_changed = o->state != VM_STATE_UNSPECIFIED && o->state != d->state;
+    health_changed = o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health;
+    restarted = c != NULL && c->restart_count > d->restart_count;
     /* Only news that changes something counts against a call under way:
      * a periodic re-list that confirms the state must not void its write. */
     if ((o->state != VM_STATE_UNSPECIFIED && o->state != d->state) ||
@@ -593,8 +595,17 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         if (c->restart_count >= 0)
             d->restart_count = c->restart_count;
     }
+    /* Watchers hear of a new state, a new health verdict and a restart
+     * the Engine made by itself, each with what happened. */
     if (state_changed)
         tell(r, VM_CHANGE_CHANGED, d, observed_reason(d, why, sizeof(why)));
+    else if (restarted) {
+        snprintf(why, sizeof(why), "restarted (%d)", d->restart_count);
+        tell(r, VM_CHANGE_CHANGED, d, why);
+    } else if (health_changed) {
+        snprintf(why, sizeof(why), "health %s", backend_health_name(d->health));
+        tell(r, VM_CHANGE_CHANGED, d, why);
+    }
     rc = 0;
 out:
     lock_give(&r->lock);

@@ -22,7 +22,9 @@ import { startBerthd, berthdSkipReason, waitFor } from "../lib/berthd.mjs";
 import { rpc } from "../lib/rpc.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../lib/image.mjs";
-import { VM_SERVICE } from "../lib/proto.mjs";
+import { VM_SERVICE, getService } from "../lib/proto.mjs";
+import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 
 const berthdSkip = berthdSkipReason();
 const [engine, engineWhy] = berthdSkip ? [undefined, undefined] : await connectEngine();
@@ -160,9 +162,28 @@ describe("health checks on the Docker Engine", { skip }, () => {
     });
     const c = await engine.inspect(`berth-vm-${vmId}`);
     assert.deepEqual(c.Config.Healthcheck, { Test: ["CMD", "false"], Interval: 300000000, Timeout: 1000000000, StartPeriod: 100000000, Retries: 1 });
+    // A watcher of this VM hears the verdict, with the reason.
+    const events = createClient(getService("berth.v1.EventService"), createConnectTransport({ baseUrl: d.url, httpVersion: "1.1" }));
+    const abort = new AbortController();
+    const seen = [];
+    const watching = (async () => {
+      try {
+        for await (const ev of events.watch({ kinds: [1], id: vmId }, { signal: abort.signal })) seen.push(ev);
+      } catch (err) {
+        if (!(err instanceof ConnectError && err.code === Code.Canceled)) throw err;
+      }
+    })();
+    await waitFor(() => seen.length >= 1, { timeoutMs: 5000, what: "the snapshot" });
     await ok(`${VM}/BootVm`, { vmId });
     const sick = await healthIs(vmId, "HEALTH_STATE_UNHEALTHY");
     assert.equal(sick.state, "VM_STATE_RUNNING");
+    await waitFor(() => seen.some((e) => e.reason === "health unhealthy" && e.health === "HEALTH_STATE_UNHEALTHY"), {
+      timeoutMs: 5000,
+      what: "a Watch event for the verdict",
+      describe: () => JSON.stringify(seen.map((e) => [e.type, e.state, e.health, e.reason])),
+    });
+    abort.abort();
+    await watching;
     // /metrics: each running VM once, by health.
     const text = await metrics();
     assert.ok(sample(text, "berth_vms_health", { health: "unhealthy" }) >= 1, text);
