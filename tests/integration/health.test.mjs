@@ -228,6 +228,28 @@ describe("health checks on the Docker Engine", { skip }, () => {
     assert.equal(await engine.inspect(`berth-vm-hc-bad-${RUN}`), undefined);
   });
 
+  test("an UpdateDeployment to an image whose check fails is rolled back: the old replicas untouched, nothing left of the new", async () => {
+    const plain = `berth-test/health-plain:${RUN}`;
+    const bad = `berth-test/health-bad:${RUN}`;
+    await commitImage(plain, GW_CMD, []);
+    await commitImage(bad, GW_CMD, ['HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD ["false"]']);
+    try {
+      const spec = { namespace: `hc-ns-${RUN}`, deploymentId: `hc-dep-${RUN}`, image: plain, replicas: 2 };
+      await ok("/krane.v1.DeploymentService/CreateDeployment", { deployment: spec });
+      const byLabel = async () => (await engine.listContainers([`berth.deployment_id=${spec.deploymentId}`])).filter((c) => c.Labels["berth.record"] !== "true");
+      await waitFor(async () => (await byLabel()).filter((c) => c.State === "running").length === 2, { timeoutMs: 20000, what: "two running replicas" });
+      const before = (await byLabel()).map((c) => c.Id).sort();
+      const r = await fails("/krane.v1.DeploymentService/UpdateDeployment", { deployment: { ...spec, image: bad } }, "failed_precondition");
+      assert.match(r.message, /unhealthy/);
+      const after = await byLabel();
+      assert.deepEqual(after.map((c) => c.Id).sort(), before, "the same containers, and no new one");
+      assert.ok(after.every((c) => c.State === "running" && c.Image === plain), JSON.stringify(after.map((c) => [c.Image, c.State])));
+      await ok("/krane.v1.DeploymentService/DeleteDeployment", { namespace: spec.namespace, deploymentId: spec.deploymentId });
+    } finally {
+      for (const img of [plain, bad]) await engine.call("DELETE", `/images/${encodeURIComponent(img)}`, { query: { force: "1" }, ok: [404, 409] });
+    }
+  });
+
   test("a gateway: PENDING while its check starts, RUNNING once it passes, the address moving off a replica that fails", async () => {
     const gatewayId = `hc-gw-${RUN}`;
     const get = () => ok(`${GW}/GetGateway`, { namespace: "hc", gatewayId });
