@@ -350,7 +350,9 @@ static void collector_publish(struct collector *c, struct collector_vm *v,
     m.write_bytes = st->write_bytes;
     m.read_ops = st->read_ops;
     m.write_ops = st->write_ops;
+    m.pids = st->pids;
     m.sampled_at_unix_ms = st->sampled_at_unix_ms;
+    m.source = st->source;
     (void)vm_registry_set_metrics(c->vms, v->vm_id, &m); /* -1: deleted meanwhile */
     v->prev = st->cpu;
     v->last_sampled_ms = st->sampled_at_unix_ms;
