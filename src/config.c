@@ -125,6 +125,12 @@ static const struct opt opt_table[] = {
      1, 3600, "60", "seconds an image pull may go without progress before it is cut"},
     {"pull-timeout", "BERTH_PULL_TIMEOUT", OPT_INT, OFF(pull_timeout_s), 1, 86400, "900",
      "seconds an image pull may take at most (always within the call's deadline)"},
+    {"metrics-cgroup-root", "BERTH_METRICS_CGROUP_ROOT", OPT_STR, OFF(metrics_cgroup_root), 0, 0,
+     "/sys/fs/cgroup",
+     "the host's cgroup tree: running VMs whose cgroup files are there are sampled from them, "
+     "the others through the Engine's stats streams (empty: all through the Engine)"},
+    {"metrics-proc-root", "BERTH_METRICS_PROC_ROOT", OPT_STR, OFF(metrics_proc_root), 1, 0, "/proc",
+     "the host's proc tree, for the host's CPU counters and each VM's network counters"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

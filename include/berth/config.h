@@ -55,6 +55,8 @@ struct berth_config {
     char *registry_auth_file;     /* Docker client config; "" = none */
     int64_t pull_progress_timeout_s;
     int64_t pull_timeout_s;
+    char *metrics_cgroup_root; /* "": every VM sampled through the Engine */
+    char *metrics_proc_root;
 };
 
 /* The registry credentials file read when it exists (and only then). */

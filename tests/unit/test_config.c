@@ -57,6 +57,8 @@ static const char *const all_env[] = {
     "BERTH_REGISTRY_AUTH_FILE",
     "BERTH_PULL_PROGRESS_TIMEOUT",
     "BERTH_PULL_TIMEOUT",
+    "BERTH_METRICS_CGROUP_ROOT",
+    "BERTH_METRICS_PROC_ROOT",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
