@@ -643,7 +643,7 @@ static int cg_dirs_from_pid(struct cgroup_stats *cs, struct cgroup_stats_ctr *c,
     free(text);
     if (rc < 0)
         return -1;
-    return c->dir[CG_DIR_CPU] != NULL && c->dir[CG_DIR_MEMORY] != NULL;
+    return c->dir[CG_DIR_CPU] != NULL && (c->version == 2 || c->dir[CG_DIR_MEMORY] != NULL);
 }
 
 /* The container's init among the processes of its cgroup: the one whose
