@@ -246,6 +246,8 @@ describe("metrics fall back to the Engine when the cgroup files are not there", 
 
   after(async () => {
     try {
+      // Through berthd, so its tenant network (of this instance) goes too.
+      if (d && !d.exit) await rpc(d, `/${VM_SERVICE}/DeleteVm`, { vmId: vm, force: true });
       await cleanup();
     } finally {
       rmSync(emptyRoot, { recursive: true, force: true });
