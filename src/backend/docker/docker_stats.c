@@ -119,6 +119,8 @@ struct docker_stats {
     CURLM *multi;                   /* owned */
     struct docker_stream **streams; /* owned, each owned */
     size_t n_streams, cap_streams;
+    struct docker_stream **slots; /* owned array: the stream of each id of the sweep */
+    size_t cap_slots;
     uint64_t n_open;
     uint64_t errors;      /* of the sweep under way */
     char api_version[16]; /* "1.41", "" until known */
@@ -142,7 +144,9 @@ static void docker_stats_read_cpu(const cJSON *cpu_stats, struct backend_cpu *ou
 static int64_t docker_stats_memory(const cJSON *memory_stats);
 static void docker_stats_network(const cJSON *networks, struct backend_stats *out);
 static void docker_stats_blkio(const cJSON *list, int64_t *read, int64_t *write);
-static struct docker_stream *docker_stats_find(struct docker_stats *ds, const char *id);
+static int docker_stats_cmp(const void *a, const void *b);
+static struct docker_stream *docker_stats_find(struct docker_stats *ds, size_t n_sorted,
+                                               const char *id);
 static struct docker_stream *docker_stats_add(struct docker_stats *ds, const char *id);
 static void docker_stats_drop(struct docker_stats *ds, size_t i);
 static int docker_stats_need_version(struct docker_stats *ds);
@@ -368,6 +372,7 @@ void docker_stats_free(struct docker_stats *ds)
     while (ds->n_streams > 0)
         docker_stats_drop(ds, ds->n_streams - 1);
     free(ds->streams);
+    free(ds->slots);
     curl_multi_cleanup(ds->multi);
     cgroup_stats_free(ds->cg);
     free(ds);
@@ -392,12 +397,25 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
 {
     struct docker_ctx *c = ctx;
     struct docker_stats *ds = c->stats;
+    size_t n_sorted;
 
     ds->errors = 0;
+    if (n > ds->cap_slots) {
+        struct docker_stream **grown = realloc(ds->slots, n * sizeof(*grown));
+
+        if (grown == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        ds->slots = grown;
+        ds->cap_slots = n;
+    }
+    /* Sorted by id for the lookups (a thousand containers a second make a
+     * linear search cost more than reading their files); new ones go after. */
+    qsort(ds->streams, ds->n_streams, sizeof(*ds->streams), docker_stats_cmp);
+    n_sorted = ds->n_streams;
     for (size_t i = 0; i < ds->n_streams; i++)
         ds->streams[i]->wanted = 0;
     for (size_t i = 0; i < n; i++) {
-        struct docker_stream *s = docker_stats_find(ds, ids[i]);
+        struct docker_stream *s = docker_stats_find(ds, n_sorted, ids[i]);
 
         if (s == NULL)
             s = docker_stats_add(ds, ids[i]);
@@ -405,6 +423,7 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         s->wanted = 1;
         s->answered = 0;
+        ds->slots[i] = s;
     }
     /* No longer asked for (paused, stopped, gone): close and forget. */
     for (size_t i = ds->n_streams; i-- > 0;)
@@ -433,7 +452,7 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
     }
 
     for (size_t i = 0; i < n; i++) {
-        struct docker_stream *s = docker_stats_find(ds, ids[i]);
+        struct docker_stream *s = ds->slots[i];
 
         memset(&out[i], 0, sizeof(out[i]));
         if (s != NULL && s->fresh) {
@@ -495,11 +514,30 @@ out:
 
 /* --- the stream table -------------------------------------------------------- */
 
-static struct docker_stream *docker_stats_find(struct docker_stats *ds, const char *id)
+static int docker_stats_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < ds->n_streams; i++)
-        if (strcmp(ds->streams[i]->id, id) == 0)
-            return ds->streams[i];
+    const struct docker_stream *const *x = a, *const *y = b;
+
+    return strcmp((*x)->id, (*y)->id);
+}
+
+/* The stream of `id` among the first n_sorted (sorted by id), or NULL. */
+static struct docker_stream *docker_stats_find(struct docker_stats *ds, size_t n_sorted,
+                                               const char *id)
+{
+    size_t lo = 0, hi = n_sorted;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ds->streams[mid]->id, id);
+
+        if (c == 0)
+            return ds->streams[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
