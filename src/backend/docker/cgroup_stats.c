@@ -771,6 +771,12 @@ static int cg_open_files(struct cgroup_stats *cs, struct cgroup_stats_ctr *c, st
     if (cs->n_fds + n <= cs->max_fds) {
         c->kept = n;
         cs->n_fds += n;
+        /* Kept files need no paths (a failed read opens the container
+         * anew): a thousand containers' directories are worth freeing. */
+        for (int d = 0; d < CG_DIR_COUNT; d++) {
+            free(c->dir[d]);
+            c->dir[d] = NULL;
+        }
     }
     return 0;
 }

@@ -79,8 +79,7 @@ static int docker_net_create(struct docker_ctx *c, const char *name, int64_t dea
     if (resp.status != 201 && resp.status != 200 && resp.status != 409) {
         /* 404 here is no free address pool left, not a missing object. */
         engine_fail(&resp,
-                    resp.status == 404 ? BERTH_RESOURCE_EXHAUSTED
-                                       : engine_status_code(resp.status),
+                    resp.status == 404 ? BERTH_RESOURCE_EXHAUSTED : engine_status_code(resp.status),
                     "create network", err);
         goto out;
     }

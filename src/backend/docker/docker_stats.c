@@ -106,10 +106,10 @@ struct docker_stream {
     int answered;                /* has an answer for the current sweep */
     int fresh;                   /* `sample` was not given yet */
     struct backend_stats sample;
-    int failed;            /* `fail` was not given yet */
-    struct berth_err fail; /* the last failure */
-    int bad;               /* a callback failed; the transfer was aborted */
-    char errbuf[CURL_ERROR_SIZE];
+    int failed;             /* a failure was not given yet */
+    struct berth_err *fail; /* owned: the last failure (made at the first; NULL: none yet) */
+    int bad;                /* a callback failed; the transfer was aborted */
+    char *errbuf;           /* owned: curl's error text (made with the first stream) */
 };
 
 /* The stats state of one Docker backend; used by one sweep at a time. */
@@ -163,6 +163,7 @@ static void docker_stats_check_stalls(struct docker_stats *ds, int64_t now);
 static long docker_stats_wait_ms(struct docker_stats *ds, int64_t now, int64_t deadline);
 static int docker_stats_all_answered(struct docker_stats *ds);
 static void docker_stats_error(struct docker_stats *ds, struct docker_stream *s, const char *what);
+static void docker_stats_set_fail(struct docker_stream *s, const char *what);
 static int docker_stats_over(struct docker_stats *ds);
 static size_t docker_stats_fd_budget(void);
 static int docker_cg_due(const struct docker_stream *s, int64_t now);
@@ -461,7 +462,10 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
             s->fresh = 0;
         } else if (s != NULL && s->failed) {
             out[i].status = BACKEND_SAMPLE_ERROR;
-            out[i].err = s->fail;
+            if (s->fail != NULL)
+                out[i].err = *s->fail;
+            else
+                berth_err_set(&out[i].err, BERTH_UNAVAILABLE, "stats stream failed");
             s->failed = 0;
         }
     }
@@ -581,6 +585,8 @@ static void docker_stats_drop(struct docker_stats *ds, size_t i)
     cgroup_stats_close(ds->cg, s->cg);
     buf_release(&s->line);
     buf_release(&s->errbody);
+    free(s->errbuf);
+    free(s->fail);
     free(s->id);
     free(s);
     ds->streams[i] = ds->streams[--ds->n_streams];
@@ -619,9 +625,7 @@ static void docker_stats_open_due(struct docker_stats *ds, int64_t now)
             have_version = docker_stats_need_version(ds);
         if (!have_version) {
             s->retry_at_ms = now + DOCKER_STATS_RETRY_MS; /* the Engine did not answer */
-            berth_err_clear(&s->fail);
-            berth_err_set(&s->fail, BERTH_UNAVAILABLE, "docker engine version unknown");
-            s->failed = 1;
+            docker_stats_set_fail(s, "docker engine version unknown");
             s->answered = 1;
             continue;
         }
@@ -646,6 +650,8 @@ static int docker_stats_open(struct docker_stats *ds, struct docker_stream *s, i
         goto out;
     h = curl_easy_init();
     if (h == NULL)
+        goto out;
+    if (s->errbuf == NULL && (s->errbuf = calloc(1, CURL_ERROR_SIZE)) == NULL)
         goto out;
     s->errbuf[0] = '\0';
     bad |= curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ds->c->socket_path) != CURLE_OK;
@@ -881,11 +887,22 @@ static void docker_stats_error(struct docker_stats *ds, struct docker_stream *s,
         log_debug("stats.error", "error=\"%s\"", what);
         return;
     }
-    berth_err_clear(&s->fail);
-    berth_err_set(&s->fail, BERTH_UNAVAILABLE, "%s", what);
+    docker_stats_set_fail(s, what);
+    log_debug("stats.error", "container_id=%s error=\"%s\" detail=\"%s%s\"", s->id, what,
+              s->errbuf != NULL ? s->errbuf : "", s->errbody.data ? s->errbody.data : "");
+}
+
+/* Keep `what` as s's failure for its result. Out of memory: a failure
+ * without its text. */
+static void docker_stats_set_fail(struct docker_stream *s, const char *what)
+{
+    if (s->fail == NULL)
+        s->fail = malloc(sizeof(*s->fail));
+    if (s->fail != NULL) {
+        berth_err_clear(s->fail);
+        berth_err_set(s->fail, BERTH_UNAVAILABLE, "%s", what);
+    }
     s->failed = 1;
-    log_debug("stats.error", "container_id=%s error=\"%s\" detail=\"%s%s\"", s->id, what, s->errbuf,
-              s->errbody.data ? s->errbody.data : "");
 }
 
 /* Whether the sweep under way can return: at once after a cgroup pass (its
