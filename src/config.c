@@ -145,6 +145,12 @@ static const struct opt opt_table[] = {
     {"config", "BERTH_CONFIG", OPT_STR, OFF(config_file), 0, 0, "",
      "file of `key = value` lines setting any option but this one (see below); the environment "
      "and flags win over it, it is read again on SIGHUP (empty: none)"},
+    {"metrics-cgroup-root", "BERTH_METRICS_CGROUP_ROOT", OPT_STR, OFF(metrics_cgroup_root), 0, 0,
+     "/sys/fs/cgroup",
+     "the host's cgroup tree: running VMs whose cgroup files are there are sampled from them, "
+     "the others through the Engine's stats streams (empty: all through the Engine)"},
+    {"metrics-proc-root", "BERTH_METRICS_PROC_ROOT", OPT_STR, OFF(metrics_proc_root), 1, 0, "/proc",
+     "the host's proc tree, for the host's CPU counters and each VM's network counters"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

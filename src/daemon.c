@@ -104,6 +104,8 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
             strcmp(cfg->registry_auth_file, CONFIG_DEFAULT_REGISTRY_AUTH_FILE) == 0,
         .pull_progress_timeout_ms = cfg->pull_progress_timeout_s * 1000,
         .pull_timeout_ms = cfg->pull_timeout_s * 1000,
+        .cgroup_root = cfg->metrics_cgroup_root,
+        .proc_root = cfg->metrics_proc_root,
     };
     if (strcmp(cfg->backend, "swarm") == 0)
         return swarm_backend_new(&dc, out, err);

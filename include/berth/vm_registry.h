@@ -30,7 +30,9 @@ struct vm_metrics {
     int64_t memory_bytes;
     int64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
     int64_t read_bytes, write_bytes, read_ops, write_ops;
-    int64_t sampled_at_unix_ms; /* 0: never sampled */
+    int64_t pids;                     /* processes and threads; 0: not known */
+    int64_t sampled_at_unix_ms;       /* 0: never sampled */
+    enum backend_stats_source source; /* where the sample came from */
 };
 
 /* A copy of a record's data, owned by whoever received it:

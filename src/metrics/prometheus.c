@@ -445,8 +445,12 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
         {"berth_vm_block_write_bytes_total", "counter", "Bytes written to block devices."},
         {"berth_vm_block_read_ops_total", "counter", "Block device read operations."},
         {"berth_vm_block_write_ops_total", "counter", "Block device write operations."},
+        {"berth_vm_pids", "gauge", "Processes and threads of a running VM (0: not known)."},
         {"berth_vm_metrics_age_seconds", "gauge", "Age of the cached resource sample."},
     };
+    /* Running VMs by the source of their sample (enum backend_stats_source). */
+    static const char *const source_names[] = {"fake", "engine", "cgroup"};
+    uint64_t by_source[3] = {0, 0, 0};
     struct vm_snapshot *list = NULL;
     size_t n = 0;
     struct berth_err err;
@@ -501,12 +505,25 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
             case 10:
                 prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_ops);
                 break;
+            case 11:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->pids);
+                if ((unsigned)m->source < 3)
+                    by_source[m->source]++;
+                break;
             default:
                 age = (double)(now - m->sampled_at_unix_ms) / 1000.0;
                 prom_f64(w, fam[f].name, "", l, 1, age > 0 ? age : 0);
                 break;
             }
         }
+    }
+    prom_family(w, "berth_vm_metrics_source", "gauge",
+                "Running VMs by where their sample came from: cgroup (the kernel's files), "
+                "engine (the Engine's stats stream), fake (the memory backend).");
+    for (size_t s = 0; s < 3; s++) {
+        struct prom_label l[1] = {{"source", source_names[s]}};
+
+        prom_u64(w, "berth_vm_metrics_source", "", l, 1, by_source[s]);
     }
     vm_snapshot_list_free(list, n);
 }

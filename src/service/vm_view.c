@@ -47,6 +47,22 @@ static Metal__Vmprovisioner__V1__HealthState view_health(const struct vm_snapsho
     }
 }
 
+static const char *vm_view_metrics_source(enum backend_stats_source source);
+
+/* The backend_info value of a sample's source. */
+static const char *vm_view_metrics_source(enum backend_stats_source source)
+{
+    switch (source) {
+    case BACKEND_STATS_CGROUP:
+        return "cgroup";
+    case BACKEND_STATS_ENGINE:
+        return "engine";
+    case BACKEND_STATS_FAKE:
+        break;
+    }
+    return "fake";
+}
+
 static int add_backend_info(struct arena *a, Metal__Vmprovisioner__V1__GetVmInfoResponse *r,
                             const char *key, const char *value, struct berth_err *err)
 {
@@ -152,6 +168,10 @@ int vm_view_info(struct arena *a, const char *backend_name, struct vm_snapshot *
         m->network_stats = ns;
         m->storage_stats = ss;
         m->sampled_at_unix_ms = snap->metrics.sampled_at_unix_ms;
+        /* Which reading the numbers are: the kernel's files or the Engine's. */
+        if (add_backend_info(a, r, "metrics_source", vm_view_metrics_source(snap->metrics.source),
+                             err) < 0)
+            goto out;
         if (snap->started_unix_ms > 0 &&
             (snap->state == VM_STATE_RUNNING || snap->state == VM_STATE_PAUSED)) {
             int64_t up = (berth_unix_ms() - snap->started_unix_ms) / 1000;

@@ -1,6 +1,8 @@
 // The metrics collector and /metrics against the real Docker Engine, with
-// --metrics-interval 1: a VM burning CPU shows more than 50 % within two
-// intervals, an idle one less than 5 %, a cached sample is never older than
+// --metrics-interval 1 and every VM sampled through the Engine's stats
+// streams (--metrics-cgroup-root "": the fallback of the cgroup source, see
+// metrics_cgroup.test.mjs for the files): a VM burning CPU shows more than
+// 50 % within two intervals, an idle one less than 5 %, a cached sample is never older than
 // the interval (plus the Engine's own lag), memory grows when the container
 // allocates, a paused VM is not sampled (its sample stops advancing) and a
 // stopped one keeps its last values with no uptime; its ended stats stream
@@ -210,7 +212,7 @@ describe("metrics collector and /metrics", { skip }, () => {
     await ensureTestImage(engine);
     d = await startBerthd({
       backend: "docker",
-      args: ["--metrics-interval", String(INTERVAL_MS / 1000), "--stop-timeout", "1"],
+      args: ["--metrics-interval", String(INTERVAL_MS / 1000), "--stop-timeout", "1", "--metrics-cgroup-root", ""],
     });
     await waitFor(async () => (await d.request({ method: "GET", path: "/readyz" })).status === 200, {
       timeoutMs: 20000,
@@ -247,6 +249,7 @@ describe("metrics collector and /metrics", { skip }, () => {
       { timeoutMs: 2 * INTERVAL_MS + 500, intervalMs: 100, what: `cpu > 50 % on ${burn}`, describe: () => JSON.stringify(first) },
     );
     assert.ok(m.cpuUsagePercent <= 110, `one vCPU cannot use much more than 100 %: ${m.cpuUsagePercent}`);
+    assert.equal((await info(burn)).backendInfo.metrics_source, "engine", "sampled through the Engine");
     assert.ok(Number(m.uptimeSeconds || 0) >= 0);
   });
 

@@ -68,6 +68,8 @@ static const char *const all_env[] = {
     "BERTH_UPDATE_MIN_READY_MS",
     "BERTH_UPDATE_DRAIN_MS",
     "BERTH_CONFIG",
+    "BERTH_METRICS_CGROUP_ROOT",
+    "BERTH_METRICS_PROC_ROOT",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */

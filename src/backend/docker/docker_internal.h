@@ -210,8 +210,11 @@ int64_t docker_stats_stall_limit_ms(int64_t interval_ms);
  * no sample, *out untouched. -1: `root` is not a JSON object. */
 int docker_stats_parse(const cJSON *root, int64_t now_unix_ms,
                        struct backend_stats *out) BERTH_MUST_USE;
-/* The stats state of c (borrowed; it must outlive the state): no I/O yet. */
-int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, struct docker_stats **out,
+/* The stats state of c (borrowed; it must outlive the state): no I/O yet.
+ * `cgroup_root` (NULL or "": off) and `proc_root` (NULL or "": /proc):
+ * where the cgroup source reads running containers' files. */
+int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, const char *cgroup_root,
+                     const char *proc_root, struct docker_stats **out,
                      struct berth_err *err) BERTH_MUST_USE;
 /* Close every stream (each counted as an Engine call) and free. NULL: nothing. */
 void docker_stats_free(struct docker_stats *ds);
