@@ -42,6 +42,12 @@ static int bin_field(struct berth_err *err, const ProtobufCFieldDescriptor *f,
                      const struct wire_field *wf, const struct json_path *at, int depth);
 static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *f,
                          const struct wire_field *wf, const struct json_path *at, int depth);
+static size_t packed_count(ProtobufCType type, const uint8_t *data, size_t len);
+static int limit_fail(struct berth_err *err, const struct codec_limits *lim, bool elements,
+                      const ProtobufCFieldDescriptor *f, const struct json_path *at);
+static int limit_message(struct berth_err *err, const struct codec_limits *lim, size_t *nodes,
+                         const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         const struct json_path *up, int depth);
 static int key_cmp(const void *a, const void *b, void *key_field);
 static int dedupe_message(ProtobufCMessage *msg, ProtobufCAllocator *alloc, int depth);
 
@@ -234,6 +240,130 @@ static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *
         (val_f->type != PROTOBUF_C_TYPE_STRING && val_f->type != PROTOBUF_C_TYPE_MESSAGE))
         return 0;
     return bin_field(err, val_f, &val, elem.key != NULL ? &elem : at, depth);
+}
+
+/* ===================================================================== */
+/* limits: counted on the wire before protobuf-c builds anything          */
+/* ===================================================================== */
+
+/* Elements in a packed list of a scalar type: protobuf-c gives each its
+ * slot (4 or 8 bytes for 1 on the wire). 0 for types that cannot pack. */
+static size_t packed_count(ProtobufCType type, const uint8_t *data, size_t len)
+{
+    size_t n = 0;
+
+    switch (type) {
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return len / 4;
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return len / 8;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 0;
+    default: /* varints: one ends at each byte without the high bit */
+        for (size_t i = 0; i < len; i++)
+            n += (data[i] & 0x80) == 0;
+        return n;
+    }
+}
+
+/* at is the field's path (f NULL: the message's, for its unknown fields). */
+static int limit_fail(struct berth_err *err, const struct codec_limits *lim, bool elements,
+                      const ProtobufCFieldDescriptor *f, const struct json_path *at)
+{
+    struct buf path;
+
+    buf_init(&path, JSON_PATH_MAX_BYTES);
+    json_names_path(at, &path);
+    if (!elements)
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                      "request too large to decode: more than %zu values%s%s%s", lim->max_nodes,
+                      path.len > 0 ? ", at field '" : "", path.len > 0 ? path.data : "",
+                      path.len > 0 ? "'" : "");
+    else if (f == NULL && path.len > 0)
+        berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                      "invalid value for field '%s': more than %zu unknown fields", path.data,
+                      lim->max_elements);
+    else if (f == NULL)
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "the request holds more than %zu unknown fields",
+                      lim->max_elements);
+    else
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "invalid value for field '%s': more than %zu %s",
+                      path.data != NULL ? path.data : "", lim->max_elements,
+                      f->label == PROTOBUF_C_LABEL_REPEATED ? "elements" : "occurrences");
+    buf_release(&path);
+    return -1;
+}
+
+/* One message's fields, and the messages in it. *nodes counts the body's. */
+static int limit_message(struct berth_err *err, const struct codec_limits *lim, size_t *nodes,
+                         const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         const struct json_path *up, int depth)
+{
+    struct wire w = {data, len, 0};
+    struct wire_field wf;
+    size_t *seen;
+    int rc = -1;
+
+    /* Deeper is refused after unpacking (bin_message); the schemas bound
+     * how deep protobuf-c itself goes. */
+    if (depth > JSON_CODEC_MAX_DEPTH)
+        return 0;
+    /* One counter per field, the last one for the unknown fields. */
+    seen = calloc(desc->n_fields + 1, sizeof(*seen));
+    if (seen == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking the body");
+    while (w.pos < w.len) {
+        const ProtobufCFieldDescriptor *f;
+        struct json_path at, elem;
+        size_t slot, n = 1;
+
+        if (wire_next(&w, &wf) < 0) {
+            rc = 0; /* malformed: protobuf-c refuses it */
+            goto out;
+        }
+        f = protobuf_c_message_descriptor_get_field(desc, wf.number);
+        slot = f != NULL ? (size_t)(f - desc->fields) : desc->n_fields;
+        if (f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED && wf.type == WIRE_LEN &&
+            packed_count(f->type, wf.data, wf.len) > 0)
+            n = packed_count(f->type, wf.data, wf.len);
+        at = (struct json_path){.up = up, .kind = SEG_FIELD, .field = f};
+        seen[slot] += n;
+        *nodes += n;
+        if (*nodes > lim->max_nodes) {
+            limit_fail(err, lim, false, f, f != NULL ? &at : up);
+            goto out;
+        }
+        if (seen[slot] > lim->max_elements) {
+            limit_fail(err, lim, true, f, f != NULL ? &at : up);
+            goto out;
+        }
+        if (f == NULL || wf.type != WIRE_LEN || f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        elem = (struct json_path){.up = &at, .kind = SEG_INDEX, .index = seen[slot] - 1};
+        if (limit_message(err, lim, nodes, f->descriptor, wf.data, wf.len,
+                          f->label == PROTOBUF_C_LABEL_REPEATED && !json_names_is_map(f) ? &elem
+                                                                                         : &at,
+                          depth + 1) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    free(seen);
+    return rc;
+}
+
+int pb_check_limits(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                    const struct codec_limits *lim, struct berth_err *err)
+{
+    size_t nodes = 0;
+
+    return limit_message(err, lim, &nodes, desc, data, len, NULL, 1);
 }
 
 /* ===================================================================== */
