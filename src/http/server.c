@@ -1083,6 +1083,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 req->answered = 1;
                 return respond(s, req);
             }
+            /* The body's room at once: growing by doubling would copy it
+             * on the way and leave twice its size behind. Pages the
+             * client never sends are never touched. */
+            if (end != clen && *end == '\0' && n > 0 &&
+                buf_reserve(&req->body, (size_t)n, NULL) < 0)
+                log_debug("http.body_reserve", "bytes=%llu", n); /* it grows as it comes */
         }
         return MHD_YES;
     }
