@@ -335,12 +335,14 @@ static int limit_message(struct berth_err *err, const struct codec_limits *lim, 
         at = (struct json_path){.up = up, .kind = SEG_FIELD, .field = f};
         seen[slot] += n;
         *nodes += n;
-        if (*nodes > lim->max_nodes) {
-            limit_fail(err, lim, false, f, f != NULL ? &at : up);
-            goto out;
-        }
+        /* The field's own bound first, as the JSON count (one element at a
+         * time) meets it first too. */
         if (seen[slot] > lim->max_elements) {
             limit_fail(err, lim, true, f, f != NULL ? &at : up);
+            goto out;
+        }
+        if (*nodes > lim->max_nodes) {
+            limit_fail(err, lim, false, f, f != NULL ? &at : up);
             goto out;
         }
         if (f == NULL || wf.type != WIRE_LEN || f->type != PROTOBUF_C_TYPE_MESSAGE)
