@@ -157,4 +157,9 @@ int vm_registry_snapshot(struct vm_registry *r, vm_listener_fn each, void *arg,
 /* Number of visible VMs in each state (index = enum vm_state). */
 void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);
 
+/* 0 when the registry's lock could be taken (and given back) before the
+ * monotonic deadline, -1 when something holds it past that: the watchdog's
+ * sign of a registry stuck behind its lock. */
+int vm_registry_alive(struct vm_registry *r, int64_t deadline) BERTH_MUST_USE;
+
 #endif

@@ -43,6 +43,19 @@
 #define STREAM_SNDBUF (64 * 1024)
 #define MAX_EVENT_THREADS 16
 
+/* Threads that may run our callbacks: the event threads, and the one that
+ * stops the server. */
+#define BUSY_SLOTS (MAX_EVENT_THREADS + 4)
+
+/* Since when one of libmicrohttpd's threads is inside one of our callbacks
+ * (0: it is not): what http_server_alive reads. Claimed by a thread the
+ * first time it calls back; depth is that thread's alone. */
+struct busy_slot {
+    _Atomic uintptr_t owner; /* the thread's pthread_t; 0: free */
+    _Atomic int64_t since_ms;
+    int depth;
+};
+
 /* One client connection, MHD's socket context from its start to its close. */
 struct http_conn {
     struct http_server *s;         /* immutable */
@@ -109,6 +122,8 @@ struct http_server {
     struct workers *workers;   /* handlers that wait */
     http_classify_fn classify; /* immutable */
     _Atomic int suspended;     /* connections suspended, or resumed and not yet run */
+    struct busy_slot busy[BUSY_SLOTS];
+    _Atomic int64_t reaper_tick_ms; /* when the reaper last went round */
 };
 
 static int listen_socket(struct http_server *s, const struct http_server_config *cfg,
@@ -122,9 +137,17 @@ static int addr_is_loopback(const struct sockaddr_storage *ss);
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls);
+static enum MHD_Result access_request(struct http_server *s, struct MHD_Connection *conn,
+                                      const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls);
+static struct busy_slot *busy_enter(struct http_server *s);
+static void busy_leave(struct busy_slot *b);
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe);
+static void conn_notified(struct http_server *s, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe);
 static enum MHD_Result respond(struct http_server *s, struct http_request *req);
 static enum MHD_Result dispatch(struct http_server *s, struct http_request *req);
@@ -527,16 +550,6 @@ int http_server_tls_on(const struct http_server *s)
     return s != NULL && s->tls != NULL;
 }
 
-int http_server_saturated(struct http_server *s)
-{
-    const union MHD_DaemonInfo *info;
-
-    if (s == NULL || s->mhd == NULL || s->max_connections == 0)
-        return 0;
-    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return info != NULL && info->num_connections >= s->max_connections;
-}
-
 void http_server_quiesce(struct http_server *s)
 {
     if (s->mhd == NULL || s->quiesced)
@@ -650,6 +663,55 @@ void http_server_free(struct http_server *s)
     free(s);
 }
 
+/* ---- liveness --------------------------------------------------------- */
+
+/* The calling thread's slot, its clock started when it was not inside a
+ * callback already; NULL when every slot is taken (it then goes unwatched). */
+static struct busy_slot *busy_enter(struct http_server *s)
+{
+    pthread_t self = pthread_self();
+    uintptr_t me = 0;
+    struct busy_slot *b = NULL;
+
+    _Static_assert(sizeof(pthread_t) <= sizeof(uintptr_t), "pthread_t fits a uintptr_t");
+    memcpy(&me, &self, sizeof(self));
+    for (size_t i = 0; i < BUSY_SLOTS && b == NULL; i++)
+        if (atomic_load(&s->busy[i].owner) == me)
+            b = &s->busy[i];
+    for (size_t i = 0; i < BUSY_SLOTS && b == NULL; i++) {
+        uintptr_t free_slot = 0;
+        if (atomic_compare_exchange_strong(&s->busy[i].owner, &free_slot, me))
+            b = &s->busy[i];
+    }
+    if (b != NULL && b->depth++ == 0)
+        atomic_store(&b->since_ms, berth_now_ms());
+    return b;
+}
+
+static void busy_leave(struct busy_slot *b)
+{
+    if (b != NULL && --b->depth == 0)
+        atomic_store(&b->since_ms, 0);
+}
+
+int http_server_alive(struct http_server *s, int64_t stuck_ms, struct berth_err *err)
+{
+    int64_t now = berth_now_ms(), tick = atomic_load(&s->reaper_tick_ms);
+
+    for (size_t i = 0; i < BUSY_SLOTS; i++) {
+        int64_t since = atomic_load(&s->busy[i].since_ms);
+        if (since != 0 && now - since > stuck_ms)
+            return berth_err_set(err, BERTH_UNAVAILABLE,
+                                 "an HTTP event thread has been inside one request for %lld ms",
+                                 (long long)(now - since));
+    }
+    if (s->reaper_started && tick != 0 && now - tick > stuck_ms + REAPER_TICK_MS)
+        return berth_err_set(err, BERTH_UNAVAILABLE,
+                             "the HTTP connection reaper has not run for %lld ms",
+                             (long long)(now - tick));
+    return 0;
+}
+
 /* ---- connections and the read deadline -------------------------------- */
 
 /* Bytes the kernel took in on a TCP connection so far (0 elsewhere): the
@@ -681,6 +743,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
+    struct busy_slot *b = busy_enter(s);
+
+    conn_notified(s, conn, socket_context, toe);
+    busy_leave(b);
+}
+
+static void conn_notified(struct http_server *s, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
     struct http_conn *hc = *socket_context;
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -738,6 +809,8 @@ static void *reaper_main(void *arg)
     while (!s->reaper_stop) {
         int64_t now = berth_now_ms();
         int scan = ++tick % REAPER_SCAN_TICKS == 0;
+
+        atomic_store(&s->reaper_tick_ms, now);
         struct http_stream **waiting = NULL;
         struct pollfd *pfd = NULL;
         size_t n_waiting = 0;
@@ -1035,6 +1108,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *s = cls;
+    struct busy_slot *b = busy_enter(s);
+    enum MHD_Result rc =
+        access_request(s, conn, url, method, version, upload_data, upload_data_size, req_cls);
+
+    busy_leave(b);
+    return rc;
+}
+
+static enum MHD_Result access_request(struct http_server *s, struct MHD_Connection *conn,
+                                      const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
     struct http_request *req = *req_cls;
 
     if (req == NULL) {
@@ -1120,11 +1206,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
     struct http_server *s = cls;
     struct http_request *req = *req_cls;
+    struct busy_slot *b;
 
     (void)conn;
     (void)toe;
     if (req == NULL)
         return;
+    b = busy_enter(s);
     if (req->hc != NULL) {
         struct http_conn *hc = req->hc;
         uint64_t mark = conn_rx_bytes(hc);
@@ -1148,4 +1236,5 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     arena_free(req->arena);
     free(req);
     *req_cls = NULL;
+    busy_leave(b);
 }
