@@ -34,8 +34,10 @@ int http_request_query(const struct http_request *req, const char *key, const ch
 const char *http_request_body(const struct http_request *req, size_t *len, int *too_large);
 /* Framing the server refused (conflicting Content-Length headers, a header
  * line not ended by CRLF or holding a NUL, obs-fold, a space in a header
- * name): invalid_argument to answer with, or NULL when the request is well
- * formed. The connection closes after the answer. */
+ * name, a space, control character or %00 in the request target):
+ * invalid_argument to answer with, or NULL when the request is well
+ * formed. The connection closes after the answer. (A NUL in a header's
+ * name never gets here: libmicrohttpd answers it with its own 400.) */
 const struct berth_err *http_request_malformed(const struct http_request *req);
 /* The caller auth_identify named (see berth/auth.h), or NULL when it named
  * none; then *why (when not NULL) says why. */

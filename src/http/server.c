@@ -68,6 +68,7 @@ struct http_conn {
     struct http_stream *stream;    /* guarded by s->conns_lock: the one it sends (a reference) */
     /* The connection thread only: */
     int peer_known;
+    const char *target_problem; /* what on_uri found wrong with the request line; NULL: nothing */
     struct tls_peer tls;
     int unix_peer;
     uid_t uid;
@@ -156,7 +157,9 @@ static enum MHD_Result queue_response(struct http_server *s, struct http_request
 static void on_work(struct work_item *item);
 static size_t collect_streams(struct http_server *s, struct http_stream ***out);
 static void request_done(struct http_server *s, struct http_request *req);
-static void request_check_framing(struct http_request *req, const char *version);
+static void request_check_framing(struct http_request *req, const char *method,
+                                  const char *version);
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 static void request_identify(struct http_server *s, struct http_request *req);
 static void conn_learn_peer(struct http_server *s, struct http_conn *hc,
                             struct MHD_Connection *conn);
@@ -487,24 +490,26 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
-            on_tls_cert, MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert,
+            MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
     else if (s->tls != NULL)
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
-            on_tls_cert, MHD_OPTION_END);
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert, MHD_OPTION_END);
     else
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_END);
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
         goto fail;
@@ -878,6 +883,7 @@ struct framing_scan {
     size_t clen_len;
     const char *last_value; /* of the last header line */
     size_t last_len;
+    const char *next_line; /* where the next line must begin after a CRLF */
 };
 
 static int framing_bad(struct http_request *req, const char *what)
@@ -888,6 +894,8 @@ static int framing_bad(struct http_request *req, const char *what)
     }
     return -1;
 }
+
+#define LINE_PROBLEM "a line not ended by CRLF, or a NUL in a header"
 
 /* libmicrohttpd 0.9.75 accepts a bare LF as a line end, joins obs-fold
  * lines into the header above and reads a header line only up to a NUL,
@@ -900,7 +908,7 @@ static int framing_bad(struct http_request *req, const char *what)
 static const char *line_end_problem(const char *value, size_t len)
 {
     if (value[len] != '\0' || value[len + 1] != '\0')
-        return "a line not ended by CRLF, or a NUL in a header";
+        return LINE_PROBLEM;
     if (value[len + 2] == ' ' || value[len + 2] == '\t')
         return "an obs-fold line (a header line that begins with a space or tab)";
     return NULL;
@@ -920,12 +928,18 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
     if (value == NULL)
         return MHD_YES;
     problem = line_end_problem(value, value_size);
+    /* Each line begins where the one before ended with its CRLF: a byte
+     * more or less between them (a NUL that cut a value short, a bare
+     * LF) shows as a gap. */
+    if (problem == NULL && fs->next_line != NULL && key != fs->next_line)
+        problem = LINE_PROBLEM;
     if (problem != NULL) {
         framing_bad(fs->req, problem);
         return MHD_NO;
     }
     fs->last_value = value;
     fs->last_len = value_size;
+    fs->next_line = value + value_size + 2;
     if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
         if (fs->clen != NULL &&
             (fs->clen_len != value_size || memcmp(fs->clen, value, value_size) != 0)) {
@@ -939,12 +953,25 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
 }
 
 /* What libmicrohttpd lets through but HTTP/1.1 (RFC 9112) forbids (see
- * line_end_problem). */
-static void request_check_framing(struct http_request *req, const char *version)
+ * line_end_problem and on_uri). The lines are chained: the first header
+ * begins right after the request line's CRLF, each next one right after
+ * the CRLF of the one before, and the header block, as libmicrohttpd
+ * measured it, ends right after the empty line's CRLF.
+ *
+ * One thing cannot be caught here: a NUL in a header's name hides the
+ * colon from libmicrohttpd, which refuses the line itself with its own
+ * HTML 400 page before any of berthd's code sees the request (it has no
+ * hook to answer otherwise; the connection is closed after it). */
+static void request_check_framing(struct http_request *req, const char *method, const char *version)
 {
     struct framing_scan fs = {.req = req};
-    const char *problem;
+    const union MHD_ConnectionInfo *ci;
+    const char *problem, *end = NULL;
 
+    if (req->hc != NULL && req->hc->target_problem != NULL) {
+        framing_bad(req, req->hc->target_problem);
+        return;
+    }
     if (strchr(req->path, ' ') != NULL || strchr(req->path, '\t') != NULL) {
         framing_bad(req, "a space in the request target");
         return;
@@ -957,12 +984,50 @@ static void request_check_framing(struct http_request *req, const char *version)
         }
         fs.last_value = version;
         fs.last_len = strlen(version);
+        fs.next_line = version + fs.last_len + 2;
     }
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, framing_header, &fs);
-    /* The empty line that ends the header block must be a CRLF too: two
-     * more NULs after the last line's. */
-    if (!req->malformed && fs.last_value != NULL && fs.last_value[fs.last_len + 3] != '\0')
+    if (req->malformed || fs.last_value == NULL)
+        return;
+    ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci != NULL && method != NULL)
+        end = method + ci->header_size;
+    /* The empty line that ends the header block must be a CRLF too. */
+    if (end != NULL ? fs.next_line + 2 != end : fs.last_value[fs.last_len + 3] != '\0')
         framing_bad(req, "the header block is not ended by CRLF");
+}
+
+/* libmicrohttpd's look at the request line before it changes it: what it
+ * lets through there, found on the raw target. Its answer (NULL) is the
+ * request's first *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_conn *hc = ci != NULL ? ci->socket_context : NULL;
+    size_t path_len = strcspn(uri, "?");
+
+    (void)cls;
+    if (hc == NULL)
+        return NULL;
+    hc->target_problem = NULL;
+    for (const char *p = uri; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == ' ' || c == '\t') {
+            hc->target_problem = "a space in the request target";
+            break;
+        }
+        if (c < 0x20 || c == 0x7f) {
+            hc->target_problem = "a control character in the request target";
+            break;
+        }
+    }
+    /* A NUL the path decodes to would cut it short: ".../GetVmInfo%00x"
+     * must not reach GetVmInfo. */
+    for (size_t i = 0; hc->target_problem == NULL && i + 2 < path_len; i++)
+        if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+            hc->target_problem = "a NUL (%00) in the request path";
+    return NULL;
 }
 
 /* What the connection shows about the caller, learnt once per connection. */
@@ -1151,7 +1216,7 @@ static enum MHD_Result access_request(struct http_server *s, struct MHD_Connecti
         request_identify(s, req);
         /* A malformed request is answered before its body, which has no
          * end to trust. */
-        request_check_framing(req, version);
+        request_check_framing(req, method, version);
         if (req->malformed) {
             req->answered = 1;
             return respond(s, req);
