@@ -8,7 +8,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { startBerthd, berthdSkipReason } from "../lib/berthd.mjs";
+import { startBerthd, berthdSkipReason, isSanitized } from "../lib/berthd.mjs";
 
 const skip = berthdSkipReason();
 const VM = "/metal.vmprovisioner.v1.VmService/";
@@ -111,8 +111,7 @@ describe("decode limits", { skip }, () => {
     // A sanitized build carries its shadow memory and allocator on top (its
     // idle daemon is twice the size): there the growth is what is bounded,
     // by what the plain build may grow from its own baseline.
-    const sanitized = /lib[at]san/.test(readFileSync(`/proc/${pid}/maps`, "utf8"));
-    const limit = sanitized ? baseline + RSS_LIMIT_KIB - 16 * 1024 : RSS_LIMIT_KIB;
+    const limit = isSanitized(pid) ? baseline + RSS_LIMIT_KIB - 16 * 1024 : RSS_LIMIT_KIB;
     t.diagnostic(`baseline ${baseline} KiB, highest ${hwm} KiB (limit ${limit}); ${seen.join("; ")}`);
     assert.ok(hwm < limit, `peak RSS ${hwm} KiB (baseline ${baseline} KiB, limit ${limit} KiB):\n${seen.join("\n")}`);
     assert.equal((await d.request({ method: "GET", path: "/healthz" })).status, 200);
