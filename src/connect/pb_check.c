@@ -45,9 +45,12 @@ static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *
 static size_t packed_count(ProtobufCType type, const uint8_t *data, size_t len);
 static int limit_fail(struct berth_err *err, const struct codec_limits *lim, bool elements,
                       const ProtobufCFieldDescriptor *f, const struct json_path *at);
+struct limit_state;
+static struct limit_state *limit_state_new(const ProtobufCMessageDescriptor *desc);
+static void limit_state_free(struct limit_state *st);
 static int limit_message(struct berth_err *err, const struct codec_limits *lim, size_t *nodes,
                          const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                         const struct json_path *up, int depth);
+                         const struct json_path *up, int depth, struct limit_state *st);
 static int key_cmp(const void *a, const void *b, void *key_field);
 static int dedupe_message(ProtobufCMessage *msg, ProtobufCAllocator *alloc, int depth);
 
@@ -300,72 +303,114 @@ static int limit_fail(struct berth_err *err, const struct codec_limits *lim, boo
     return -1;
 }
 
-/* One message's fields, and the messages in it. *nodes counts the body's. */
+/* The counts of one message, and the states of its singular message
+ * fields: protobuf-c merges a singular message given more than once, so
+ * their lists add up across the occurrences. */
+struct limit_state {
+    size_t *seen;             /* per field, the last one for the unknown fields */
+    struct limit_state **sub; /* per field; NULL until that message field is seen */
+    size_t n;                 /* fields of the message */
+};
+
+static struct limit_state *limit_state_new(const ProtobufCMessageDescriptor *desc)
+{
+    struct limit_state *st = calloc(1, sizeof(*st));
+
+    if (st == NULL)
+        return NULL;
+    st->n = desc->n_fields;
+    st->seen = calloc(st->n + 1, sizeof(*st->seen));
+    st->sub = calloc(st->n + 1, sizeof(*st->sub));
+    if (st->seen == NULL || st->sub == NULL) {
+        free(st->seen);
+        free(st->sub);
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void limit_state_free(struct limit_state *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->n; i++)
+        limit_state_free(st->sub[i]);
+    free(st->sub);
+    free(st->seen);
+    free(st);
+}
+
+/* One occurrence of a message's bytes, counted into st. *nodes counts the
+ * body's. */
 static int limit_message(struct berth_err *err, const struct codec_limits *lim, size_t *nodes,
                          const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                         const struct json_path *up, int depth)
+                         const struct json_path *up, int depth, struct limit_state *st)
 {
     struct wire w = {data, len, 0};
     struct wire_field wf;
-    size_t *seen;
-    int rc = -1;
 
     /* Deeper is refused after unpacking (bin_message); the schemas bound
      * how deep protobuf-c itself goes. */
     if (depth > JSON_CODEC_MAX_DEPTH)
         return 0;
-    /* One counter per field, the last one for the unknown fields. */
-    seen = calloc(desc->n_fields + 1, sizeof(*seen));
-    if (seen == NULL)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking the body");
     while (w.pos < w.len) {
         const ProtobufCFieldDescriptor *f;
         struct json_path at, elem;
+        struct limit_state *sub, *fresh = NULL;
         size_t slot, n = 1;
+        int rc;
 
-        if (wire_next(&w, &wf) < 0) {
-            rc = 0; /* malformed: protobuf-c refuses it */
-            goto out;
-        }
+        if (wire_next(&w, &wf) < 0)
+            return 0; /* malformed: protobuf-c refuses it */
         f = protobuf_c_message_descriptor_get_field(desc, wf.number);
         slot = f != NULL ? (size_t)(f - desc->fields) : desc->n_fields;
         if (f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED && wf.type == WIRE_LEN &&
             packed_count(f->type, wf.data, wf.len) > 0)
             n = packed_count(f->type, wf.data, wf.len);
         at = (struct json_path){.up = up, .kind = SEG_FIELD, .field = f};
-        seen[slot] += n;
+        st->seen[slot] += n;
         *nodes += n;
         /* The field's own bound first, as the JSON count (one element at a
          * time) meets it first too. */
-        if (seen[slot] > lim->max_elements) {
-            limit_fail(err, lim, true, f, f != NULL ? &at : up);
-            goto out;
-        }
-        if (*nodes > lim->max_nodes) {
-            limit_fail(err, lim, false, f, f != NULL ? &at : up);
-            goto out;
-        }
+        if (st->seen[slot] > lim->max_elements)
+            return limit_fail(err, lim, true, f, f != NULL ? &at : up);
+        if (*nodes > lim->max_nodes)
+            return limit_fail(err, lim, false, f, f != NULL ? &at : up);
         if (f == NULL || wf.type != WIRE_LEN || f->type != PROTOBUF_C_TYPE_MESSAGE)
             continue;
-        elem = (struct json_path){.up = &at, .kind = SEG_INDEX, .index = seen[slot] - 1};
-        if (limit_message(err, lim, nodes, f->descriptor, wf.data, wf.len,
-                          f->label == PROTOBUF_C_LABEL_REPEATED && !json_names_is_map(f) ? &elem
-                                                                                         : &at,
-                          depth + 1) < 0)
-            goto out;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            /* Each element (or map entry) a message of its own. */
+            elem = (struct json_path){.up = &at, .kind = SEG_INDEX, .index = st->seen[slot] - 1};
+            sub = fresh = limit_state_new(f->descriptor);
+        } else {
+            if (st->sub[slot] == NULL)
+                st->sub[slot] = limit_state_new(f->descriptor);
+            sub = st->sub[slot];
+        }
+        if (sub == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking the body");
+        rc = limit_message(err, lim, nodes, f->descriptor, wf.data, wf.len,
+                           fresh != NULL && !json_names_is_map(f) ? &elem : &at, depth + 1, sub);
+        limit_state_free(fresh);
+        if (rc < 0)
+            return -1;
     }
-    rc = 0;
-out:
-    free(seen);
-    return rc;
+    return 0;
 }
 
 int pb_check_limits(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                     const struct codec_limits *lim, struct berth_err *err)
 {
+    struct limit_state *st = limit_state_new(desc);
     size_t nodes = 0;
+    int rc;
 
-    return limit_message(err, lim, &nodes, desc, data, len, NULL, 1);
+    if (st == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking the body");
+    rc = limit_message(err, lim, &nodes, desc, data, len, NULL, 1, st);
+    limit_state_free(st);
+    return rc;
 }
 
 /* ===================================================================== */
