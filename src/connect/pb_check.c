@@ -26,6 +26,7 @@ struct wire_field {
 };
 
 #define WIRE_LEN 2
+#define WIRE_MAX_FIELD 536870911u /* 2^29 - 1 */
 
 /* One entry while sorting by key: where it stood. */
 struct entry_ref {
@@ -83,13 +84,16 @@ static int wire_varint(struct wire *w, uint64_t *v)
     return -1;
 }
 
-/* Read the next field's tag and skip its value; -1 when the bytes end early
- * or hold a wire type proto3 does not use. */
+/* Read the next field's tag and skip its value; -1 when the bytes end early,
+ * hold a wire type proto3 does not use, or a field number outside 1 to
+ * 2^29-1. protobuf-c takes a field number 0 spelt in two bytes ("80 00")
+ * as an unknown field, which it packs again as "00" and then cannot read:
+ * a VM's stored config would become unreadable. */
 static int wire_next(struct wire *w, struct wire_field *f)
 {
     uint64_t tag, n;
 
-    if (wire_varint(w, &tag) < 0)
+    if (wire_varint(w, &tag) < 0 || tag >> 3 == 0 || tag >> 3 > WIRE_MAX_FIELD)
         return -1;
     f->number = (uint32_t)(tag >> 3);
     f->type = (unsigned)(tag & 7);

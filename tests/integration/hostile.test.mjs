@@ -328,6 +328,10 @@ function buildCases() {
     ["a list past its bound", pbLen(2, pbLen(100, Buffer.alloc(2 * 10001, Buffer.from([0x12, 0x00]))))],
     ["unknown fields past the bound", Buffer.alloc(2 * 10001, Buffer.from([0x48, 0x00]))],
     ["a nested message 70 deep", Array.from({ length: 70 }).reduce((acc) => pbLen(2, acc), Buffer.alloc(0))],
+    // protobuf-c takes these and packs them back unreadable: a VM's stored
+    // config would then fail GetVmInfo and every ListVms.
+    ["field number 0 spelt in two bytes", Buffer.concat([pbLen(1, "hostile-field-0"), pbLen(2, Buffer.concat([pbLen(100, pbLen(1, "berth-test/busybox:latest")), Buffer.from([0x80, 0x00, 0x00])]))])],
+    ["field number 2^29", Buffer.concat([pbLen(1, "hostile-field-2-29"), pbLen(2, Buffer.concat([pbLen(100, pbLen(1, "berth-test/busybox:latest")), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x10, 0x00])]))])],
   ];
   for (const [what, b] of createProtoBad) add("proto", `CreateVm ${what}`, proto(VM + "CreateVm", b), E.connect("invalid_argument"));
   add("proto", "ListVms a packed list past its bound", proto(VM + "ListVms", pbLen(1, Buffer.alloc(10001, 1))), E.connect("invalid_argument"));
