@@ -25,8 +25,9 @@ int pb_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data
  * lim before protobuf-c unpacks it: the occurrences of each field (the
  * elements of a packed list one by one, unknown fields as one field) in
  * each message, and all of them in the body. -1 with invalid_argument or
- * resource_exhausted naming the field where a bound was passed. Malformed
- * bytes are left for the unpacking to refuse. */
+ * resource_exhausted naming the field where a bound was passed, or
+ * invalid_argument when the bytes are malformed (cut short, a wire type
+ * proto3 does not use, a field number outside 1 to 2^29-1). */
 int pb_check_limits(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                     const struct codec_limits *lim, struct berth_err *err) BERTH_MUST_USE;
 

@@ -365,8 +365,11 @@ static int limit_message(struct berth_err *err, const struct codec_limits *lim, 
         size_t slot, n = 1;
         int rc;
 
+        /* Refused here, not left to protobuf-c: it takes some of what
+         * wire_next does not, and would then unpack the rest uncounted. */
         if (wire_next(&w, &wf) < 0)
-            return 0; /* malformed: protobuf-c refuses it */
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                                 desc->name);
         f = protobuf_c_message_descriptor_get_field(desc, wf.number);
         slot = f != NULL ? (size_t)(f - desc->fields) : desc->n_fields;
         if (f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED && wf.type == WIRE_LEN &&

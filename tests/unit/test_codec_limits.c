@@ -196,8 +196,11 @@ static void test_binary_limits(void)
          "invalid value for field 'config': more than 3 unknown fields"},
         {"values in all", &four_nodes, CREATE_VM, B("\x0a\x00\x1a\x00\x12\x04\x22\x00\x22\x00"),
          EXHAUSTED, "request too large to decode: more than 4 values, at field 'config.storage'"},
-        {"malformed bytes are protobuf-c's to refuse", &small, CREATE_VM, B("\x0a\x05\x61\x62"),
-         BERTH_OK, NULL},
+        {"malformed bytes", &small, CREATE_VM, B("\x0a\x05\x61\x62"), INVALID,
+         "malformed protobuf body for 'metal.vmprovisioner.v1.CreateVmRequest'"},
+        {"a field number protobuf-c takes and this does not, then more", &small, CREATE_VM,
+         B("\x91\x9d\xd2\x9f\x5d\x00\x48\x00\x50\x00\x58\x00\x60\x00"), INVALID,
+         "malformed protobuf body for 'metal.vmprovisioner.v1.CreateVmRequest'"},
 #undef B
     };
 
