@@ -56,6 +56,8 @@ struct vm_snapshot {
     int64_t started_unix_ms; /* 0: not running */
     int oom_killed;
     int exit_code;
+    enum backend_health health; /* as the Engine last said */
+    int restart_count;          /* restarts by the Engine's policy, from its inspect */
     struct vm_metrics metrics;
 };
 
@@ -126,8 +128,9 @@ struct vm_observed {
     int oom_killed;           /* -1: keep */
     int exit_code;            /* -1: keep */
     /* NULL, or details read from the engine: IP, MAC, gateway, ports (when
-     * any), start time (when known). */
+     * any), start time and restart count (when known). */
     const struct backend_container *details;
+    enum backend_health health; /* BACKEND_HEALTH_UNKNOWN: keep */
 };
 
 /* 0 when applied; -1 when the id is unknown or names another container. */
@@ -156,6 +159,8 @@ int vm_registry_snapshot(struct vm_registry *r, vm_listener_fn each, void *arg,
 
 /* Number of visible VMs in each state (index = enum vm_state). */
 void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);
+/* Number of visible RUNNING VMs of each health (index = enum backend_health). */
+void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT]);
 
 /* 0 when the registry's lock could be taken (and given back) before the
  * monotonic deadline, -1 when something holds it past that: the watchdog's

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 #include <uuid/uuid.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "berth/base64.h"
 #include "berth/clock.h"
@@ -535,6 +537,35 @@ static void log_call(const struct rpc_route *route, const char *path, int status
                  log_quote(&qe, err->msg));
 }
 
+/* A fresh request id, UUID-shaped (version 4, variant 1): a random base
+ * drawn once per process plus a counter. Unique within the process, random
+ * across restarts, and without a trip to the kernel's random source on
+ * every request (which a random UUID each time would cost). */
+static uuid_t request_id_base;
+
+static void request_id_seed(void)
+{
+    uuid_generate_random(request_id_base);
+}
+
+static void new_request_id(uuid_t out)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static _Atomic uint64_t counter;
+    uint64_t n = atomic_fetch_add(&counter, 1);
+
+    pthread_once(&once, request_id_seed);
+    memcpy(out, request_id_base, sizeof(uuid_t));
+    for (int i = 15; i >= 8 && n > 0; i--) {
+        unsigned sum = out[i] + (unsigned)(n & 0xff);
+
+        out[i] = (unsigned char)sum;
+        n = (n >> 8) + (sum >> 8);
+    }
+    out[6] = (unsigned char)((out[6] & 0x0f) | 0x40);
+    out[8] = (unsigned char)((out[8] & 0x3f) | 0x80);
+}
+
 /* Routing, method and codec are checked here; their refusals (404, 405,
  * 415) are HTTP answers with the Connect code unimplemented in the log, as
  * the call never reaches a handler. Everything else goes through run_call. */
@@ -550,7 +581,7 @@ void connect_request_id(const struct http_request *req, char out[CONNECT_REQUEST
         memcpy(out, h, n + 1);
         return;
     }
-    uuid_generate_random(uu);
+    new_request_id(uu);
     uuid_unparse_lower(uu, out);
 }
 

@@ -42,6 +42,7 @@ struct prom_group {
     const char *id; /* borrowed from the container list */
     uint64_t total;
     uint64_t running;
+    uint64_t health[BACKEND_HEALTH_COUNT]; /* of the running ones */
 };
 
 static void prom_raw(struct prom_writer *w, const char *s);
@@ -60,6 +61,7 @@ static void prom_histogram(struct prom_writer *w, const char *name, struct prom_
 static void prom_rpc(struct prometheus *p, struct prom_writer *w);
 static void prom_engine(struct prometheus *p, struct prom_writer *w);
 static void prom_vm_states(struct prometheus *p, struct prom_writer *w);
+static void prom_vm_health(struct prometheus *p, struct prom_writer *w);
 static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object_kind kind);
 static void prom_vms(struct prometheus *p, struct prom_writer *w);
 static void prom_collector(struct prometheus *p, struct prom_writer *w);
@@ -314,6 +316,24 @@ static void prom_vm_states(struct prometheus *p, struct prom_writer *w)
 
         prom_u64(w, "berth_vms", "", l, 1, counts[i]);
     }
+    prom_vm_health(p, w);
+}
+
+/* berth_vms_health{health}: every RUNNING VM once, by what its check says
+ * ("none" without one): the values add up to berth_vms{state="running"}. */
+static void prom_vm_health(struct prometheus *p, struct prom_writer *w)
+{
+    size_t counts[BACKEND_HEALTH_COUNT] = {0};
+
+    if (p->src.vms != NULL)
+        vm_registry_count_health(p->src.vms, counts);
+    prom_family(w, "berth_vms_health", "gauge",
+                "Running VMs, by health (none: no check); they add up to the running VMs.");
+    for (size_t h = 0; h < BACKEND_HEALTH_COUNT; h++) {
+        struct prom_label l[1] = {{"health", backend_health_name((enum backend_health)h)}};
+
+        prom_u64(w, "berth_vms_health", "", l, 1, counts[h]);
+    }
 }
 
 static int prom_group_cmp(const void *a, const void *b)
@@ -362,8 +382,11 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
         if (g == n_groups)
             groups[n_groups++].id = id;
         groups[g].total++;
-        if (list.items[i].state == BACKEND_STATE_RUNNING)
+        if (list.items[i].state == BACKEND_STATE_RUNNING) {
             groups[g].running++;
+            if ((unsigned)list.items[i].health < BACKEND_HEALTH_COUNT)
+                groups[g].health[list.items[i].health]++;
+        }
     }
     qsort(groups, n_groups, sizeof(*groups), prom_group_cmp);
 
@@ -382,6 +405,20 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
         prom_u64(w, name, "", l, 2, groups[g].running);
         l[1].value = "not_running";
         prom_u64(w, name, "", l, 2, groups[g].total - groups[g].running);
+    }
+    snprintf(name, sizeof(name), "berth_%s_replicas_health", noun);
+    snprintf(help, sizeof(help),
+             "Running replica containers of each %s, by health (none: no check); they add up to "
+             "the running ones.",
+             noun);
+    prom_family(w, name, "gauge", help);
+    for (size_t g = 0; g < n_groups; g++) {
+        for (size_t h = 0; h < BACKEND_HEALTH_COUNT; h++) {
+            struct prom_label l[2] = {{id_key, groups[g].id},
+                                      {"health", backend_health_name((enum backend_health)h)}};
+
+            prom_u64(w, name, "", l, 2, groups[g].health[h]);
+        }
     }
 out:
     free(groups);

@@ -52,6 +52,15 @@ int event_service_register(struct event_service *s, struct router *r)
     return router_set_stream_handler(r, "/berth.v1.EventService/Watch", h_watch, s);
 }
 
+/* A VM's health as the HealthState name; "" before any verdict. */
+static const char *vm_health_name(const struct vm_snapshot *vm)
+{
+    static const char *const names[] = {"", "HEALTH_STATE_NONE", "HEALTH_STATE_STARTING",
+                                        "HEALTH_STATE_HEALTHY", "HEALTH_STATE_UNHEALTHY"};
+
+    return (unsigned)vm->health < sizeof(names) / sizeof(names[0]) ? names[vm->health] : "";
+}
+
 void event_service_vm_changed(void *bus, enum vm_change what, const struct vm_snapshot *vm,
                               const char *reason)
 {
@@ -67,7 +76,7 @@ void event_service_vm_changed(void *bus, enum vm_change what, const struct vm_sn
         .id = vm->id,
         .ns = "",
         .state = vm_state_name(vm->state),
-        .health = "",
+        .health = vm_health_name(vm),
         .instance_id = "",
         .reason = reason,
         .time_unix_ns = berth_unix_ms() * 1000000,
@@ -173,7 +182,7 @@ static void watcher_vm_snapshot(void *arg, enum vm_change what, const struct vm_
         .id = vm->id,
         .ns = "",
         .state = vm_state_name(vm->state),
-        .health = "",
+        .health = vm_health_name(vm),
         .instance_id = "",
         .reason = reason,
         .time_unix_ns = berth_unix_ms() * 1000000,

@@ -109,7 +109,7 @@ static int rs_busy_take(struct replica_service *s, const char *key, int update, 
                         struct berth_err *err);
 static int rs_busy_try(struct replica_service *s, const char *key);
 static void rs_busy_give(struct replica_service *s, const char *key);
-static enum krane_status rs_status_of(enum backend_state state);
+static enum krane_status rs_status_of(const struct backend_replica *r);
 static char *rs_address(struct arena *a, const struct rs_binding *b,
                         const struct backend_replica *r);
 static int rs_compose(struct arena *a, const struct rs_binding *b,
@@ -602,7 +602,10 @@ static void rs_busy_give(struct replica_service *s, const char *key)
 
 /* ---- composing a Get answer --------------------------------------------- */
 
-static enum krane_status rs_status_of(enum backend_state state)
+/* An instance's status: its container's state, where a running one with
+ * a health check is RUNNING only once and while the check passes (PENDING
+ * while it starts and again while it fails). */
+static enum krane_status rs_status_of(const struct backend_replica *r)
 {
     static const enum krane_status map[BACKEND_STATE_COUNT] = {
         [BACKEND_STATE_UNKNOWN] = KRANE_STATUS_UNSPECIFIED,
@@ -615,7 +618,13 @@ static enum krane_status rs_status_of(enum backend_state state)
         [BACKEND_STATE_DEAD] = KRANE_STATUS_TERMINATING,
     };
 
-    return (unsigned)state < BACKEND_STATE_COUNT ? map[state] : KRANE_STATUS_UNSPECIFIED;
+    enum krane_status st =
+        (unsigned)r->state < BACKEND_STATE_COUNT ? map[r->state] : KRANE_STATUS_UNSPECIFIED;
+
+    if (st == KRANE_STATUS_RUNNING &&
+        (r->health == BACKEND_HEALTH_STARTING || r->health == BACKEND_HEALTH_UNHEALTHY))
+        return KRANE_STATUS_PENDING;
+    return st;
 }
 
 /* "<host>:<published host port>" of the kind's container port, or NULL when
@@ -638,7 +647,8 @@ static char *rs_address(struct arena *a, const struct rs_binding *b,
 /* The Get answer of one set with n > 0 instances (sorted by index): one
  * instance per replica, plus a PENDING one for every index below the
  * wanted count that has none, so a short set never looks whole. The top
- * address is that of the first running replica. */
+ * address is that of the lowest-index replica that is RUNNING (and so
+ * healthy, where it has a check). */
 static int rs_compose(struct arena *a, const struct rs_binding *b,
                       const struct backend_replica_set *set, ProtobufCMessage **out,
                       struct berth_err *err)
@@ -656,7 +666,7 @@ static int rs_compose(struct arena *a, const struct rs_binding *b,
             struct krane_instance *k = &inst[m++];
             k->id = arena_printf(a, "%s-%u", set->id, i);
             k->address = rs_address(a, b, &set->items[j]);
-            k->status = rs_status_of(set->items[j].state);
+            k->status = rs_status_of(&set->items[j]);
             if (k->id == NULL)
                 return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
             if (address == NULL && k->status == KRANE_STATUS_RUNNING)
@@ -818,7 +828,8 @@ static int rs_cached_answer(struct replica_service *s, const struct rs_binding *
     return *out != NULL ? 0 : -1;
 }
 
-/* Does ev change what Get shows? */
+/* Does ev change what Get shows? A health check's new verdict
+ * ("health_status: unhealthy") does. */
 static int rs_event_is_news(const struct backend_event *ev)
 {
     static const char *const actions[] = {"start", "restart", "die", "pause", "unpause", "destroy"};
@@ -826,7 +837,7 @@ static int rs_event_is_news(const struct backend_event *ev)
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
         if (strcmp(ev->action, actions[i]) == 0)
             return 1;
-    return 0;
+    return strncmp(ev->action, "health_status:", 14) == 0;
 }
 
 void replica_service_on_event(struct replica_service *s, const struct backend_event *ev)
@@ -1133,15 +1144,15 @@ static int rs_token_read(struct arena *a, const char *token, const char **ns, co
 }
 
 /* The summary of set: its image (the lowest instance's), the replicas it
- * was applied with, how many run. RUNNING once that many run, PENDING
- * before. Strings borrowed from the set (copied by the caller). */
+ * was applied with, how many run (and pass their check, where they have one). RUNNING once that
+ * many run, PENDING before. Strings borrowed from the set (copied by the caller). */
 static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
                         struct krane_summary *out)
 {
     unsigned running = 0;
 
     for (size_t i = 0; i < set->n; i++)
-        running += set->items[i].state == BACKEND_STATE_RUNNING;
+        running += rs_status_of(&set->items[i]) == KRANE_STATUS_RUNNING;
     out->ns = arena_strdup(a, set->ns);
     out->id = arena_strdup(a, set->id);
     out->image = arena_strdup(a, set->n > 0 && set->items[0].image ? set->items[0].image : "");

@@ -39,7 +39,16 @@ struct vm_plan {
     struct backend_port *ports;
     const char **env;
     struct backend_label labels[6];
+    struct backend_health_check health;
+    struct backend_volume *volumes;
+    struct backend_label volume_labels[2]; /* berth.kind=vm, berth.vm_id */
 };
+
+/* The Engine's name of volume `name` of VM `id`: "berth-<id>-<name>", in
+ * the arena (NULL when out of memory). */
+const char *vm_plan_volume_name(struct arena *a, const char *id, const char *name);
+/* The labels every volume of VM `id` carries, into out[2]. */
+void vm_plan_volume_labels(const char *id, struct backend_label out[2]);
 
 /* vm_plan.c. Validate a VmConfig and turn it into the container spec of VM
  * `id` with berthd's labels, in the arena. */

@@ -38,6 +38,9 @@ static void snap_set_ports(struct vm_snapshot *snap, const struct backend_contai
 static int finish_transition(struct vm_service *s, struct vm_record *rec, struct vm_snapshot *snap,
                              enum vm_state next, uint64_t stamp, struct berth_err *err);
 
+static void remove_volumes(struct vm_service *s, struct arena *a, const char *id,
+                           const VmConfig *cfg);
+
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
 static int check_host_ports(const struct vm_service *s, const struct vm_plan *p,
@@ -232,6 +235,10 @@ static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap, 
     free(gw);
     snap_set_ports(snap, &c);
     snap->started_unix_ms = c.started_unix_ms ? c.started_unix_ms : berth_unix_ms();
+    if (c.health != BACKEND_HEALTH_UNKNOWN)
+        snap->health = c.health;
+    if (c.restart_count >= 0)
+        snap->restart_count = c.restart_count;
     backend_container_release(&c);
     return 0;
 }
@@ -319,6 +326,37 @@ static int check_quota(struct vm_service *s, const char *customer, struct berth_
     return 0;
 }
 
+/* The volumes of VM `id` that its config does not keep, removed after its
+ * container: one already gone, or not berthd's, is left alone; a failure is
+ * logged (the container is gone by then, so the VM goes either way; a later
+ * VM of the same id mounts such a volume again). */
+static void remove_volumes(struct vm_service *s, struct arena *a, const char *id,
+                           const VmConfig *cfg)
+{
+    const ContainerSpec *cs = cfg->container;
+    struct backend_label must[2];
+
+    if (cs == NULL || cs->n_volumes == 0 || s->backend->ops->remove_volume == NULL)
+        return;
+    vm_plan_volume_labels(id, must);
+    for (size_t i = 0; i < cs->n_volumes; i++) {
+        const char *name = vm_plan_volume_name(a, id, cs->volumes[i]->name);
+        struct berth_err e;
+
+        if (cs->volumes[i]->keep || name == NULL)
+            continue;
+        berth_err_clear(&e);
+        if (s->backend->ops->remove_volume(s->backend->ctx, name, must, 2, berth_now_ms() + 10000,
+                                           &e) == 0)
+            log_info("vm.volume_removed", "vm_id=%s volume=%s", id, name);
+        else if (e.code != BERTH_NOT_FOUND) {
+            struct log_quoted lq;
+            log_warn("vm.volume_left", "vm_id=%s volume=%s code=%s error=%s", id, name,
+                     berth_code_name(e.code), log_quote(&lq, e.msg));
+        }
+    }
+}
+
 /* ---- handlers --------------------------------------------------------- */
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
@@ -352,6 +390,10 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     if (vm_plan_build(call->arena, id, req->customer_id, cfg, init.created_unix, &plan, err) < 0 ||
         check_host_ports(s, &plan, err) < 0)
         return -1;
+    if (plan.spec.n_volumes > 0 && s->backend->ops->remove_volume == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "field 'config.container.volumes': the '%s' backend has no volumes",
+                             s->backend->ops->name);
     if (wait_ready(s, call->deadline, err) < 0 || check_quota(s, req->customer_id, err) < 0)
         return -1;
 
@@ -394,6 +436,7 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
             struct log_quoted lq;
             log_warn("vm.create_rollback", "vm_id=%s error=%s", id, log_quote(&lq, ignored.msg));
         }
+        remove_volumes(s, call->arena, id, cfg);
         vm_registry_remove(s->registry, rec);
         goto out;
     }
@@ -659,11 +702,15 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     Metal__Vmprovisioner__V1__DeleteVmResponse *resp;
     struct vm_record *rec;
     struct vm_snapshot snap = {0};
+    VmConfig *cfg = NULL;
     uint64_t stamp;
     int rc = -1;
 
     if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, &stamp, err) < 0)
         return -1;
+    /* Read before anything goes: the volumes to remove are the config's. */
+    if (vm_view_config(call->arena, &snap, &cfg, err) < 0)
+        goto out;
     if ((snap.state == VM_STATE_RUNNING || snap.state == VM_STATE_PAUSED) && !req->force) {
         state_error(snap.id, snap.state, "pass force=true to delete it", err);
         goto out;
@@ -679,6 +726,7 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         }
         berth_err_clear(err);
     }
+    remove_volumes(s, call->arena, snap.id, cfg);
     vm_registry_remove(s->registry, rec);
     log_info("vm.deleted", "vm_id=%s", snap.id);
     resp = arena_message(call->arena, &metal__vmprovisioner__v1__delete_vm_response__descriptor);

@@ -65,6 +65,7 @@ const struct backend_ops docker_backend_ops = {
     .unpause = docker_backend_unpause,
     .restart = docker_backend_restart,
     .remove = docker_backend_remove,
+    .remove_volume = docker_volume_remove,
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
     .stats = docker_stats_one,

@@ -70,6 +70,18 @@ int docker_get_array(struct docker_ctx *c, const char *prefix, const char *filte
                      const char *const *values, size_t n, const char *what, int64_t deadline,
                      cJSON **out, struct berth_err *err) BERTH_MUST_USE;
 
+/* --- named volumes (docker_volumes.c) --- */
+
+/* Volume v of spec: there already and usable (this berthd's, with every
+ * spec->volume_labels label, a plain local volume), or made now with those
+ * labels (*made = 1). One that is there but not usable: failed_precondition. */
+int docker_volume_ensure(struct docker_ctx *c, const struct backend_spec *spec,
+                         const struct backend_volume *v, int64_t deadline, int *made,
+                         struct berth_err *err) BERTH_MUST_USE;
+/* backend_ops.remove_volume. */
+int docker_volume_remove(void *ctx, const char *name, const struct backend_label *must,
+                         size_t n_must, int64_t deadline, struct berth_err *err);
+
 /* --- tenant networks (docker_networks.c) --- */
 
 /* The Engine's name of a spec's network: as given for the default

@@ -355,6 +355,7 @@ static int rp_fill_set(const struct rp_view *v, enum object_kind kind,
         it = &s.items[s.n++];
         it->index = pick->index;
         it->state = c->state;
+        it->health = c->health;
         it->handle = strdup(c->id);
         it->host = strdup("");
         it->image = strdup(c->image ? c->image : "");
