@@ -272,9 +272,13 @@ const char *daemon_address(const struct berth_daemon *d)
     return http_server_address(d->http);
 }
 
-int daemon_saturated(const struct berth_daemon *d)
+int daemon_alive(const struct berth_daemon *d, int64_t timeout_ms, struct berth_err *err)
 {
-    return http_server_saturated(d->http);
+    /* The registry's lock first: the RPCs and /healthz all pass it. */
+    if (vm_registry_alive(d->vms, berth_now_ms() + timeout_ms) < 0)
+        return berth_err_set(err, BERTH_UNAVAILABLE, "the VM registry's lock was held for %lld ms",
+                             (long long)timeout_ms);
+    return http_server_alive(d->http, timeout_ms, err);
 }
 
 void daemon_stop(struct berth_daemon *d)

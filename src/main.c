@@ -3,6 +3,7 @@
  * SIGTERM or SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h;
  * a SIGHUP reads the configuration again and hands it to daemon_reload),
  * stop it. Nothing else happens here. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@
 #include "berth/daemon.h"
 #include "berth/log.h"
 #include "berth/watchdog.h"
+
+#define MAIN_MMAP_THRESHOLD (256 * 1024)
 
 /* The start-up line: version, commit and every option's effective value as
  * a field of its own (the options hold file paths, never secrets). */
@@ -103,6 +106,11 @@ int main(int argc, char **argv)
         log_configure(lf, lt);
     }
     log_starting(&cfg);
+    /* Request bodies of megabytes come and go: mapped on their own, their
+     * memory goes back to the system when they are freed. Set once, the
+     * threshold stays (glibc would otherwise raise it after the first such
+     * free and keep them in its heaps, where they pile up). */
+    (void)mallopt(M_MMAP_THRESHOLD, MAIN_MMAP_THRESHOLD);
 
     /* Block the stop signals in every thread; this one waits for them. */
     sigemptyset(&sigs);

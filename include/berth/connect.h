@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "berth/buf.h"
+#include "berth/codec_limits.h"
 #include "berth/http_server.h"
 #include "berth/router.h"
 #include "berth/rpc_stream.h"
@@ -15,6 +16,7 @@ struct connect_config {
     struct router *router;       /* borrowed */
     size_t max_body_bytes;       /* after inflating */
     struct rpc_streams *streams; /* borrowed; NULL: streams answer unavailable */
+    struct codec_limits limits;  /* what one request may decode into; 0: CODEC_MAX_* */
 };
 
 /* Serve one request whose path is a procedure path (or unknown: 404). */

@@ -164,4 +164,9 @@ void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);
 /* Number of visible RUNNING VMs of each health (index = enum backend_health). */
 void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT]);
 
+/* 0 when the registry's lock could be taken (and given back) before the
+ * monotonic deadline, -1 when something holds it past that: the watchdog's
+ * sign of a registry stuck behind its lock. */
+int vm_registry_alive(struct vm_registry *r, int64_t deadline) BERTH_MUST_USE;
+
 #endif

@@ -313,9 +313,19 @@ static int read_get(struct call_state *cs, struct berth_err *err)
 
 static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err)
 {
+    struct codec_limits lim = cs->cc->limits;
+
+    if (lim.max_elements == 0)
+        lim.max_elements = CODEC_MAX_ELEMENTS;
+    if (lim.max_nodes == 0)
+        lim.max_nodes = CODEC_MAX_NODES;
     if (cs->codec == CODEC_JSON)
-        return json_codec_decode(cs->route->input, cs->body, cs->body_len,
-                                 arena_allocator(cs->arena), in, err);
+        return json_codec_decode_limited(cs->route->input, cs->body, cs->body_len, &lim,
+                                         arena_allocator(cs->arena), in, err);
+    /* Counted before protobuf-c builds the message, which costs many times
+     * the bytes of tiny fields. */
+    if (pb_check_limits(cs->route->input, (const uint8_t *)cs->body, cs->body_len, &lim, err) < 0)
+        return -1;
     *in = protobuf_c_message_unpack(cs->route->input, arena_allocator(cs->arena), cs->body_len,
                                     (const uint8_t *)cs->body);
     if (*in == NULL)

@@ -516,6 +516,14 @@ void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALT
     lock_give(&r->lock);
 }
 
+int vm_registry_alive(struct vm_registry *r, int64_t deadline)
+{
+    if (lock_take_until(&r->lock, deadline) < 0)
+        return -1;
+    lock_give(&r->lock);
+    return 0;
+}
+
 static int replace_str(char **field, const char *value);
 
 /* Replace a string field with a copy; on allocation failure keep the old. */

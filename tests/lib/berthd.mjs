@@ -4,7 +4,7 @@
 // for assertions on the log lines.
 
 import { spawn } from "node:child_process";
-import { existsSync, accessSync, constants as fsConstants } from "node:fs";
+import { existsSync, accessSync, readFileSync, constants as fsConstants } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { gunzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
@@ -103,6 +103,13 @@ export function rawRequest(baseUrl, { method = "POST", path: p = "/", headers = 
     if (payload !== undefined) req.write(payload);
     req.end();
   });
+}
+
+/** Whether the process `pid` runs with AddressSanitizer or
+ * ThreadSanitizer (its runtime is mapped): its memory figures then carry
+ * the sanitizer's shadow and allocator. */
+export function isSanitized(pid) {
+  return /lib[at]san/.test(readFileSync(`/proc/${pid}/maps`, "utf8"));
 }
 
 /** A running daemon. Create with startBerthd(). */

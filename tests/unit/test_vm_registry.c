@@ -42,6 +42,7 @@ static void test_observe(void);
 static void test_forget(void);
 static void test_commit_after_news(void);
 static void test_concurrent_insert_remove_list(void);
+static void test_alive(void);
 
 static void flag_init(struct flag *f)
 {
@@ -1000,6 +1001,56 @@ static void test_commit_after_news(void)
     }
 }
 
+/* What holds the registry's lock in test_alive: a snapshot whose `then`
+ * waits until it is told to go. */
+struct holder {
+    struct vm_registry *r;
+    struct flag holding, release;
+};
+
+static int hold_then(void *arg)
+{
+    struct holder *h = arg;
+
+    flag_raise(&h->holding);
+    flag_wait(&h->release);
+    return 0;
+}
+
+static void *holder_main(void *arg)
+{
+    struct holder *h = arg;
+
+    (void)vm_registry_snapshot(h->r, NULL, NULL, hold_then, h);
+    return NULL;
+}
+
+/* The lock free: alive at once. Held: not alive once the deadline passes,
+ * and not before it. Given back: alive again. */
+static void test_alive(void)
+{
+    struct holder h;
+    pthread_t t;
+    int64_t t0;
+
+    h.r = vm_registry_new();
+    flag_init(&h.holding);
+    flag_init(&h.release);
+    CHECK(vm_registry_alive(h.r, berth_now_ms() + 100) == 0);
+    CHECK(pthread_create(&t, NULL, holder_main, &h) == 0);
+    flag_wait(&h.holding);
+    t0 = berth_now_ms();
+    CHECK(vm_registry_alive(h.r, t0 + 150) == -1);
+    CHECK_MSG(berth_now_ms() - t0 >= 140, "gave up after %lld ms",
+              (long long)(berth_now_ms() - t0));
+    flag_raise(&h.release);
+    pthread_join(t, NULL);
+    CHECK(vm_registry_alive(h.r, berth_now_ms() + 100) == 0);
+    flag_destroy(&h.holding);
+    flag_destroy(&h.release);
+    vm_registry_free(h.r);
+}
+
 int main(void)
 {
     test_reserve_publish();
@@ -1015,5 +1066,6 @@ int main(void)
     test_forget();
     test_commit_after_news();
     test_concurrent_insert_remove_list();
+    test_alive();
     return test_summary("test_vm_registry");
 }
