@@ -151,6 +151,10 @@ static const struct opt opt_table[] = {
      "the others through the Engine's stats streams (empty: all through the Engine)"},
     {"metrics-proc-root", "BERTH_METRICS_PROC_ROOT", OPT_STR, OFF(metrics_proc_root), 1, 0, "/proc",
      "the host's proc tree, for the host's CPU counters and each VM's network counters"},
+    {"swarm-publish-mode", "BERTH_SWARM_PUBLISH_MODE", OPT_STR, OFF(swarm_publish_mode), 1, 0,
+     "host",
+     "--backend swarm: host (each replica's port on the node that runs it, an address per "
+     "replica) or ingress (the routing mesh: one port of the swarm's range on every node)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -867,6 +871,11 @@ int config_validate(const struct berth_config *cfg, struct berth_err *err)
         strcmp(cfg->backend, "memory") != 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "backend '%.64s': expected docker, swarm or memory", cfg->backend);
+    if (strcmp(cfg->swarm_publish_mode, "host") != 0 &&
+        strcmp(cfg->swarm_publish_mode, "ingress") != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "swarm-publish-mode '%.64s': expected host or ingress",
+                             cfg->swarm_publish_mode);
     if (check_ip_literal("publish-address", cfg->publish_address, err) < 0)
         return -1;
     if (check_tls(cfg, err) < 0 || check_listen(cfg, err) < 0)

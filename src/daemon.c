@@ -107,8 +107,15 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .cgroup_root = cfg->metrics_cgroup_root,
         .proc_root = cfg->metrics_proc_root,
     };
-    if (strcmp(cfg->backend, "swarm") == 0)
-        return swarm_backend_new(&dc, out, err);
+    if (strcmp(cfg->backend, "swarm") == 0) {
+        struct swarm_backend_config sc = {SWARM_PUBLISH_HOST};
+
+        if (swarm_publish_mode_parse(cfg->swarm_publish_mode, &sc.publish_mode) < 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "swarm-publish-mode '%.64s': expected host or ingress",
+                                 cfg->swarm_publish_mode);
+        return swarm_backend_new(&dc, &sc, out, err);
+    }
     return docker_backend_new(&dc, out, err);
 }
 
@@ -473,6 +480,9 @@ static void reload_registry(struct reload *r)
 
     berth_err_clear(&err);
     if (docker_backend_reload_auth(
+            &r->d->backend, path,
+            path != NULL && strcmp(path, CONFIG_DEFAULT_REGISTRY_AUTH_FILE) == 0, &err) < 0 ||
+        swarm_backend_reload_auth(
             &r->d->backend, path,
             path != NULL && strcmp(path, CONFIG_DEFAULT_REGISTRY_AUTH_FILE) == 0, &err) < 0) {
         log_warn("registry_auth.reload",

@@ -172,7 +172,10 @@ const char *backend_container_label(const struct backend_container *c, const cha
 /* Something that happened to a managed container, as the engine reported it.
  * Strings are only valid during the callback. */
 struct backend_event {
-    const char *action; /* start die oom pause unpause restart destroy ... */
+    /* start die oom pause unpause restart destroy ...; "changed": a replica
+     * set changed in a way no container event of this Engine tells (a Swarm
+     * task on another node), container_id "" and time 0 */
+    const char *action;
     const char *container_id;
     const char *kind;      /* the berth.kind label, or "" */
     const char *object_id; /* berth.vm_id / gateway_id / deployment_id, or "" */
@@ -513,7 +516,8 @@ struct backend_ops {
     /* Bring the existing set of (kind, spec->ns, spec->id) to `spec`: the
      * same digest and count is success with nothing touched; another count
      * of the same template adds instances at the next indexes or removes the
-     * highest; anything else replaces instances opts->parallelism at a time,
+     * highest (a Swarm removes whichever it likes: replica_get then shows
+     * the indexes left); anything else replaces instances opts->parallelism at a time,
      * each new one ready before the old one goes. When a new instance fails
      * to become ready (failed_precondition, or deadline_exceeded past
      * opts->ready_timeout_ms or the deadline) what was replaced is rolled

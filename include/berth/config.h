@@ -66,6 +66,7 @@ struct berth_config {
     char *config_file;               /* --config: key = value lines; "" = none */
     char *metrics_cgroup_root;       /* "": every VM sampled through the Engine */
     char *metrics_proc_root;
+    char *swarm_publish_mode; /* "host" or "ingress" */
 };
 
 /* The registry credentials file read when it exists (and only then). */

@@ -81,6 +81,13 @@ int engine_request(struct engine *e, const char *method, const char *path, const
                    int64_t deadline, struct engine_response *resp,
                    struct berth_err *err) BERTH_MUST_USE;
 
+/* engine_request with extra request headers ("Name: value", NULL-terminated;
+ * NULL: none), e.g. X-Registry-Auth. Their values never reach a log line or
+ * an error message. */
+int engine_request_with(struct engine *e, const char *method, const char *path,
+                        const char *json_body, const char *const *headers, int64_t deadline,
+                        struct engine_response *resp, struct berth_err *err) BERTH_MUST_USE;
+
 /* Called for each line of a streamed body (without the '\n'; a last line
  * without one is delivered too). `line` is NUL-terminated and only valid
  * during the call. Return nonzero to stop the stream. */

@@ -644,23 +644,37 @@ static char *rs_address(struct arena *a, const struct rs_binding *b,
     return NULL;
 }
 
+/* Distinct indexes among a set's instances (sorted by index). */
+static size_t rs_distinct(const struct backend_replica_set *set)
+{
+    size_t n = 0;
+
+    for (size_t j = 0; j < set->n; j++)
+        n += j == 0 || set->items[j].index != set->items[j - 1].index;
+    return n;
+}
+
 /* The Get answer of one set with n > 0 instances (sorted by index): one
- * instance per replica, plus a PENDING one for every index below the
- * wanted count that has none, so a short set never looks whole. The top
- * address is that of the lowest-index replica that is RUNNING (and so
- * healthy, where it has a check). */
+ * instance per replica, plus a PENDING one for each replica the set lacks
+ * (at the lowest indexes below the wanted count that have none), so a
+ * short set never looks whole. A set whose indexes are not the lowest (a
+ * Swarm scale-down keeps whichever tasks it likes) but that has its count
+ * gets none. The top address is that of the lowest-index replica that is
+ * RUNNING (and so healthy, where it has a check). */
 static int rs_compose(struct arena *a, const struct rs_binding *b,
                       const struct backend_replica_set *set, ProtobufCMessage **out,
                       struct berth_err *err)
 {
     struct krane_instance *inst = arena_alloc(a, (set->n + set->wanted + 1) * sizeof(*inst));
+    size_t have = rs_distinct(set);
+    size_t lacking = set->wanted > have ? set->wanted - have : 0;
     const char *address = NULL;
     ProtobufCMessage *resp;
     size_t m = 0, j = 0;
 
     if (inst == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    for (unsigned i = 0; j < set->n || i < set->wanted; i++) {
+    for (unsigned i = 0; j < set->n || (i < set->wanted && lacking > 0); i++) {
         int seen = 0;
         for (; j < set->n && set->items[j].index == i; j++, seen = 1) {
             struct krane_instance *k = &inst[m++];
@@ -672,8 +686,9 @@ static int rs_compose(struct arena *a, const struct rs_binding *b,
             if (address == NULL && k->status == KRANE_STATUS_RUNNING)
                 address = k->address;
         }
-        if (!seen && i < set->wanted) {
+        if (!seen && i < set->wanted && lacking > 0) {
             struct krane_instance *k = &inst[m++];
+            lacking--;
             k->id = arena_printf(a, "%s-%u", set->id, i);
             k->address = NULL;
             k->status = KRANE_STATUS_PENDING;
@@ -832,7 +847,8 @@ static int rs_cached_answer(struct replica_service *s, const struct rs_binding *
  * ("health_status: unhealthy") does. */
 static int rs_event_is_news(const struct backend_event *ev)
 {
-    static const char *const actions[] = {"start", "restart", "die", "pause", "unpause", "destroy"};
+    static const char *const actions[] = {"start",   "restart", "die",    "pause",
+                                          "unpause", "destroy", "changed"};
 
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
         if (strcmp(ev->action, actions[i]) == 0)
@@ -1225,6 +1241,59 @@ static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
 
 /* ---- Update -------------------------------------------------------------- */
 
+/* After an Update: the set as the backend shows it now, stored, and its
+ * instance ids into pods (room for o->replicas): the instances that hold
+ * the set, which need not be the lowest indexes (the Swarm chooses what a
+ * scale-down keeps). How many ids. */
+static size_t rs_updated(struct replica_service *s, const struct rs_binding *b,
+                         const struct krane_object *o, int64_t deadline, struct arena *a,
+                         const char **pods)
+{
+    struct backend_replica_set set = {0};
+    uint64_t ticket = replica_cache_begin(s->cache);
+    struct berth_err e;
+    size_t n = 0;
+
+    berth_err_clear(&e);
+    if (s->backend->ops->replica_get(s->backend->ctx, b->kind->kind, o->ns, o->id, deadline, &set,
+                                     &e) == 0) {
+        if (rs_store(s, b, &set, ticket, a, &e) < 0) {
+            struct log_quoted lq;
+            log_debug("krane.cache", "kind=%s id=%s code=%s error=%s", b->name, o->id,
+                      berth_code_name(e.code), log_quote(&lq, e.msg));
+        }
+        /* The new count of distinct instances, lowest first. */
+        for (size_t j = 0; j < set.n && n < o->replicas; j++) {
+            const char *id;
+
+            if (j > 0 && set.items[j].index == set.items[j - 1].index)
+                continue;
+            id = arena_printf(a, "%s-%u", o->id, set.items[j].index);
+            if (id == NULL)
+                break;
+            pods[n++] = id;
+        }
+    }
+    replica_cache_end(s->cache, ticket);
+    backend_replica_set_release(&set);
+    /* Short of the count (an instance on its way, a failed read): the rest
+     * are the ids the set will have. */
+    if (n < o->replicas) {
+        size_t k = n;
+        for (uint64_t i = 0; k < o->replicas && i < BACKEND_MAX_REPLICAS; i++) {
+            const char *id = arena_printf(a, "%s-%" PRIu64, o->id, i);
+            int dup = 0;
+
+            for (size_t q = 0; q < n && !dup && id != NULL; q++)
+                dup = strcmp(pods[q], id) == 0;
+            if (id != NULL && !dup)
+                pods[k++] = id;
+        }
+        n = k;
+    }
+    return n;
+}
+
 /* Update: validate as Create, then bring the existing set to the spec (the
  * backend scales it, or replaces its replicas a batch at a time and rolls
  * back on failure). One update of an object at a time; a Create, Update or
@@ -1239,6 +1308,7 @@ static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     struct rs_plan plan;
     const char **pods;
     const char *key;
+    size_t n_pods;
     int got, rc = -1;
 
     got = krane_create_object(b->kind->kind, in, call->arena, &o);
@@ -1256,9 +1326,6 @@ static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     pods = arena_alloc(call->arena, o.replicas * sizeof(*pods));
     if (key == NULL || pods == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    for (uint64_t i = 0; i < o.replicas; i++)
-        if ((pods[i] = arena_printf(call->arena, "%s-%" PRIu64, o.id, i)) == NULL)
-            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     if (rs_busy_take(s, key, 1, call->deadline, err) < 0)
         return -1;
     if (rs_check_total(s, b, &o, call->deadline, err) < 0)
@@ -1277,12 +1344,12 @@ static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         }
         goto out;
     }
-    *out = krane_update_response(b->kind->kind, call->arena, pods, (size_t)o.replicas);
+    n_pods = rs_updated(s, b, &o, call->deadline, call->arena, pods);
+    *out = krane_update_response(b->kind->kind, call->arena, pods, n_pods);
     if (*out == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    rs_created(s, b, o.id, call->deadline);
     if (res.replaced + res.added + res.removed > 0)
         log_info("krane.updated",
                  "kind=%s id=%s replicas=%" PRIu64 " image=%s replaced=%zu added=%zu removed=%zu",

@@ -63,11 +63,13 @@ export class Registry {
   }
 
   /** Tag local image `image` as HOST/repo:tag, push it with user's login,
-   * then remove the tag and the login so a later pull is a real one. */
-  async push(image, repoTag, user) {
+   * then remove the tag and the login so a later pull is a real one.
+   * dockerHost: the Engine that has the image (default: the CLI's). */
+  async push(image, repoTag, user, { dockerHost } = {}) {
     const ref = `${this.host}/${repoTag}`;
     const config = mkdtempSync(path.join(tmpdir(), "berth-docker-config-"));
     const env = { ...process.env, DOCKER_CONFIG: config };
+    if (dockerHost) env.DOCKER_HOST = dockerHost;
     try {
       await new Promise((resolve, reject) => {
         const login = spawn("docker", ["login", "-u", user, "--password-stdin", this.host], { env, stdio: ["pipe", "ignore", "pipe"] });

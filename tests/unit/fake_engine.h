@@ -33,6 +33,7 @@ struct fe_req {
     char *method; /* owned */
     char *target; /* owned */
     char *body;   /* owned, "" when none */
+    char *head;   /* owned: the header lines after the request line */
 };
 
 struct fe_conn {
@@ -240,6 +241,7 @@ FE_FN void fe_serve_buffered(struct fake_engine *fe, struct fe_conn *c)
                 r->method = fe_strndup(c->in, (size_t)(sp1 - c->in));
                 r->target = fe_strndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
                 r->body = fe_strndup(c->in + head_len, body_len);
+                r->head = fe_strndup(line_end + 2, head_len - (size_t)(line_end + 2 - c->in));
             }
             if (fe->next_reply < fe->n_replies) {
                 reply = fe->replies[fe->next_reply++];
@@ -374,6 +376,7 @@ FE_FN void fe_stop(struct fake_engine *fe)
         free(fe->reqs[i].method);
         free(fe->reqs[i].target);
         free(fe->reqs[i].body);
+        free(fe->reqs[i].head);
     }
     unlink(fe->sock);
     rmdir(fe->dir);

@@ -70,6 +70,7 @@ static const char *const all_env[] = {
     "BERTH_CONFIG",
     "BERTH_METRICS_CGROUP_ROOT",
     "BERTH_METRICS_PROC_ROOT",
+    "BERTH_SWARM_PUBLISH_MODE",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
@@ -199,6 +200,7 @@ static void test_defaults(void)
     CHECK(r.cfg.idle_timeout_s == 60);
     CHECK(r.cfg.shutdown_grace_s == 30);
     CHECK_STR(r.cfg.backend, "docker");
+    CHECK_STR(r.cfg.swarm_publish_mode, "host");
     CHECK_STR(r.cfg.docker_socket, "/var/run/docker.sock");
     CHECK_STR(r.cfg.publish_address, "127.0.0.1");
     CHECK_STR(r.cfg.advertise_host, "");
@@ -366,6 +368,12 @@ static void test_bad_values(void)
          "listen",
          "empty"},
         {"bad backend", NULL, NULL, {"--backend=podman", NULL}, "backend", "'podman'"},
+        {"bad swarm publish mode",
+         NULL,
+         NULL,
+         {"--swarm-publish-mode=mesh", NULL},
+         "swarm-publish-mode",
+         "'mesh'"},
         {"unknown option", NULL, NULL, {"--no-such-thing=1", NULL}, "--no-such-thing", NULL},
         {"unknown option, single dash", NULL, NULL, {"-x", NULL}, "-x", NULL},
         {"missing value at the end", NULL, NULL, {"--listen", NULL}, "--listen", "needs a value"},

@@ -47,8 +47,6 @@ enum docker_reap_find {
 };
 
 static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err);
-static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
-                                        struct berth_err *err);
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
                               const char *network, const char *token, char **json_out,
                               struct berth_err *err);
@@ -99,7 +97,7 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     uuid_generate_random(uu);
     uuid_unparse_lower(uu, req.token);
     if (docker_create_validate_spec(spec, err) < 0 ||
-        docker_create_check_registry(c, spec->image, err) < 0)
+        docker_check_registry(c, spec->image, err) < 0)
         goto out;
     if (spec->network != NULL && spec->network[0] != '\0') {
         if (docker_network_full_name(c, spec->network, &net, err) < 0)
@@ -322,8 +320,7 @@ static int docker_create_validate_spec(const struct backend_spec *spec, struct b
 /* With --allowed-registries, the image's registry must be one of them
  * (compared without case, as host names are): permission_denied otherwise,
  * before the Engine is asked for anything. */
-static int docker_create_check_registry(const struct docker_ctx *c, const char *image,
-                                        struct berth_err *err)
+int docker_check_registry(const struct docker_ctx *c, const char *image, struct berth_err *err)
 {
     struct image_ref ref;
     char q[DOCKER_QUOTE_MAX + 8];

@@ -13,6 +13,8 @@
 #include "berth/buf.h"
 #include "berth/engine_client.h"
 
+struct swarm_state;
+
 /* Immutable after docker_backend_new (but for the probe's stop flag, which
  * has its lock), so shared by all threads; the engine client locks its own
  * pool. */
@@ -35,6 +37,9 @@ struct docker_ctx {
     pthread_mutex_t net_lock;
     int net_lock_made;
     struct docker_pulls *pulls; /* owned: credentials, pulls under way, their counters */
+    /* The Swarm backend's settings when it runs on this context (it frees
+     * them); NULL for the Docker backend. */
+    struct swarm_state *swarm;
 
     /* The probe thread (docker_backend_config.probe_interval_ms). */
     int64_t probe_interval_ms; /* immutable */
@@ -62,6 +67,11 @@ int docker_backend_is_state_text(const char *msg);
  * Engine lacks it, a create whose answer was lost reaped by its token. */
 int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t deadline,
                             char **id_out, struct berth_err *err);
+
+/* With --allowed-registries, the image's registry must be one of them:
+ * permission_denied otherwise, before the Engine is asked for anything. */
+int docker_check_registry(const struct docker_ctx *c, const char *image,
+                          struct berth_err *err) BERTH_MUST_USE;
 
 /* GET <prefix><escaped {"<filter_key>":[values...]}> that must answer a
  * JSON array: *out is the parsed array (the caller deletes it). Engine
@@ -122,6 +132,11 @@ int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optio
  * naming the registry; unreachable, stalled: unavailable. */
 int docker_pull_image(struct docker_ctx *c, const char *image, int64_t deadline,
                       struct berth_err *err) BERTH_MUST_USE;
+/* The X-Registry-Auth value for `image`'s registry from the credentials
+ * (malloc'd into *out; the caller wipes and frees it), or *out = NULL when
+ * there is none for it. A malformed reference is invalid_argument. */
+int docker_pulls_auth_header(struct docker_pulls *p, const char *image, int64_t deadline,
+                             char **out, struct berth_err *err) BERTH_MUST_USE;
 /* backend_ops.pull_stats. */
 void docker_pull_stats(void *ctx, struct backend_pull_stats *out);
 
@@ -188,6 +203,15 @@ int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query
                        struct berth_err *err);
 int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                 struct backend_log_list *out, struct berth_err *err);
+/* The same for the output of `base` ("/containers/<full id>", or a Swarm
+ * task's "/tasks/<id>"), whose container has a TTY or not: no check that
+ * it is berthd's (the caller made it). */
+int docker_logs_read(struct docker_ctx *c, const char *base, int tty,
+                     const struct backend_log_query *q, int64_t deadline,
+                     struct backend_log_list *out, struct berth_err *err);
+int docker_logs_stream(struct docker_ctx *c, const char *base, int tty,
+                       const struct backend_log_query *q, int64_t deadline, const atomic_int *stop,
+                       backend_log_fn on_line, void *arg, struct berth_err *err);
 
 /* --- stats (docker_stats.c) --- */
 

@@ -208,9 +208,9 @@ out:
     return rc;
 }
 
-/* One GET /containers/{id}/logs of both streams, the last `tail` lines (0:
- * all), parsed into *out. */
-static int log_fetch(struct docker_ctx *c, const char *full_id, int tty, unsigned tail,
+/* One GET <base>/logs of both streams, the last `tail` lines (0: all),
+ * parsed into *out. */
+static int log_fetch(struct docker_ctx *c, const char *base, int tty, unsigned tail,
                      int64_t since_unix_ms, int64_t deadline, struct backend_log_list *out,
                      struct berth_err *err)
 {
@@ -220,7 +220,7 @@ static int log_fetch(struct docker_ctx *c, const char *full_id, int tty, unsigne
 
     engine_response_init(&resp);
     buf_init(&path, DOCKER_PATH_MAX);
-    if (buf_printf(&path, err, "/containers/%s/logs?timestamps=1&stdout=1&stderr=1", full_id) < 0)
+    if (buf_printf(&path, err, "%s/logs?timestamps=1&stdout=1&stderr=1", base) < 0)
         goto out;
     if (tail > 0 && buf_printf(&path, err, "&tail=%u", tail) < 0)
         goto out;
@@ -230,7 +230,8 @@ static int log_fetch(struct docker_ctx *c, const char *full_id, int tty, unsigne
     if (engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
         goto out;
     if (resp.status != 200) {
-        engine_fail(&resp, engine_status_code(resp.status), "container logs", err);
+        engine_fail(&resp, engine_status_code(resp.status),
+                    strncmp(base, "/tasks/", 7) == 0 ? "task logs" : "container logs", err);
         goto out;
     }
     rc = docker_logs_parse(resp.body.data != NULL ? resp.body.data : "", resp.body.len, tty, out,
@@ -262,19 +263,36 @@ int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, in
                 struct backend_log_list *out, struct berth_err *err)
 {
     struct docker_ctx *c = ctx;
-    struct backend_log_list l = {0};
+    struct buf base;
     char *full_id = NULL;
     int tty = 0, rc = -1;
-    unsigned ask = q->tail_lines;
 
     if (id == NULL || id[0] == '\0')
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
-    if (log_target(c, id, deadline, &full_id, &tty, err) < 0)
+    buf_init(&base, DOCKER_PATH_MAX);
+    if (log_target(c, id, deadline, &full_id, &tty, err) < 0 ||
+        buf_printf(&base, err, "/containers/%s", full_id) < 0)
         goto out;
+    rc = docker_logs_read(c, base.data, tty, q, deadline, out, err);
+out:
+    buf_release(&base);
+    free(full_id);
+    return rc;
+}
+
+int docker_logs_read(struct docker_ctx *c, const char *base, int tty,
+                     const struct backend_log_query *q, int64_t deadline,
+                     struct backend_log_list *out, struct berth_err *err)
+{
+    struct backend_log_list l = {0};
+    unsigned ask = q->tail_lines;
+
     for (;;) {
         backend_log_list_release(&l);
-        if (log_fetch(c, full_id, tty, ask, q->since_unix_ms, deadline, &l, err) < 0)
-            goto out;
+        if (log_fetch(c, base, tty, ask, q->since_unix_ms, deadline, &l, err) < 0) {
+            backend_log_list_release(&l);
+            return -1;
+        }
         if (ask == 0 || l.n < ask || log_count_wanted(&l, q->streams) >= q->tail_lines)
             break;
         if (ask >= LOG_TAIL_MAX / LOG_TAIL_GROWTH) {
@@ -285,12 +303,7 @@ int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, in
     }
     backend_log_list_filter(&l, q);
     *out = l;
-    l = (struct backend_log_list){0};
-    rc = 0;
-out:
-    backend_log_list_release(&l);
-    free(full_id);
-    return rc;
+    return 0;
 }
 
 /* ---- following ---------------------------------------------------------- */
@@ -368,16 +381,33 @@ int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query
                        struct berth_err *err)
 {
     struct docker_ctx *c = ctx;
-    struct engine_response resp;
-    struct log_follow f = {0};
-    struct buf path;
+    struct buf base;
     char *full_id = NULL;
-    int rc = -1;
+    int tty = 0, rc = -1;
 
     if (id == NULL || id[0] == '\0')
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
-    if (log_target(c, id, deadline, &full_id, &f.tty, err) < 0)
-        return -1;
+    buf_init(&base, DOCKER_PATH_MAX);
+    if (log_target(c, id, deadline, &full_id, &tty, err) < 0 ||
+        buf_printf(&base, err, "/containers/%s", full_id) < 0)
+        goto out;
+    rc = docker_logs_stream(c, base.data, tty, q, deadline, stop, on_line, arg, err);
+out:
+    buf_release(&base);
+    free(full_id);
+    return rc;
+}
+
+int docker_logs_stream(struct docker_ctx *c, const char *base, int tty,
+                       const struct backend_log_query *q, int64_t deadline, const atomic_int *stop,
+                       backend_log_fn on_line, void *arg, struct berth_err *err)
+{
+    struct engine_response resp;
+    struct log_follow f = {0};
+    struct buf path;
+    int rc = -1;
+
+    f.tty = tty;
     f.streams = q->streams;
     f.on_line = on_line;
     f.arg = arg;
@@ -387,8 +417,8 @@ int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query
         buf_init(&f.pend[i].text, ENGINE_BODY_MAX);
     engine_response_init(&resp);
     buf_init(&path, DOCKER_PATH_MAX);
-    if (buf_printf(&path, err, "/containers/%s/logs?follow=1&timestamps=1&stdout=%d&stderr=%d",
-                   full_id, q->streams == 0 || (q->streams & BACKEND_LOG_STDOUT) != 0,
+    if (buf_printf(&path, err, "%s/logs?follow=1&timestamps=1&stdout=%d&stderr=%d", base,
+                   q->streams == 0 || (q->streams & BACKEND_LOG_STDOUT) != 0,
                    q->streams == 0 || (q->streams & BACKEND_LOG_STDERR) != 0) < 0)
         goto out;
     if (q->since_unix_ms > 0 && buf_printf(&path, err, "&since=%" PRId64 ".%03" PRId64 "000000",
@@ -400,7 +430,8 @@ int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query
                       err) < 0)
         goto out;
     if (resp.status < 200 || resp.status > 299) {
-        engine_fail(&resp, engine_status_code(resp.status), "container logs", err);
+        engine_fail(&resp, engine_status_code(resp.status),
+                    strncmp(base, "/tasks/", 7) == 0 ? "task logs" : "container logs", err);
         goto out;
     }
     if (f.err.code != BERTH_OK) {
@@ -414,6 +445,5 @@ out:
     buf_release(&f.acc);
     for (int i = 0; i < 2; i++)
         buf_release(&f.pend[i].text);
-    free(full_id);
     return rc;
 }

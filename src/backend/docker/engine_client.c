@@ -365,6 +365,18 @@ int engine_request(struct engine *e, const char *method, const char *path, const
     return engine_call(e, method, path, json_body, deadline, &x, err);
 }
 
+int engine_request_with(struct engine *e, const char *method, const char *path,
+                        const char *json_body, const char *const *headers, int64_t deadline,
+                        struct engine_response *resp, struct berth_err *err)
+{
+    struct engine_xfer x;
+
+    memset(&x, 0, sizeof(x));
+    x.resp = resp;
+    x.headers = headers;
+    return engine_call(e, method, path, json_body, deadline, &x, err);
+}
+
 int engine_request_anyway(struct engine *e, const char *method, const char *path,
                           const char *json_body, int64_t deadline, struct engine_response *resp,
                           struct berth_err *err)

@@ -167,6 +167,22 @@ int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optio
     return 0;
 }
 
+int docker_pulls_auth_header(struct docker_pulls *p, const char *image, int64_t deadline,
+                             char **out, struct berth_err *err)
+{
+    struct image_ref ref;
+    int rc = 0;
+
+    *out = NULL;
+    if (image_ref_parse(image, "image", &ref, err) < 0)
+        return -1;
+    pthread_rwlock_rdlock(&p->auth_lock);
+    if (p->auth != NULL)
+        rc = registry_auth_header(p->auth, ref.host, deadline, out, err);
+    pthread_rwlock_unlock(&p->auth_lock);
+    return rc;
+}
+
 void docker_pull_stats(void *ctx, struct backend_pull_stats *out)
 {
     struct docker_ctx *c = ctx;

@@ -1,6 +1,8 @@
 /* The Swarm backend (see berth/swarm_backend.h): the Docker backend's
  * context and container operations, with replica sets as Swarm services
- * made and read through the same Engine client. */
+ * made and read through the same Engine client. Updates live in
+ * swarm_update.c, following the swarm in swarm_follow.c, the JSON in
+ * swarm_json.c. */
 #include "berth/swarm_backend.h"
 
 #include <pthread.h>
@@ -19,23 +21,18 @@
 #include "swarm_internal.h"
 
 #define SW_ROLLBACK_MS 10000 /* removing a create of unknown outcome gets this long */
-
-/* What sw_find found under a set's service name. */
-enum sw_found { SW_NONE = 0, SW_OURS, SW_FOREIGN };
+#define SW_INFO_MS 2000      /* the check at start that the Engine is a manager */
+#define SW_ID_HEX 64         /* a full container id; a task id is shorter */
 
 static struct backend_ops swarm_ops;
 static pthread_once_t swarm_ops_once = PTHREAD_ONCE_INIT;
 
 static void sw_ops_init(void);
 static int sw_check_kind(enum object_kind kind, struct berth_err *err);
-static int sw_call(struct docker_ctx *c, const char *method, const char *path, const char *body,
-                   int64_t deadline, cJSON **root, const char *what, struct berth_err *err);
-static int sw_find(struct docker_ctx *c, enum object_kind kind, const char *id, int64_t deadline,
-                   cJSON **root, struct swarm_service *svc, struct berth_err *err);
-static int sw_fetch_tasks(struct docker_ctx *c, const char *service_id, int64_t deadline,
-                          cJSON **tasks, cJSON **nodes, struct berth_err *err);
+static int sw_check_manager(struct docker_ctx *c, int64_t deadline, struct berth_err *err);
 static void sw_remove_unknown(struct docker_ctx *c, const struct backend_replica_spec *spec,
                               const char *name);
+static int sw_ping(void *ctx, int64_t deadline, struct berth_err *err);
 static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                     struct backend_apply_result *out, struct berth_err *err);
 static int sw_get(void *ctx, enum object_kind kind, const char *ns, const char *id,
@@ -44,51 +41,103 @@ static int sw_list(void *ctx, enum object_kind kind, const char *id, int64_t dea
                    struct backend_replica_set_list *out, struct berth_err *err);
 static int sw_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                      int64_t deadline, size_t *removed, struct berth_err *err);
-static int sw_update(void *ctx, const struct backend_replica_spec *spec,
-                     const struct backend_update_opts *opts, int64_t deadline,
-                     struct backend_update_result *out, struct berth_err *err);
+static int sw_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                   struct backend_log_list *out, struct berth_err *err);
+static int sw_logs_follow(void *ctx, const char *id, const struct backend_log_query *q,
+                          int64_t deadline, const atomic_int *stop, backend_log_fn on_line,
+                          void *arg, struct berth_err *err);
+static void sw_destroy(void *ctx);
 
-/* The Docker backend's table with the replica-set operations replaced. */
+/* The Docker backend's table with the replica-set operations, readiness,
+ * events and logs replaced. */
 static void sw_ops_init(void)
 {
     swarm_ops = docker_backend_ops;
     swarm_ops.name = "swarm";
+    swarm_ops.ping = sw_ping;
+    swarm_ops.watch = sw_watch;
     swarm_ops.replica_apply = sw_apply;
     swarm_ops.replica_get = sw_get;
     swarm_ops.replica_list = sw_list;
     swarm_ops.replica_delete = sw_delete;
     swarm_ops.replica_update = sw_update;
-    /* A service is one object of the Engine's: never left half updated. */
+    /* A service is one object of the Swarm's, and its updates the Swarm's
+     * own: nothing is ever left half way for berthd to settle. */
     swarm_ops.replica_recover = NULL;
+    swarm_ops.logs = sw_logs;
+    swarm_ops.logs_follow = sw_logs_follow;
+    swarm_ops.destroy = sw_destroy;
 }
 
-/* Swarm has rolling updates of its own (a service's UpdateConfig); berthd
- * does not drive them yet, so an update is refused before anything changes. */
-static int sw_update(void *ctx, const struct backend_replica_spec *spec,
-                     const struct backend_update_opts *opts, int64_t deadline,
-                     struct backend_update_result *out, struct berth_err *err)
+int swarm_publish_mode_parse(const char *text, enum swarm_publish_mode *out)
 {
-    (void)ctx;
-    (void)opts;
-    (void)deadline;
-    (void)out;
-    if (sw_check_kind(spec->kind, err) < 0)
+    if (text != NULL && strcmp(text, "host") == 0)
+        *out = SWARM_PUBLISH_HOST;
+    else if (text != NULL && strcmp(text, "ingress") == 0)
+        *out = SWARM_PUBLISH_INGRESS;
+    else
         return -1;
-    return berth_err_set(err, BERTH_UNIMPLEMENTED,
-                         "%s '%s': the swarm backend cannot update a replica set yet; delete and "
-                         "create it again",
-                         object_kind_info(spec->kind)->name, spec->id);
+    return 0;
 }
 
-int swarm_backend_new(const struct docker_backend_config *cfg, struct backend *out,
+int swarm_backend_new(const struct docker_backend_config *cfg,
+                      const struct swarm_backend_config *scfg, struct backend *out,
                       struct berth_err *err)
 {
+    struct docker_ctx *c;
+    struct backend b = {0};
+
     if (pthread_once(&swarm_ops_once, sw_ops_init) != 0)
         return berth_err_set(err, BERTH_INTERNAL, "swarm backend: setup failed");
-    if (docker_backend_new(cfg, out, err) < 0)
+    if (docker_backend_new(cfg, &b, err) < 0)
         return -1;
-    out->ops = &swarm_ops;
+    c = b.ctx;
+    c->swarm = calloc(1, sizeof(*c->swarm));
+    if (c->swarm == NULL) {
+        backend_destroy(&b);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    c->swarm->ingress = scfg != NULL && scfg->publish_mode == SWARM_PUBLISH_INGRESS;
+    b.ops = &swarm_ops;
+    /* A berthd pointed at a worker, or at an Engine in no swarm, could
+     * never serve a gateway: say so at once. An Engine that does not
+     * answer yet is not judged now. */
+    {
+        struct berth_err e;
+
+        berth_err_clear(&e);
+        if (sw_check_manager(c, berth_now_ms() + SW_INFO_MS, &e) < 0) {
+            if (e.code == BERTH_FAILED_PRECONDITION) {
+                *err = e;
+                backend_destroy(&b);
+                return -1;
+            }
+            struct log_quoted lq;
+            log_warn("swarm.unchecked", "code=%s error=%s reason=\"checked again when it answers\"",
+                     berth_code_name(e.code), log_quote(&lq, e.msg));
+        }
+    }
+    *out = b;
     return 0;
+}
+
+int swarm_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                              struct berth_err *err)
+{
+    if (b == NULL || b->ops != &swarm_ops || b->ctx == NULL)
+        return 0;
+    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, path, optional, err);
+}
+
+static void sw_destroy(void *ctx)
+{
+    struct docker_ctx *c = ctx;
+
+    if (c == NULL)
+        return;
+    free(c->swarm);
+    c->swarm = NULL;
+    docker_backend_ops.destroy(c);
 }
 
 static int sw_check_kind(enum object_kind kind, struct berth_err *err)
@@ -98,19 +147,72 @@ static int sw_check_kind(enum object_kind kind, struct berth_err *err)
     return 0;
 }
 
-/* One Engine call. A 2xx answer's JSON goes to *root (when root is not
- * NULL; the caller's), and the status is returned; so are 404 and 409,
- * which the callers read themselves. Any other answer fails with the
- * Engine's message: an Engine that is no Swarm manager is
- * failed_precondition, not a passing outage. */
-static int sw_call(struct docker_ctx *c, const char *method, const char *path, const char *body,
-                   int64_t deadline, cJSON **root, const char *what, struct berth_err *err)
+/* GET /info: the Engine must be an active manager of a swarm (a worker
+ * cannot make or read services). Asked even while the Engine is marked as
+ * not answering, as readiness wants to know how it is now. */
+static int sw_check_manager(struct docker_ctx *c, int64_t deadline, struct berth_err *err)
+{
+    struct engine_response resp;
+    cJSON *root = NULL;
+    const cJSON *sw;
+    const char *state;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    if (engine_request_anyway(c->engine, "GET", "/info", NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status != 200) {
+        engine_fail(&resp, engine_status_code(resp.status), "docker engine info", err);
+        goto out;
+    }
+    root = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
+    sw = cJSON_GetObjectItemCaseSensitive(root, "Swarm");
+    state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sw, "LocalNodeState"));
+    if (root == NULL || state == NULL) {
+        berth_err_set(err, BERTH_UNKNOWN, "docker engine info: malformed json");
+        goto out;
+    }
+    if (strcmp(state, "active") != 0) {
+        berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                      "--backend swarm: the Docker Engine at %s is in no swarm (its swarm state "
+                      "is '%.32s'); run `docker swarm init` there, or point --docker-socket at a "
+                      "manager",
+                      c->socket_path, state);
+        goto out;
+    }
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sw, "ControlAvailable"))) {
+        berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                      "--backend swarm: the Docker Engine at %s is a swarm worker, not a manager; "
+                      "run berthd on a manager node, or point --docker-socket at one",
+                      c->socket_path);
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    engine_response_release(&resp);
+    return rc;
+}
+
+/* Ready: the Engine answers and is still an active manager. */
+static int sw_ping(void *ctx, int64_t deadline, struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+
+    if (docker_backend_ops.ping(ctx, deadline, err) < 0)
+        return -1;
+    return sw_check_manager(c, deadline, err);
+}
+
+int sw_call(struct docker_ctx *c, const char *method, const char *path, const char *body,
+            const char *const *headers, int64_t deadline, cJSON **root, const char *what,
+            struct berth_err *err)
 {
     struct engine_response resp;
     int rc = -1;
 
     engine_response_init(&resp);
-    if (engine_request(c->engine, method, path, body, deadline, &resp, err) < 0)
+    if (engine_request_with(c->engine, method, path, body, headers, deadline, &resp, err) < 0)
         goto out;
     if (resp.status == 404 || resp.status == 409) {
         rc = resp.status;
@@ -138,11 +240,8 @@ out:
     return rc;
 }
 
-/* The service named for (kind, id): SW_OURS with *root (the caller's) and
- * *svc read from it, SW_FOREIGN when a service of that name is not
- * berthd's set of that kind and id, SW_NONE when there is none; -1 with err. */
-static int sw_find(struct docker_ctx *c, enum object_kind kind, const char *id, int64_t deadline,
-                   cJSON **root, struct swarm_service *svc, struct berth_err *err)
+int sw_find(struct docker_ctx *c, enum object_kind kind, const char *id, int64_t deadline,
+            cJSON **root, struct swarm_service *svc, struct berth_err *err)
 {
     struct buf path, name;
     cJSON *r = NULL;
@@ -154,7 +253,7 @@ static int sw_find(struct docker_ctx *c, enum object_kind kind, const char *id, 
         buf_appends(&path, "/services/", err) < 0 ||
         engine_append_escaped(&path, name.data, err) < 0)
         goto out;
-    st = sw_call(c, "GET", path.data, NULL, deadline, &r, "inspect service", err);
+    st = sw_call(c, "GET", path.data, NULL, NULL, deadline, &r, "inspect service", err);
     if (st < 0)
         goto out;
     if (st == 404 || st == 409) {
@@ -177,22 +276,44 @@ out:
     return rc;
 }
 
-/* GET /tasks of a service (NULL: of every service) whose desired state is
- * running, and GET /nodes, for the addresses. */
-static int sw_fetch_tasks(struct docker_ctx *c, const char *service_id, int64_t deadline,
-                          cJSON **tasks, cJSON **nodes, struct berth_err *err)
+int sw_inspect(struct docker_ctx *c, const char *service_id, int64_t deadline, cJSON **root,
+               struct berth_err *err)
+{
+    struct buf path;
+    int st, rc = -1;
+
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/services/", err) < 0 ||
+        engine_append_escaped(&path, service_id, err) < 0)
+        goto out;
+    st = sw_call(c, "GET", path.data, NULL, NULL, deadline, root, "inspect service", err);
+    if (st < 0)
+        goto out;
+    if (st != 200) {
+        berth_err_set(err, BERTH_NOT_FOUND, "service %.64s is gone", service_id);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    return rc;
+}
+
+int sw_fetch_tasks(struct docker_ctx *c, const char *service_id, int running_only, int64_t deadline,
+                   cJSON **tasks, cJSON **nodes, struct berth_err *err)
 {
     struct buf path, filter;
     int rc = -1;
 
     buf_init(&path, DOCKER_PATH_MAX);
     buf_init(&filter, DOCKER_PATH_MAX);
-    if (buf_appends(&filter, "{\"desired-state\":[\"running\"]", err) < 0)
+    if (buf_appends(&filter, running_only ? "{\"desired-state\":[\"running\"]" : "{", err) < 0)
         goto out;
     if (service_id != NULL) {
         cJSON *s = cJSON_CreateString(service_id);
         char *q = s ? cJSON_PrintUnformatted(s) : NULL;
-        int bad = q == NULL || buf_printf(&filter, err, ",\"service\":[%s]", q) < 0;
+        int bad = q == NULL ||
+                  buf_printf(&filter, err, "%s\"service\":[%s]", running_only ? "," : "", q) < 0;
         cJSON_free(q);
         cJSON_Delete(s);
         if (bad) {
@@ -203,12 +324,13 @@ static int sw_fetch_tasks(struct docker_ctx *c, const char *service_id, int64_t 
     if (buf_appends(&filter, "}", err) < 0 || buf_appends(&path, "/tasks?filters=", err) < 0 ||
         engine_append_escaped(&path, filter.data, err) < 0)
         goto out;
-    if (sw_call(c, "GET", path.data, NULL, deadline, tasks, "list tasks", err) != 200) {
+    if (sw_call(c, "GET", path.data, NULL, NULL, deadline, tasks, "list tasks", err) != 200) {
         if (err->code == BERTH_OK)
             berth_err_set(err, BERTH_UNKNOWN, "list tasks: unexpected answer");
         goto out;
     }
-    if (sw_call(c, "GET", "/nodes", NULL, deadline, nodes, "list nodes", err) != 200) {
+    if (nodes != NULL &&
+        sw_call(c, "GET", "/nodes", NULL, NULL, deadline, nodes, "list nodes", err) != 200) {
         if (err->code == BERTH_OK)
             berth_err_set(err, BERTH_UNKNOWN, "list nodes: unexpected answer");
         goto out;
@@ -217,6 +339,111 @@ static int sw_fetch_tasks(struct docker_ctx *c, const char *service_id, int64_t 
 out:
     buf_release(&filter);
     buf_release(&path);
+    return rc;
+}
+
+void sw_spec_opts(const struct docker_ctx *c, const struct backend_update_opts *u,
+                  struct swarm_spec_opts *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->pids_limit = c->pids_limit;
+    out->ingress = c->swarm != NULL && c->swarm->ingress;
+    out->parallelism = u != NULL && u->parallelism > 0 ? u->parallelism : 1;
+    out->monitor_ms = u != NULL ? u->min_ready_ms : 0;
+}
+
+void sw_wipe(struct buf *hdr)
+{
+    if (hdr->data != NULL)
+        memset(hdr->data, 0, hdr->len);
+    buf_release(hdr);
+}
+
+/* GET /images/{image}/json: 1 when this node has it, 0 when not. */
+static int sw_has_image(struct docker_ctx *c, const char *image, int64_t deadline,
+                        struct berth_err *err)
+{
+    struct engine_response resp;
+    struct buf path;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_appends(&path, "/images/", err) < 0 || engine_append_escaped(&path, image, err) < 0 ||
+        buf_appends(&path, "/json", err) < 0 ||
+        engine_request(c->engine, "GET", path.data, NULL, deadline, &resp, err) < 0)
+        goto out;
+    if (resp.status == 200 || resp.status == 404)
+        rc = resp.status == 200;
+    else
+        engine_fail(&resp, engine_status_code(resp.status), "inspect image", err);
+out:
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
+}
+
+int sw_prepare_image(struct docker_ctx *c, const struct backend_spec *t, int64_t deadline,
+                     struct buf *hdr, struct berth_err *err)
+{
+    char q[DOCKER_QUOTE_MAX + 8];
+    char *auth = NULL;
+    int have, rc = -1;
+
+    berth_err_quote(q, sizeof(q), t->image != NULL ? t->image : "", DOCKER_QUOTE_MAX);
+    if (t->image == NULL || t->image[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "image is required");
+    if (docker_check_registry(c, t->image, err) < 0)
+        return -1;
+    switch (t->pull_policy) {
+    case BACKEND_PULL_ALWAYS:
+        if (docker_pull_image(c, t->image, deadline, err) < 0)
+            return -1;
+        break;
+    case BACKEND_PULL_REFRESH: {
+        struct berth_err pull_err;
+
+        berth_err_clear(&pull_err);
+        if (docker_pull_image(c, t->image, deadline, &pull_err) == 0)
+            break;
+        /* Not refreshed: the image this node has, if it has one, is used. */
+        if (pull_err.code == BERTH_DEADLINE_EXCEEDED ||
+            (have = sw_has_image(c, t->image, deadline, err)) < 0) {
+            if (pull_err.code == BERTH_DEADLINE_EXCEEDED)
+                *err = pull_err;
+            return -1;
+        }
+        if (!have) {
+            *err = pull_err;
+            return -1;
+        }
+        log_warn("swarm.pull_skipped",
+                 "image=%s reason=\"pull failed, the local image is used\" code=%s", q,
+                 berth_code_name(pull_err.code));
+        break;
+    }
+    case BACKEND_PULL_NEVER:
+    case BACKEND_PULL_IF_MISSING:
+        have = sw_has_image(c, t->image, deadline, err);
+        if (have < 0)
+            return -1;
+        if (have)
+            break;
+        if (t->pull_policy == BACKEND_PULL_NEVER)
+            return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                                 "image '%s' is not on this host and the pull policy is NEVER", q);
+        if (docker_pull_image(c, t->image, deadline, err) < 0)
+            return -1;
+        break;
+    }
+    if (docker_pulls_auth_header(c->pulls, t->image, deadline, &auth, err) < 0)
+        return -1;
+    if (auth == NULL || buf_printf(hdr, err, "X-Registry-Auth: %s", auth) == 0)
+        rc = 0;
+    if (auth != NULL) {
+        memset(auth, 0, strlen(auth));
+        free(auth);
+    }
     return rc;
 }
 
@@ -257,11 +484,13 @@ static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t 
     struct docker_ctx *c = ctx;
     struct backend_apply_result res = {0};
     struct swarm_service svc;
+    struct swarm_spec_opts so;
     const char *kname;
+    const char *headers[2] = {NULL, NULL};
     cJSON *root = NULL, *body = NULL;
     char *json = NULL;
-    struct buf name;
-    int found, st, rc = -1;
+    struct buf name, hdr;
+    int found, st, prepared = 0, rc = -1;
 
     if (sw_check_kind(spec->kind, err) < 0)
         return -1;
@@ -271,6 +500,8 @@ static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t 
                              "%s '%s': %u replicas is not from 1 to %d", kname, spec->id,
                              spec->replicas, BACKEND_MAX_REPLICAS);
     buf_init(&name, DOCKER_PATH_MAX);
+    buf_init(&hdr, DOCKER_PATH_MAX);
+    sw_spec_opts(c, NULL, &so);
     if (buf_printf(&name, err, "%s%s", swarm_name_prefix(spec->kind), spec->id) < 0)
         goto out;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -295,13 +526,20 @@ static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t 
             res.existing = svc.wanted;
             break;
         }
-        body = swarm_json_service_spec(spec, name.data, c->pids_limit);
+        if (!prepared) {
+            if (sw_prepare_image(c, &spec->tmpl, deadline, &hdr, err) < 0)
+                goto out;
+            headers[0] = hdr.len > 0 ? hdr.data : NULL;
+            prepared = 1;
+        }
+        body = swarm_json_service_spec(spec, name.data, &so);
         json = body ? cJSON_PrintUnformatted(body) : NULL;
         if (json == NULL) {
             berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
-        st = sw_call(c, "POST", "/services/create", json, deadline, NULL, "create service", err);
+        st = sw_call(c, "POST", "/services/create", json, headers, deadline, NULL, "create service",
+                     err);
         if (st < 0) {
             if (err->code == BERTH_UNAVAILABLE || err->code == BERTH_DEADLINE_EXCEEDED)
                 sw_remove_unknown(c, spec, name.data);
@@ -314,8 +552,10 @@ static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t 
         }
         if (st != 409) {
             res.added = spec->replicas;
-            log_info("swarm.service_created", "kind=%s id=%s service=%s replicas=%u", kname,
-                     spec->id, name.data, spec->replicas);
+            log_info("swarm.service_created",
+                     "kind=%s id=%s service=%s replicas=%u publish=%s credential=%s", kname,
+                     spec->id, name.data, spec->replicas, so.ingress ? "ingress" : "host",
+                     headers[0] != NULL ? "yes" : "no");
             break;
         }
         /* Made meanwhile: look again once. */
@@ -336,6 +576,7 @@ out:
     cJSON_Delete(root);
     cJSON_Delete(body);
     cJSON_free(json);
+    sw_wipe(&hdr);
     buf_release(&name);
     return rc;
 }
@@ -357,7 +598,7 @@ static int sw_get(void *ctx, enum object_kind kind, const char *ns, const char *
         berth_err_set(err, BERTH_NOT_FOUND, "%s '%s' not found", object_kind_info(kind)->name, id);
         goto out;
     }
-    if (sw_fetch_tasks(c, svc.service_id, deadline, &tasks, &nodes, err) < 0)
+    if (sw_fetch_tasks(c, svc.service_id, 1, deadline, &tasks, &nodes, err) < 0)
         goto out;
     rc = swarm_json_fill_set(kind, &svc, tasks, nodes, out, err);
 out:
@@ -412,13 +653,14 @@ static int sw_list(void *ctx, enum object_kind kind, const char *id, int64_t dea
     if (buf_appends(&path, "/services?filters=", err) < 0 ||
         engine_append_escaped(&path, fjson, err) < 0)
         goto out;
-    if (sw_call(c, "GET", path.data, NULL, deadline, &services, "list services", err) != 200) {
+    if (sw_call(c, "GET", path.data, NULL, NULL, deadline, &services, "list services", err) !=
+        200) {
         if (err->code == BERTH_OK)
             berth_err_set(err, BERTH_UNKNOWN, "list services: unexpected answer");
         goto out;
     }
     if (cJSON_GetArraySize(services) > 0 &&
-        sw_fetch_tasks(c, NULL, deadline, &tasks, &nodes, err) < 0)
+        sw_fetch_tasks(c, NULL, 1, deadline, &tasks, &nodes, err) < 0)
         goto out;
     sets.items = calloc((size_t)cJSON_GetArraySize(services) + 1, sizeof(*sets.items));
     if (sets.items == NULL) {
@@ -473,7 +715,7 @@ static int sw_delete(void *ctx, enum object_kind kind, const char *ns, const cha
         if (buf_appends(&path, "/services/", err) < 0 ||
             engine_append_escaped(&path, svc.service_id, err) < 0)
             goto out;
-        st = sw_call(c, "DELETE", path.data, NULL, deadline, NULL, "remove service", err);
+        st = sw_call(c, "DELETE", path.data, NULL, NULL, deadline, NULL, "remove service", err);
         if (st < 0)
             goto out;
         if (st != 404) {
@@ -488,5 +730,93 @@ static int sw_delete(void *ctx, enum object_kind kind, const char *ns, const cha
 out:
     cJSON_Delete(root);
     buf_release(&path);
+    return rc;
+}
+
+/* ---- logs ----------------------------------------------------------------- */
+
+/* An instance's handle is its task id; a VM's a full container id. For a
+ * task of a berthd set: 1 with *base = "/tasks/<id>" and *tty; 0 when
+ * there is no such task (the id may be a container's); -1 with err. The
+ * Engine fetches a task's output from whichever node runs it. */
+static int sw_task_target(struct docker_ctx *c, const char *id, int64_t deadline, struct buf *base,
+                          int *tty, struct berth_err *err)
+{
+    struct buf path;
+    cJSON *task = NULL;
+    enum object_kind kind;
+    const char *oid;
+    int st, rc = -1;
+
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (strlen(id) == SW_ID_HEX) {
+        rc = 0;
+        goto out;
+    }
+    if (buf_appends(&path, "/tasks/", err) < 0 || engine_append_escaped(&path, id, err) < 0)
+        goto out;
+    st = sw_call(c, "GET", path.data, NULL, NULL, deadline, &task, "inspect task", err);
+    if (st < 0)
+        goto out;
+    if (st != 200) {
+        rc = 0;
+        goto out;
+    }
+    if (swarm_json_task_object(task, &kind, &oid) < 0) {
+        char q[DOCKER_QUOTE_MAX + 8];
+
+        berth_err_quote(q, sizeof(q), id, DOCKER_QUOTE_MAX);
+        berth_err_set(err, BERTH_NOT_FOUND, "task '%s': No such task", q);
+        goto out;
+    }
+    *tty = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(task, "Spec"),
+                                         "ContainerSpec"),
+        "TTY"));
+    if (buf_appends(base, path.data, err) < 0)
+        goto out;
+    rc = 1;
+out:
+    cJSON_Delete(task);
+    buf_release(&path);
+    return rc;
+}
+
+static int sw_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
+                   struct backend_log_list *out, struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+    struct buf base;
+    int tty = 0, rc;
+
+    if (id == NULL || id[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
+    buf_init(&base, DOCKER_PATH_MAX);
+    rc = sw_task_target(c, id, deadline, &base, &tty, err);
+    if (rc == 1)
+        rc = docker_logs_read(c, base.data, tty, q, deadline, out, err);
+    else if (rc == 0)
+        rc = docker_backend_ops.logs(ctx, id, q, deadline, out, err);
+    buf_release(&base);
+    return rc;
+}
+
+static int sw_logs_follow(void *ctx, const char *id, const struct backend_log_query *q,
+                          int64_t deadline, const atomic_int *stop, backend_log_fn on_line,
+                          void *arg, struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+    struct buf base;
+    int tty = 0, rc;
+
+    if (id == NULL || id[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
+    buf_init(&base, DOCKER_PATH_MAX);
+    rc = sw_task_target(c, id, deadline, &base, &tty, err);
+    if (rc == 1)
+        rc = docker_logs_stream(c, base.data, tty, q, deadline, stop, on_line, arg, err);
+    else if (rc == 0)
+        rc = docker_backend_ops.logs_follow(ctx, id, q, deadline, stop, on_line, arg, err);
+    buf_release(&base);
     return rc;
 }

@@ -25,13 +25,16 @@ static const struct {
     {"orphaned", BACKEND_STATE_DEAD},
 };
 
+#define SWARM_RESTART_DELAY_NS 1e9
+
 static const char *sj_string(const cJSON *obj, const char *key);
 static int sj_uint(const char *v, unsigned max, unsigned *out);
 static int sj_add_label(cJSON *labels, const char *key, const char *value);
 static int sj_task_cmp(const void *a, const void *b);
 static char *sj_instance_env(const struct backend_replica_spec *spec);
 static char *sj_literal(const char *s);
-static int sj_fill_task(const cJSON *task, const cJSON *nodes, struct backend_replica *it);
+static int sj_fill_task(const cJSON *task, const cJSON *nodes, const cJSON *mesh_ports,
+                        struct backend_replica *it);
 
 const char *swarm_name_prefix(enum object_kind kind)
 {
@@ -88,6 +91,10 @@ int swarm_json_service(const cJSON *svc, enum object_kind kind, struct swarm_ser
         s.digest = "";
     if (sj_uint(sj_string(labels, LABEL_REPLICAS), BACKEND_MAX_REPLICAS + 1, &s.wanted) < 0)
         s.wanted = 0;
+    s.mesh_ports = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(svc, "Endpoint"), "Ports");
+    if (!cJSON_IsArray(s.mesh_ports))
+        s.mesh_ports = NULL;
     *out = s;
     return 0;
 }
@@ -125,8 +132,9 @@ static char *sj_literal(const char *s)
 
 /* "<NAME>=<id>-<index>" as a template Swarm fills per task. Its slots count
  * from 1, are strings, and templates have no arithmetic: index = slot - 1
- * is spelled out for every slot the service has. malloc'd; NULL when out of
- * memory. */
+ * is spelled out for every slot a service may ever have, so that scaling
+ * changes only the count and no task is replaced for it. malloc'd; NULL
+ * when out of memory. */
 static char *sj_instance_env(const struct backend_replica_spec *spec)
 {
     struct buf b;
@@ -136,7 +144,7 @@ static char *sj_instance_env(const struct backend_replica_spec *spec)
     berth_err_clear(&err);
     buf_init(&b, (size_t)1 << 20);
     bad = buf_printf(&b, &err, "%s=%s-", spec->instance_env, spec->id) < 0;
-    for (unsigned i = 0; !bad && i < spec->replicas; i++)
+    for (unsigned i = 0; !bad && i < BACKEND_MAX_REPLICAS; i++)
         bad =
             buf_printf(&b, &err, "{{%sif eq .Task.Slot \"%u\"}}%u", i ? "else " : "", i + 1, i) < 0;
     if (bad || buf_appends(&b, "{{end}}", &err) < 0) {
@@ -146,8 +154,30 @@ static char *sj_instance_env(const struct backend_replica_spec *spec)
     return buf_detach(&b);
 }
 
+/* UpdateConfig or RollbackConfig: `parallelism` at a time, each new task
+ * running before its old one stops, watched for `monitor_ms`; no failure
+ * is tolerated. */
+static int sj_add_update_config(cJSON *root, const char *key, const struct swarm_spec_opts *o,
+                                const char *failure_action)
+{
+    cJSON *u = cJSON_AddObjectToObject(root, key);
+    int bad = u == NULL;
+
+    if (bad)
+        return -1;
+    bad |=
+        cJSON_AddNumberToObject(u, "Parallelism", o->parallelism > 0 ? o->parallelism : 1) == NULL;
+    bad |= cJSON_AddNumberToObject(u, "Delay", 0) == NULL;
+    bad |= cJSON_AddStringToObject(u, "FailureAction", failure_action) == NULL;
+    bad |= cJSON_AddNumberToObject(u, "Monitor",
+                                   (double)(o->monitor_ms > 0 ? o->monitor_ms : 0) * 1e6) == NULL;
+    bad |= cJSON_AddNumberToObject(u, "MaxFailureRatio", 0) == NULL;
+    bad |= cJSON_AddStringToObject(u, "Order", "start-first") == NULL;
+    return bad ? -1 : 0;
+}
+
 cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const char *name,
-                               int64_t pids_limit)
+                               const struct swarm_spec_opts *o)
 {
     const struct object_kind_info *k = object_kind_info(spec->kind);
     const struct backend_spec *t = &spec->tmpl;
@@ -205,6 +235,8 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
     bad |= sj_add_label(clabels, LABEL_MANAGED, LABEL_MANAGED_VALUE);
     bad |= sj_add_label(clabels, LABEL_KIND, k->name);
     bad |= sj_add_label(clabels, k->id_label, spec->id);
+    /* Which spec a task runs, so an update can tell its new tasks. */
+    bad |= sj_add_label(clabels, LABEL_SPEC, spec->digest);
     if (spec->ns[0] != '\0')
         bad |= sj_add_label(clabels, LABEL_NAMESPACE, spec->ns);
 
@@ -216,17 +248,24 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
         bad |= cJSON_AddNumberToObject(limits, "NanoCPUs", (double)t->nano_cpus) == NULL;
     if (t->memory_bytes > 0)
         bad |= cJSON_AddNumberToObject(limits, "MemoryBytes", (double)t->memory_bytes) == NULL;
-    if (pids_limit > 0)
-        bad |= cJSON_AddNumberToObject(limits, "Pids", (double)pids_limit) == NULL;
+    if (o->pids_limit > 0)
+        bad |= cJSON_AddNumberToObject(limits, "Pids", (double)o->pids_limit) == NULL;
+    /* A task that ends, or whose node is drained or lost, is replaced a
+     * second later (the Swarm's default waits five). */
     policy = cJSON_AddObjectToObject(task, "RestartPolicy");
-    bad |= policy == NULL || cJSON_AddStringToObject(policy, "Condition", "any") == NULL;
+    bad |= policy == NULL || cJSON_AddStringToObject(policy, "Condition", "any") == NULL ||
+           cJSON_AddNumberToObject(policy, "Delay", SWARM_RESTART_DELAY_NS) == NULL;
 
     mode = cJSON_AddObjectToObject(root, "Mode");
     mode = mode ? cJSON_AddObjectToObject(mode, "Replicated") : NULL;
     bad |= mode == NULL || cJSON_AddNumberToObject(mode, "Replicas", spec->replicas) == NULL;
+    bad |= sj_add_update_config(root, "UpdateConfig", o, "rollback") < 0;
+    bad |= sj_add_update_config(root, "RollbackConfig", o, "pause") < 0;
 
-    /* Host-mode publishing: each task gets an Engine-chosen port on its own
-     * node (the routing mesh is not relied upon). */
+    /* Host-mode publishing (the default): each task gets an Engine-chosen
+     * port on its own node, and the routing mesh is not relied upon. In
+     * ingress mode the mesh publishes one port of the swarm's range on
+     * every node. */
     ep = cJSON_AddObjectToObject(root, "EndpointSpec");
     ports = ep ? cJSON_AddArrayToObject(ep, "Ports") : NULL;
     if (ports == NULL)
@@ -239,7 +278,7 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
         bad |= cJSON_AddNumberToObject(p, "TargetPort", t->ports[i].container_port) == NULL;
         if (t->ports[i].host_port > 0)
             bad |= cJSON_AddNumberToObject(p, "PublishedPort", t->ports[i].host_port) == NULL;
-        bad |= cJSON_AddStringToObject(p, "PublishMode", "host") == NULL;
+        bad |= cJSON_AddStringToObject(p, "PublishMode", o->ingress ? "ingress" : "host") == NULL;
     }
     if (!bad)
         return root;
@@ -256,24 +295,110 @@ enum backend_state swarm_task_state(const char *state)
     return BACKEND_STATE_UNKNOWN;
 }
 
-const char *swarm_node_addr(const cJSON *nodes, const char *node_id)
+/* The item of node_id in GET /nodes' answer, or NULL. */
+static const cJSON *sj_node(const cJSON *nodes, const char *node_id)
 {
     const cJSON *n;
 
     if (node_id == NULL || node_id[0] == '\0')
-        return "";
+        return NULL;
     cJSON_ArrayForEach(n, nodes)
     {
         const char *id = sj_string(n, "ID");
-        const char *addr = sj_string(cJSON_GetObjectItemCaseSensitive(n, "Status"), "Addr");
-        if (id == NULL || strcmp(id, node_id) != 0)
-            continue;
-        /* A node that names no usable address is reached as this host. */
-        if (addr == NULL || strcmp(addr, "0.0.0.0") == 0)
-            return "";
-        return addr;
+        if (id != NULL && strcmp(id, node_id) == 0)
+            return n;
     }
-    return "";
+    return NULL;
+}
+
+const char *swarm_node_addr(const cJSON *nodes, const char *node_id)
+{
+    const cJSON *n = sj_node(nodes, node_id);
+    const char *adv, *addr;
+
+    if (n == NULL)
+        return "";
+    adv = sj_string(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n, "Spec"), "Labels"),
+        SWARM_LABEL_ADVERTISE);
+    if (adv != NULL && adv[0] != '\0')
+        return adv;
+    addr = sj_string(cJSON_GetObjectItemCaseSensitive(n, "Status"), "Addr");
+    /* A node that names no usable address is reached as this host. */
+    if (addr == NULL || strcmp(addr, "0.0.0.0") == 0)
+        return "";
+    return addr;
+}
+
+const char *swarm_node_name(const cJSON *nodes, const char *node_id)
+{
+    const char *name = sj_string(
+        cJSON_GetObjectItemCaseSensitive(sj_node(nodes, node_id), "Description"), "Hostname");
+
+    return name != NULL ? name : "";
+}
+
+int64_t swarm_json_version(const cJSON *svc)
+{
+    const cJSON *v =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(svc, "Version"), "Index");
+
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (int64_t)v->valuedouble : -1;
+}
+
+const char *swarm_json_update_state(const cJSON *svc)
+{
+    const char *st = sj_string(cJSON_GetObjectItemCaseSensitive(svc, "UpdateStatus"), "State");
+
+    return st != NULL ? st : "";
+}
+
+const char *swarm_json_update_started(const cJSON *svc)
+{
+    const char *t = sj_string(cJSON_GetObjectItemCaseSensitive(svc, "UpdateStatus"), "StartedAt");
+
+    return t != NULL ? t : "";
+}
+
+/* The container labels of a task's spec. */
+static const cJSON *sj_task_labels(const cJSON *task)
+{
+    return cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(task, "Spec"),
+                                         "ContainerSpec"),
+        "Labels");
+}
+
+int swarm_json_task_object(const cJSON *task, enum object_kind *kind, const char **id)
+{
+    const cJSON *labels = sj_task_labels(task);
+    const char *managed = sj_string(labels, LABEL_MANAGED);
+    const char *kname = sj_string(labels, LABEL_KIND);
+    const enum object_kind kinds[] = {OBJECT_GATEWAY, OBJECT_DEPLOYMENT};
+
+    if (managed == NULL || strcmp(managed, LABEL_MANAGED_VALUE) != 0 || kname == NULL)
+        return -1;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        const struct object_kind_info *k = object_kind_info(kinds[i]);
+        const char *v;
+
+        if (strcmp(kname, k->name) != 0)
+            continue;
+        v = sj_string(labels, k->id_label);
+        if (v == NULL || v[0] == '\0')
+            return -1;
+        *kind = kinds[i];
+        *id = v;
+        return 0;
+    }
+    return -1;
+}
+
+const char *swarm_json_task_digest(const cJSON *task)
+{
+    const char *d = sj_string(sj_task_labels(task), LABEL_SPEC);
+
+    return d != NULL ? d : "";
 }
 
 static int sj_task_cmp(const void *a, const void *b)
@@ -286,25 +411,36 @@ static int sj_task_cmp(const void *a, const void *b)
 }
 
 /* One task into *it (heap strings; the caller releases the set on failure):
- * 1 done, 0 not a replica to show (no slot), -1 out of memory. */
-static int sj_fill_task(const cJSON *task, const cJSON *nodes, struct backend_replica *it)
+ * 1 done, 0 not a replica to show (no slot), -1 out of memory. Its ports
+ * are those published on its node, else the routing mesh's (mesh_ports,
+ * NULL: none), which answer on every node. */
+static int sj_fill_task(const cJSON *task, const cJSON *nodes, const cJSON *mesh_ports,
+                        struct backend_replica *it)
 {
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(task, "Status");
     const cJSON *slot = cJSON_GetObjectItemCaseSensitive(task, "Slot");
     const cJSON *ports = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(status, "PortStatus"), "Ports");
     const char *id = sj_string(task, "ID");
+    const char *image =
+        sj_string(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(task, "Spec"),
+                                                   "ContainerSpec"),
+                  "Image");
     const cJSON *p;
     size_t np = 0;
+
+    if (cJSON_GetArraySize(ports) == 0)
+        ports = mesh_ports;
 
     if (!cJSON_IsNumber(slot) || slot->valuedouble < 1 || slot->valuedouble > BACKEND_MAX_REPLICAS)
         return 0;
     it->index = (unsigned)slot->valuedouble - 1;
     it->state = swarm_task_state(sj_string(status, "State"));
     it->handle = strdup(id != NULL ? id : "");
+    it->image = strdup(image != NULL ? image : "");
     it->host = strdup(swarm_node_addr(nodes, sj_string(task, "NodeID")));
     it->ports = calloc((size_t)cJSON_GetArraySize(ports) + 1, sizeof(*it->ports));
-    if (it->handle == NULL || it->host == NULL || it->ports == NULL)
+    if (it->handle == NULL || it->host == NULL || it->ports == NULL || it->image == NULL)
         return -1;
     cJSON_ArrayForEach(p, ports)
     {
@@ -349,7 +485,7 @@ int swarm_json_fill_set(enum object_kind kind, const struct swarm_service *svc, 
         if (sid == NULL || strcmp(sid, svc->service_id) != 0 || desired == NULL ||
             strcmp(desired, "running") != 0)
             continue;
-        rc = sj_fill_task(t, nodes, &s.items[s.n]);
+        rc = sj_fill_task(t, nodes, svc->mesh_ports, &s.items[s.n]);
         if (rc < 0) {
             s.n++;
             goto oom;
