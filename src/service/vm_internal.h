@@ -35,12 +35,18 @@ struct vm_plan {
     struct backend_port *ports;
     const char **env;
     struct backend_label labels[6];
+    /* The config as berthd keeps it (label, record): env values left out. */
+    VmConfig *kept;
 };
 
 /* vm_plan.c. Validate a VmConfig and turn it into the container spec of VM
  * `id` with berthd's labels, in the arena. */
 int vm_plan_build(struct arena *a, const char *id, const char *customer, const VmConfig *cfg,
                   int64_t created, struct vm_plan *p, struct berth_err *err) BERTH_MUST_USE;
+/* The config as berthd keeps it (label, record, GetVmInfo): a copy of cfg
+ * in the arena with every env value left out. */
+int vm_plan_kept(struct arena *a, const VmConfig *cfg, VmConfig **out,
+                 struct berth_err *err) BERTH_MUST_USE;
 /* Only the ports of a VmConfig into p (spec.ports, spec.n_ports). */
 int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p,
                   struct berth_err *err) BERTH_MUST_USE;
