@@ -55,13 +55,20 @@ struct berth_config {
     char *registry_auth_file;     /* Docker client config; "" = none */
     int64_t pull_progress_timeout_s;
     int64_t pull_timeout_s;
-    int64_t http_threads;       /* event loop threads; 0: one per CPU */
-    int64_t workers;            /* threads for calls that wait on the Engine */
-    int64_t stream_queue_bytes; /* a stream's reader may fall this far behind */
+    int64_t http_threads;            /* event loop threads; 0: one per CPU */
+    int64_t workers;                 /* threads for calls that wait on the Engine */
+    int64_t stream_queue_bytes;      /* a stream's reader may fall this far behind */
     int64_t update_parallelism;      /* replicas an update replaces at a time */
     int64_t update_health_timeout_s; /* a new replica may take this long to be ready */
     int64_t update_min_ready_ms;     /* a new replica must run this long to be ready */
     int64_t update_drain_ms;         /* an old replica leaves answers this long before it stops */
+    char *region;                    /* UNKEY_REGION of deployment replicas */
+    char *vault_url;                 /* "": secrets blobs are passed through */
+    char *vault_token_file;          /* bearer token for the vault; "": none */
+    char *vault_ca_file;             /* PEM CA bundle of an https vault; "": the system's */
+    char *vault_client_cert;         /* PEM client certificate for the vault; "": none */
+    char *vault_client_key;
+    int64_t vault_timeout_ms; /* one vault call at most */
 };
 
 /* The registry credentials file read when it exists (and only then). */
