@@ -147,7 +147,7 @@ static void test_spec(void)
         .id = "d1",
         .replicas = 4,
         .digest = "abc",
-        .instance_env = "BERTH_INSTANCE_ID",
+        .instance_envs = (const char *const[]){"BERTH_INSTANCE_ID", NULL},
         .tmpl = {.image = "img:1",
                  .cmd = cmd,
                  .n_cmd = 2,
