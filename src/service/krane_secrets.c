@@ -14,6 +14,21 @@
 static int ks_name_ok(const char *name);
 static int ks_cmp(const void *a, const void *b);
 static void ks_wipe(cJSON *item);
+static int ks_name_field(struct berth_err *err, const char *field, const char *secret);
+
+/* The decrypter's error, prefixed with the field (and the secret) it was
+ * about; the code stays. -1. */
+static int ks_name_field(struct berth_err *err, const char *field, const char *secret)
+{
+    char why[BERTH_ERR_MSG_MAX];
+    enum berth_code code = err->code;
+
+    memcpy(why, err->msg, sizeof(why));
+    berth_err_clear(err);
+    if (secret != NULL)
+        return berth_err_set(err, code, "field '%s': secret '%s': %s", field, secret, why);
+    return berth_err_set(err, code, "field '%s': %s", field, why);
+}
 
 /* An environment name Docker and a shell accept: non-empty, no '=', no
  * control character. */
@@ -67,7 +82,7 @@ int krane_secrets_decrypt(const struct krane_decryptor *d, const char *field, co
     if (text == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     if (d->decrypt(d->ctx, keyring, text, deadline, a, &plain, err) < 0)
-        return -1;
+        return ks_name_field(err, field, NULL);
 
     root = cJSON_Parse(plain);
     memset(plain, 0, strlen(plain));
@@ -124,13 +139,7 @@ int krane_secrets_decrypt(const struct krane_decryptor *d, const char *field, co
             goto out;
         }
         if (d->decrypt(d->ctx, keyring, item->valuestring, deadline, a, &value, err) < 0) {
-            /* The deepest reason first, then which secret it was. */
-            char why[BERTH_ERR_MSG_MAX];
-            enum berth_code code = err->code;
-
-            memcpy(why, err->msg, sizeof(why));
-            berth_err_clear(err);
-            berth_err_set(err, code, "field '%s': secret '%s': %s", field, quoted, why);
+            ks_name_field(err, field, quoted);
             goto out;
         }
         env[k++] = (struct krane_env){name, value};
