@@ -574,6 +574,17 @@ static int check_vault(const struct berth_config *cfg, struct berth_err *err)
             return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                                  "vault-url: spaces, control characters, a query or a fragment "
                                  "do not belong in it");
+    {
+        /* A password in the URL would be printed wherever the
+         * configuration is: the token goes in its file. */
+        const char *host = strstr(url, "//") + 2;
+        size_t authority = strcspn(host, "/");
+
+        if (memchr(host, '@', authority) != NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-url: no user or password in it; the vault's token goes "
+                                 "in --vault-token-file");
+    }
     if ((cfg->vault_client_cert[0] == '\0') != (cfg->vault_client_key[0] == '\0'))
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "vault-client-cert and vault-client-key: give both or neither");

@@ -604,6 +604,8 @@ static void test_validation(void)
         {"vault url without a host", {"--vault-url", "https://"}, 0, "vault-url"},
         {"vault url with a query", {"--vault-url", "http://v/?a=b"}, 0, "vault-url"},
         {"vault url with a space", {"--vault-url", "http://v/a b"}, 0, "vault-url"},
+        {"vault url with a password", {"--vault-url", "https://u:p@vault/"}, 0, "vault-token-file"},
+        {"vault url with an @ in its path", {"--vault-url", "https://vault/a@b"}, 1, NULL},
         {"vault token without the vault", {"--vault-token-file", "/etc/hostname"}, 0, "vault-url"},
         {"vault token file missing",
          {"--vault-url", "http://v", "--vault-token-file", "/nonexistent/t"},
