@@ -366,7 +366,7 @@ void daemon_reload(struct berth_daemon *d)
     if (d->vault != NULL && vault_reload(d->vault, &err) < 0)
         log_warn("vault.reload", "code=%s error=%s reason=\"keeping the vault token in use\"",
                  berth_code_name(err.code), log_quote(&lq, err.msg));
-    else if (d->vault != NULL && d->cfg->vault_token_file[0] != '\0')
+    else if (d->vault != NULL)
         log_info("vault.reload", "code=ok");
 }
 

@@ -35,8 +35,10 @@ int vault_new(const struct vault_config *cfg, struct vault **out,
               struct berth_err *err) BERTH_MUST_USE;
 /* vault_free(NULL) does nothing. */
 void vault_free(struct vault *v);
-/* Read the token file again: 0 and the new token is used by the next call,
- * or -1 and the token in use is kept. 0 when there is no token file. */
+/* Read the token file again (when there is one) and drop the idle
+ * connections, so the next call reads the CA bundle and client certificate
+ * again: 0 and the new token is used by the next call, or -1 and the token
+ * in use is kept. */
 int vault_reload(struct vault *v, struct berth_err *err) BERTH_MUST_USE;
 
 /* POST <url>/vault.v1.VaultService/Decrypt {"keyring", "encrypted"}: the

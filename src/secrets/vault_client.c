@@ -179,13 +179,12 @@ int vault_reload(struct vault *v, struct berth_err *err)
     CURL *idle[VAULT_POOL_MAX];
     size_t n_idle;
 
-    if (v->token_file[0] == '\0')
-        return 0;
-    if (vault_read_token(v->token_file, &token, err) < 0)
+    if (v->token_file[0] != '\0' && vault_read_token(v->token_file, &token, err) < 0)
         return -1;
     lock_take(&v->lock);
-    old = v->token;
-    v->token = token;
+    old = token != NULL ? v->token : NULL;
+    if (token != NULL)
+        v->token = token;
     /* Connections opened with the files as they were go: the next call
      * reads the CA bundle and client certificate again. */
     n_idle = v->n_idle;
@@ -194,8 +193,10 @@ int vault_reload(struct vault *v, struct berth_err *err)
     lock_give(&v->lock);
     for (size_t i = 0; i < n_idle; i++)
         curl_easy_cleanup(idle[i]);
-    memset(old, 0, strlen(old));
-    free(old);
+    if (old != NULL) {
+        memset(old, 0, strlen(old));
+        free(old);
+    }
     return 0;
 }
 
