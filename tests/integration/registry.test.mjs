@@ -2,7 +2,8 @@
 // on 127.0.0.1) through the real Engine: credentials from the `auths` of a
 // Docker client config and from a credential helper on PATH, refusals named
 // after the registry, one pull for many concurrent creates of one missing
-// image, the pull policies, and the not-found / malformed reference errors.
+// image, the pull policies, the not-found / malformed reference errors, and
+// the credentials file read again on SIGHUP.
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -146,6 +147,28 @@ describe("private registries and pulls", { skip }, () => {
       assert.equal(r.status, 403, r.text);
       assert.ok((await metric(d, "berth_image_pulls_total", '{outcome="denied"}')) >= 1);
     }
+  });
+
+  test("SIGHUP reads the credentials file again", async () => {
+    const file = writeConfig("rotated.json", { auths: { [reg.host]: { auth: Buffer.from(`${USER}:old-pass`).toString("base64") } } });
+    const d = await daemon(file);
+    await rmi(goodRef);
+    assertCode(await createVm(d, goodRef), "permission_denied");
+    writeConfig("rotated.json", { auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASS}`).toString("base64") } } });
+    const loads = () => d.logLines().filter((l) => /msg=docker\.registry_auth_loaded entries=1/.test(l)).length;
+    const n = loads();
+    d.child.kill("SIGHUP");
+    await waitFor(() => loads() > n, { what: "the credentials reload", describe: () => d.stderr });
+    const r = await createVm(d, goodRef);
+    assert.equal(r.status, 200, r.text);
+    // A file that no longer parses keeps the credentials in use.
+    writeFileSync(file, "{not json");
+    d.child.kill("SIGHUP");
+    await d.waitForLog(/msg=registry_auth\.reload code=invalid_argument/);
+    await rmi(goodRef);
+    const kept = await createVm(d, goodRef);
+    assert.equal(kept.status, 200, kept.text);
+    assert.ok(!d.stderr.includes(PASS), "the password in the log");
   });
 
   test("10 parallel creates of one missing image share one pull", async () => {
