@@ -147,7 +147,7 @@ static void test_spec(void)
         .id = "d1",
         .replicas = 4,
         .digest = "abc",
-        .instance_envs = (const char *const[]){"BERTH_INSTANCE_ID", NULL},
+        .instance_envs = (const char *const[]){"BERTH_INSTANCE_ID", "UNKEY_INSTANCE_ID", NULL},
         .tmpl = {.image = "img:1",
                  .cmd = cmd,
                  .n_cmd = 2,
@@ -180,13 +180,17 @@ static void test_spec(void)
     CHECK_STR(label_of(cs, "Image"), "img:1");
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cs, "Args")) == 2);
     env_j = cJSON_GetObjectItemCaseSensitive(cs, "Env");
-    CHECK(cJSON_GetArraySize(env_j) == 2);
+    CHECK(cJSON_GetArraySize(env_j) == 3);
     /* A caller's value is no template: Swarm expands it to itself. */
     CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 0)),
               "A=x{{\"{{\"}}.Node.ID}}y{{\"{{\"}}");
     /* index = slot - 1, spelled out per slot. */
     CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 1)),
               "BERTH_INSTANCE_ID=d1-{{if eq .Task.Slot \"1\"}}0{{else if eq .Task.Slot \"2\"}}1"
+              "{{else if eq .Task.Slot \"3\"}}2{{else if eq .Task.Slot \"4\"}}3{{end}}");
+    /* Every name of the list gets the same value. */
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 2)),
+              "UNKEY_INSTANCE_ID=d1-{{if eq .Task.Slot \"1\"}}0{{else if eq .Task.Slot \"2\"}}1"
               "{{else if eq .Task.Slot \"3\"}}2{{else if eq .Task.Slot \"4\"}}3{{end}}");
     CHECK_STR(label_of(cJSON_GetObjectItemCaseSensitive(cs, "Labels"), LABEL_DEPLOYMENT_ID), "d1");
     limits = cJSON_GetObjectItemCaseSensitive(
