@@ -155,6 +155,23 @@ static const struct opt opt_table[] = {
      "host",
      "--backend swarm: host (each replica's port on the node that runs it, an address per "
      "replica) or ingress (the routing mesh: one port of the swarm's range on every node)"},
+    {"region", "BERTH_REGION", OPT_STR, OFF(region), 0, 0, "",
+     "region every deployment replica finds in UNKEY_REGION"},
+    {"vault-url", "BERTH_VAULT_URL", OPT_STR, OFF(vault_url), 0, 0, "",
+     "base URL (http:// or https://) of the vault's Connect API that decrypts a deployment's "
+     "encryptedSecretsBlob into environment variables (empty: the blob is passed to every "
+     "replica as UNKEY_SECRETS_BLOB)"},
+    {"vault-token-file", "BERTH_VAULT_TOKEN_FILE", OPT_STR, OFF(vault_token_file), 0, 0, "",
+     "file holding the bearer token sent to the vault, re-read on SIGHUP (empty: none)"},
+    {"vault-ca-file", "BERTH_VAULT_CA_FILE", OPT_STR, OFF(vault_ca_file), 0, 0, "",
+     "PEM CA bundle that an https vault's certificate must chain to (empty: the system's)"},
+    {"vault-client-cert", "BERTH_VAULT_CLIENT_CERT", OPT_STR, OFF(vault_client_cert), 0, 0, "",
+     "PEM client certificate shown to an https vault, read for each new connection (empty: "
+     "none)"},
+    {"vault-client-key", "BERTH_VAULT_CLIENT_KEY", OPT_STR, OFF(vault_client_key), 0, 0, "",
+     "PEM private key of --vault-client-cert"},
+    {"vault-timeout-ms", "BERTH_VAULT_TIMEOUT_MS", OPT_INT, OFF(vault_timeout_ms), 100, 600000,
+     "10000", "ms one call to the vault may take (always within the call's deadline)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -176,6 +193,7 @@ static int check_ip_literal(const char *name, const char *value, struct berth_er
 static int check_listen(const struct berth_config *cfg, struct berth_err *err);
 static int check_readable(const char *name, const char *path, struct berth_err *err);
 static int check_tls(const struct berth_config *cfg, struct berth_err *err);
+static int check_vault(const struct berth_config *cfg, struct berth_err *err);
 static int host_is_loopback(const char *host);
 
 static int opt_set(struct berth_config *cfg, const struct opt *o, const char *val,
@@ -855,6 +873,51 @@ static int check_tls(const struct berth_config *cfg, struct berth_err *err)
     return 0;
 }
 
+/* The vault options: a URL berthd can call, files that can be read, and
+ * no vault option without the vault. */
+static int check_vault(const struct berth_config *cfg, struct berth_err *err)
+{
+    const char *url = cfg->vault_url;
+
+    if (url[0] == '\0') {
+        if (cfg->vault_token_file[0] != '\0' || cfg->vault_ca_file[0] != '\0' ||
+            cfg->vault_client_cert[0] != '\0' || cfg->vault_client_key[0] != '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-token-file, vault-ca-file, vault-client-cert and "
+                                 "vault-client-key need vault-url");
+        return 0;
+    }
+    if ((strncmp(url, "http://", 7) != 0 || url[7] == '\0') &&
+        (strncmp(url, "https://", 8) != 0 || url[8] == '\0'))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "vault-url: expected http://HOST[:PORT][/PATH] or https://...");
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' || *p == '#')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-url: spaces, control characters, a query or a fragment "
+                                 "do not belong in it");
+    {
+        /* A password in the URL would be printed wherever the
+         * configuration is: the token goes in its file. */
+        const char *host = strstr(url, "//") + 2;
+        size_t authority = strcspn(host, "/");
+
+        if (memchr(host, '@', authority) != NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-url: no user or password in it; the vault's token goes "
+                                 "in --vault-token-file");
+    }
+    if ((cfg->vault_client_cert[0] == '\0') != (cfg->vault_client_key[0] == '\0'))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "vault-client-cert and vault-client-key: give both or neither");
+    if (check_readable("vault-token-file", cfg->vault_token_file, err) < 0 ||
+        check_readable("vault-ca-file", cfg->vault_ca_file, err) < 0 ||
+        check_readable("vault-client-cert", cfg->vault_client_cert, err) < 0 ||
+        check_readable("vault-client-key", cfg->vault_client_key, err) < 0)
+        return -1;
+    return 0;
+}
+
 int config_validate(const struct berth_config *cfg, struct berth_err *err)
 {
     enum log_format lf;
@@ -886,5 +949,5 @@ int config_validate(const struct berth_config *cfg, struct berth_err *err)
         if (auth_tokens_check(cfg->auth_token_file, &n, err) < 0)
             return -1;
     }
-    return 0;
+    return check_vault(cfg, err);
 }

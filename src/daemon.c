@@ -28,6 +28,7 @@
 #include "berth/swarm_backend.h"
 #include "berth/prometheus.h"
 #include "berth/router.h"
+#include "berth/vault_client.h"
 #include "berth/vm_registry.h"
 #include "berth/vm_service.h"
 
@@ -47,6 +48,7 @@ struct berth_daemon {
     struct vm_registry *vms;
     struct vm_service *vm_svc;
     struct replica_service *replica_svc;
+    struct vault *vault; /* NULL without --vault-url */
     struct log_service *log_svc;
     struct event_bus *bus; /* changes of managed objects, to watchers */
     struct event_service *event_svc;
@@ -81,6 +83,10 @@ static int watcher_wait(struct berth_daemon *d, int64_t ms);
 static int64_t up_wait_ms(struct berth_daemon *d, int64_t backoff_ms);
 static void on_engine_event(void *arg, const struct backend_event *ev);
 static void replica_sync(struct berth_daemon *d);
+static int vault_open(const struct berth_config *cfg, struct vault **out, struct berth_err *err);
+static int decrypt_with_vault(void *ctx, const char *keyring, const char *encrypted,
+                              int64_t deadline, struct arena *a, char **plaintext,
+                              struct berth_err *err);
 
 static int backend_open(const struct berth_config *cfg, struct backend *out, struct berth_err *err)
 {
@@ -117,6 +123,26 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         return swarm_backend_new(&dc, &sc, out, err);
     }
     return docker_backend_new(&dc, out, err);
+}
+
+/* The vault that decrypts deployments' secrets; none (NULL) without
+ * --vault-url. */
+static int vault_open(const struct berth_config *cfg, struct vault **out, struct berth_err *err)
+{
+    struct vault_config vc = {cfg->vault_url,         cfg->vault_token_file, cfg->vault_ca_file,
+                              cfg->vault_client_cert, cfg->vault_client_key, cfg->vault_timeout_ms};
+
+    *out = NULL;
+    if (cfg->vault_url[0] == '\0')
+        return 0;
+    return vault_new(&vc, out, err);
+}
+
+static int decrypt_with_vault(void *ctx, const char *keyring, const char *encrypted,
+                              int64_t deadline, struct arena *a, char **plaintext,
+                              struct berth_err *err)
+{
+    return vault_decrypt(ctx, keyring, encrypted, deadline, a, plaintext, err);
 }
 
 int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, struct berth_err *err)
@@ -161,6 +187,10 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     gc.update_ready_timeout_ms = cfg->update_health_timeout_s * 1000;
     gc.update_min_ready_ms = cfg->update_min_ready_ms;
     gc.update_drain_ms = cfg->update_drain_ms;
+    gc.region = cfg->region;
+    if (vault_open(cfg, &d->vault, err) < 0)
+        goto fail;
+    gc.decryptor = (struct krane_decryptor){d->vault ? decrypt_with_vault : NULL, d->vault};
     d->replica_svc = replica_service_new(&gc, &d->backend);
     if (d->replica_svc == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -325,6 +355,7 @@ void daemon_stop(struct berth_daemon *d)
     prometheus_free(d->prom);
     collector_stop(d->collector);
     replica_service_free(d->replica_svc);
+    vault_free(d->vault);
     log_service_free(d->log_svc);
     vm_service_free(d->vm_svc);
     router_free(d->router);
@@ -533,6 +564,17 @@ void daemon_reload(struct berth_daemon *d, const struct berth_config *fresh)
     reload_tokens(&r);
     reload_tls(&r);
     reload_registry(&r);
+    if (d->vault != NULL) {
+        struct berth_err err;
+        struct log_quoted lq;
+
+        berth_err_clear(&err);
+        if (vault_reload(d->vault, &err) < 0)
+            log_warn("vault.reload", "code=%s error=%s reason=\"keeping the vault token in use\"",
+                     berth_code_name(err.code), log_quote(&lq, err.msg));
+        else
+            log_info("vault.reload", "code=ok");
+    }
     if (r.log_level) {
         /* The line below shows at the old level or the new one, whichever
          * says more: a reload to warn still reports itself. */

@@ -247,8 +247,9 @@ struct backend_replica_spec {
      * with the digest and count the set has is a retry of the same spec;
      * an update with the same digest and another count only scales. */
     const char *digest;
-    /* NULL, or an environment name each replica gets, set to "<id>-<index>". */
-    const char *instance_env;
+    /* NULL, or a NULL-terminated list of environment names each replica
+     * gets, every one set to "<id>-<index>" (a name and its aliases). */
+    const char *const *instance_envs;
     /* What every replica runs. name is ignored (the backend names them);
      * labels are added to the backend's own (kind, id, namespace, index,
      * digest, replica count, generation). */

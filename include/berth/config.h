@@ -67,6 +67,13 @@ struct berth_config {
     char *metrics_cgroup_root;       /* "": every VM sampled through the Engine */
     char *metrics_proc_root;
     char *swarm_publish_mode; /* "host" or "ingress" */
+    char *region;             /* UNKEY_REGION of deployment replicas */
+    char *vault_url;          /* "": secrets blobs are passed through */
+    char *vault_token_file;   /* bearer token for the vault; "": none */
+    char *vault_ca_file;      /* PEM CA bundle of an https vault; "": the system's */
+    char *vault_client_cert;  /* PEM client certificate for the vault; "": none */
+    char *vault_client_key;
+    int64_t vault_timeout_ms; /* one vault call at most */
 };
 
 /* The registry credentials file read when it exists (and only then). */

@@ -13,6 +13,7 @@
 
 #include "berth/backend.h"
 #include "berth/replica_cache.h"
+#include "berth/krane_secrets.h"
 #include "berth/router.h"
 
 struct replica_service_config {
@@ -30,6 +31,12 @@ struct replica_service_config {
     int64_t update_ready_timeout_ms;
     int64_t update_min_ready_ms;
     int64_t update_drain_ms;
+    /* UNKEY_REGION of every deployment replica; NULL: "". */
+    const char *region;
+    /* Decrypts deployments' encrypted secrets (krane_secrets.h); decrypt
+     * NULL: the blob is passed to the replicas in UNKEY_SECRETS_BLOB. The
+     * context is borrowed and must outlive the service. */
+    struct krane_decryptor decryptor;
 };
 
 struct replica_service;

@@ -42,6 +42,8 @@ struct vm_plan {
     struct backend_health_check health;
     struct backend_volume *volumes;
     struct backend_label volume_labels[2]; /* berth.kind=vm, berth.vm_id */
+    /* The config as berthd keeps it (label, record): env values left out. */
+    VmConfig *kept;
 };
 
 /* The Engine's name of volume `name` of VM `id`: "berth-<id>-<name>", in
@@ -54,6 +56,10 @@ void vm_plan_volume_labels(const char *id, struct backend_label out[2]);
  * `id` with berthd's labels, in the arena. */
 int vm_plan_build(struct arena *a, const char *id, const char *customer, const VmConfig *cfg,
                   int64_t created, struct vm_plan *p, struct berth_err *err) BERTH_MUST_USE;
+/* The config as berthd keeps it (label, record, GetVmInfo): a copy of cfg
+ * in the arena with every env value left out. */
+int vm_plan_kept(struct arena *a, const VmConfig *cfg, VmConfig **out,
+                 struct berth_err *err) BERTH_MUST_USE;
 /* Only the ports of a VmConfig into p (spec.ports, spec.n_ports). */
 int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p,
                   struct berth_err *err) BERTH_MUST_USE;

@@ -29,13 +29,38 @@ static int plan_volumes(struct arena *a, const char *id, const ContainerSpec *cs
                         struct berth_err *err);
 static int volume_name_ok(const char *name);
 static int mount_path_ok(const char *path);
+static const char *plan_item(const char *list, const char **item, size_t *len);
+
+/* The next entry of a comma list from `list` on, with the blanks around it
+ * dropped as metald dropped them ("8080/tcp, 9090/tcp"): *item and *len
+ * (0 for an empty entry, which the caller refuses), and where to go on
+ * from; NULL once the list is done (a trailing comma ends it). */
+static const char *plan_item(const char *list, const char **item, size_t *len)
+{
+    size_t n;
+    const char *start = list;
+
+    if (*list == '\0')
+        return NULL;
+    n = strcspn(list, ",");
+    list = list[n] == ',' ? list + n + 1 : list + n;
+    while (n > 0 && (*start == ' ' || *start == '\t')) {
+        start++;
+        n--;
+    }
+    while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+        n--;
+    *item = start;
+    *len = n;
+    return list;
+}
 
 /* Ports from config.container.ports, else metadata["exposed_ports"]. */
 int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err)
 {
     const ContainerSpec *cs = cfg->container;
     const char *meta;
-    size_t n = 0;
+    size_t n = 0, len;
 
     if (cs && cs->n_ports > 0) {
         p->ports = arena_alloc(a, cs->n_ports * sizeof(*p->ports));
@@ -73,18 +98,17 @@ int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struc
     p->ports = arena_alloc(a, (strlen(meta) / 2 + 1) * sizeof(*p->ports));
     if (p->ports == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    for (const char *item = meta; *item;) {
-        size_t len = strcspn(item, ",");
+    for (const char *rest = meta, *item; (rest = plan_item(rest, &item, &len)) != NULL;) {
         char *end;
         long port = strtol(item, &end, 10);
         const char *proto = "tcp";
-        if (end == item || port < 1 || port > 65535)
+        if (end == item || *item == '+' || *item == '-' || port < 1 || port > 65535)
             goto bad;
         if ((size_t)(end - item) < len) {
-            size_t rest = len - (size_t)(end - item);
-            if (rest == 4 && strncmp(end, "/tcp", 4) == 0)
+            size_t tail = len - (size_t)(end - item);
+            if (tail == 4 && strncmp(end, "/tcp", 4) == 0)
                 proto = "tcp";
-            else if (rest == 4 && strncmp(end, "/udp", 4) == 0)
+            else if (tail == 4 && strncmp(end, "/udp", 4) == 0)
                 proto = "udp";
             else
                 goto bad;
@@ -93,9 +117,6 @@ int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struc
         p->ports[n].host_port = 0;
         memcpy(p->ports[n].protocol, proto, 4);
         n++;
-        item += len;
-        if (*item == ',')
-            item++;
     }
     p->spec.ports = p->ports;
     p->spec.n_ports = n;
@@ -115,7 +136,7 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
 {
     const ContainerSpec *cs = cfg->container;
     const char *meta;
-    size_t n = 0;
+    size_t n = 0, len;
 
     if (cs && cs->n_env > 0) {
         p->env = arena_alloc(a, cs->n_env * sizeof(*p->env));
@@ -145,9 +166,8 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
     p->env = arena_alloc(a, (strlen(meta) + 1) * sizeof(*p->env));
     if (p->env == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    for (const char *item = meta; *item;) {
-        size_t len = strcspn(item, ",");
-        const char *eq = memchr(item, '=', len);
+    for (const char *rest = meta, *item; (rest = plan_item(rest, &item, &len)) != NULL;) {
+        const char *eq = len > 0 ? memchr(item, '=', len) : NULL;
         if (eq == NULL || eq == item) {
             char quoted[80];
             berth_err_quote(quoted, sizeof(quoted), meta, 64);
@@ -160,12 +180,55 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
         if (p->env[n] == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         n++;
-        item += len;
-        if (*item == ',')
-            item++;
     }
     p->spec.env = p->env;
     p->spec.n_env = n;
+    return 0;
+}
+
+/* The config as berthd keeps it, in the berth.config label and in the
+ * record GetVmInfo answers from: the request's with every environment
+ * value left out (config.container.env values become "", and
+ * metadata["env_vars"] keeps its names: "K=,K2="). Env values may be
+ * secrets, and a label is shown to anyone who may inspect the container;
+ * the container itself has them. A copy in the arena. */
+int vm_plan_kept(struct arena *a, const VmConfig *cfg, VmConfig **out, struct berth_err *err)
+{
+    size_t len = protobuf_c_message_get_packed_size(&cfg->base);
+    uint8_t *bytes = arena_alloc(a, len + 1);
+    VmConfig *copy;
+
+    if (bytes == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    protobuf_c_message_pack(&cfg->base, bytes);
+    copy = (VmConfig *)protobuf_c_message_unpack(&metal__vmprovisioner__v1__vm_config__descriptor,
+                                                 arena_allocator(a), len, bytes);
+    if (copy == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; copy->container != NULL && i < copy->container->n_env; i++)
+        copy->container->env[i]->value = (char *)"";
+    for (size_t i = 0; i < copy->n_metadata; i++) {
+        Metal__Vmprovisioner__V1__VmConfig__MetadataEntry *m = copy->metadata[i];
+        const char *item;
+        size_t n;
+        struct buf names;
+        int bad = 0;
+
+        if (m->key == NULL || strcmp(m->key, "env_vars") != 0 || m->value == NULL)
+            continue;
+        buf_init(&names, strlen(m->value) + 1);
+        bad = buf_appends(&names, "", NULL) < 0;
+        for (const char *rest = m->value; !bad && (rest = plan_item(rest, &item, &n)) != NULL;) {
+            const char *eq = memchr(item, '=', n);
+            bad = (names.len > 0 && buf_appends(&names, ",", NULL) < 0) ||
+                  buf_append(&names, item, eq ? (size_t)(eq - item) + 1 : n, NULL) < 0;
+        }
+        m->value = bad ? NULL : arena_strndup(a, names.data, names.len);
+        buf_release(&names);
+        if (m->value == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    *out = copy;
     return 0;
 }
 
@@ -431,10 +494,12 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
     if (cfg->memory)
         p->spec.memory_bytes = cfg->memory->size_bytes;
 
-    /* The submitted config rides along as a label so a restart of berthd can
-     * rebuild the record from the container alone. */
+    /* The submitted config (without env values) rides along as a label so a
+     * restart of berthd can rebuild the record from the container alone. */
+    if (vm_plan_kept(a, cfg, &p->kept, err) < 0)
+        return -1;
     buf_init(&json, CONFIG_LABEL_MAX);
-    if (json_codec_encode(&cfg->base, &json, err) < 0) {
+    if (json_codec_encode(&p->kept->base, &json, err) < 0) {
         buf_release(&json);
         /* Over the label's cap is the caller's config, not a lack of room. */
         if (err->code == BERTH_RESOURCE_EXHAUSTED && strncmp(err->msg, "data larger", 11) == 0) {

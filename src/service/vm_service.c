@@ -403,11 +403,12 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     init.modified_unix = init.created_unix;
     init.container_name = (char *)plan.spec.name;
     init.image = (char *)plan.spec.image;
-    init.config_len = protobuf_c_message_get_packed_size(&cfg->base);
+    /* What GetVmInfo answers is what the label keeps: no env values. */
+    init.config_len = protobuf_c_message_get_packed_size(&plan.kept->base);
     init.config = arena_alloc(call->arena, init.config_len + 1);
     if (init.config == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    protobuf_c_message_pack(&cfg->base, init.config);
+    protobuf_c_message_pack(&plan.kept->base, init.config);
     init.vcpu_count = cfg->cpu ? cfg->cpu->vcpu_count : 0;
     init.memory_bytes = cfg->memory ? cfg->memory->size_bytes : 0;
     init.ports = plan.ports;

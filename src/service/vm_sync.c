@@ -53,6 +53,7 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c, 
     struct vm_record *rec;
     ProtobufCMessage *msg = NULL;
     const VmConfig *cfg;
+    VmConfig *kept;
     struct berth_err err;
 
     berth_err_clear(&err);
@@ -65,7 +66,12 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c, 
             log_quote(&lq, err.msg[0] ? err.msg : "missing berth.vm_id or berth.config label"));
         return -1;
     }
-    cfg = (const VmConfig *)msg;
+    /* A label written before env values were left out still holds them:
+     * they do not reach an answer either. */
+    if (vm_plan_kept(a, (const VmConfig *)msg, &kept, &err) < 0)
+        return -1;
+    cfg = kept;
+    msg = &kept->base;
     init.state = state_from_container(c->state);
     if (init.state == VM_STATE_UNSPECIFIED)
         return 0; /* being removed */

@@ -71,6 +71,13 @@ static const char *const all_env[] = {
     "BERTH_METRICS_CGROUP_ROOT",
     "BERTH_METRICS_PROC_ROOT",
     "BERTH_SWARM_PUBLISH_MODE",
+    "BERTH_REGION",
+    "BERTH_VAULT_URL",
+    "BERTH_VAULT_TOKEN_FILE",
+    "BERTH_VAULT_CA_FILE",
+    "BERTH_VAULT_CLIENT_CERT",
+    "BERTH_VAULT_CLIENT_KEY",
+    "BERTH_VAULT_TIMEOUT_MS",
 };
 
 /* One config_load run: argv from a NULL-terminated list, output captured. */
@@ -608,6 +615,24 @@ static void test_validation(void)
         {"read timeout 0", {"--read-timeout", "0"}, 0, "read-timeout"},
         {"per-ip limit 0 means none", {"--max-connections-per-ip", "0"}, 1, NULL},
         {"token file missing", {"--auth-token-file", "/nonexistent/tokens"}, 0, "auth-token-file"},
+        {"vault url http", {"--vault-url", "http://127.0.0.1:8200"}, 1, NULL},
+        {"vault url https with a path", {"--vault-url", "https://vault.example/api/"}, 1, NULL},
+        {"vault url not http", {"--vault-url", "ftp://vault"}, 0, "vault-url"},
+        {"vault url without a host", {"--vault-url", "https://"}, 0, "vault-url"},
+        {"vault url with a query", {"--vault-url", "http://v/?a=b"}, 0, "vault-url"},
+        {"vault url with a space", {"--vault-url", "http://v/a b"}, 0, "vault-url"},
+        {"vault url with a password", {"--vault-url", "https://u:p@vault/"}, 0, "vault-token-file"},
+        {"vault url with an @ in its path", {"--vault-url", "https://vault/a@b"}, 1, NULL},
+        {"vault token without the vault", {"--vault-token-file", "/etc/hostname"}, 0, "vault-url"},
+        {"vault token file missing",
+         {"--vault-url", "http://v", "--vault-token-file", "/nonexistent/t"},
+         0,
+         "vault-token-file"},
+        {"vault client cert without key",
+         {"--vault-url", "https://v", "--vault-client-cert", "/etc/hostname"},
+         0,
+         "vault-client-key"},
+        {"vault timeout too small", {"--vault-timeout-ms", "10"}, 0, "vault-timeout-ms"},
     };
     struct run r;
 

@@ -326,6 +326,8 @@ static void test_pull_on_missing_image(void)
     }
 }
 
+static void test_pull_limits(void);
+
 static void test_pull_errors(void)
 {
     static const char *const denied[] = {"{\"status\":\"Pulling from library/nope\"}\n",
@@ -366,6 +368,49 @@ static void test_pull_errors(void)
     CHECK_MSG(fx.err.code == BERTH_NOT_FOUND, "%s", fx.err.msg);
     CHECK(strstr(fx.err.msg, "pull access denied") != NULL);
     fx_stop(&fx);
+}
+
+/* --pull-progress-timeout cuts a pull whose stream goes silent
+ * (unavailable, worth a retry), --pull-timeout one that goes on too long
+ * (deadline_exceeded), both well before the call's own deadline. */
+static void test_pull_limits(void)
+{
+    static const char *const progress[] = {"{\"status\":\"Pulling from library/busybox\"}\n"};
+    static const struct {
+        const char *desc;
+        int64_t progress_ms, total_ms;
+        enum berth_code code;
+        const char *needle;
+    } rows[] = {
+        {"silent stream", 300, 60000, BERTH_UNAVAILABLE, "no progress"},
+        {"longer than the pull timeout", 60000, 400, BERTH_DEADLINE_EXCEEDED, "pull timeout"},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct docker_backend_config cfg = {.publish_address = "10.1.2.3"};
+        struct backend_spec spec = {.name = "web", .image = "busybox"};
+        struct fixture fx;
+        int64_t began;
+        char *id = NULL;
+
+        fe_init(&fx.fe);
+        fe_start(&fx.fe);
+        cfg.socket_path = fx.fe.sock;
+        cfg.pull_progress_timeout_ms = rows[i].progress_ms;
+        cfg.pull_timeout_ms = rows[i].total_ms;
+        berth_err_clear(&fx.err);
+        memset(&fx.b, 0, sizeof(fx.b));
+        CHECK(docker_backend_new(&cfg, &fx.b, &fx.err) == 0);
+        fe_reply(&fx.fe, 404, "{\"message\":\"No such image: busybox:latest\"}");
+        fe_reply_chunked(&fx.fe, progress, 1, 1);
+        began = berth_now_ms();
+        CHECK(fx.b.ops->create(fx.b.ctx, &spec, began + 20000, &id, &fx.err) < 0);
+        CHECK_MSG(fx.err.code == rows[i].code && strstr(fx.err.msg, rows[i].needle) != NULL,
+                  "%s: %s (%s)", rows[i].desc, berth_code_name(fx.err.code), fx.err.msg);
+        CHECK_MSG(berth_now_ms() - began < 10000, "%s: took %lld ms", rows[i].desc,
+                  (long long)(berth_now_ms() - began));
+        fx_stop(&fx);
+    }
 }
 
 /* A create call run in a thread, so the test can read the token from the
@@ -1365,6 +1410,7 @@ int main(void)
     test_create_errors();
     test_pull_on_missing_image();
     test_pull_errors();
+    test_pull_limits();
     test_create_reap();
     test_create_reap_transport_error();
     test_create_no_reap();

@@ -139,6 +139,7 @@ static void test_rebuild(void);
 static void test_sync_and_events(void);
 static void test_concurrency(void);
 static void test_limits(void);
+static void test_metald_metadata(void);
 
 /* ======================================================================== */
 
@@ -2220,6 +2221,21 @@ static void test_get_info(void)
 
     CHECK(fx_init(&f, NULL, 0, 1) == 0);
     CHECK(create_vm(&f, "info-1", &b.cfg, "cust-42", NULL, 0, NULL, 0) == BERTH_OK);
+    /* The container has the env value; berthd keeps (and answers) the name
+     * only. */
+    CHECK(vm_snap(&f, "info-1", &s) == 0);
+    berth_err_clear(&err);
+    CHECK(f.backend->ops->inspect(f.backend->ctx, s.container_id, BERTH_NO_DEADLINE, &c, &err) ==
+          0);
+    {
+        const char *label = backend_container_label(&c, "berth.config");
+        CHECK(label != NULL && strstr(label, "hello") == NULL);
+        CHECK(label != NULL && strstr(label, "\"GREETING\":\"\"") != NULL);
+    }
+    backend_container_release(&c);
+    memset(&c, 0, sizeof(c));
+    vm_snapshot_release(&s);
+    b.env[0].value = "";
     berth_err_clear(&err);
     CHECK(get_info(&f, a, "info-1", &info, &err) == 0);
     if (info != NULL) {
@@ -3067,7 +3083,7 @@ static void test_limits(void)
     CHECK(create_vm(&f, "c1", &b.cfg, long_id, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
 
     {
-        /* 300 KiB of environment: more than the config label holds. */
+        /* 300 KiB of metadata: more than the config label holds. */
         size_t n = 300 * 1024;
         char *big = malloc(n + 1);
 
@@ -3076,7 +3092,7 @@ static void test_limits(void)
             memset(big, 'x', n);
             big[n] = '\0';
             cfgb_init(&b, "busybox");
-            cfgb_env(&b, "BIG", big);
+            cfgb_meta(&b, "big", big);
             CHECK(create_vm(&f, "big", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) ==
                   BERTH_INVALID_ARGUMENT);
             CHECK_MSG(strstr(msg, "field 'config'") != NULL, "%s", msg);
@@ -3380,6 +3396,133 @@ static void test_volumes(void)
     fx_release(&f);
 }
 
+/* ---- metald's metadata --------------------------------------------------- */
+
+/* The memory backend with its create replaced by one that first records
+ * the spec's env and ports (as strings) of the last create. */
+static struct backend_ops md_ops;
+static const struct backend_ops *md_inner;
+static char md_env[8][64];
+static size_t md_n_env;
+static char md_ports[8][16];
+static size_t md_n_ports;
+
+static int md_create(void *ctx, const struct backend_spec *spec, int64_t deadline, char **id_out,
+                     struct berth_err *err)
+{
+    md_n_env = 0;
+    for (size_t i = 0; i < spec->n_env && i < 8; i++)
+        snprintf(md_env[md_n_env++], sizeof(md_env[0]), "%s", spec->env[i]);
+    md_n_ports = 0;
+    for (size_t i = 0; i < spec->n_ports && i < 8; i++)
+        snprintf(md_ports[md_n_ports++], sizeof(md_ports[0]), "%d/%s",
+                 spec->ports[i].container_port, spec->ports[i].protocol);
+    return md_inner->create(ctx, spec, deadline, id_out, err);
+}
+
+/* metald trimmed the entries of exposed_ports and env_vars; berthd does
+ * the same, keeps blanks inside an entry, and still refuses empty
+ * entries. The env values never reach the answer. */
+static void test_metald_metadata(void)
+{
+    static const struct {
+        const char *desc;
+        const char *key, *value;
+        enum berth_code want;
+        const char *got[3]; /* env or ports, in order */
+        const char *kept;   /* env_vars as GetVmInfo answers it */
+    } rows[] = {
+        {"ports after a comma and a space",
+         "exposed_ports",
+         "8080/tcp, 9090/udp",
+         BERTH_OK,
+         {"8080/tcp", "9090/udp"},
+         NULL},
+        {"ports with blanks around",
+         "exposed_ports",
+         " 80 ,\t443/tcp ",
+         BERTH_OK,
+         {"80/tcp", "443/tcp"},
+         NULL},
+        {"ports with an empty entry",
+         "exposed_ports",
+         "80, ,443",
+         BERTH_INVALID_ARGUMENT,
+         {NULL},
+         NULL},
+        {"ports with a blank inside",
+         "exposed_ports",
+         "80 /tcp",
+         BERTH_INVALID_ARGUMENT,
+         {NULL},
+         NULL},
+        {"env after a comma and a space",
+         "env_vars",
+         "A=1, B=2",
+         BERTH_OK,
+         {"A=1", "B=2"},
+         "A=,B="},
+        {"env with tabs and blanks inside",
+         "env_vars",
+         "A= 1 ,\tB=x y\t",
+         BERTH_OK,
+         {"A= 1", "B=x y"},
+         "A=,B="},
+        {"env with a blank entry", "env_vars", "A=1, ,B=2", BERTH_INVALID_ARGUMENT, {NULL}, NULL},
+    };
+    struct backend inner = {0}, spy;
+    struct berth_err err;
+    struct fx f;
+
+    berth_err_clear(&err);
+    if (memory_backend_new(&inner, &err) < 0) {
+        CHECK(!"memory backend");
+        return;
+    }
+    md_inner = inner.ops;
+    md_ops = *inner.ops;
+    md_ops.create = md_create;
+    spy = (struct backend){&md_ops, inner.ctx};
+    CHECK(fx_init(&f, &spy, 0, 1) == 0);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char id[16], msg[BERTH_ERR_MSG_MAX] = "";
+        struct arena *a = arena_new();
+        InfoResponse *info = NULL;
+        struct cfgb b;
+        enum berth_code code;
+
+        snprintf(id, sizeof(id), "md-%zu", i);
+        cfgb_init(&b, NULL);
+        cfgb_meta(&b, "docker_image", "busybox");
+        cfgb_meta(&b, rows[i].key, rows[i].value);
+        md_n_env = md_n_ports = 0;
+        code = create_vm(&f, id, &b.cfg, "c", NULL, 0, msg, sizeof(msg));
+        CHECK_MSG(code == rows[i].want, "%s: %s (%s)", rows[i].desc, berth_code_name(code), msg);
+        if (code == BERTH_OK) {
+            int ports = strcmp(rows[i].key, "exposed_ports") == 0;
+            size_t n = ports ? md_n_ports : md_n_env;
+
+            CHECK_MSG(n == 2, "%s: %zu entries", rows[i].desc, n);
+            for (size_t k = 0; k < n && k < 2; k++)
+                CHECK_MSG(strcmp(ports ? md_ports[k] : md_env[k], rows[i].got[k]) == 0,
+                          "%s: '%s', want '%s'", rows[i].desc, ports ? md_ports[k] : md_env[k],
+                          rows[i].got[k]);
+            berth_err_clear(&err);
+            CHECK(a != NULL && get_info(&f, a, id, &info, &err) == 0);
+            for (size_t k = 0; info && info->config && k < info->config->n_metadata; k++)
+                if (strcmp(info->config->metadata[k]->key, rows[i].key) == 0)
+                    CHECK_MSG(strcmp(info->config->metadata[k]->value,
+                                     rows[i].kept ? rows[i].kept : rows[i].value) == 0,
+                              "%s: kept '%s'", rows[i].desc, info->config->metadata[k]->value);
+            CHECK(info != NULL && info->config != NULL && info->config->n_metadata == 2);
+            CHECK(call_op(&f, OP_DELETE, id, NULL, NULL, 0) == BERTH_OK);
+        }
+        arena_free(a);
+    }
+    fx_release(&f);
+    backend_destroy(&inner);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_WARN);
@@ -3403,5 +3546,6 @@ int main(void)
     test_sync_and_events();
     test_concurrency();
     test_limits();
+    test_metald_metadata();
     return test_summary("test_vm_service");
 }

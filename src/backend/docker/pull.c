@@ -353,12 +353,18 @@ static int docker_pull_run(struct docker_ctx *c, const char *image, int64_t dead
              auth != NULL ? "yes" : "no");
     if (engine_stream_with(c->engine, "POST", path.data, NULL, limit, NULL, &opts,
                            docker_pull_on_line, &pr, &resp, err) < 0) {
-        if (err->code == BERTH_DEADLINE_EXCEEDED && berth_deadline_left_ms(deadline) > 5)
-            berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "%s: took longer than the pull timeout",
-                          what);
-        else if (err->code == BERTH_UNAVAILABLE && strstr(err->msg, "nothing arrived") != NULL)
-            berth_err_set(err, BERTH_UNAVAILABLE, "%s: no progress for %lld s", what,
-                          (long long)(p->progress_ms / 1000));
+        /* The engine client's words name the Engine call; say which limit
+         * cut the pull instead (the first writer wins: clear first). */
+        if (err->code == BERTH_DEADLINE_EXCEEDED && berth_deadline_left_ms(deadline) > 5) {
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                          "%s: took longer than the pull timeout (%lld ms)", what,
+                          (long long)p->total_ms);
+        } else if (err->code == BERTH_UNAVAILABLE && strstr(err->msg, "nothing arrived") != NULL) {
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_UNAVAILABLE, "%s: no progress for %lld ms", what,
+                          (long long)p->progress_ms);
+        }
         goto out;
     }
     if (resp.status < 200 || resp.status >= 300) {
