@@ -129,6 +129,12 @@ async function fetchPage(port, what) {
  */
 function durable(info) {
   const { metrics, networkInfo, ...rest } = info;
+  // Where the latest resource sample came from is not state: a new daemon
+  // has none until its first sweep.
+  if (rest.backendInfo) {
+    const { metrics_source: _source, ...bi } = rest.backendInfo;
+    rest.backendInfo = bi;
+  }
   const live = info.state === "VM_STATE_RUNNING" || info.state === "VM_STATE_PAUSED";
   const ports = (networkInfo && networkInfo.portMappings) || [];
   return live ? { ...rest, networkInfo } : { ...rest, portMappings: ports };
