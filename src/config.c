@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "berth/auth.h"
+#include "berth/build_info.h"
 
 extern char **environ;
 
@@ -141,10 +142,36 @@ static const struct opt opt_table[] = {
      600000, "1000", "ms a new replica of an Update must run without a restart to count as ready"},
     {"update-drain-ms", "BERTH_UPDATE_DRAIN_MS", OPT_INT, OFF(update_drain_ms), 0, 600000, "1000",
      "ms an old replica an Update replaced is left out of answers before it is stopped"},
+    {"config", "BERTH_CONFIG", OPT_STR, OFF(config_file), 0, 0, "",
+     "file of `key = value` lines setting any option but this one (see below); the environment "
+     "and flags win over it, it is read again on SIGHUP (empty: none)"},
+    {"metrics-cgroup-root", "BERTH_METRICS_CGROUP_ROOT", OPT_STR, OFF(metrics_cgroup_root), 0, 0,
+     "/sys/fs/cgroup",
+     "the host's cgroup tree: running VMs whose cgroup files are there are sampled from them, "
+     "the others through the Engine's stats streams (empty: all through the Engine)"},
+    {"metrics-proc-root", "BERTH_METRICS_PROC_ROOT", OPT_STR, OFF(metrics_proc_root), 1, 0, "/proc",
+     "the host's proc tree, for the host's CPU counters and each VM's network counters"},
     {"swarm-publish-mode", "BERTH_SWARM_PUBLISH_MODE", OPT_STR, OFF(swarm_publish_mode), 1, 0,
      "host",
      "--backend swarm: host (each replica's port on the node that runs it, an address per "
      "replica) or ingress (the routing mesh: one port of the swarm's range on every node)"},
+    {"region", "BERTH_REGION", OPT_STR, OFF(region), 0, 0, "",
+     "region every deployment replica finds in UNKEY_REGION"},
+    {"vault-url", "BERTH_VAULT_URL", OPT_STR, OFF(vault_url), 0, 0, "",
+     "base URL (http:// or https://) of the vault's Connect API that decrypts a deployment's "
+     "encryptedSecretsBlob into environment variables (empty: the blob is passed to every "
+     "replica as UNKEY_SECRETS_BLOB)"},
+    {"vault-token-file", "BERTH_VAULT_TOKEN_FILE", OPT_STR, OFF(vault_token_file), 0, 0, "",
+     "file holding the bearer token sent to the vault, re-read on SIGHUP (empty: none)"},
+    {"vault-ca-file", "BERTH_VAULT_CA_FILE", OPT_STR, OFF(vault_ca_file), 0, 0, "",
+     "PEM CA bundle that an https vault's certificate must chain to (empty: the system's)"},
+    {"vault-client-cert", "BERTH_VAULT_CLIENT_CERT", OPT_STR, OFF(vault_client_cert), 0, 0, "",
+     "PEM client certificate shown to an https vault, read for each new connection (empty: "
+     "none)"},
+    {"vault-client-key", "BERTH_VAULT_CLIENT_KEY", OPT_STR, OFF(vault_client_key), 0, 0, "",
+     "PEM private key of --vault-client-cert"},
+    {"vault-timeout-ms", "BERTH_VAULT_TIMEOUT_MS", OPT_INT, OFF(vault_timeout_ms), 100, 600000,
+     "10000", "ms one call to the vault may take (always within the call's deadline)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -155,10 +182,18 @@ static const struct opt *opt_find(const char *name, size_t len);
 static void config_usage(FILE *out);
 static void config_markdown(FILE *out);
 static void warn_unknown_env(void);
+static int config_build(struct berth_config *cfg, int argc, char **argv, FILE *out,
+                        enum config_action *action, int quiet, struct berth_err *err);
+static int config_read_file(struct berth_config *cfg, const char *path, struct berth_err *err);
+static int config_file_line(struct berth_config *cfg, char *line, const char *source,
+                            unsigned *seen, unsigned lineno, struct berth_err *err);
+static int opt_equal(const struct berth_config *a, const struct berth_config *b,
+                     const struct opt *o);
 static int check_ip_literal(const char *name, const char *value, struct berth_err *err);
 static int check_listen(const struct berth_config *cfg, struct berth_err *err);
 static int check_readable(const char *name, const char *path, struct berth_err *err);
 static int check_tls(const struct berth_config *cfg, struct berth_err *err);
+static int check_vault(const struct berth_config *cfg, struct berth_err *err);
 static int host_is_loopback(const char *host);
 
 static int opt_set(struct berth_config *cfg, const struct opt *o, const char *val,
@@ -244,7 +279,9 @@ static void config_usage(FILE *out)
         fprintf(out, "  --%-18s %s\n  %-20s env %s, default '%s'\n", o->name, o->help, "", o->env,
                 o->def);
     }
-    fprintf(out, "  --%-18s %s\n", "check-config", "print the effective configuration and exit");
+    fprintf(out, "  --%-18s %s\n", "check-config",
+            "check the flags, the environment and the config file, print the effective "
+            "configuration and exit");
     fprintf(out, "  --%-18s %s\n", "help", "this text");
     fprintf(out, "  --%-18s %s\n", "version", "print the version and exit");
 }
@@ -252,9 +289,11 @@ static void config_usage(FILE *out)
 static void config_markdown(FILE *out)
 {
     fprintf(out, "# Configuration\n\n"
-                 "Every option is a flag and an environment variable; a flag wins over the\n"
-                 "variable, the variable over the default. `berthd --check-config` prints the\n"
-                 "effective values. This file is generated by `berthd --config-markdown`.\n\n"
+                 "Every option is a flag, an environment variable and a key of the\n"
+                 "configuration file (`--config`): a flag wins over the variable, the variable\n"
+                 "over the file, the file over the default. `berthd --check-config` checks all\n"
+                 "three and prints the effective values. This file is generated by\n"
+                 "`berthd --config-markdown`.\n\n"
                  "| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opt_table[i];
@@ -263,6 +302,41 @@ static void config_markdown(FILE *out)
             fprintf(out, " (%" PRId64 " to %" PRId64 ")", o->min, o->max);
         fprintf(out, " |\n");
     }
+    fprintf(out,
+            "\n## The configuration file\n\n"
+            "`--config FILE` (or `BERTH_CONFIG=FILE`) names a file of `key = value` lines;\n"
+            "each key is an option's flag without the dashes:\n\n"
+            "```\n"
+            "# /etc/berthd.conf\n"
+            "listen = 127.0.0.1:8080\n"
+            "log-level = info\n"
+            "auth-token-file = \"/etc/berthd/tokens\"   # quoted: may hold spaces or #\n"
+            "max-vms = 200\n"
+            "```\n\n"
+            "- Blank lines and lines starting with `#` are skipped; after a value, ` #`\n"
+            "  (a space or tab, then `#`) starts a comment.\n"
+            "- A value may be in double quotes (`\\\"` and `\\\\` inside stand for `\"` and `\\`)\n"
+            "  or single quotes (taken as written); `key =` or `key = \"\"` is the empty value.\n"
+            "  Spaces around the key, the `=` and an unquoted value are not part of them.\n"
+            "- A key that names no option, a key given twice, a line without `=` and a bad\n"
+            "  value are errors naming the file and the line; berthd then does not start\n"
+            "  (and a SIGHUP keeps the configuration in use).\n"
+            "- `config` itself cannot be set in the file.\n\n"
+            "## Reloading (SIGHUP)\n"
+            "\n"
+            "On SIGHUP berthd reads its configuration again: the file anew, with the\n"
+            "environment and flags it started with. These take effect at once:\n"
+            "`log-level`, `log-format`, `max-vms`, `max-vms-per-customer`,\n"
+            "`max-replicas-total`, `registry-auth-file`, and `auth-token-file`, `tls-cert`\n"
+            "and `tls-key` while tokens or TLS stay on. The token file, the certificate and\n"
+            "key and the registry credentials are read again even when their names did not\n"
+            "change. A change of any other option is logged as needing a restart\n"
+            "(`config.restart_needed`, naming the options) and left alone until then. The\n"
+            "log names the options that changed, never their values. A token, TLS or\n"
+            "credentials file that does not load is a warning (`config.reload_failed`) and\n"
+            "the one in use stays. A configuration file that does not load is logged as an\n"
+            "error (`config.reload`) and the configuration in use stays; berthd never\n"
+            "exits on SIGHUP.\n");
 }
 
 void config_print(const struct berth_config *cfg, FILE *out)
@@ -290,39 +364,53 @@ void config_print(const struct berth_config *cfg, FILE *out)
     }
 }
 
-int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
-                enum config_action *action, struct berth_err *err)
+/* One option named on the command line, applied after the file and the
+ * environment. */
+struct flag_value {
+    const struct opt *o;
+    const char *val;
+};
+
+/* Defaults, then the file, then the environment, then the flags. The
+ * command line is read first: the informational flags act at once, and
+ * the file's name may be one of its options. */
+static int config_build(struct berth_config *cfg, int argc, char **argv, FILE *out,
+                        enum config_action *action, int quiet, struct berth_err *err)
 {
+    struct flag_value *flags = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*flags));
+    const struct opt *config_opt = opt_find("config", 6);
+    const char *file = NULL;
+    size_t n_flags = 0;
     int check = 0;
 
     memset(cfg, 0, sizeof(*cfg));
     *action = CONFIG_RUN;
-    for (size_t i = 0; i < N_OPTS; i++)
-        if (opt_set(cfg, &opt_table[i], opt_table[i].def, "default", err) < 0)
-            goto fail;
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const char *v = getenv(opt_table[i].env);
-        if (v != NULL && opt_set(cfg, &opt_table[i], v, opt_table[i].env, err) < 0)
-            goto fail;
-    }
+    if (flags == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *name, *eq, *val;
         const struct opt *o;
 
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            config_usage(out);
+            if (out != NULL)
+                config_usage(out);
             *action = CONFIG_EXIT_OK;
+            free(flags);
             return 0;
         }
         if (strcmp(arg, "--version") == 0) {
-            fprintf(out, "berthd %s (commit %s, built %s)\n", BERTH_VERSION, BERTH_COMMIT,
-                    BERTH_BUILD_DATE);
+            if (out != NULL)
+                fprintf(out, "berthd %s (commit %s, built %s)\n", BERTH_VERSION, BERTH_COMMIT,
+                        BERTH_BUILD_DATE);
             *action = CONFIG_EXIT_OK;
+            free(flags);
             return 0;
         }
         if (strcmp(arg, "--config-markdown") == 0) {
-            config_markdown(out);
+            if (out != NULL)
+                config_markdown(out);
             *action = CONFIG_EXIT_OK;
+            free(flags);
             return 0;
         }
         if (strcmp(arg, "--check-config") == 0) {
@@ -350,20 +438,263 @@ int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
             berth_err_set(err, BERTH_INVALID_ARGUMENT, "option '--%s' needs a value", o->name);
             goto fail;
         }
-        if (opt_set(cfg, o, val, "flag", err) < 0)
+        flags[n_flags++] = (struct flag_value){o, val};
+        if (o == config_opt)
+            file = val;
+    }
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opt_set(cfg, &opt_table[i], opt_table[i].def, "default", err) < 0)
+            goto fail;
+    if (file == NULL)
+        file = getenv(config_opt->env);
+    if (file != NULL && file[0] != '\0' && config_read_file(cfg, file, err) < 0)
+        goto fail;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const char *v = getenv(opt_table[i].env);
+        if (v != NULL && opt_set(cfg, &opt_table[i], v, opt_table[i].env, err) < 0)
             goto fail;
     }
-    warn_unknown_env();
+    for (size_t i = 0; i < n_flags; i++)
+        if (opt_set(cfg, flags[i].o, flags[i].val, "flag", err) < 0)
+            goto fail;
+    free(flags);
+    flags = NULL;
+    if (!quiet)
+        warn_unknown_env();
     if (config_validate(cfg, err) < 0)
         goto fail;
-    if (check) {
+    if (check && out != NULL) {
         config_print(cfg, out);
         *action = CONFIG_EXIT_OK;
     }
     return 0;
 fail:
+    free(flags);
     config_release(cfg);
     return -1;
+}
+
+int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
+                enum config_action *action, struct berth_err *err)
+{
+    return config_build(cfg, argc, argv, out, action, 0, err);
+}
+
+int config_reread(struct berth_config *cfg, int argc, char **argv, struct berth_err *err)
+{
+    enum config_action action;
+
+    return config_build(cfg, argc, argv, NULL, &action, 1, err);
+}
+
+/* Keys are flag names: lower case letters, digits and '-' ('_' is read
+ * only to point at the spelling that works). */
+static int key_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+}
+
+/* One line of the file, already without its newline. seen[i] is the line
+ * option i was set on (0: not yet). */
+static int config_file_line(struct berth_config *cfg, char *line, const char *source,
+                            unsigned *seen, unsigned lineno, struct berth_err *err)
+{
+    char *p = line, *key, *val, *w;
+    size_t key_len;
+    const struct opt *o;
+    char quoted[80];
+
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+    key = p;
+    while (key_char(*p))
+        p++;
+    key_len = (size_t)(p - key);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (key_len == 0 || *p != '=')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: expected key = value", source);
+    key[key_len] = '\0';
+    p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    val = w = p;
+    if (*p == '"' || *p == '\'') {
+        char q = *p++;
+
+        for (;;) {
+            if (*p == '\0')
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: %s: the quote is not closed",
+                                     source, key);
+            if (*p == q) {
+                p++;
+                break;
+            }
+            if (q == '"' && *p == '\\') {
+                if (p[1] != '"' && p[1] != '\\')
+                    return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                         "%s: %s: only \\\" and \\\\ may follow a backslash",
+                                         source, key);
+                p++;
+            }
+            *w++ = *p++;
+        }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p != '\0' && *p != '#')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "%s: %s: text after the closing quote", source, key);
+        *w = '\0';
+    } else {
+        /* An unquoted value ends at " #" or the end of the line; spaces
+         * around it are not part of it. */
+        for (w = p; *w != '\0'; w++)
+            if (*w == '#' && w > p && (w[-1] == ' ' || w[-1] == '\t'))
+                break;
+        while (w > p && (w[-1] == ' ' || w[-1] == '\t'))
+            w--;
+        *w = '\0';
+    }
+    o = opt_find(key, key_len);
+    if (o == NULL) {
+        char alt[64];
+        const struct opt *near = NULL;
+
+        if (key_len < sizeof(alt)) {
+            for (size_t i = 0; i <= key_len; i++)
+                alt[i] = key[i] == '_' ? '-' : key[i];
+            near = opt_find(alt, key_len);
+        }
+        berth_err_quote(quoted, sizeof(quoted), key, 64);
+        if (near != NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "%s: unknown key '%s' (keys are spelt as flags: '%s')", source,
+                                 quoted, near->name);
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "%s: unknown key '%s' (see berthd --help)", source, quoted);
+    }
+    if (strcmp(o->name, "config") == 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "%s: config cannot be set in the configuration file", source);
+    if (seen[o - opt_table] != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: %s was already set on line %u",
+                             source, o->name, seen[o - opt_table]);
+    seen[o - opt_table] = lineno;
+    return opt_set(cfg, o, val, source, err);
+}
+
+static int config_read_file(struct berth_config *cfg, const char *path, struct berth_err *err)
+{
+    unsigned seen[N_OPTS];
+    char quoted[80], source[120];
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    unsigned lineno = 0;
+    int rc = 0;
+    FILE *f;
+
+    berth_err_quote(quoted, sizeof(quoted), path, 64);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "config '%s': %s", quoted,
+                             strerror(errno));
+    memset(seen, 0, sizeof(seen));
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        snprintf(source, sizeof(source), "%s line %u", quoted, lineno);
+        if (memchr(line, '\0', (size_t)n) != NULL) {
+            rc = berth_err_set(err, BERTH_INVALID_ARGUMENT, "%s: a NUL byte", source);
+            break;
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        rc = config_file_line(cfg, line, source, seen, lineno, err);
+    }
+    if (rc == 0 && ferror(f))
+        rc = berth_err_set(err, BERTH_INVALID_ARGUMENT, "config '%s': %s", quoted, strerror(errno));
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static int opt_equal(const struct berth_config *a, const struct berth_config *b,
+                     const struct opt *o)
+{
+    const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+
+    switch (o->type) {
+    case OPT_STR: {
+        const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+        return strcmp(sa ? sa : "", sb ? sb : "") == 0;
+    }
+    case OPT_INT:
+    case OPT_MODE:
+        return *(const int64_t *)fa == *(const int64_t *)fb;
+    case OPT_LEVEL:
+        return *(const enum log_level *)fa == *(const enum log_level *)fb;
+    case OPT_BOOL:
+        return *(const int *)fa == *(const int *)fb;
+    }
+    return 0;
+}
+
+void config_each_change(const struct berth_config *a, const struct berth_config *b,
+                        void (*fn)(void *arg, const char *name), void *arg)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (!opt_equal(a, b, &opt_table[i]))
+            fn(arg, opt_table[i].name);
+}
+
+int config_copy_option(struct berth_config *dst, const struct berth_config *src, const char *name,
+                       struct berth_err *err)
+{
+    const struct opt *o = opt_find(name, strlen(name));
+    void *fd;
+    const void *fs;
+
+    if (o == NULL)
+        return berth_err_set(err, BERTH_INTERNAL, "no option '%.64s'", name);
+    fd = (char *)dst + o->offset;
+    fs = (const char *)src + o->offset;
+    switch (o->type) {
+    case OPT_STR: {
+        const char *v = *(char *const *)fs;
+        char *copy = strdup(v ? v : "");
+
+        if (copy == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        free(*(char **)fd);
+        *(char **)fd = copy;
+        return 0;
+    }
+    case OPT_INT:
+    case OPT_MODE:
+        *(int64_t *)fd = *(const int64_t *)fs;
+        return 0;
+    case OPT_LEVEL:
+        *(enum log_level *)fd = *(const enum log_level *)fs;
+        return 0;
+    case OPT_BOOL:
+        *(int *)fd = *(const int *)fs;
+        return 0;
+    }
+    return berth_err_set(err, BERTH_INTERNAL, "option type");
+}
+
+int config_copy(struct berth_config *dst, const struct berth_config *src, struct berth_err *err)
+{
+    memset(dst, 0, sizeof(*dst));
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (config_copy_option(dst, src, opt_table[i].name, err) < 0) {
+            config_release(dst);
+            return -1;
+        }
+    return 0;
 }
 
 void config_release(struct berth_config *cfg)
@@ -377,9 +708,12 @@ void config_release(struct berth_config *cfg)
 }
 
 /* A BERTH_* variable that names no option is most likely a typo: say so,
- * naming the variable (never its value). */
+ * naming the variable (never its value). The command line's own variables
+ * (the same binary's client) are not typos. */
 static void warn_unknown_env(void)
 {
+    static const char *const client_env[] = {"BERTH_ADDR", "BERTH_TOKEN"};
+
     for (char **e = environ; e != NULL && *e != NULL; e++) {
         const char *eq = strchr(*e, '=');
         size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
@@ -391,6 +725,8 @@ static void warn_unknown_env(void)
             continue;
         for (size_t i = 0; i < N_OPTS && !known; i++)
             known = strlen(opt_table[i].env) == len && strncmp(opt_table[i].env, *e, len) == 0;
+        for (size_t i = 0; i < sizeof(client_env) / sizeof(client_env[0]) && !known; i++)
+            known = strlen(client_env[i]) == len && strncmp(client_env[i], *e, len) == 0;
         if (known)
             continue;
         name = strndup(*e, len);
@@ -537,6 +873,51 @@ static int check_tls(const struct berth_config *cfg, struct berth_err *err)
     return 0;
 }
 
+/* The vault options: a URL berthd can call, files that can be read, and
+ * no vault option without the vault. */
+static int check_vault(const struct berth_config *cfg, struct berth_err *err)
+{
+    const char *url = cfg->vault_url;
+
+    if (url[0] == '\0') {
+        if (cfg->vault_token_file[0] != '\0' || cfg->vault_ca_file[0] != '\0' ||
+            cfg->vault_client_cert[0] != '\0' || cfg->vault_client_key[0] != '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-token-file, vault-ca-file, vault-client-cert and "
+                                 "vault-client-key need vault-url");
+        return 0;
+    }
+    if ((strncmp(url, "http://", 7) != 0 || url[7] == '\0') &&
+        (strncmp(url, "https://", 8) != 0 || url[8] == '\0'))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "vault-url: expected http://HOST[:PORT][/PATH] or https://...");
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' || *p == '#')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-url: spaces, control characters, a query or a fragment "
+                                 "do not belong in it");
+    {
+        /* A password in the URL would be printed wherever the
+         * configuration is: the token goes in its file. */
+        const char *host = strstr(url, "//") + 2;
+        size_t authority = strcspn(host, "/");
+
+        if (memchr(host, '@', authority) != NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "vault-url: no user or password in it; the vault's token goes "
+                                 "in --vault-token-file");
+    }
+    if ((cfg->vault_client_cert[0] == '\0') != (cfg->vault_client_key[0] == '\0'))
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "vault-client-cert and vault-client-key: give both or neither");
+    if (check_readable("vault-token-file", cfg->vault_token_file, err) < 0 ||
+        check_readable("vault-ca-file", cfg->vault_ca_file, err) < 0 ||
+        check_readable("vault-client-cert", cfg->vault_client_cert, err) < 0 ||
+        check_readable("vault-client-key", cfg->vault_client_key, err) < 0)
+        return -1;
+    return 0;
+}
+
 int config_validate(const struct berth_config *cfg, struct berth_err *err)
 {
     enum log_format lf;
@@ -568,5 +949,5 @@ int config_validate(const struct berth_config *cfg, struct berth_err *err)
         if (auth_tokens_check(cfg->auth_token_file, &n, err) < 0)
             return -1;
     }
-    return 0;
+    return check_vault(cfg, err);
 }

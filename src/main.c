@@ -1,8 +1,9 @@
 /* berthd: with a client subcommand (berth/cli.h), a client of a running
  * berthd; otherwise read the configuration, start the daemon, wait for
  * SIGTERM or SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h;
- * a SIGHUP reloads the token file and the TLS files), stop it. Nothing else
- * happens here. */
+ * a SIGHUP reads the configuration again and hands it to daemon_reload),
+ * stop it. Nothing else happens here. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "berth/build_info.h"
 #include "berth/buf.h"
 #include "berth/cli.h"
 #include "berth/config.h"
 #include "berth/daemon.h"
 #include "berth/log.h"
 #include "berth/watchdog.h"
+
+#define MAIN_MMAP_THRESHOLD (256 * 1024)
 
 /* The start-up line: version, commit and every option's effective value as
  * a field of its own (the options hold file paths, never secrets). */
@@ -50,6 +54,26 @@ static void log_starting(const struct berth_config *cfg)
     free(text);
 }
 
+/* SIGHUP: the configuration read again from the same sources; when it does
+ * not load, the one in use stays (its files are still read again). */
+static void reload(struct berth_daemon *d, int argc, char **argv)
+{
+    struct berth_config fresh;
+    struct berth_err err;
+    struct log_quoted lq;
+
+    log_info("daemon.reload", "signal=%d", SIGHUP);
+    berth_err_clear(&err);
+    if (config_reread(&fresh, argc, argv, &err) < 0) {
+        log_error("config.reload", "code=%s error=%s reason=\"keeping the configuration in use\"",
+                  berth_code_name(err.code), log_quote(&lq, err.msg));
+        daemon_reload(d, NULL);
+        return;
+    }
+    daemon_reload(d, &fresh);
+    config_release(&fresh);
+}
+
 int main(int argc, char **argv)
 {
     struct berth_config cfg;
@@ -82,6 +106,11 @@ int main(int argc, char **argv)
         log_configure(lf, lt);
     }
     log_starting(&cfg);
+    /* Request bodies of megabytes come and go: mapped on their own, their
+     * memory goes back to the system when they are freed. Set once, the
+     * threshold stays (glibc would otherwise raise it after the first such
+     * free and keep them in its heaps, where they pile up). */
+    (void)mallopt(M_MMAP_THRESHOLD, MAIN_MMAP_THRESHOLD);
 
     /* Block the stop signals in every thread; this one waits for them. */
     sigemptyset(&sigs);
@@ -104,8 +133,7 @@ int main(int argc, char **argv)
 
         sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig == SIGHUP) {
-            log_info("daemon.reload", "signal=%d", sig);
-            daemon_reload(d);
+            reload(d, argc, argv);
             continue;
         }
         if (sig > 0)

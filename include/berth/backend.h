@@ -39,6 +39,30 @@ enum backend_pull_policy {
     BACKEND_PULL_REFRESH,
 };
 
+/* A container's health check (the Engine runs `test` inside it; exit 0 is
+ * healthy). */
+struct backend_health_check {
+    int disable; /* 1: no check at all, not even the image's (test is then empty) */
+    /* The command, exec form; n_test 0: the image's command with the
+     * timings below. */
+    const char *const *test;
+    size_t n_test;
+    int64_t interval_ns;     /* 0: the image's, else the Engine's default */
+    int64_t timeout_ns;      /* 0: likewise */
+    int64_t start_period_ns; /* 0: likewise */
+    int retries;             /* 0: likewise */
+};
+
+/* A named volume a container mounts. The backend makes it, with its own
+ * ownership labels and the spec's volume_labels, unless one of that name is
+ * there already; one that is not the backend's own, or lacks one of the
+ * volume_labels, or is not a plain local volume, is failed_precondition. */
+struct backend_volume {
+    const char *name;   /* the volume's name on the engine */
+    const char *target; /* absolute path inside the container */
+    int read_only;
+};
+
 /* What to create. Everything is borrowed for the duration of the call. */
 struct backend_spec {
     const char *name;
@@ -63,7 +87,29 @@ struct backend_spec {
     size_t n_aliases;
     int restart_max_retries; /* "on-failure" only: most restarts; 0: no limit */
     enum backend_pull_policy pull_policy;
+    const struct backend_health_check *health; /* NULL: the image's check, if any */
+    const struct backend_volume *volumes;      /* made (when missing) before the container */
+    size_t n_volumes;
+    /* Labels every volume of this spec carries: the owner's (kind, id). */
+    const struct backend_label *volume_labels;
+    size_t n_volume_labels;
 };
+
+/* A container's health as its engine reports it. */
+enum backend_health {
+    BACKEND_HEALTH_UNKNOWN = 0, /* the source does not say (a listing of a paused container) */
+    BACKEND_HEALTH_NONE,        /* no check applies */
+    BACKEND_HEALTH_STARTING,    /* a check applies; no verdict yet */
+    BACKEND_HEALTH_HEALTHY,
+    BACKEND_HEALTH_UNHEALTHY,
+    BACKEND_HEALTH_COUNT,
+};
+
+/* "unknown", "none", "starting", "healthy", "unhealthy"; never NULL. */
+const char *backend_health_name(enum backend_health h);
+/* The health an engine word names ("starting", "healthy", "unhealthy",
+ * "none"); BACKEND_HEALTH_UNKNOWN for any other. */
+enum backend_health backend_health_parse(const char *name);
 
 /* A container's state, in berthd's terms (every backend maps its own words
  * to these once). */
@@ -102,6 +148,8 @@ struct backend_container {
     int64_t created_unix;     /* seconds */
     int64_t started_unix_ms;  /* 0 when never started */
     int64_t finished_unix_ms; /* 0 when not finished */
+    enum backend_health health;
+    int restart_count; /* restarts by the engine's policy; -1: the source does not say */
     char *ip_address;
     char *mac_address;
     char *gateway;
@@ -199,8 +247,9 @@ struct backend_replica_spec {
      * with the digest and count the set has is a retry of the same spec;
      * an update with the same digest and another count only scales. */
     const char *digest;
-    /* NULL, or an environment name each replica gets, set to "<id>-<index>". */
-    const char *instance_env;
+    /* NULL, or a NULL-terminated list of environment names each replica
+     * gets, every one set to "<id>-<index>" (a name and its aliases). */
+    const char *const *instance_envs;
     /* What every replica runs. name is ignored (the backend names them);
      * labels are added to the backend's own (kind, id, namespace, index,
      * digest, replica count, generation). */
@@ -216,6 +265,7 @@ struct backend_replica {
     struct backend_port *ports; /* published ports with their real host ports */
     size_t n_ports;
     char *image; /* the image reference it runs; "" when unknown */
+    enum backend_health health;
 };
 
 /* A set as the backend sees it. Every pointer is heap-owned;
@@ -394,6 +444,12 @@ struct backend_ops {
                    struct berth_err *err);
     /* Force-remove with anonymous volumes. Gone already: not_found. */
     int (*remove)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    /* Remove the named volume `name` when it is the backend's own and
+     * carries every label of must[0..n_must); any other volume, or none, is
+     * not_found (and left alone). One still mounted: failed_precondition.
+     * NULL when the backend has no volumes. */
+    int (*remove_volume)(void *ctx, const char *name, const struct backend_label *must,
+                         size_t n_must, int64_t deadline, struct berth_err *err);
     /* Only containers labelled berth.managed=true: any other is not_found. */
     int (*inspect)(void *ctx, const char *id, int64_t deadline, struct backend_container *out,
                    struct berth_err *err);

@@ -24,6 +24,11 @@ int buf_appends(struct buf *b, const char *s, struct berth_err *err) BERTH_MUST_
 int buf_printf(struct buf *b, struct berth_err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4))) BERTH_MUST_USE;
 
+/* Room for len bytes in all, allocated at once (no doubling on the way):
+ * for a size known ahead, such as a declared Content-Length. 0, or -1 when
+ * the cap or memory ran out (the buf is then as it was). */
+int buf_reserve(struct buf *b, size_t len, struct berth_err *err) BERTH_MUST_USE;
+
 /* Hand the bytes over to the caller (free() them); the buf is left empty.
  * Returns "" allocated when the buf was empty, NULL on allocation failure. */
 char *buf_detach(struct buf *b);

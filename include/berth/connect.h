@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "berth/buf.h"
+#include "berth/codec_limits.h"
 #include "berth/http_server.h"
 #include "berth/router.h"
 #include "berth/rpc_stream.h"
@@ -15,6 +16,7 @@ struct connect_config {
     struct router *router;       /* borrowed */
     size_t max_body_bytes;       /* after inflating */
     struct rpc_streams *streams; /* borrowed; NULL: streams answer unavailable */
+    struct codec_limits limits;  /* what one request may decode into; 0: CODEC_MAX_* */
 };
 
 /* Serve one request whose path is a procedure path (or unknown: 404). */
@@ -37,8 +39,17 @@ int connect_error_json(const struct berth_err *err, const char *wrap,
 
 /* Fill resp with a whole server stream that ends at once with err: HTTP 200,
  * Content-Type content_type, one end-of-stream envelope (flag 0x02) holding
- * {"error":{...}} (connect/stream.c). */
+ * {"error":{...}} and, when request_id is not NULL, the trailer
+ * "metadata":{"x-request-id":[request_id]} (connect/stream.c). */
 void connect_stream_write_error(struct http_response *resp, const char *content_type,
-                                const struct berth_err *err);
+                                const struct berth_err *err, const char *request_id);
+
+/* Longest X-Request-Id taken from a request. */
+#define CONNECT_REQUEST_ID_MAX 128
+
+/* The request's id: its X-Request-Id when that is a sane token (1 to
+ * CONNECT_REQUEST_ID_MAX of [A-Za-z0-9._:-]), else a new uuid; into out.
+ * Every answer carries it back in X-Request-Id. */
+void connect_request_id(const struct http_request *req, char out[CONNECT_REQUEST_ID_MAX + 1]);
 
 #endif

@@ -3,6 +3,8 @@
 #ifndef BERTH_DAEMON_H
 #define BERTH_DAEMON_H
 
+#include <stdint.h>
+
 #include "berth/config.h"
 #include "berth/err.h"
 
@@ -14,11 +16,22 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out,
                  struct berth_err *err) BERTH_MUST_USE;
 /* The address the API listens on (port resolved). */
 const char *daemon_address(const struct berth_daemon *d);
-/* 1 while every connection slot of the API is taken. */
-int daemon_saturated(const struct berth_daemon *d);
-/* SIGHUP: re-read the token file and the TLS certificate, key and client
- * CA. What fails to load is logged as a warning and the old set stays. */
-void daemon_reload(struct berth_daemon *d);
+/* Whether the daemon still serves, from inside (no request of its own, so
+ * nothing a listener's TLS, client certificates or per-address limit could
+ * refuse): the VM registry's lock can be taken within timeout_ms, and no
+ * HTTP event thread is stuck in a request for longer (http_server_alive).
+ * 0, or -1 with unavailable saying what is stuck. */
+int daemon_alive(const struct berth_daemon *d, int64_t timeout_ms,
+                 struct berth_err *err) BERTH_MUST_USE;
+/* SIGHUP. `fresh` is the configuration read again (NULL when it did not
+ * load): the options that can change at run time and differ from those in
+ * effect are applied (log level and format, quotas, the token, TLS and
+ * registry credential files while tokens and TLS stay on or off), the
+ * others are logged as needing a restart. The token file, the TLS
+ * certificate and key and the registry credentials are read again either
+ * way. Logs the names of what changed, never values; what fails to load is
+ * a warning and the old stays. fresh is borrowed for the call. */
+void daemon_reload(struct berth_daemon *d, const struct berth_config *fresh);
 /* Stop accepting, let requests under way finish (bounded by the configured
  * grace), then stop every module in reverse order and free. */
 void daemon_stop(struct berth_daemon *d);

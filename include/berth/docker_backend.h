@@ -32,6 +32,12 @@ struct docker_backend_config {
     /* How old a sample may get (--metrics-interval, ms): sets how long a
      * stats stream may stay silent before it is reopened. 0: one second. */
     int64_t stats_interval_ms;
+    /* Where the kernel's cgroup tree (e.g. "/sys/fs/cgroup") and proc tree
+     * (NULL or "": "/proc") are: running containers whose cgroup files are
+     * there are sampled from them, the others through the Engine's stats
+     * streams. NULL or "": every container through the Engine. */
+    const char *cgroup_root;
+    const char *proc_root;
     /* > 0: a thread pings the Engine this often; after DOCKER_BACKEND_MISSES
      * pings in a row without an answer, calls fail fast (unavailable) until
      * one answers again. 0: no such thread (unit tests). */
@@ -77,8 +83,11 @@ void docker_backend_global_cleanup(void);
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err) BERTH_MUST_USE;
 
-/* Read the registry credentials file again (SIGHUP). Not a Docker backend,
- * or no file: nothing, 0. On failure the credentials read before stay. */
-int docker_backend_reload_auth(const struct backend *b, struct berth_err *err) BERTH_MUST_USE;
+/* Read the registry credentials file again (SIGHUP): `path` (NULL: the
+ * file in use, when there is one; "": none from now on), `optional` as
+ * auth_file_optional. Not a Docker backend: nothing, 0. On failure the
+ * credentials read before stay. One reloading thread at a time. */
+int docker_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                               struct berth_err *err) BERTH_MUST_USE;
 
 #endif

@@ -7,22 +7,16 @@
 #define BERTH_EVENT_SERVICE_H
 
 #include "berth/event_bus.h"
+#include "berth/replica_cache.h"
 #include "berth/router.h"
 #include "berth/vm_registry.h"
 
 struct event_service;
 
-/* Snapshots of gateways and deployments, taken the way vm_registry_snapshot
- * takes the VMs' (each object, then `then`, with no change between). NULL
- * when there are none. */
-typedef int (*replica_snapshot_fn)(void *ctx, void (*each)(void *arg, const struct watch_event *ev),
-                                   void *arg, int (*then)(void *then_arg), void *then_arg);
-
 struct event_service_sources {
-    struct event_bus *bus;        /* borrowed */
-    struct vm_registry *vms;      /* borrowed */
-    replica_snapshot_fn replicas; /* NULL: VMs only */
-    void *replicas_ctx;
+    struct event_bus *bus;          /* borrowed */
+    struct vm_registry *vms;        /* borrowed */
+    struct replica_cache *replicas; /* borrowed; NULL: VMs only */
 };
 
 /* NULL when out of memory. */
@@ -33,5 +27,9 @@ int event_service_register(struct event_service *s, struct router *r) BERTH_MUST
 /* The registry's listener (vm_registry_set_listener): publishes on the bus. */
 void event_service_vm_changed(void *bus, enum vm_change what, const struct vm_snapshot *vm,
                               const char *reason);
+/* The replica cache's listener (replica_cache_set_listener): the same. */
+void event_service_replica_changed(void *bus, enum replica_change what, enum object_kind kind,
+                                   const char *ns, const char *id,
+                                   const struct replica_cache_summary *sum);
 
 #endif

@@ -34,8 +34,10 @@ int http_request_query(const struct http_request *req, const char *key, const ch
 const char *http_request_body(const struct http_request *req, size_t *len, int *too_large);
 /* Framing the server refused (conflicting Content-Length headers, a header
  * line not ended by CRLF or holding a NUL, obs-fold, a space in a header
- * name): invalid_argument to answer with, or NULL when the request is well
- * formed. The connection closes after the answer. */
+ * name, a space, control character or %00 in the request target):
+ * invalid_argument to answer with, or NULL when the request is well
+ * formed. The connection closes after the answer. (A NUL in a header's
+ * name never gets here: libmicrohttpd answers it with its own 400.) */
 const struct berth_err *http_request_malformed(const struct http_request *req);
 /* The caller auth_identify named (see berth/auth.h), or NULL when it named
  * none; then *why (when not NULL) says why. */
@@ -126,17 +128,30 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
                       struct http_server **out, struct berth_err *err) BERTH_MUST_USE;
 /* The bound address, e.g. "127.0.0.1:43121" (port 0 resolved). */
 const char *http_server_address(const struct http_server *s);
-/* 1 when every connection slot (max_connections) is taken: a new client
- * then waits in the kernel's backlog until one frees. */
-int http_server_saturated(struct http_server *s);
 /* Re-read the TLS certificate, key and client CA: new handshakes use them,
  * connections under way keep theirs. On failure the ones in use stay. */
 int http_server_reload_tls(struct http_server *s, struct berth_err *err) BERTH_MUST_USE;
+/* The same from other files (NULL: the ones in use), which later reloads
+ * read once they load. TLS cannot be turned on or off here
+ * (failed_precondition). One reloading thread at a time. */
+int http_server_reload_tls_files(struct http_server *s, const char *cert, const char *key,
+                                 struct berth_err *err) BERTH_MUST_USE;
+/* 1 when the listener speaks TLS. */
+int http_server_tls_on(const struct http_server *s);
 /* 1 when the listener is TCP on a loopback address or a unix socket. */
 int http_server_is_local(const struct http_server *s);
 /* Stop accepting new connections; requests under way go on, and every open
  * stream's stop hook runs. */
 void http_server_quiesce(struct http_server *s);
+/* Whether the server still serves, seen from inside: no event thread has
+ * been inside one of its callbacks (an inline handler, the reading of a
+ * request) for longer than stuck_ms, and the thread that enforces the
+ * read deadline goes round. 0, or -1 with unavailable saying what is stuck.
+ * It opens no connection, so it works whatever the listener (TLS, client
+ * certificates, a unix socket) and counts against no limit. An idle event
+ * thread waits in the kernel and is alive. */
+int http_server_alive(struct http_server *s, int64_t stuck_ms,
+                      struct berth_err *err) BERTH_MUST_USE;
 /* Connections open now (all states, streams included). */
 unsigned http_server_connections(struct http_server *s);
 /* Wait until no request is being handled or the deadline passes. 0 when idle. */

@@ -13,6 +13,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "berth/buf.h"
+#include "berth/codec_limits.h"
 #include "berth/err.h"
 
 /* Deepest message nesting accepted on input. */
@@ -27,6 +28,13 @@
 int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, size_t len,
                       ProtobufCAllocator *alloc, ProtobufCMessage **out,
                       struct berth_err *err) BERTH_MUST_USE;
+
+/* The same within limits (NULL: none), counted on the text before any of
+ * it is parsed: past them, invalid_argument or resource_exhausted naming
+ * the field (berth/codec_limits.h). What a request body goes through. */
+int json_codec_decode_limited(const ProtobufCMessageDescriptor *desc, const char *data, size_t len,
+                              const struct codec_limits *limits, ProtobufCAllocator *alloc,
+                              ProtobufCMessage **out, struct berth_err *err) BERTH_MUST_USE;
 
 /* Append the proto3 JSON form of `msg` to `out` (default values omitted;
  * null only for google.protobuf.NullValue). -1 with err when `out`'s cap or

@@ -41,6 +41,7 @@ struct krane_object {
     uint64_t replicas;
     uint64_t cpu_millicores;
     uint64_t memory_mib;
+    const uint8_t *secrets; /* encrypted_secrets_blob (deployments), borrowed */
     size_t secrets_len;
     const struct krane_env *env; /* in the order sent, in the arena */
     size_t n_env;

@@ -32,6 +32,11 @@ int memory_backend_set_stats(struct backend *b, const char *id, const struct bac
  * such container or out of memory. */
 int memory_backend_set_logs(struct backend *b, const char *id,
                             const struct backend_log_entry *entries, size_t n);
+/* A container's health, as if its engine's check said so. -1 when no such
+ * container. */
+int memory_backend_set_health(struct backend *b, const char *id, enum backend_health health);
+/* 1 when a volume of that name exists (a create mounting it made it). */
+int memory_backend_has_volume(struct backend *b, const char *name);
 /* Stats sweeps made so far. */
 uint64_t memory_backend_sweeps(struct backend *b);
 

@@ -9,6 +9,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "berth/codec_limits.h"
 #include "berth/err.h"
 
 /* Check the strings of a binary protobuf message (`len` bytes, already
@@ -19,6 +20,16 @@
  * field path (as json_codec_decode does) when one is not. */
 int pb_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                      struct berth_err *err) BERTH_MUST_USE;
+
+/* Count the fields of a binary message (`len` bytes meant as `desc`) against
+ * lim before protobuf-c unpacks it: the occurrences of each field (the
+ * elements of a packed list one by one, unknown fields as one field) in
+ * each message, and all of them in the body. -1 with invalid_argument or
+ * resource_exhausted naming the field where a bound was passed, or
+ * invalid_argument when the bytes are malformed (cut short, a wire type
+ * proto3 does not use, a field number outside 1 to 2^29-1). */
+int pb_check_limits(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                    const struct codec_limits *lim, struct berth_err *err) BERTH_MUST_USE;
 
 /* Keep only the last entry of each map key, at any depth of msg (protobuf-c
  * keeps them all; proto3 says the last one wins). Dropped entries are freed

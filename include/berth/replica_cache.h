@@ -71,6 +71,24 @@ int replica_cache_list(struct replica_cache *c, enum object_kind kind, const cha
 void replica_cache_set_complete(struct replica_cache *c);
 int replica_cache_complete(struct replica_cache *c);
 
+/* Changes of live entries (an object appeared, its status or running
+ * count moved, it went), told to one listener under the cache's lock so
+ * they come in order; the listener must not call back into the cache. */
+enum replica_change {
+    REPLICA_SNAPSHOT,
+    REPLICA_CREATED,
+    REPLICA_CHANGED,
+    REPLICA_DELETED,
+};
+typedef void (*replica_listener_fn)(void *arg, enum replica_change what, enum object_kind kind,
+                                    const char *ns, const char *id,
+                                    const struct replica_cache_summary *sum);
+void replica_cache_set_listener(struct replica_cache *c, replica_listener_fn fn, void *arg);
+/* Under the lock: each(arg, REPLICA_SNAPSHOT, ...) for every live entry,
+ * then then(then_arg), with no change between. Answers what `then` did. */
+int replica_cache_snapshot(struct replica_cache *c, replica_listener_fn each, void *arg,
+                           int (*then)(void *then_arg), void *then_arg);
+
 /* Entries, tombstones included (a lookup of an unknown id must not add one
  * that outlives its listing). */
 size_t replica_cache_count(struct replica_cache *c);

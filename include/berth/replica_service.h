@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "berth/backend.h"
+#include "berth/replica_cache.h"
+#include "berth/krane_secrets.h"
 #include "berth/router.h"
 
 struct replica_service_config {
@@ -29,6 +31,12 @@ struct replica_service_config {
     int64_t update_ready_timeout_ms;
     int64_t update_min_ready_ms;
     int64_t update_drain_ms;
+    /* UNKEY_REGION of every deployment replica; NULL: "". */
+    const char *region;
+    /* Decrypts deployments' encrypted secrets (krane_secrets.h); decrypt
+     * NULL: the blob is passed to the replicas in UNKEY_SECRETS_BLOB. The
+     * context is borrowed and must outlive the service. */
+    struct krane_decryptor decryptor;
 };
 
 struct replica_service;
@@ -39,6 +47,9 @@ struct replica_service *replica_service_new(const struct replica_service_config 
                                             struct backend *backend);
 /* Wait for nothing: callers stop the HTTP server first. NULL does nothing. */
 void replica_service_free(struct replica_service *s);
+/* A new --max-replicas-total (a reload) for creates from now on. Safe from
+ * any thread. */
+void replica_service_set_limit(struct replica_service *s, int64_t max_replicas_total);
 
 /* Put the handlers of both services into the RPC table. */
 int replica_service_register(struct replica_service *s, struct router *r) BERTH_MUST_USE;
@@ -55,6 +66,8 @@ int replica_service_sync(struct replica_service *s, int64_t deadline,
 /* Entries in the cache, the forgotten objects it still remembers included
  * (for tests: lookups of unknown ids must not make it grow). */
 size_t replica_service_cached(struct replica_service *s);
+/* The cache of last known answers (for watchers of its changes). */
+struct replica_cache *replica_service_cache(struct replica_service *s);
 
 /* Apply one engine event: for a gateway or deployment replica that
  * started, died, was paused, unpaused or removed, list its set again

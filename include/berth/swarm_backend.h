@@ -45,6 +45,7 @@ int swarm_backend_new(const struct docker_backend_config *cfg,
 /* Read the registry credentials file again (SIGHUP), for the pulls on this
  * node and the credential sent with each service. Not a Swarm backend, or
  * no file: nothing, 0. On failure the credentials read before stay. */
-int swarm_backend_reload_auth(const struct backend *b, struct berth_err *err) BERTH_MUST_USE;
+int swarm_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                              struct berth_err *err) BERTH_MUST_USE;
 
 #endif

@@ -26,10 +26,13 @@ const char *vm_state_name(enum vm_state s); /* "VM_STATE_RUNNING" */
 /* The latest resource sample of a VM (filled by the metrics collector). */
 struct vm_metrics {
     double cpu_percent;
+    uint64_t cpu_total_ns; /* CPU time the container used since it started */
     int64_t memory_bytes;
     int64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
     int64_t read_bytes, write_bytes, read_ops, write_ops;
-    int64_t sampled_at_unix_ms; /* 0: never sampled */
+    int64_t pids;                     /* processes and threads; 0: not known */
+    int64_t sampled_at_unix_ms;       /* 0: never sampled */
+    enum backend_stats_source source; /* where the sample came from */
 };
 
 /* A copy of a record's data, owned by whoever received it:
@@ -55,6 +58,8 @@ struct vm_snapshot {
     int64_t started_unix_ms; /* 0: not running */
     int oom_killed;
     int exit_code;
+    enum backend_health health; /* as the Engine last said */
+    int restart_count;          /* restarts by the Engine's policy, from its inspect */
     struct vm_metrics metrics;
 };
 
@@ -125,8 +130,9 @@ struct vm_observed {
     int oom_killed;           /* -1: keep */
     int exit_code;            /* -1: keep */
     /* NULL, or details read from the engine: IP, MAC, gateway, ports (when
-     * any), start time (when known). */
+     * any), start time and restart count (when known). */
     const struct backend_container *details;
+    enum backend_health health; /* BACKEND_HEALTH_UNKNOWN: keep */
 };
 
 /* 0 when applied; -1 when the id is unknown or names another container. */
@@ -155,5 +161,12 @@ int vm_registry_snapshot(struct vm_registry *r, vm_listener_fn each, void *arg,
 
 /* Number of visible VMs in each state (index = enum vm_state). */
 void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);
+/* Number of visible RUNNING VMs of each health (index = enum backend_health). */
+void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT]);
+
+/* 0 when the registry's lock could be taken (and given back) before the
+ * monotonic deadline, -1 when something holds it past that: the watchdog's
+ * sign of a registry stuck behind its lock. */
+int vm_registry_alive(struct vm_registry *r, int64_t deadline) BERTH_MUST_USE;
 
 #endif

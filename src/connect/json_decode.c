@@ -189,6 +189,13 @@ static enum num_result parse_decimal(const char *s, bool leading_zeros, bool *ne
 int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, size_t len,
                       ProtobufCAllocator *alloc, ProtobufCMessage **out, struct berth_err *err)
 {
+    return json_codec_decode_limited(desc, data, len, NULL, alloc, out, err);
+}
+
+int json_codec_decode_limited(const ProtobufCMessageDescriptor *desc, const char *data, size_t len,
+                              const struct codec_limits *limits, ProtobufCAllocator *alloc,
+                              ProtobufCMessage **out, struct berth_err *err)
+{
     struct json_dec d = {.alloc = alloc, .err = err, .root = desc};
     cJSON *root = NULL;
     ProtobufCMessage *msg = NULL;
@@ -201,7 +208,10 @@ int json_codec_decode(const ProtobufCMessageDescriptor *desc, const char *data, 
         berth_err_set(err, BERTH_INVALID_ARGUMENT, "empty JSON body; send {} for an empty message");
         goto out;
     }
+    /* Counted before anything is built: the tree and the message cost
+     * many times the text of tiny values. */
     if (scan_raw(data, len, err) < 0 ||
+        (limits != NULL && json_shape_check(data, len, limits, err) < 0) ||
         patch_escapes(data, len, &patched, &bad_at, &n_bad, err) < 0)
         goto out;
     if (patched != NULL)

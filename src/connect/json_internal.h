@@ -12,6 +12,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "berth/buf.h"
+#include "berth/codec_limits.h"
 #include "berth/err.h"
 #include "berth/json_codec.h"
 
@@ -81,6 +82,9 @@ const char *json_names_type_name(ProtobufCType type);
 /* Untrusted text for a message: capped, control characters and bytes that
  * are not UTF-8 shown as '?'. */
 void json_names_echo(char *out, size_t outsz, const char *in);
+/* The path as error messages spell it ("config.storage[0].path") appended
+ * to out; a full buffer cuts it. */
+void json_names_path(const struct json_path *at, struct buf *out);
 /* invalid_argument: "<before>'<path>'<after>"; -1. */
 int json_names_fail_at(struct berth_err *err, const struct json_path *at, const char *before,
                        const char *after);
@@ -108,6 +112,13 @@ int json_dec_submessage(struct json_dec *d, const ProtobufCMessageDescriptor *de
                         ProtobufCMessage **slot, const struct json_path *at, int depth);
 /* A string value (invalid escapes and UTF-8 refused); the text stays in v. */
 int json_dec_check_string(struct json_dec *d, const cJSON *v, const struct json_path *at);
+
+/* --- json_shape.c --- */
+/* Count the values of a JSON text against lim before it is parsed: -1 with
+ * invalid_argument or resource_exhausted naming the keys that lead to where
+ * a bound was passed. Malformed text is left for the parser to refuse. */
+int json_shape_check(const char *data, size_t len, const struct codec_limits *lim,
+                     struct berth_err *err);
 
 /* --- json_encode.c: pieces the well-known types reuse --- */
 int json_enc_append(struct json_enc *e, const char *s, size_t n);

@@ -237,7 +237,11 @@ static void path_render(const struct json_path *at, struct buf *b)
     }
 }
 
-/* A short description of a JSON value for "got ..." in messages. */
+void json_names_path(const struct json_path *at, struct buf *out)
+{
+    path_render(at, out);
+}
+
 int json_names_fail_at(struct berth_err *err, const struct json_path *at, const char *before,
                        const char *after)
 {

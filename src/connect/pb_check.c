@@ -26,6 +26,7 @@ struct wire_field {
 };
 
 #define WIRE_LEN 2
+#define WIRE_MAX_FIELD 536870911u /* 2^29 - 1 */
 
 /* One entry while sorting by key: where it stood. */
 struct entry_ref {
@@ -42,6 +43,15 @@ static int bin_field(struct berth_err *err, const ProtobufCFieldDescriptor *f,
                      const struct wire_field *wf, const struct json_path *at, int depth);
 static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *f,
                          const struct wire_field *wf, const struct json_path *at, int depth);
+static size_t packed_count(ProtobufCType type, const uint8_t *data, size_t len);
+static int limit_fail(struct berth_err *err, const struct codec_limits *lim, bool elements,
+                      const ProtobufCFieldDescriptor *f, const struct json_path *at);
+struct limit_state;
+static struct limit_state *limit_state_new(const ProtobufCMessageDescriptor *desc);
+static void limit_state_free(struct limit_state *st);
+static int limit_message(struct berth_err *err, const struct codec_limits *lim, size_t *nodes,
+                         const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         const struct json_path *up, int depth, struct limit_state *st);
 static int key_cmp(const void *a, const void *b, void *key_field);
 static int dedupe_message(ProtobufCMessage *msg, ProtobufCAllocator *alloc, int depth);
 
@@ -74,13 +84,16 @@ static int wire_varint(struct wire *w, uint64_t *v)
     return -1;
 }
 
-/* Read the next field's tag and skip its value; -1 when the bytes end early
- * or hold a wire type proto3 does not use. */
+/* Read the next field's tag and skip its value; -1 when the bytes end early,
+ * hold a wire type proto3 does not use, or a field number outside 1 to
+ * 2^29-1. protobuf-c takes a field number 0 spelt in two bytes ("80 00")
+ * as an unknown field, which it packs again as "00" and then cannot read:
+ * a VM's stored config would become unreadable. */
 static int wire_next(struct wire *w, struct wire_field *f)
 {
     uint64_t tag, n;
 
-    if (wire_varint(w, &tag) < 0)
+    if (wire_varint(w, &tag) < 0 || tag >> 3 == 0 || tag >> 3 > WIRE_MAX_FIELD)
         return -1;
     f->number = (uint32_t)(tag >> 3);
     f->type = (unsigned)(tag & 7);
@@ -234,6 +247,177 @@ static int bin_map_entry(struct berth_err *err, const ProtobufCFieldDescriptor *
         (val_f->type != PROTOBUF_C_TYPE_STRING && val_f->type != PROTOBUF_C_TYPE_MESSAGE))
         return 0;
     return bin_field(err, val_f, &val, elem.key != NULL ? &elem : at, depth);
+}
+
+/* ===================================================================== */
+/* limits: counted on the wire before protobuf-c builds anything          */
+/* ===================================================================== */
+
+/* Elements in a packed list of a scalar type: protobuf-c gives each its
+ * slot (4 or 8 bytes for 1 on the wire). 0 for types that cannot pack. */
+static size_t packed_count(ProtobufCType type, const uint8_t *data, size_t len)
+{
+    size_t n = 0;
+
+    switch (type) {
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return len / 4;
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return len / 8;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 0;
+    default: /* varints: one ends at each byte without the high bit */
+        for (size_t i = 0; i < len; i++)
+            n += (data[i] & 0x80) == 0;
+        return n;
+    }
+}
+
+/* at is the field's path (f NULL: the message's, for its unknown fields). */
+static int limit_fail(struct berth_err *err, const struct codec_limits *lim, bool elements,
+                      const ProtobufCFieldDescriptor *f, const struct json_path *at)
+{
+    struct buf path;
+
+    buf_init(&path, JSON_PATH_MAX_BYTES);
+    json_names_path(at, &path);
+    if (!elements)
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
+                      "request too large to decode: more than %zu values%s%s%s", lim->max_nodes,
+                      path.len > 0 ? ", at field '" : "", path.len > 0 ? path.data : "",
+                      path.len > 0 ? "'" : "");
+    else if (f == NULL && path.len > 0)
+        berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                      "invalid value for field '%s': more than %zu unknown fields", path.data,
+                      lim->max_elements);
+    else if (f == NULL)
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "the request holds more than %zu unknown fields",
+                      lim->max_elements);
+    else
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "invalid value for field '%s': more than %zu %s",
+                      path.data != NULL ? path.data : "", lim->max_elements,
+                      f->label == PROTOBUF_C_LABEL_REPEATED ? "elements" : "occurrences");
+    buf_release(&path);
+    return -1;
+}
+
+/* The counts of one message, and the states of its singular message
+ * fields: protobuf-c merges a singular message given more than once, so
+ * their lists add up across the occurrences. */
+struct limit_state {
+    size_t *seen;             /* per field, the last one for the unknown fields */
+    struct limit_state **sub; /* per field; NULL until that message field is seen */
+    size_t n;                 /* fields of the message */
+};
+
+static struct limit_state *limit_state_new(const ProtobufCMessageDescriptor *desc)
+{
+    struct limit_state *st = calloc(1, sizeof(*st));
+
+    if (st == NULL)
+        return NULL;
+    st->n = desc->n_fields;
+    st->seen = calloc(st->n + 1, sizeof(*st->seen));
+    st->sub = calloc(st->n + 1, sizeof(*st->sub));
+    if (st->seen == NULL || st->sub == NULL) {
+        free(st->seen);
+        free(st->sub);
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void limit_state_free(struct limit_state *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->n; i++)
+        limit_state_free(st->sub[i]);
+    free(st->sub);
+    free(st->seen);
+    free(st);
+}
+
+/* One occurrence of a message's bytes, counted into st. *nodes counts the
+ * body's. */
+static int limit_message(struct berth_err *err, const struct codec_limits *lim, size_t *nodes,
+                         const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         const struct json_path *up, int depth, struct limit_state *st)
+{
+    struct wire w = {data, len, 0};
+    struct wire_field wf;
+
+    /* Deeper is refused after unpacking (bin_message); the schemas bound
+     * how deep protobuf-c itself goes. */
+    if (depth > JSON_CODEC_MAX_DEPTH)
+        return 0;
+    while (w.pos < w.len) {
+        const ProtobufCFieldDescriptor *f;
+        struct json_path at, elem;
+        struct limit_state *sub, *fresh = NULL;
+        size_t slot, n = 1;
+        int rc;
+
+        /* Refused here, not left to protobuf-c: it takes some of what
+         * wire_next does not, and would then unpack the rest uncounted. */
+        if (wire_next(&w, &wf) < 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "malformed protobuf body for '%s'",
+                                 desc->name);
+        f = protobuf_c_message_descriptor_get_field(desc, wf.number);
+        slot = f != NULL ? (size_t)(f - desc->fields) : desc->n_fields;
+        if (f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED && wf.type == WIRE_LEN &&
+            packed_count(f->type, wf.data, wf.len) > 0)
+            n = packed_count(f->type, wf.data, wf.len);
+        at = (struct json_path){.up = up, .kind = SEG_FIELD, .field = f};
+        st->seen[slot] += n;
+        *nodes += n;
+        /* The field's own bound first, as the JSON count (one element at a
+         * time) meets it first too. */
+        if (st->seen[slot] > lim->max_elements)
+            return limit_fail(err, lim, true, f, f != NULL ? &at : up);
+        if (*nodes > lim->max_nodes)
+            return limit_fail(err, lim, false, f, f != NULL ? &at : up);
+        if (f == NULL || wf.type != WIRE_LEN || f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            /* Each element (or map entry) a message of its own. */
+            elem = (struct json_path){.up = &at, .kind = SEG_INDEX, .index = st->seen[slot] - 1};
+            sub = fresh = limit_state_new(f->descriptor);
+        } else {
+            if (st->sub[slot] == NULL)
+                st->sub[slot] = limit_state_new(f->descriptor);
+            sub = st->sub[slot];
+        }
+        if (sub == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking the body");
+        rc = limit_message(err, lim, nodes, f->descriptor, wf.data, wf.len,
+                           fresh != NULL && !json_names_is_map(f) ? &elem : &at, depth + 1, sub);
+        limit_state_free(fresh);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int pb_check_limits(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                    const struct codec_limits *lim, struct berth_err *err)
+{
+    struct limit_state *st = limit_state_new(desc);
+    size_t nodes = 0;
+    int rc;
+
+    if (st == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory checking the body");
+    rc = limit_message(err, lim, &nodes, desc, data, len, NULL, 1, st);
+    limit_state_free(st);
+    return rc;
 }
 
 /* ===================================================================== */

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 #include <uuid/uuid.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "berth/base64.h"
 #include "berth/clock.h"
@@ -26,7 +28,7 @@
 #define CT_STREAM_JSON "application/connect+json"
 #define CT_STREAM_PROTO "application/connect+proto"
 #define ACCEPT_POST_STREAM CT_STREAM_JSON ", " CT_STREAM_PROTO
-#define REQUEST_ID_MAX 128
+#define REQUEST_ID_MAX CONNECT_REQUEST_ID_MAX
 #define MAX_RESPONSE_BYTES ((size_t)256 << 20)
 
 enum codec { CODEC_JSON, CODEC_PROTO };
@@ -48,7 +50,6 @@ struct call_state {
 
 static int parse_media_type(const char *ct, const char *json, const char *proto, enum codec *codec);
 static int parse_content_type(const char *ct, enum codec *codec);
-static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1]);
 static int connect_stream_content_type(const char *ct, enum codec *codec);
 static int parse_timeout(const char *value, int64_t start, int64_t *deadline,
                          struct berth_err *err);
@@ -59,9 +60,6 @@ static int inflate_into(struct call_state *cs, const char *data, size_t len, str
 static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err);
 static int encode_output(struct call_state *cs, const ProtobufCMessage *out, struct berth_err *err);
 static int run_call(struct call_state *cs, struct berth_err *err);
-static int accepts_gzip(const struct http_request *req);
-static int gzip_coding_accepted(const char *item, size_t len);
-static int qvalue_is_zero(const char *q, size_t len);
 static int utf8_repair(const char *s, struct buf *out);
 static void respond_status(struct http_response *resp, int status);
 static void log_call(const struct rpc_route *route, const char *path, int status,
@@ -208,66 +206,6 @@ static int check_protocol_version(const struct http_request *req, struct berth_e
                          "connect-protocol-version must be '1': got '%s'", quoted);
 }
 
-/* Whether a qvalue ("0", "0.000", "0.5", "1") is zero; an unreadable one
- * counts as zero, so we never compress for a client we did not understand. */
-static int qvalue_is_zero(const char *q, size_t len)
-{
-    size_t i = 0;
-    int nonzero = 0;
-
-    if (len == 0 || !isdigit((unsigned char)q[0]))
-        return 1;
-    for (; i < len && isdigit((unsigned char)q[i]); i++)
-        nonzero |= q[i] != '0';
-    if (i < len && q[i] == '.')
-        for (i++; i < len && isdigit((unsigned char)q[i]); i++)
-            nonzero |= q[i] != '0';
-    while (i < len && (q[i] == ' ' || q[i] == '\t'))
-        i++;
-    return i < len || !nonzero;
-}
-
-/* One Accept-Encoding list item ("gzip", " gzip ; q=0.5"): gzip with a
- * q-value other than zero (RFC 9110 12.5.3). */
-static int gzip_coding_accepted(const char *item, size_t len)
-{
-    size_t i = 0, n;
-
-    while (i < len && (item[i] == ' ' || item[i] == '\t'))
-        i++;
-    n = strcspn(item + i, ";, \t");
-    if (n != 4 || strncasecmp(item + i, "gzip", 4) != 0)
-        return 0;
-    i += n;
-    while (i < len) {
-        size_t end;
-        while (i < len && (item[i] == ' ' || item[i] == '\t' || item[i] == ';'))
-            i++;
-        end = i;
-        while (end < len && item[end] != ';')
-            end++;
-        if (end - i >= 2 && (item[i] == 'q' || item[i] == 'Q') && item[i + 1] == '=')
-            return !qvalue_is_zero(item + i + 2, end - i - 2);
-        i = end;
-    }
-    return 1;
-}
-
-static int accepts_gzip(const struct http_request *req)
-{
-    const char *ae = http_request_header(req, "Accept-Encoding");
-
-    while (ae != NULL && *ae != '\0') {
-        size_t n = strcspn(ae, ",");
-        if (gzip_coding_accepted(ae, n))
-            return 1;
-        ae += n;
-        if (*ae == ',')
-            ae++;
-    }
-    return 0;
-}
-
 static int inflate_into(struct call_state *cs, const char *data, size_t len, struct berth_err *err)
 {
     struct buf out;
@@ -375,9 +313,19 @@ static int read_get(struct call_state *cs, struct berth_err *err)
 
 static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err)
 {
+    struct codec_limits lim = cs->cc->limits;
+
+    if (lim.max_elements == 0)
+        lim.max_elements = CODEC_MAX_ELEMENTS;
+    if (lim.max_nodes == 0)
+        lim.max_nodes = CODEC_MAX_NODES;
     if (cs->codec == CODEC_JSON)
-        return json_codec_decode(cs->route->input, cs->body, cs->body_len,
-                                 arena_allocator(cs->arena), in, err);
+        return json_codec_decode_limited(cs->route->input, cs->body, cs->body_len, &lim,
+                                         arena_allocator(cs->arena), in, err);
+    /* Counted before protobuf-c builds the message, which costs many times
+     * the bytes of tiny fields. */
+    if (pb_check_limits(cs->route->input, (const uint8_t *)cs->body, cs->body_len, &lim, err) < 0)
+        return -1;
     *in = protobuf_c_message_unpack(cs->route->input, arena_allocator(cs->arena), cs->body_len,
                                     (const uint8_t *)cs->body);
     if (*in == NULL)
@@ -589,12 +537,39 @@ static void log_call(const struct rpc_route *route, const char *path, int status
                  log_quote(&qe, err->msg));
 }
 
+/* A fresh request id, UUID-shaped (version 4, variant 1): a random base
+ * drawn once per process plus a counter. Unique within the process, random
+ * across restarts, and without a trip to the kernel's random source on
+ * every request (which a random UUID each time would cost). */
+static uuid_t request_id_base;
+
+static void request_id_seed(void)
+{
+    uuid_generate_random(request_id_base);
+}
+
+static void new_request_id(uuid_t out)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static _Atomic uint64_t counter;
+    uint64_t n = atomic_fetch_add(&counter, 1);
+
+    pthread_once(&once, request_id_seed);
+    memcpy(out, request_id_base, sizeof(uuid_t));
+    for (int i = 15; i >= 8 && n > 0; i--) {
+        unsigned sum = out[i] + (unsigned)(n & 0xff);
+
+        out[i] = (unsigned char)sum;
+        n = (n >> 8) + (sum >> 8);
+    }
+    out[6] = (unsigned char)((out[6] & 0x0f) | 0x40);
+    out[8] = (unsigned char)((out[8] & 0x3f) | 0x80);
+}
+
 /* Routing, method and codec are checked here; their refusals (404, 405,
  * 415) are HTTP answers with the Connect code unimplemented in the log, as
  * the call never reaches a handler. Everything else goes through run_call. */
-/* X-Request-Id from the request when it is a sane token (1 to
- * REQUEST_ID_MAX of [A-Za-z0-9._:-]), else a new uuid; into out. */
-static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1])
+void connect_request_id(const struct http_request *req, char out[CONNECT_REQUEST_ID_MAX + 1])
 {
     const char *h = http_request_header(req, "X-Request-Id");
     size_t n = h != NULL ? strlen(h) : 0;
@@ -606,7 +581,7 @@ static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MA
         memcpy(out, h, n + 1);
         return;
     }
-    uuid_generate_random(uu);
+    new_request_id(uu);
     uuid_unparse_lower(uu, out);
 }
 
@@ -622,7 +597,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     int is_get;
 
     berth_err_clear(&err);
-    request_id_of(req, request_id);
+    connect_request_id(req, request_id);
     cs.request_id = request_id;
     cs.route = router_find(cc->router, path, strlen(path));
     if (cs.route == NULL) {
@@ -659,7 +634,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         }
         atomic_fetch_add(&cs.route->stats.in_flight, 1);
         connect_stream_write_error(resp, cs.codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO,
-                                   &err);
+                                   &err, request_id);
         rpc_stats_record(&cs.route->stats, err.code, berth_now_us() - start);
         atomic_fetch_sub(&cs.route->stats.in_flight, 1);
         goto out;
@@ -677,7 +652,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         berth_err_set(&err, BERTH_UNIMPLEMENTED, "unsupported or missing content type");
         goto unsupported;
     }
-    cs.gzip_response = accepts_gzip(req);
+    cs.gzip_response = gzip_accepted(http_request_header(req, "Accept-Encoding"));
     atomic_fetch_add(&cs.route->stats.in_flight, 1);
     if (run_call(&cs, &err) < 0)
         connect_write_error(resp, &err);

@@ -72,21 +72,27 @@ static void on_http_stop(void *arg)
     kick(arg);
 }
 
-int connect_end_envelope(const struct berth_err *err, struct buf *out)
+int connect_end_envelope(const struct berth_err *err, const char *request_id, struct buf *out)
 {
-    struct buf payload;
+    struct buf payload, inner;
     unsigned char head[5];
     int rc = -1;
 
-    buf_init(&payload, 4 * BERTH_ERR_MSG_MAX + 64);
-    if (err == NULL || err->code == BERTH_OK) {
-        if (buf_appends(&payload, "{}", NULL) < 0)
-            goto out;
-    } else if (connect_error_json(err, "error", &payload) < 0) {
-        buf_reset(&payload);
-        if (buf_appends(&payload, "{\"error\":{\"code\":\"internal\"}}", NULL) < 0)
+    buf_init(&payload, 4 * BERTH_ERR_MSG_MAX + 512);
+    buf_init(&inner, 4 * BERTH_ERR_MSG_MAX + 64);
+    if (err != NULL && err->code != BERTH_OK && connect_error_json(err, NULL, &inner) < 0) {
+        buf_reset(&inner);
+        if (buf_appends(&inner, "{\"code\":\"internal\"}", NULL) < 0)
             goto out;
     }
+    /* The trailers hold the request id: a sane token, nothing to escape. */
+    if (buf_appends(&payload, "{", NULL) < 0 ||
+        (inner.len > 0 && buf_printf(&payload, NULL, "\"error\":%s", inner.data) < 0) ||
+        (request_id != NULL && request_id[0] != '\0' &&
+         buf_printf(&payload, NULL, "%s\"metadata\":{\"x-request-id\":[\"%s\"]}",
+                    inner.len > 0 ? "," : "", request_id) < 0) ||
+        buf_appends(&payload, "}", NULL) < 0)
+        goto out;
     head[0] = ENVELOPE_FLAG_END;
     head[1] = (unsigned char)(payload.len >> 24);
     head[2] = (unsigned char)(payload.len >> 16);
@@ -98,6 +104,7 @@ int connect_end_envelope(const struct berth_err *err, struct buf *out)
     rc = 0;
 out:
     buf_release(&payload);
+    buf_release(&inner);
     return rc;
 }
 
@@ -162,7 +169,7 @@ static void end_locked(struct rpc_stream *s, const struct berth_err *err)
         s->end_err = *err;
     buf_init(&env, 8 * BERTH_ERR_MSG_MAX);
     /* A client that left gets nothing; the log still says why it ended. */
-    if (!http_stream_closed(s->hs) && connect_end_envelope(err, &env) == 0)
+    if (!http_stream_closed(s->hs) && connect_end_envelope(err, s->request_id, &env) == 0)
         http_stream_end_with(s->hs, env.data, env.len);
     else
         http_stream_end(s->hs);

@@ -6,13 +6,13 @@
 #include "stream_internal.h"
 
 void connect_stream_write_error(struct http_response *resp, const char *content_type,
-                                const struct berth_err *err)
+                                const struct berth_err *err, const char *request_id)
 {
     buf_reset(&resp->body);
     resp->status = 200;
     resp->n_headers = 0;
     http_response_header(resp, "Content-Type", content_type);
-    if (connect_end_envelope(err, &resp->body) < 0) {
+    if (connect_end_envelope(err, request_id, &resp->body) < 0) {
         buf_reset(&resp->body);
         resp->status = 500;
     }

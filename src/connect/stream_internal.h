@@ -20,8 +20,10 @@ struct rpc_stream *rpc_stream_open(struct rpc_streams *ss, struct http_stream *h
 void rpc_stream_arm(struct rpc_stream *s);
 size_t rpc_streams_queue_bytes(const struct rpc_streams *ss);
 
-/* The envelope of a stream's end: flag 0x02 and {} or {"error":{...}}. */
-int connect_end_envelope(const struct berth_err *err, struct buf *out) BERTH_MUST_USE;
+/* The envelope of a stream's end: flag 0x02 and {} or {"error":{...}},
+ * with the request id in the trailers ("metadata") when not NULL. */
+int connect_end_envelope(const struct berth_err *err, const char *request_id,
+                         struct buf *out) BERTH_MUST_USE;
 
 void connect_log_call(const struct rpc_route *route, const char *path, int status,
                       const struct berth_err *err, int64_t start_us, const char *request_id,

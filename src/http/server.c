@@ -43,6 +43,19 @@
 #define STREAM_SNDBUF (64 * 1024)
 #define MAX_EVENT_THREADS 16
 
+/* Threads that may run our callbacks: the event threads, and the one that
+ * stops the server. */
+#define BUSY_SLOTS (MAX_EVENT_THREADS + 4)
+
+/* Since when one of libmicrohttpd's threads is inside one of our callbacks
+ * (0: it is not): what http_server_alive reads. Claimed by a thread the
+ * first time it calls back; depth is that thread's alone. */
+struct busy_slot {
+    _Atomic uintptr_t owner; /* the thread's pthread_t; 0: free */
+    _Atomic int64_t since_ms;
+    int depth;
+};
+
 /* One client connection, MHD's socket context from its start to its close. */
 struct http_conn {
     struct http_server *s;         /* immutable */
@@ -55,6 +68,7 @@ struct http_conn {
     struct http_stream *stream;    /* guarded by s->conns_lock: the one it sends (a reference) */
     /* The connection thread only: */
     int peer_known;
+    const char *target_problem; /* what on_uri found wrong with the request line; NULL: nothing */
     struct tls_peer tls;
     int unix_peer;
     uid_t uid;
@@ -109,6 +123,8 @@ struct http_server {
     struct workers *workers;   /* handlers that wait */
     http_classify_fn classify; /* immutable */
     _Atomic int suspended;     /* connections suspended, or resumed and not yet run */
+    struct busy_slot busy[BUSY_SLOTS];
+    _Atomic int64_t reaper_tick_ms; /* when the reaper last went round */
 };
 
 static int listen_socket(struct http_server *s, const struct http_server_config *cfg,
@@ -122,9 +138,17 @@ static int addr_is_loopback(const struct sockaddr_storage *ss);
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls);
+static enum MHD_Result access_request(struct http_server *s, struct MHD_Connection *conn,
+                                      const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls);
+static struct busy_slot *busy_enter(struct http_server *s);
+static void busy_leave(struct busy_slot *b);
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe);
+static void conn_notified(struct http_server *s, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe);
 static enum MHD_Result respond(struct http_server *s, struct http_request *req);
 static enum MHD_Result dispatch(struct http_server *s, struct http_request *req);
@@ -133,7 +157,9 @@ static enum MHD_Result queue_response(struct http_server *s, struct http_request
 static void on_work(struct work_item *item);
 static size_t collect_streams(struct http_server *s, struct http_stream ***out);
 static void request_done(struct http_server *s, struct http_request *req);
-static void request_check_framing(struct http_request *req, const char *version);
+static void request_check_framing(struct http_request *req, const char *method,
+                                  const char *version);
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 static void request_identify(struct http_server *s, struct http_request *req);
 static void conn_learn_peer(struct http_server *s, struct http_conn *hc,
                             struct MHD_Connection *conn);
@@ -464,24 +490,26 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
-            on_tls_cert, MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert,
+            MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
     else if (s->tls != NULL)
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
-            on_tls_cert, MHD_OPTION_END);
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert, MHD_OPTION_END);
     else
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_END);
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
         goto fail;
@@ -510,14 +538,21 @@ int http_server_reload_tls(struct http_server *s, struct berth_err *err)
     return tls_state_reload(s->tls, err);
 }
 
-int http_server_saturated(struct http_server *s)
+int http_server_reload_tls_files(struct http_server *s, const char *cert, const char *key,
+                                 struct berth_err *err)
 {
-    const union MHD_DaemonInfo *info;
+    if (s == NULL || s->tls == NULL)
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "tls-cert: TLS was off at start; a restart turns it on");
+    if ((cert != NULL && cert[0] == '\0') || (key != NULL && key[0] == '\0'))
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "tls-cert: TLS was on at start; a restart turns it off");
+    return tls_state_reload_files(s->tls, cert, key, err);
+}
 
-    if (s == NULL || s->mhd == NULL || s->max_connections == 0)
-        return 0;
-    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return info != NULL && info->num_connections >= s->max_connections;
+int http_server_tls_on(const struct http_server *s)
+{
+    return s != NULL && s->tls != NULL;
 }
 
 void http_server_quiesce(struct http_server *s)
@@ -633,6 +668,55 @@ void http_server_free(struct http_server *s)
     free(s);
 }
 
+/* ---- liveness --------------------------------------------------------- */
+
+/* The calling thread's slot, its clock started when it was not inside a
+ * callback already; NULL when every slot is taken (it then goes unwatched). */
+static struct busy_slot *busy_enter(struct http_server *s)
+{
+    pthread_t self = pthread_self();
+    uintptr_t me = 0;
+    struct busy_slot *b = NULL;
+
+    _Static_assert(sizeof(pthread_t) <= sizeof(uintptr_t), "pthread_t fits a uintptr_t");
+    memcpy(&me, &self, sizeof(self));
+    for (size_t i = 0; i < BUSY_SLOTS && b == NULL; i++)
+        if (atomic_load(&s->busy[i].owner) == me)
+            b = &s->busy[i];
+    for (size_t i = 0; i < BUSY_SLOTS && b == NULL; i++) {
+        uintptr_t free_slot = 0;
+        if (atomic_compare_exchange_strong(&s->busy[i].owner, &free_slot, me))
+            b = &s->busy[i];
+    }
+    if (b != NULL && b->depth++ == 0)
+        atomic_store(&b->since_ms, berth_now_ms());
+    return b;
+}
+
+static void busy_leave(struct busy_slot *b)
+{
+    if (b != NULL && --b->depth == 0)
+        atomic_store(&b->since_ms, 0);
+}
+
+int http_server_alive(struct http_server *s, int64_t stuck_ms, struct berth_err *err)
+{
+    int64_t now = berth_now_ms(), tick = atomic_load(&s->reaper_tick_ms);
+
+    for (size_t i = 0; i < BUSY_SLOTS; i++) {
+        int64_t since = atomic_load(&s->busy[i].since_ms);
+        if (since != 0 && now - since > stuck_ms)
+            return berth_err_set(err, BERTH_UNAVAILABLE,
+                                 "an HTTP event thread has been inside one request for %lld ms",
+                                 (long long)(now - since));
+    }
+    if (s->reaper_started && tick != 0 && now - tick > stuck_ms + REAPER_TICK_MS)
+        return berth_err_set(err, BERTH_UNAVAILABLE,
+                             "the HTTP connection reaper has not run for %lld ms",
+                             (long long)(now - tick));
+    return 0;
+}
+
 /* ---- connections and the read deadline -------------------------------- */
 
 /* Bytes the kernel took in on a TCP connection so far (0 elsewhere): the
@@ -664,6 +748,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
+    struct busy_slot *b = busy_enter(s);
+
+    conn_notified(s, conn, socket_context, toe);
+    busy_leave(b);
+}
+
+static void conn_notified(struct http_server *s, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
     struct http_conn *hc = *socket_context;
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -721,6 +814,8 @@ static void *reaper_main(void *arg)
     while (!s->reaper_stop) {
         int64_t now = berth_now_ms();
         int scan = ++tick % REAPER_SCAN_TICKS == 0;
+
+        atomic_store(&s->reaper_tick_ms, now);
         struct http_stream **waiting = NULL;
         struct pollfd *pfd = NULL;
         size_t n_waiting = 0;
@@ -788,6 +883,7 @@ struct framing_scan {
     size_t clen_len;
     const char *last_value; /* of the last header line */
     size_t last_len;
+    const char *next_line; /* where the next line must begin after a CRLF */
 };
 
 static int framing_bad(struct http_request *req, const char *what)
@@ -798,6 +894,8 @@ static int framing_bad(struct http_request *req, const char *what)
     }
     return -1;
 }
+
+#define LINE_PROBLEM "a line not ended by CRLF, or a NUL in a header"
 
 /* libmicrohttpd 0.9.75 accepts a bare LF as a line end, joins obs-fold
  * lines into the header above and reads a header line only up to a NUL,
@@ -810,7 +908,7 @@ static int framing_bad(struct http_request *req, const char *what)
 static const char *line_end_problem(const char *value, size_t len)
 {
     if (value[len] != '\0' || value[len + 1] != '\0')
-        return "a line not ended by CRLF, or a NUL in a header";
+        return LINE_PROBLEM;
     if (value[len + 2] == ' ' || value[len + 2] == '\t')
         return "an obs-fold line (a header line that begins with a space or tab)";
     return NULL;
@@ -830,12 +928,18 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
     if (value == NULL)
         return MHD_YES;
     problem = line_end_problem(value, value_size);
+    /* Each line begins where the one before ended with its CRLF: a byte
+     * more or less between them (a NUL that cut a value short, a bare
+     * LF) shows as a gap. */
+    if (problem == NULL && fs->next_line != NULL && key != fs->next_line)
+        problem = LINE_PROBLEM;
     if (problem != NULL) {
         framing_bad(fs->req, problem);
         return MHD_NO;
     }
     fs->last_value = value;
     fs->last_len = value_size;
+    fs->next_line = value + value_size + 2;
     if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
         if (fs->clen != NULL &&
             (fs->clen_len != value_size || memcmp(fs->clen, value, value_size) != 0)) {
@@ -849,12 +953,25 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
 }
 
 /* What libmicrohttpd lets through but HTTP/1.1 (RFC 9112) forbids (see
- * line_end_problem). */
-static void request_check_framing(struct http_request *req, const char *version)
+ * line_end_problem and on_uri). The lines are chained: the first header
+ * begins right after the request line's CRLF, each next one right after
+ * the CRLF of the one before, and the header block, as libmicrohttpd
+ * measured it, ends right after the empty line's CRLF.
+ *
+ * One thing cannot be caught here: a NUL in a header's name hides the
+ * colon from libmicrohttpd, which refuses the line itself with its own
+ * HTML 400 page before any of berthd's code sees the request (it has no
+ * hook to answer otherwise; the connection is closed after it). */
+static void request_check_framing(struct http_request *req, const char *method, const char *version)
 {
     struct framing_scan fs = {.req = req};
-    const char *problem;
+    const union MHD_ConnectionInfo *ci;
+    const char *problem, *end = NULL;
 
+    if (req->hc != NULL && req->hc->target_problem != NULL) {
+        framing_bad(req, req->hc->target_problem);
+        return;
+    }
     if (strchr(req->path, ' ') != NULL || strchr(req->path, '\t') != NULL) {
         framing_bad(req, "a space in the request target");
         return;
@@ -867,12 +984,50 @@ static void request_check_framing(struct http_request *req, const char *version)
         }
         fs.last_value = version;
         fs.last_len = strlen(version);
+        fs.next_line = version + fs.last_len + 2;
     }
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, framing_header, &fs);
-    /* The empty line that ends the header block must be a CRLF too: two
-     * more NULs after the last line's. */
-    if (!req->malformed && fs.last_value != NULL && fs.last_value[fs.last_len + 3] != '\0')
+    if (req->malformed || fs.last_value == NULL)
+        return;
+    ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci != NULL && method != NULL)
+        end = method + ci->header_size;
+    /* The empty line that ends the header block must be a CRLF too. */
+    if (end != NULL ? fs.next_line + 2 != end : fs.last_value[fs.last_len + 3] != '\0')
         framing_bad(req, "the header block is not ended by CRLF");
+}
+
+/* libmicrohttpd's look at the request line before it changes it: what it
+ * lets through there, found on the raw target. Its answer (NULL) is the
+ * request's first *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_conn *hc = ci != NULL ? ci->socket_context : NULL;
+    size_t path_len = strcspn(uri, "?");
+
+    (void)cls;
+    if (hc == NULL)
+        return NULL;
+    hc->target_problem = NULL;
+    for (const char *p = uri; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == ' ' || c == '\t') {
+            hc->target_problem = "a space in the request target";
+            break;
+        }
+        if (c < 0x20 || c == 0x7f) {
+            hc->target_problem = "a control character in the request target";
+            break;
+        }
+    }
+    /* A NUL the path decodes to would cut it short: ".../GetVmInfo%00x"
+     * must not reach GetVmInfo. */
+    for (size_t i = 0; hc->target_problem == NULL && i + 2 < path_len; i++)
+        if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+            hc->target_problem = "a NUL (%00) in the request path";
+    return NULL;
 }
 
 /* What the connection shows about the caller, learnt once per connection. */
@@ -1018,6 +1173,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *s = cls;
+    struct busy_slot *b = busy_enter(s);
+    enum MHD_Result rc =
+        access_request(s, conn, url, method, version, upload_data, upload_data_size, req_cls);
+
+    busy_leave(b);
+    return rc;
+}
+
+static enum MHD_Result access_request(struct http_server *s, struct MHD_Connection *conn,
+                                      const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
     struct http_request *req = *req_cls;
 
     if (req == NULL) {
@@ -1048,7 +1216,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         request_identify(s, req);
         /* A malformed request is answered before its body, which has no
          * end to trust. */
-        request_check_framing(req, version);
+        request_check_framing(req, method, version);
         if (req->malformed) {
             req->answered = 1;
             return respond(s, req);
@@ -1066,6 +1234,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 req->answered = 1;
                 return respond(s, req);
             }
+            /* The body's room at once: growing by doubling would copy it
+             * on the way and leave twice its size behind. Pages the
+             * client never sends are never touched. */
+            if (end != clen && *end == '\0' && n > 0 &&
+                buf_reserve(&req->body, (size_t)n, NULL) < 0)
+                log_debug("http.body_reserve", "bytes=%llu", n); /* it grows as it comes */
         }
         return MHD_YES;
     }
@@ -1097,11 +1271,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
     struct http_server *s = cls;
     struct http_request *req = *req_cls;
+    struct busy_slot *b;
 
     (void)conn;
     (void)toe;
     if (req == NULL)
         return;
+    b = busy_enter(s);
     if (req->hc != NULL) {
         struct http_conn *hc = req->hc;
         uint64_t mark = conn_rx_bytes(hc);
@@ -1125,4 +1301,5 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     arena_free(req->arena);
     free(req);
     *req_cls = NULL;
+    busy_leave(b);
 }

@@ -63,7 +63,8 @@ struct collector {
 static void *collector_main(void *arg);
 static void collector_round(struct collector *c);
 static int collector_reconcile(struct collector *c);
-static struct collector_vm *collector_find(struct collector *c, const char *vm_id);
+static int collector_cmp(const void *a, const void *b);
+static struct collector_vm *collector_find(struct collector *c, size_t n_sorted, const char *vm_id);
 static struct collector_vm *collector_add(struct collector *c, const char *vm_id,
                                           const char *container_id);
 static void collector_drop(struct collector *c, size_t i);
@@ -222,7 +223,7 @@ static int collector_reconcile(struct collector *c)
 {
     struct vm_snapshot *list = NULL;
     struct berth_err err;
-    size_t n = 0;
+    size_t n = 0, n_sorted;
 
     berth_err_clear(&err);
     if (vm_registry_list(c->vms, &list, &n, &err) < 0) {
@@ -230,6 +231,10 @@ static int collector_reconcile(struct collector *c)
         log_debug("collector.error", "error=\"registry list failed\"");
         return -1;
     }
+    /* Sorted by VM id for the lookups (linear ones cost more than the
+     * sweep with a thousand VMs); entries added below go after. */
+    qsort(c->vm, c->n_vm, sizeof(*c->vm), collector_cmp);
+    n_sorted = c->n_vm;
     for (size_t i = 0; i < c->n_vm; i++)
         c->vm[i]->seen = 0;
     for (size_t i = 0; i < n; i++) {
@@ -238,7 +243,7 @@ static int collector_reconcile(struct collector *c)
 
         if (vm->container_id == NULL || vm->container_id[0] == '\0')
             continue;
-        v = collector_find(c, vm->id);
+        v = collector_find(c, n_sorted, vm->id);
         if (v != NULL && strcmp(v->container_id, vm->container_id) != 0)
             v = NULL; /* recreated under the same id: the old entry goes below */
         if (v == NULL && vm->state != VM_STATE_RUNNING)
@@ -270,11 +275,30 @@ static int collector_reconcile(struct collector *c)
 
 /* --- the VM table -------------------------------------------------------------- */
 
-static struct collector_vm *collector_find(struct collector *c, const char *vm_id)
+static int collector_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < c->n_vm; i++)
-        if (c->vm[i]->seen == 0 && strcmp(c->vm[i]->vm_id, vm_id) == 0)
-            return c->vm[i];
+    const struct collector_vm *const *x = a, *const *y = b;
+
+    return strcmp((*x)->vm_id, (*y)->vm_id);
+}
+
+/* The entry of `vm_id` not yet seen in this reconcile among the first
+ * n_sorted (sorted by VM id, one entry per id), or NULL. */
+static struct collector_vm *collector_find(struct collector *c, size_t n_sorted, const char *vm_id)
+{
+    size_t lo = 0, hi = n_sorted;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(c->vm[mid]->vm_id, vm_id);
+
+        if (cmp == 0)
+            return c->vm[mid]->seen == 0 ? c->vm[mid] : NULL;
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -341,6 +365,7 @@ static void collector_publish(struct collector *c, struct collector_vm *v,
         base = &v->prev;
     memset(&m, 0, sizeof(m));
     m.cpu_percent = base != NULL ? backend_cpu_percent(&st->cpu, base) : 0.0;
+    m.cpu_total_ns = st->cpu.total_ns;
     m.memory_bytes = st->memory_bytes;
     m.rx_bytes = st->rx_bytes;
     m.tx_bytes = st->tx_bytes;
@@ -350,7 +375,9 @@ static void collector_publish(struct collector *c, struct collector_vm *v,
     m.write_bytes = st->write_bytes;
     m.read_ops = st->read_ops;
     m.write_ops = st->write_ops;
+    m.pids = st->pids;
     m.sampled_at_unix_ms = st->sampled_at_unix_ms;
+    m.source = st->source;
     (void)vm_registry_set_metrics(c->vms, v->vm_id, &m); /* -1: deleted meanwhile */
     v->prev = st->cpu;
     v->last_sampled_ms = st->sampled_at_unix_ms;

@@ -361,6 +361,8 @@ int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struc
         copy.started_unix_ms = old.started_unix_ms;
         copy.oom_killed = old.oom_killed;
         copy.exit_code = old.exit_code;
+        copy.health = old.health;
+        copy.restart_count = old.restart_count;
         copy.modified_unix = old.modified_unix;
     }
     /* The id orders the array: it never changes. */
@@ -500,6 +502,28 @@ void vm_registry_count_states(struct vm_registry *r, size_t counts[5])
     lock_give(&r->lock);
 }
 
+void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT])
+{
+    memset(counts, 0, BACKEND_HEALTH_COUNT * sizeof(counts[0]));
+    lock_take(&r->lock);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct vm_snapshot *d = &r->recs[i]->data;
+
+        if (r->recs[i]->visible && d->state == VM_STATE_RUNNING &&
+            (unsigned)d->health < BACKEND_HEALTH_COUNT)
+            counts[d->health]++;
+    }
+    lock_give(&r->lock);
+}
+
+int vm_registry_alive(struct vm_registry *r, int64_t deadline)
+{
+    if (lock_take_until(&r->lock, deadline) < 0)
+        return -1;
+    lock_give(&r->lock);
+    return 0;
+}
+
 static int replace_str(char **field, const char *value);
 
 /* Replace a string field with a copy; on allocation failure keep the old. */
@@ -520,7 +544,7 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
     struct backend_port *ports = NULL;
     struct vm_snapshot *d;
     size_t at;
-    int found, rc = -1, state_changed;
+    int found, rc = -1, state_changed, health_changed, restarted;
     char why[32];
 
     /* Allocate outside the lock. */
@@ -536,11 +560,15 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         goto out;
     d = &r->recs[at]->data;
     state_changed = o->state != VM_STATE_UNSPECIFIED && o->state != d->state;
+    health_changed = o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health;
+    restarted = c != NULL && c->restart_count > d->restart_count;
     /* Only news that changes something counts against a call under way:
      * a periodic re-list that confirms the state must not void its write. */
     if ((o->state != VM_STATE_UNSPECIFIED && o->state != d->state) ||
         (o->oom_killed >= 0 && o->oom_killed != d->oom_killed) ||
-        (o->exit_code >= 0 && o->exit_code != d->exit_code))
+        (o->exit_code >= 0 && o->exit_code != d->exit_code) ||
+        (o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health) ||
+        (c && c->restart_count >= 0 && c->restart_count != d->restart_count))
         r->recs[at]->observed++;
     if (o->state != VM_STATE_UNSPECIFIED && o->state != d->state) {
         if ((o->state == VM_STATE_RUNNING || o->state == VM_STATE_PAUSED) &&
@@ -555,6 +583,8 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         d->oom_killed = o->oom_killed;
     if (o->exit_code >= 0)
         d->exit_code = o->exit_code;
+    if (o->health != BACKEND_HEALTH_UNKNOWN)
+        d->health = o->health;
     if (c) {
         if (c->ip_address && c->ip_address[0])
             replace_str(&d->ip_address, c->ip_address);
@@ -570,9 +600,20 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         }
         if (c->started_unix_ms > 0 && d->state == VM_STATE_RUNNING)
             d->started_unix_ms = c->started_unix_ms;
+        if (c->restart_count >= 0)
+            d->restart_count = c->restart_count;
     }
+    /* Watchers hear of a new state, a new health verdict and a restart
+     * the Engine made by itself, each with what happened. */
     if (state_changed)
         tell(r, VM_CHANGE_CHANGED, d, observed_reason(d, why, sizeof(why)));
+    else if (restarted) {
+        snprintf(why, sizeof(why), "restarted (%d)", d->restart_count);
+        tell(r, VM_CHANGE_CHANGED, d, why);
+    } else if (health_changed) {
+        snprintf(why, sizeof(why), "health %s", backend_health_name(d->health));
+        tell(r, VM_CHANGE_CHANGED, d, why);
+    }
     rc = 0;
 out:
     lock_give(&r->lock);

@@ -52,6 +52,15 @@ int event_service_register(struct event_service *s, struct router *r)
     return router_set_stream_handler(r, "/berth.v1.EventService/Watch", h_watch, s);
 }
 
+/* A VM's health as the HealthState name; "" before any verdict. */
+static const char *vm_health_name(const struct vm_snapshot *vm)
+{
+    static const char *const names[] = {"", "HEALTH_STATE_NONE", "HEALTH_STATE_STARTING",
+                                        "HEALTH_STATE_HEALTHY", "HEALTH_STATE_UNHEALTHY"};
+
+    return (unsigned)vm->health < sizeof(names) / sizeof(names[0]) ? names[vm->health] : "";
+}
+
 void event_service_vm_changed(void *bus, enum vm_change what, const struct vm_snapshot *vm,
                               const char *reason)
 {
@@ -67,12 +76,57 @@ void event_service_vm_changed(void *bus, enum vm_change what, const struct vm_sn
         .id = vm->id,
         .ns = "",
         .state = vm_state_name(vm->state),
-        .health = "",
+        .health = vm_health_name(vm),
         .instance_id = "",
         .reason = reason,
         .time_unix_ns = berth_unix_ms() * 1000000,
     };
 
+    event_bus_publish(bus, &ev);
+}
+
+static const char *replica_state(enum object_kind kind, int status)
+{
+    static const char *const gw[] = {"GATEWAY_STATUS_UNSPECIFIED", "GATEWAY_STATUS_PENDING",
+                                     "GATEWAY_STATUS_RUNNING", "GATEWAY_STATUS_TERMINATING"};
+    static const char *const dep[] = {"DEPLOYMENT_STATUS_UNSPECIFIED", "DEPLOYMENT_STATUS_PENDING",
+                                      "DEPLOYMENT_STATUS_RUNNING", "DEPLOYMENT_STATUS_TERMINATING"};
+
+    if (status < 0 || status > 3)
+        status = 0;
+    return kind == OBJECT_GATEWAY ? gw[status] : dep[status];
+}
+
+static void replica_event(struct watch_event *ev, enum replica_change what, enum object_kind kind,
+                          const char *ns, const char *id, const struct replica_cache_summary *sum)
+{
+    static const enum watch_event_type types[] = {
+        [REPLICA_SNAPSHOT] = WATCH_SNAPSHOT,
+        [REPLICA_CREATED] = WATCH_CREATED,
+        [REPLICA_CHANGED] = WATCH_CHANGED,
+        [REPLICA_DELETED] = WATCH_DELETED,
+    };
+
+    *ev = (struct watch_event){
+        .type = types[what],
+        .kind = kind,
+        .id = id,
+        .ns = ns,
+        .state = replica_state(kind, sum != NULL ? sum->status : 0),
+        .health = "",
+        .instance_id = "",
+        .reason = "",
+        .time_unix_ns = berth_unix_ms() * 1000000,
+    };
+}
+
+void event_service_replica_changed(void *bus, enum replica_change what, enum object_kind kind,
+                                   const char *ns, const char *id,
+                                   const struct replica_cache_summary *sum)
+{
+    struct watch_event ev;
+
+    replica_event(&ev, what, kind, ns, id, sum);
     event_bus_publish(bus, &ev);
 }
 
@@ -128,7 +182,7 @@ static void watcher_vm_snapshot(void *arg, enum vm_change what, const struct vm_
         .id = vm->id,
         .ns = "",
         .state = vm_state_name(vm->state),
-        .health = "",
+        .health = vm_health_name(vm),
         .instance_id = "",
         .reason = reason,
         .time_unix_ns = berth_unix_ms() * 1000000,
@@ -138,9 +192,14 @@ static void watcher_vm_snapshot(void *arg, enum vm_change what, const struct vm_
     watcher_send(w, &ev);
 }
 
-static void watcher_replica_snapshot(void *arg, const struct watch_event *ev)
+static void watcher_replica_snapshot(void *arg, enum replica_change what, enum object_kind kind,
+                                     const char *ns, const char *id,
+                                     const struct replica_cache_summary *sum)
 {
-    watcher_send(arg, ev);
+    struct watch_event ev;
+
+    replica_event(&ev, what, kind, ns, id, sum);
+    watcher_send(arg, &ev);
 }
 
 static int watcher_vms_live(void *arg)
@@ -237,7 +296,7 @@ static int h_watch(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
     if (kinds & (1u << OBJECT_VM))
         (void)vm_registry_snapshot(s->src.vms, watcher_vm_snapshot, w, watcher_vms_live, w);
     if ((kinds & ((1u << OBJECT_GATEWAY) | (1u << OBJECT_DEPLOYMENT))) && s->src.replicas != NULL)
-        (void)s->src.replicas(s->src.replicas_ctx, watcher_replica_snapshot, w,
-                              watcher_replicas_live, w);
+        (void)replica_cache_snapshot(s->src.replicas, watcher_replica_snapshot, w,
+                                     watcher_replicas_live, w);
     return 0;
 }

@@ -46,7 +46,7 @@ int krane_create_object(enum object_kind kind, const ProtobufCMessage *in, struc
 {
     struct krane_env *env;
 
-    *o = (struct krane_object){"", "", "", "", "", "", "", 0, 0, 0, 0, NULL, 0};
+    *o = (struct krane_object){"", "", "", "", "", "", "", 0, 0, 0, NULL, 0, NULL, 0};
     if (kind == OBJECT_GATEWAY) {
         const Krane__V1__GatewayRequest *g =
             in->descriptor == &krane__v1__update_gateway_request__descriptor
@@ -85,6 +85,7 @@ int krane_create_object(enum object_kind kind, const ProtobufCMessage *in, struc
     o->replicas = d->replicas;
     o->cpu_millicores = d->cpu_millicores;
     o->memory_mib = d->memory_size_mib;
+    o->secrets = d->encrypted_secrets_blob.data;
     o->secrets_len = d->encrypted_secrets_blob.len;
     env = ko_env_alloc(a, d->n_env);
     if (env == NULL)

@@ -29,7 +29,9 @@ struct replica_cache {
     pthread_mutex_t lock;
     struct rc_entry *items; /* owned */
     size_t n, cap;
-    size_t n_dead;    /* tombstones among items */
+    size_t n_dead; /* tombstones among items */
+    replica_listener_fn listener;
+    void *listener_arg;
     uint64_t ticket;  /* the last ticket handed out */
     int complete;     /* a listing of every object succeeded once */
     uint64_t *flying; /* owned: tickets between begin and end */
@@ -165,11 +167,43 @@ static struct rc_entry *rc_add(struct replica_cache *c, enum object_kind kind, c
     return e;
 }
 
+/* The lock held: tell the listener of e. */
+static void rc_tell(struct replica_cache *c, enum replica_change what, const struct rc_entry *e)
+{
+    if (c->listener != NULL)
+        c->listener(c->listener_arg, what, e->kind, e->ns, e->id, &e->sum);
+}
+
+void replica_cache_set_listener(struct replica_cache *c, replica_listener_fn fn, void *arg)
+{
+    lock_take(&c->lock);
+    c->listener = fn;
+    c->listener_arg = arg;
+    lock_give(&c->lock);
+}
+
+int replica_cache_snapshot(struct replica_cache *c, replica_listener_fn each, void *arg,
+                           int (*then)(void *then_arg), void *then_arg)
+{
+    int rc;
+
+    lock_take(&c->lock);
+    for (size_t i = 0; i < c->n; i++)
+        if (c->items[i].answer != NULL)
+            each(arg, REPLICA_SNAPSHOT, c->items[i].kind, c->items[i].ns, c->items[i].id,
+                 &c->items[i].sum);
+    rc = then != NULL ? then(then_arg) : 0;
+    lock_give(&c->lock);
+    return rc;
+}
+
 /* Make e a tombstone of `ticket`. Called with the lock held. */
 static void rc_bury(struct replica_cache *c, struct rc_entry *e, uint64_t ticket)
 {
-    if (e->answer != NULL)
+    if (e->answer != NULL) {
         c->n_dead++;
+        rc_tell(c, REPLICA_DELETED, e);
+    }
     free(e->answer);
     free(e->image);
     e->answer = NULL;
@@ -199,6 +233,10 @@ void replica_cache_put(struct replica_cache *c, enum object_kind kind, const cha
     if (e == NULL)
         e = rc_add(c, kind, ns, id);
     if (e != NULL && e->ticket <= ticket) {
+        int was_live = e->answer != NULL;
+        int old_status = e->sum.status;
+        unsigned old_running = e->sum.running;
+
         if (e->answer == NULL)
             c->n_dead--;
         free(e->answer);
@@ -214,6 +252,10 @@ void replica_cache_put(struct replica_cache *c, enum object_kind kind, const cha
         e->ticket = ticket;
         bytes = NULL;
         image = NULL;
+        if (!was_live)
+            rc_tell(c, REPLICA_CREATED, e);
+        else if (old_status != e->sum.status || old_running != e->sum.running)
+            rc_tell(c, REPLICA_CHANGED, e);
     }
     lock_give(&c->lock);
     free(bytes);

@@ -9,13 +9,16 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/docker/registry_auth.h"
+#include "berth/base64.h"
 #include "berth/clock.h"
 #include "berth/krane_objects.h"
+#include "berth/krane_secrets.h"
 #include "berth/labels.h"
 #include "berth/lock.h"
 #include "berth/log.h"
@@ -28,11 +31,12 @@
 #define RS_TEXT_MAX 256 /* namespace, workspace, environment and build ids */
 #define RS_IMAGE_MAX 1024
 #define RS_MAX_ENV 1000
-#define RS_MAX_LABELS 4     /* workspace, environment slug and id, build */
-#define RS_MAX_OWN_ENV 6    /* the id, namespace and the four above */
-#define RS_EVENT_MS 2000    /* an event's re-list gets this long */
-#define RS_LIST_DEFAULT 100 /* a List page when the request names no size */
-#define RS_LIST_MAX 1000    /* the largest List page */
+#define RS_MAX_LABELS 4                  /* workspace, environment slug and id, build */
+#define RS_MAX_OWN_ENV 11                /* the id, namespace, the four above, the UNKEY_ names */
+#define RS_SECRETS_MAX ((size_t)1 << 20) /* bytes of an encrypted secrets blob */
+#define RS_EVENT_MS 2000                 /* an event's re-list gets this long */
+#define RS_LIST_DEFAULT 100              /* a List page when the request names no size */
+#define RS_LIST_MAX 1000                 /* the largest List page */
 /* A call waiting for an update of its object gives up this long before its
  * deadline, so its `aborted` reaches the client. */
 #define RS_ABORT_MARGIN_MS 250
@@ -43,11 +47,30 @@ enum rs_kind_index { RS_KIND_GATEWAY, RS_KIND_DEPLOYMENT, RS_KIND_COUNT };
 struct rs_kind {
     enum object_kind kind;
     const char *id_env; /* "BERTH_GATEWAY_ID" */
+    /* Names each replica gets set to "<id>-<index>". */
+    const char *const *instance_envs;
+    /* The names krane's callers read, which berthd sets (rs_plan_build): a
+     * request's env or a secret may not use them. */
+    const char *const *unkey_envs;
 };
 
+static const char *const rs_gateway_instance[] = {"BERTH_INSTANCE_ID", NULL};
+static const char *const rs_deployment_instance[] = {"BERTH_INSTANCE_ID", "UNKEY_INSTANCE_ID",
+                                                     NULL};
+static const char *const rs_gateway_unkey[] = {"UNKEY_WORKSPACE_ID", "UNKEY_GATEWAY_ID",
+                                               "UNKEY_IMAGE", NULL};
+static const char *const rs_deployment_unkey[] = {"UNKEY_DEPLOYMENT_ID",
+                                                  "UNKEY_ENVIRONMENT_ID",
+                                                  "UNKEY_ENVIRONMENT_SLUG",
+                                                  "UNKEY_REGION",
+                                                  "UNKEY_INSTANCE_ID",
+                                                  "UNKEY_SECRETS_BLOB",
+                                                  NULL};
+
 static const struct rs_kind rs_kinds[RS_KIND_COUNT] = {
-    [RS_KIND_GATEWAY] = {OBJECT_GATEWAY, "BERTH_GATEWAY_ID"},
-    [RS_KIND_DEPLOYMENT] = {OBJECT_DEPLOYMENT, "BERTH_DEPLOYMENT_ID"},
+    [RS_KIND_GATEWAY] = {OBJECT_GATEWAY, "BERTH_GATEWAY_ID", rs_gateway_instance, rs_gateway_unkey},
+    [RS_KIND_DEPLOYMENT] = {OBJECT_DEPLOYMENT, "BERTH_DEPLOYMENT_ID", rs_deployment_instance,
+                            rs_deployment_unkey},
 };
 
 struct replica_service;
@@ -69,10 +92,13 @@ struct rs_busy {
 struct replica_service {
     struct backend *backend; /* borrowed */
     char *advertise_host;    /* owned, read-only */
+    char *region;            /* owned, read-only: UNKEY_REGION */
+    /* Read-only: decrypts secrets blobs (NULL decrypt: passed through). */
+    struct krane_decryptor decryptor;
     struct rs_binding bind[RS_KIND_COUNT];
-    struct replica_cache *cache;     /* owned; locks itself */
-    int64_t max_replicas_total;      /* 0: no limit */
-    struct backend_update_opts opts; /* read-only */
+    struct replica_cache *cache;        /* owned; locks itself */
+    _Atomic int64_t max_replicas_total; /* 0: no limit; a reload may change it */
+    struct backend_update_opts opts;    /* read-only */
     pthread_mutex_t busy_lock;
     pthread_cond_t busy_cond;
     /* Every Create, Update, Delete and recovery under way, one per object.
@@ -80,6 +106,14 @@ struct replica_service {
     struct rs_busy *busy;
     size_t n_busy;   /* guarded by busy_lock */
     size_t cap_busy; /* guarded by busy_lock */
+};
+
+/* A deployment's encrypted secrets as its replicas get them. In the call
+ * arena. */
+struct rs_secrets {
+    const char *b64;             /* the blob in base64; NULL: the request has none */
+    const struct krane_env *env; /* what the replicas get, sorted by name */
+    size_t n;
 };
 
 /* What a Create asks for, as the backend will be told. Everything lives in
@@ -96,19 +130,23 @@ struct rs_plan {
 static int rs_check_backend(struct replica_service *s, struct berth_err *err);
 static int rs_check_text(const char *field, const char *value, size_t max, struct berth_err *err);
 static int rs_env_cmp(const void *a, const void *b);
-static int rs_read_env(struct arena *a, const char *kname, struct krane_object *o,
+static int rs_reserved(const struct rs_kind *k, const char *name);
+static int rs_read_env(struct arena *a, const struct rs_binding *b, struct krane_object *o,
                        struct berth_err *err);
 static int rs_read_object(struct arena *a, const struct rs_binding *b, struct krane_object *o,
                           struct berth_err *err);
 static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, const char *value);
-static const char *rs_digest(struct arena *a, const struct krane_object *o);
+static const char *rs_digest(struct arena *a, const struct krane_object *o, const char *blob);
+static int rs_secrets_read(const struct rs_binding *b, const struct krane_object *o,
+                           int64_t deadline, struct arena *a, struct rs_secrets *out,
+                           struct berth_err *err);
 static int rs_plan_build(struct arena *a, const struct rs_binding *b, const struct krane_object *o,
-                         struct rs_plan *p, struct berth_err *err);
+                         const struct rs_secrets *sec, struct rs_plan *p, struct berth_err *err);
 static int rs_busy_take(struct replica_service *s, const char *key, int update, int64_t deadline,
                         struct berth_err *err);
 static int rs_busy_try(struct replica_service *s, const char *key);
 static void rs_busy_give(struct replica_service *s, const char *key);
-static enum krane_status rs_status_of(enum backend_state state);
+static enum krane_status rs_status_of(const struct backend_replica *r);
 static char *rs_address(struct arena *a, const struct rs_binding *b,
                         const struct backend_replica *r);
 static int rs_compose(struct arena *a, const struct rs_binding *b,
@@ -182,15 +220,18 @@ struct replica_service *replica_service_new(const struct replica_service_config 
     if (host == NULL || host[0] == '\0')
         host = cfg->publish_address ? cfg->publish_address : "";
     s->advertise_host = strdup(host);
+    s->region = strdup(cfg->region ? cfg->region : "");
     s->cache = replica_cache_new();
-    if (s->advertise_host == NULL || s->cache == NULL) {
+    if (s->advertise_host == NULL || s->region == NULL || s->cache == NULL) {
         replica_cache_free(s->cache);
+        free(s->region);
         free(s->advertise_host);
         free(s);
         return NULL;
     }
     s->backend = backend;
-    s->max_replicas_total = cfg->max_replicas_total;
+    s->decryptor = cfg->decryptor;
+    atomic_init(&s->max_replicas_total, cfg->max_replicas_total);
     s->opts.parallelism = cfg->update_parallelism > 0 ? cfg->update_parallelism : 1;
     s->opts.ready_timeout_ms = cfg->update_ready_timeout_ms;
     s->opts.min_ready_ms = cfg->update_min_ready_ms;
@@ -207,6 +248,11 @@ struct replica_service *replica_service_new(const struct replica_service_config 
     return s;
 }
 
+void replica_service_set_limit(struct replica_service *s, int64_t max_replicas_total)
+{
+    atomic_store(&s->max_replicas_total, max_replicas_total);
+}
+
 void replica_service_free(struct replica_service *s)
 {
     if (s == NULL)
@@ -215,6 +261,7 @@ void replica_service_free(struct replica_service *s)
     pthread_cond_destroy(&s->busy_cond);
     free(s->busy);
     replica_cache_free(s->cache);
+    free(s->region);
     free(s->advertise_host);
     free(s);
 }
@@ -231,6 +278,11 @@ int replica_service_register(struct replica_service *s, struct router *r)
 size_t replica_service_cached(struct replica_service *s)
 {
     return replica_cache_count(s->cache);
+}
+
+struct replica_cache *replica_service_cache(struct replica_service *s)
+{
+    return s->cache;
 }
 
 /* A backend without replica sets cannot serve these services. */
@@ -272,12 +324,24 @@ static int rs_env_cmp(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
+/* Is name one berthd sets for kind k (BERTH_*, or one of its UNKEY_ names)? */
+static int rs_reserved(const struct rs_kind *k, const char *name)
+{
+    if (strncmp(name, "BERTH_", 6) == 0)
+        return 1;
+    for (const char *const *u = k->unkey_envs; *u != NULL; u++)
+        if (strcmp(*u, name) == 0)
+            return 1;
+    return 0;
+}
+
 /* The request's env, checked, with the last of duplicate keys kept (map
  * semantics) and sorted by key, so the spec digest does not depend on the
  * order a client sent it in. */
-static int rs_read_env(struct arena *a, const char *kname, struct krane_object *o,
+static int rs_read_env(struct arena *a, const struct rs_binding *b, struct krane_object *o,
                        struct berth_err *err)
 {
+    const char *kname = b->name;
     struct krane_env *env;
     size_t n = 0;
 
@@ -298,10 +362,10 @@ static int rs_read_env(struct arena *a, const char *kname, struct krane_object *
                                  "field '%s.env[\"%s\"]': a name must be non-empty and hold no "
                                  "'='",
                                  kname, quoted);
-        if (strncmp(e->key, "BERTH_", 6) == 0)
+        if (rs_reserved(b->kind, e->key))
             return berth_err_set(err, BERTH_INVALID_ARGUMENT,
-                                 "field '%s.env[\"%s\"]': names starting with BERTH_ are set by "
-                                 "berthd",
+                                 "field '%s.env[\"%s\"]': berthd sets this name (and every name "
+                                 "starting with BERTH_)",
                                  kname, quoted);
         for (size_t j = 0; j < n && !seen; j++)
             seen = strcmp(env[j].key, e->key) == 0;
@@ -335,12 +399,15 @@ static int rs_read_object(struct arena *a, const struct rs_binding *b, struct kr
     snprintf(field, sizeof(field), "%s.%s", kname, krane_id_json(b->kind->kind));
     if (service_check_id(field, o->id, err) < 0)
         return -1;
-    /* Never dropped silently: a client that sends secrets must learn that
-     * its containers would run without them. */
-    if (o->secrets_len > 0)
-        return berth_err_set(err, BERTH_UNIMPLEMENTED,
-                             "field '%s.encryptedSecretsBlob': berthd cannot decrypt encrypted "
-                             "secrets; send the request without them",
+    if (o->secrets_len > RS_SECRETS_MAX)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s.encryptedSecretsBlob' is larger than %zu bytes", kname,
+                             RS_SECRETS_MAX);
+    /* The vault's keyring of a deployment's secrets is its environment. */
+    if (o->secrets_len > 0 && b->s->decryptor.decrypt != NULL && o->env_id[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field '%s.environmentId' is required with encryptedSecretsBlob: it "
+                             "names the vault's keyring",
                              kname);
     if (o->image[0] == '\0')
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s.image' is required", kname);
@@ -376,7 +443,7 @@ static int rs_read_object(struct arena *a, const struct rs_binding *b, struct kr
         if (rs_check_text(field, texts[i].value, RS_TEXT_MAX, err) < 0)
             return -1;
     }
-    return rs_read_env(a, kname, o, err);
+    return rs_read_env(a, b, o, err);
 }
 
 /* Feed one field into an FNV-1a (64 bits) hash as name=length:value\n, so
@@ -404,8 +471,11 @@ static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, con
  * env sorted; the replica count is not one (the backend compares it on its
  * own), so an Update can tell scaling from a new template. It tells a retry
  * of the same Create from a different one; it is no protection against a
- * client that crafts collisions between its own requests. */
-static const char *rs_digest(struct arena *a, const struct krane_object *o)
+ * client that crafts collisions between its own requests. Secrets count by
+ * their encrypted blob (`blob`, base64; NULL: none), never by what the
+ * vault makes of it; a request without one hashes as before blobs counted,
+ * so the sets made then keep their digest. */
+static const char *rs_digest(struct arena *a, const struct krane_object *o, const char *blob)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     char cpu[24], mem[24];
@@ -422,12 +492,81 @@ static const char *rs_digest(struct arena *a, const struct krane_object *o)
     h = rs_hash_field(h, "build_id", "", o->build_id);
     for (size_t i = 0; i < o->n_env; i++)
         h = rs_hash_field(h, "env.", o->env[i].key, o->env[i].value);
+    if (blob != NULL)
+        h = rs_hash_field(h, "encrypted_secrets_blob", "", blob);
     return arena_printf(a, "fnv1a64:%016" PRIx64, h);
 }
 
-/* The replica spec of a validated object: labels, env, port, limits. */
+/* The secrets of o as its replicas get them: without a vault, the blob
+ * itself in UNKEY_SECRETS_BLOB (the workload decrypts it, as under krane's
+ * Kubernetes backend); with one, every secret decrypted into a variable of
+ * its own (as krane's Docker backend does). A secret may not take a name
+ * berthd sets. */
+static int rs_secrets_read(const struct rs_binding *b, const struct krane_object *o,
+                           int64_t deadline, struct arena *a, struct rs_secrets *out,
+                           struct berth_err *err)
+{
+    const struct replica_service *s = b->s;
+    char field[64];
+    struct krane_env *env;
+    struct berth_err e;
+    struct buf b64;
+    size_t n;
+
+    memset(out, 0, sizeof(*out));
+    if (o->secrets_len == 0)
+        return 0;
+    berth_err_clear(&e);
+    buf_init(&b64, 2 * RS_SECRETS_MAX);
+    if (base64_encode(o->secrets, o->secrets_len, &b64, &e) < 0 ||
+        (out->b64 = arena_strndup(a, b64.data, b64.len)) == NULL) {
+        buf_release(&b64);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    buf_release(&b64);
+    if (s->decryptor.decrypt == NULL) {
+        env = arena_alloc(a, sizeof(*env));
+        if (env == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        *env = (struct krane_env){"UNKEY_SECRETS_BLOB", out->b64};
+        out->env = env;
+        out->n = 1;
+        return 0;
+    }
+    snprintf(field, sizeof(field), "%s.encryptedSecretsBlob", b->name);
+    if (krane_secrets_decrypt(&s->decryptor, field, o->secrets, o->secrets_len, o->env_id, deadline,
+                              a, &env, &n, err) < 0) {
+        log_info("krane.secrets_failed", "kind=%s id=%s code=%s", b->name, o->id,
+                 berth_code_name(err->code));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (rs_reserved(b->kind, env[i].key)) {
+            char quoted[80];
+            berth_err_quote(quoted, sizeof(quoted), env[i].key, 64);
+            return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                                 "field '%s': secret '%s': berthd sets this name", field, quoted);
+        }
+    out->env = env;
+    out->n = n;
+    return 0;
+}
+
+/* Is name among the n secrets (sorted by name)? */
+static int rs_is_secret(const struct rs_secrets *sec, const char *name)
+{
+    for (size_t i = 0; i < sec->n; i++)
+        if (strcmp(sec->env[i].key, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The replica spec of a validated object: labels, env, port, limits. The
+ * environment: berthd's BERTH_ names, the UNKEY_ names krane sets, the
+ * request's env, then the secrets (which win over an env entry of the same
+ * name). */
 static int rs_plan_build(struct arena *a, const struct rs_binding *b, const struct krane_object *o,
-                         struct rs_plan *p, struct berth_err *err)
+                         const struct rs_secrets *sec, struct rs_plan *p, struct berth_err *err)
 {
     const struct {
         const char *label, *env, *value;
@@ -438,6 +577,20 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
         {LABEL_ENVIRONMENT_ID, "BERTH_ENVIRONMENT_ID", o->env_id},
         {LABEL_BUILD_ID, "BERTH_BUILD_ID", o->build_id},
     };
+    /* As krane sets them, also when empty. */
+    const struct {
+        const char *name, *value;
+    } unkey[2][4] = {
+        {{"UNKEY_WORKSPACE_ID", o->workspace_id},
+         {"UNKEY_GATEWAY_ID", o->id},
+         {"UNKEY_IMAGE", o->image},
+         {NULL, NULL}},
+        {{"UNKEY_DEPLOYMENT_ID", o->id},
+         {"UNKEY_ENVIRONMENT_ID", o->env_id},
+         {"UNKEY_ENVIRONMENT_SLUG", o->env_slug},
+         {"UNKEY_REGION", b->s->region}},
+    };
+    const int dep = b->kind->kind == OBJECT_DEPLOYMENT;
     struct backend_spec *t = &p->spec.tmpl;
     size_t nl = 0, ne = 0;
 
@@ -447,8 +600,8 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
     p->spec.ns = o->ns;
     p->spec.id = o->id;
     p->spec.replicas = (unsigned)o->replicas;
-    p->spec.digest = rs_digest(a, o);
-    p->spec.instance_env = "BERTH_INSTANCE_ID";
+    p->spec.digest = rs_digest(a, o, sec->b64);
+    p->spec.instance_envs = b->kind->instance_envs;
     /* A namespace's gateways and deployments share a network, where each
      * replica answers to its object's id. */
     t->network = service_network_name(a, "berth-ns-", o->ns, "berth-ns-default");
@@ -457,7 +610,7 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
     t->n_aliases = 1;
     if (t->network == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    p->env = arena_alloc(a, (RS_MAX_OWN_ENV + o->n_env) * sizeof(*p->env));
+    p->env = arena_alloc(a, (RS_MAX_OWN_ENV + o->n_env + sec->n) * sizeof(*p->env));
     if (p->spec.digest == NULL || p->env == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
 
@@ -470,8 +623,13 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
             p->labels[nl++] = (struct backend_label){extra[i].label, extra[i].value};
         p->env[ne++] = arena_printf(a, "%s=%s", extra[i].env, extra[i].value);
     }
+    for (size_t i = 0; i < 4 && unkey[dep][i].name != NULL; i++)
+        p->env[ne++] = arena_printf(a, "%s=%s", unkey[dep][i].name, unkey[dep][i].value);
     for (size_t i = 0; i < o->n_env; i++)
-        p->env[ne++] = arena_printf(a, "%s=%s", o->env[i].key, o->env[i].value);
+        if (!rs_is_secret(sec, o->env[i].key))
+            p->env[ne++] = arena_printf(a, "%s=%s", o->env[i].key, o->env[i].value);
+    for (size_t i = 0; i < sec->n; i++)
+        p->env[ne++] = arena_printf(a, "%s=%s", sec->env[i].key, sec->env[i].value);
     for (size_t i = 0; i < ne; i++)
         if (p->env[i] == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -591,7 +749,10 @@ static void rs_busy_give(struct replica_service *s, const char *key)
 
 /* ---- composing a Get answer --------------------------------------------- */
 
-static enum krane_status rs_status_of(enum backend_state state)
+/* An instance's status: its container's state, where a running one with
+ * a health check is RUNNING only once and while the check passes (PENDING
+ * while it starts and again while it fails). */
+static enum krane_status rs_status_of(const struct backend_replica *r)
 {
     static const enum krane_status map[BACKEND_STATE_COUNT] = {
         [BACKEND_STATE_UNKNOWN] = KRANE_STATUS_UNSPECIFIED,
@@ -604,7 +765,13 @@ static enum krane_status rs_status_of(enum backend_state state)
         [BACKEND_STATE_DEAD] = KRANE_STATUS_TERMINATING,
     };
 
-    return (unsigned)state < BACKEND_STATE_COUNT ? map[state] : KRANE_STATUS_UNSPECIFIED;
+    enum krane_status st =
+        (unsigned)r->state < BACKEND_STATE_COUNT ? map[r->state] : KRANE_STATUS_UNSPECIFIED;
+
+    if (st == KRANE_STATUS_RUNNING &&
+        (r->health == BACKEND_HEALTH_STARTING || r->health == BACKEND_HEALTH_UNHEALTHY))
+        return KRANE_STATUS_PENDING;
+    return st;
 }
 
 /* "<host>:<published host port>" of the kind's container port, or NULL when
@@ -639,7 +806,8 @@ static size_t rs_distinct(const struct backend_replica_set *set)
  * (at the lowest indexes below the wanted count that have none), so a
  * short set never looks whole. A set whose indexes are not the lowest (a
  * Swarm scale-down keeps whichever tasks it likes) but that has its count
- * gets none. The top address is that of the first running replica. */
+ * gets none. The top address is that of the lowest-index replica that is
+ * RUNNING (and so healthy, where it has a check). */
 static int rs_compose(struct arena *a, const struct rs_binding *b,
                       const struct backend_replica_set *set, ProtobufCMessage **out,
                       struct berth_err *err)
@@ -659,7 +827,7 @@ static int rs_compose(struct arena *a, const struct rs_binding *b,
             struct krane_instance *k = &inst[m++];
             k->id = arena_printf(a, "%s-%u", set->id, i);
             k->address = rs_address(a, b, &set->items[j]);
-            k->status = rs_status_of(set->items[j].state);
+            k->status = rs_status_of(&set->items[j]);
             if (k->id == NULL)
                 return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
             if (address == NULL && k->status == KRANE_STATUS_RUNNING)
@@ -822,7 +990,8 @@ static int rs_cached_answer(struct replica_service *s, const struct rs_binding *
     return *out != NULL ? 0 : -1;
 }
 
-/* Does ev change what Get shows? */
+/* Does ev change what Get shows? A health check's new verdict
+ * ("health_status: unhealthy") does. */
 static int rs_event_is_news(const struct backend_event *ev)
 {
     static const char *const actions[] = {"start",   "restart", "die",    "pause",
@@ -831,7 +1000,7 @@ static int rs_event_is_news(const struct backend_event *ev)
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
         if (strcmp(ev->action, actions[i]) == 0)
             return 1;
-    return 0;
+    return strncmp(ev->action, "health_status:", 14) == 0;
 }
 
 void replica_service_on_event(struct replica_service *s, const struct backend_event *ev)
@@ -882,8 +1051,9 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
                           const struct krane_object *o, int64_t deadline, struct berth_err *err)
 {
     uint64_t total = o->replicas;
+    int64_t max_total = atomic_load(&s->max_replicas_total);
 
-    if (s->max_replicas_total <= 0)
+    if (max_total <= 0)
         return 0;
     for (int k = 0; k < OBJECT_KIND_COUNT; k++) {
         struct backend_replica_set_list l = {NULL, 0};
@@ -902,11 +1072,11 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
         }
         backend_replica_set_list_release(&l);
     }
-    if (total > (uint64_t)s->max_replicas_total)
+    if (total > (uint64_t)max_total)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
                              "field '%s.replicas': %" PRIu64 " more would make %" PRIu64
                              " replicas, over --max-replicas-total %" PRId64,
-                             b->name, o->replicas, total, s->max_replicas_total);
+                             b->name, o->replicas, total, max_total);
     return 0;
 }
 
@@ -919,6 +1089,7 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     struct replica_service *s = b->s;
     struct backend_apply_result res = {0};
     struct krane_object o;
+    struct rs_secrets sec;
     struct rs_plan plan;
     ProtobufCMessage *resp;
     const char *key;
@@ -929,8 +1100,9 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     if (got > 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s' is required", b->name);
-    if (rs_read_object(call->arena, b, &o, err) < 0 ||
-        rs_plan_build(call->arena, b, &o, &plan, err) < 0 || rs_check_backend(s, err) < 0)
+    if (rs_read_object(call->arena, b, &o, err) < 0 || rs_check_backend(s, err) < 0 ||
+        rs_secrets_read(b, &o, call->deadline, call->arena, &sec, err) < 0 ||
+        rs_plan_build(call->arena, b, &o, &sec, &plan, err) < 0)
         return -1;
     key = arena_printf(call->arena, "%s/%s", b->name, o.id);
     if (key == NULL)
@@ -1137,15 +1309,15 @@ static int rs_token_read(struct arena *a, const char *token, const char **ns, co
 }
 
 /* The summary of set: its image (the lowest instance's), the replicas it
- * was applied with, how many run. RUNNING once that many run, PENDING
- * before. Strings borrowed from the set (copied by the caller). */
+ * was applied with, how many run (and pass their check, where they have one). RUNNING once that
+ * many run, PENDING before. Strings borrowed from the set (copied by the caller). */
 static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
                         struct krane_summary *out)
 {
     unsigned running = 0;
 
     for (size_t i = 0; i < set->n; i++)
-        running += set->items[i].state == BACKEND_STATE_RUNNING;
+        running += rs_status_of(&set->items[i]) == KRANE_STATUS_RUNNING;
     out->ns = arena_strdup(a, set->ns);
     out->id = arena_strdup(a, set->id);
     out->image = arena_strdup(a, set->n > 0 && set->items[0].image ? set->items[0].image : "");
@@ -1282,6 +1454,7 @@ static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     struct replica_service *s = b->s;
     struct backend_update_result res = {0};
     struct krane_object o;
+    struct rs_secrets sec;
     struct rs_plan plan;
     const char **pods;
     const char *key;
@@ -1293,12 +1466,14 @@ static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     if (got > 0)
         return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s' is required", b->name);
-    if (rs_read_object(call->arena, b, &o, err) < 0 ||
-        rs_plan_build(call->arena, b, &o, &plan, err) < 0 || rs_check_backend(s, err) < 0)
+    if (rs_read_object(call->arena, b, &o, err) < 0 || rs_check_backend(s, err) < 0)
         return -1;
     if (s->backend->ops->replica_update == NULL)
         return berth_err_set(err, BERTH_UNIMPLEMENTED, "the '%s' backend cannot update %ss",
                              s->backend->ops->name, b->name);
+    if (rs_secrets_read(b, &o, call->deadline, call->arena, &sec, err) < 0 ||
+        rs_plan_build(call->arena, b, &o, &sec, &plan, err) < 0)
+        return -1;
     key = arena_printf(call->arena, "%s/%s", b->name, o.id);
     pods = arena_alloc(call->arena, o.replicas * sizeof(*pods));
     if (key == NULL || pods == NULL)

@@ -16,15 +16,51 @@
 #define VM_NAME_PREFIX "berth-vm-"
 #define MIN_MEMORY_BYTES (6 * 1024 * 1024) /* the Engine refuses less */
 #define CONFIG_LABEL_MAX (256 * 1024)
+#define VOLUME_NAME_MAX 63      /* [a-z0-9][a-z0-9_.-]{0,62} */
+#define MOUNT_PATH_MAX 4096     /* PATH_MAX of the container's kernel */
+#define MAX_VOLUMES 32          /* per VM */
+#define HEALTH_DEFAULT_MS 30000 /* interval and timeout when left 0 */
+#define HEALTH_DEFAULT_RETRIES 3
+#define NS_PER_MS 1000000LL
 
 static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err);
+static int plan_health(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err);
+static int plan_volumes(struct arena *a, const char *id, const ContainerSpec *cs, struct vm_plan *p,
+                        struct berth_err *err);
+static int volume_name_ok(const char *name);
+static int mount_path_ok(const char *path);
+static const char *plan_item(const char *list, const char **item, size_t *len);
+
+/* The next entry of a comma list from `list` on, with the blanks around it
+ * dropped as metald dropped them ("8080/tcp, 9090/tcp"): *item and *len
+ * (0 for an empty entry, which the caller refuses), and where to go on
+ * from; NULL once the list is done (a trailing comma ends it). */
+static const char *plan_item(const char *list, const char **item, size_t *len)
+{
+    size_t n;
+    const char *start = list;
+
+    if (*list == '\0')
+        return NULL;
+    n = strcspn(list, ",");
+    list = list[n] == ',' ? list + n + 1 : list + n;
+    while (n > 0 && (*start == ' ' || *start == '\t')) {
+        start++;
+        n--;
+    }
+    while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+        n--;
+    *item = start;
+    *len = n;
+    return list;
+}
 
 /* Ports from config.container.ports, else metadata["exposed_ports"]. */
 int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err)
 {
     const ContainerSpec *cs = cfg->container;
     const char *meta;
-    size_t n = 0;
+    size_t n = 0, len;
 
     if (cs && cs->n_ports > 0) {
         p->ports = arena_alloc(a, cs->n_ports * sizeof(*p->ports));
@@ -62,18 +98,17 @@ int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struc
     p->ports = arena_alloc(a, (strlen(meta) / 2 + 1) * sizeof(*p->ports));
     if (p->ports == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    for (const char *item = meta; *item;) {
-        size_t len = strcspn(item, ",");
+    for (const char *rest = meta, *item; (rest = plan_item(rest, &item, &len)) != NULL;) {
         char *end;
         long port = strtol(item, &end, 10);
         const char *proto = "tcp";
-        if (end == item || port < 1 || port > 65535)
+        if (end == item || *item == '+' || *item == '-' || port < 1 || port > 65535)
             goto bad;
         if ((size_t)(end - item) < len) {
-            size_t rest = len - (size_t)(end - item);
-            if (rest == 4 && strncmp(end, "/tcp", 4) == 0)
+            size_t tail = len - (size_t)(end - item);
+            if (tail == 4 && strncmp(end, "/tcp", 4) == 0)
                 proto = "tcp";
-            else if (rest == 4 && strncmp(end, "/udp", 4) == 0)
+            else if (tail == 4 && strncmp(end, "/udp", 4) == 0)
                 proto = "udp";
             else
                 goto bad;
@@ -82,9 +117,6 @@ int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struc
         p->ports[n].host_port = 0;
         memcpy(p->ports[n].protocol, proto, 4);
         n++;
-        item += len;
-        if (*item == ',')
-            item++;
     }
     p->spec.ports = p->ports;
     p->spec.n_ports = n;
@@ -104,7 +136,7 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
 {
     const ContainerSpec *cs = cfg->container;
     const char *meta;
-    size_t n = 0;
+    size_t n = 0, len;
 
     if (cs && cs->n_env > 0) {
         p->env = arena_alloc(a, cs->n_env * sizeof(*p->env));
@@ -134,9 +166,8 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
     p->env = arena_alloc(a, (strlen(meta) + 1) * sizeof(*p->env));
     if (p->env == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    for (const char *item = meta; *item;) {
-        size_t len = strcspn(item, ",");
-        const char *eq = memchr(item, '=', len);
+    for (const char *rest = meta, *item; (rest = plan_item(rest, &item, &len)) != NULL;) {
+        const char *eq = len > 0 ? memchr(item, '=', len) : NULL;
         if (eq == NULL || eq == item) {
             char quoted[80];
             berth_err_quote(quoted, sizeof(quoted), meta, 64);
@@ -149,29 +180,227 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
         if (p->env[n] == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         n++;
-        item += len;
-        if (*item == ',')
-            item++;
     }
     p->spec.env = p->env;
     p->spec.n_env = n;
     return 0;
 }
 
-/* ContainerSpec.restart_policy -> the engine's policy; health checks and
- * volumes are in the contract but not built yet: refused, never ignored. */
-static int plan_runtime(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err)
+/* The config as berthd keeps it, in the berth.config label and in the
+ * record GetVmInfo answers from: the request's with every environment
+ * value left out (config.container.env values become "", and
+ * metadata["env_vars"] keeps its names: "K=,K2="). Env values may be
+ * secrets, and a label is shown to anyone who may inspect the container;
+ * the container itself has them. A copy in the arena. */
+int vm_plan_kept(struct arena *a, const VmConfig *cfg, VmConfig **out, struct berth_err *err)
+{
+    size_t len = protobuf_c_message_get_packed_size(&cfg->base);
+    uint8_t *bytes = arena_alloc(a, len + 1);
+    VmConfig *copy;
+
+    if (bytes == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    protobuf_c_message_pack(&cfg->base, bytes);
+    copy = (VmConfig *)protobuf_c_message_unpack(&metal__vmprovisioner__v1__vm_config__descriptor,
+                                                 arena_allocator(a), len, bytes);
+    if (copy == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; copy->container != NULL && i < copy->container->n_env; i++)
+        copy->container->env[i]->value = (char *)"";
+    for (size_t i = 0; i < copy->n_metadata; i++) {
+        Metal__Vmprovisioner__V1__VmConfig__MetadataEntry *m = copy->metadata[i];
+        const char *item;
+        size_t n;
+        struct buf names;
+        int bad = 0;
+
+        if (m->key == NULL || strcmp(m->key, "env_vars") != 0 || m->value == NULL)
+            continue;
+        buf_init(&names, strlen(m->value) + 1);
+        bad = buf_appends(&names, "", NULL) < 0;
+        for (const char *rest = m->value; !bad && (rest = plan_item(rest, &item, &n)) != NULL;) {
+            const char *eq = memchr(item, '=', n);
+            bad = (names.len > 0 && buf_appends(&names, ",", NULL) < 0) ||
+                  buf_append(&names, item, eq ? (size_t)(eq - item) + 1 : n, NULL) < 0;
+        }
+        m->value = bad ? NULL : arena_strndup(a, names.data, names.len);
+        buf_release(&names);
+        if (m->value == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    *out = copy;
+    return 0;
+}
+
+/* ContainerSpec.health_check -> the container's check: the command in exec
+ * form with the documented defaults filled in (so an image's own timings
+ * never stand in for them), `disable` -> no check at all. Without the
+ * message the image's HEALTHCHECK applies as it is. */
+static int plan_health(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err)
+{
+    const Metal__Vmprovisioner__V1__HealthCheck *hc = cs->health_check;
+    struct backend_health_check *h = &p->health;
+
+    if (hc == NULL)
+        return 0;
+    memset(h, 0, sizeof(*h));
+    if (hc->disable) {
+        if (hc->n_command > 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.healthCheck.disable': a disabled check "
+                                 "takes no command");
+        h->disable = 1;
+        p->spec.health = h;
+        return 0;
+    }
+    for (size_t i = 0; i < hc->n_command; i++)
+        if (hc->command[i][0] == '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.healthCheck.command[%zu]' is empty", i);
+    if (hc->interval_ms < 0 || hc->timeout_ms < 0 || hc->start_period_ms < 0 || hc->retries < 0) {
+        const char *f = hc->interval_ms < 0  ? "intervalMs"
+                        : hc->timeout_ms < 0 ? "timeoutMs"
+                        : hc->retries < 0    ? "retries"
+                                             : "startPeriodMs";
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.healthCheck.%s' is negative", f);
+    }
+    h->test = (const char *const *)hc->command;
+    h->n_test = hc->n_command;
+    h->interval_ns = (int64_t)(hc->interval_ms ? hc->interval_ms : HEALTH_DEFAULT_MS) * NS_PER_MS;
+    h->timeout_ns = (int64_t)(hc->timeout_ms ? hc->timeout_ms : HEALTH_DEFAULT_MS) * NS_PER_MS;
+    h->retries = hc->retries ? hc->retries : HEALTH_DEFAULT_RETRIES;
+    h->start_period_ns = (int64_t)hc->start_period_ms * NS_PER_MS;
+    p->spec.health = h;
+    return 0;
+}
+
+/* [a-z0-9][a-z0-9_.-]{0,62} */
+static int volume_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > VOLUME_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+        if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Absolute, not "/" (nor only slashes), no ".." component, no control
+ * characters, at most MOUNT_PATH_MAX bytes. */
+static int mount_path_ok(const char *path)
+{
+    size_t n = strlen(path);
+    int only_slashes = 1;
+
+    if (n < 2 || n > MOUNT_PATH_MAX || path[0] != '/')
+        return 0;
+    for (const char *s = path; *s != '\0';) {
+        size_t len;
+
+        while (*s == '/')
+            s++;
+        len = strcspn(s, "/");
+        if (len == 2 && s[0] == '.' && s[1] == '.')
+            return 0;
+        if (len > 0)
+            only_slashes = 0;
+        s += len;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
+            return 0;
+    return !only_slashes;
+}
+
+/* ContainerSpec.volumes -> named volumes "berth-<id>-<name>" mounted at
+ * their paths, each labelled with the VM it belongs to. */
+static int plan_volumes(struct arena *a, const char *id, const ContainerSpec *cs, struct vm_plan *p,
+                        struct berth_err *err)
+{
+    if (cs->n_volumes == 0)
+        return 0;
+    if (cs->n_volumes > MAX_VOLUMES)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.volumes': %zu volumes, more than %d",
+                             cs->n_volumes, MAX_VOLUMES);
+    p->volumes = arena_alloc(a, cs->n_volumes * sizeof(*p->volumes));
+    if (p->volumes == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < cs->n_volumes; i++) {
+        const Metal__Vmprovisioner__V1__Volume *v = cs->volumes[i];
+        char quoted[80];
+
+        if (!volume_name_ok(v->name)) {
+            berth_err_quote(quoted, sizeof(quoted), v->name, 64);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.volumes[%zu].name': '%s' is not "
+                                 "[a-z0-9][a-z0-9_.-]{0,62}",
+                                 i, quoted);
+        }
+        if (!mount_path_ok(v->mount_path)) {
+            berth_err_quote(quoted, sizeof(quoted), v->mount_path, 64);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.volumes[%zu].mountPath': '%s' is not an "
+                                 "absolute path other than / without '..'",
+                                 i, quoted);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cs->volumes[j]->name, v->name) == 0)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.volumes[%zu].name': '%s' is "
+                                     "volumes[%zu] already",
+                                     i, v->name, j);
+            if (strcmp(cs->volumes[j]->mount_path, v->mount_path) == 0) {
+                berth_err_quote(quoted, sizeof(quoted), v->mount_path, 64);
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.volumes[%zu].mountPath': '%s' is "
+                                     "the mount path of volumes[%zu] already",
+                                     i, quoted, j);
+            }
+        }
+        p->volumes[i].name = vm_plan_volume_name(a, id, v->name);
+        p->volumes[i].target = v->mount_path;
+        p->volumes[i].read_only = v->read_only;
+        if (p->volumes[i].name == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    vm_plan_volume_labels(id, p->volume_labels);
+    p->spec.volumes = p->volumes;
+    p->spec.n_volumes = cs->n_volumes;
+    p->spec.volume_labels = p->volume_labels;
+    p->spec.n_volume_labels = 2;
+    return 0;
+}
+
+const char *vm_plan_volume_name(struct arena *a, const char *id, const char *name)
+{
+    return arena_printf(a, "berth-%s-%s", id, name);
+}
+
+void vm_plan_volume_labels(const char *id, struct backend_label out[2])
+{
+    out[0] = (struct backend_label){LABEL_KIND, "vm"};
+    out[1] = (struct backend_label){LABEL_VM_ID, id};
+}
+
+/* ContainerSpec.restart_policy, health_check and volumes -> the engine's
+ * restart policy, health check and named volumes. */
+static int plan_runtime(struct arena *a, const char *id, const ContainerSpec *cs, struct vm_plan *p,
+                        struct berth_err *err)
 {
     const Metal__Vmprovisioner__V1__RestartPolicy *rp;
 
     if (cs == NULL)
         return 0;
-    if (cs->health_check != NULL)
-        return berth_err_set(err, BERTH_UNIMPLEMENTED,
-                             "field 'config.container.healthCheck' is not supported yet");
-    if (cs->n_volumes > 0)
-        return berth_err_set(err, BERTH_UNIMPLEMENTED,
-                             "field 'config.container.volumes' is not supported yet");
+    if (plan_health(cs, p, err) < 0 || plan_volumes(a, id, cs, p, err) < 0)
+        return -1;
     rp = cs->restart_policy;
     if (rp == NULL)
         return 0;
@@ -247,7 +476,7 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
                              cfg->memory->size_bytes, MIN_MEMORY_BYTES);
     memset(p, 0, sizeof(*p));
     if (vm_plan_ports(a, cfg, p, err) < 0 || plan_env(a, cfg, p, err) < 0 ||
-        plan_runtime(cs, p, err) < 0)
+        plan_runtime(a, id, cs, p, err) < 0)
         return -1;
     p->spec.name = arena_printf(a, VM_NAME_PREFIX "%s", id);
     p->spec.image = image;
@@ -265,10 +494,12 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
     if (cfg->memory)
         p->spec.memory_bytes = cfg->memory->size_bytes;
 
-    /* The submitted config rides along as a label so a restart of berthd can
-     * rebuild the record from the container alone. */
+    /* The submitted config (without env values) rides along as a label so a
+     * restart of berthd can rebuild the record from the container alone. */
+    if (vm_plan_kept(a, cfg, &p->kept, err) < 0)
+        return -1;
     buf_init(&json, CONFIG_LABEL_MAX);
-    if (json_codec_encode(&cfg->base, &json, err) < 0) {
+    if (json_codec_encode(&p->kept->base, &json, err) < 0) {
         buf_release(&json);
         /* Over the label's cap is the caller's config, not a lack of room. */
         if (err->code == BERTH_RESOURCE_EXHAUSTED && strncmp(err->msg, "data larger", 11) == 0) {

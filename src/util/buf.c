@@ -51,6 +51,24 @@ static int buf_grow(struct buf *b, size_t need, struct berth_err *err)
     return 0;
 }
 
+int buf_reserve(struct buf *b, size_t len, struct berth_err *err)
+{
+    char *p;
+
+    if (len > b->max)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "data larger than %zu bytes", b->max);
+    if (len + 1 <= b->alloc)
+        return 0;
+    p = realloc(b->data, len + 1);
+    if (p == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (b->data == NULL)
+        p[0] = '\0';
+    b->data = p;
+    b->alloc = len + 1;
+    return 0;
+}
+
 int buf_append(struct buf *b, const void *data, size_t len, struct berth_err *err)
 {
     if (len > b->max || b->len > b->max - len)

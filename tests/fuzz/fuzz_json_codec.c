@@ -1,6 +1,8 @@
 /* libFuzzer harness for the JSON codec: decode arbitrary bytes into one of
  * several request types, and whatever decodes must encode, decode again and
- * encode to the same text and the same binary form. */
+ * encode to the same text and the same binary form. Within small limits
+ * (json_codec_decode_limited) a body decodes to the same message or is
+ * refused for its size alone, and what decodes keeps to the limits. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 
 #include "berth/arena.h"
 #include "berth/buf.h"
+#include "berth/codec_limits.h"
 #include "berth/err.h"
 #include "berth/json_codec.h"
 #include "krane/v1/deployment.pb-c.h"
@@ -26,7 +29,13 @@ static const ProtobufCMessageDescriptor *const targets[] = {
     &krane__v1__create_gateway_request__descriptor,
 };
 
+/* Small bounds, so that inputs the fuzzer can reach pass them. */
+static const struct codec_limits limits = {.max_elements = 40, .max_nodes = 400};
+
 static int same_packed(const ProtobufCMessage *a, const ProtobufCMessage *b);
+static int within_limits(const ProtobufCMessage *msg, int depth);
+static void check_limited(const ProtobufCMessageDescriptor *desc, const char *data, size_t size,
+                          const ProtobufCMessage *unlimited);
 static void check_stable(const ProtobufCMessageDescriptor *desc, const ProtobufCMessage *msg);
 
 static int same_packed(const ProtobufCMessage *a, const ProtobufCMessage *b)
@@ -44,6 +53,57 @@ static int same_packed(const ProtobufCMessage *a, const ProtobufCMessage *b)
     free(pa);
     free(pb);
     return same;
+}
+
+/* No list or map of msg, at any depth, is longer than the bound. */
+static int within_limits(const ProtobufCMessage *msg, int depth)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    const char *base = (const char *)msg;
+
+    if (depth > 200)
+        return 0;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        const void *slot = base + f->offset;
+
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
+            if (n > limits.max_elements)
+                return 0;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)slot;
+                for (size_t k = 0; k < n; k++)
+                    if (arr[k] != NULL && !within_limits(arr[k], depth + 1))
+                        return 0;
+            }
+        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)slot != NULL &&
+                   !within_limits(*(ProtobufCMessage *const *)slot, depth + 1)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The limits only refuse: a body they let through decodes as without them
+ * (unlimited: that message, or NULL when it did not decode). */
+static void check_limited(const ProtobufCMessageDescriptor *desc, const char *data, size_t size,
+                          const ProtobufCMessage *unlimited)
+{
+    struct berth_err err;
+    ProtobufCMessage *msg = NULL;
+
+    berth_err_clear(&err);
+    if (json_codec_decode_limited(desc, data, size, &limits, NULL, &msg, &err) == 0) {
+        if (unlimited == NULL || !same_packed(msg, unlimited) || !within_limits(msg, 1))
+            abort();
+        protobuf_c_message_free_unpacked(msg, NULL);
+    } else if (err.code != BERTH_INVALID_ARGUMENT && err.code != BERTH_RESOURCE_EXHAUSTED) {
+        abort();
+    }
 }
 
 /* encode(msg) must decode again, to the same message and the same text. */
@@ -88,10 +148,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     berth_err_clear(&err);
     if (json_codec_decode(desc, (const char *)data, size, NULL, &msg, &err) == 0) {
         check_stable(desc, msg);
-        protobuf_c_message_free_unpacked(msg, NULL);
     } else if (err.code != BERTH_INVALID_ARGUMENT && err.code != BERTH_RESOURCE_EXHAUSTED) {
         abort();
     }
+    check_limited(desc, (const char *)data, size, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
 
     /* The request arena, as the server uses it. */
     arena = arena_new();

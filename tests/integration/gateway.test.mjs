@@ -2,7 +2,8 @@
 // GatewayService and DeploymentService on the real Engine: replica sets of a
 // busybox httpd image, every instance answering HTTP on its advertised
 // address, retries, different-spec conflicts, rollback of a set whose
-// replicas cannot start, idempotent deletes, refused secrets.
+// replicas cannot start, idempotent deletes, the UNKEY_ environment krane
+// sets, and encrypted secrets passed through (berthd without a vault).
 //
 // The krane API has no command field, so this file makes two images of its
 // own from the test image through the Engine's commit endpoint (one whose
@@ -179,7 +180,15 @@ describe("gateways and deployments on the docker backend", { skip: berthdSkip ||
     assert.equal(ins.HostConfig.RestartPolicy.Name, "unless-stopped");
     assert.equal(ins.HostConfig.NanoCpus, 200_000_000);
     assert.equal(ins.HostConfig.Memory, 64 * 1024 * 1024);
-    for (const e of [`BERTH_GATEWAY_ID=${gatewayIdValue}`, `BERTH_INSTANCE_ID=${gatewayIdValue}-1`, "BERTH_WORKSPACE_ID=ws_test", "GREETING=hello"]) {
+    for (const e of [
+      `BERTH_GATEWAY_ID=${gatewayIdValue}`,
+      `BERTH_INSTANCE_ID=${gatewayIdValue}-1`,
+      "BERTH_WORKSPACE_ID=ws_test",
+      "GREETING=hello",
+      "UNKEY_WORKSPACE_ID=ws_test",
+      `UNKEY_GATEWAY_ID=${gatewayIdValue}`,
+      `UNKEY_IMAGE=${HTTPD_IMAGE}`,
+    ]) {
       assert.ok(ins.Config.Env.includes(e), `env ${e} in ${ins.Config.Env}`);
     }
 
@@ -233,16 +242,25 @@ describe("gateways and deployments on the docker backend", { skip: berthdSkip ||
     assert.deepEqual(await ok(d, `${DEP}/DeleteDeployment`, { deploymentId: id }), {});
   });
 
-  test("an encrypted secrets blob is refused, never dropped", async () => {
+  test("without a vault an encrypted secrets blob reaches every replica as UNKEY_SECRETS_BLOB, and no label", async () => {
     const id = deploymentId("secret");
-    const e = await fails(
-      d,
-      `${DEP}/CreateDeployment`,
-      { deployment: { deploymentId: id, image: HTTPD_IMAGE, replicas: 1, encryptedSecretsBlob: Buffer.from("sealed").toString("base64") } },
-      "unimplemented",
-    );
-    assert.match(e.message, /cannot decrypt/);
-    assert.deepEqual(await idsOf("berth.deployment_id", id), []);
+    const blob = Buffer.from("sealed-\u00ff-blob\n");
+    const b64 = blob.toString("base64");
+    const spec = { deploymentId: id, image: HTTPD_IMAGE, replicas: 2, encryptedSecretsBlob: b64 };
+    await ok(d, `${DEP}/CreateDeployment`, { deployment: spec });
+    const ids = await idsOf("berth.deployment_id", id);
+    assert.equal(ids.length, 2);
+    for (const cid of ids) {
+      const ins = await engine.inspect(cid);
+      assert.ok(ins.Config.Env.includes(`UNKEY_SECRETS_BLOB=${b64}`), `blob in ${ins.Config.Env}`);
+      const labels = JSON.stringify(ins.Config.Labels);
+      assert.ok(!labels.includes(b64) && !labels.includes("sealed"), `the blob in the labels: ${labels}`);
+    }
+    // The digest covers the blob: the same one is a retry, another a new spec.
+    await ok(d, `${DEP}/CreateDeployment`, { deployment: spec });
+    assert.deepEqual(await idsOf("berth.deployment_id", id), ids);
+    await fails(d, `${DEP}/CreateDeployment`, { deployment: { ...spec, encryptedSecretsBlob: Buffer.from("other").toString("base64") } }, "already_exists");
+    assert.deepEqual(await ok(d, `${DEP}/DeleteDeployment`, { deploymentId: id }), {});
   });
 
   test("a 2-replica deployment on port 8080: HTTP, retry, conflict, delete", async () => {

@@ -269,11 +269,12 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       },
     ];
     for (const row of calls) {
-      test(`${row.description}: 200, the content type echoed, message envelopes, then one end envelope with ${row.end.code}`, async () => {
-        const headers = { "Content-Type": row.ct, "Connect-Timeout-Ms": "300" };
+      test(`${row.description}: 200, the content type echoed, message envelopes, then one end envelope with ${row.end.code} and the request id in its trailers`, async () => {
+        const headers = { "Content-Type": row.ct, "Connect-Timeout-Ms": "300", "X-Request-Id": "stream-1" };
         const r = await d.request({ method: "POST", path: row.path, headers, body: envelope(0, row.message()) });
         assert.equal(r.status, 200, `${r.status} ${r.text}`);
         assert.equal(r.headers["content-type"], row.echo);
+        assert.equal(r.headers["x-request-id"], "stream-1");
         const body = r.decoded;
         let at = 0;
         let end;
@@ -291,7 +292,8 @@ describe("Connect protocol (memory backend)", { skip }, () => {
           at += 5 + len;
         }
         assert.ok(end, "an end-of-stream envelope");
-        assert.deepEqual(Object.keys(end), ["error"], `end-of-stream JSON: ${JSON.stringify(end)}`);
+        assert.deepEqual(Object.keys(end), ["error", "metadata"], `end-of-stream JSON: ${JSON.stringify(end)}`);
+        assert.deepEqual(end.metadata, { "x-request-id": ["stream-1"] }, "the trailers name the request");
         assert.equal(end.error.code, row.end.code);
         assert.equal(typeof end.error.message, "string");
         if (row.end.says) assert.ok(end.error.message.includes(row.end.says), `message: ${end.error.message}`);
@@ -948,6 +950,12 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       assert.equal(e.headers["x-request-id"], "err-1", "errors carry it too");
       const u = await d.request({ method: "POST", path: "/no.such.Service/M", headers: { "Content-Type": "application/json" }, body: "{}" });
       assert.match(u.headers["x-request-id"], /^[0-9a-f-]{36}$/, "and unknown paths");
+      for (const p of ["/healthz", "/readyz", "/metrics"]) {
+        const h = await d.request({ method: "GET", path: p, headers: { "X-Request-Id": "probe-1" } });
+        assert.equal(h.headers["x-request-id"], "probe-1", `${p} carries it`);
+        const g = await d.request({ method: "GET", path: p });
+        assert.match(g.headers["x-request-id"], /^[0-9a-f-]{36}$/, `${p} makes one`);
+      }
     });
 
     test("an unknown procedure's error names the path and the services berthd serves", async () => {

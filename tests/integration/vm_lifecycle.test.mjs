@@ -197,8 +197,10 @@ describe("VM lifecycle on the Docker Engine", { skip }, () => {
       assert.equal(vm.vmId, id);
       assert.equal(vm.state, "VM_STATE_CREATED");
       // Proto3 JSON leaves defaults out: hostPort 0 comes back absent.
+      // Env values are not kept (they may be secrets): the names are.
       const expected = structuredClone(config);
       delete expected.container.ports[0].hostPort;
+      expected.container.env = { GREETING: "" };
       assert.deepEqual(vm.config, expected);
       assert.equal(vm.backendInfo.backend, "docker");
       assert.equal(vm.backendInfo.container_id, containerId);
@@ -338,20 +340,21 @@ describe("VM lifecycle on the Docker Engine", { skip }, () => {
   });
 
   describe("metadata fallbacks", () => {
-    test("docker_image, exposed_ports and env_vars from metadata make the container", async () => {
+    test("docker_image, exposed_ports and env_vars from metadata make the container, entries trimmed as metald did", async () => {
       const id = vmId("meta");
-      const metadata = { docker_image: TEST_IMAGE, exposed_ports: "8080/tcp,5353/udp", env_vars: "A=1,B=two" };
+      const metadata = { docker_image: TEST_IMAGE, exposed_ports: "8080/tcp, 5353/udp", env_vars: "A=1, B=two" };
       await ok("CreateVm", { vmId: id, config: { metadata, container: { command: HTTPD } } });
       const c = await inspectVm(id);
       assert.ok(c, "container exists");
       assert.equal(c.Config.Image, TEST_IMAGE, "image from metadata docker_image");
       assert.ok(c.Config.Env.includes("A=1") && c.Config.Env.includes("B=two"), `Env from env_vars: ${JSON.stringify(c.Config.Env)}`);
+      assert.ok(!c.Config.Env.includes(" B=two"), "the blank after the comma is dropped");
       assert.deepEqual(Object.keys(c.Config.ExposedPorts || {}).sort(), ["5353/udp", "8080/tcp"], "ExposedPorts from exposed_ports");
       assert.deepEqual(Object.keys(c.HostConfig.PortBindings || {}).sort(), ["5353/udp", "8080/tcp"], "both published");
 
       await ok("BootVm", { vmId: id });
       const vm = await info(id);
-      assert.deepEqual(vm.config.metadata, metadata, "metadata returned as submitted");
+      assert.deepEqual(vm.config.metadata, { ...metadata, env_vars: "A=,B=" }, "metadata returned as submitted, but for the env values");
       const port = reportedHostPort(vm);
       assert.equal(port, engineHostPort(await inspectVm(id)));
       reportedHostPort(vm, 5353, "udp");

@@ -77,6 +77,66 @@ describe("a watcher too slow for its queue", { skip }, () => {
   });
 });
 
+describe("Watch of gateways and deployments", { skip }, () => {
+  let d;
+
+  before(async () => {
+    d = await startBerthd({ backend: "memory" });
+  });
+
+  after(async () => {
+    if (d && !d.exit) await d.kill();
+  });
+
+  test("one namespace's deployments: the snapshot, then created and deleted; another namespace and the VMs are not told", async () => {
+    const port = Number(d.address.split(":").pop());
+    const agent = new http.Agent({ keepAlive: true });
+    const dep = (ns, id) => ({ deployment: { namespace: ns, deploymentId: id, image: "x", replicas: 1 } });
+    await fetchJson(agent, port, "/krane.v1.DeploymentService/CreateDeployment", dep("ns-a", "before"));
+    const events = createClient(getService("berth.v1.EventService"), createConnectTransport({ baseUrl: d.url, httpVersion: "1.1", useBinaryFormat: true }));
+    const abort = new AbortController();
+    const got = [];
+    const done = (async () => {
+      try {
+        for await (const ev of events.watch({ kinds: [3], namespace: "ns-a" }, { signal: abort.signal })) got.push([ev.type, ev.namespace, ev.id, ev.state]);
+      } catch (err) {
+        if (!(err instanceof ConnectError && err.code === Code.Canceled)) throw err;
+      }
+    })();
+    await waitFor(() => got.length >= 1, { timeoutMs: 5000, what: "the snapshot" });
+    await fetchJson(agent, port, "/krane.v1.DeploymentService/CreateDeployment", dep("ns-b", "other"));
+    await fetchJson(agent, port, "/metal.vmprovisioner.v1.VmService/CreateVm", { vmId: "a-vm", config: { container: { image: "x" } } });
+    await fetchJson(agent, port, "/krane.v1.DeploymentService/CreateDeployment", dep("ns-a", "later"));
+    await fetchJson(agent, port, "/krane.v1.DeploymentService/DeleteDeployment", { namespace: "ns-a", deploymentId: "later" });
+    await waitFor(() => got.length >= 3, { timeoutMs: 5000, what: "created and deleted" });
+    abort.abort();
+    await done;
+    agent.destroy();
+    assert.deepEqual(got.map((e) => e.slice(0, 3)), [
+      [1, "ns-a", "before"],
+      [2, "ns-a", "later"],
+      [4, "ns-a", "later"],
+    ]);
+    assert.match(got[0][3], /^DEPLOYMENT_STATUS_/);
+  });
+
+  test("a bad request ends the stream with invalid_argument naming the field", async () => {
+    const events = createClient(getService("berth.v1.EventService"), createConnectTransport({ baseUrl: d.url, httpVersion: "1.1" }));
+    await assert.rejects(
+      (async () => {
+        for await (const ev of events.watch({ kinds: [7] })) void ev;
+      })(),
+      (err) => err instanceof ConnectError && err.code === Code.InvalidArgument && /kinds\[0\]/.test(err.rawMessage),
+    );
+    await assert.rejects(
+      (async () => {
+        for await (const ev of events.watch({ id: "x" })) void ev;
+      })(),
+      (err) => err instanceof ConnectError && err.code === Code.InvalidArgument && /'id'/.test(err.rawMessage),
+    );
+  });
+});
+
 function fetchJson(agent, port, path, body) {
   const data = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {

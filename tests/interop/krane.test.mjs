@@ -131,11 +131,14 @@ async function connectRoundTrip(d, useBinaryFormat) {
   const r = await dep.getDeployment({ namespace: "interop", deploymentId });
   assert.equal(r.instances.length, 1);
   assert.equal(r.instances[0].id, `${deploymentId}-0`);
-  await expectConnectError(
-    dep.createDeployment({ deployment: { ...deployment, deploymentId: `${deploymentId}-s`, encryptedSecretsBlob: new Uint8Array([1, 2, 3]) } }),
-    Code.Unimplemented,
-    "secrets blob",
-  );
+  // Without a vault the blob is passed to the replicas as it came.
+  const withBlob = `${deploymentId}-s`;
+  made.push(["berth.deployment_id", withBlob]);
+  const sealed = { ...deployment, deploymentId: withBlob, encryptedSecretsBlob: new Uint8Array([1, 2, 3]) };
+  assert.equal((await dep.createDeployment({ deployment: sealed })).status, PENDING);
+  const [blobbed] = await engine.listContainers([`berth.deployment_id=${withBlob}`]);
+  assert.ok((await engine.inspect(blobbed.Id)).Config.Env.includes("UNKEY_SECRETS_BLOB=AQID"), "the blob in the env");
+  await dep.deleteDeployment({ namespace: "interop", deploymentId: withBlob });
   await expectConnectError(dep.createDeployment({ deployment: { ...deployment, replicas: 0 } }), Code.InvalidArgument, "zero replicas");
   // The test image's shell exits at once: a new spec never becomes ready,
   // and the update is rolled back.

@@ -29,24 +29,29 @@ export function bufEnv() {
   return env;
 }
 
-let cached;
+const cached = new Map();
 
-/** The registry of every file in proto/ (built once per process). */
-export function protoRegistry() {
-  if (cached) return cached;
+/** The registry of every .proto file under `protoDir` (built once per process). */
+export function protoRegistryOf(protoDir) {
+  if (cached.has(protoDir)) return cached.get(protoDir);
   const dir = mkdtempSync(path.join(tmpdir(), "berth-proto-"));
   try {
     const out = path.join(dir, "image.binpb");
-    execFileSync(BUF, ["build", PROTO_DIR, "--as-file-descriptor-set", "-o", out], {
+    execFileSync(BUF, ["build", protoDir, "--as-file-descriptor-set", "-o", out], {
       env: bufEnv(),
       stdio: ["ignore", "ignore", "pipe"],
     });
     const set = fromBinary(FileDescriptorSetSchema, readFileSync(out));
-    cached = createFileRegistry(set);
+    cached.set(protoDir, createFileRegistry(set));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return cached;
+  return cached.get(protoDir);
+}
+
+/** The registry of every file in proto/ (built once per process). */
+export function protoRegistry() {
+  return protoRegistryOf(PROTO_DIR);
 }
 
 function must(kind, name, v) {

@@ -163,8 +163,32 @@ static void test_detach(void)
     buf_release(&b);
 }
 
+/* Room taken at once: appends up to it keep the same memory, the cap
+ * holds, and a reserve never shrinks. */
+static void test_reserve(void)
+{
+    struct buf b;
+    struct berth_err err;
+    char *at;
+
+    berth_err_clear(&err);
+    buf_init(&b, 1000);
+    CHECK(buf_reserve(&b, 1001, &err) == -1 && err.code == BERTH_RESOURCE_EXHAUSTED);
+    CHECK(b.data == NULL);
+    CHECK(buf_reserve(&b, 1000, NULL) == 0);
+    CHECK(b.data != NULL && b.len == 0 && b.data[0] == '\0');
+    at = b.data;
+    for (int i = 0; i < 100; i++)
+        CHECK(buf_appends(&b, "0123456789", NULL) == 0);
+    CHECK(b.data == at && b.len == 1000);
+    CHECK(buf_appends(&b, "x", NULL) == -1);
+    CHECK(buf_reserve(&b, 10, NULL) == 0 && b.len == 1000);
+    buf_release(&b);
+}
+
 int main(void)
 {
+    test_reserve();
     test_append_cap();
     test_append_content();
     test_printf();

@@ -5,7 +5,9 @@
  * collector computes from it; the stall limit for a range of intervals;
  * and the sweep against a fake Engine: a silent stream reopened within the
  * stall limit, each sample given once, each stream counted as an Engine
- * call. */
+ * call; with a cgroup root (a fixture tree), a container with files is read
+ * from them once a pass with no Engine call, one without falls back to its
+ * stream after one inspect. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "berth/backend.h"
 #include "berth/clock.h"
 #include "berth/docker_backend.h"
+#include "cgroup_tree.h"
 #include "fake_engine.h"
 #include "testlib.h"
 
@@ -407,6 +410,82 @@ static void test_one_shot(void)
     free(stopped);
 }
 
+/* Two containers, one whose cgroup files are in the tree and one whose are
+ * not: the first is read from its files (the Engine asked only for its
+ * /info, once), a pass about every 0.9 interval; the second is looked up
+ * once (GET /containers/{id}/json for its pid, whose cgroup is not there
+ * either) and then sampled through its stats stream. */
+static void test_sweep_cgroup(void)
+{
+    static const char *const a[] = {SAMPLE_A};
+    static const char *const ids[] = {CT_ID1, CT_ID2};
+    struct docker_backend_config cfg = {.stats_interval_ms = INTERVAL_MS};
+    struct cg_tree t;
+    struct fake_engine fe;
+    struct backend b;
+    struct berth_err err;
+    int64_t until, at[2] = {0, 0};
+    int n1 = 0, n2 = 0, errors = 0;
+    char line[256];
+
+    CHECK(ct_init(&t) == 0);
+    CHECK(ct_v1(&t, "cpuacct", "docker/" CT_ID1) == 0);
+    fe_init(&fe);
+    fe_start(&fe);
+    fe_reply(&fe, 200, "{\"CgroupDriver\":\"cgroupfs\",\"CgroupVersion\":\"1\"}");
+    fe_reply(&fe, 200, "{\"Id\":\"" CT_ID2 "\",\"State\":{\"Pid\":777}}");
+    fe_reply_chunked(&fe, a, 1, 1);
+    cfg.socket_path = fe.sock;
+    cfg.cgroup_root = t.cgroup;
+    cfg.proc_root = t.proc;
+    berth_err_clear(&err);
+    CHECK_MSG(docker_backend_new(&cfg, &b, &err) == 0, "%s", err.msg);
+
+    until = berth_now_ms() + 5000;
+    while ((n1 < 3 || n2 < 1) && berth_now_ms() < until) {
+        struct backend_stats_result res[2];
+        struct backend_sweep_info info;
+
+        berth_err_clear(&err);
+        if (b.ops->stats_sweep(b.ctx, ids, 2, berth_now_ms() + 1000, NULL, res, &info, &err) < 0)
+            break;
+        errors += (int)info.errors;
+        CHECK(res[0].status != BACKEND_SAMPLE_ERROR && res[1].status != BACKEND_SAMPLE_ERROR);
+        if (res[0].status == BACKEND_SAMPLE_NEW) {
+            const struct backend_stats *st = &res[0].stats;
+
+            CHECK(st->source == BACKEND_STATS_CGROUP);
+            CHECK(st->cpu.total_ns == 2000000000ull && st->memory_bytes == 50331648 &&
+                  st->pids == 3 && st->rx_bytes == 1736 && st->cpu.online_cpus == 2);
+            at[0] = at[1];
+            at[1] = berth_now_ms();
+            n1++;
+            /* The passes after the first come about 0.9 interval apart. */
+            if (n1 >= 3)
+                CHECK_MSG(at[1] - at[0] >= INTERVAL_MS * 8 / 10 &&
+                              at[1] - at[0] <= INTERVAL_MS + SLACK_MS,
+                          "passes %lld ms apart", (long long)(at[1] - at[0]));
+        }
+        if (res[1].status == BACKEND_SAMPLE_NEW) {
+            CHECK(res[1].stats.source == BACKEND_STATS_ENGINE);
+            CHECK(res[1].stats.memory_bytes == 1048576);
+            CHECK(info.open == 1);
+            n2++;
+        }
+    }
+    CHECK_MSG(n1 >= 3 && n2 == 1, "samples: %d from files, %d from the stream", n1, n2);
+    CHECK_MSG(errors == 0, "errors %d", errors);
+    CHECK_STR(fe_req_line(&fe, 0, line, sizeof(line)), "GET /v1.41/info");
+    CHECK_STR(fe_req_line(&fe, 1, line, sizeof(line)), "GET /v1.41/containers/" CT_ID2 "/json");
+    CHECK_STR(fe_req_line(&fe, 2, line, sizeof(line)),
+              "GET /v1.41/containers/" CT_ID2 "/stats?stream=true");
+    /* Nothing else: no Engine call per sample. */
+    CHECK_MSG(fe_n_reqs(&fe) == 3, "%zu requests", fe_n_reqs(&fe));
+    backend_destroy(&b);
+    fe_stop(&fe);
+    ct_free(&t);
+}
+
 int main(void)
 {
     struct berth_err err;
@@ -420,6 +499,7 @@ int main(void)
     test_stall_limit();
     test_sweep_stall();
     test_one_shot();
+    test_sweep_cgroup();
     docker_backend_global_cleanup();
     return test_summary("test_docker_stats");
 }

@@ -1,7 +1,8 @@
 /* The HTTP front end's execution model, on a real socket: inline handlers
  * answer while a worker is busy, connections cost no thread, a stream sends
- * each write as it happens, a stream whose client hangs up is ended, and a
- * stop reaches every open stream. */
+ * each write as it happens, a stream whose client hangs up is ended, a
+ * stop reaches every open stream, and an event thread stuck in a request
+ * is what the liveness check sees. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "berth/clock.h"
@@ -26,6 +28,8 @@ struct fixture {
     pthread_cond_t cond;
     int gate_open;          /* /slow waits for it */
     int slow_running;       /* /slow has started */
+    int stuck_gate_open;    /* /inline-stuck waits for it */
+    int stuck_running;      /* /inline-stuck has started */
     struct http_stream *st; /* the latest /stream's */
     int stream_started;
     int stop_hook_ran;
@@ -38,7 +42,7 @@ static struct fixture fx;
 static enum http_run classify(void *ctx, const struct http_request *req)
 {
     (void)ctx;
-    return strcmp(http_request_path(req), "/inline") == 0 ? HTTP_RUN_INLINE : HTTP_RUN_WORKER;
+    return strncmp(http_request_path(req), "/inline", 7) == 0 ? HTTP_RUN_INLINE : HTTP_RUN_WORKER;
 }
 
 static void on_stop(void *arg)
@@ -70,6 +74,15 @@ static void handler(void *ctx, const struct http_request *req, struct http_respo
             pthread_cond_wait(&f->cond, &f->lock);
         lock_give(&f->lock);
         CHECK(buf_appends(&resp->body, "slow\n", NULL) == 0);
+    } else if (strcmp(path, "/inline-stuck") == 0) {
+        /* On the event thread: it answers nothing else meanwhile. */
+        lock_take(&f->lock);
+        f->stuck_running = 1;
+        pthread_cond_broadcast(&f->cond);
+        while (!f->stuck_gate_open)
+            pthread_cond_wait(&f->cond, &f->lock);
+        lock_give(&f->lock);
+        CHECK(buf_appends(&resp->body, "unstuck\n", NULL) == 0);
     } else if (strcmp(path, "/stream") == 0) {
         struct http_stream *st = http_response_stream(req, resp, 0);
 
@@ -194,6 +207,50 @@ static void test_inline_answers_while_worker_busy(struct http_server *s)
     CHECK(strncmp(buf, "HTTP/1.1 200", 12) == 0);
     close(slow);
     close(quick);
+}
+
+/* http_server_alive until it answers `want` or 3 s pass: what it answered. */
+static int alive_becomes(struct http_server *s, int want, struct berth_err *err)
+{
+    int64_t deadline = berth_now_ms() + 3000;
+    int rc;
+
+    for (;;) {
+        berth_err_clear(err);
+        rc = http_server_alive(s, 200, err) == 0 ? 0 : -1;
+        if (rc == want || berth_now_ms() >= deadline)
+            return rc;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Alive while idle and while a worker is busy; not while an event thread
+ * has been inside one request past the bound; alive again once it is out. */
+static void test_alive_sees_a_stuck_event_thread(struct http_server *s)
+{
+    struct berth_err err;
+    char buf[4096];
+    size_t len = 0;
+    int fd = dial(http_server_address(s));
+    int64_t t0;
+
+    berth_err_clear(&err);
+    CHECK(http_server_alive(s, 200, &err) == 0);
+    CHECK(fd >= 0);
+    CHECK(send_get(fd, "/inline-stuck") == 0);
+    CHECK(wait_flag(&fx.stuck_running, 5000));
+    t0 = berth_now_ms();
+    CHECK(alive_becomes(s, -1, &err) == -1);
+    CHECK_MSG(berth_now_ms() - t0 >= 150, "stuck after %lld ms", (long long)(berth_now_ms() - t0));
+    CHECK(err.code == BERTH_UNAVAILABLE && strstr(err.msg, "event thread") != NULL);
+    lock_take(&fx.lock);
+    fx.stuck_gate_open = 1;
+    pthread_cond_broadcast(&fx.cond);
+    lock_give(&fx.lock);
+    CHECK(read_until(fd, buf, sizeof(buf), &len, "unstuck\n") == 0);
+    CHECK(alive_becomes(s, 0, &err) == 0);
+    close(fd);
 }
 
 static void test_stream_sends_as_written(struct http_server *s)
@@ -334,6 +391,7 @@ int main(void)
     if (s == NULL)
         return test_summary("test_http_server");
     test_inline_answers_while_worker_busy(s);
+    test_alive_sees_a_stuck_event_thread(s);
     test_stream_sends_as_written(s);
     test_stream_client_hangs_up(s);
     test_waiting_streams_cost_no_thread(s);

@@ -1799,6 +1799,62 @@ static void test_binary_map_last_wins(void)
     }
 }
 
+/* Field numbers the binary path takes are those protobuf-c can read again
+ * once it packed them: 0 (which it takes spelt in two bytes) and past
+ * 2^29-1 (which it packs wrapped round) are malformed. */
+static void test_binary_field_numbers(void)
+{
+#define B(s) s, sizeof(s) - 1
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t len;
+        const char *msg; /* NULL: accepted */
+    } rows[] = {
+        {"field number 0 in two bytes", B("\x80\x00\x00"),
+         "malformed protobuf body for 'metal.vmprovisioner.v1.CreateVmRequest'"},
+        {"field number 0 in a nested message", B("\x12\x03\x80\x00\x00"),
+         "malformed protobuf body for 'metal.vmprovisioner.v1.VmConfig'"},
+        {"field number 2^29", B("\x80\x80\x80\x80\x10\x00"),
+         "malformed protobuf body for 'metal.vmprovisioner.v1.CreateVmRequest'"},
+        {"field number 2^29-1", B("\xf8\xff\xff\xff\x0f\x00"), NULL},
+        {"an over-long tag of a known field", B("\x8a\x00\x01x"), NULL},
+    };
+#undef B
+
+    for (size_t i = 0; i < ROWS(rows); i++) {
+        ProtobufCMessage *msg =
+            protobuf_c_message_unpack(CREATE_VM, NULL, rows[i].len, (const uint8_t *)rows[i].bytes);
+        struct berth_err err;
+        int rc;
+
+        CHECK_MSG(msg != NULL, "%s: protobuf-c takes it", rows[i].what);
+        if (msg == NULL)
+            continue;
+        berth_err_clear(&err);
+        rc =
+            pb_check_input(CREATE_VM, (const uint8_t *)rows[i].bytes, rows[i].len, msg, NULL, &err);
+        if (rows[i].msg != NULL) {
+            CHECK_MSG(rc < 0 && err.code == INVALID, "%s: rc %d", rows[i].what, rc);
+            CHECK_STR(err.msg, rows[i].msg);
+        } else {
+            uint8_t again[64];
+            size_t n = protobuf_c_message_get_packed_size(msg);
+            ProtobufCMessage *back = NULL;
+
+            CHECK_MSG(rc == 0, "%s: %s", rows[i].what, err.msg);
+            CHECK(n < sizeof(again));
+            if (n < sizeof(again)) {
+                protobuf_c_message_pack(msg, again);
+                back = protobuf_c_message_unpack(CREATE_VM, NULL, n, again);
+            }
+            CHECK_MSG(back != NULL, "%s: packed again, it reads again", rows[i].what);
+            protobuf_c_message_free_unpacked(back, NULL);
+        }
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+}
+
 int main(void)
 {
     test_camel_names();
@@ -1820,5 +1876,6 @@ int main(void)
     test_wkt_rejects();
     test_wkt_encode_errors();
     test_binary_map_last_wins();
+    test_binary_field_numbers();
     return test_summary("test_json_codec");
 }

@@ -1,10 +1,11 @@
 /* systemd notification, end to end: the built berthd (memory backend) runs
  * with NOTIFY_SOCKET at a datagram socket this test binds and the watchdog
  * on (WATCHDOG_USEC). It must send READY=1 once it listens, WATCHDOG=1
- * while it answers its own /healthz, and also while every connection slot
- * is taken (busy, not hung), and STOPPING=1 on SIGTERM before it exits 0.
- * The binary is $BERTHD, else ../berthd from this test. The probe itself
- * must fail on a server that accepts but never answers. */
+ * while it serves, also while every connection slot is taken (busy, not
+ * hung), and STOPPING=1 on SIGTERM before it exits 0. The heartbeat asks
+ * the daemon itself, not its listener: behind TLS with client certificates
+ * it goes on, and so it does when a client holds the only connection its
+ * address may have. The binary is $BERTHD, else ../berthd from this test. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -181,7 +182,9 @@ static int healthz(const char *address)
     return status;
 }
 
-static int start(struct run *r, const char *bin)
+/* berthd with the watchdog on, on 127.0.0.1:0, with `extra` flags
+ * (NULL-terminated) after the common ones. */
+static int start(struct run *r, const char *bin, const char *const *extra)
 {
     struct sockaddr_un sa;
     const char *tmp = getenv("TMPDIR");
@@ -212,9 +215,16 @@ static int start(struct run *r, const char *bin)
         setenv("NOTIFY_SOCKET", r->sock, 1);
         setenv("WATCHDOG_USEC", usec, 1);
         setenv("WATCHDOG_PID", pid, 1);
+        const char *argv[32] = {bin,           "--backend",         "memory", "--listen",
+                                "127.0.0.1:0", "--max-connections", conns,    "--idle-timeout",
+                                "600",         "--shutdown-grace",  "1"};
+        size_t n = 11;
+
+        for (size_t i = 0; extra != NULL && extra[i] != NULL && n + 1 < 32; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
         dup2(logp[1], 2);
-        execl(bin, bin, "--backend", "memory", "--listen", "127.0.0.1:0", "--max-connections",
-              conns, "--idle-timeout", "600", "--shutdown-grace", "1", (char *)NULL);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     close(logp[1]);
@@ -275,7 +285,7 @@ static void test_notify(void)
         CHECK_MSG(0, "no berthd binary beside the tests (%s); set BERTHD", bin);
         return;
     }
-    if (start(&r, bin) < 0) {
+    if (start(&r, bin, NULL) < 0) {
         CHECK_MSG(0, "cannot start %s: %s", bin, strerror(errno));
         finish(&r);
         return;
@@ -320,37 +330,92 @@ static void test_notify(void)
     finish(&r);
 }
 
-/* A listening socket nobody accepts on: connections wait in the backlog and
- * never get an answer, as with a hung server. */
-static void test_probe_hung_server(void)
+/* A fresh WATCHDOG=1 within two periods (one drained first). */
+static int beats_on(struct run *r)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    struct berth_err err;
-    char address[64];
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int64_t t0;
+    wait_notify(r, NULL, berth_now_ms() + 20);
+    return wait_notify(r, "WATCHDOG=1", berth_now_ms() + 2 * WATCHDOG_USEC / 1000) == 0;
+}
 
-    CHECK(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    CHECK(listen(fd, 8) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    snprintf(address, sizeof(address), "127.0.0.1:%d", ntohs(sa.sin_port));
-    berth_err_clear(&err);
-    t0 = berth_now_ms();
-    CHECK(watchdog_probe(address, 200, &err) == -1);
-    CHECK_MSG(berth_now_ms() - t0 < 2000, "the probe took %lld ms",
-              (long long)(berth_now_ms() - t0));
-    close(fd);
+/* A self-signed certificate and key in dir (cert.pem, key.pem), which also
+ * serves as the client CA: the daemon then asks every client for a
+ * certificate, which a probe over its listener would not have. */
+static int make_cert(const char *dir)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s/key.pem' -out '%s/cert.pem' -days 1 -subj /CN=localhost "
+             "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+             dir, dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* With tls, behind TLS with client certificates; either way with one
+ * connection per address, which a client holds. */
+static void test_watchdog_needs_no_connection(int tls)
+{
+    static struct run r;
+    char bin[PATH_MAX + 16], certdir[64], cert[128], key[128];
+    const char *extra[12];
+    const char *tmp = getenv("TMPDIR");
+    int hog, status;
+
+    if (berthd_path(bin, sizeof(bin)) < 0) {
+        CHECK_MSG(0, "no berthd binary beside the tests (%s); set BERTHD", bin);
+        return;
+    }
+    snprintf(certdir, sizeof(certdir), "%s/berth-wdtls-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    CHECK(mkdtemp(certdir) != NULL);
+    snprintf(cert, sizeof(cert), "%s/cert.pem", certdir);
+    snprintf(key, sizeof(key), "%s/key.pem", certdir);
+    CHECK_MSG(make_cert(certdir) == 0, "openssl could not make a certificate");
+    extra[0] = "--max-connections-per-ip";
+    extra[1] = "1";
+    extra[2] = tls ? "--tls-cert" : NULL;
+    extra[3] = cert;
+    extra[4] = "--tls-key";
+    extra[5] = key;
+    extra[6] = "--tls-client-ca";
+    extra[7] = cert;
+    extra[8] = NULL;
+    if (start(&r, bin, extra) < 0) {
+        CHECK_MSG(0, "cannot start %s: %s", bin, strerror(errno));
+        finish(&r);
+        goto out;
+    }
+    CHECK(wait_notify(&r, "READY=1", berth_now_ms() + 20000) == 0);
+    CHECK_MSG(r.address[0] != '\0', "server.listening logged before READY=1");
+    /* Plain HTTP on the TLS listener gets nowhere, as a plain probe would. */
+    CHECK(healthz(r.address) == (tls ? -1 : 200));
+    CHECK_MSG(beats_on(&r), "no WATCHDOG=1 (tls %d)", tls);
+
+    /* This address's only connection taken: the heartbeat needs none. */
+    hog = dial(r.address);
+    CHECK(hog >= 0);
+    CHECK_MSG(beats_on(&r), "no WATCHDOG=1 while the per-address limit was reached (tls %d)", tls);
+    CHECK_MSG(strstr(r.log, "watchdog.unhealthy") == NULL, "an unhealthy beat:\n%s", r.log);
+    if (hog >= 0)
+        close(hog);
+
+    CHECK(kill(r.pid, SIGTERM) == 0);
+    CHECK(wait_notify(&r, "STOPPING=1", berth_now_ms() + 10000) == 0);
+    status = reap(&r, berth_now_ms() + 10000);
+    CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "berthd exit status %d",
+              status);
+    finish(&r);
+out:
+    unlink(cert);
+    unlink(key);
+    rmdir(certdir);
 }
 
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    test_probe_hung_server();
     test_notify();
+    test_watchdog_needs_no_connection(0);
+    test_watchdog_needs_no_connection(1);
     return test_summary("test_notify");
 }

@@ -39,7 +39,7 @@ struct spy {
     int64_t memory_bytes; /* guarded by lock */
     int container_port;   /* guarded by lock */
     char restart[32];     /* guarded by lock */
-    char env[16][128];    /* guarded by lock */
+    char env[32][256];    /* guarded by lock */
     size_t n_env;         /* guarded by lock */
     struct backend self;  /* ops = &ops, ctx = this spy */
 };
@@ -82,7 +82,10 @@ static size_t count_label(struct fixture *f, const char *label);
 
 static void test_validation(void);
 static void test_missing_object(void);
-static void test_secrets_refused(void);
+static void test_secrets_pass_through(void);
+static void test_secrets_vault(void);
+static void test_secrets_vault_errors(void);
+static void test_unkey_env(void);
 static void test_spec_mapping(void);
 static void test_rollback(void);
 static void test_retry(void);
@@ -118,7 +121,7 @@ static int spy_create(void *ctx, const struct backend_spec *spec, int64_t deadli
     snprintf(s->restart, sizeof(s->restart), "%s",
              spec->restart_policy ? spec->restart_policy : "");
     s->n_env = 0;
-    for (size_t i = 0; i < spec->n_env && i < 16; i++)
+    for (size_t i = 0; i < spec->n_env && i < 32; i++)
         snprintf(s->env[s->n_env++], sizeof(s->env[0]), "%s", spec->env[i]);
     pthread_mutex_unlock(&s->lock);
     return s->inner.ops->create(s->inner.ctx, spec, deadline, id_out, err);
@@ -202,6 +205,8 @@ static int spy_replica_delete(void *ctx, enum object_kind kind, const char *ns, 
 /* ---- fixture ------------------------------------------------------------ */
 
 static int fixture_init_max(struct fixture *f, const char *advertise_host, int64_t max_replicas);
+static int fixture_init_full(struct fixture *f, const char *advertise_host, int64_t max_replicas,
+                             const struct krane_decryptor *dec);
 
 static int fixture_init(struct fixture *f, const char *advertise_host)
 {
@@ -210,13 +215,24 @@ static int fixture_init(struct fixture *f, const char *advertise_host)
 
 static int fixture_init_max(struct fixture *f, const char *advertise_host, int64_t max_replicas)
 {
+    return fixture_init_full(f, advertise_host, max_replicas, NULL);
+}
+
+/* dec NULL: no vault (secrets are passed through). */
+static int fixture_init_full(struct fixture *f, const char *advertise_host, int64_t max_replicas,
+                             const struct krane_decryptor *dec)
+{
     struct replica_service_config cfg = {
         .gateway_port = 8040,
         .deployment_port = 8080,
         .advertise_host = advertise_host,
         .publish_address = "127.0.0.1",
         .max_replicas_total = max_replicas,
+        .region = "eu-test-1",
     };
+
+    if (dec != NULL)
+        cfg.decryptor = *dec;
     struct berth_err err;
 
     memset(f, 0, sizeof(*f));
@@ -443,11 +459,49 @@ static void test_missing_object(void)
     fixture_release(&f);
 }
 
-static void test_secrets_refused(void)
+/* Whether the spy's last create had exactly the entry `want`. */
+static int spy_has_env(struct fixture *f, const char *want)
+{
+    for (size_t i = 0; i < f->spy.n_env; i++)
+        if (strcmp(f->spy.env[i], want) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether any entry of the spy's last create starts with `prefix`. */
+static int spy_has_env_prefix(struct fixture *f, const char *prefix)
+{
+    for (size_t i = 0; i < f->spy.n_env; i++)
+        if (strncmp(f->spy.env[i], prefix, strlen(prefix)) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether the packed answer `m` holds the bytes of s. */
+static int packed_holds(const ProtobufCMessage *m, const char *s)
+{
+    size_t len = protobuf_c_message_get_packed_size(m), n = strlen(s);
+    uint8_t *bytes = malloc(len + 1);
+    int found = 0;
+
+    if (bytes == NULL)
+        return 1;
+    protobuf_c_message_pack(m, bytes);
+    for (size_t i = 0; i + n <= len && !found; i++)
+        found = memcmp(bytes + i, s, n) == 0;
+    free(bytes);
+    return found;
+}
+
+/* Without a vault the blob goes to every replica as UNKEY_SECRETS_BLOB
+ * (standard base64), and the digest covers it: the same blob again is a
+ * retry, another one a different spec. */
+static void test_secrets_pass_through(void)
 {
     Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
     Krane__V1__DeploymentRequest d = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
-    uint8_t blob[] = {1, 2, 3};
+    uint8_t blob[] = {0xfb, 0xff, 0x00, 's'};
+    uint8_t other[] = {1, 2, 3};
     struct fixture f;
     struct berth_err err;
 
@@ -462,10 +516,309 @@ static void test_secrets_refused(void)
     d.encrypted_secrets_blob.data = blob;
     d.encrypted_secrets_blob.len = sizeof(blob);
     req.deployment = &d;
-    CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) < 0);
-    CHECK(err.code == BERTH_UNIMPLEMENTED);
-    CHECK_MSG(strstr(err.msg, "cannot decrypt") != NULL, "message: %s", err.msg);
-    CHECK(memory_backend_count(&f.spy.inner) == 0);
+    CHECK_MSG(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0, "%s", err.msg);
+    CHECK(memory_backend_count(&f.spy.inner) == 2);
+    CHECK(spy_has_env(&f, "UNKEY_SECRETS_BLOB=+/8Acw=="));
+    CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0);
+    CHECK(memory_backend_count(&f.spy.inner) == 2);
+    d.encrypted_secrets_blob.data = other;
+    d.encrypted_secrets_blob.len = sizeof(other);
+    CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) < 0 &&
+          err.code == BERTH_ALREADY_EXISTS);
+    d.encrypted_secrets_blob.len = 0;
+    CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) < 0 &&
+          err.code == BERTH_ALREADY_EXISTS);
+    /* No vault: no keyring needed. */
+    CHECK(memory_backend_count(&f.spy.inner) == 2);
+    fixture_release(&f);
+}
+
+/* ---- a toy vault --------------------------------------------------------- */
+
+/* Ciphertexts are "enc:" and the plaintext reversed, under the keyring
+ * "env_1" only. */
+struct toy_vault {
+    int calls;
+    int fail_at; /* the n-th call (1-based) fails with fail_code; 0 never */
+    enum berth_code fail_code;
+    char last_keyring[32];
+};
+
+static int toy_decrypt(void *ctx, const char *keyring, const char *encrypted, int64_t deadline,
+                       struct arena *a, char **plaintext, struct berth_err *err)
+{
+    struct toy_vault *v = ctx;
+    size_t n = strlen(encrypted);
+    char *out;
+
+    (void)deadline;
+    v->calls++;
+    snprintf(v->last_keyring, sizeof(v->last_keyring), "%s", keyring);
+    if (v->calls == v->fail_at)
+        return berth_err_set(err, v->fail_code, "the toy vault fails call %d", v->calls);
+    if (strcmp(keyring, "env_1") != 0)
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION, "the vault refused: no keyring");
+    if (n < 4 || strncmp(encrypted, "enc:", 4) != 0)
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION, "the vault refused: not a ciphertext");
+    out = arena_alloc(a, n - 3);
+    if (out == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n - 4; i++)
+        out[i] = encrypted[n - 1 - i];
+    *plaintext = out;
+    return 0;
+}
+
+/* The toy ciphertext of s, in a. */
+static char *toy_encrypt(struct arena *a, const char *s)
+{
+    size_t n = strlen(s);
+    char *out = arena_alloc(a, n + 5);
+
+    if (out == NULL)
+        return NULL;
+    memcpy(out, "enc:", 4);
+    for (size_t i = 0; i < n; i++)
+        out[4 + i] = s[n - 1 - i];
+    return out;
+}
+
+/* A blob whose SecretsConfig is `json` with every "@X@" replaced by the
+ * ciphertext of X (X without '@'). */
+static char *toy_blob(struct arena *a, const char *json)
+{
+    char *out = arena_alloc(a, 4 * strlen(json) + 16), *o = out;
+    char *text;
+
+    if (out == NULL)
+        return NULL;
+    for (const char *p = json; *p;) {
+        if (*p == '@') {
+            const char *e = strchr(p + 1, '@');
+            char *plain = arena_strndup(a, p + 1, (size_t)(e - p - 1));
+            char *c = toy_encrypt(a, plain);
+            memcpy(o, c, strlen(c));
+            o += strlen(c);
+            p = e + 1;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    text = toy_encrypt(a, out);
+    return text;
+}
+
+static Krane__V1__DeploymentRequest vault_dep(const char *blob)
+{
+    Krane__V1__DeploymentRequest d = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
+
+    d.deployment_id = "vdep";
+    d.image = "busybox";
+    d.replicas = 2;
+    d.environment_id = "env_1";
+    d.encrypted_secrets_blob.data = (uint8_t *)blob;
+    d.encrypted_secrets_blob.len = blob ? strlen(blob) : 0;
+    return d;
+}
+
+/* With a vault: the blob and then each value decrypted with the
+ * environment's keyring, every secret a variable of its own; a retry with
+ * the same blob is a retry; GetDeployment holds no value. */
+static void test_secrets_vault(void)
+{
+    struct toy_vault tv = {0};
+    struct krane_decryptor dec = {toy_decrypt, &tv};
+    Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__GetDeploymentRequest get = KRANE__V1__GET_DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__DeploymentRequest d;
+    Krane__V1__DeploymentRequest__EnvEntry e = KRANE__V1__DEPLOYMENT_REQUEST__ENV_ENTRY__INIT;
+    Krane__V1__DeploymentRequest__EnvEntry *env[1] = {&e};
+    ProtobufCMessage *out = NULL;
+    struct fixture f;
+    struct berth_err err;
+    char *blob;
+
+    if (fixture_init_full(&f, "", 0, &dec) < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    blob = toy_blob(f.arena,
+                    "{\"secrets\": {\"DB_PASSWORD\": \"@hunter2@\", \"API_KEY\": \"@k-1 2=3@\"}}");
+    CHECK(blob != NULL);
+    d = vault_dep(blob);
+    e.key = "DB_PASSWORD";
+    e.value = "from-env";
+    d.env = env;
+    d.n_env = 1;
+    req.deployment = &d;
+    CHECK_MSG(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0, "%s", err.msg);
+    CHECK(memory_backend_count(&f.spy.inner) == 2);
+    CHECK(tv.calls == 3);
+    CHECK_STR(tv.last_keyring, "env_1");
+    /* The secret wins over the request's env entry of the same name. */
+    CHECK(spy_has_env(&f, "DB_PASSWORD=hunter2"));
+    CHECK(!spy_has_env(&f, "DB_PASSWORD=from-env"));
+    CHECK(spy_has_env(&f, "API_KEY=k-1 2=3"));
+    CHECK(!spy_has_env_prefix(&f, "UNKEY_SECRETS_BLOB="));
+    CHECK(spy_has_env(&f, "UNKEY_ENVIRONMENT_ID=env_1"));
+
+    /* A retry asks the vault again and makes nothing new. */
+    CHECK_MSG(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0, "%s", err.msg);
+    CHECK(memory_backend_count(&f.spy.inner) == 2);
+
+    get.deployment_id = "vdep";
+    CHECK(call(&f, DEP "GetDeployment", &get, &out, &err) == 0);
+    CHECK(out != NULL && !packed_holds(out, "hunter2") && !packed_holds(out, "k-1 2=3"));
+    fixture_release(&f);
+}
+
+/* A vault that fails or a plaintext berthd cannot use: the error names
+ * the field (and the secret), never a value, and nothing is made. */
+static void test_secrets_vault_errors(void)
+{
+    static const struct {
+        const char *desc;
+        const char *json; /* the SecretsConfig, "@X@" encrypted; NULL: blob as given */
+        const char *raw;  /* the blob when json is NULL */
+        const char *env_id;
+        int fail_at;
+        enum berth_code fail_code;
+        enum berth_code want;
+        const char *needle;
+    } rows[] = {
+        {"the vault is down", "{\"secrets\": {\"A\": \"@s3cret@\"}}", NULL, "env_1", 1,
+         BERTH_UNAVAILABLE, BERTH_UNAVAILABLE, "toy vault"},
+        {"the second decryption fails", "{\"secrets\": {\"A\": \"@s3cret@\"}}", NULL, "env_1", 2,
+         BERTH_UNAVAILABLE, BERTH_UNAVAILABLE, "secret 'A'"},
+        {"another keyring", "{\"secrets\": {\"A\": \"@s3cret@\"}}", NULL, "env_2", 0, BERTH_OK,
+         BERTH_FAILED_PRECONDITION, "refused"},
+        {"no environment id", "{\"secrets\": {\"A\": \"@s3cret@\"}}", NULL, "", 0, BERTH_OK,
+         BERTH_INVALID_ARGUMENT, "deployment.environmentId"},
+        {"the plaintext is not JSON", NULL, "enc:s3cret", "env_1", 0, BERTH_OK,
+         BERTH_FAILED_PRECONDITION, "SecretsConfig"},
+        {"secrets is a list", "{\"secrets\": [\"@s3cret@\"]}", NULL, "env_1", 0, BERTH_OK,
+         BERTH_FAILED_PRECONDITION, "SecretsConfig"},
+        {"a value is a number", "{\"secrets\": {\"A\": 5}}", NULL, "env_1", 0, BERTH_OK,
+         BERTH_FAILED_PRECONDITION, "not a string"},
+        {"a name berthd sets", "{\"secrets\": {\"UNKEY_REGION\": \"@s3cret@\"}}", NULL, "env_1", 0,
+         BERTH_OK, BERTH_FAILED_PRECONDITION, "'UNKEY_REGION'"},
+        {"a BERTH_ name", "{\"secrets\": {\"BERTH_X\": \"@s3cret@\"}}", NULL, "env_1", 0, BERTH_OK,
+         BERTH_FAILED_PRECONDITION, "'BERTH_X'"},
+        {"a name with '='", "{\"secrets\": {\"A=B\": \"@s3cret@\"}}", NULL, "env_1", 0, BERTH_OK,
+         BERTH_FAILED_PRECONDITION, "non-empty"},
+        {"a value the vault refuses", "{\"secrets\": {\"A\": \"s3cret\"}}", NULL, "env_1", 0,
+         BERTH_OK, BERTH_FAILED_PRECONDITION, "secret 'A'"},
+        {"a blob that is not text", NULL, "enc:\xff\xfe", "env_1", 0, BERTH_OK,
+         BERTH_INVALID_ARGUMENT, "deployment.encryptedSecretsBlob"},
+    };
+    Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct toy_vault tv = {0, rows[i].fail_at, rows[i].fail_code, ""};
+        struct krane_decryptor dec = {toy_decrypt, &tv};
+        Krane__V1__DeploymentRequest d;
+        struct fixture f;
+        struct berth_err err;
+        const char *blob;
+
+        if (fixture_init_full(&f, "", 0, &dec) < 0) {
+            CHECK(!"fixture");
+            fixture_release(&f);
+            return;
+        }
+        blob = rows[i].json ? toy_blob(f.arena, rows[i].json) : rows[i].raw;
+        d = vault_dep(blob);
+        d.environment_id = (char *)rows[i].env_id;
+        req.deployment = &d;
+        CHECK_MSG(call(&f, DEP "CreateDeployment", &req, NULL, &err) < 0 &&
+                      err.code == rows[i].want,
+                  "%s: %s (%s)", rows[i].desc, berth_code_name(err.code), err.msg);
+        CHECK_MSG(strstr(err.msg, rows[i].needle) != NULL, "%s: '%s' lacks '%s'", rows[i].desc,
+                  err.msg, rows[i].needle);
+        CHECK_MSG(strstr(err.msg, "s3cret") == NULL && strstr(err.msg, "terces") == NULL,
+                  "%s: '%s' shows a value", rows[i].desc, err.msg);
+        CHECK_MSG(memory_backend_count(&f.spy.inner) == 0, "%s: made something", rows[i].desc);
+        fixture_release(&f);
+    }
+}
+
+/* The names krane's callers read, set by berthd, and not the request's to
+ * set. */
+static void test_unkey_env(void)
+{
+    Krane__V1__CreateDeploymentRequest req = KRANE__V1__CREATE_DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__DeploymentRequest d = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__DeploymentRequest__EnvEntry de = KRANE__V1__DEPLOYMENT_REQUEST__ENV_ENTRY__INIT;
+    Krane__V1__DeploymentRequest__EnvEntry *denv[1] = {&de};
+    EnvEntry ge = KRANE__V1__GATEWAY_REQUEST__ENV_ENTRY__INIT;
+    EnvEntry *genv[1] = {&ge};
+    GatewayRequest g = gw_request("ugw", 2);
+    struct fixture f;
+    struct berth_err err;
+    static const char *const dep_reserved[] = {"UNKEY_DEPLOYMENT_ID",    "UNKEY_ENVIRONMENT_ID",
+                                               "UNKEY_ENVIRONMENT_SLUG", "UNKEY_REGION",
+                                               "UNKEY_INSTANCE_ID",      "UNKEY_SECRETS_BLOB"};
+    static const char *const gw_reserved[] = {"UNKEY_WORKSPACE_ID", "UNKEY_GATEWAY_ID",
+                                              "UNKEY_IMAGE"};
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    g.workspace_id = "ws_9";
+    CHECK(create_gw(&f, &g, &err) == 0);
+    /* The last create was replica 1. */
+    CHECK(spy_has_env(&f, "UNKEY_WORKSPACE_ID=ws_9"));
+    CHECK(spy_has_env(&f, "UNKEY_GATEWAY_ID=ugw"));
+    CHECK(spy_has_env(&f, "UNKEY_IMAGE=busybox:latest"));
+    CHECK(spy_has_env(&f, "BERTH_INSTANCE_ID=ugw-1"));
+    CHECK(!spy_has_env_prefix(&f, "UNKEY_INSTANCE_ID="));
+    CHECK(!spy_has_env_prefix(&f, "UNKEY_REGION="));
+
+    d.deployment_id = "udep";
+    d.image = "busybox";
+    d.replicas = 2;
+    req.deployment = &d;
+    CHECK(call(&f, DEP "CreateDeployment", &req, NULL, &err) == 0);
+    CHECK(spy_has_env(&f, "UNKEY_DEPLOYMENT_ID=udep"));
+    CHECK(spy_has_env(&f, "UNKEY_INSTANCE_ID=udep-1"));
+    CHECK(spy_has_env(&f, "BERTH_INSTANCE_ID=udep-1"));
+    CHECK(spy_has_env(&f, "UNKEY_REGION=eu-test-1"));
+    /* Set as krane sets them, also when the request leaves them empty. */
+    CHECK(spy_has_env(&f, "UNKEY_ENVIRONMENT_ID="));
+    CHECK(spy_has_env(&f, "UNKEY_ENVIRONMENT_SLUG="));
+    CHECK(!spy_has_env_prefix(&f, "UNKEY_GATEWAY_ID="));
+
+    for (size_t i = 0; i < sizeof(dep_reserved) / sizeof(dep_reserved[0]); i++) {
+        d.deployment_id = "udep2";
+        de.key = (char *)dep_reserved[i];
+        de.value = "mine";
+        d.env = denv;
+        d.n_env = 1;
+        CHECK_MSG(call(&f, DEP "CreateDeployment", &req, NULL, &err) < 0 &&
+                      err.code == BERTH_INVALID_ARGUMENT && strstr(err.msg, dep_reserved[i]),
+                  "%s: %s", dep_reserved[i], err.msg);
+    }
+    for (size_t i = 0; i < sizeof(gw_reserved) / sizeof(gw_reserved[0]); i++) {
+        g = gw_request("ugw2", 1);
+        ge.key = (char *)gw_reserved[i];
+        ge.value = "mine";
+        g.env = genv;
+        g.n_env = 1;
+        CHECK_MSG(create_gw(&f, &g, &err) < 0 && err.code == BERTH_INVALID_ARGUMENT, "%s: %s",
+                  gw_reserved[i], err.msg);
+    }
+    /* A deployment's name is a gateway's to use. */
+    g = gw_request("ugw3", 1);
+    ge.key = "UNKEY_REGION";
+    ge.value = "mine";
+    g.env = genv;
+    g.n_env = 1;
+    CHECK(create_gw(&f, &g, &err) == 0);
+    CHECK(spy_has_env(&f, "UNKEY_REGION=mine"));
     fixture_release(&f);
 }
 
@@ -771,6 +1124,79 @@ static void test_get_status_and_address(void)
     /* Unknown id. */
     CHECK(get_gw(&f, "", "nope", &err) == NULL && err.code == BERTH_NOT_FOUND);
     CHECK(strstr(err.msg, "gateway 'nope' not found") != NULL);
+    fixture_release(&f);
+}
+
+/* A replica with a health check is RUNNING only while the check passes:
+ * PENDING while it starts and while it fails; the gateway's address is the
+ * lowest-index replica that is RUNNING; List counts only those. */
+static void test_get_health(void)
+{
+    static const struct {
+        enum backend_health h;
+        Krane__V1__GatewayStatus want;
+    } rows[] = {
+        {BACKEND_HEALTH_STARTING, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING},
+        {BACKEND_HEALTH_UNHEALTHY, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING},
+        {BACKEND_HEALTH_HEALTHY, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING},
+        {BACKEND_HEALTH_NONE, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING},
+        {BACKEND_HEALTH_UNKNOWN, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING},
+    };
+    GatewayRequest g = gw_request("hl", 3);
+    Krane__V1__ListGatewaysRequest lreq = KRANE__V1__LIST_GATEWAYS_REQUEST__INIT;
+    Krane__V1__GetGatewayResponse *r;
+    ProtobufCMessage *out = NULL;
+    struct fixture f;
+    struct berth_err err;
+    const char *c[3];
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &g, &err) == 0);
+    c[0] = container_id_of(&f, "berth-gw-hl-0");
+    c[1] = container_id_of(&f, "berth-gw-hl-1");
+    c[2] = container_id_of(&f, "berth-gw-hl-2");
+    CHECK(c[0] && c[1] && c[2]);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK(memory_backend_set_health(&f.spy.inner, c[1], rows[i].h) == 0);
+        r = get_gw(&f, "", "hl", &err);
+        CHECK_MSG(r != NULL && r->n_instances == 3 && r->instances[1]->status == rows[i].want, "%s",
+                  backend_health_name(rows[i].h));
+    }
+    /* A paused replica stays TERMINATING whatever its health said. */
+    CHECK(memory_backend_set_state(&f.spy.inner, c[1], BACKEND_STATE_PAUSED) == 0);
+    CHECK(memory_backend_set_health(&f.spy.inner, c[1], BACKEND_HEALTH_HEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL &&
+          r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
+    CHECK(memory_backend_set_state(&f.spy.inner, c[1], BACKEND_STATE_RUNNING) == 0);
+
+    for (int i = 0; i < 3; i++)
+        CHECK(memory_backend_set_health(&f.spy.inner, c[i], BACKEND_HEALTH_HEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->n_instances == 3 && strcmp(r->address, r->instances[0]->address) == 0);
+    /* Replica 0 fails its check: the address moves to replica 1, then 2. */
+    CHECK(memory_backend_set_health(&f.spy.inner, c[0], BACKEND_HEALTH_UNHEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->n_instances == 3 && strcmp(r->address, r->instances[1]->address) == 0);
+    CHECK(r != NULL && r->instances[0]->address[0] != '\0'); /* its own address stays */
+    CHECK(memory_backend_set_health(&f.spy.inner, c[1], BACKEND_HEALTH_STARTING) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->n_instances == 3 && strcmp(r->address, r->instances[2]->address) == 0);
+    CHECK(call(&f, GW "ListGateways", &lreq, &out, &err) == 0);
+    if (out != NULL) {
+        Krane__V1__ListGatewaysResponse *l = (Krane__V1__ListGatewaysResponse *)out;
+
+        CHECK(l->n_gateways == 1 && l->gateways[0]->running == 1 &&
+              l->gateways[0]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING);
+    }
+    /* None healthy: no address. */
+    CHECK(memory_backend_set_health(&f.spy.inner, c[2], BACKEND_HEALTH_UNHEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->address[0] == '\0');
     fixture_release(&f);
 }
 
@@ -1360,7 +1786,7 @@ static void test_memory_replica_sets(void)
         .id = "api",
         .replicas = 2,
         .digest = "d1",
-        .instance_env = "BERTH_INSTANCE_ID",
+        .instance_envs = (const char *const[]){"BERTH_INSTANCE_ID", NULL},
         .tmpl = {.image = "busybox:latest"},
     };
     struct backend_apply_result res = {0};
@@ -1423,12 +1849,16 @@ int main(void)
 {
     test_validation();
     test_missing_object();
-    test_secrets_refused();
+    test_secrets_pass_through();
+    test_secrets_vault();
+    test_secrets_vault_errors();
+    test_unkey_env();
     test_spec_mapping();
     test_rollback();
     test_retry();
     test_different_spec();
     test_get_status_and_address();
+    test_get_health();
     test_advertise_host();
     test_delete();
     test_namespaces();

@@ -179,7 +179,7 @@ static void test_spec(void)
         .id = "d1",
         .replicas = 4,
         .digest = "abc",
-        .instance_env = "BERTH_INSTANCE_ID",
+        .instance_envs = (const char *const[]){"BERTH_INSTANCE_ID", "UNKEY_INSTANCE_ID", NULL},
         .tmpl = {.image = "img:1",
                  .cmd = cmd,
                  .n_cmd = 2,
@@ -214,7 +214,7 @@ static void test_spec(void)
     CHECK_STR(label_of(cs, "Image"), "img:1");
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cs, "Args")) == 2);
     env_j = cJSON_GetObjectItemCaseSensitive(cs, "Env");
-    CHECK(cJSON_GetArraySize(env_j) == 2);
+    CHECK(cJSON_GetArraySize(env_j) == 3);
     /* A caller's value is no template: Swarm expands it to itself. */
     CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 0)),
               "A=x{{\"{{\"}}.Node.ID}}y{{\"{{\"}}");
@@ -228,6 +228,12 @@ static void test_spec(void)
         CHECK(ienv != NULL && strncmp(ienv, head, sizeof(head) - 1) == 0);
     }
     CHECK(ienv != NULL && strstr(ienv, "{{else if eq .Task.Slot \"100\"}}99{{end}}") != NULL);
+    /* Every name of the list gets the same value. */
+    {
+        const char *u = cJSON_GetStringValue(cJSON_GetArrayItem(env_j, 2));
+        CHECK(u != NULL && strncmp(u, "UNKEY_INSTANCE_ID=", 18) == 0 && ienv != NULL &&
+              strcmp(u + 18, ienv + 18) == 0);
+    }
     CHECK_STR(label_of(cJSON_GetObjectItemCaseSensitive(cs, "Labels"), LABEL_DEPLOYMENT_ID), "d1");
     /* Each task tells which spec it runs. */
     CHECK_STR(label_of(cJSON_GetObjectItemCaseSensitive(cs, "Labels"), LABEL_SPEC), "abc");

@@ -42,6 +42,7 @@ static void test_observe(void);
 static void test_forget(void);
 static void test_commit_after_news(void);
 static void test_concurrent_insert_remove_list(void);
+static void test_alive(void);
 
 static void flag_init(struct flag *f)
 {
@@ -682,8 +683,8 @@ static void test_observe(void)
 
     CHECK(add_visible(r, "vm", VM_STATE_RUNNING) == 0);
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        struct vm_observed o = {rows[i].container_id, rows[i].state, rows[i].oom, rows[i].exit_code,
-                                NULL};
+        struct vm_observed o = {rows[i].container_id, rows[i].state, rows[i].oom,
+                                rows[i].exit_code,    NULL,          BACKEND_HEALTH_UNKNOWN};
         CHECK_MSG(vm_registry_observe(r, rows[i].id, &o) == rows[i].want_rc, "%s", rows[i].desc);
         CHECK(try_get(r, "vm", &got, &code) == 0);
         CHECK_MSG(got.state == rows[i].want_state, "%s: %s", rows[i].desc,
@@ -698,7 +699,7 @@ static void test_observe(void)
     /* Back to running with details: ports, address and start time taken. */
     {
         struct backend_container c = {0};
-        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, 0, -1, &c};
+        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, 0, -1, &c, BACKEND_HEALTH_UNKNOWN};
         c.ip_address = "172.17.0.5";
         c.mac_address = "";
         c.gateway = "172.17.0.1";
@@ -719,7 +720,7 @@ static void test_observe(void)
     berth_err_clear(&err);
     CHECK(vm_registry_reserve(r, &hidden, &rec, &err) == 0);
     {
-        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, -1, -1, NULL};
+        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, -1, -1, NULL, BACKEND_HEALTH_UNKNOWN};
         CHECK(vm_registry_observe(r, "hidden", &o) == -1);
     }
     vm_registry_remove(r, rec);
@@ -981,7 +982,8 @@ static void test_commit_after_news(void)
         stamp = vm_registry_stamp(r, rec);
         CHECK(vm_registry_read(r, rec, &snap, &err) == 0);
         if (rows[i].news != VM_STATE_UNSPECIFIED) {
-            struct vm_observed o = {"c0ffee", rows[i].news, -1, rows[i].exit_code, NULL};
+            struct vm_observed o = {"c0ffee",          rows[i].news, -1,
+                                    rows[i].exit_code, NULL,         BACKEND_HEALTH_UNKNOWN};
             CHECK(vm_registry_observe(r, "vm", &o) == 0);
         }
         snap.state = VM_STATE_RUNNING;
@@ -999,6 +1001,56 @@ static void test_commit_after_news(void)
     }
 }
 
+/* What holds the registry's lock in test_alive: a snapshot whose `then`
+ * waits until it is told to go. */
+struct holder {
+    struct vm_registry *r;
+    struct flag holding, release;
+};
+
+static int hold_then(void *arg)
+{
+    struct holder *h = arg;
+
+    flag_raise(&h->holding);
+    flag_wait(&h->release);
+    return 0;
+}
+
+static void *holder_main(void *arg)
+{
+    struct holder *h = arg;
+
+    (void)vm_registry_snapshot(h->r, NULL, NULL, hold_then, h);
+    return NULL;
+}
+
+/* The lock free: alive at once. Held: not alive once the deadline passes,
+ * and not before it. Given back: alive again. */
+static void test_alive(void)
+{
+    struct holder h;
+    pthread_t t;
+    int64_t t0;
+
+    h.r = vm_registry_new();
+    flag_init(&h.holding);
+    flag_init(&h.release);
+    CHECK(vm_registry_alive(h.r, berth_now_ms() + 100) == 0);
+    CHECK(pthread_create(&t, NULL, holder_main, &h) == 0);
+    flag_wait(&h.holding);
+    t0 = berth_now_ms();
+    CHECK(vm_registry_alive(h.r, t0 + 150) == -1);
+    CHECK_MSG(berth_now_ms() - t0 >= 140, "gave up after %lld ms",
+              (long long)(berth_now_ms() - t0));
+    flag_raise(&h.release);
+    pthread_join(t, NULL);
+    CHECK(vm_registry_alive(h.r, berth_now_ms() + 100) == 0);
+    flag_destroy(&h.holding);
+    flag_destroy(&h.release);
+    vm_registry_free(h.r);
+}
+
 int main(void)
 {
     test_reserve_publish();
@@ -1014,5 +1066,6 @@ int main(void)
     test_forget();
     test_commit_after_news();
     test_concurrent_insert_remove_list();
+    test_alive();
     return test_summary("test_vm_registry");
 }

@@ -65,6 +65,7 @@ const struct backend_ops docker_backend_ops = {
     .unpause = docker_backend_unpause,
     .restart = docker_backend_restart,
     .remove = docker_backend_remove,
+    .remove_volume = docker_volume_remove,
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
     .stats = docker_stats_one,
@@ -188,7 +189,8 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
     engine_set_stats(c->engine, c->calls);
-    if (docker_stats_new(c, cfg->stats_interval_ms, &c->stats, err) < 0)
+    if (docker_stats_new(c, cfg->stats_interval_ms, cfg->cgroup_root, cfg->proc_root, &c->stats,
+                         err) < 0)
         goto out;
     if (docker_pulls_new(cfg->auth_file, cfg->auth_file_optional, cfg->pull_progress_timeout_ms,
                          cfg->pull_timeout_ms, &c->pulls, err) < 0)
@@ -238,11 +240,12 @@ static void docker_backend_destroy(void *ctx)
     free(c);
 }
 
-int docker_backend_reload_auth(const struct backend *b, struct berth_err *err)
+int docker_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                               struct berth_err *err)
 {
     if (b == NULL || b->ops != &docker_backend_ops || b->ctx == NULL)
         return 0;
-    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, err);
+    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, path, optional, err);
 }
 
 static int docker_backend_call_stats(void *ctx, struct backend_call_stats **out, size_t *n)

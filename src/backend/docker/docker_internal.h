@@ -80,6 +80,18 @@ int docker_get_array(struct docker_ctx *c, const char *prefix, const char *filte
                      const char *const *values, size_t n, const char *what, int64_t deadline,
                      cJSON **out, struct berth_err *err) BERTH_MUST_USE;
 
+/* --- named volumes (docker_volumes.c) --- */
+
+/* Volume v of spec: there already and usable (this berthd's, with every
+ * spec->volume_labels label, a plain local volume), or made now with those
+ * labels (*made = 1). One that is there but not usable: failed_precondition. */
+int docker_volume_ensure(struct docker_ctx *c, const struct backend_spec *spec,
+                         const struct backend_volume *v, int64_t deadline, int *made,
+                         struct berth_err *err) BERTH_MUST_USE;
+/* backend_ops.remove_volume. */
+int docker_volume_remove(void *ctx, const char *name, const struct backend_label *must,
+                         size_t n_must, int64_t deadline, struct berth_err *err);
+
 /* --- tenant networks (docker_networks.c) --- */
 
 /* The Engine's name of a spec's network: as given for the default
@@ -111,8 +123,10 @@ int docker_pulls_new(const char *auth_path, int auth_optional, int64_t progress_
                      int64_t total_ms, struct docker_pulls **out,
                      struct berth_err *err) BERTH_MUST_USE;
 void docker_pulls_free(struct docker_pulls *p); /* NULL: nothing */
-/* Read the credentials file again; on failure the old credentials stay. */
-int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err) BERTH_MUST_USE;
+/* Read the credentials file again: `path` (NULL: the one in use; "": none
+ * from now on); on failure the old credentials stay. */
+int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optional,
+                             struct berth_err *err) BERTH_MUST_USE;
 /* Pull `image`, sharing a pull of the same reference already under way.
  * Not in the registry: not_found naming it; refused: permission_denied
  * naming the registry; unreachable, stalled: unavailable. */
@@ -220,8 +234,11 @@ int64_t docker_stats_stall_limit_ms(int64_t interval_ms);
  * no sample, *out untouched. -1: `root` is not a JSON object. */
 int docker_stats_parse(const cJSON *root, int64_t now_unix_ms,
                        struct backend_stats *out) BERTH_MUST_USE;
-/* The stats state of c (borrowed; it must outlive the state): no I/O yet. */
-int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, struct docker_stats **out,
+/* The stats state of c (borrowed; it must outlive the state): no I/O yet.
+ * `cgroup_root` (NULL or "": off) and `proc_root` (NULL or "": /proc):
+ * where the cgroup source reads running containers' files. */
+int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, const char *cgroup_root,
+                     const char *proc_root, struct docker_stats **out,
                      struct berth_err *err) BERTH_MUST_USE;
 /* Close every stream (each counted as an Engine call) and free. NULL: nothing. */
 void docker_stats_free(struct docker_stats *ds);

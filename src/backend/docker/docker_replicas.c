@@ -355,6 +355,7 @@ static int rp_fill_set(const struct rp_view *v, enum object_kind kind,
         it = &s.items[s.n++];
         it->index = pick->index;
         it->state = c->state;
+        it->health = c->health;
         it->handle = strdup(c->id);
         it->host = strdup("");
         it->image = strdup(c->image ? c->image : "");
@@ -496,7 +497,8 @@ int rp_make(const struct backend *b, const struct backend_replica_spec *spec, st
     const struct backend_spec *t = &spec->tmpl;
     struct backend_spec cs = *t;
     struct backend_label *labels = arena_alloc(a, (RP_OWN_LABELS + t->n_labels) * sizeof(*labels));
-    const char **env = arena_alloc(a, (t->n_env + 1) * sizeof(*env));
+    size_t n_inst = 0;
+    const char **env;
     const char *wanted = arena_printf(a, "%u", spec->replicas);
     const char *index = arena_printf(a, "%u", i);
     const char *generation = arena_printf(a, "%u", gen);
@@ -508,6 +510,9 @@ int rp_make(const struct backend *b, const struct backend_replica_spec *spec, st
     char *cid = NULL;
     size_t nl = 0;
 
+    while (spec->instance_envs != NULL && spec->instance_envs[n_inst] != NULL)
+        n_inst++;
+    env = arena_alloc(a, (t->n_env + n_inst + 1) * sizeof(*env));
     if (labels == NULL || env == NULL || wanted == NULL || index == NULL || generation == NULL ||
         min_ready == NULL || name == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -527,8 +532,8 @@ int rp_make(const struct backend *b, const struct backend_replica_spec *spec, st
     for (size_t j = 0; j < t->n_env; j++)
         env[j] = t->env[j];
     cs.n_env = t->n_env;
-    if (spec->instance_env != NULL) {
-        env[cs.n_env] = arena_printf(a, "%s=%s-%u", spec->instance_env, spec->id, i);
+    for (size_t j = 0; j < n_inst; j++) {
+        env[cs.n_env] = arena_printf(a, "%s=%s-%u", spec->instance_envs[j], spec->id, i);
         if (env[cs.n_env++] == NULL)
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     }

@@ -161,6 +161,13 @@ static enum rp_verdict rp_judge(const struct backend_container *c, int64_t *firs
             snprintf(why, why_len, "restarted (exit code %d)", c->exit_code);
             return RP_FAILED;
         }
+        /* With a health check, ready means healthy. */
+        if (c->health == BACKEND_HEALTH_UNHEALTHY) {
+            snprintf(why, why_len, "is unhealthy (its health check fails)");
+            return RP_FAILED;
+        }
+        if (c->health == BACKEND_HEALTH_STARTING)
+            return RP_WAIT;
         return rp_ready(c->state, c->started_unix_ms, min_ready_ms, berth_unix_ms()) ? RP_READY
                                                                                      : RP_WAIT;
     case BACKEND_STATE_CREATED:
@@ -506,6 +513,7 @@ static int rp_target_met(const struct backend *b, const struct rp_view *v, int64
         berth_err_clear(&e);
         met = strcmp(r->digest, to->digest) == 0 &&
               b->ops->inspect(b->ctx, r->c->id, deadline, &c, &e) == 0 &&
+              c.health != BACKEND_HEALTH_STARTING && c.health != BACKEND_HEALTH_UNHEALTHY &&
               rp_ready(c.state, c.started_unix_ms, r->min_ready_ms, berth_unix_ms());
         backend_container_release(&c);
         seen[r->index] = 1;

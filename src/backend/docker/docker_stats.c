@@ -1,12 +1,19 @@
-/* The Docker backend's stats (backend_ops.stats and stats_sweep): one
- * streaming stats connection per swept container (GET
- * /containers/{id}/stats?stream=true) on one curl multi handle, and Docker's
- * stats JSON turned into struct backend_stats the way `docker stats` reads
- * it. The Engine samples every subscribed container in one loop and then
- * sleeps a second, so a stream per container gets a sample a second for all
- * of them at once, where one-shot calls made one after another would wait a
- * second each. Each stream is counted with the Engine calls when it ends,
- * like /events.
+/* The Docker backend's stats (backend_ops.stats and stats_sweep). Each
+ * swept container has one source at a time:
+ *
+ * - its cgroup files (cgroup_stats.c), read by the sweep itself once an
+ *   interval for all of them in one pass, with no Engine call: every
+ *   running container whose cgroup this host shows (the Engine's layout
+ *   from its /info, else found through the container's pid, asked once);
+ * - else (another layout, a remote Engine, files unreadable) a streaming
+ *   stats connection (GET /containers/{id}/stats?stream=true) on one curl
+ *   multi handle, and Docker's stats JSON turned into struct backend_stats
+ *   the way `docker stats` reads it. The Engine samples every subscribed
+ *   container in one loop and then sleeps a second, so a stream per
+ *   container gets a sample a second for all of them at once. Each stream
+ *   is counted with the Engine calls when it ends, like /events. A
+ *   container on this source tries its files again every
+ *   DOCKER_CGROUP_RETRY_MS.
  *
  * A stream silent for its stall limit (docker_stats_stall_limit_ms) is
  * reopened at once, and the new stream's first sample comes with the
@@ -16,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -24,6 +32,7 @@
 #include "berth/clock.h"
 #include "berth/log.h"
 #include "berth/rfc3339.h"
+#include "cgroup_stats.h"
 #include "docker_internal.h"
 
 /* Longest wait in curl_multi_poll: how late a stop request is seen. */
@@ -48,28 +57,59 @@
 #define DOCKER_STATS_ERRBODY_MAX 2048
 /* A one-shot sample waits for the Engine's two readings (a second apart). */
 #define DOCKER_STATS_ONE_MAX_MS 10000
+/* A container whose files could not be read is sampled through the Engine
+ * and tries its files again after this long. */
+#define DOCKER_CGROUP_RETRY_MS 60000
+/* A container read from its files before whose cgroup is gone (stopping,
+ * restarting) tries again after this long, this many times, before it is
+ * sampled through the Engine. */
+#define DOCKER_CGROUP_REOPEN_MS 1000
+#define DOCKER_CGROUP_MISSES 3
+/* The Engine's /info (its cgroup driver and version) is asked again after
+ * this long when it failed. */
+#define DOCKER_CGROUP_INFO_RETRY_MS 60000
+/* Engine calls one cgroup pass may make to learn containers' pids (when
+ * the layout does not find their cgroup); the others wait for later passes. */
+#define DOCKER_CGROUP_INSPECTS_PER_PASS 8
+/* A pass of the cgroup source starts this much earlier than the interval
+ * asks (at least), so the pass, the write back and a late wake-up still
+ * leave every sample younger than the interval. */
+#define DOCKER_CGROUP_SLACK_DIV 10
 
-/* One container's stats stream. Owned by the stats state; only the sweep's
- * caller touches it. */
+/* Where a container's samples come from. */
+enum docker_source {
+    DOCKER_SOURCE_CGROUP = 0, /* its cgroup files (opened at the next pass when not yet) */
+    DOCKER_SOURCE_ENGINE,     /* its Engine stats stream */
+};
+
+/* One swept container: its source, its files or its stats stream, and what
+ * it has for the sweep. Owned by the stats state; only the sweep's caller
+ * touches it. */
 struct docker_stream {
     struct docker_stats *ds; /* back pointer */
     char *id;                /* owned: the container id */
-    CURL *h;                 /* owned; NULL while closed (waiting to reopen) */
-    struct buf line;         /* the partial line of the stream */
-    struct buf errbody;      /* a non-200 answer's body */
-    int64_t opened_ms;       /* monotonic */
-    int64_t opened_us;       /* monotonic: for the Engine call counters */
-    int64_t last_data_ms;    /* monotonic: last sample, 0 none yet */
-    int64_t retry_at_ms;     /* monotonic: reopen no earlier than this */
-    int64_t stall_ms;        /* silence that counts as a stall now (backs off) */
-    int wanted;              /* asked for by the current sweep */
-    int answered;            /* has an answer for the current sweep */
-    int fresh;               /* `sample` was not given yet */
+    enum docker_source source;
+    struct cgroup_stats_ctr *cg; /* owned: its open files (cgroup source), or NULL */
+    int64_t cg_retry_at_ms;      /* monotonic: open its files no earlier than this */
+    int cg_read_once;            /* its files were read: a vanished cgroup is a restart */
+    int cg_misses;               /* passes in a row that found its cgroup gone */
+    int inspected;               /* its pid was asked of the Engine */
+    CURL *h;                     /* owned; NULL while closed (waiting to reopen) */
+    struct buf line;             /* the partial line of the stream */
+    struct buf errbody;          /* a non-200 answer's body */
+    int64_t opened_ms;           /* monotonic */
+    int64_t opened_us;           /* monotonic: for the Engine call counters */
+    int64_t last_data_ms;        /* monotonic: last sample, 0 none yet */
+    int64_t retry_at_ms;         /* monotonic: reopen no earlier than this */
+    int64_t stall_ms;            /* silence that counts as a stall now (backs off) */
+    int wanted;                  /* asked for by the current sweep */
+    int answered;                /* has an answer for the current sweep */
+    int fresh;                   /* `sample` was not given yet */
     struct backend_stats sample;
-    int failed;            /* `fail` was not given yet */
-    struct berth_err fail; /* the last failure */
-    int bad;               /* a callback failed; the transfer was aborted */
-    char errbuf[CURL_ERROR_SIZE];
+    int failed;             /* a failure was not given yet */
+    struct berth_err *fail; /* owned: the last failure (made at the first; NULL: none yet) */
+    int bad;                /* a callback failed; the transfer was aborted */
+    char *errbuf;           /* owned: curl's error text (made with the first stream) */
 };
 
 /* The stats state of one Docker backend; used by one sweep at a time. */
@@ -79,9 +119,21 @@ struct docker_stats {
     CURLM *multi;                   /* owned */
     struct docker_stream **streams; /* owned, each owned */
     size_t n_streams, cap_streams;
+    struct docker_stream **slots; /* owned array: the stream of each id of the sweep */
+    size_t cap_slots;
     uint64_t n_open;
     uint64_t errors;      /* of the sweep under way */
     char api_version[16]; /* "1.41", "" until known */
+
+    /* The cgroup source; cg NULL: off (every container through the Engine). */
+    struct cgroup_stats *cg;           /* owned */
+    int64_t interval_ms;               /* the promise: no sample older than this */
+    int64_t cg_next_ms;                /* monotonic: the next pass over every file */
+    int64_t cg_pass_ms;                /* how long the last full pass took */
+    int layout_known;                  /* the Engine's /info answered */
+    int64_t info_retry_at_ms;          /* monotonic: ask /info again from then */
+    struct cgroup_stats_layout layout; /* what /info said; else found on disk */
+    int cg_ran;                        /* a pass ran in the sweep under way */
 };
 
 static uint64_t docker_stats_u64(const cJSON *obj, const char *name);
@@ -92,7 +144,9 @@ static void docker_stats_read_cpu(const cJSON *cpu_stats, struct backend_cpu *ou
 static int64_t docker_stats_memory(const cJSON *memory_stats);
 static void docker_stats_network(const cJSON *networks, struct backend_stats *out);
 static void docker_stats_blkio(const cJSON *list, int64_t *read, int64_t *write);
-static struct docker_stream *docker_stats_find(struct docker_stats *ds, const char *id);
+static int docker_stats_cmp(const void *a, const void *b);
+static struct docker_stream *docker_stats_find(struct docker_stats *ds, size_t n_sorted,
+                                               const char *id);
 static struct docker_stream *docker_stats_add(struct docker_stats *ds, const char *id);
 static void docker_stats_drop(struct docker_stats *ds, size_t i);
 static int docker_stats_need_version(struct docker_stats *ds);
@@ -109,6 +163,20 @@ static void docker_stats_check_stalls(struct docker_stats *ds, int64_t now);
 static long docker_stats_wait_ms(struct docker_stats *ds, int64_t now, int64_t deadline);
 static int docker_stats_all_answered(struct docker_stats *ds);
 static void docker_stats_error(struct docker_stats *ds, struct docker_stream *s, const char *what);
+static void docker_stats_set_fail(struct docker_stream *s, const char *what);
+static int docker_stats_over(struct docker_stats *ds);
+static size_t docker_stats_fd_budget(void);
+static int docker_cg_due(const struct docker_stream *s, int64_t now);
+static void docker_cg_step(struct docker_stats *ds, int64_t now, int64_t deadline);
+static void docker_cg_pass(struct docker_stats *ds, int full, int64_t deadline);
+static void docker_cg_sample(struct docker_stats *ds, struct docker_stream *s,
+                             const struct backend_cpu *host, unsigned *inspects, int64_t deadline);
+static int docker_cg_open(struct docker_stats *ds, struct docker_stream *s, unsigned *inspects,
+                          int64_t deadline, struct berth_err *err);
+static void docker_cg_to_engine(struct docker_stream *s, const struct berth_err *why);
+static void docker_cg_learn_layout(struct docker_stats *ds, int64_t deadline);
+static int docker_cg_inspect_pid(struct docker_stats *ds, const char *id, int64_t deadline,
+                                 int *pid);
 
 /* --- Docker's stats JSON ------------------------------------------------------ */
 
@@ -272,19 +340,27 @@ int64_t docker_stats_stall_limit_ms(int64_t interval_ms)
     return limit > DOCKER_STATS_STALL_MIN_MS ? limit : DOCKER_STATS_STALL_MIN_MS;
 }
 
-int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, struct docker_stats **out,
-                     struct berth_err *err)
+int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, const char *cgroup_root,
+                     const char *proc_root, struct docker_stats **out, struct berth_err *err)
 {
     struct docker_stats *ds = calloc(1, sizeof(*ds));
 
     if (ds == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     ds->c = c;
-    ds->stall_ms = docker_stats_stall_limit_ms(interval_ms > 0 ? interval_ms : 1000);
+    ds->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    ds->stall_ms = docker_stats_stall_limit_ms(ds->interval_ms);
     ds->multi = curl_multi_init();
     if (ds->multi == NULL) {
         free(ds);
         return berth_err_set(err, BERTH_INTERNAL, "cannot create a curl multi handle");
+    }
+    if (cgroup_root != NULL && cgroup_root[0] != '\0' &&
+        cgroup_stats_new(cgroup_root,
+                         proc_root != NULL && proc_root[0] != '\0' ? proc_root : "/proc",
+                         docker_stats_fd_budget(), &ds->cg, err) < 0) {
+        docker_stats_free(ds);
+        return -1;
     }
     *out = ds;
     return 0;
@@ -297,8 +373,21 @@ void docker_stats_free(struct docker_stats *ds)
     while (ds->n_streams > 0)
         docker_stats_drop(ds, ds->n_streams - 1);
     free(ds->streams);
+    free(ds->slots);
     curl_multi_cleanup(ds->multi);
+    cgroup_stats_free(ds->cg);
     free(ds);
+}
+
+/* Files the cgroup source may keep open: half of what berthd may open, the
+ * rest left to connections (past it, files are opened for each read). */
+static size_t docker_stats_fd_budget(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 4096;
+    return (size_t)rl.rlim_cur / 2;
 }
 
 /* --- the operations ----------------------------------------------------------- */
@@ -309,12 +398,25 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
 {
     struct docker_ctx *c = ctx;
     struct docker_stats *ds = c->stats;
+    size_t n_sorted;
 
     ds->errors = 0;
+    if (n > ds->cap_slots) {
+        struct docker_stream **grown = realloc(ds->slots, n * sizeof(*grown));
+
+        if (grown == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        ds->slots = grown;
+        ds->cap_slots = n;
+    }
+    /* Sorted by id for the lookups (a thousand containers a second make a
+     * linear search cost more than reading their files); new ones go after. */
+    qsort(ds->streams, ds->n_streams, sizeof(*ds->streams), docker_stats_cmp);
+    n_sorted = ds->n_streams;
     for (size_t i = 0; i < ds->n_streams; i++)
         ds->streams[i]->wanted = 0;
     for (size_t i = 0; i < n; i++) {
-        struct docker_stream *s = docker_stats_find(ds, ids[i]);
+        struct docker_stream *s = docker_stats_find(ds, n_sorted, ids[i]);
 
         if (s == NULL)
             s = docker_stats_add(ds, ids[i]);
@@ -322,24 +424,28 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
             return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         s->wanted = 1;
         s->answered = 0;
+        ds->slots[i] = s;
     }
     /* No longer asked for (paused, stopped, gone): close and forget. */
     for (size_t i = ds->n_streams; i-- > 0;)
         if (!ds->streams[i]->wanted)
             docker_stats_drop(ds, i);
 
+    ds->cg_ran = 0;
     for (;;) {
         int64_t now = berth_now_ms();
         int running = 0;
 
+        /* The files first: a container they fail for gets its stream now. */
+        if (ds->cg != NULL)
+            docker_cg_step(ds, now, deadline);
         docker_stats_check_stalls(ds, now);
         docker_stats_open_due(ds, now);
         if (curl_multi_perform(ds->multi, &running) != CURLM_OK)
             docker_stats_error(ds, NULL, "curl multi perform failed");
         docker_stats_done(ds);
         now = berth_now_ms();
-        if (docker_stats_all_answered(ds) || now >= deadline ||
-            (stop != NULL && atomic_load(stop) != 0))
+        if (docker_stats_over(ds) || now >= deadline || (stop != NULL && atomic_load(stop) != 0))
             break;
         if (curl_multi_poll(ds->multi, NULL, 0, (int)docker_stats_wait_ms(ds, now, deadline),
                             NULL) != CURLM_OK)
@@ -347,7 +453,7 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
     }
 
     for (size_t i = 0; i < n; i++) {
-        struct docker_stream *s = docker_stats_find(ds, ids[i]);
+        struct docker_stream *s = ds->slots[i];
 
         memset(&out[i], 0, sizeof(out[i]));
         if (s != NULL && s->fresh) {
@@ -356,7 +462,10 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
             s->fresh = 0;
         } else if (s != NULL && s->failed) {
             out[i].status = BACKEND_SAMPLE_ERROR;
-            out[i].err = s->fail;
+            if (s->fail != NULL)
+                out[i].err = *s->fail;
+            else
+                berth_err_set(&out[i].err, BERTH_UNAVAILABLE, "stats stream failed");
             s->failed = 0;
         }
     }
@@ -409,11 +518,30 @@ out:
 
 /* --- the stream table -------------------------------------------------------- */
 
-static struct docker_stream *docker_stats_find(struct docker_stats *ds, const char *id)
+static int docker_stats_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < ds->n_streams; i++)
-        if (strcmp(ds->streams[i]->id, id) == 0)
-            return ds->streams[i];
+    const struct docker_stream *const *x = a, *const *y = b;
+
+    return strcmp((*x)->id, (*y)->id);
+}
+
+/* The stream of `id` among the first n_sorted (sorted by id), or NULL. */
+static struct docker_stream *docker_stats_find(struct docker_stats *ds, size_t n_sorted,
+                                               const char *id)
+{
+    size_t lo = 0, hi = n_sorted;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ds->streams[mid]->id, id);
+
+        if (c == 0)
+            return ds->streams[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -443,6 +571,7 @@ static struct docker_stream *docker_stats_add(struct docker_stats *ds, const cha
     buf_init(&s->line, ENGINE_LINE_MAX);
     buf_init(&s->errbody, DOCKER_STATS_ERRBODY_MAX);
     s->stall_ms = ds->stall_ms;
+    s->source = ds->cg != NULL ? DOCKER_SOURCE_CGROUP : DOCKER_SOURCE_ENGINE;
     ds->streams[ds->n_streams++] = s;
     return s;
 }
@@ -453,8 +582,11 @@ static void docker_stats_drop(struct docker_stats *ds, size_t i)
     struct docker_stream *s = ds->streams[i];
 
     docker_stats_close(ds, s, 0, docker_stats_cut_outcome(s));
+    cgroup_stats_close(ds->cg, s->cg);
     buf_release(&s->line);
     buf_release(&s->errbody);
+    free(s->errbuf);
+    free(s->fail);
     free(s->id);
     free(s);
     ds->streams[i] = ds->streams[--ds->n_streams];
@@ -487,15 +619,13 @@ static void docker_stats_open_due(struct docker_stats *ds, int64_t now)
     for (size_t i = 0; i < ds->n_streams; i++) {
         struct docker_stream *s = ds->streams[i];
 
-        if (!s->wanted || s->h != NULL || now < s->retry_at_ms)
+        if (!s->wanted || s->source != DOCKER_SOURCE_ENGINE || s->h != NULL || now < s->retry_at_ms)
             continue;
         if (have_version < 0)
             have_version = docker_stats_need_version(ds);
         if (!have_version) {
             s->retry_at_ms = now + DOCKER_STATS_RETRY_MS; /* the Engine did not answer */
-            berth_err_clear(&s->fail);
-            berth_err_set(&s->fail, BERTH_UNAVAILABLE, "docker engine version unknown");
-            s->failed = 1;
+            docker_stats_set_fail(s, "docker engine version unknown");
             s->answered = 1;
             continue;
         }
@@ -520,6 +650,8 @@ static int docker_stats_open(struct docker_stats *ds, struct docker_stream *s, i
         goto out;
     h = curl_easy_init();
     if (h == NULL)
+        goto out;
+    if (s->errbuf == NULL && (s->errbuf = calloc(1, CURL_ERROR_SIZE)) == NULL)
         goto out;
     s->errbuf[0] = '\0';
     bad |= curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ds->c->socket_path) != CURLE_OK;
@@ -720,12 +852,18 @@ static long docker_stats_wait_ms(struct docker_stats *ds, int64_t now, int64_t d
 
         if (s->h != NULL)
             at = (s->last_data_ms ? s->last_data_ms : s->opened_ms) + s->stall_ms + 1;
-        else if (s->wanted)
+        else if (s->wanted && s->source == DOCKER_SOURCE_ENGINE)
             at = s->retry_at_ms;
         else
-            continue;
+            at = until;
         if (at < until)
             until = at;
+        /* The cgroup source: its files to open, its next pass. */
+        if (ds->cg != NULL && s->wanted && s->cg == NULL && s->cg_retry_at_ms < until)
+            until = s->cg_retry_at_ms;
+        if (ds->cg != NULL && s->wanted && s->source == DOCKER_SOURCE_CGROUP &&
+            ds->cg_next_ms < until)
+            until = ds->cg_next_ms;
     }
     if (until - now > DOCKER_STATS_POLL_MS)
         return DOCKER_STATS_POLL_MS;
@@ -749,9 +887,293 @@ static void docker_stats_error(struct docker_stats *ds, struct docker_stream *s,
         log_debug("stats.error", "error=\"%s\"", what);
         return;
     }
-    berth_err_clear(&s->fail);
-    berth_err_set(&s->fail, BERTH_UNAVAILABLE, "%s", what);
+    docker_stats_set_fail(s, what);
+    log_debug("stats.error", "container_id=%s error=\"%s\" detail=\"%s%s\"", s->id, what,
+              s->errbuf != NULL ? s->errbuf : "", s->errbody.data ? s->errbody.data : "");
+}
+
+/* Keep `what` as s's failure for its result. Out of memory: a failure
+ * without its text. */
+static void docker_stats_set_fail(struct docker_stream *s, const char *what)
+{
+    if (s->fail == NULL)
+        s->fail = malloc(sizeof(*s->fail));
+    if (s->fail != NULL) {
+        berth_err_clear(s->fail);
+        berth_err_set(s->fail, BERTH_UNAVAILABLE, "%s", what);
+    }
     s->failed = 1;
-    log_debug("stats.error", "container_id=%s error=\"%s\" detail=\"%s%s\"", s->id, what, s->errbuf,
-              s->errbody.data ? s->errbody.data : "");
+}
+
+/* Whether the sweep under way can return: at once after a cgroup pass (its
+ * samples are to be written back now, the streams keep theirs for the
+ * next sweep); else once every stream answered; with files only, at their
+ * pass (or the deadline); with nothing to sample, at once. */
+static int docker_stats_over(struct docker_stats *ds)
+{
+    size_t engine = 0, pending = 0, files = 0;
+
+    if (ds->cg_ran)
+        return 1;
+    for (size_t i = 0; i < ds->n_streams; i++) {
+        const struct docker_stream *s = ds->streams[i];
+
+        if (!s->wanted)
+            continue;
+        if (s->source == DOCKER_SOURCE_ENGINE) {
+            engine++;
+            pending += !s->answered;
+        } else {
+            files++;
+        }
+    }
+    if (engine > 0)
+        return pending == 0;
+    return files == 0;
+}
+
+/* --- the cgroup source --------------------------------------------------------- */
+
+/* 1 when the files of s are to be opened now: a new container, a cgroup
+ * that went and may be back, a stream's container trying its files again. */
+static int docker_cg_due(const struct docker_stream *s, int64_t now)
+{
+    return s->wanted && s->cg == NULL && now >= s->cg_retry_at_ms;
+}
+
+/* The pass over every container's files once it is due; in between, one
+ * over the containers whose files are to be opened only (a VM that just
+ * started gets its first sample at once, not an interval later). */
+static void docker_cg_step(struct docker_stats *ds, int64_t now, int64_t deadline)
+{
+    int64_t period, slack;
+
+    if (now < ds->cg_next_ms) {
+        for (size_t i = 0; i < ds->n_streams; i++) {
+            if (docker_cg_due(ds->streams[i], now)) {
+                docker_cg_pass(ds, 0, deadline);
+                return;
+            }
+        }
+        return;
+    }
+    docker_cg_pass(ds, 1, deadline);
+    /* Passes a little more often than the interval: a sample is written
+     * back after the pass, and the next one must come before it is an
+     * interval old. */
+    slack = ds->interval_ms / DOCKER_CGROUP_SLACK_DIV;
+    if (slack < 2 * ds->cg_pass_ms)
+        slack = 2 * ds->cg_pass_ms;
+    if (slack > ds->interval_ms / 2)
+        slack = ds->interval_ms / 2;
+    period = ds->interval_ms - slack;
+    ds->cg_next_ms += period;
+    if (ds->cg_next_ms <= berth_now_ms())
+        ds->cg_next_ms = berth_now_ms() + period; /* fell behind: start anew */
+}
+
+/* One pass: the host's CPU counters, then each container's files (full),
+ * or those of the containers whose files are due to be opened only. */
+static void docker_cg_pass(struct docker_stats *ds, int full, int64_t deadline)
+{
+    unsigned inspects = DOCKER_CGROUP_INSPECTS_PER_PASS;
+    int64_t start = berth_now_ms();
+    struct backend_cpu host;
+    struct berth_err err;
+
+    ds->cg_ran = 1;
+    if (!ds->layout_known && start >= ds->info_retry_at_ms)
+        docker_cg_learn_layout(ds, deadline);
+    berth_err_clear(&err);
+    if (cgroup_stats_host(ds->cg, &host, &err) < 0) {
+        /* Without the host's counters no file gives a CPU figure: every
+         * container goes to the Engine for a while. */
+        ds->errors++;
+        log_debug("stats.error", "error=\"%s\"", err.msg);
+        for (size_t i = 0; i < ds->n_streams; i++) {
+            struct docker_stream *s = ds->streams[i];
+
+            if (s->wanted && (s->source == DOCKER_SOURCE_CGROUP || docker_cg_due(s, start)))
+                docker_cg_to_engine(s, &err);
+        }
+        return;
+    }
+    for (size_t i = 0; i < ds->n_streams; i++) {
+        struct docker_stream *s = ds->streams[i];
+
+        if (!s->wanted)
+            continue;
+        if (docker_cg_due(s, start) || (full && s->cg != NULL))
+            docker_cg_sample(ds, s, &host, &inspects, deadline);
+        else if (full && s->source == DOCKER_SOURCE_CGROUP)
+            s->answered = 1; /* its cgroup went a moment ago: nothing this pass */
+    }
+    if (full)
+        ds->cg_pass_ms = berth_now_ms() - start;
+}
+
+/* Read s's files (opened first when they are not), or leave it to the
+ * Engine: a cgroup that went is opened again at once (a restart makes a
+ * new one) and, for a container read before, tried again for a few
+ * passes (stopping, restarting) before it is. */
+static void docker_cg_sample(struct docker_stats *ds, struct docker_stream *s,
+                             const struct backend_cpu *host, unsigned *inspects, int64_t deadline)
+{
+    struct backend_stats st;
+    struct berth_err err;
+    int rc;
+
+    berth_err_clear(&err);
+    if (s->cg != NULL) {
+        if (cgroup_stats_read(ds->cg, s->cg, host, &st, &err) == 0)
+            goto got;
+        cgroup_stats_close(ds->cg, s->cg);
+        s->cg = NULL;
+        if (err.code != BERTH_NOT_FOUND) {
+            ds->errors++;
+            log_debug("stats.error", "container_id=%s error=\"%s\"", s->id, err.msg);
+        }
+        berth_err_clear(&err);
+    }
+    rc = docker_cg_open(ds, s, inspects, deadline, &err);
+    if (rc > 0)
+        return; /* waits for a later pass to ask the Engine for its pid */
+    if (rc == 0 && cgroup_stats_read(ds->cg, s->cg, host, &st, &err) == 0)
+        goto got;
+    cgroup_stats_close(ds->cg, s->cg);
+    s->cg = NULL;
+    if ((err.code == BERTH_NOT_FOUND || err.code == BERTH_FAILED_PRECONDITION) &&
+        s->source == DOCKER_SOURCE_CGROUP && s->cg_read_once &&
+        ++s->cg_misses < DOCKER_CGROUP_MISSES) {
+        s->cg_retry_at_ms = berth_now_ms() + DOCKER_CGROUP_REOPEN_MS;
+        s->answered = 1;
+        return;
+    }
+    docker_cg_to_engine(s, &err);
+    return;
+got:
+    if (s->source == DOCKER_SOURCE_ENGINE) {
+        log_debug("stats.source", "container_id=%s source=cgroup", s->id);
+        docker_stats_close(ds, s, 0, docker_stats_cut_outcome(s));
+        s->source = DOCKER_SOURCE_CGROUP;
+    }
+    s->cg_read_once = 1;
+    s->cg_misses = 0;
+    s->sample = st;
+    s->fresh = 1;
+    s->failed = 0;
+    s->answered = 1;
+}
+
+/* Open s's files: from the layout, else (their cgroup not found there)
+ * through the container's pid, asked of the Engine once while the pass
+ * still may. 0 opened, -1 not (err says why), 1 deferred to a later pass. */
+static int docker_cg_open(struct docker_stats *ds, struct docker_stream *s, unsigned *inspects,
+                          int64_t deadline, struct berth_err *err)
+{
+    int pid = 0;
+
+    if (cgroup_stats_open(ds->cg, &ds->layout, s->id, 0, &s->cg, err) == 0)
+        return 0;
+    if (err->code != BERTH_NOT_FOUND || s->inspected)
+        return -1;
+    if (*inspects == 0)
+        return 1;
+    (*inspects)--;
+    s->inspected = 1;
+    if (docker_cg_inspect_pid(ds, s->id, deadline, &pid) < 0)
+        return -1;
+    berth_err_clear(err);
+    return cgroup_stats_open(ds->cg, &ds->layout, s->id, pid, &s->cg, err) == 0 ? 0 : -1;
+}
+
+/* Sample s through its Engine stream from now on (opened in this loop),
+ * trying its files again later. */
+static void docker_cg_to_engine(struct docker_stream *s, const struct berth_err *why)
+{
+    if (s->source != DOCKER_SOURCE_ENGINE) {
+        log_debug("stats.source", "container_id=%s source=engine reason=\"%s\"", s->id, why->msg);
+        s->source = DOCKER_SOURCE_ENGINE;
+        s->retry_at_ms = 0;
+        s->answered = 0;
+    }
+    /* A container whose files were read once may have moved (a restart):
+     * its pid may be asked again. */
+    if (s->cg_read_once)
+        s->inspected = 0;
+    s->cg_misses = 0;
+    s->cg_retry_at_ms = berth_now_ms() + DOCKER_CGROUP_RETRY_MS;
+}
+
+/* The Engine's cgroup driver and version (GET /info); when it does not
+ * answer, both drivers are tried and the version is read off the cgroup
+ * root until it does. */
+static void docker_cg_learn_layout(struct docker_stats *ds, int64_t deadline)
+{
+    struct engine_response resp;
+    struct berth_err err;
+    cJSON *root = NULL;
+    const cJSON *driver, *version;
+
+    engine_response_init(&resp);
+    berth_err_clear(&err);
+    ds->info_retry_at_ms = berth_now_ms() + DOCKER_CGROUP_INFO_RETRY_MS;
+    if (engine_request(ds->c->engine, "GET", "/info", NULL, deadline, &resp, &err) < 0 ||
+        resp.status != 200 ||
+        !cJSON_IsObject(root = cJSON_ParseWithLength(resp.body.data, resp.body.len))) {
+        log_debug("stats.error", "error=\"engine info unavailable: %s\" status=%d", err.msg,
+                  resp.status);
+        goto out;
+    }
+    driver = cJSON_GetObjectItemCaseSensitive(root, "CgroupDriver");
+    version = cJSON_GetObjectItemCaseSensitive(root, "CgroupVersion");
+    ds->layout.driver = CGROUP_STATS_DRIVER_UNKNOWN;
+    if (cJSON_IsString(driver) && strcmp(driver->valuestring, "cgroupfs") == 0)
+        ds->layout.driver = CGROUP_STATS_DRIVER_CGROUPFS;
+    else if (cJSON_IsString(driver) && strcmp(driver->valuestring, "systemd") == 0)
+        ds->layout.driver = CGROUP_STATS_DRIVER_SYSTEMD;
+    ds->layout.version = 0; /* engines before API 1.40 say nothing: the root tells */
+    if (cJSON_IsString(version) && strcmp(version->valuestring, "1") == 0)
+        ds->layout.version = 1;
+    else if (cJSON_IsString(version) && strcmp(version->valuestring, "2") == 0)
+        ds->layout.version = 2;
+    ds->layout_known = 1;
+    log_debug("stats.layout", "cgroup_driver=%s cgroup_version=%d",
+              cJSON_IsString(driver) ? driver->valuestring : "unknown", ds->layout.version);
+out:
+    cJSON_Delete(root);
+    engine_response_release(&resp);
+}
+
+/* The pid of container `id`'s init (GET /containers/{id}/json, State.Pid):
+ * 0 with *pid > 0, or -1. */
+static int docker_cg_inspect_pid(struct docker_stats *ds, const char *id, int64_t deadline,
+                                 int *pid)
+{
+    struct engine_response resp;
+    struct berth_err err;
+    struct buf path;
+    cJSON *root = NULL;
+    const cJSON *p;
+    int rc = -1;
+
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    berth_err_clear(&err);
+    if (buf_appends(&path, "/containers/", &err) < 0 ||
+        engine_append_escaped(&path, id, &err) < 0 || buf_appends(&path, "/json", &err) < 0 ||
+        engine_request(ds->c->engine, "GET", path.data, NULL, deadline, &resp, &err) < 0 ||
+        resp.status != 200)
+        goto out;
+    root = cJSON_ParseWithLength(resp.body.data, resp.body.len);
+    p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "State"), "Pid");
+    if (cJSON_IsNumber(p) && p->valuedouble >= 1 && p->valuedouble <= 2147483647.0) {
+        *pid = (int)p->valuedouble;
+        rc = 0;
+    }
+out:
+    cJSON_Delete(root);
+    buf_release(&path);
+    engine_response_release(&resp);
+    return rc;
 }

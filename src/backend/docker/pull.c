@@ -32,7 +32,7 @@ struct docker_flight {
 };
 
 struct docker_pulls {
-    char *auth_path; /* owned, NULL: no file */
+    char *auth_path; /* owned, NULL: no file; the reloading thread's only */
     int auth_optional;
     int64_t progress_ms, total_ms;
 
@@ -134,19 +134,35 @@ void docker_pulls_free(struct docker_pulls *p)
     free(p);
 }
 
-int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err)
+int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optional,
+                             struct berth_err *err)
 {
     struct registry_auth *fresh = NULL, *old;
+    char *copy = NULL;
 
-    if (p->auth_path == NULL)
-        return 0;
-    if (registry_auth_load(p->auth_path, p->auth_optional, &fresh, err) < 0)
-        return -1; /* the credentials read before stay */
+    if (path == NULL) { /* the file in use, if any */
+        if (p->auth_path == NULL)
+            return 0;
+        path = p->auth_path;
+        optional = p->auth_optional;
+    }
+    if (path[0] != '\0') {
+        copy = strdup(path);
+        if (copy == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        if (registry_auth_load(copy, optional, &fresh, err) < 0) {
+            free(copy);
+            return -1; /* the credentials read before stay */
+        }
+    }
     pthread_rwlock_wrlock(&p->auth_lock);
     old = p->auth;
     p->auth = fresh;
     pthread_rwlock_unlock(&p->auth_lock);
     registry_auth_free(old);
+    free(p->auth_path);
+    p->auth_path = copy;
+    p->auth_optional = optional;
     log_info("docker.registry_auth_loaded", "entries=%zu", registry_auth_count(fresh));
     return 0;
 }
@@ -337,12 +353,18 @@ static int docker_pull_run(struct docker_ctx *c, const char *image, int64_t dead
              auth != NULL ? "yes" : "no");
     if (engine_stream_with(c->engine, "POST", path.data, NULL, limit, NULL, &opts,
                            docker_pull_on_line, &pr, &resp, err) < 0) {
-        if (err->code == BERTH_DEADLINE_EXCEEDED && berth_deadline_left_ms(deadline) > 5)
-            berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "%s: took longer than the pull timeout",
-                          what);
-        else if (err->code == BERTH_UNAVAILABLE && strstr(err->msg, "nothing arrived") != NULL)
-            berth_err_set(err, BERTH_UNAVAILABLE, "%s: no progress for %lld s", what,
-                          (long long)(p->progress_ms / 1000));
+        /* The engine client's words name the Engine call; say which limit
+         * cut the pull instead (the first writer wins: clear first). */
+        if (err->code == BERTH_DEADLINE_EXCEEDED && berth_deadline_left_ms(deadline) > 5) {
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                          "%s: took longer than the pull timeout (%lld ms)", what,
+                          (long long)p->total_ms);
+        } else if (err->code == BERTH_UNAVAILABLE && strstr(err->msg, "nothing arrived") != NULL) {
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_UNAVAILABLE, "%s: no progress for %lld ms", what,
+                          (long long)p->progress_ms);
+        }
         goto out;
     }
     if (resp.status < 200 || resp.status >= 300) {

@@ -20,6 +20,7 @@ struct mem_container {
     struct backend_stats stats;   /* what memory_backend_set_stats gave; zero until then */
     int stats_fresh;              /* `stats` not given to a sweep yet */
     struct backend_log_list logs; /* what memory_backend_set_logs gave */
+    int has_check;                /* the spec asked for a health check of its own */
 };
 
 #define MEM_FAILS 4 /* failures armed at once */
@@ -42,6 +43,8 @@ struct mem_ctx {
     char crash_image[256];            /* guarded by lock: its containers exit once started */
     int crash_code;                   /* guarded by lock */
     uint64_t sweeps;                  /* guarded by lock: stats sweeps so far */
+    char **volumes;                   /* guarded by lock: names of the volumes made */
+    size_t n_volumes;                 /* guarded by lock */
 };
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
@@ -69,6 +72,9 @@ static int mem_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t 
                            struct backend_sweep_info *info, struct berth_err *err);
 static int mem_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                     struct backend_log_list *out, struct berth_err *err);
+static int mem_remove_volume(void *ctx, const char *name, const struct backend_label *must,
+                             size_t n_must, int64_t deadline, struct berth_err *err);
+static size_t mem_volume_find(const struct mem_ctx *m, const char *name);
 static void mem_destroy(void *ctx);
 static int mem_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                              struct backend_apply_result *out, struct berth_err *err);
@@ -96,6 +102,7 @@ static const struct backend_ops memory_ops = {
     .unpause = mem_unpause,
     .restart = mem_restart,
     .remove = mem_remove,
+    .remove_volume = mem_remove_volume,
     .inspect = mem_inspect,
     .list = mem_list,
     .replica_apply = mem_replica_apply,
@@ -228,6 +235,9 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
     proto.mac_address = "";
     proto.gateway = "";
     proto.created_unix = (int64_t)time(NULL);
+    proto.restart_count = 0;
+    mc->has_check = spec->health != NULL && !spec->health->disable && spec->health->n_test > 0;
+    proto.health = mc->has_check ? BACKEND_HEALTH_STARTING : BACKEND_HEALTH_NONE;
     proto.ports = (struct backend_port *)spec->ports;
     proto.n_ports = spec->n_ports;
     for (size_t i = 0; i < spec->n_labels; i++) {
@@ -244,6 +254,23 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
     for (size_t i = 0; i < mc->c.n_ports; i++)
         if (mc->c.ports[i].host_port == 0)
             mc->c.ports[i].host_port = m->next_port++;
+    /* Volumes as the Engine keeps them: by name, made when first mounted. */
+    for (size_t i = 0; i < spec->n_volumes; i++) {
+        char **grown;
+
+        if (mem_volume_find(m, spec->volumes[i].name) < m->n_volumes)
+            continue;
+        grown = realloc(m->volumes, (m->n_volumes + 1) * sizeof(*grown));
+        if (grown == NULL || (grown[m->n_volumes] = strdup(spec->volumes[i].name)) == NULL) {
+            if (grown != NULL)
+                m->volumes = grown;
+            backend_container_release(&mc->c);
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto fail;
+        }
+        m->volumes = grown;
+        m->n_volumes++;
+    }
     *id_out = strdup(mc->id);
     if (*id_out == NULL) {
         backend_container_release(&mc->c);
@@ -310,6 +337,8 @@ static int mem_transition(void *ctx, const char *op, const char *id, struct bert
     if (mc->c.state == BACKEND_STATE_RUNNING &&
         (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0)) {
         mc->c.started_unix_ms = berth_unix_ms();
+        if (mc->has_check)
+            mc->c.health = BACKEND_HEALTH_STARTING; /* a new run checks from scratch */
         /* As the Engine: the start succeeds, then the command fails. */
         if (m->crash_image[0] != '\0' && strcmp(mc->c.image, m->crash_image) == 0) {
             mc->c.state = BACKEND_STATE_EXITED;
@@ -545,8 +574,75 @@ static void mem_destroy(void *ctx)
         free(m->items[i]);
     }
     free(m->items);
+    for (size_t i = 0; i < m->n_volumes; i++)
+        free(m->volumes[i]);
+    free(m->volumes);
     lock_destroy(&m->lock);
     free(m);
+}
+
+/* The index of volume `name`, or m->n_volumes. Caller holds m->lock. */
+static size_t mem_volume_find(const struct mem_ctx *m, const char *name)
+{
+    size_t i = 0;
+
+    while (i < m->n_volumes && strcmp(m->volumes[i], name) != 0)
+        i++;
+    return i;
+}
+
+/* Every volume here is this backend's own: `must` has nothing to refuse. */
+static int mem_remove_volume(void *ctx, const char *name, const struct backend_label *must,
+                             size_t n_must, int64_t deadline, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    size_t at;
+    int rc = -1;
+
+    (void)must;
+    (void)n_must;
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "remove_volume", err) < 0)
+        goto out;
+    at = mem_volume_find(m, name);
+    if (at == m->n_volumes) {
+        berth_err_set(err, BERTH_NOT_FOUND, "volume '%s' not found", name);
+        goto out;
+    }
+    free(m->volumes[at]);
+    m->volumes[at] = m->volumes[--m->n_volumes];
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+int memory_backend_has_volume(struct backend *b, const char *name)
+{
+    struct mem_ctx *m = b->ctx;
+    int found;
+
+    lock_take(&m->lock);
+    found = mem_volume_find(m, name) < m->n_volumes;
+    lock_give(&m->lock);
+    return found;
+}
+
+int memory_backend_set_health(struct backend *b, const char *id, enum backend_health health)
+{
+    struct mem_ctx *m = b->ctx;
+    struct mem_container *mc;
+    int rc = -1;
+
+    lock_take(&m->lock);
+    mc = mem_find(m, id);
+    if (mc != NULL) {
+        mc->c.health = health;
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    return rc;
 }
 
 void memory_backend_fail_next(struct backend *b, const char *op, int n, enum berth_code code)

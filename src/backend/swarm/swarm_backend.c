@@ -121,11 +121,12 @@ int swarm_backend_new(const struct docker_backend_config *cfg,
     return 0;
 }
 
-int swarm_backend_reload_auth(const struct backend *b, struct berth_err *err)
+int swarm_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                              struct berth_err *err)
 {
     if (b == NULL || b->ops != &swarm_ops || b->ctx == NULL)
         return 0;
-    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, err);
+    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, path, optional, err);
 }
 
 static void sw_destroy(void *ctx)

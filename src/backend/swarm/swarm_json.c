@@ -31,7 +31,7 @@ static const char *sj_string(const cJSON *obj, const char *key);
 static int sj_uint(const char *v, unsigned max, unsigned *out);
 static int sj_add_label(cJSON *labels, const char *key, const char *value);
 static int sj_task_cmp(const void *a, const void *b);
-static char *sj_instance_env(const struct backend_replica_spec *spec);
+static char *sj_instance_env(const struct backend_replica_spec *spec, const char *name);
 static char *sj_literal(const char *s);
 static int sj_fill_task(const cJSON *task, const cJSON *nodes, const cJSON *mesh_ports,
                         struct backend_replica *it);
@@ -135,7 +135,7 @@ static char *sj_literal(const char *s)
  * is spelled out for every slot a service may ever have, so that scaling
  * changes only the count and no task is replaced for it. malloc'd; NULL
  * when out of memory. */
-static char *sj_instance_env(const struct backend_replica_spec *spec)
+static char *sj_instance_env(const struct backend_replica_spec *spec, const char *name)
 {
     struct buf b;
     struct berth_err err;
@@ -143,7 +143,7 @@ static char *sj_instance_env(const struct backend_replica_spec *spec)
 
     berth_err_clear(&err);
     buf_init(&b, (size_t)1 << 20);
-    bad = buf_printf(&b, &err, "%s=%s-", spec->instance_env, spec->id) < 0;
+    bad = buf_printf(&b, &err, "%s=%s-", name, spec->id) < 0;
     for (unsigned i = 0; !bad && i < BACKEND_MAX_REPLICAS; i++)
         bad =
             buf_printf(&b, &err, "{{%sif eq .Task.Slot \"%u\"}}%u", i ? "else " : "", i + 1, i) < 0;
@@ -219,8 +219,8 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
         bad |= v == NULL || !cJSON_AddItemToArray(env, cJSON_CreateString(v));
         free(v);
     }
-    if (env != NULL && spec->instance_env != NULL) {
-        char *v = sj_instance_env(spec);
+    for (size_t i = 0; env != NULL && spec->instance_envs != NULL && spec->instance_envs[i]; i++) {
+        char *v = sj_instance_env(spec, spec->instance_envs[i]);
         bad |= v == NULL || !cJSON_AddItemToArray(env, cJSON_CreateString(v));
         free(v);
     }
