@@ -268,6 +268,7 @@ static void test_spec(void)
     CHECK_STR(label_of(p, "PublishMode"), "host");
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(p, "TargetPort")) == 8080);
     CHECK(cJSON_GetObjectItemCaseSensitive(p, "PublishedPort") == NULL);
+    CHECK(cJSON_GetObjectItemCaseSensitive(cs, "HealthCheck") == NULL);
     cJSON_Delete(j);
 
     /* --swarm-publish-mode ingress: the routing mesh picks the port. */
@@ -279,6 +280,41 @@ static void test_spec(void)
     CHECK_STR(label_of(p, "PublishMode"), "ingress");
     CHECK(cJSON_GetObjectItemCaseSensitive(p, "PublishedPort") == NULL);
     cJSON_Delete(j);
+
+    /* A health check goes to the task's container, as with the Docker backend. */
+    {
+        const char *test[] = {"wget", "-q", "-O-", "http://127.0.0.1:8080/"};
+        struct backend_health_check hc = {
+            .test = test, .n_test = 4, .interval_ns = 2000000000, .retries = 3};
+        const cJSON *h;
+        char *txt;
+
+        spec.tmpl.health = &hc;
+        j = swarm_json_service_spec(&spec, "berth-dep-d1", &so);
+        h = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "TaskTemplate"),
+                                             "ContainerSpec"),
+            "HealthCheck");
+        txt = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(h, "Test"));
+        CHECK_STR(txt, "[\"CMD\",\"wget\",\"-q\",\"-O-\",\"http://127.0.0.1:8080/\"]");
+        cJSON_free(txt);
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "Interval")) == 2e9);
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "Retries")) == 3);
+        CHECK(cJSON_GetObjectItemCaseSensitive(h, "Timeout") == NULL);
+        cJSON_Delete(j);
+        hc.disable = 1;
+        hc.n_test = 0;
+        j = swarm_json_service_spec(&spec, "berth-dep-d1", &so);
+        h = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "TaskTemplate"),
+                                             "ContainerSpec"),
+            "HealthCheck");
+        txt = cJSON_PrintUnformatted(h);
+        CHECK_STR(txt, "{\"Test\":[\"NONE\"]}");
+        cJSON_free(txt);
+        cJSON_Delete(j);
+        spec.tmpl.health = NULL;
+    }
 }
 
 /* Ingress mode: tasks publish nothing of their own; each instance's

@@ -154,6 +154,39 @@ static char *sj_instance_env(const struct backend_replica_spec *spec, const char
     return buf_detach(&b);
 }
 
+/* ContainerSpec.HealthCheck, as the Docker backend's Healthcheck: the
+ * command in exec form or NONE, times in ns, fields left 0 left out (the
+ * image's apply). A task with a check runs, for the Swarm and for an
+ * update, only once it is healthy, and an unhealthy one is replaced. */
+static int sj_add_health(cJSON *cs, const struct backend_health_check *h)
+{
+    cJSON *hc = cJSON_AddObjectToObject(cs, "HealthCheck"), *test;
+    int bad = hc == NULL;
+
+    if (bad)
+        return -1;
+    if (h->disable || h->n_test > 0) {
+        test = cJSON_AddArrayToObject(hc, "Test");
+        if (test == NULL ||
+            !cJSON_AddItemToArray(test, cJSON_CreateString(h->disable ? "NONE" : "CMD")))
+            return -1;
+        for (size_t i = 0; !h->disable && i < h->n_test; i++)
+            if (h->test[i] == NULL || !cJSON_AddItemToArray(test, cJSON_CreateString(h->test[i])))
+                return -1;
+        if (h->disable)
+            return 0;
+    }
+    if (h->interval_ns > 0)
+        bad |= cJSON_AddNumberToObject(hc, "Interval", (double)h->interval_ns) == NULL;
+    if (h->timeout_ns > 0)
+        bad |= cJSON_AddNumberToObject(hc, "Timeout", (double)h->timeout_ns) == NULL;
+    if (h->start_period_ns > 0)
+        bad |= cJSON_AddNumberToObject(hc, "StartPeriod", (double)h->start_period_ns) == NULL;
+    if (h->retries > 0)
+        bad |= cJSON_AddNumberToObject(hc, "Retries", h->retries) == NULL;
+    return bad ? -1 : 0;
+}
+
 /* UpdateConfig or RollbackConfig: `parallelism` at a time, each new task
  * running before its old one stops, watched for `monitor_ms`; no failure
  * is tolerated. */
@@ -227,6 +260,8 @@ cJSON *swarm_json_service_spec(const struct backend_replica_spec *spec, const ch
     bad |= env == NULL;
     if (t->working_dir != NULL && t->working_dir[0] != '\0')
         bad |= cJSON_AddStringToObject(cs, "Dir", t->working_dir) == NULL;
+    if (t->health != NULL)
+        bad |= sj_add_health(cs, t->health) < 0;
     /* The task containers carry the set's identity too, so their events
      * name the set. */
     clabels = cJSON_AddObjectToObject(cs, "Labels");
