@@ -109,14 +109,18 @@ describe("a deployment over a two-node Swarm", { skip }, () => {
     assert.deepEqual(spread.map((i) => i.id), [0, 1, 2, 3].map((k) => `${id}-${k}`));
     assert.ok(spread.every((i) => [manager.address, worker.address].includes(hostOf(i))), JSON.stringify(spread));
 
+    // berthd's follower reads the swarm's tasks each second; it has seen
+    // the worker's (and logged them with their node) before the drain.
+    const onWorker = (change) => new RegExp(`msg=swarm\\.instance kind=deployment id=${id} .*change=${change} .*node_id=${worker.id.slice(0, 12)}`);
+    await d.waitForLog(onWorker("(new|changed)"));
+
     // Drain the worker: the Swarm moves its tasks, berthd's Get follows.
     const drained = Date.now();
     await manager.docker(["node", "update", "--availability", "drain", worker.id]);
     const moved = await until(get, (inst) => inst.every((i) => hostOf(i) === manager.address), "every instance on the manager", 10000);
     assert.ok(Date.now() - drained <= 10000, `Get showed the move within 10 s (${Date.now() - drained} ms)`);
     assert.deepEqual(moved.map((i) => i.id), [0, 1, 2, 3].map((k) => `${id}-${k}`), "the instances keep their ids");
-    // The follower reads the swarm's tasks each second: it logs the worker's going.
-    await d.waitForLog(new RegExp(`msg=swarm\\.instance kind=deployment id=${id} .*change=gone .*node_id=${worker.id.slice(0, 12)}`));
+    await d.waitForLog(onWorker("gone"));
 
     const del = await rpc(d, `${DEP}/DeleteDeployment`, get);
     assert.equal(del.status, 200, del.text);
