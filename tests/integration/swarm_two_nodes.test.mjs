@@ -24,7 +24,9 @@ const skip = berthdSkipReason() || (await netnsSkipReason());
 const RUN = `${process.pid.toString(36)}-${randomBytes(3).toString("hex")}`;
 const DEP = "/krane.v1.DeploymentService";
 const IMAGE = `berth-test/swarm2:${RUN}`;
-const CMD = ["/bin/sh", "-c", 'echo "$BERTH_INSTANCE_ID" > /www/id && exec httpd -f -p 8080 -h /www'];
+// Serves /id; ends at once on SIGTERM, so a drained node's tasks stop
+// without the Swarm's grace period.
+const CMD = ["/bin/sh", "-c", `echo "$BERTH_INSTANCE_ID" > /www/id && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait`];
 
 const swarm = new TwoNodeSwarm();
 let d;
