@@ -15,13 +15,13 @@ import { waitFor } from "../lib/wait.mjs";
 import { getService } from "../lib/proto.mjs";
 
 const skip = berthdSkipReason();
-const N = 3000;
+const N = 4000;
 
 describe("a watcher too slow for its queue", { skip }, () => {
   let d;
 
   before(async () => {
-    d = await startBerthd({ backend: "memory", args: ["--stream-queue-bytes", "8192", "--max-vms", String(N + 10)] });
+    d = await startBerthd({ backend: "memory", args: ["--stream-queue-bytes", "65536", "--max-vms", String(N + 10)] });
   });
 
   after(async () => {
