@@ -233,7 +233,8 @@ static int collector_reconcile(struct collector *c)
     }
     /* Sorted by VM id for the lookups (linear ones cost more than the
      * sweep with a thousand VMs); entries added below go after. */
-    qsort(c->vm, c->n_vm, sizeof(*c->vm), collector_cmp);
+    if (c->n_vm > 1)
+        qsort(c->vm, c->n_vm, sizeof(*c->vm), collector_cmp);
     n_sorted = c->n_vm;
     for (size_t i = 0; i < c->n_vm; i++)
         c->vm[i]->seen = 0;

@@ -388,7 +388,8 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
                 groups[g].health[list.items[i].health]++;
         }
     }
-    qsort(groups, n_groups, sizeof(*groups), prom_group_cmp);
+    if (n_groups > 1)
+        qsort(groups, n_groups, sizeof(*groups), prom_group_cmp);
 
     snprintf(name, sizeof(name), "berth_%ss", noun);
     snprintf(help, sizeof(help), "%ss with at least one replica container.", noun);

@@ -236,8 +236,11 @@ describe("changes behind berthd's back show in GetVmInfo within 1 s", { skip }, 
       timeoutMs: 30000,
       what: "the allocating container to be killed",
     });
-    assert.equal(c.State.OOMKilled, true, `the Engine says OOM-killed: ${JSON.stringify(c.State)}`);
-    const { info } = await seenWithin(id, (r) => inState("VM_STATE_SHUTDOWN")(r) && r.json.backendInfo.oom_killed === "true", "SHUTDOWN with oom_killed=true");
+    // Under load the Engine sometimes misses the kernel's OOM event and says
+    // only "exited 137"; berthd can tell no more than the Engine knows.
+    const oom = String(c.State.OOMKilled === true);
+    if (!c.State.OOMKilled) assert.equal(c.State.ExitCode, 137, `killed: ${JSON.stringify(c.State)}`);
+    const { info } = await seenWithin(id, (r) => inState("VM_STATE_SHUTDOWN")(r) && (r.json.backendInfo.oom_killed || "false") === oom, `SHUTDOWN with oom_killed=${oom}`);
     assert.equal(info.json.backendInfo.exit_code, String(c.State.ExitCode));
   });
 

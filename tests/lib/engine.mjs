@@ -107,8 +107,10 @@ export class Engine {
   }
 
   /** Create a container: { image, cmd, labels, name, env }. Resolves its id. */
-  async createContainer({ image, cmd, labels = {}, name, env } = {}) {
-    const body = { Image: image, Labels: labels };
+  async createContainer({ image, cmd, labels = {}, name, env, networkMode = "none" } = {}) {
+    // No network unless asked: a test's own containers need none, and then
+    // do not depend on the Engine's default bridge.
+    const body = { Image: image, Labels: labels, HostConfig: { NetworkMode: networkMode } };
     if (cmd) body.Cmd = cmd;
     if (env) body.Env = env;
     const r = await this.call("POST", "/containers/create", { body, query: { name } });

@@ -411,7 +411,8 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
     }
     /* Sorted by id for the lookups (a thousand containers a second make a
      * linear search cost more than reading their files); new ones go after. */
-    qsort(ds->streams, ds->n_streams, sizeof(*ds->streams), docker_stats_cmp);
+    if (ds->n_streams > 1)
+        qsort(ds->streams, ds->n_streams, sizeof(*ds->streams), docker_stats_cmp);
     n_sorted = ds->n_streams;
     for (size_t i = 0; i < ds->n_streams; i++)
         ds->streams[i]->wanted = 0;
