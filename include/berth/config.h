@@ -112,8 +112,10 @@ int config_copy(struct berth_config *dst, const struct berth_config *src,
 /* The checks that span options or read the system, the same for start and
  * --check-config: the backend's name, --publish-address an IP literal,
  * --listen HOST:PORT (port 0-65535) or unix:PATH, TLS files paired and
- * readable, the token file readable and well formed, and no TCP listener
- * on a non-loopback address without tokens, mTLS or --insecure-listen. */
+ * readable, the token file readable and well formed, no TCP listener on a
+ * non-loopback address without tokens, mTLS or --insecure-listen, and the
+ * vault: an http(s) URL without credentials, its files readable, no vault
+ * option without --vault-url. */
 int config_validate(const struct berth_config *cfg, struct berth_err *err) BERTH_MUST_USE;
 
 /* Split a TCP listen spec HOST:PORT or [V6]:PORT into host (brackets

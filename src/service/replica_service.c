@@ -4,7 +4,10 @@
  * krane messages are read and written through krane_objects.c. Create,
  * Update and Delete of one object run one after the other; Get only reads.
  * The last known Get answer and summary of every object is cached
- * (replica_cache.c); List reads the cache only. */
+ * (replica_cache.c); List reads the cache only. Replicas get the UNKEY_
+ * environment krane gives them, and a deployment's encrypted secrets as
+ * krane hands them over: passed through, or decrypted through the vault
+ * (krane_secrets.c) before anything is made. */
 #include "berth/replica_service.h"
 
 #include <inttypes.h>
