@@ -205,6 +205,7 @@ function buildCases() {
   for (const v of ["x".repeat(200), "a b", "\xff\xfe", "", "../../etc", "id\twith\ttabs", "<script>"]) add("headers", `X-Request-Id ${JSON.stringify(v).slice(0, 30)}`, withHeaders([["X-Request-Id", v]]), notFound);
   for (const v of ["Bearer x", "Basic Zm9vOmJhcg==", "Bearer " + "t".repeat(5000), ""]) add("headers", `Authorization ${v.slice(0, 20)}`, withHeaders([["Authorization", v]]), notFound);
   add("headers", "a hundred extra headers", withHeaders(Array.from({ length: 100 }, (_, i) => [`X-H${i}`, `v${i}`])), notFound);
+  add("headers", "a header block of 24 KiB", withHeaders(Array.from({ length: 48 }, (_, i) => [`X-H${i}`, "v".repeat(500)])), notFound);
   add("headers", "Content-Type given twice", withHeaders([["Content-Type", "text/plain"]]), E.anyConnect());
   add("headers", "Expect: 100-continue", withHeaders([["Expect", "100-continue"]]), E.anyConnect());
   add("headers", "Connection: keep-alive", withHeaders([["Connection", "keep-alive"]]), notFound);
