@@ -37,9 +37,15 @@ _berthd() {
                 shutdown) COMPREPLY=($(compgen -W "--force --timeout" -- "$cur")) ;;
                 reboot|rm) COMPREPLY=($(compgen -W "--force" -- "$cur")) ;;
             esac ;;
-        gw|dep)
+        gw)
             if [ -z "$verb" ]; then
                 COMPREPLY=($(compgen -W "ls info rm" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "--namespace" -- "$cur"))
+            fi ;;
+        dep)
+            if [ -z "$verb" ]; then
+                COMPREPLY=($(compgen -W "ls info rm scale" -- "$cur"))
             else
                 COMPREPLY=($(compgen -W "--namespace" -- "$cur"))
             fi ;;

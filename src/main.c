@@ -1,8 +1,8 @@
 /* berthd: with a client subcommand (berth/cli.h), a client of a running
  * berthd; otherwise read the configuration, start the daemon, wait for
  * SIGTERM or SIGINT (feeding systemd's watchdog meanwhile, berth/watchdog.h;
- * a SIGHUP reloads the token file and the TLS files), stop it. Nothing else
- * happens here. */
+ * a SIGHUP reads the configuration again and hands it to daemon_reload),
+ * stop it. Nothing else happens here. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "berth/build_info.h"
 #include "berth/buf.h"
 #include "berth/cli.h"
 #include "berth/config.h"
@@ -48,6 +49,26 @@ static void log_starting(const struct berth_config *cfg)
              BERTH_COMMIT, BERTH_BUILD_DATE, (long)getpid(), fields.data ? fields.data : "");
     buf_release(&fields);
     free(text);
+}
+
+/* SIGHUP: the configuration read again from the same sources; when it does
+ * not load, the one in use stays (its files are still read again). */
+static void reload(struct berth_daemon *d, int argc, char **argv)
+{
+    struct berth_config fresh;
+    struct berth_err err;
+    struct log_quoted lq;
+
+    log_info("daemon.reload", "signal=%d", SIGHUP);
+    berth_err_clear(&err);
+    if (config_reread(&fresh, argc, argv, &err) < 0) {
+        log_error("config.reload", "code=%s error=%s reason=\"keeping the configuration in use\"",
+                  berth_code_name(err.code), log_quote(&lq, err.msg));
+        daemon_reload(d, NULL);
+        return;
+    }
+    daemon_reload(d, &fresh);
+    config_release(&fresh);
 }
 
 int main(int argc, char **argv)
@@ -104,8 +125,7 @@ int main(int argc, char **argv)
 
         sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig == SIGHUP) {
-            log_info("daemon.reload", "signal=%d", sig);
-            daemon_reload(d);
+            reload(d, argc, argv);
             continue;
         }
         if (sig > 0)

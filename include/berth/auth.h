@@ -37,6 +37,13 @@ int auth_new(const struct auth_config *cfg, struct auth **out,
              struct berth_err *err) BERTH_MUST_USE;
 /* Re-read the token file. On failure the set in use stays and -1 says why. */
 int auth_reload(struct auth *a, struct berth_err *err) BERTH_MUST_USE;
+/* The same from `path` (NULL: the file in use), which becomes the file of
+ * later reloads once it loads. Tokens cannot be turned on or off here
+ * (failed_precondition): whether a caller must show one is fixed at start.
+ * Call from one thread at a time (the reloading one). */
+int auth_reload_file(struct auth *a, const char *path, struct berth_err *err) BERTH_MUST_USE;
+/* How many tokens are in use. */
+size_t auth_token_count(struct auth *a);
 /* Parse a token file without keeping it: *n tokens. The same checks as
  * auth_new, for --check-config. */
 int auth_tokens_check(const char *path, size_t *n, struct berth_err *err) BERTH_MUST_USE;

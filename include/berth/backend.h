@@ -39,6 +39,30 @@ enum backend_pull_policy {
     BACKEND_PULL_REFRESH,
 };
 
+/* A container's health check (the Engine runs `test` inside it; exit 0 is
+ * healthy). */
+struct backend_health_check {
+    int disable; /* 1: no check at all, not even the image's (test is then empty) */
+    /* The command, exec form; n_test 0: the image's command with the
+     * timings below. */
+    const char *const *test;
+    size_t n_test;
+    int64_t interval_ns;     /* 0: the image's, else the Engine's default */
+    int64_t timeout_ns;      /* 0: likewise */
+    int64_t start_period_ns; /* 0: likewise */
+    int retries;             /* 0: likewise */
+};
+
+/* A named volume a container mounts. The backend makes it, with its own
+ * ownership labels and the spec's volume_labels, unless one of that name is
+ * there already; one that is not the backend's own, or lacks one of the
+ * volume_labels, or is not a plain local volume, is failed_precondition. */
+struct backend_volume {
+    const char *name;   /* the volume's name on the engine */
+    const char *target; /* absolute path inside the container */
+    int read_only;
+};
+
 /* What to create. Everything is borrowed for the duration of the call. */
 struct backend_spec {
     const char *name;
@@ -63,7 +87,29 @@ struct backend_spec {
     size_t n_aliases;
     int restart_max_retries; /* "on-failure" only: most restarts; 0: no limit */
     enum backend_pull_policy pull_policy;
+    const struct backend_health_check *health; /* NULL: the image's check, if any */
+    const struct backend_volume *volumes;      /* made (when missing) before the container */
+    size_t n_volumes;
+    /* Labels every volume of this spec carries: the owner's (kind, id). */
+    const struct backend_label *volume_labels;
+    size_t n_volume_labels;
 };
+
+/* A container's health as its engine reports it. */
+enum backend_health {
+    BACKEND_HEALTH_UNKNOWN = 0, /* the source does not say (a listing of a paused container) */
+    BACKEND_HEALTH_NONE,        /* no check applies */
+    BACKEND_HEALTH_STARTING,    /* a check applies; no verdict yet */
+    BACKEND_HEALTH_HEALTHY,
+    BACKEND_HEALTH_UNHEALTHY,
+    BACKEND_HEALTH_COUNT,
+};
+
+/* "unknown", "none", "starting", "healthy", "unhealthy"; never NULL. */
+const char *backend_health_name(enum backend_health h);
+/* The health an engine word names ("starting", "healthy", "unhealthy",
+ * "none"); BACKEND_HEALTH_UNKNOWN for any other. */
+enum backend_health backend_health_parse(const char *name);
 
 /* A container's state, in berthd's terms (every backend maps its own words
  * to these once). */
@@ -102,6 +148,8 @@ struct backend_container {
     int64_t created_unix;     /* seconds */
     int64_t started_unix_ms;  /* 0 when never started */
     int64_t finished_unix_ms; /* 0 when not finished */
+    enum backend_health health;
+    int restart_count; /* restarts by the engine's policy; -1: the source does not say */
     char *ip_address;
     char *mac_address;
     char *gateway;
@@ -172,6 +220,8 @@ void backend_log_list_release(struct backend_log_list *l);
 int backend_log_list_add(struct backend_log_list *l, int64_t time_unix_ns,
                          enum backend_log_stream stream, const char *line, size_t len,
                          struct berth_err *err) BERTH_MUST_USE;
+/* One line of a followed output; nonzero stops the following. */
+typedef int (*backend_log_fn)(void *arg, const struct backend_log_entry *e);
 /* Apply `q` to a list oldest first (the stream filter, since, tail, then
  * max_bytes keeping the newest), in place. */
 void backend_log_list_filter(struct backend_log_list *l, const struct backend_log_query *q);
@@ -190,14 +240,15 @@ struct backend_replica_spec {
     const char *ns;        /* the namespace, "" for none */
     const char *id;        /* unique within the kind, whatever the namespace */
     unsigned replicas;     /* 1 .. BACKEND_MAX_REPLICAS */
-    /* Names the spec: an apply with the digest the set was made with is a
-     * retry of the same spec, any other digest a different spec. */
+    /* Names the template (everything but the replica count): an apply
+     * with the digest and count the set has is a retry of the same spec;
+     * an update with the same digest and another count only scales. */
     const char *digest;
     /* NULL, or an environment name each replica gets, set to "<id>-<index>". */
     const char *instance_env;
     /* What every replica runs. name is ignored (the backend names them);
      * labels are added to the backend's own (kind, id, namespace, index,
-     * digest, replica count). */
+     * digest, replica count, generation). */
     struct backend_spec tmpl;
 };
 
@@ -210,6 +261,7 @@ struct backend_replica {
     struct backend_port *ports; /* published ports with their real host ports */
     size_t n_ports;
     char *image; /* the image reference it runs; "" when unknown */
+    enum backend_health health;
 };
 
 /* A set as the backend sees it. Every pointer is heap-owned;
@@ -221,6 +273,9 @@ struct backend_replica_set {
     unsigned wanted;               /* replicas the set was applied with; 0: unknown */
     struct backend_replica *items; /* sorted by index; an index may repeat */
     size_t n;
+    /* An update did not finish (berthd stopped half way) or left something
+     * behind: replica_recover settles it. */
+    int unsettled;
 };
 
 struct backend_replica_set_list {
@@ -239,6 +294,12 @@ struct backend_apply_result {
 struct backend_update_opts {
     unsigned parallelism;     /* instances replaced at a time; 0: 1 */
     int64_t ready_timeout_ms; /* a new instance may take this long to be ready; 0: the deadline */
+    /* A new instance is ready once it has run this long without a restart
+     * (and, where it has a health check, is healthy); 0: once it runs. */
+    int64_t min_ready_ms;
+    /* An old instance leaves the set's answers this long before it is
+     * stopped, so clients that just read its address still reach it. */
+    int64_t drain_ms;
 };
 
 /* What an update did, for the caller's log. */
@@ -379,6 +440,12 @@ struct backend_ops {
                    struct berth_err *err);
     /* Force-remove with anonymous volumes. Gone already: not_found. */
     int (*remove)(void *ctx, const char *id, int64_t deadline, struct berth_err *err);
+    /* Remove the named volume `name` when it is the backend's own and
+     * carries every label of must[0..n_must); any other volume, or none, is
+     * not_found (and left alone). One still mounted: failed_precondition.
+     * NULL when the backend has no volumes. */
+    int (*remove_volume)(void *ctx, const char *name, const struct backend_label *must,
+                         size_t n_must, int64_t deadline, struct berth_err *err);
     /* Only containers labelled berth.managed=true: any other is not_found. */
     int (*inspect)(void *ctx, const char *id, int64_t deadline, struct backend_container *out,
                    struct berth_err *err);
@@ -421,14 +488,15 @@ struct backend_ops {
     /* Make the set `spec` describes whole: replicas it lacks are made and
      * started, existing ones that were stopped, never started or paused are
      * woken; a retry of the same spec is success. A set of that (kind, id)
-     * with another digest, namespace or more replicas: already_exists,
+     * with another digest, namespace or replica count: already_exists,
      * nothing changed. On failure what this call made is removed again (best
      * effort, past the deadline by a little), what existed before stays.
      * *out, when not NULL, says what was done. Callers serialise apply and
      * delete of one set. */
     int (*replica_apply)(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                          struct backend_apply_result *out, struct berth_err *err);
-    /* The instances of (kind, ns, id), into *out (the caller releases it).
+    /* The instances of (kind, ns, id), into *out (the caller releases it):
+     * one per index, the one that serves it while an update replaces it.
      * None in that namespace: not_found, *out untouched. */
     int (*replica_get)(void *ctx, enum object_kind kind, const char *ns, const char *id,
                        int64_t deadline, struct backend_replica_set *out, struct berth_err *err);
@@ -442,22 +510,43 @@ struct backend_ops {
      * the instances that failed stay. */
     int (*replica_delete)(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
-    /* Bring the existing set of (kind, spec->id) to `spec`: the same digest
-     * and count is success with nothing touched; another count of the same
-     * template adds instances at the next indexes or removes the highest;
-     * anything else replaces instances opts->parallelism at a time, each new
-     * one ready before the old one goes. On failure what was replaced is
-     * rolled back and every new instance removed. None: not_found. Callers
-     * serialise update, apply and delete of one set. */
+    /* Bring the existing set of (kind, spec->ns, spec->id) to `spec`: the
+     * same digest and count is success with nothing touched; another count
+     * of the same template adds instances at the next indexes or removes the
+     * highest; anything else replaces instances opts->parallelism at a time,
+     * each new one ready before the old one goes. When a new instance fails
+     * to become ready (failed_precondition, or deadline_exceeded past
+     * opts->ready_timeout_ms or the deadline) what was replaced is rolled
+     * back and every new instance removed: the set is as before the call.
+     * None in that namespace: not_found. What the update is doing survives
+     * a crash of the caller: replica_recover finishes or undoes it. Callers
+     * serialise update, apply, recover and delete of one set. NULL when the
+     * backend cannot update sets. */
     int (*replica_update)(void *ctx, const struct backend_replica_spec *spec,
                           const struct backend_update_opts *opts, int64_t deadline,
                           struct backend_update_result *out, struct berth_err *err);
+    /* Settle a set that replica_list or replica_get showed `unsettled`: an
+     * update a crash interrupted is finished when every new instance is
+     * there and ready, else rolled back; what an update left behind goes.
+     * *acted (when not NULL) says whether anything changed. A settled set,
+     * or none, is success. NULL when sets are never left unsettled. */
+    int (*replica_recover)(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, int *acted, struct berth_err *err);
 
     /* The lines container `id` printed that `q` asks for, oldest first,
      * into *out (the caller releases it). Only managed containers: any
      * other is not_found. NULL when the backend keeps no logs. */
     int (*logs)(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                 struct backend_log_list *out, struct berth_err *err);
+    /* Follow container `id`'s output: each line printed at or after
+     * q->since_unix_ms (q's stream filter applies; tail and max_bytes do
+     * not) to on_line as the Engine sees it, until the output ends (the
+     * container stopped or went: 0), *stop becomes nonzero (0, within about
+     * a second), the deadline passes, or on_line returns nonzero (0). Only
+     * managed containers. NULL when the backend cannot follow. */
+    int (*logs_follow)(void *ctx, const char *id, const struct backend_log_query *q,
+                       int64_t deadline, const atomic_int *stop, backend_log_fn on_line, void *arg,
+                       struct berth_err *err);
 
     /* Shutdown: make the calls under way end soon and later ones fail at
      * once (unavailable). NULL when no call can block for long. */

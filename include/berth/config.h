@@ -1,7 +1,8 @@
 /* Daemon configuration: every option declared once (flag, BERTH_* variable,
  * type, bounds, default, help) in config.c's table; the parser, --help and
  * docs/configuration.md all come from that table. Precedence: defaults <
- * environment < flags. Parsed once at start into one struct the rest reads. */
+ * the --config file < environment < flags. Parsed at start into one struct
+ * the rest reads, and again on SIGHUP (config_reread). */
 #ifndef BERTH_CONFIG_H
 #define BERTH_CONFIG_H
 
@@ -55,6 +56,14 @@ struct berth_config {
     char *registry_auth_file;     /* Docker client config; "" = none */
     int64_t pull_progress_timeout_s;
     int64_t pull_timeout_s;
+    int64_t http_threads;            /* event loop threads; 0: one per CPU */
+    int64_t workers;                 /* threads for calls that wait on the Engine */
+    int64_t stream_queue_bytes;      /* a stream's reader may fall this far behind */
+    int64_t update_parallelism;      /* replicas an update replaces at a time */
+    int64_t update_health_timeout_s; /* a new replica may take this long to be ready */
+    int64_t update_min_ready_ms;     /* a new replica must run this long to be ready */
+    int64_t update_drain_ms;         /* an old replica leaves answers this long before it stops */
+    char *config_file;               /* --config: key = value lines; "" = none */
     char *metrics_cgroup_root; /* "": every VM sampled through the Engine */
     char *metrics_proc_root;
 };
@@ -67,14 +76,30 @@ enum config_action {
     CONFIG_EXIT_OK, /* --help / --version / --check-config printed; exit 0 */
 };
 
-/* Fill cfg from defaults, then the environment (getenv), then argv, then
- * run config_validate. Prints --help, --version, --check-config and
- * --config-markdown output to `out`. A BERTH_* variable that names no option
- * is logged as a warning. On a bad value: -1 with invalid_argument naming
- * the option (cfg is then released). */
+/* Fill cfg from defaults, then the file of --config (or BERTH_CONFIG), then
+ * the environment (getenv), then argv, then run config_validate. Prints
+ * --help, --version, --check-config and --config-markdown output to `out`.
+ * A BERTH_* variable that names no option is logged as a warning. On a bad
+ * value: -1 with invalid_argument naming the option and where it came from
+ * (the variable, or the file and line); cfg is then released. */
 int config_load(struct berth_config *cfg, int argc, char **argv, FILE *out,
                 enum config_action *action, struct berth_err *err) BERTH_MUST_USE;
+/* The same sources again (SIGHUP), with the argv the daemon started with:
+ * the file is read anew. Prints nothing, logs nothing. */
+int config_reread(struct berth_config *cfg, int argc, char **argv,
+                  struct berth_err *err) BERTH_MUST_USE;
 void config_release(struct berth_config *cfg);
+
+/* fn(arg, name) for each option whose value differs between a and b, in
+ * table order; name is the flag without dashes (static). */
+void config_each_change(const struct berth_config *a, const struct berth_config *b,
+                        void (*fn)(void *arg, const char *name), void *arg);
+/* dst's option `name` takes src's value (strings copied). */
+int config_copy_option(struct berth_config *dst, const struct berth_config *src, const char *name,
+                       struct berth_err *err) BERTH_MUST_USE;
+/* A deep copy; dst is released with config_release. */
+int config_copy(struct berth_config *dst, const struct berth_config *src,
+                struct berth_err *err) BERTH_MUST_USE;
 
 /* The checks that span options or read the system, the same for start and
  * --check-config: the backend's name, --publish-address an IP literal,

@@ -83,8 +83,11 @@ void docker_backend_global_cleanup(void);
 int docker_backend_new(const struct docker_backend_config *cfg, struct backend *out,
                        struct berth_err *err) BERTH_MUST_USE;
 
-/* Read the registry credentials file again (SIGHUP). Not a Docker backend,
- * or no file: nothing, 0. On failure the credentials read before stay. */
-int docker_backend_reload_auth(const struct backend *b, struct berth_err *err) BERTH_MUST_USE;
+/* Read the registry credentials file again (SIGHUP): `path` (NULL: the
+ * file in use, when there is one; "": none from now on), `optional` as
+ * auth_file_optional. Not a Docker backend: nothing, 0. On failure the
+ * credentials read before stay. One reloading thread at a time. */
+int docker_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                               struct berth_err *err) BERTH_MUST_USE;
 
 #endif

@@ -49,6 +49,8 @@ void engine_free(struct engine *e);
  * fail at once, with unavailable (for shutdown: nothing waits on the Engine
  * any more). Safe from any thread; there is no way back. */
 void engine_cancel_all(struct engine *e);
+/* 1 once engine_cancel_all was called. */
+int engine_canceled(struct engine *e);
 /* Mark the Engine as not answering (on = 1) or answering again (0). While
  * marked, every call but engine_probe fails at once with unavailable, and
  * calls under way end within about a second: nothing hangs on an Engine

@@ -14,5 +14,8 @@ int gzip_inflate(const void *data, size_t len, struct buf *out,
 /* Deflate data into out as a gzip stream. */
 int gzip_deflate(const void *data, size_t len, struct buf *out,
                  struct berth_err *err) BERTH_MUST_USE;
+/* 1 when an Accept-Encoding header value (NULL: none) lists gzip with a
+ * q-value other than zero. */
+int gzip_accepted(const char *accept_encoding);
 
 #endif

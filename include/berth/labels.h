@@ -22,12 +22,24 @@
 #define LABEL_CONFIG "berth.config"
 #define LABEL_CREATED "berth.created"
 
-/* Replica sets: the spec digest, the replica's index, the namespace, the
- * wanted replica count. */
+/* Replica sets: the spec digest (of the template, not the count), the
+ * replica's index, the namespace, the wanted replica count, the generation
+ * (each update makes the next one), and how long a replica an update made
+ * must run to count as ready. */
 #define LABEL_SPEC "berth.spec"
 #define LABEL_REPLICA "berth.replica"
 #define LABEL_NAMESPACE "berth.namespace"
 #define LABEL_REPLICAS "berth.replicas"
+#define LABEL_GENERATION "berth.generation"
+#define LABEL_MIN_READY "berth.min_ready_ms"
+/* A set's record: a container that is never started and only carries the
+ * state of the set in its labels (generation, spec, replicas), so an update
+ * can be told from what it replaces after a crash. An update's record also
+ * names the state it started from. */
+#define LABEL_RECORD "berth.record"
+#define LABEL_RECORD_VALUE "true"
+#define LABEL_FROM_SPEC "berth.from_spec"
+#define LABEL_FROM_REPLICAS "berth.from_replicas"
 
 /* krane's pass-through identity of a deployment's workload. */
 #define LABEL_WORKSPACE_ID "berth.workspace_id"

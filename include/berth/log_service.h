@@ -1,6 +1,8 @@
-/* berth.v1.LogService/GetLogs: what a VM, or the replicas of a gateway or
- * deployment, printed, read from the backend's logs operation and merged in
- * time order. (StreamLogs is not served here.) */
+/* berth.v1.LogService: GetLogs, what a VM or the replicas of a gateway or
+ * deployment printed, read from the backend's logs operation and merged in
+ * time order; StreamLogs, the same and then each new line as it is printed,
+ * one follower thread (one Engine connection) per container, until the
+ * client leaves, the deadline passes or the outputs end. */
 #ifndef BERTH_LOG_SERVICE_H
 #define BERTH_LOG_SERVICE_H
 

@@ -40,7 +40,8 @@ void prometheus_free(struct prometheus *p);
  * memory runs out (err says so); a failing backend list is skipped. */
 int prometheus_render(struct prometheus *p, struct buf *out, struct berth_err *err) BERTH_MUST_USE;
 
-/* Answer GET /metrics (other methods: 405). */
+/* Answer GET /metrics (other methods: 405), gzip-compressed when the
+ * request's Accept-Encoding takes gzip; Vary: Accept-Encoding either way. */
 void prometheus_serve(struct prometheus *p, const struct http_request *req,
                       struct http_response *resp);
 

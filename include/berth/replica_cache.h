@@ -1,6 +1,7 @@
 /* The last known Get answer of every gateway and deployment, so Get still
- * answers while the Engine cannot be reached. Answers are opaque bytes (the
- * packed response) keyed by (kind, namespace, id). Filled by live Gets,
+ * answers while the Engine cannot be reached, and what List shows of each
+ * (List answers from here alone). Answers are opaque bytes (the packed
+ * response) keyed by (kind, namespace, id), each with its summary. Filled by live Gets,
  * creates, engine events and full listings, which can race: each listing
  * takes a ticket before it asks the backend and stores with it, and an entry
  * only takes a newer ticket's news. A forgotten object stays as a tombstone
@@ -12,6 +13,7 @@
 #include <stdint.h>
 
 #include "berth/arena.h"
+#include "berth/err.h"
 #include "berth/labels.h"
 
 struct replica_cache;
@@ -29,11 +31,20 @@ uint64_t replica_cache_begin(struct replica_cache *c);
  * could overwrite go. */
 void replica_cache_end(struct replica_cache *c, uint64_t ticket);
 
-/* Store a copy of answer as what the listing of `ticket` saw, unless a newer
- * listing was stored already. Best effort: out of memory, the cache keeps
- * what it had. */
+/* What List shows of one object. */
+struct replica_cache_summary {
+    const char *image;
+    unsigned replicas; /* desired */
+    unsigned running;
+    int status; /* enum krane_status */
+};
+
+/* Store a copy of answer and of sum (NULL: an empty one) as what the
+ * listing of `ticket` saw, unless a newer listing was stored already. Best
+ * effort: out of memory, the cache keeps what it had. */
 void replica_cache_put(struct replica_cache *c, enum object_kind kind, const char *ns,
-                       const char *id, const uint8_t *answer, size_t len, uint64_t ticket);
+                       const char *id, const uint8_t *answer, size_t len,
+                       const struct replica_cache_summary *sum, uint64_t ticket);
 /* (kind, ns, id) is gone as of `ticket`. */
 void replica_cache_drop(struct replica_cache *c, enum object_kind kind, const char *ns,
                         const char *id, uint64_t ticket);
@@ -45,6 +56,39 @@ void replica_cache_sweep(struct replica_cache *c, int all_kinds, enum object_kin
  * is none (or out of memory). */
 int replica_cache_get(struct replica_cache *c, enum object_kind kind, const char *ns,
                       const char *id, struct arena *a, uint8_t **answer, size_t *len);
+/* One object of replica_cache_list; strings in the caller's arena. */
+struct replica_cache_item {
+    const char *ns;
+    const char *id;
+    struct replica_cache_summary sum;
+};
+/* Every object of kind the cache knows (of namespace ns when not NULL), in
+ * no order, copied into the arena: *out and *n. -1 when out of memory. */
+int replica_cache_list(struct replica_cache *c, enum object_kind kind, const char *ns,
+                       struct arena *a, struct replica_cache_item **out, size_t *n) BERTH_MUST_USE;
+/* A listing of every object succeeded (complete = 1): from then on the
+ * cache knows them all, and events keep it so. 0 before. */
+void replica_cache_set_complete(struct replica_cache *c);
+int replica_cache_complete(struct replica_cache *c);
+
+/* Changes of live entries (an object appeared, its status or running
+ * count moved, it went), told to one listener under the cache's lock so
+ * they come in order; the listener must not call back into the cache. */
+enum replica_change {
+    REPLICA_SNAPSHOT,
+    REPLICA_CREATED,
+    REPLICA_CHANGED,
+    REPLICA_DELETED,
+};
+typedef void (*replica_listener_fn)(void *arg, enum replica_change what, enum object_kind kind,
+                                    const char *ns, const char *id,
+                                    const struct replica_cache_summary *sum);
+void replica_cache_set_listener(struct replica_cache *c, replica_listener_fn fn, void *arg);
+/* Under the lock: each(arg, REPLICA_SNAPSHOT, ...) for every live entry,
+ * then then(then_arg), with no change between. Answers what `then` did. */
+int replica_cache_snapshot(struct replica_cache *c, replica_listener_fn each, void *arg,
+                           int (*then)(void *then_arg), void *then_arg);
+
 /* Entries, tombstones included (a lookup of an unknown id must not add one
  * that outlives its listing). */
 size_t replica_cache_count(struct replica_cache *c);

@@ -26,6 +26,7 @@ const char *vm_state_name(enum vm_state s); /* "VM_STATE_RUNNING" */
 /* The latest resource sample of a VM (filled by the metrics collector). */
 struct vm_metrics {
     double cpu_percent;
+    uint64_t cpu_total_ns; /* CPU time the container used since it started */
     int64_t memory_bytes;
     int64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
     int64_t read_bytes, write_bytes, read_ops, write_ops;
@@ -57,6 +58,8 @@ struct vm_snapshot {
     int64_t started_unix_ms; /* 0: not running */
     int oom_killed;
     int exit_code;
+    enum backend_health health; /* as the Engine last said */
+    int restart_count;          /* restarts by the Engine's policy, from its inspect */
     struct vm_metrics metrics;
 };
 
@@ -127,17 +130,38 @@ struct vm_observed {
     int oom_killed;           /* -1: keep */
     int exit_code;            /* -1: keep */
     /* NULL, or details read from the engine: IP, MAC, gateway, ports (when
-     * any), start time (when known). */
+     * any), start time and restart count (when known). */
     const struct backend_container *details;
+    enum backend_health health; /* BACKEND_HEALTH_UNKNOWN: keep */
 };
 
 /* 0 when applied; -1 when the id is unknown or names another container. */
 int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_observed *o);
+/* A DeleteVm holding rec is removing its container (1) or gave up (0):
+ * meanwhile forget leaves the VM to it. */
+void vm_registry_set_deleting(struct vm_registry *r, struct vm_record *rec, int on);
 /* Drop the VM whose container is container_id (removed behind berthd's back).
  * Callers holding the record keep a valid (removed) record. -1 when no such. */
 int vm_registry_forget(struct vm_registry *r, const char *id, const char *container_id);
 
+/* Changes of visible VMs, told to one listener (the event bus) under the
+ * registry's lock, so they come in the order they were made. The listener
+ * must not call back into the registry. `reason` is "" when the change was
+ * an API call's, else what the Engine said ("oom", "exited 137", "removed
+ * behind berthd's back"). */
+enum vm_change { VM_CHANGE_SNAPSHOT, VM_CHANGE_CREATED, VM_CHANGE_CHANGED, VM_CHANGE_DELETED };
+typedef void (*vm_listener_fn)(void *arg, enum vm_change what, const struct vm_snapshot *vm,
+                               const char *reason);
+void vm_registry_set_listener(struct vm_registry *r, vm_listener_fn fn, void *arg);
+/* Under the lock: each(arg, VM_CHANGE_SNAPSHOT, vm, "") for every visible
+ * VM, then then(then_arg) (a subscription, say), with no change between
+ * them. Answers what `then` answered. */
+int vm_registry_snapshot(struct vm_registry *r, vm_listener_fn each, void *arg,
+                         int (*then)(void *then_arg), void *then_arg);
+
 /* Number of visible VMs in each state (index = enum vm_state). */
 void vm_registry_count_states(struct vm_registry *r, size_t counts[5]);
+/* Number of visible RUNNING VMs of each health (index = enum backend_health). */
+void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT]);
 
 #endif

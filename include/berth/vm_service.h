@@ -32,6 +32,9 @@ struct vm_service;
 struct vm_service *vm_service_new(const struct vm_service_config *cfg, struct backend *backend,
                                   struct vm_registry *registry);
 void vm_service_free(struct vm_service *s);
+/* New --max-vms and --max-vms-per-customer (a reload); creates from now on
+ * are held to them. Safe from any thread. */
+void vm_service_set_limits(struct vm_service *s, int64_t max_vms, int64_t max_vms_per_customer);
 
 /* Put the service's handlers into the RPC table. */
 int vm_service_register(struct vm_service *s, struct router *r) BERTH_MUST_USE;

@@ -26,6 +26,27 @@ enum backend_state backend_state_parse(const char *name)
     return BACKEND_STATE_UNKNOWN;
 }
 
+static const char *const backend_health_names[BACKEND_HEALTH_COUNT] = {
+    [BACKEND_HEALTH_UNKNOWN] = "unknown",     [BACKEND_HEALTH_NONE] = "none",
+    [BACKEND_HEALTH_STARTING] = "starting",   [BACKEND_HEALTH_HEALTHY] = "healthy",
+    [BACKEND_HEALTH_UNHEALTHY] = "unhealthy",
+};
+
+const char *backend_health_name(enum backend_health h)
+{
+    return (unsigned)h < BACKEND_HEALTH_COUNT ? backend_health_names[h] : "unknown";
+}
+
+enum backend_health backend_health_parse(const char *name)
+{
+    if (name == NULL)
+        return BACKEND_HEALTH_UNKNOWN;
+    for (int i = BACKEND_HEALTH_UNKNOWN + 1; i < BACKEND_HEALTH_COUNT; i++)
+        if (strcmp(backend_health_names[i], name) == 0)
+            return (enum backend_health)i;
+    return BACKEND_HEALTH_UNKNOWN;
+}
+
 void backend_container_release(struct backend_container *c)
 {
     if (c == NULL)

@@ -1,5 +1,6 @@
 /* `berthd gw ...` and `berthd dep ...`: GatewayService and
- * DeploymentService from a shell (list, show the instances, delete). */
+ * DeploymentService from a shell (list, show the instances, delete, scale). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ static int gw_rm(const struct cli_opts *o, int argc, char **argv);
 static int dep_ls(const struct cli_opts *o, int argc, char **argv);
 static int dep_info(const struct cli_opts *o, int argc, char **argv);
 static int dep_rm(const struct cli_opts *o, int argc, char **argv);
+static int dep_scale(const struct cli_opts *o, int argc, char **argv);
 
 const struct cli_command cli_replica_commands[] = {
     {"gw", "ls", "[--namespace NS]", "list the gateways", gw_ls},
@@ -35,6 +37,8 @@ const struct cli_command cli_replica_commands[] = {
     {"dep", "ls", "[--namespace NS]", "list the deployments", dep_ls},
     {"dep", "info", "ID [--namespace NS]", "show a deployment's replicas and addresses", dep_info},
     {"dep", "rm", "ID [--namespace NS]", "delete a deployment and every replica", dep_rm},
+    {"dep", "scale", "ID N [--namespace NS]",
+     "run N replicas of a deployment (UpdateDeployment with its image and N)", dep_scale},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -319,4 +323,113 @@ static int dep_rm(const struct cli_opts *o, int argc, char **argv)
     return replica_call(o, DEP_SVC "DeleteDeployment", &req.base,
                         &krane__v1__delete_deployment_response__descriptor, replica_print_deleted,
                         ra.id);
+}
+
+/* The summary of deployment `id` (in namespace `ns`, or any when empty),
+ * paging through ListDeployments; its strings live in arena `a`. not_found
+ * when there is none; invalid_argument when, without a namespace, two
+ * namespaces hold one of that id. */
+static int dep_find(const struct cli_opts *o, const char *id, const char *ns, struct arena *a,
+                    const Krane__V1__DeploymentSummary **out, struct berth_err *err)
+{
+    const char *token = "";
+
+    *out = NULL;
+    for (int page = 0; page < 1000; page++) {
+        Krane__V1__ListDeploymentsRequest req = KRANE__V1__LIST_DEPLOYMENTS_REQUEST__INIT;
+        Krane__V1__ListDeploymentsResponse *r = NULL;
+
+        req.namespace_ = (char *)ns;
+        req.page_size = 1000;
+        req.page_token = (char *)token;
+        if (cli_call(o, DEP_SVC "ListDeployments", &req.base,
+                     &krane__v1__list_deployments_response__descriptor, a, (ProtobufCMessage **)&r,
+                     NULL, err) < 0)
+            return -1;
+        for (size_t i = 0; i < r->n_deployments; i++) {
+            const Krane__V1__DeploymentSummary *s = r->deployments[i];
+
+            if (strcmp(s->deployment_id, id) != 0)
+                continue;
+            if (*out != NULL)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "deployment '%s' is in namespaces '%s' and '%s': pass "
+                                     "--namespace",
+                                     id, (*out)->namespace_, s->namespace_);
+            *out = s;
+        }
+        if (r->next_page_token == NULL || r->next_page_token[0] == '\0')
+            break;
+        token = r->next_page_token;
+    }
+    if (*out == NULL)
+        return berth_err_set(err, BERTH_NOT_FOUND, "deployment '%s' not found", id);
+    return 0;
+}
+
+/* `dep scale ID N`: the API shows a deployment's image and replica count
+ * (ListDeployments) and nothing else of its spec, so UpdateDeployment gets
+ * the namespace, the id, the image and N. */
+static int dep_scale(const struct cli_opts *o, int argc, char **argv)
+{
+    const struct cli_command *cmd = replica_command("dep", "scale");
+    Krane__V1__UpdateDeploymentRequest req = KRANE__V1__UPDATE_DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__DeploymentRequest spec = KRANE__V1__DEPLOYMENT_REQUEST__INIT;
+    Krane__V1__UpdateDeploymentResponse *answer = NULL;
+    const Krane__V1__DeploymentSummary *found = NULL;
+    const char *id = NULL, *count = NULL, *ns = "";
+    unsigned long n;
+    char *end;
+    struct arena *a;
+    struct berth_err err;
+    struct buf raw;
+    int rc;
+
+    for (int i = 0; i < argc; i++) {
+        if (cli_is_flag(argv[i], "--namespace") || cli_is_flag(argv[i], "-n")) {
+            const char *v = cli_take_value(argc, argv, &i);
+            if (v == NULL)
+                return cli_usage_error(o, cmd, "--namespace needs a value");
+            ns = v;
+        } else if (argv[i][0] != '-' && id == NULL) {
+            id = argv[i];
+        } else if (argv[i][0] != '-' && count == NULL) {
+            count = argv[i];
+        } else {
+            return cli_usage_error(o, cmd, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (id == NULL || count == NULL)
+        return cli_usage_error(o, cmd, "expected an id and a replica count");
+    errno = 0;
+    n = strtoul(count, &end, 10);
+    if (count[0] < '0' || count[0] > '9' || *end != '\0' || errno != 0 || n > 0xffffffffUL)
+        return cli_usage_error(o, cmd, "replica count '%s': expected a whole number", count);
+
+    a = arena_new();
+    if (a == NULL)
+        return BERTH_RESOURCE_EXHAUSTED;
+    berth_err_clear(&err);
+    buf_init(&raw, (size_t)1 << 20);
+    if (dep_find(o, id, ns, a, &found, &err) < 0) {
+        rc = cli_fail(o, &err);
+        goto out;
+    }
+    spec.namespace_ = found->namespace_;
+    spec.deployment_id = found->deployment_id;
+    spec.image = found->image;
+    spec.replicas = (uint32_t)n;
+    req.deployment = &spec;
+    if (cli_call(o, DEP_SVC "UpdateDeployment", &req.base,
+                 &krane__v1__update_deployment_response__descriptor, a,
+                 (ProtobufCMessage **)&answer, &raw, &err) < 0)
+        rc = cli_fail(o, &err);
+    else if (o->json)
+        rc = fprintf(o->out, "%s\n", raw.data ? raw.data : "{}") < 0;
+    else
+        rc = fprintf(o->out, "%s scaled to %lu\n", id, n) < 0;
+out:
+    buf_release(&raw);
+    arena_free(a);
+    return rc;
 }

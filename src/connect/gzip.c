@@ -1,10 +1,16 @@
 /* gzip request and response bodies (see berth/gzip.h). */
 #include "berth/gzip.h"
 
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
 #include <zlib.h>
 
 #define GZIP_WINDOW (15 + 16) /* zlib: a gzip header, not zlib's own */
 #define GZIP_CHUNK 16384
+
+static int qvalue_is_zero(const char *q, size_t len);
+static int gzip_coding_accepted(const char *item, size_t len);
 
 int gzip_inflate(const void *data, size_t len, struct buf *out, struct berth_err *err)
 {
@@ -72,4 +78,64 @@ int gzip_deflate(const void *data, size_t len, struct buf *out, struct berth_err
 out:
     deflateEnd(&zs);
     return rc;
+}
+
+/* Whether a qvalue ("0", "0.000", "0.5", "1") is zero; an unreadable one
+ * counts as zero, so we never compress for a client we did not understand. */
+static int qvalue_is_zero(const char *q, size_t len)
+{
+    size_t i = 0;
+    int nonzero = 0;
+
+    if (len == 0 || !isdigit((unsigned char)q[0]))
+        return 1;
+    for (; i < len && isdigit((unsigned char)q[i]); i++)
+        nonzero |= q[i] != '0';
+    if (i < len && q[i] == '.')
+        for (i++; i < len && isdigit((unsigned char)q[i]); i++)
+            nonzero |= q[i] != '0';
+    while (i < len && (q[i] == ' ' || q[i] == '\t'))
+        i++;
+    return i < len || !nonzero;
+}
+
+/* One Accept-Encoding list item ("gzip", " gzip ; q=0.5"): gzip with a
+ * q-value other than zero (RFC 9110 12.5.3). */
+static int gzip_coding_accepted(const char *item, size_t len)
+{
+    size_t i = 0, n;
+
+    while (i < len && (item[i] == ' ' || item[i] == '\t'))
+        i++;
+    n = strcspn(item + i, ";, \t");
+    if (n != 4 || strncasecmp(item + i, "gzip", 4) != 0)
+        return 0;
+    i += n;
+    while (i < len) {
+        size_t end;
+        while (i < len && (item[i] == ' ' || item[i] == '\t' || item[i] == ';'))
+            i++;
+        end = i;
+        while (end < len && item[end] != ';')
+            end++;
+        if (end - i >= 2 && (item[i] == 'q' || item[i] == 'Q') && item[i + 1] == '=')
+            return !qvalue_is_zero(item + i + 2, end - i - 2);
+        i = end;
+    }
+    return 1;
+}
+
+int gzip_accepted(const char *accept_encoding)
+{
+    const char *ae = accept_encoding;
+
+    while (ae != NULL && *ae != '\0') {
+        size_t n = strcspn(ae, ",");
+        if (gzip_coding_accepted(ae, n))
+            return 1;
+        ae += n;
+        if (*ae == ',')
+            ae++;
+    }
+    return 0;
 }

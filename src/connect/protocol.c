@@ -3,12 +3,16 @@
  * every error response. */
 #include "berth/connect.h"
 
+#include "stream_internal.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <uuid/uuid.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "berth/base64.h"
 #include "berth/clock.h"
@@ -24,7 +28,7 @@
 #define CT_STREAM_JSON "application/connect+json"
 #define CT_STREAM_PROTO "application/connect+proto"
 #define ACCEPT_POST_STREAM CT_STREAM_JSON ", " CT_STREAM_PROTO
-#define REQUEST_ID_MAX 128
+#define REQUEST_ID_MAX CONNECT_REQUEST_ID_MAX
 #define MAX_RESPONSE_BYTES ((size_t)256 << 20)
 
 enum codec { CODEC_JSON, CODEC_PROTO };
@@ -46,9 +50,9 @@ struct call_state {
 
 static int parse_media_type(const char *ct, const char *json, const char *proto, enum codec *codec);
 static int parse_content_type(const char *ct, enum codec *codec);
-static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1]);
 static int connect_stream_content_type(const char *ct, enum codec *codec);
-static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err);
+static int parse_timeout(const char *value, int64_t start, int64_t *deadline,
+                         struct berth_err *err);
 static int check_protocol_version(const struct http_request *req, struct berth_err *err);
 static int read_post(struct call_state *cs, struct berth_err *err);
 static int read_get(struct call_state *cs, struct berth_err *err);
@@ -56,14 +60,13 @@ static int inflate_into(struct call_state *cs, const char *data, size_t len, str
 static int decode_input(struct call_state *cs, ProtobufCMessage **in, struct berth_err *err);
 static int encode_output(struct call_state *cs, const ProtobufCMessage *out, struct berth_err *err);
 static int run_call(struct call_state *cs, struct berth_err *err);
-static int accepts_gzip(const struct http_request *req);
-static int gzip_coding_accepted(const char *item, size_t len);
-static int qvalue_is_zero(const char *q, size_t len);
 static int utf8_repair(const char *s, struct buf *out);
 static void respond_status(struct http_response *resp, int status);
 static void log_call(const struct rpc_route *route, const char *path, int status,
                      const struct berth_err *err, int64_t start_us, const char *request_id,
                      const char *caller);
+static int run_stream(struct call_state *cs, int64_t start_us, struct berth_err *err);
+static int read_envelope(struct call_state *cs, struct berth_err *err);
 
 /* `s` as valid UTF-8 in `out`: each byte that does not begin a well-formed
  * sequence becomes U+FFFD, as a JSON string must hold nothing else. */
@@ -171,9 +174,10 @@ static int connect_stream_content_type(const char *ct, enum codec *codec)
     return parse_media_type(ct, CT_STREAM_JSON, CT_STREAM_PROTO, codec);
 }
 
-/* 1 to 10 ASCII digits; sets the call's deadline. The length is checked
- * before any digit is added up, so no value can overflow. */
-static int parse_timeout(const char *value, int64_t *deadline, struct berth_err *err)
+/* 1 to 10 ASCII digits; sets the call's deadline, counted from `start`
+ * (when the request arrived). The length is checked before any digit is
+ * added up, so no value can overflow. */
+static int parse_timeout(const char *value, int64_t start, int64_t *deadline, struct berth_err *err)
 {
     size_t n = strlen(value);
     int64_t ms = 0;
@@ -186,7 +190,7 @@ static int parse_timeout(const char *value, int64_t *deadline, struct berth_err 
     }
     for (size_t i = 0; i < n; i++)
         ms = ms * 10 + (value[i] - '0');
-    *deadline = berth_now_ms() + ms;
+    *deadline = (start > 0 ? start : berth_now_ms()) + ms;
     return 0;
 }
 
@@ -200,66 +204,6 @@ static int check_protocol_version(const struct http_request *req, struct berth_e
     berth_err_quote(quoted, sizeof(quoted), v, 24);
     return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                          "connect-protocol-version must be '1': got '%s'", quoted);
-}
-
-/* Whether a qvalue ("0", "0.000", "0.5", "1") is zero; an unreadable one
- * counts as zero, so we never compress for a client we did not understand. */
-static int qvalue_is_zero(const char *q, size_t len)
-{
-    size_t i = 0;
-    int nonzero = 0;
-
-    if (len == 0 || !isdigit((unsigned char)q[0]))
-        return 1;
-    for (; i < len && isdigit((unsigned char)q[i]); i++)
-        nonzero |= q[i] != '0';
-    if (i < len && q[i] == '.')
-        for (i++; i < len && isdigit((unsigned char)q[i]); i++)
-            nonzero |= q[i] != '0';
-    while (i < len && (q[i] == ' ' || q[i] == '\t'))
-        i++;
-    return i < len || !nonzero;
-}
-
-/* One Accept-Encoding list item ("gzip", " gzip ; q=0.5"): gzip with a
- * q-value other than zero (RFC 9110 12.5.3). */
-static int gzip_coding_accepted(const char *item, size_t len)
-{
-    size_t i = 0, n;
-
-    while (i < len && (item[i] == ' ' || item[i] == '\t'))
-        i++;
-    n = strcspn(item + i, ";, \t");
-    if (n != 4 || strncasecmp(item + i, "gzip", 4) != 0)
-        return 0;
-    i += n;
-    while (i < len) {
-        size_t end;
-        while (i < len && (item[i] == ' ' || item[i] == '\t' || item[i] == ';'))
-            i++;
-        end = i;
-        while (end < len && item[end] != ';')
-            end++;
-        if (end - i >= 2 && (item[i] == 'q' || item[i] == 'Q') && item[i + 1] == '=')
-            return !qvalue_is_zero(item + i + 2, end - i - 2);
-        i = end;
-    }
-    return 1;
-}
-
-static int accepts_gzip(const struct http_request *req)
-{
-    const char *ae = http_request_header(req, "Accept-Encoding");
-
-    while (ae != NULL && *ae != '\0') {
-        size_t n = strcspn(ae, ",");
-        if (gzip_coding_accepted(ae, n))
-            return 1;
-        ae += n;
-        if (*ae == ',')
-            ae++;
-    }
-    return 0;
 }
 
 static int inflate_into(struct call_state *cs, const char *data, size_t len, struct berth_err *err)
@@ -423,7 +367,7 @@ static int run_call(struct call_state *cs, struct berth_err *err)
     const char *tmo = http_request_header(cs->req, "Connect-Timeout-Ms");
 
     cs->deadline = BERTH_NO_DEADLINE;
-    if (tmo != NULL && parse_timeout(tmo, &cs->deadline, err) < 0)
+    if (tmo != NULL && parse_timeout(tmo, http_request_started_ms(cs->req), &cs->deadline, err) < 0)
         return -1;
     if (strcmp(http_request_method(cs->req), "GET") == 0) {
         if (read_get(cs, err) < 0)
@@ -456,9 +400,107 @@ static int run_call(struct call_state *cs, struct berth_err *err)
     return encode_output(cs, out, err);
 }
 
+/* The request of a stream is one envelope: a flag byte (0, or 0x01 when
+ * compressed as Connect-Content-Encoding says), a 4-byte big-endian
+ * length, and exactly that many bytes. */
+static int read_envelope(struct call_state *cs, struct berth_err *err)
+{
+    const char *data, *enc = http_request_header(cs->req, "Connect-Content-Encoding");
+    size_t len, n;
+    int too_large;
+    const unsigned char *h;
+
+    data = http_request_body(cs->req, &len, &too_large);
+    if (too_large)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "request body larger than %zu bytes",
+                             cs->cc->max_body_bytes);
+    if (len < 5)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "a stream's request is one envelope: %zu bytes is too short", len);
+    h = (const unsigned char *)data;
+    n = ((size_t)h[1] << 24) | ((size_t)h[2] << 16) | ((size_t)h[3] << 8) | (size_t)h[4];
+    if (n != len - 5)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "the request envelope says %zu bytes and holds %zu", n, len - 5);
+    if ((h[0] & ~0x01u) != 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "request envelope flag 0x%02x: only 0 or 0x01 (compressed)", h[0]);
+    if (h[0] & 0x01) {
+        if (enc == NULL || strcasecmp(enc, "gzip") != 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "a compressed envelope needs Connect-Content-Encoding: gzip");
+        return inflate_into(cs, data + 5, n, err);
+    }
+    if (enc != NULL && strcasecmp(enc, "identity") != 0 && strcasecmp(enc, "gzip") != 0) {
+        char quoted[40];
+        berth_err_quote(quoted, sizeof(quoted), enc, 24);
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "unknown compression \"%s\": supported encodings are gzip", quoted);
+    }
+    cs->body = data + 5;
+    cs->body_len = n;
+    return 0;
+}
+
+/* Decode, then hand the stream to its handler. 0 when the stream is under
+ * way (resp is a streamed response); -1 with err when it never began (the
+ * caller answers the whole stream as one end envelope). */
+static int run_stream(struct call_state *cs, int64_t start_us, struct berth_err *err)
+{
+    const char *tmo = http_request_header(cs->req, "Connect-Timeout-Ms");
+    ProtobufCMessage *in = NULL;
+    struct http_stream *hs;
+    struct rpc_stream *st;
+    struct rpc_call call;
+    struct berth_err herr;
+
+    cs->deadline = BERTH_NO_DEADLINE;
+    if (tmo != NULL && parse_timeout(tmo, http_request_started_ms(cs->req), &cs->deadline, err) < 0)
+        return -1;
+    if (check_protocol_version(cs->req, err) < 0 || read_envelope(cs, err) < 0 ||
+        decode_input(cs, &in, err) < 0)
+        return -1;
+    if (cs->route->stream_handler == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
+                             cs->route->path);
+    if (cs->cc->streams == NULL)
+        return berth_err_set(err, BERTH_UNAVAILABLE, "streams are not served");
+    if (berth_deadline_left_ms(cs->deadline) == 0)
+        return berth_err_set(err, BERTH_DEADLINE_EXCEEDED, "deadline exceeded before the call");
+    hs = http_response_stream(cs->req, cs->resp, rpc_streams_queue_bytes(cs->cc->streams));
+    if (hs == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "cannot open a stream");
+    cs->resp->status = 200;
+    http_response_header(cs->resp, "Content-Type",
+                         cs->codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO);
+    st = rpc_stream_open(cs->cc->streams, hs, cs->route, cs->codec == CODEC_JSON, cs->deadline,
+                         cs->request_id, http_request_caller(cs->req, NULL), start_us);
+    if (st == NULL)
+        return 0; /* the stream ended at once: an empty body */
+    call.arena = cs->arena;
+    call.deadline = cs->deadline;
+    call.procedure = cs->route->path;
+    call.request_id = cs->request_id;
+    berth_err_clear(&herr);
+    /* The input lives in the request's arena: a handler copies what its
+     * producer needs later. */
+    if (cs->route->stream_handler(cs->route->handler_ctx, &call, in, st, &herr) < 0)
+        rpc_stream_finish(st, &herr);
+    rpc_stream_arm(st);
+    rpc_stream_release(st); /* the set's reference remains until the end */
+    return 0;
+}
+
 /* The one log line of every request that reached the Connect layer,
  * whatever its outcome. An unknown path is logged as path= (quoted: it comes
  * from outside), a known one as procedure=. */
+void connect_log_call(const struct rpc_route *route, const char *path, int status,
+                      const struct berth_err *err, int64_t start_us, const char *request_id,
+                      const char *caller)
+{
+    log_call(route, path, status, err, start_us, request_id, caller);
+}
+
 static void log_call(const struct rpc_route *route, const char *path, int status,
                      const struct berth_err *err, int64_t start_us, const char *request_id,
                      const char *caller)
@@ -485,12 +527,39 @@ static void log_call(const struct rpc_route *route, const char *path, int status
                  log_quote(&qe, err->msg));
 }
 
+/* A fresh request id, UUID-shaped (version 4, variant 1): a random base
+ * drawn once per process plus a counter. Unique within the process, random
+ * across restarts, and without a trip to the kernel's random source on
+ * every request (which a random UUID each time would cost). */
+static uuid_t request_id_base;
+
+static void request_id_seed(void)
+{
+    uuid_generate_random(request_id_base);
+}
+
+static void new_request_id(uuid_t out)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static _Atomic uint64_t counter;
+    uint64_t n = atomic_fetch_add(&counter, 1);
+
+    pthread_once(&once, request_id_seed);
+    memcpy(out, request_id_base, sizeof(uuid_t));
+    for (int i = 15; i >= 8 && n > 0; i--) {
+        unsigned sum = out[i] + (unsigned)(n & 0xff);
+
+        out[i] = (unsigned char)sum;
+        n = (n >> 8) + (sum >> 8);
+    }
+    out[6] = (unsigned char)((out[6] & 0x0f) | 0x40);
+    out[8] = (unsigned char)((out[8] & 0x3f) | 0x80);
+}
+
 /* Routing, method and codec are checked here; their refusals (404, 405,
  * 415) are HTTP answers with the Connect code unimplemented in the log, as
  * the call never reaches a handler. Everything else goes through run_call. */
-/* X-Request-Id from the request when it is a sane token (1 to
- * REQUEST_ID_MAX of [A-Za-z0-9._:-]), else a new uuid; into out. */
-static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MAX + 1])
+void connect_request_id(const struct http_request *req, char out[CONNECT_REQUEST_ID_MAX + 1])
 {
     const char *h = http_request_header(req, "X-Request-Id");
     size_t n = h != NULL ? strlen(h) : 0;
@@ -502,7 +571,7 @@ static void request_id_of(const struct http_request *req, char out[REQUEST_ID_MA
         memcpy(out, h, n + 1);
         return;
     }
-    uuid_generate_random(uu);
+    new_request_id(uu);
     uuid_unparse_lower(uu, out);
 }
 
@@ -518,7 +587,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
     int is_get;
 
     berth_err_clear(&err);
-    request_id_of(req, request_id);
+    connect_request_id(req, request_id);
     cs.request_id = request_id;
     cs.route = router_find(cc->router, path, strlen(path));
     if (cs.route == NULL) {
@@ -546,11 +615,16 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
             http_response_header(resp, "Accept-Post", ACCEPT_POST_STREAM);
             goto out;
         }
+        if (run_stream(&cs, start, &err) == 0) {
+            /* Under way: the stream logs its own line when it ends. */
+            const char *echo = arena_strdup(arena, request_id);
+            if (echo != NULL)
+                http_response_header(resp, "X-Request-Id", echo);
+            return;
+        }
         atomic_fetch_add(&cs.route->stats.in_flight, 1);
-        berth_err_set(&err, BERTH_UNIMPLEMENTED, "procedure '%s' is not implemented",
-                      cs.route->path);
         connect_stream_write_error(resp, cs.codec == CODEC_JSON ? CT_STREAM_JSON : CT_STREAM_PROTO,
-                                   &err);
+                                   &err, request_id);
         rpc_stats_record(&cs.route->stats, err.code, berth_now_us() - start);
         atomic_fetch_sub(&cs.route->stats.in_flight, 1);
         goto out;
@@ -568,7 +642,7 @@ void connect_handle(const struct connect_config *cc, const struct http_request *
         berth_err_set(&err, BERTH_UNIMPLEMENTED, "unsupported or missing content type");
         goto unsupported;
     }
-    cs.gzip_response = accepts_gzip(req);
+    cs.gzip_response = gzip_accepted(http_request_header(req, "Accept-Encoding"));
     atomic_fetch_add(&cs.route->stats.in_flight, 1);
     if (run_call(&cs, &err) < 0)
         connect_write_error(resp, &err);
@@ -586,4 +660,14 @@ out:
             http_response_header(resp, "X-Request-Id", echo);
     }
     log_call(cs.route, path, resp->status, &err, start, request_id, http_request_caller(req, NULL));
+}
+
+enum http_run connect_classify(const struct connect_config *cc, const struct http_request *req)
+{
+    const char *path = http_request_path(req);
+    const struct rpc_route *rt = router_find(cc->router, path, strlen(path));
+
+    return rt != NULL && rt->from_memory && rt->handler != NULL && !rt->server_streaming
+               ? HTTP_RUN_INLINE
+               : HTTP_RUN_WORKER;
 }

@@ -1,40 +1,19 @@
-/* Connect server-streaming envelopes (CONNECT.md "Server streaming"): a flag
- * byte, a 4-byte big-endian length, the payload. The last envelope of a
- * stream has flag 0x02 and a JSON payload: {} or {"error":{...}}. */
+/* A server stream that ends before it began (a refusal, an unknown or
+ * unimplemented procedure): the whole body is one end envelope (see
+ * rpc_stream.c for the envelopes of a stream under way). */
 #include "berth/connect.h"
 
-#include <stdint.h>
-
-#define STREAM_FLAG_END 0x02
+#include "stream_internal.h"
 
 void connect_stream_write_error(struct http_response *resp, const char *content_type,
-                                const struct berth_err *err)
+                                const struct berth_err *err, const char *request_id)
 {
-    struct buf payload;
-    unsigned char head[5];
-
-    buf_init(&payload, 4 * BERTH_ERR_MSG_MAX + 64);
     buf_reset(&resp->body);
     resp->status = 200;
     resp->n_headers = 0;
     http_response_header(resp, "Content-Type", content_type);
-    if (connect_error_json(err, "error", &payload) < 0) {
-        buf_reset(&payload);
-        if (buf_appends(&payload, "{\"error\":{\"code\":\"internal\"}}", NULL) < 0)
-            goto fail;
+    if (connect_end_envelope(err, request_id, &resp->body) < 0) {
+        buf_reset(&resp->body);
+        resp->status = 500;
     }
-    head[0] = STREAM_FLAG_END;
-    head[1] = (unsigned char)(payload.len >> 24);
-    head[2] = (unsigned char)(payload.len >> 16);
-    head[3] = (unsigned char)(payload.len >> 8);
-    head[4] = (unsigned char)payload.len;
-    if (buf_append(&resp->body, head, sizeof(head), NULL) < 0 ||
-        buf_append(&resp->body, payload.data, payload.len, NULL) < 0)
-        goto fail;
-    buf_release(&payload);
-    return;
-fail:
-    buf_release(&payload);
-    buf_reset(&resp->body);
-    resp->status = 500;
 }

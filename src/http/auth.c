@@ -29,7 +29,8 @@ struct token_set {
 };
 
 struct auth {
-    char *token_file;   /* immutable; NULL: no tokens */
+    int tokens_on;      /* immutable: a token file was given */
+    char *token_file;   /* the reloading thread's only; NULL: no tokens */
     char **allowed_ids; /* immutable */
     size_t n_allowed;
     int client_ca; /* immutable */
@@ -250,6 +251,7 @@ int auth_new(const struct auth_config *cfg, struct auth **out, struct berth_err 
         goto fail;
     }
     if (cfg->token_file != NULL && cfg->token_file[0] != '\0') {
+        a->tokens_on = 1;
         a->token_file = strdup(cfg->token_file);
         if (a->token_file == NULL) {
             berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -267,23 +269,55 @@ fail:
 
 int auth_reload(struct auth *a, struct berth_err *err)
 {
-    struct token_set fresh, old;
+    return auth_reload_file(a, NULL, err);
+}
 
-    if (a->token_file == NULL)
+int auth_reload_file(struct auth *a, const char *path, struct berth_err *err)
+{
+    struct token_set fresh, old;
+    char *copy = NULL;
+
+    if (!a->tokens_on) {
+        if (path != NULL && path[0] != '\0')
+            return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                                 "auth-token-file: tokens were off at start; a restart turns "
+                                 "them on");
         return 0;
-    if (load_tokens(a->token_file, &fresh, err) < 0)
+    }
+    if (path != NULL && path[0] == '\0')
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "auth-token-file: tokens were on at start; a restart turns them off");
+    if (path != NULL && (copy = strdup(path)) == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (load_tokens(copy != NULL ? copy : a->token_file, &fresh, err) < 0) {
+        free(copy);
         return -1;
+    }
     lock_take(&a->lock);
     old = a->tokens;
     a->tokens = fresh;
     lock_give(&a->lock);
     token_set_release(&old);
+    if (copy != NULL) {
+        free(a->token_file);
+        a->token_file = copy;
+    }
     return 0;
+}
+
+size_t auth_token_count(struct auth *a)
+{
+    size_t n;
+
+    lock_take(&a->lock);
+    n = a->tokens.n;
+    lock_give(&a->lock);
+    return n;
 }
 
 int auth_required(const struct auth *a)
 {
-    return a != NULL && (a->token_file != NULL || a->client_ca);
+    return a != NULL && (a->tokens_on || a->client_ca);
 }
 
 /* Equal without a branch on the bytes: the time depends on the lengths
@@ -351,7 +385,7 @@ int auth_identify(struct auth *a, const struct auth_peer *peer, struct arena *ar
                                  "client certificate identity is not allowed");
         cert_id = peer->tls_spiffe != NULL ? peer->tls_spiffe : peer->tls_subject;
     }
-    if (a != NULL && a->token_file != NULL) {
+    if (a != NULL && a->tokens_on) {
         who = match_token(a, peer->authorization, arena);
         if (who == NULL)
             return berth_err_set(err, BERTH_UNAUTHENTICATED,

@@ -1,8 +1,10 @@
 /* libmicrohttpd front end: our own listening socket (TCP v4/v6, TLS, or
- * unix), one thread per connection, a reaper thread that enforces the read
- * deadline, framing checks, the caller named once per request, bodies
- * buffered up to the limit and discarded past it, one handler call per
- * complete request (see berth/http_server.h). */
+ * unix), libmicrohttpd's epoll loop on a few threads, a worker pool for
+ * handlers that wait (their connection suspended meanwhile), streamed
+ * responses (stream.c), a reaper thread that enforces the read deadline and
+ * notices clients that left a waiting stream, framing checks, the caller
+ * named once per request, bodies buffered up to the limit and discarded
+ * past it, one handler call per complete request (see berth/http_server.h). */
 #include "berth/http_server.h"
 
 #include <arpa/inet.h>
@@ -12,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <linux/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -27,9 +31,17 @@
 #include "berth/config.h"
 #include "berth/lock.h"
 #include "berth/log.h"
+#include "stream.h"
 #include "tls.h"
+#include "workers.h"
 
-#define REAPER_TICK_MS 200
+#define REAPER_TICK_MS 250
+/* Idle keep-alive connections and waiting streams are looked at once per
+ * this many ticks: a syscall each, and there may be thousands. */
+#define REAPER_SCAN_TICKS 4
+#define DEFAULT_WORKERS 32
+#define STREAM_SNDBUF (64 * 1024)
+#define MAX_EVENT_THREADS 16
 
 /* One client connection, MHD's socket context from its start to its close. */
 struct http_conn {
@@ -40,6 +52,7 @@ struct http_conn {
     int64_t read_deadline;         /* guarded by s->conns_lock; 0: none */
     int idle;                      /* guarded by s->conns_lock: between requests */
     uint64_t rx_mark;              /* guarded by s->conns_lock: bytes in at the last answer */
+    struct http_stream *stream;    /* guarded by s->conns_lock: the one it sends (a reference) */
     /* The connection thread only: */
     int peer_known;
     struct tls_peer tls;
@@ -49,6 +62,8 @@ struct http_conn {
 };
 
 struct http_request {
+    struct work_item work; /* first: the worker pool's item is the request */
+    struct http_server *srv;
     struct MHD_Connection *conn;
     struct http_conn *hc; /* NULL when MHD gave none */
     const char *method;
@@ -62,6 +77,10 @@ struct http_request {
     struct berth_err framing; /* set when malformed */
     const char *caller;       /* from the arena; NULL: none */
     struct berth_err auth_err;
+    int64_t started_ms;
+    struct http_response resp; /* the handler's answer */
+    int dispatched;            /* handed to a worker, the connection suspended */
+    int prepared;              /* resp is filled */
 };
 
 struct http_server {
@@ -86,6 +105,10 @@ struct http_server {
     int reaper_stop;         /* guarded by conns_lock */
     pthread_t reaper;
     int reaper_started;
+    unsigned n_conns;          /* guarded by conns_lock */
+    struct workers *workers;   /* handlers that wait */
+    http_classify_fn classify; /* immutable */
+    _Atomic int suspended;     /* connections suspended, or resumed and not yet run */
 };
 
 static int listen_socket(struct http_server *s, const struct http_server_config *cfg,
@@ -104,6 +127,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe);
 static enum MHD_Result respond(struct http_server *s, struct http_request *req);
+static enum MHD_Result dispatch(struct http_server *s, struct http_request *req);
+static void run_handler(struct http_server *s, struct http_request *req);
+static enum MHD_Result queue_response(struct http_server *s, struct http_request *req);
+static void on_work(struct work_item *item);
+static size_t collect_streams(struct http_server *s, struct http_stream ***out);
 static void request_done(struct http_server *s, struct http_request *req);
 static void request_check_framing(struct http_request *req, const char *version);
 static void request_identify(struct http_server *s, struct http_request *req);
@@ -159,6 +187,25 @@ const char *http_request_caller(const struct http_request *req, const struct ber
     if (why != NULL)
         *why = req->caller == NULL ? &req->auth_err : NULL;
     return req->caller;
+}
+
+int64_t http_request_started_ms(const struct http_request *req)
+{
+    return req->started_ms;
+}
+
+struct http_stream *http_response_stream(const struct http_request *req, struct http_response *resp,
+                                         size_t max_queued)
+{
+    struct http_stream *st;
+
+    /* Without its connection record the reaper could not see the client
+     * leave, and the stop could not reach the stream. */
+    if (req->hc == NULL || resp->stream != NULL)
+        return NULL;
+    st = http_stream_new(max_queued, &req->srv->suspended);
+    resp->stream = st;
+    return st;
 }
 
 void http_response_header(struct http_response *resp, const char *name, const char *value)
@@ -364,8 +411,8 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
                       struct http_server **out, struct berth_err *err)
 {
     struct http_server *s = calloc(1, sizeof(*s));
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
-    unsigned per_ip;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned per_ip, threads = cfg->event_threads;
 
     if (s == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -375,6 +422,13 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
     s->max_body = cfg->max_body_bytes;
     s->max_connections = cfg->max_connections;
     s->read_timeout_ms = (int64_t)cfg->read_timeout_s * 1000;
+    s->classify = cfg->classify;
+    if (threads == 0)
+        threads = (unsigned)get_nprocs();
+    if (threads < 1)
+        threads = 1;
+    if (threads > MAX_EVENT_THREADS)
+        threads = MAX_EVENT_THREADS;
     lock_init(&s->idle_lock);
     pthread_cond_init(&s->idle_cond, NULL);
     lock_init(&s->conns_lock);
@@ -393,13 +447,14 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
     s->listen_fd = listen_socket(s, cfg, err);
     if (s->listen_fd < 0)
         goto fail;
-    if (s->read_timeout_ms > 0) {
-        if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
-            berth_err_set(err, BERTH_INTERNAL, "cannot start the read timeout thread");
-            goto fail;
-        }
-        s->reaper_started = 1;
+    if (workers_start(cfg->workers > 0 ? cfg->workers : DEFAULT_WORKERS, &s->workers, err) < 0)
+        goto fail;
+    /* The reaper also ends streams whose client left: it runs always. */
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        berth_err_set(err, BERTH_INTERNAL, "cannot start the connection reaper thread");
+        goto fail;
     }
+    s->reaper_started = 1;
     per_ip = s->is_unix ? 0 : cfg->max_connections_per_ip;
     /* MHD's own strictness (MHD_OPTION_STRICT_FOR_CLIENT above 0) answers
      * with its HTML page; request_check_framing refuses the same requests
@@ -407,25 +462,25 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
     if (s->tls != NULL && tls_state_trust_pem(s->tls) != NULL)
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-            cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-            MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
             on_tls_cert, MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
     else if (s->tls != NULL)
-        s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET,
-                                  s->listen_fd, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-                                  MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED,
-                                  on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                                  MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert, MHD_OPTION_END);
+        s->mhd = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK,
+            on_tls_cert, MHD_OPTION_END);
     else
         s->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-            cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-            MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
@@ -455,6 +510,23 @@ int http_server_reload_tls(struct http_server *s, struct berth_err *err)
     return tls_state_reload(s->tls, err);
 }
 
+int http_server_reload_tls_files(struct http_server *s, const char *cert, const char *key,
+                                 struct berth_err *err)
+{
+    if (s == NULL || s->tls == NULL)
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "tls-cert: TLS was off at start; a restart turns it on");
+    if ((cert != NULL && cert[0] == '\0') || (key != NULL && key[0] == '\0'))
+        return berth_err_set(err, BERTH_FAILED_PRECONDITION,
+                             "tls-cert: TLS was on at start; a restart turns it off");
+    return tls_state_reload_files(s->tls, cert, key, err);
+}
+
+int http_server_tls_on(const struct http_server *s)
+{
+    return s != NULL && s->tls != NULL;
+}
+
 int http_server_saturated(struct http_server *s)
 {
     const union MHD_DaemonInfo *info;
@@ -478,6 +550,48 @@ void http_server_quiesce(struct http_server *s)
         close(s->listen_fd);
         s->listen_fd = -1;
     }
+    /* Streams never end by themselves: their producers are told to end
+     * them, so the drain that follows can finish. */
+    {
+        struct http_stream **sts = NULL;
+        size_t n = collect_streams(s, &sts);
+
+        for (size_t i = 0; i < n; i++) {
+            http_stream_notify_stop(sts[i]);
+            http_stream_unref(sts[i]);
+        }
+        free(sts);
+    }
+}
+
+unsigned http_server_connections(struct http_server *s)
+{
+    unsigned n;
+
+    lock_take(&s->conns_lock);
+    n = s->n_conns;
+    lock_give(&s->conns_lock);
+    return n;
+}
+
+/* The streams open now, each with a reference the caller drops; *out is
+ * the caller's to free. 0 streams (and *out NULL) when out of memory. */
+static size_t collect_streams(struct http_server *s, struct http_stream ***out)
+{
+    struct http_stream **sts;
+    size_t n = 0, cap;
+
+    lock_take(&s->conns_lock);
+    cap = s->n_conns;
+    sts = cap > 0 ? calloc(cap, sizeof(*sts)) : NULL;
+    for (struct http_conn *hc = s->conns; sts != NULL && hc != NULL && n < cap; hc = hc->next)
+        if (hc->stream != NULL) {
+            http_stream_ref(hc->stream);
+            sts[n++] = hc->stream;
+        }
+    lock_give(&s->conns_lock);
+    *out = sts;
+    return n;
 }
 
 int http_server_wait_idle(struct http_server *s, int64_t deadline)
@@ -497,8 +611,28 @@ void http_server_free(struct http_server *s)
 {
     if (s == NULL)
         return;
-    if (s->mhd)
+    if (s->mhd) {
+        /* libmicrohttpd must not stop with a suspended connection: end the
+         * streams still open, let the workers answer what they hold, and
+         * wait for the event threads to take the connections back. */
+        struct http_stream **sts = NULL;
+        size_t n = collect_streams(s, &sts);
+        int64_t until = berth_now_ms() + 5000;
+
+        for (size_t i = 0; i < n; i++) {
+            http_stream_abort(sts[i]);
+            http_stream_unref(sts[i]);
+        }
+        free(sts);
+        workers_stop(s->workers);
+        s->workers = NULL;
+        while (atomic_load(&s->suspended) > 0 && berth_now_ms() < until) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         MHD_stop_daemon(s->mhd);
+    }
+    workers_stop(s->workers);
     if (s->reaper_started) {
         lock_take(&s->conns_lock);
         s->reaper_stop = 1;
@@ -565,6 +699,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         if (s->conns != NULL)
             s->conns->prev = hc;
         s->conns = hc;
+        s->n_conns++;
         lock_give(&s->conns_lock);
         *socket_context = hc;
         return;
@@ -580,25 +715,40 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         s->conns = hc->next;
     if (hc->next != NULL)
         hc->next->prev = hc->prev;
+    s->n_conns--;
     lock_give(&s->conns_lock);
+    http_stream_unref(hc->stream);
     tls_peer_release(&hc->tls);
     free(hc);
     *socket_context = NULL;
 }
 
 /* Every tick: a connection whose request is not read in full by its
- * deadline is shut down (its thread then sees the end and closes it); an
- * idle keep-alive connection that took in bytes starts a new deadline. */
+ * deadline is shut down (its event thread then sees the end and closes
+ * it). Every REAPER_SCAN_TICKS ticks: an idle keep-alive connection that
+ * took in bytes starts a new deadline, and a stream waiting for data whose
+ * client hung up is ended (a suspended connection is not watched by the
+ * event loop, so nothing else would notice). */
 static void *reaper_main(void *arg)
 {
     struct http_server *s = arg;
+    unsigned tick = 0;
 
     lock_take(&s->conns_lock);
     while (!s->reaper_stop) {
         int64_t now = berth_now_ms();
+        int scan = ++tick % REAPER_SCAN_TICKS == 0;
+        struct http_stream **waiting = NULL;
+        struct pollfd *pfd = NULL;
+        size_t n_waiting = 0;
 
+        if (scan && s->n_conns > 0) {
+            waiting = calloc(s->n_conns, sizeof(*waiting));
+            pfd = calloc(s->n_conns, sizeof(*pfd));
+        }
         for (struct http_conn *hc = s->conns; hc != NULL; hc = hc->next) {
-            if (hc->idle && hc->tcp && conn_rx_bytes(hc) != hc->rx_mark) {
+            if (s->read_timeout_ms > 0 && scan && hc->idle && hc->tcp &&
+                conn_rx_bytes(hc) != hc->rx_mark) {
                 hc->idle = 0;
                 hc->read_deadline = now + s->read_timeout_ms;
             }
@@ -607,8 +757,30 @@ static void *reaper_main(void *arg)
                 log_info("http.read_timeout", "timeout_ms=%lld", (long long)s->read_timeout_ms);
                 shutdown(hc->fd, SHUT_RDWR);
             }
+            if (waiting != NULL && pfd != NULL && hc->stream != NULL && hc->fd >= 0 &&
+                n_waiting < s->n_conns && http_stream_waiting(hc->stream)) {
+                http_stream_ref(hc->stream);
+                waiting[n_waiting] = hc->stream;
+                pfd[n_waiting].fd = hc->fd;
+                pfd[n_waiting].events = POLLRDHUP;
+                n_waiting++;
+            }
         }
-        lock_wait_until(&s->reaper_wake, &s->conns_lock, berth_now_ms() + REAPER_TICK_MS);
+        lock_give(&s->conns_lock);
+        /* A hang-up ends the stream with an error. An fd closed and reused
+         * meanwhile belongs to a stream that has already ended, for which
+         * the abort does nothing. */
+        if (n_waiting > 0 && poll(pfd, n_waiting, 0) > 0)
+            for (size_t i = 0; i < n_waiting; i++)
+                if (pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+                    http_stream_abort(waiting[i]);
+        for (size_t i = 0; i < n_waiting; i++)
+            http_stream_unref(waiting[i]);
+        free(waiting);
+        free(pfd);
+        lock_take(&s->conns_lock);
+        if (!s->reaper_stop)
+            lock_wait_until(&s->reaper_wake, &s->conns_lock, berth_now_ms() + REAPER_TICK_MS);
     }
     lock_give(&s->conns_lock);
     return NULL;
@@ -765,38 +937,97 @@ static void request_identify(struct http_server *s, struct http_request *req)
         req->caller = name;
 }
 
-static enum MHD_Result respond(struct http_server *s, struct http_request *req)
+/* Fill req->resp with the handler's answer (any thread). */
+static void run_handler(struct http_server *s, struct http_request *req)
 {
-    struct http_response resp;
+    memset(&req->resp, 0, sizeof(req->resp));
+    req->resp.status = 500;
+    buf_init(&req->resp.body, SIZE_MAX / 2);
+    s->handler(s->ctx, req, &req->resp, req->arena);
+    req->prepared = 1;
+}
+
+/* Hand req->resp to libmicrohttpd (the event thread). */
+static enum MHD_Result queue_response(struct http_server *s, struct http_request *req)
+{
+    struct http_response *resp = &req->resp;
     struct MHD_Response *r;
     enum MHD_Result rc;
-    size_t len;
-    char *data;
 
-    if (req->hc != NULL)
-        conn_set_phase(req->hc, 0);
-    memset(&resp, 0, sizeof(resp));
-    resp.status = 500;
-    buf_init(&resp.body, SIZE_MAX / 2);
-    s->handler(s->ctx, req, &resp, req->arena);
-    len = resp.body.len;
-    data = buf_detach(&resp.body);
-    if (data == NULL)
-        return MHD_NO;
-    r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-    if (r == NULL) {
-        free(data);
-        return MHD_NO;
+    if (resp->stream != NULL) {
+        struct http_stream *st = resp->stream;
+
+        r = http_stream_attach(st, req->conn, resp->body.data, resp->body.len);
+        if (r == NULL)
+            return MHD_NO; /* on_completed drops the stream */
+        resp->stream = NULL;
+        lock_take(&s->conns_lock);
+        http_stream_ref(st);
+        req->hc->stream = st; /* a stream always has its connection record */
+        lock_give(&s->conns_lock);
+        /* A client that stops reading must not park megabytes in the
+         * kernel for us: the stream's own queue is the buffer that counts,
+         * and its bound is what cuts a slow reader off. */
+        if (req->hc->fd >= 0) {
+            int sndbuf = STREAM_SNDBUF;
+            (void)setsockopt(req->hc->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        }
+        buf_release(&resp->body);
+    } else {
+        size_t len = resp->body.len;
+        char *data = buf_detach(&resp->body);
+
+        if (data == NULL)
+            return MHD_NO;
+        r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        if (r == NULL) {
+            free(data);
+            return MHD_NO;
+        }
     }
-    for (size_t i = 0; i < resp.n_headers; i++)
-        MHD_add_response_header(r, resp.header_name[i], resp.header_value[i]);
+    for (size_t i = 0; i < resp->n_headers; i++)
+        MHD_add_response_header(r, resp->header_name[i], resp->header_value[i]);
     /* The unread rest of the body is never read, and a malformed request
      * has no trustworthy end: the connection ends here. */
     if (req->answered || req->malformed)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    rc = MHD_queue_response(req->conn, (unsigned)resp.status, r);
+    rc = MHD_queue_response(req->conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* Answer now, on the event thread: refusals made before the body. */
+static enum MHD_Result respond(struct http_server *s, struct http_request *req)
+{
+    if (req->hc != NULL)
+        conn_set_phase(req->hc, 0);
+    run_handler(s, req);
+    return queue_response(s, req);
+}
+
+/* The request is complete: answer it here when the handler only reads
+ * memory, else park the connection and let a worker answer it. */
+static enum MHD_Result dispatch(struct http_server *s, struct http_request *req)
+{
+    if (s->classify == NULL || s->classify(s->ctx, req) != HTTP_RUN_INLINE) {
+        if (req->hc != NULL)
+            conn_set_phase(req->hc, 0);
+        req->dispatched = 1;
+        atomic_fetch_add(&s->suspended, 1);
+        MHD_suspend_connection(req->conn);
+        workers_submit(s->workers, &req->work);
+        return MHD_YES;
+    }
+    return respond(s, req);
+}
+
+static void on_work(struct work_item *item)
+{
+    struct http_request *req = (struct http_request *)item;
+
+    run_handler(req->srv, req);
+    /* libmicrohttpd calls on_access again, which queues the answer. */
+    MHD_resume_connection(req->conn);
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -818,10 +1049,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             free(req);
             return MHD_NO;
         }
+        req->work.fn = on_work;
+        req->srv = s;
         req->conn = conn;
         req->hc = ci != NULL ? ci->socket_context : NULL;
         req->method = method;
         req->path = url;
+        req->started_ms = berth_now_ms();
         berth_err_clear(&req->framing);
         berth_err_clear(&req->auth_err);
         buf_init(&req->body, s->max_body);
@@ -852,7 +1086,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         return MHD_YES;
     }
-    if (req->answered) {
+    if (req->dispatched) {
+        /* Back from the worker. */
+        req->dispatched = 0;
+        atomic_fetch_sub(&s->suspended, 1);
+        *upload_data_size = 0;
+        return queue_response(s, req);
+    }
+    if (req->answered || req->prepared) {
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -865,7 +1106,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
-    return respond(s, req);
+    return dispatch(s, req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -882,12 +1123,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         struct http_conn *hc = req->hc;
         uint64_t mark = conn_rx_bytes(hc);
 
+        struct http_stream *done;
+
         lock_take(&s->conns_lock);
         hc->read_deadline = 0;
         hc->idle = 1;
         hc->rx_mark = mark;
+        done = hc->stream;
+        hc->stream = NULL;
         lock_give(&s->conns_lock);
+        http_stream_unref(done);
     }
+    if (req->resp.stream != NULL)
+        http_stream_discard(req->resp.stream);
+    buf_release(&req->resp.body);
     request_done(s, req);
     buf_release(&req->body);
     arena_free(req->arena);

@@ -26,15 +26,16 @@ struct tls_gen {
 };
 
 struct tls_state {
-    char *cert_path, *key_path, *ca_path; /* immutable; ca_path NULL: none */
-    char *trust_pem;                      /* immutable: the CA as first loaded */
+    char *cert_path, *key_path; /* the reloading thread's only */
+    char *ca_path;              /* immutable; NULL: none */
+    char *trust_pem;            /* immutable: the CA as first loaded */
     pthread_mutex_t lock;
     struct tls_gen *current; /* guarded by lock; older ones hang off it */
 };
 
 static int read_pem(const char *what, const char *path, struct buf *out, struct berth_err *err);
-static int gen_load(struct tls_state *t, struct tls_gen **out, char **ca_pem,
-                    struct berth_err *err);
+static int gen_load(const struct tls_state *t, const char *cert_path, const char *key_path,
+                    struct tls_gen **out, char **ca_pem, struct berth_err *err);
 static void gen_free(struct tls_gen *g);
 static char *peer_spiffe(gnutls_x509_crt_t crt);
 
@@ -75,7 +76,8 @@ static void gen_free(struct tls_gen *g)
 
 /* One generation from the files; *ca_pem (when not NULL) takes the CA's
  * text. The pair is checked to match, as GnuTLS does when it loads one. */
-static int gen_load(struct tls_state *t, struct tls_gen **out, char **ca_pem, struct berth_err *err)
+static int gen_load(const struct tls_state *t, const char *cert_path, const char *key_path,
+                    struct tls_gen **out, char **ca_pem, struct berth_err *err)
 {
     struct buf cert, key, ca;
     struct tls_gen *g = calloc(1, sizeof(*g));
@@ -90,8 +92,8 @@ static int gen_load(struct tls_state *t, struct tls_gen **out, char **ca_pem, st
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    if (read_pem("tls-cert", t->cert_path, &cert, err) < 0 ||
-        read_pem("tls-key", t->key_path, &key, err) < 0 ||
+    if (read_pem("tls-cert", cert_path, &cert, err) < 0 ||
+        read_pem("tls-key", key_path, &key, err) < 0 ||
         (t->ca_path != NULL && read_pem("tls-client-ca", t->ca_path, &ca, err) < 0))
         goto out;
     dc.data = (unsigned char *)cert.data;
@@ -105,14 +107,14 @@ static int gen_load(struct tls_state *t, struct tls_gen **out, char **ca_pem, st
     r = gnutls_certificate_set_x509_key_mem(check, &dc, &dk, GNUTLS_X509_FMT_PEM);
     if (r < 0) {
         berth_err_set(err, BERTH_INVALID_ARGUMENT, "tls-cert '%.200s' and tls-key '%.200s': %s",
-                      t->cert_path, t->key_path, gnutls_strerror(r));
+                      cert_path, key_path, gnutls_strerror(r));
         goto out;
     }
     g->n = MAX_CHAIN;
     r = gnutls_pcert_list_import_x509_raw(g->pcert, &g->n, &dc, GNUTLS_X509_FMT_PEM, 0);
     if (r < 0) {
         g->n = 0;
-        berth_err_set(err, BERTH_INVALID_ARGUMENT, "tls-cert '%.200s': %s", t->cert_path,
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "tls-cert '%.200s': %s", cert_path,
                       gnutls_strerror(r));
         goto out;
     }
@@ -122,7 +124,7 @@ static int gen_load(struct tls_state *t, struct tls_gen **out, char **ca_pem, st
     }
     r = gnutls_privkey_import_x509_raw(g->key, &dk, GNUTLS_X509_FMT_PEM, NULL, 0);
     if (r < 0) {
-        berth_err_set(err, BERTH_INVALID_ARGUMENT, "tls-key '%.200s': %s", t->key_path,
+        berth_err_set(err, BERTH_INVALID_ARGUMENT, "tls-key '%.200s': %s", key_path,
                       gnutls_strerror(r));
         goto out;
     }
@@ -179,7 +181,7 @@ int tls_state_new(const char *cert, const char *key, const char *client_ca, stru
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
-    if (gen_load(t, &t->current, &t->trust_pem, err) < 0)
+    if (gen_load(t, t->cert_path, t->key_path, &t->current, &t->trust_pem, err) < 0)
         goto fail;
     *out = t;
     return 0;
@@ -190,14 +192,34 @@ fail:
 
 int tls_state_reload(struct tls_state *t, struct berth_err *err)
 {
-    struct tls_gen *g = NULL;
+    return tls_state_reload_files(t, NULL, NULL, err);
+}
 
-    if (gen_load(t, &g, NULL, err) < 0)
+int tls_state_reload_files(struct tls_state *t, const char *cert, const char *key,
+                           struct berth_err *err)
+{
+    struct tls_gen *g = NULL;
+    char *c = strdup(cert != NULL ? cert : t->cert_path);
+    char *k = strdup(key != NULL ? key : t->key_path);
+
+    if (c == NULL || k == NULL) {
+        free(c);
+        free(k);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    if (gen_load(t, c, k, &g, NULL, err) < 0) {
+        free(c);
+        free(k);
         return -1;
+    }
     lock_take(&t->lock);
     g->older = t->current;
     t->current = g;
     lock_give(&t->lock);
+    free(t->cert_path);
+    free(t->key_path);
+    t->cert_path = c;
+    t->key_path = k;
     return 0;
 }
 

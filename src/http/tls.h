@@ -23,6 +23,10 @@ int tls_state_new(const char *cert, const char *key, const char *client_ca, stru
                   struct berth_err *err) BERTH_MUST_USE;
 /* Load the files again; on failure the generation in use stays. */
 int tls_state_reload(struct tls_state *t, struct berth_err *err) BERTH_MUST_USE;
+/* The same from other files (NULL: the one in use), which later reloads
+ * read once they load. One reloading thread at a time. */
+int tls_state_reload_files(struct tls_state *t, const char *cert, const char *key,
+                           struct berth_err *err) BERTH_MUST_USE;
 /* The client CA's PEM as first loaded (for libmicrohttpd, which then asks
  * clients for a certificate), or NULL without one. Lives as long as t. */
 const char *tls_state_trust_pem(const struct tls_state *t);

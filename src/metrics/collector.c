@@ -365,6 +365,7 @@ static void collector_publish(struct collector *c, struct collector_vm *v,
         base = &v->prev;
     memset(&m, 0, sizeof(m));
     m.cpu_percent = base != NULL ? backend_cpu_percent(&st->cpu, base) : 0.0;
+    m.cpu_total_ns = st->cpu.total_ns;
     m.memory_bytes = st->memory_bytes;
     m.rx_bytes = st->rx_bytes;
     m.tx_bytes = st->tx_bytes;

@@ -6,11 +6,14 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/build_info.h"
 #include "berth/clock.h"
+#include "berth/gzip.h"
 #include "berth/labels.h"
 #include "berth/process_metrics.h"
 
@@ -39,6 +42,7 @@ struct prom_group {
     const char *id; /* borrowed from the container list */
     uint64_t total;
     uint64_t running;
+    uint64_t health[BACKEND_HEALTH_COUNT]; /* of the running ones */
 };
 
 static void prom_raw(struct prom_writer *w, const char *s);
@@ -57,6 +61,7 @@ static void prom_histogram(struct prom_writer *w, const char *name, struct prom_
 static void prom_rpc(struct prometheus *p, struct prom_writer *w);
 static void prom_engine(struct prometheus *p, struct prom_writer *w);
 static void prom_vm_states(struct prometheus *p, struct prom_writer *w);
+static void prom_vm_health(struct prometheus *p, struct prom_writer *w);
 static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object_kind kind);
 static void prom_vms(struct prometheus *p, struct prom_writer *w);
 static void prom_collector(struct prometheus *p, struct prom_writer *w);
@@ -311,6 +316,24 @@ static void prom_vm_states(struct prometheus *p, struct prom_writer *w)
 
         prom_u64(w, "berth_vms", "", l, 1, counts[i]);
     }
+    prom_vm_health(p, w);
+}
+
+/* berth_vms_health{health}: every RUNNING VM once, by what its check says
+ * ("none" without one): the values add up to berth_vms{state="running"}. */
+static void prom_vm_health(struct prometheus *p, struct prom_writer *w)
+{
+    size_t counts[BACKEND_HEALTH_COUNT] = {0};
+
+    if (p->src.vms != NULL)
+        vm_registry_count_health(p->src.vms, counts);
+    prom_family(w, "berth_vms_health", "gauge",
+                "Running VMs, by health (none: no check); they add up to the running VMs.");
+    for (size_t h = 0; h < BACKEND_HEALTH_COUNT; h++) {
+        struct prom_label l[1] = {{"health", backend_health_name((enum backend_health)h)}};
+
+        prom_u64(w, "berth_vms_health", "", l, 1, counts[h]);
+    }
 }
 
 static int prom_group_cmp(const void *a, const void *b)
@@ -350,15 +373,20 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
         const char *id = backend_container_label(&list.items[i], ki->id_label);
         size_t g = 0;
 
-        if (id == NULL || id[0] == '\0')
+        /* A set's record is no replica: it never runs. */
+        if (id == NULL || id[0] == '\0' ||
+            backend_container_label(&list.items[i], LABEL_RECORD) != NULL)
             continue;
         while (g < n_groups && strcmp(groups[g].id, id) != 0)
             g++;
         if (g == n_groups)
             groups[n_groups++].id = id;
         groups[g].total++;
-        if (list.items[i].state == BACKEND_STATE_RUNNING)
+        if (list.items[i].state == BACKEND_STATE_RUNNING) {
             groups[g].running++;
+            if ((unsigned)list.items[i].health < BACKEND_HEALTH_COUNT)
+                groups[g].health[list.items[i].health]++;
+        }
     }
     qsort(groups, n_groups, sizeof(*groups), prom_group_cmp);
 
@@ -378,6 +406,20 @@ static void prom_groups(struct prometheus *p, struct prom_writer *w, enum object
         l[1].value = "not_running";
         prom_u64(w, name, "", l, 2, groups[g].total - groups[g].running);
     }
+    snprintf(name, sizeof(name), "berth_%s_replicas_health", noun);
+    snprintf(help, sizeof(help),
+             "Running replica containers of each %s, by health (none: no check); they add up to "
+             "the running ones.",
+             noun);
+    prom_family(w, name, "gauge", help);
+    for (size_t g = 0; g < n_groups; g++) {
+        for (size_t h = 0; h < BACKEND_HEALTH_COUNT; h++) {
+            struct prom_label l[2] = {{id_key, groups[g].id},
+                                      {"health", backend_health_name((enum backend_health)h)}};
+
+            prom_u64(w, name, "", l, 2, groups[g].health[h]);
+        }
+    }
 out:
     free(groups);
     backend_container_list_release(&list);
@@ -390,6 +432,8 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
         const char *name, *type, *help;
     } fam[] = {
         {"berth_vm_cpu_usage_percent", "gauge", "CPU use of a running VM; 100 is one host CPU."},
+        {"berth_vm_cpu_seconds_total", "counter",
+         "CPU time a running VM's container used since it started, in seconds."},
         {"berth_vm_memory_usage_bytes", "gauge",
          "Memory of a running VM without reclaimable page cache, as docker stats shows it."},
         {"berth_vm_network_receive_bytes_total", "counter", "Bytes received on all interfaces."},
@@ -432,33 +476,36 @@ static void prom_vms(struct prometheus *p, struct prom_writer *w)
                 prom_f64(w, fam[f].name, "", l, 1, m->cpu_percent);
                 break;
             case 1:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->memory_bytes);
+                prom_f64(w, fam[f].name, "", l, 1, (double)m->cpu_total_ns / 1e9);
                 break;
             case 2:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->memory_bytes);
                 break;
             case 3:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_bytes);
                 break;
             case 4:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_packets);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_bytes);
                 break;
             case 5:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_packets);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->rx_packets);
                 break;
             case 6:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->tx_packets);
                 break;
             case 7:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_bytes);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_bytes);
                 break;
             case 8:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_ops);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_bytes);
                 break;
             case 9:
-                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_ops);
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->read_ops);
                 break;
             case 10:
+                prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->write_ops);
+                break;
+            case 11:
                 prom_u64(w, fam[f].name, "", l, 1, (uint64_t)m->pids);
                 if ((unsigned)m->source < 3)
                     by_source[m->source]++;
@@ -558,6 +605,7 @@ void prometheus_serve(struct prometheus *p, const struct http_request *req,
 {
     const char *method = http_request_method(req);
     struct berth_err err;
+    struct buf page;
 
     berth_err_clear(&err);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
@@ -568,11 +616,25 @@ void prometheus_serve(struct prometheus *p, const struct http_request *req,
             resp->status = 500;
         return;
     }
-    if (prometheus_render(p, &resp->body, &err) == 0) {
-        resp->status = 200;
-        http_response_header(resp, "Content-Type", PROMETHEUS_CONTENT_TYPE);
-        return;
+    /* The page differs by Accept-Encoding, compressed or not: caches must
+     * keep the two apart. */
+    http_response_header(resp, "Vary", "Accept-Encoding");
+    buf_init(&page, SIZE_MAX / 2); /* no cap of its own, as the response body */
+    if (prometheus_render(p, &page, &err) == 0) {
+        int gz = page.len > 0 && gzip_accepted(http_request_header(req, "Accept-Encoding"));
+        int rc = gz ? gzip_deflate(page.data, page.len, &resp->body, &err)
+                    : buf_append(&resp->body, page.data ? page.data : "", page.len, &err);
+
+        buf_release(&page);
+        if (rc == 0) {
+            resp->status = 200;
+            http_response_header(resp, "Content-Type", PROMETHEUS_CONTENT_TYPE);
+            if (gz)
+                http_response_header(resp, "Content-Encoding", "gzip");
+            return;
+        }
     }
+    buf_release(&page);
     buf_reset(&resp->body);
     resp->status = 500;
     http_response_header(resp, "Content-Type", "text/plain; charset=utf-8");

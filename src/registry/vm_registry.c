@@ -3,6 +3,7 @@
  * removal while a caller still holds it (see berth/vm_registry.h). */
 #include "berth/vm_registry.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ struct vm_record {
     int removed;             /* guarded by registry.lock */
     int refs;                /* guarded by registry.lock */
     uint64_t observed;       /* guarded by registry.lock: engine news taken in */
+    int deleting;            /* guarded by registry.lock: a DeleteVm removes it */
 };
 
 /* Ids come from callers: echoed capped and cleaned. */
@@ -25,7 +27,50 @@ struct vm_registry {
     pthread_mutex_t lock;
     struct vm_record **recs; /* guarded by lock; sorted by data.id */
     size_t n, cap;           /* guarded by lock */
+    vm_listener_fn listener; /* guarded by lock */
+    void *listener_arg;      /* guarded by lock */
 };
+
+/* r->lock held: tell the listener. */
+static void tell(struct vm_registry *r, enum vm_change what, const struct vm_snapshot *vm,
+                 const char *reason)
+{
+    if (r->listener != NULL)
+        r->listener(r->listener_arg, what, vm, reason ? reason : "");
+}
+
+/* Why a VM changed state behind any call: what its container did. */
+static const char *observed_reason(const struct vm_snapshot *d, char *buf, size_t len)
+{
+    if (d->state != VM_STATE_SHUTDOWN)
+        return "";
+    if (d->oom_killed > 0)
+        return "oom";
+    snprintf(buf, len, "exited %d", d->exit_code);
+    return buf;
+}
+
+void vm_registry_set_listener(struct vm_registry *r, vm_listener_fn fn, void *arg)
+{
+    lock_take(&r->lock);
+    r->listener = fn;
+    r->listener_arg = arg;
+    lock_give(&r->lock);
+}
+
+int vm_registry_snapshot(struct vm_registry *r, vm_listener_fn each, void *arg,
+                         int (*then)(void *then_arg), void *then_arg)
+{
+    int rc;
+
+    lock_take(&r->lock);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->recs[i]->visible)
+            each(arg, VM_CHANGE_SNAPSHOT, &r->recs[i]->data, "");
+    rc = then != NULL ? then(then_arg) : 0;
+    lock_give(&r->lock);
+    return rc;
+}
 
 static char *dup_or_empty(const char *s);
 static int not_found(const char *id, struct berth_err *err);
@@ -188,6 +233,7 @@ void vm_registry_publish(struct vm_registry *r, struct vm_record *rec)
 {
     lock_take(&r->lock);
     rec->visible = 1;
+    tell(r, VM_CHANGE_CREATED, &rec->data, "");
     lock_give(&r->lock);
 }
 
@@ -315,6 +361,8 @@ int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struc
         copy.started_unix_ms = old.started_unix_ms;
         copy.oom_killed = old.oom_killed;
         copy.exit_code = old.exit_code;
+        copy.health = old.health;
+        copy.restart_count = old.restart_count;
         copy.modified_unix = old.modified_unix;
     }
     /* The id orders the array: it never changes. */
@@ -324,6 +372,8 @@ int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struc
     if (data->metrics.sampled_at_unix_ms == 0)
         copy.metrics = old.metrics;
     rec->data = copy;
+    if (rec->visible && old.state != copy.state)
+        tell(r, VM_CHANGE_CHANGED, &rec->data, "");
     lock_give(&r->lock);
     vm_snapshot_release(&old);
     return 0;
@@ -340,6 +390,8 @@ void vm_registry_remove(struct vm_registry *r, struct vm_record *rec)
         memmove(&r->recs[at], &r->recs[at + 1], (r->n - at - 1) * sizeof(*r->recs));
         r->n--;
     }
+    if (rec->visible)
+        tell(r, VM_CHANGE_DELETED, &rec->data, "");
     rec->removed = 1;
     rec->visible = 0;
     lock_give(&r->lock);
@@ -424,11 +476,16 @@ int vm_registry_set_state(struct vm_registry *r, const char *id, enum vm_state s
     at = find_slot(r, id, &found);
     if (found) {
         struct vm_snapshot *d = &r->recs[at]->data;
+        int changed = d->state != state;
+        char why[32];
+
         d->state = state;
         d->oom_killed = oom_killed;
         d->exit_code = exit_code;
         if (state != VM_STATE_RUNNING && state != VM_STATE_PAUSED)
             d->started_unix_ms = 0;
+        if (changed && r->recs[at]->visible)
+            tell(r, VM_CHANGE_CHANGED, d, observed_reason(d, why, sizeof(why)));
     }
     lock_give(&r->lock);
     return found ? 0 : -1;
@@ -442,6 +499,20 @@ void vm_registry_count_states(struct vm_registry *r, size_t counts[5])
         if (r->recs[i]->visible && (int)r->recs[i]->data.state >= 0 &&
             r->recs[i]->data.state <= VM_STATE_SHUTDOWN)
             counts[r->recs[i]->data.state]++;
+    lock_give(&r->lock);
+}
+
+void vm_registry_count_health(struct vm_registry *r, size_t counts[BACKEND_HEALTH_COUNT])
+{
+    memset(counts, 0, BACKEND_HEALTH_COUNT * sizeof(counts[0]));
+    lock_take(&r->lock);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct vm_snapshot *d = &r->recs[i]->data;
+
+        if (r->recs[i]->visible && d->state == VM_STATE_RUNNING &&
+            (unsigned)d->health < BACKEND_HEALTH_COUNT)
+            counts[d->health]++;
+    }
     lock_give(&r->lock);
 }
 
@@ -465,7 +536,8 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
     struct backend_port *ports = NULL;
     struct vm_snapshot *d;
     size_t at;
-    int found, rc = -1;
+    int found, rc = -1, state_changed, health_changed, restarted;
+    char why[32];
 
     /* Allocate outside the lock. */
     if (c && c->n_ports > 0) {
@@ -479,11 +551,16 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         strcmp(r->recs[at]->data.container_id, o->container_id) != 0)
         goto out;
     d = &r->recs[at]->data;
+    state_changed = o->state != VM_STATE_UNSPECIFIED && o->state != d->state;
+    health_changed = o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health;
+    restarted = c != NULL && c->restart_count > d->restart_count;
     /* Only news that changes something counts against a call under way:
      * a periodic re-list that confirms the state must not void its write. */
     if ((o->state != VM_STATE_UNSPECIFIED && o->state != d->state) ||
         (o->oom_killed >= 0 && o->oom_killed != d->oom_killed) ||
-        (o->exit_code >= 0 && o->exit_code != d->exit_code))
+        (o->exit_code >= 0 && o->exit_code != d->exit_code) ||
+        (o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health) ||
+        (c && c->restart_count >= 0 && c->restart_count != d->restart_count))
         r->recs[at]->observed++;
     if (o->state != VM_STATE_UNSPECIFIED && o->state != d->state) {
         if ((o->state == VM_STATE_RUNNING || o->state == VM_STATE_PAUSED) &&
@@ -498,6 +575,8 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         d->oom_killed = o->oom_killed;
     if (o->exit_code >= 0)
         d->exit_code = o->exit_code;
+    if (o->health != BACKEND_HEALTH_UNKNOWN)
+        d->health = o->health;
     if (c) {
         if (c->ip_address && c->ip_address[0])
             replace_str(&d->ip_address, c->ip_address);
@@ -513,12 +592,32 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         }
         if (c->started_unix_ms > 0 && d->state == VM_STATE_RUNNING)
             d->started_unix_ms = c->started_unix_ms;
+        if (c->restart_count >= 0)
+            d->restart_count = c->restart_count;
+    }
+    /* Watchers hear of a new state, a new health verdict and a restart
+     * the Engine made by itself, each with what happened. */
+    if (state_changed)
+        tell(r, VM_CHANGE_CHANGED, d, observed_reason(d, why, sizeof(why)));
+    else if (restarted) {
+        snprintf(why, sizeof(why), "restarted (%d)", d->restart_count);
+        tell(r, VM_CHANGE_CHANGED, d, why);
+    } else if (health_changed) {
+        snprintf(why, sizeof(why), "health %s", backend_health_name(d->health));
+        tell(r, VM_CHANGE_CHANGED, d, why);
     }
     rc = 0;
 out:
     lock_give(&r->lock);
     free(ports);
     return rc;
+}
+
+void vm_registry_set_deleting(struct vm_registry *r, struct vm_record *rec, int on)
+{
+    lock_take(&r->lock);
+    rec->deleting = on;
+    lock_give(&r->lock);
 }
 
 int vm_registry_forget(struct vm_registry *r, const char *id, const char *container_id)
@@ -529,12 +628,13 @@ int vm_registry_forget(struct vm_registry *r, const char *id, const char *contai
 
     lock_take(&r->lock);
     at = find_slot(r, id, &found);
-    if (!found || !r->recs[at]->visible ||
+    if (!found || !r->recs[at]->visible || r->recs[at]->deleting ||
         strcmp(r->recs[at]->data.container_id, container_id) != 0) {
         lock_give(&r->lock);
         return -1;
     }
     rec = r->recs[at];
+    tell(r, VM_CHANGE_DELETED, &rec->data, "removed behind berthd's back");
     memmove(&r->recs[at], &r->recs[at + 1], (r->n - at - 1) * sizeof(*r->recs));
     r->n--;
     rec->removed = 1;

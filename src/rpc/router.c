@@ -109,6 +109,28 @@ int router_set_handler(struct router *r, const char *path, rpc_handler_fn fn, vo
     return 0;
 }
 
+int router_set_stream_handler(struct router *r, const char *path, rpc_stream_handler_fn fn,
+                              void *ctx)
+{
+    struct rpc_route *rt = router_find(r, path, strlen(path));
+
+    if (rt == NULL || !rt->server_streaming)
+        return -1;
+    rt->stream_handler = fn;
+    rt->handler_ctx = ctx;
+    return 0;
+}
+
+int router_set_from_memory(struct router *r, const char *path)
+{
+    struct rpc_route *rt = router_find(r, path, strlen(path));
+
+    if (rt == NULL)
+        return -1;
+    rt->from_memory = 1;
+    return 0;
+}
+
 struct rpc_route *router_find(struct router *r, const char *path, size_t len)
 {
     for (size_t i = 0; i < r->n; i++)

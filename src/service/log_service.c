@@ -6,10 +6,14 @@
  * pass the limit the oldest lines go and the answer says `truncated`. */
 #include "berth/log_service.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "berth/arena.h"
+#include "berth/clock.h"
+#include "berth/lock.h"
 #include "berth/log.h"
 #include "berth/service_util.h"
 #include "berth/v1/observe.pb-c.h"
@@ -21,6 +25,9 @@ struct log_service {
     struct log_service_config cfg;
     struct backend *backend;      /* borrowed */
     struct vm_registry *registry; /* borrowed */
+    pthread_mutex_t follow_lock;
+    pthread_cond_t follow_done;
+    unsigned sessions; /* guarded by follow_lock: StreamLogs with followers left */
 };
 
 /* The lines of one container, with the instance they belong to. */
@@ -33,6 +40,8 @@ struct log_source {
 
 static int h_get_logs(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                       ProtobufCMessage **out, struct berth_err *err);
+static int h_stream_logs(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                         struct rpc_stream *out, struct berth_err *err);
 
 struct log_service *log_service_new(const struct log_service_config *cfg, struct backend *backend,
                                     struct vm_registry *registry)
@@ -44,16 +53,36 @@ struct log_service *log_service_new(const struct log_service_config *cfg, struct
     s->cfg = *cfg;
     s->backend = backend;
     s->registry = registry;
+    lock_init(&s->follow_lock);
+    pthread_cond_init(&s->follow_done, NULL);
     return s;
 }
 
 void log_service_free(struct log_service *s)
 {
+    int64_t until = berth_now_ms() + 10000;
+
+    if (s == NULL)
+        return;
+    /* Followers were told to stop with their streams; their Engine reads
+     * end within about a second. */
+    lock_take(&s->follow_lock);
+    while (s->sessions > 0 && lock_wait_until(&s->follow_done, &s->follow_lock, until) == 0)
+        ;
+    if (s->sessions > 0) {
+        lock_give(&s->follow_lock);
+        return; /* a follower still runs: leave it what it uses */
+    }
+    lock_give(&s->follow_lock);
+    pthread_cond_destroy(&s->follow_done);
+    lock_destroy(&s->follow_lock);
     free(s);
 }
 
 int log_service_register(struct log_service *s, struct router *r)
 {
+    if (router_set_stream_handler(r, "/berth.v1.LogService/StreamLogs", h_stream_logs, s) < 0)
+        return -1;
     return router_set_handler(r, "/berth.v1.LogService/GetLogs", h_get_logs, s);
 }
 
@@ -329,4 +358,221 @@ static int h_get_logs(void *ctx, struct rpc_call *call, const ProtobufCMessage *
 out:
     ls_sources_release(src, n);
     return rc;
+}
+
+/* ---- StreamLogs ----------------------------------------------------------
+ * The answer GetLogs would give, then a follower per container: a thread
+ * that reads the Engine's followed output and sends each new line. A line
+ * at or before the last one already sent of its container is skipped (the
+ * follow starts at that line's millisecond). The end hook only tells the
+ * followers to stop; the last one to finish lets go of the session. When
+ * every container's output has ended (the object was deleted, or stopped),
+ * the stream ends cleanly. */
+
+struct follow_session;
+
+struct follower {
+    struct follow_session *fs;
+    char *handle;
+    char *instance_id;
+    int64_t last_ns; /* newest line already sent */
+};
+
+struct follow_session {
+    struct log_service *svc;
+    struct rpc_stream *out; /* a reference of the session's */
+    atomic_int stop;
+    _Atomic int running; /* followers still reading */
+    _Atomic int refs;    /* followers and the end hook */
+    struct backend_log_query q;
+    int64_t start_unix_ms;
+    int64_t deadline;
+    size_t n;
+    struct follower *f;
+    pthread_mutex_t err_lock;
+    struct berth_err first_err; /* guarded by err_lock */
+};
+
+static void session_unref(struct follow_session *fs)
+{
+    struct log_service *s;
+
+    if (atomic_fetch_sub(&fs->refs, 1) != 1)
+        return;
+    s = fs->svc;
+    rpc_stream_release(fs->out);
+    for (size_t i = 0; i < fs->n; i++) {
+        free(fs->f[i].handle);
+        free(fs->f[i].instance_id);
+    }
+    free(fs->f);
+    lock_destroy(&fs->err_lock);
+    free(fs);
+    lock_take(&s->follow_lock);
+    if (--s->sessions == 0)
+        pthread_cond_broadcast(&s->follow_done);
+    lock_give(&s->follow_lock);
+}
+
+static void session_end_hook(void *arg)
+{
+    struct follow_session *fs = arg;
+
+    atomic_store(&fs->stop, 1);
+    session_unref(fs);
+}
+
+static int ls_send_entry(struct rpc_stream *out, const struct backend_log_entry *e,
+                         const char *instance_id)
+{
+    Berth__V1__LogEntry le = BERTH__V1__LOG_ENTRY__INIT;
+
+    le.time_unix_ns = e->time_unix_ns;
+    le.stream = e->stream == BACKEND_LOG_STDERR ? BERTH__V1__LOG_STREAM__LOG_STREAM_STDERR
+                                                : BERTH__V1__LOG_STREAM__LOG_STREAM_STDOUT;
+    le.line = e->line; /* borrowed while it is encoded */
+    le.instance_id = (char *)instance_id;
+    return rpc_stream_send(out, &le.base);
+}
+
+static int follower_line(void *arg, const struct backend_log_entry *e)
+{
+    struct follower *f = arg;
+
+    if (e->time_unix_ns <= f->last_ns)
+        return 0;
+    f->last_ns = e->time_unix_ns;
+    return ls_send_entry(f->fs->out, e, f->instance_id) < 0;
+}
+
+static void *follower_main(void *arg)
+{
+    struct follower *f = arg;
+    struct follow_session *fs = f->fs;
+    struct backend *b = fs->svc->backend;
+    struct backend_log_query q = fs->q;
+    struct berth_err err;
+
+    berth_err_clear(&err);
+    q.since_unix_ms = f->last_ns > 0 ? f->last_ns / 1000000 : fs->start_unix_ms;
+    if (b->ops->logs_follow(b->ctx, f->handle, &q, fs->deadline, &fs->stop, follower_line, f,
+                            &err) < 0 &&
+        err.code != BERTH_NOT_FOUND && !atomic_load(&fs->stop)) {
+        lock_take(&fs->err_lock);
+        if (fs->first_err.code == BERTH_OK)
+            fs->first_err = err;
+        lock_give(&fs->err_lock);
+    }
+    if (atomic_fetch_sub(&fs->running, 1) == 1 && !atomic_load(&fs->stop)) {
+        /* Every output has ended: so does the stream. */
+        lock_take(&fs->err_lock);
+        err = fs->first_err;
+        lock_give(&fs->err_lock);
+        rpc_stream_finish(fs->out, &err);
+    }
+    session_unref(fs);
+    return NULL;
+}
+
+static int h_stream_logs(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                         struct rpc_stream *out, struct berth_err *err)
+{
+    struct log_service *s = ctx;
+    const Berth__V1__GetLogsRequest *r = (const Berth__V1__GetLogsRequest *)in;
+    ProtobufCMessage *first = NULL;
+    const Berth__V1__GetLogsResponse *answer;
+    struct follow_session *fs;
+    struct log_source *src = NULL;
+    enum object_kind kind = OBJECT_VM;
+    const char *id = "";
+    char **handles = NULL;
+    size_t n = 0, started = 0;
+    int64_t start_ms = berth_unix_ms();
+
+    if (ls_check(r, &kind, &id, err) < 0)
+        return -1;
+    if (s->backend->ops->logs_follow == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED, "this backend cannot follow logs");
+    /* What GetLogs would answer comes first. */
+    if (h_get_logs(ctx, call, in, &first, err) < 0)
+        return -1;
+    answer = (const Berth__V1__GetLogsResponse *)first;
+    if (ls_targets(s, call->arena, kind, ls_str(r->namespace_), id, ls_str(r->instance_id),
+                   call->deadline, &handles, &src, &n, err) < 0)
+        return -1;
+    fs = calloc(1, sizeof(*fs));
+    if (fs == NULL || (n > 0 && (fs->f = calloc(n, sizeof(*fs->f))) == NULL)) {
+        free(fs);
+        ls_sources_release(src, n);
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    fs->svc = s;
+    fs->out = out;
+    rpc_stream_ref(out);
+    atomic_init(&fs->stop, 0);
+    lock_init(&fs->err_lock);
+    berth_err_clear(&fs->first_err);
+    fs->q.streams = r->stream == BERTH__V1__LOG_STREAM__LOG_STREAM_STDOUT   ? BACKEND_LOG_STDOUT
+                    : r->stream == BERTH__V1__LOG_STREAM__LOG_STREAM_STDERR ? BACKEND_LOG_STDERR
+                                                                            : 0;
+    fs->start_unix_ms = start_ms;
+    fs->deadline = call->deadline;
+    fs->n = n;
+    for (size_t i = 0; i < n; i++) {
+        fs->f[i].fs = fs;
+        fs->f[i].handle = strdup(handles[i]);
+        fs->f[i].instance_id = strdup(src[i].instance_id);
+    }
+    ls_sources_release(src, n);
+    for (size_t i = 0; i < answer->n_entries; i++) {
+        const Berth__V1__LogEntry *le = answer->entries[i];
+        struct backend_log_entry e = {le->time_unix_ns,
+                                      le->stream == BERTH__V1__LOG_STREAM__LOG_STREAM_STDERR
+                                          ? BACKEND_LOG_STDERR
+                                          : BACKEND_LOG_STDOUT,
+                                      le->line, strlen(le->line)};
+
+        for (size_t k = 0; k < n; k++)
+            if (fs->f[k].instance_id != NULL &&
+                strcmp(fs->f[k].instance_id, le->instance_id) == 0 &&
+                le->time_unix_ns > fs->f[k].last_ns)
+                fs->f[k].last_ns = le->time_unix_ns;
+        (void)ls_send_entry(out, &e, le->instance_id);
+    }
+    lock_take(&s->follow_lock);
+    s->sessions++;
+    lock_give(&s->follow_lock);
+    /* The hook's reference, then one per follower that runs. */
+    atomic_init(&fs->refs, 1);
+    atomic_init(&fs->running, 0);
+    for (size_t i = 0; i < n; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+
+        if (fs->f[i].handle == NULL || fs->f[i].instance_id == NULL)
+            continue;
+        atomic_fetch_add(&fs->refs, 1);
+        atomic_fetch_add(&fs->running, 1);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, follower_main, &fs->f[i]) != 0) {
+            atomic_fetch_sub(&fs->refs, 1);
+            atomic_fetch_sub(&fs->running, 1);
+        } else {
+            started++;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    rpc_stream_on_end(out, session_end_hook, fs);
+    if (started == 0) {
+        /* Nothing to follow (no replica, or no thread): the stream is what
+         * was sent. */
+        struct berth_err none;
+
+        berth_err_clear(&none);
+        if (n > 0)
+            berth_err_set(&none, BERTH_RESOURCE_EXHAUSTED, "cannot start a log follower");
+        rpc_stream_finish(out, &none);
+    }
+    return 0;
 }

@@ -19,6 +19,8 @@ struct rc_entry {
     char *id;        /* owned */
     uint8_t *answer; /* owned; NULL: known gone */
     size_t len;
+    char *image;                      /* owned; NULL with answer */
+    struct replica_cache_summary sum; /* sum.image is `image` */
     uint64_t ticket;
 };
 
@@ -27,8 +29,11 @@ struct replica_cache {
     pthread_mutex_t lock;
     struct rc_entry *items; /* owned */
     size_t n, cap;
-    size_t n_dead;    /* tombstones among items */
+    size_t n_dead; /* tombstones among items */
+    replica_listener_fn listener;
+    void *listener_arg;
     uint64_t ticket;  /* the last ticket handed out */
+    int complete;     /* a listing of every object succeeded once */
     uint64_t *flying; /* owned: tickets between begin and end */
     size_t n_flying, cap_flying;
     /* The object the last event re-listed, and when (wall clock, ns, as the
@@ -63,6 +68,7 @@ void replica_cache_free(struct replica_cache *c)
         free(c->items[i].ns);
         free(c->items[i].id);
         free(c->items[i].answer);
+        free(c->items[i].image);
     }
     free(c->items);
     free(c->flying);
@@ -161,25 +167,65 @@ static struct rc_entry *rc_add(struct replica_cache *c, enum object_kind kind, c
     return e;
 }
 
+/* The lock held: tell the listener of e. */
+static void rc_tell(struct replica_cache *c, enum replica_change what, const struct rc_entry *e)
+{
+    if (c->listener != NULL)
+        c->listener(c->listener_arg, what, e->kind, e->ns, e->id, &e->sum);
+}
+
+void replica_cache_set_listener(struct replica_cache *c, replica_listener_fn fn, void *arg)
+{
+    lock_take(&c->lock);
+    c->listener = fn;
+    c->listener_arg = arg;
+    lock_give(&c->lock);
+}
+
+int replica_cache_snapshot(struct replica_cache *c, replica_listener_fn each, void *arg,
+                           int (*then)(void *then_arg), void *then_arg)
+{
+    int rc;
+
+    lock_take(&c->lock);
+    for (size_t i = 0; i < c->n; i++)
+        if (c->items[i].answer != NULL)
+            each(arg, REPLICA_SNAPSHOT, c->items[i].kind, c->items[i].ns, c->items[i].id,
+                 &c->items[i].sum);
+    rc = then != NULL ? then(then_arg) : 0;
+    lock_give(&c->lock);
+    return rc;
+}
+
 /* Make e a tombstone of `ticket`. Called with the lock held. */
 static void rc_bury(struct replica_cache *c, struct rc_entry *e, uint64_t ticket)
 {
-    if (e->answer != NULL)
+    if (e->answer != NULL) {
         c->n_dead++;
+        rc_tell(c, REPLICA_DELETED, e);
+    }
     free(e->answer);
+    free(e->image);
     e->answer = NULL;
+    e->image = NULL;
     e->len = 0;
+    memset(&e->sum, 0, sizeof(e->sum));
     e->ticket = ticket;
 }
 
 void replica_cache_put(struct replica_cache *c, enum object_kind kind, const char *ns,
-                       const char *id, const uint8_t *answer, size_t len, uint64_t ticket)
+                       const char *id, const uint8_t *answer, size_t len,
+                       const struct replica_cache_summary *sum, uint64_t ticket)
 {
     uint8_t *bytes = malloc(len ? len : 1);
+    char *image = strdup(sum && sum->image ? sum->image : "");
     struct rc_entry *e;
 
-    if (bytes == NULL)
+    if (bytes == NULL || image == NULL) {
+        free(bytes);
+        free(image);
         return;
+    }
     if (len > 0)
         memcpy(bytes, answer, len);
     lock_take(&c->lock);
@@ -187,16 +233,33 @@ void replica_cache_put(struct replica_cache *c, enum object_kind kind, const cha
     if (e == NULL)
         e = rc_add(c, kind, ns, id);
     if (e != NULL && e->ticket <= ticket) {
+        int was_live = e->answer != NULL;
+        int old_status = e->sum.status;
+        unsigned old_running = e->sum.running;
+
         if (e->answer == NULL)
             c->n_dead--;
         free(e->answer);
+        free(e->image);
         e->answer = bytes;
         e->len = len;
+        e->image = image;
+        if (sum != NULL)
+            e->sum = *sum;
+        else
+            memset(&e->sum, 0, sizeof(e->sum));
+        e->sum.image = image;
         e->ticket = ticket;
         bytes = NULL;
+        image = NULL;
+        if (!was_live)
+            rc_tell(c, REPLICA_CREATED, e);
+        else if (old_status != e->sum.status || old_running != e->sum.running)
+            rc_tell(c, REPLICA_CHANGED, e);
     }
     lock_give(&c->lock);
     free(bytes);
+    free(image);
 }
 
 void replica_cache_drop(struct replica_cache *c, enum object_kind kind, const char *ns,
@@ -247,6 +310,56 @@ int replica_cache_get(struct replica_cache *c, enum object_kind kind, const char
     *answer = bytes;
     *len = n;
     return 0;
+}
+
+int replica_cache_list(struct replica_cache *c, enum object_kind kind, const char *ns,
+                       struct arena *a, struct replica_cache_item **out, size_t *n)
+{
+    struct replica_cache_item *items;
+    size_t m = 0;
+    int rc = -1;
+
+    lock_take(&c->lock);
+    items = arena_alloc(a, (c->n + 1) * sizeof(*items));
+    if (items == NULL)
+        goto out;
+    for (size_t i = 0; i < c->n; i++) {
+        const struct rc_entry *e = &c->items[i];
+        struct replica_cache_item *it = &items[m];
+
+        if (e->answer == NULL || e->kind != kind || (ns != NULL && strcmp(e->ns, ns) != 0))
+            continue;
+        it->ns = arena_strdup(a, e->ns);
+        it->id = arena_strdup(a, e->id);
+        it->sum = e->sum;
+        it->sum.image = arena_strdup(a, e->image);
+        if (it->ns == NULL || it->id == NULL || it->sum.image == NULL)
+            goto out;
+        m++;
+    }
+    *out = items;
+    *n = m;
+    rc = 0;
+out:
+    lock_give(&c->lock);
+    return rc;
+}
+
+void replica_cache_set_complete(struct replica_cache *c)
+{
+    lock_take(&c->lock);
+    c->complete = 1;
+    lock_give(&c->lock);
+}
+
+int replica_cache_complete(struct replica_cache *c)
+{
+    int complete;
+
+    lock_take(&c->lock);
+    complete = c->complete;
+    lock_give(&c->lock);
+    return complete;
 }
 
 size_t replica_cache_count(struct replica_cache *c)

@@ -1,13 +1,15 @@
 /* GatewayService and DeploymentService (see berth/replica_service.h): a
  * gateway or deployment is one replica set of the backend. One set of
  * handlers serves both services: a per-kind table names what differs, the
- * krane messages are read and written through krane_objects.c. Create and
- * Delete of one object run one after the other; Get only reads. The last
- * known Get answer of every object is cached (replica_cache.c). */
+ * krane messages are read and written through krane_objects.c. Create,
+ * Update and Delete of one object run one after the other; Get only reads.
+ * The last known Get answer and summary of every object is cached
+ * (replica_cache.c); List reads the cache only. */
 #include "berth/replica_service.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,9 @@
 #define RS_EVENT_MS 2000    /* an event's re-list gets this long */
 #define RS_LIST_DEFAULT 100 /* a List page when the request names no size */
 #define RS_LIST_MAX 1000    /* the largest List page */
+/* A call waiting for an update of its object gives up this long before its
+ * deadline, so its `aborted` reaches the client. */
+#define RS_ABORT_MARGIN_MS 250
 
 enum rs_kind_index { RS_KIND_GATEWAY, RS_KIND_DEPLOYMENT, RS_KIND_COUNT };
 
@@ -56,18 +61,24 @@ struct rs_binding {
     int port;         /* container port of this kind's replicas */
 };
 
+/* One object a call is changing. */
+struct rs_busy {
+    const char *key; /* "<kind>/<id>", borrowed from the arena of the call */
+    int update;      /* the call is an Update (or a recovery of one) */
+};
+
 struct replica_service {
     struct backend *backend; /* borrowed */
     char *advertise_host;    /* owned, read-only */
     struct rs_binding bind[RS_KIND_COUNT];
-    struct replica_cache *cache; /* owned; locks itself */
-    int64_t max_replicas_total;  /* 0: no limit */
+    struct replica_cache *cache;        /* owned; locks itself */
+    _Atomic int64_t max_replicas_total; /* 0: no limit; a reload may change it */
+    struct backend_update_opts opts;    /* read-only */
     pthread_mutex_t busy_lock;
     pthread_cond_t busy_cond;
-    /* "<kind>/<id>" of every Create and Delete under way, borrowed from the
-     * arena of the call that owns the entry. Guarded by busy_lock, which is
-     * never held across backend I/O. */
-    const char **busy;
+    /* Every Create, Update, Delete and recovery under way, one per object.
+     * Guarded by busy_lock, which is never held across backend I/O. */
+    struct rs_busy *busy;
     size_t n_busy;   /* guarded by busy_lock */
     size_t cap_busy; /* guarded by busy_lock */
 };
@@ -94,10 +105,11 @@ static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, con
 static const char *rs_digest(struct arena *a, const struct krane_object *o);
 static int rs_plan_build(struct arena *a, const struct rs_binding *b, const struct krane_object *o,
                          struct rs_plan *p, struct berth_err *err);
-static int rs_busy_take(struct replica_service *s, const char *key, int64_t deadline,
+static int rs_busy_take(struct replica_service *s, const char *key, int update, int64_t deadline,
                         struct berth_err *err);
+static int rs_busy_try(struct replica_service *s, const char *key);
 static void rs_busy_give(struct replica_service *s, const char *key);
-static enum krane_status rs_status_of(enum backend_state state);
+static enum krane_status rs_status_of(const struct backend_replica *r);
 static char *rs_address(struct arena *a, const struct rs_binding *b,
                         const struct backend_replica *r);
 static int rs_compose(struct arena *a, const struct rs_binding *b,
@@ -106,9 +118,16 @@ static int rs_compose(struct arena *a, const struct rs_binding *b,
 static int rs_store(struct replica_service *s, const struct rs_binding *b,
                     const struct backend_replica_set *set, uint64_t ticket, struct arena *a,
                     struct berth_err *err);
+/* A set a listing showed unsettled, to recover once it is done. */
+struct rs_pending {
+    struct rs_pending *next;
+    const struct rs_binding *b;
+    const char *ns, *id; /* in the listing's arena */
+};
+
 static int rs_store_list(struct replica_service *s, const struct rs_binding *b, const char *id,
                          uint64_t ticket, int64_t deadline, struct arena *a, size_t *stored,
-                         struct berth_err *err);
+                         struct rs_pending **pending, struct berth_err *err);
 static int rs_refresh(struct replica_service *s, const struct rs_binding *b, const char *id,
                       int64_t deadline, struct berth_err *err);
 static int rs_cached_answer(struct replica_service *s, const struct rs_binding *b, const char *ns,
@@ -118,6 +137,10 @@ static void rs_created(struct replica_service *s, const struct rs_binding *b, co
                        int64_t deadline);
 static int rs_read_ref(const struct rs_binding *b, const ProtobufCMessage *in, const char **ns,
                        const char **id, struct berth_err *err);
+static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
+                        struct krane_summary *out);
+static void rs_recover(struct replica_service *s, const struct rs_pending *p, int64_t deadline);
+static int rs_sync(struct replica_service *s, int64_t deadline, int recover, struct berth_err *err);
 
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
@@ -127,6 +150,8 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
                     ProtobufCMessage **out, struct berth_err *err);
 static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                   ProtobufCMessage **out, struct berth_err *err);
+static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, struct berth_err *err);
 
 static const struct {
     const char *path;
@@ -137,10 +162,12 @@ static const struct {
     {"/krane.v1.GatewayService/GetGateway", RS_KIND_GATEWAY, h_get},
     {"/krane.v1.GatewayService/DeleteGateway", RS_KIND_GATEWAY, h_delete},
     {"/krane.v1.GatewayService/ListGateways", RS_KIND_GATEWAY, h_list},
+    {"/krane.v1.GatewayService/UpdateGateway", RS_KIND_GATEWAY, h_update},
     {"/krane.v1.DeploymentService/CreateDeployment", RS_KIND_DEPLOYMENT, h_create},
     {"/krane.v1.DeploymentService/GetDeployment", RS_KIND_DEPLOYMENT, h_get},
     {"/krane.v1.DeploymentService/DeleteDeployment", RS_KIND_DEPLOYMENT, h_delete},
     {"/krane.v1.DeploymentService/ListDeployments", RS_KIND_DEPLOYMENT, h_list},
+    {"/krane.v1.DeploymentService/UpdateDeployment", RS_KIND_DEPLOYMENT, h_update},
 };
 
 /* ---- life of the service --------------------------------------------- */
@@ -164,7 +191,11 @@ struct replica_service *replica_service_new(const struct replica_service_config 
         return NULL;
     }
     s->backend = backend;
-    s->max_replicas_total = cfg->max_replicas_total;
+    atomic_init(&s->max_replicas_total, cfg->max_replicas_total);
+    s->opts.parallelism = cfg->update_parallelism > 0 ? cfg->update_parallelism : 1;
+    s->opts.ready_timeout_ms = cfg->update_ready_timeout_ms;
+    s->opts.min_ready_ms = cfg->update_min_ready_ms;
+    s->opts.drain_ms = cfg->update_drain_ms;
     for (int i = 0; i < RS_KIND_COUNT; i++) {
         s->bind[i].s = s;
         s->bind[i].kind = &rs_kinds[i];
@@ -175,6 +206,11 @@ struct replica_service *replica_service_new(const struct replica_service_config 
     lock_init(&s->busy_lock);
     pthread_cond_init(&s->busy_cond, NULL);
     return s;
+}
+
+void replica_service_set_limit(struct replica_service *s, int64_t max_replicas_total)
+{
+    atomic_store(&s->max_replicas_total, max_replicas_total);
 }
 
 void replica_service_free(struct replica_service *s)
@@ -201,6 +237,11 @@ int replica_service_register(struct replica_service *s, struct router *r)
 size_t replica_service_cached(struct replica_service *s)
 {
     return replica_cache_count(s->cache);
+}
+
+struct replica_cache *replica_service_cache(struct replica_service *s)
+{
+    return s->cache;
 }
 
 /* A backend without replica sets cannot serve these services. */
@@ -370,21 +411,20 @@ static uint64_t rs_hash_field(uint64_t h, const char *name, const char *sub, con
     return h;
 }
 
-/* The spec digest: every field that shapes the replicas, in a fixed order,
- * env sorted. It tells a retry of the same Create from a different one; it
- * is no protection against a client that crafts collisions between its own
- * requests. */
+/* The spec digest: every field that shapes one replica, in a fixed order,
+ * env sorted; the replica count is not one (the backend compares it on its
+ * own), so an Update can tell scaling from a new template. It tells a retry
+ * of the same Create from a different one; it is no protection against a
+ * client that crafts collisions between its own requests. */
 static const char *rs_digest(struct arena *a, const struct krane_object *o)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    char replicas[24], cpu[24], mem[24];
+    char cpu[24], mem[24];
 
-    snprintf(replicas, sizeof(replicas), "%" PRIu64, o->replicas);
     snprintf(cpu, sizeof(cpu), "%" PRIu64, o->cpu_millicores);
     snprintf(mem, sizeof(mem), "%" PRIu64, o->memory_mib);
     h = rs_hash_field(h, "namespace", "", o->ns);
     h = rs_hash_field(h, "image", "", o->image);
-    h = rs_hash_field(h, "replicas", "", replicas);
     h = rs_hash_field(h, "cpu_millicores", "", cpu);
     h = rs_hash_field(h, "memory_size_mib", "", mem);
     h = rs_hash_field(h, "workspace_id", "", o->workspace_id);
@@ -474,41 +514,76 @@ static int rs_plan_build(struct arena *a, const struct rs_binding *b, const stru
     return 0;
 }
 
-/* ---- one Create or Delete per object at a time ------------------------- */
+/* ---- one Create, Update or Delete per object at a time ----------------- */
 
-/* Mark key busy, waiting while another call holds it. key is borrowed until
- * rs_busy_give (it lives in the caller's arena). */
-static int rs_busy_take(struct replica_service *s, const char *key, int64_t deadline,
-                        struct berth_err *err)
+/* The entry of key, or NULL. Called with busy_lock held. */
+static const struct rs_busy *rs_busy_find(const struct replica_service *s, const char *key)
 {
-    int rc = -1;
+    for (size_t i = 0; i < s->n_busy; i++)
+        if (strcmp(s->busy[i].key, key) == 0)
+            return &s->busy[i];
+    return NULL;
+}
 
-    lock_take(&s->busy_lock);
-    for (;;) {
-        int held = 0;
-        for (size_t i = 0; i < s->n_busy && !held; i++)
-            held = strcmp(s->busy[i], key) == 0;
-        if (!held)
-            break;
-        if (lock_wait_until(&s->busy_cond, &s->busy_lock, deadline) < 0) {
-            berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
-                          "'%s': another create or delete of it is still under way", key);
-            goto out;
-        }
-    }
+/* Add key. Called with busy_lock held. */
+static int rs_busy_add(struct replica_service *s, const char *key, int update,
+                       struct berth_err *err)
+{
     if (s->n_busy == s->cap_busy) {
         size_t cap = s->cap_busy ? 2 * s->cap_busy : 8;
-        const char **grown = realloc(s->busy, cap * sizeof(*grown));
-        if (grown == NULL) {
-            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
+        struct rs_busy *grown = realloc(s->busy, cap * sizeof(*grown));
+        if (grown == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         s->busy = grown;
         s->cap_busy = cap;
     }
-    s->busy[s->n_busy++] = key;
-    rc = 0;
+    s->busy[s->n_busy++] = (struct rs_busy){key, update};
+    return 0;
+}
+
+/* Mark key busy, waiting while another call holds it: behind an update
+ * until shortly before the deadline, then `aborted` (an update may take
+ * minutes, and the caller should learn why it was not served); behind a
+ * Create or Delete until the deadline. key is borrowed until rs_busy_give
+ * (it lives in the caller's arena). */
+static int rs_busy_take(struct replica_service *s, const char *key, int update, int64_t deadline,
+                        struct berth_err *err)
+{
+    const struct rs_busy *holder;
+    int rc = -1;
+
+    lock_take(&s->busy_lock);
+    while ((holder = rs_busy_find(s, key)) != NULL) {
+        if (holder->update) {
+            int64_t until =
+                deadline == BERTH_NO_DEADLINE ? deadline : deadline - RS_ABORT_MARGIN_MS;
+            if (lock_wait_until(&s->busy_cond, &s->busy_lock, until) < 0) {
+                berth_err_set(err, BERTH_ABORTED,
+                              "'%s': an update of it is under way; try again once it is done", key);
+                goto out;
+            }
+        } else if (lock_wait_until(&s->busy_cond, &s->busy_lock, deadline) < 0) {
+            berth_err_set(err, BERTH_DEADLINE_EXCEEDED,
+                          "'%s': another create, update or delete of it is still under way", key);
+            goto out;
+        }
+    }
+    rc = rs_busy_add(s, key, update, err);
 out:
+    lock_give(&s->busy_lock);
+    return rc;
+}
+
+/* Mark key busy (as an update) unless a call holds it: 0, or -1 at once. */
+static int rs_busy_try(struct replica_service *s, const char *key)
+{
+    struct berth_err err;
+    int rc = -1;
+
+    berth_err_clear(&err);
+    lock_take(&s->busy_lock);
+    if (rs_busy_find(s, key) == NULL)
+        rc = rs_busy_add(s, key, 1, &err);
     lock_give(&s->busy_lock);
     return rc;
 }
@@ -517,7 +592,7 @@ static void rs_busy_give(struct replica_service *s, const char *key)
 {
     lock_take(&s->busy_lock);
     for (size_t i = 0; i < s->n_busy; i++)
-        if (s->busy[i] == key) {
+        if (s->busy[i].key == key) {
             s->busy[i] = s->busy[--s->n_busy];
             break;
         }
@@ -527,7 +602,10 @@ static void rs_busy_give(struct replica_service *s, const char *key)
 
 /* ---- composing a Get answer --------------------------------------------- */
 
-static enum krane_status rs_status_of(enum backend_state state)
+/* An instance's status: its container's state, where a running one with
+ * a health check is RUNNING only once and while the check passes (PENDING
+ * while it starts and again while it fails). */
+static enum krane_status rs_status_of(const struct backend_replica *r)
 {
     static const enum krane_status map[BACKEND_STATE_COUNT] = {
         [BACKEND_STATE_UNKNOWN] = KRANE_STATUS_UNSPECIFIED,
@@ -540,7 +618,13 @@ static enum krane_status rs_status_of(enum backend_state state)
         [BACKEND_STATE_DEAD] = KRANE_STATUS_TERMINATING,
     };
 
-    return (unsigned)state < BACKEND_STATE_COUNT ? map[state] : KRANE_STATUS_UNSPECIFIED;
+    enum krane_status st =
+        (unsigned)r->state < BACKEND_STATE_COUNT ? map[r->state] : KRANE_STATUS_UNSPECIFIED;
+
+    if (st == KRANE_STATUS_RUNNING &&
+        (r->health == BACKEND_HEALTH_STARTING || r->health == BACKEND_HEALTH_UNHEALTHY))
+        return KRANE_STATUS_PENDING;
+    return st;
 }
 
 /* "<host>:<published host port>" of the kind's container port, or NULL when
@@ -563,7 +647,8 @@ static char *rs_address(struct arena *a, const struct rs_binding *b,
 /* The Get answer of one set with n > 0 instances (sorted by index): one
  * instance per replica, plus a PENDING one for every index below the
  * wanted count that has none, so a short set never looks whole. The top
- * address is that of the first running replica. */
+ * address is that of the lowest-index replica that is RUNNING (and so
+ * healthy, where it has a check). */
 static int rs_compose(struct arena *a, const struct rs_binding *b,
                       const struct backend_replica_set *set, ProtobufCMessage **out,
                       struct berth_err *err)
@@ -581,7 +666,7 @@ static int rs_compose(struct arena *a, const struct rs_binding *b,
             struct krane_instance *k = &inst[m++];
             k->id = arena_printf(a, "%s-%u", set->id, i);
             k->address = rs_address(a, b, &set->items[j]);
-            k->status = rs_status_of(set->items[j].state);
+            k->status = rs_status_of(&set->items[j]);
             if (k->id == NULL)
                 return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
             if (address == NULL && k->status == KRANE_STATUS_RUNNING)
@@ -611,25 +696,31 @@ static int rs_store(struct replica_service *s, const struct rs_binding *b,
                     struct berth_err *err)
 {
     ProtobufCMessage *answer;
+    struct krane_summary ks;
+    struct replica_cache_summary sum;
     uint8_t *bytes;
     size_t len;
 
     if (rs_compose(a, b, set, &answer, err) < 0)
         return -1;
+    if (rs_summarise(a, set, &ks) < 0)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    sum = (struct replica_cache_summary){ks.image, ks.replicas, ks.running, (int)ks.status};
     len = protobuf_c_message_get_packed_size(answer);
     bytes = arena_alloc(a, len ? len : 1);
     if (bytes == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     protobuf_c_message_pack(answer, bytes);
-    replica_cache_put(s->cache, b->kind->kind, set->ns, set->id, bytes, len, ticket);
+    replica_cache_put(s->cache, b->kind->kind, set->ns, set->id, bytes, len, &sum, ticket);
     return 0;
 }
 
 /* List the sets of b's kind (of id when not NULL) and store each with
- * `ticket`; *stored counts them. */
+ * `ticket`; *stored counts them. The unsettled ones are put on *pending
+ * (in a) when pending is not NULL. */
 static int rs_store_list(struct replica_service *s, const struct rs_binding *b, const char *id,
                          uint64_t ticket, int64_t deadline, struct arena *a, size_t *stored,
-                         struct berth_err *err)
+                         struct rs_pending **pending, struct berth_err *err)
 {
     struct backend_replica_set_list list = {0};
     int rc = -1;
@@ -637,9 +728,22 @@ static int rs_store_list(struct replica_service *s, const struct rs_binding *b, 
     if (s->backend->ops->replica_list(s->backend->ctx, b->kind->kind, id, deadline, &list, err) < 0)
         goto out;
     for (size_t i = 0; i < list.n; i++) {
-        if (rs_store(s, b, &list.items[i], ticket, a, err) < 0)
+        const struct backend_replica_set *set = &list.items[i];
+
+        if (rs_store(s, b, set, ticket, a, err) < 0)
             goto out;
         (*stored)++;
+        if (pending != NULL && set->unsettled) {
+            struct rs_pending *p = arena_alloc(a, sizeof(*p));
+            if (p == NULL || (p->ns = arena_strdup(a, set->ns)) == NULL ||
+                (p->id = arena_strdup(a, set->id)) == NULL) {
+                berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+            }
+            p->b = b;
+            p->next = *pending;
+            *pending = p;
+        }
     }
     rc = 0;
 out:
@@ -662,7 +766,7 @@ static int rs_refresh(struct replica_service *s, const struct rs_binding *b, con
         goto out;
     }
     if (rs_check_backend(s, err) < 0 ||
-        rs_store_list(s, b, id, ticket, deadline, a, &stored, err) < 0)
+        rs_store_list(s, b, id, ticket, deadline, a, &stored, NULL, err) < 0)
         goto out;
     replica_cache_sweep(s->cache, 0, b->kind->kind, id, ticket);
     rc = 0;
@@ -674,8 +778,16 @@ out:
 
 int replica_service_sync(struct replica_service *s, int64_t deadline, struct berth_err *err)
 {
+    return rs_sync(s, deadline, 1, err);
+}
+
+/* replica_service_sync; recover 0: no recovery (List, which must change
+ * nothing, fills the cache so before the first sync). */
+static int rs_sync(struct replica_service *s, int64_t deadline, int recover, struct berth_err *err)
+{
     struct arena *a = arena_new();
     uint64_t ticket = replica_cache_begin(s->cache);
+    struct rs_pending *pending = NULL;
     size_t stored = 0;
     int rc = -1;
 
@@ -686,14 +798,17 @@ int replica_service_sync(struct replica_service *s, int64_t deadline, struct ber
     if (rs_check_backend(s, err) < 0)
         goto out;
     for (int i = 0; i < RS_KIND_COUNT; i++)
-        if (rs_store_list(s, &s->bind[i], NULL, ticket, deadline, a, &stored, err) < 0)
+        if (rs_store_list(s, &s->bind[i], NULL, ticket, deadline, a, &stored, &pending, err) < 0)
             goto out;
     /* Only once both kinds were listed: a failed sync forgets nothing. */
     replica_cache_sweep(s->cache, 1, OBJECT_GATEWAY, NULL, ticket);
+    replica_cache_set_complete(s->cache);
     log_debug("krane.sync", "objects=%zu", stored);
     rc = 0;
 out:
     replica_cache_end(s->cache, ticket);
+    if (rc == 0 && recover)
+        rs_recover(s, pending, deadline);
     arena_free(a);
     return rc;
 }
@@ -713,7 +828,8 @@ static int rs_cached_answer(struct replica_service *s, const struct rs_binding *
     return *out != NULL ? 0 : -1;
 }
 
-/* Does ev change what Get shows? */
+/* Does ev change what Get shows? A health check's new verdict
+ * ("health_status: unhealthy") does. */
 static int rs_event_is_news(const struct backend_event *ev)
 {
     static const char *const actions[] = {"start", "restart", "die", "pause", "unpause", "destroy"};
@@ -721,7 +837,7 @@ static int rs_event_is_news(const struct backend_event *ev)
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
         if (strcmp(ev->action, actions[i]) == 0)
             return 1;
-    return 0;
+    return strncmp(ev->action, "health_status:", 14) == 0;
 }
 
 void replica_service_on_event(struct replica_service *s, const struct backend_event *ev)
@@ -772,8 +888,9 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
                           const struct krane_object *o, int64_t deadline, struct berth_err *err)
 {
     uint64_t total = o->replicas;
+    int64_t max_total = atomic_load(&s->max_replicas_total);
 
-    if (s->max_replicas_total <= 0)
+    if (max_total <= 0)
         return 0;
     for (int k = 0; k < OBJECT_KIND_COUNT; k++) {
         struct backend_replica_set_list l = {NULL, 0};
@@ -792,11 +909,11 @@ static int rs_check_total(struct replica_service *s, const struct rs_binding *b,
         }
         backend_replica_set_list_release(&l);
     }
-    if (total > (uint64_t)s->max_replicas_total)
+    if (total > (uint64_t)max_total)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
                              "field '%s.replicas': %" PRIu64 " more would make %" PRIu64
                              " replicas, over --max-replicas-total %" PRId64,
-                             b->name, o->replicas, total, s->max_replicas_total);
+                             b->name, o->replicas, total, max_total);
     return 0;
 }
 
@@ -825,7 +942,7 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     key = arena_printf(call->arena, "%s/%s", b->name, o.id);
     if (key == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    if (rs_busy_take(s, key, call->deadline, err) < 0)
+    if (rs_busy_take(s, key, 0, call->deadline, err) < 0)
         return -1;
     if (rs_check_total(s, b, &o, call->deadline, err) < 0)
         goto out;
@@ -927,7 +1044,7 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     key = arena_printf(call->arena, "%s/%s", b->name, id);
     if (key == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-    if (rs_busy_take(s, key, call->deadline, err) < 0)
+    if (rs_busy_take(s, key, 0, call->deadline, err) < 0)
         return -1;
     if (s->backend->ops->replica_delete(s->backend->ctx, b->kind->kind, ns, id, call->deadline,
                                         &removed, err) < 0)
@@ -1027,15 +1144,15 @@ static int rs_token_read(struct arena *a, const char *token, const char **ns, co
 }
 
 /* The summary of set: its image (the lowest instance's), the replicas it
- * was applied with, how many run. RUNNING once that many run, PENDING
- * before. Strings borrowed from the set (copied by the caller). */
+ * was applied with, how many run (and pass their check, where they have one). RUNNING once that
+ * many run, PENDING before. Strings borrowed from the set (copied by the caller). */
 static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
                         struct krane_summary *out)
 {
     unsigned running = 0;
 
     for (size_t i = 0; i < set->n; i++)
-        running += set->items[i].state == BACKEND_STATE_RUNNING;
+        running += rs_status_of(&set->items[i]) == KRANE_STATUS_RUNNING;
     out->ns = arena_strdup(a, set->ns);
     out->id = arena_strdup(a, set->id);
     out->image = arena_strdup(a, set->n > 0 && set->items[0].image ? set->items[0].image : "");
@@ -1045,22 +1162,21 @@ static int rs_summarise(struct arena *a, const struct backend_replica_set *set,
     return out->ns != NULL && out->id != NULL && out->image != NULL ? 0 : -1;
 }
 
-/* List: every set of the kind from the backend (the cache refreshed on the
- * way), one namespace or all, ordered by (namespace, id), a page at a time.
- * The cache holds Get answers, not summaries: with the Engine unreachable
- * List answers unavailable rather than guess images and counts. */
+/* List: every object of the kind the cache knows, one namespace or all,
+ * ordered by (namespace, id), a page at a time. No backend call: the cache
+ * is filled by the sync at start and kept by Creates, Updates, Deletes,
+ * Gets and engine events; only before the first sync succeeded does List
+ * run one itself (unavailable while the backend cannot be listed). */
 static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                   ProtobufCMessage **out, struct berth_err *err)
 {
     const struct rs_binding *b = ctx;
     struct replica_service *s = b->s;
-    struct backend_replica_set_list list = {0};
     struct krane_list_request req;
+    struct replica_cache_item *items = NULL;
     struct krane_summary *sum;
     const char *after_ns = NULL, *after_id = NULL, *next = NULL;
     size_t n = 0, first = 0, page;
-    uint64_t ticket;
-    int rc = -1;
 
     krane_list_request(in, &req);
     if (rs_check_text("namespace", req.ns, RS_TEXT_MAX, err) < 0)
@@ -1077,26 +1193,16 @@ static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
         return -1;
     page = req.page_size == 0 ? RS_LIST_DEFAULT : (size_t)req.page_size;
 
-    ticket = replica_cache_begin(s->cache);
-    if (s->backend->ops->replica_list(s->backend->ctx, b->kind->kind, NULL, call->deadline, &list,
-                                      err) < 0)
-        goto out;
-    sum = arena_alloc(call->arena, (list.n + 1) * sizeof(*sum));
-    if (sum == NULL) {
-        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < list.n; i++) {
-        if (rs_store(s, b, &list.items[i], ticket, call->arena, err) < 0)
-            goto out;
-        if (req.ns[0] != '\0' && strcmp(list.items[i].ns, req.ns) != 0)
-            continue;
-        if (rs_summarise(call->arena, &list.items[i], &sum[n++]) < 0) {
-            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-    }
-    replica_cache_sweep(s->cache, 0, b->kind->kind, NULL, ticket);
+    if (!replica_cache_complete(s->cache) && rs_sync(s, call->deadline, 0, err) < 0)
+        return -1;
+    if (replica_cache_list(s->cache, b->kind->kind, req.ns[0] != '\0' ? req.ns : NULL, call->arena,
+                           &items, &n) < 0 ||
+        (sum = arena_alloc(call->arena, (n + 1) * sizeof(*sum))) == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        sum[i] = (struct krane_summary){
+            items[i].ns,           items[i].id,          items[i].sum.image,
+            items[i].sum.replicas, items[i].sum.running, (enum krane_status)items[i].sum.status};
     if (n > 1)
         qsort(sum, n, sizeof(*sum), rs_summary_cmp);
     if (after_id != NULL) {
@@ -1108,19 +1214,116 @@ static int h_list(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
         page = n - first;
     if (first + page < n) {
         next = rs_token_make(call->arena, sum[first + page - 1].ns, sum[first + page - 1].id);
-        if (next == NULL) {
-            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
+        if (next == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     }
     *out = krane_list_response(b->kind->kind, call->arena, sum + first, page, next, (int32_t)n);
+    if (*out == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
+}
+
+/* ---- Update -------------------------------------------------------------- */
+
+/* Update: validate as Create, then bring the existing set to the spec (the
+ * backend scales it, or replaces its replicas a batch at a time and rolls
+ * back on failure). One update of an object at a time; a Create, Update or
+ * Delete of it meanwhile waits, or answers aborted. */
+static int h_update(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, struct berth_err *err)
+{
+    const struct rs_binding *b = ctx;
+    struct replica_service *s = b->s;
+    struct backend_update_result res = {0};
+    struct krane_object o;
+    struct rs_plan plan;
+    const char **pods;
+    const char *key;
+    int got, rc = -1;
+
+    got = krane_create_object(b->kind->kind, in, call->arena, &o);
+    if (got < 0)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (got > 0)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "field '%s' is required", b->name);
+    if (rs_read_object(call->arena, b, &o, err) < 0 ||
+        rs_plan_build(call->arena, b, &o, &plan, err) < 0 || rs_check_backend(s, err) < 0)
+        return -1;
+    if (s->backend->ops->replica_update == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED, "the '%s' backend cannot update %ss",
+                             s->backend->ops->name, b->name);
+    key = arena_printf(call->arena, "%s/%s", b->name, o.id);
+    pods = arena_alloc(call->arena, o.replicas * sizeof(*pods));
+    if (key == NULL || pods == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (uint64_t i = 0; i < o.replicas; i++)
+        if ((pods[i] = arena_printf(call->arena, "%s-%" PRIu64, o.id, i)) == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    if (rs_busy_take(s, key, 1, call->deadline, err) < 0)
+        return -1;
+    if (rs_check_total(s, b, &o, call->deadline, err) < 0)
+        goto out;
+    if (s->backend->ops->replica_update(s->backend->ctx, &plan.spec, &s->opts, call->deadline, &res,
+                                        err) < 0) {
+        if (err->code == BERTH_NOT_FOUND) {
+            berth_err_clear(err);
+            berth_err_set(err, BERTH_NOT_FOUND, "%s '%s' not found", b->name, o.id);
+        } else {
+            log_info("krane.update_failed", "kind=%s id=%s code=%s", b->name, o.id,
+                     berth_code_name(err->code));
+            /* A rollback may have moved what Get shows (a restarted old
+             * replica publishes a new port). */
+            rs_created(s, b, o.id, berth_now_ms() + RS_EVENT_MS);
+        }
+        goto out;
+    }
+    *out = krane_update_response(b->kind->kind, call->arena, pods, (size_t)o.replicas);
     if (*out == NULL) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    rs_created(s, b, o.id, call->deadline);
+    if (res.replaced + res.added + res.removed > 0)
+        log_info("krane.updated",
+                 "kind=%s id=%s replicas=%" PRIu64 " image=%s replaced=%zu added=%zu removed=%zu",
+                 b->name, o.id, o.replicas, o.image, res.replaced, res.added, res.removed);
     rc = 0;
 out:
-    replica_cache_end(s->cache, ticket);
-    backend_replica_set_list_release(&list);
+    rs_busy_give(s, key);
     return rc;
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+/* Settle the sets a sync found unsettled (an update cut short by a crash,
+ * or what one left behind), each under its object's busy mark, and store
+ * what they are then; one a call of this process is changing is left to
+ * that call. Failures are logged: the next sync tries again. */
+static void rs_recover(struct replica_service *s, const struct rs_pending *p, int64_t deadline)
+{
+    if (s->backend->ops->replica_recover == NULL)
+        return;
+    for (; p != NULL; p = p->next) {
+        struct arena *a = arena_new();
+        const char *key = a ? arena_printf(a, "%s/%s", p->b->name, p->id) : NULL;
+        struct berth_err err;
+        int acted = 0;
+
+        if (key == NULL || rs_busy_try(s, key) < 0) {
+            arena_free(a);
+            continue;
+        }
+        berth_err_clear(&err);
+        if (s->backend->ops->replica_recover(s->backend->ctx, p->b->kind->kind, p->ns, p->id,
+                                             deadline, &acted, &err) < 0) {
+            struct log_quoted lq;
+            log_warn("krane.recover", "kind=%s id=%s code=%s error=%s", p->b->name, p->id,
+                     berth_code_name(err.code), log_quote(&lq, err.msg));
+        } else if (acted) {
+            log_info("krane.recovered", "kind=%s id=%s", p->b->name, p->id);
+            rs_created(s, p->b, p->id, deadline);
+        }
+        rs_busy_give(s, key);
+        arena_free(a);
+    }
 }

@@ -6,6 +6,7 @@
 #define BERTH_VM_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "berth/arena.h"
@@ -21,7 +22,10 @@ typedef Metal__Vmprovisioner__V1__PortMapping PortMapping;
 enum ready_state { READY_DOWN, READY_REBUILDING, READY_OK };
 
 struct vm_service {
-    struct vm_service_config cfg;
+    struct vm_service_config cfg; /* immutable but for the two limits below */
+    /* cfg.max_vms and cfg.max_vms_per_customer as a reload may change them */
+    _Atomic int64_t max_vms;
+    _Atomic int64_t max_vms_per_customer;
     struct backend *backend;      /* borrowed */
     struct vm_registry *registry; /* borrowed */
     pthread_mutex_t ready_lock;
@@ -35,7 +39,16 @@ struct vm_plan {
     struct backend_port *ports;
     const char **env;
     struct backend_label labels[6];
+    struct backend_health_check health;
+    struct backend_volume *volumes;
+    struct backend_label volume_labels[2]; /* berth.kind=vm, berth.vm_id */
 };
+
+/* The Engine's name of volume `name` of VM `id`: "berth-<id>-<name>", in
+ * the arena (NULL when out of memory). */
+const char *vm_plan_volume_name(struct arena *a, const char *id, const char *name);
+/* The labels every volume of VM `id` carries, into out[2]. */
+void vm_plan_volume_labels(const char *id, struct backend_label out[2]);
 
 /* vm_plan.c. Validate a VmConfig and turn it into the container spec of VM
  * `id` with berthd's labels, in the arena. */

@@ -16,8 +16,19 @@
 #define VM_NAME_PREFIX "berth-vm-"
 #define MIN_MEMORY_BYTES (6 * 1024 * 1024) /* the Engine refuses less */
 #define CONFIG_LABEL_MAX (256 * 1024)
+#define VOLUME_NAME_MAX 63      /* [a-z0-9][a-z0-9_.-]{0,62} */
+#define MOUNT_PATH_MAX 4096     /* PATH_MAX of the container's kernel */
+#define MAX_VOLUMES 32          /* per VM */
+#define HEALTH_DEFAULT_MS 30000 /* interval and timeout when left 0 */
+#define HEALTH_DEFAULT_RETRIES 3
+#define NS_PER_MS 1000000LL
 
 static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err);
+static int plan_health(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err);
+static int plan_volumes(struct arena *a, const char *id, const ContainerSpec *cs, struct vm_plan *p,
+                        struct berth_err *err);
+static int volume_name_ok(const char *name);
+static int mount_path_ok(const char *path);
 
 /* Ports from config.container.ports, else metadata["exposed_ports"]. */
 int vm_plan_ports(struct arena *a, const VmConfig *cfg, struct vm_plan *p, struct berth_err *err)
@@ -158,20 +169,175 @@ static int plan_env(struct arena *a, const VmConfig *cfg, struct vm_plan *p, str
     return 0;
 }
 
-/* ContainerSpec.restart_policy -> the engine's policy; health checks and
- * volumes are in the contract but not built yet: refused, never ignored. */
-static int plan_runtime(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err)
+/* ContainerSpec.health_check -> the container's check: the command in exec
+ * form with the documented defaults filled in (so an image's own timings
+ * never stand in for them), `disable` -> no check at all. Without the
+ * message the image's HEALTHCHECK applies as it is. */
+static int plan_health(const ContainerSpec *cs, struct vm_plan *p, struct berth_err *err)
+{
+    const Metal__Vmprovisioner__V1__HealthCheck *hc = cs->health_check;
+    struct backend_health_check *h = &p->health;
+
+    if (hc == NULL)
+        return 0;
+    memset(h, 0, sizeof(*h));
+    if (hc->disable) {
+        if (hc->n_command > 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.healthCheck.disable': a disabled check "
+                                 "takes no command");
+        h->disable = 1;
+        p->spec.health = h;
+        return 0;
+    }
+    for (size_t i = 0; i < hc->n_command; i++)
+        if (hc->command[i][0] == '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.healthCheck.command[%zu]' is empty", i);
+    if (hc->interval_ms < 0 || hc->timeout_ms < 0 || hc->start_period_ms < 0 || hc->retries < 0) {
+        const char *f = hc->interval_ms < 0  ? "intervalMs"
+                        : hc->timeout_ms < 0 ? "timeoutMs"
+                        : hc->retries < 0    ? "retries"
+                                             : "startPeriodMs";
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.healthCheck.%s' is negative", f);
+    }
+    h->test = (const char *const *)hc->command;
+    h->n_test = hc->n_command;
+    h->interval_ns = (int64_t)(hc->interval_ms ? hc->interval_ms : HEALTH_DEFAULT_MS) * NS_PER_MS;
+    h->timeout_ns = (int64_t)(hc->timeout_ms ? hc->timeout_ms : HEALTH_DEFAULT_MS) * NS_PER_MS;
+    h->retries = hc->retries ? hc->retries : HEALTH_DEFAULT_RETRIES;
+    h->start_period_ns = (int64_t)hc->start_period_ms * NS_PER_MS;
+    p->spec.health = h;
+    return 0;
+}
+
+/* [a-z0-9][a-z0-9_.-]{0,62} */
+static int volume_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > VOLUME_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+        if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Absolute, not "/" (nor only slashes), no ".." component, no control
+ * characters, at most MOUNT_PATH_MAX bytes. */
+static int mount_path_ok(const char *path)
+{
+    size_t n = strlen(path);
+    int only_slashes = 1;
+
+    if (n < 2 || n > MOUNT_PATH_MAX || path[0] != '/')
+        return 0;
+    for (const char *s = path; *s != '\0';) {
+        size_t len;
+
+        while (*s == '/')
+            s++;
+        len = strcspn(s, "/");
+        if (len == 2 && s[0] == '.' && s[1] == '.')
+            return 0;
+        if (len > 0)
+            only_slashes = 0;
+        s += len;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
+            return 0;
+    return !only_slashes;
+}
+
+/* ContainerSpec.volumes -> named volumes "berth-<id>-<name>" mounted at
+ * their paths, each labelled with the VM it belongs to. */
+static int plan_volumes(struct arena *a, const char *id, const ContainerSpec *cs, struct vm_plan *p,
+                        struct berth_err *err)
+{
+    if (cs->n_volumes == 0)
+        return 0;
+    if (cs->n_volumes > MAX_VOLUMES)
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                             "field 'config.container.volumes': %zu volumes, more than %d",
+                             cs->n_volumes, MAX_VOLUMES);
+    p->volumes = arena_alloc(a, cs->n_volumes * sizeof(*p->volumes));
+    if (p->volumes == NULL)
+        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < cs->n_volumes; i++) {
+        const Metal__Vmprovisioner__V1__Volume *v = cs->volumes[i];
+        char quoted[80];
+
+        if (!volume_name_ok(v->name)) {
+            berth_err_quote(quoted, sizeof(quoted), v->name, 64);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.volumes[%zu].name': '%s' is not "
+                                 "[a-z0-9][a-z0-9_.-]{0,62}",
+                                 i, quoted);
+        }
+        if (!mount_path_ok(v->mount_path)) {
+            berth_err_quote(quoted, sizeof(quoted), v->mount_path, 64);
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "field 'config.container.volumes[%zu].mountPath': '%s' is not an "
+                                 "absolute path other than / without '..'",
+                                 i, quoted);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cs->volumes[j]->name, v->name) == 0)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.volumes[%zu].name': '%s' is "
+                                     "volumes[%zu] already",
+                                     i, v->name, j);
+            if (strcmp(cs->volumes[j]->mount_path, v->mount_path) == 0) {
+                berth_err_quote(quoted, sizeof(quoted), v->mount_path, 64);
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                     "field 'config.container.volumes[%zu].mountPath': '%s' is "
+                                     "the mount path of volumes[%zu] already",
+                                     i, quoted, j);
+            }
+        }
+        p->volumes[i].name = vm_plan_volume_name(a, id, v->name);
+        p->volumes[i].target = v->mount_path;
+        p->volumes[i].read_only = v->read_only;
+        if (p->volumes[i].name == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    vm_plan_volume_labels(id, p->volume_labels);
+    p->spec.volumes = p->volumes;
+    p->spec.n_volumes = cs->n_volumes;
+    p->spec.volume_labels = p->volume_labels;
+    p->spec.n_volume_labels = 2;
+    return 0;
+}
+
+const char *vm_plan_volume_name(struct arena *a, const char *id, const char *name)
+{
+    return arena_printf(a, "berth-%s-%s", id, name);
+}
+
+void vm_plan_volume_labels(const char *id, struct backend_label out[2])
+{
+    out[0] = (struct backend_label){LABEL_KIND, "vm"};
+    out[1] = (struct backend_label){LABEL_VM_ID, id};
+}
+
+/* ContainerSpec.restart_policy, health_check and volumes -> the engine's
+ * restart policy, health check and named volumes. */
+static int plan_runtime(struct arena *a, const char *id, const ContainerSpec *cs, struct vm_plan *p,
+                        struct berth_err *err)
 {
     const Metal__Vmprovisioner__V1__RestartPolicy *rp;
 
     if (cs == NULL)
         return 0;
-    if (cs->health_check != NULL)
-        return berth_err_set(err, BERTH_UNIMPLEMENTED,
-                             "field 'config.container.healthCheck' is not supported yet");
-    if (cs->n_volumes > 0)
-        return berth_err_set(err, BERTH_UNIMPLEMENTED,
-                             "field 'config.container.volumes' is not supported yet");
+    if (plan_health(cs, p, err) < 0 || plan_volumes(a, id, cs, p, err) < 0)
+        return -1;
     rp = cs->restart_policy;
     if (rp == NULL)
         return 0;
@@ -247,7 +413,7 @@ int vm_plan_build(struct arena *a, const char *id, const char *customer, const V
                              cfg->memory->size_bytes, MIN_MEMORY_BYTES);
     memset(p, 0, sizeof(*p));
     if (vm_plan_ports(a, cfg, p, err) < 0 || plan_env(a, cfg, p, err) < 0 ||
-        plan_runtime(cs, p, err) < 0)
+        plan_runtime(a, id, cs, p, err) < 0)
         return -1;
     p->spec.name = arena_printf(a, VM_NAME_PREFIX "%s", id);
     p->spec.image = image;

@@ -38,6 +38,9 @@ static void snap_set_ports(struct vm_snapshot *snap, const struct backend_contai
 static int finish_transition(struct vm_service *s, struct vm_record *rec, struct vm_snapshot *snap,
                              enum vm_state next, uint64_t stamp, struct berth_err *err);
 
+static void remove_volumes(struct vm_service *s, struct arena *a, const char *id,
+                           const VmConfig *cfg);
+
 static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in,
                     ProtobufCMessage **out, struct berth_err *err);
 static int check_host_ports(const struct vm_service *s, const struct vm_plan *p,
@@ -85,12 +88,20 @@ struct vm_service *vm_service_new(const struct vm_service_config *cfg, struct ba
     if (s == NULL)
         return NULL;
     s->cfg = *cfg;
+    atomic_init(&s->max_vms, cfg->max_vms);
+    atomic_init(&s->max_vms_per_customer, cfg->max_vms_per_customer);
     s->backend = backend;
     s->registry = registry;
     s->ready = READY_REBUILDING;
     lock_init(&s->ready_lock);
     pthread_cond_init(&s->ready_cond, NULL);
     return s;
+}
+
+void vm_service_set_limits(struct vm_service *s, int64_t max_vms, int64_t max_vms_per_customer)
+{
+    atomic_store(&s->max_vms, max_vms);
+    atomic_store(&s->max_vms_per_customer, max_vms_per_customer);
 }
 
 void vm_service_free(struct vm_service *s)
@@ -107,6 +118,11 @@ int vm_service_register(struct vm_service *s, struct router *r)
     for (size_t i = 0; i < sizeof(vm_routes) / sizeof(vm_routes[0]); i++)
         if (router_set_handler(r, vm_routes[i].path, vm_routes[i].fn, s) < 0)
             return -1;
+    /* They read the registry only (once it is rebuilt: see
+     * vm_service_is_ready), so they may answer on an event thread. */
+    if (router_set_from_memory(r, "/metal.vmprovisioner.v1.VmService/GetVmInfo") < 0 ||
+        router_set_from_memory(r, "/metal.vmprovisioner.v1.VmService/ListVms") < 0)
+        return -1;
     return 0;
 }
 
@@ -219,6 +235,10 @@ static int refresh_from_backend(struct vm_service *s, struct vm_snapshot *snap, 
     free(gw);
     snap_set_ports(snap, &c);
     snap->started_unix_ms = c.started_unix_ms ? c.started_unix_ms : berth_unix_ms();
+    if (c.health != BACKEND_HEALTH_UNKNOWN)
+        snap->health = c.health;
+    if (c.restart_count >= 0)
+        snap->restart_count = c.restart_count;
     backend_container_release(&c);
     return 0;
 }
@@ -285,23 +305,56 @@ static int check_quota(struct vm_service *s, const char *customer, struct berth_
 {
     struct vm_snapshot *list = NULL;
     size_t n = 0, mine = 0;
+    int64_t max_vms = atomic_load(&s->max_vms);
+    int64_t per_customer = atomic_load(&s->max_vms_per_customer);
 
-    if (s->cfg.max_vms <= 0 && s->cfg.max_vms_per_customer <= 0)
+    if (max_vms <= 0 && per_customer <= 0)
         return 0;
     if (vm_registry_list(s->registry, &list, &n, err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         mine += list[i].customer_id != NULL && strcmp(list[i].customer_id, customer) == 0;
     vm_snapshot_list_free(list, n);
-    if (s->cfg.max_vms > 0 && n >= (size_t)s->cfg.max_vms)
+    if (max_vms > 0 && n >= (size_t)max_vms)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
-                             "--max-vms %" PRId64 " reached: %zu VMs exist", s->cfg.max_vms, n);
-    if (s->cfg.max_vms_per_customer > 0 && mine >= (size_t)s->cfg.max_vms_per_customer)
+                             "--max-vms %" PRId64 " reached: %zu VMs exist", max_vms, n);
+    if (per_customer > 0 && mine >= (size_t)per_customer)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED,
                              "--max-vms-per-customer %" PRId64
                              " reached: customer '%.128s' has %zu VMs",
-                             s->cfg.max_vms_per_customer, customer, mine);
+                             per_customer, customer, mine);
     return 0;
+}
+
+/* The volumes of VM `id` that its config does not keep, removed after its
+ * container: one already gone, or not berthd's, is left alone; a failure is
+ * logged (the container is gone by then, so the VM goes either way; a later
+ * VM of the same id mounts such a volume again). */
+static void remove_volumes(struct vm_service *s, struct arena *a, const char *id,
+                           const VmConfig *cfg)
+{
+    const ContainerSpec *cs = cfg->container;
+    struct backend_label must[2];
+
+    if (cs == NULL || cs->n_volumes == 0 || s->backend->ops->remove_volume == NULL)
+        return;
+    vm_plan_volume_labels(id, must);
+    for (size_t i = 0; i < cs->n_volumes; i++) {
+        const char *name = vm_plan_volume_name(a, id, cs->volumes[i]->name);
+        struct berth_err e;
+
+        if (cs->volumes[i]->keep || name == NULL)
+            continue;
+        berth_err_clear(&e);
+        if (s->backend->ops->remove_volume(s->backend->ctx, name, must, 2, berth_now_ms() + 10000,
+                                           &e) == 0)
+            log_info("vm.volume_removed", "vm_id=%s volume=%s", id, name);
+        else if (e.code != BERTH_NOT_FOUND) {
+            struct log_quoted lq;
+            log_warn("vm.volume_left", "vm_id=%s volume=%s code=%s error=%s", id, name,
+                     berth_code_name(e.code), log_quote(&lq, e.msg));
+        }
+    }
 }
 
 /* ---- handlers --------------------------------------------------------- */
@@ -337,6 +390,10 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     if (vm_plan_build(call->arena, id, req->customer_id, cfg, init.created_unix, &plan, err) < 0 ||
         check_host_ports(s, &plan, err) < 0)
         return -1;
+    if (plan.spec.n_volumes > 0 && s->backend->ops->remove_volume == NULL)
+        return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                             "field 'config.container.volumes': the '%s' backend has no volumes",
+                             s->backend->ops->name);
     if (wait_ready(s, call->deadline, err) < 0 || check_quota(s, req->customer_id, err) < 0)
         return -1;
 
@@ -379,6 +436,7 @@ static int h_create(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
             struct log_quoted lq;
             log_warn("vm.create_rollback", "vm_id=%s error=%s", id, log_quote(&lq, ignored.msg));
         }
+        remove_volumes(s, call->arena, id, cfg);
         vm_registry_remove(s->registry, rec);
         goto out;
     }
@@ -567,9 +625,13 @@ static int lifecycle(struct vm_service *s, struct rpc_call *call, enum vm_action
     }
     if (run_action(s, act, snap.container_id, args, call->deadline, err) < 0)
         goto out;
-    /* A start may publish on new Engine-picked host ports. */
-    if (act == ACT_BOOT || act == ACT_REBOOT)
+    /* A start may publish on new Engine-picked host ports. The inspect
+     * that reads them is newer than any news of the action itself (a
+     * restart's own "die"): only news after it may outvote this call. */
+    if (act == ACT_BOOT || act == ACT_REBOOT) {
+        stamp = vm_registry_stamp(s->registry, rec);
         refresh_from_backend(s, &snap, call->deadline);
+    }
     if (finish_transition(s, rec, &snap, t->to, stamp, err) < 0)
         goto out;
     log_info(t->event, "vm_id=%s force=%d", snap.id, args->force ? 1 : 0);
@@ -640,22 +702,31 @@ static int h_delete(void *ctx, struct rpc_call *call, const ProtobufCMessage *in
     Metal__Vmprovisioner__V1__DeleteVmResponse *resp;
     struct vm_record *rec;
     struct vm_snapshot snap = {0};
+    VmConfig *cfg = NULL;
     uint64_t stamp;
     int rc = -1;
 
     if (lifecycle_begin(s, call, req->vm_id, &rec, &snap, &stamp, err) < 0)
         return -1;
+    /* Read before anything goes: the volumes to remove are the config's. */
+    if (vm_view_config(call->arena, &snap, &cfg, err) < 0)
+        goto out;
     if ((snap.state == VM_STATE_RUNNING || snap.state == VM_STATE_PAUSED) && !req->force) {
         state_error(snap.id, snap.state, "pass force=true to delete it", err);
         goto out;
     }
     /* The entry goes only once the Engine confirmed removal or said the
      * container is already gone. */
+    /* Its destroy event is this call's doing, not news from behind our back. */
+    vm_registry_set_deleting(s->registry, rec, 1);
     if (s->backend->ops->remove(s->backend->ctx, snap.container_id, call->deadline, err) < 0) {
-        if (err->code != BERTH_NOT_FOUND)
+        if (err->code != BERTH_NOT_FOUND) {
+            vm_registry_set_deleting(s->registry, rec, 0);
             goto out;
+        }
         berth_err_clear(err);
     }
+    remove_volumes(s, call->arena, snap.id, cfg);
     vm_registry_remove(s->registry, rec);
     log_info("vm.deleted", "vm_id=%s", snap.id);
     resp = arena_message(call->arena, &metal__vmprovisioner__v1__delete_vm_response__descriptor);

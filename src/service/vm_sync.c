@@ -11,6 +11,9 @@
 #include "berth/service_util.h"
 #include "vm_internal.h"
 
+/* The Engine's event when a check's verdict changes: this, then the verdict. */
+#define HEALTH_ACTION "health_status: "
+
 static enum vm_state state_from_container(enum backend_state state);
 static int rebuild_one(struct vm_service *s, const struct backend_container *c, struct arena *a);
 static void observe_container(struct vm_service *s, const char *id,
@@ -83,6 +86,8 @@ static int rebuild_one(struct vm_service *s, const struct backend_container *c, 
                                : 0;
     init.oom_killed = c->oom_killed;
     init.exit_code = c->exit_code;
+    init.health = c->health;
+    init.restart_count = c->restart_count > 0 ? c->restart_count : 0;
     init.vcpu_count = cfg->cpu ? cfg->cpu->vcpu_count : 0;
     init.memory_bytes = cfg->memory ? cfg->memory->size_bytes : 0;
     init.config_len = protobuf_c_message_get_packed_size(msg);
@@ -113,6 +118,7 @@ static void observe_container(struct vm_service *s, const char *id,
         .oom_killed = inspected ? c->oom_killed : -1,
         .exit_code = -1,
         .details = c,
+        .health = c->health,
     };
 
     if (inspected && o.state == VM_STATE_SHUTDOWN)
@@ -257,6 +263,9 @@ void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
 
     if (strcmp(ev->kind, "vm") != 0 || ev->object_id[0] == '\0')
         return;
+    /* Every run of a health check is an exec: nothing a VM shows. */
+    if (strncmp(a, "exec_", 5) == 0)
+        return;
     berth_err_clear(&err);
     if (strcmp(a, "destroy") != 0)
         adopt_if_unknown(s, ev);
@@ -271,8 +280,15 @@ void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
         o.oom_killed = 0;
         /* Engine-picked host ports are only known once it runs. */
         if (s->backend->ops->inspect(s->backend->ctx, ev->container_id, berth_now_ms() + 2000, &c,
-                                     &err) == 0)
+                                     &err) == 0) {
             o.details = &c;
+            o.health = c.health;
+        }
+    } else if (strncmp(a, HEALTH_ACTION, strlen(HEALTH_ACTION)) == 0) {
+        /* "health_status: healthy": the check's verdict changed. */
+        o.health = backend_health_parse(a + strlen(HEALTH_ACTION));
+        if (o.health == BACKEND_HEALTH_UNKNOWN)
+            return;
     } else if (strcmp(a, "unpause") == 0) {
         o.state = VM_STATE_RUNNING;
     } else if (strcmp(a, "pause") == 0) {
@@ -289,7 +305,9 @@ void vm_service_on_event(struct vm_service *s, const struct backend_event *ev)
     } else {
         return;
     }
-    if (vm_registry_observe(s->registry, ev->object_id, &o) == 0)
-        log_info("vm.observed", "vm_id=%s action=%s", ev->object_id, a);
+    if (vm_registry_observe(s->registry, ev->object_id, &o) == 0) {
+        struct log_quoted lq;
+        log_info("vm.observed", "vm_id=%s action=%s", ev->object_id, log_quote(&lq, a));
+    }
     backend_container_release(&c);
 }

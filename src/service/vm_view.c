@@ -23,6 +23,30 @@ int vm_view_config(struct arena *a, const struct vm_snapshot *snap, VmConfig **o
 
 static int add_backend_info(struct arena *a, Metal__Vmprovisioner__V1__GetVmInfoResponse *r,
                             const char *key, const char *value, struct berth_err *err);
+static Metal__Vmprovisioner__V1__HealthState view_health(const struct vm_snapshot *v);
+
+/* While a VM runs (or is paused): NONE when no check applies, else what
+ * the Engine's check says. A VM that does not run has no health to tell
+ * (UNSPECIFIED: the field is left out), whatever the Engine kept of its
+ * last run. */
+static Metal__Vmprovisioner__V1__HealthState view_health(const struct vm_snapshot *v)
+{
+    if (v->state != VM_STATE_RUNNING && v->state != VM_STATE_PAUSED)
+        return METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNSPECIFIED;
+    switch (v->health) {
+    case BACKEND_HEALTH_NONE:
+        return METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_NONE;
+    case BACKEND_HEALTH_STARTING:
+        return METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_STARTING;
+    case BACKEND_HEALTH_HEALTHY:
+        return METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_HEALTHY;
+    case BACKEND_HEALTH_UNHEALTHY:
+        return METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNHEALTHY;
+    default:
+        return METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNSPECIFIED;
+    }
+}
+
 static const char *vm_view_metrics_source(enum backend_stats_source source);
 
 /* The backend_info value of a sample's source. */
@@ -62,6 +86,8 @@ int vm_view_info(struct arena *a, const char *backend_name, struct vm_snapshot *
     }
     r->vm_id = arena_strdup(a, snap->id);
     r->state = (Metal__Vmprovisioner__V1__VmState)snap->state;
+    r->health = view_health(snap);
+    r->restart_count = snap->restart_count;
     if (r->vm_id == NULL || vm_view_config(a, snap, &r->config, err) < 0)
         goto out;
     if (add_backend_info(a, r, "backend", backend_name, err) < 0 ||
@@ -193,6 +219,7 @@ int vm_view_list(struct arena *a, const Metal__Vmprovisioner__V1__ListVmsRequest
             goto out;
         }
         info->state = (Metal__Vmprovisioner__V1__VmState)v->state;
+        info->health = view_health(v);
         info->vcpu_count = v->vcpu_count;
         info->memory_size_bytes = v->memory_bytes;
         info->created_timestamp = v->created_unix;

@@ -45,6 +45,9 @@ describe("bearer tokens", { skip }, () => {
     assert.equal(r.json.code, "unauthenticated");
     assert.match(r.headers["content-type"], /^application\/json/);
     assert.equal(r.headers["www-authenticate"], "Bearer");
+    const named = await list({ "X-Request-Id": "refused-1" });
+    assert.equal(named.headers["x-request-id"], "refused-1", "a refusal names its request");
+    await d.waitForLog(/msg=auth\.refused .*request_id=refused-1\b/);
   });
 
   test("a wrong token, a prefix of a right one, another scheme: 401", async () => {

@@ -2,14 +2,15 @@
 // docs/cli.md runs, in file order, against a live berthd on the Docker
 // Engine, its stdout+stderr and exit status compared with the text block that
 // follows it. Then the behaviours the examples do not show: usage errors,
-// an unreachable daemon, -o json for each kind of answer, --help.
+// an unreachable daemon, -o json for each kind of answer, --help, dep scale
+// against the memory backend, and the bash completion script.
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import path from "node:path";
-import { startBerthd, berthdSkipReason, berthdPath, SOURCE_DIR } from "../lib/berthd.mjs";
+import { startBerthd, berthdSkipReason, berthdPath, SOURCE_DIR, waitFor } from "../lib/berthd.mjs";
 import { connectEngine } from "../lib/engine.mjs";
 import { ensureTestImage } from "../lib/image.mjs";
 
@@ -144,6 +145,9 @@ describe("the command line's other behaviours", { skip: berthdSkipReason() }, ()
     { description: "bad tail", args: ["logs", "x", "--tail", "0"], re: /--tail '0'/ },
     { description: "bad kind", args: ["watch", "--kind", "pod"], re: /--kind 'pod'/ },
     { description: "bad address", args: ["--addr", "ftp://x", "vm", "ls"], re: /--addr 'ftp:\/\/x'/ },
+    { description: "scale without a count", args: ["dep", "scale", "web"], re: /expected an id and a replica count/ },
+    { description: "scale by a count that is no number", args: ["dep", "scale", "web", "three"], re: /replica count 'three': expected a whole number/ },
+    { description: "scale by a negative count", args: ["dep", "scale", "web", "-1"], re: /unexpected argument '-1'/ },
   ];
   for (const row of usage) {
     test(`usage error: ${row.description} exits 3 with one clear line`, async () => {
@@ -195,13 +199,48 @@ describe("the command line's other behaviours", { skip: berthdSkipReason() }, ()
     assert.equal(r.stdout, "cli-mem-1 deleted\n");
   });
 
+  test("dep scale calls UpdateDeployment with the deployment's image and N; the server's answer decides the exit status", async () => {
+    const A = ["--addr", d.url];
+    const DEP = "/krane.v1.DeploymentService/";
+    let r = await d.postJson(DEP + "CreateDeployment", { deployment: { namespace: "cli", deploymentId: "cli-dep-1", image: "img", replicas: 1 } });
+    assert.equal(r.status, 200, r.text);
+    // What the server itself answers to the same update, so the test holds
+    // both before and after UpdateDeployment is served.
+    const direct = await d.postJson(DEP + "UpdateDeployment", { deployment: { namespace: "cli", deploymentId: "cli-dep-1", image: "img", replicas: 1 } });
+    const mark = d.logLines().length;
+    r = await runCli([...A, "dep", "scale", "cli-dep-1", "3"]);
+    const line = await waitFor(() => d.logLines().slice(mark).find((l) => /msg=rpc procedure=\/krane\.v1\.DeploymentService\/UpdateDeployment /.test(l)), {
+      what: "the command's UpdateDeployment call in the log",
+      describe: () => d.stderr,
+    });
+    if (direct.json && direct.json.code === "unimplemented") {
+      assert.equal(r.code, 12, `unimplemented is exit 12: ${r.stderr}`);
+      assert.equal(r.stdout, "");
+      assert.equal(r.stderr, "berthd: unimplemented: procedure '/krane.v1.DeploymentService/UpdateDeployment' is not implemented\n");
+      assert.match(line, /code=unimplemented/);
+    } else {
+      assert.equal(direct.status, 200, direct.text);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "cli-dep-1 scaled to 3\n");
+      const list = await d.postJson(DEP + "ListDeployments", { namespace: "cli" });
+      assert.equal(list.json.deployments.find((x) => x.deploymentId === "cli-dep-1").replicas, 3);
+    }
+    r = await runCli([...A, "dep", "scale", "cli-dep-missing", "2"]);
+    assert.equal(r.code, 5, r.stderr);
+    assert.equal(r.stderr, "berthd: not_found: deployment 'cli-dep-missing' not found\n");
+    r = await runCli([...A, "dep", "scale", "cli-dep-1", "2", "--namespace", "other"]);
+    assert.equal(r.code, 5, "looked up in the namespace asked for");
+    r = await d.postJson(DEP + "DeleteDeployment", { namespace: "cli", deploymentId: "cli-dep-1" });
+    assert.equal(r.status, 200, r.text);
+  });
+
   test("--help shows a command's usage; help lists every command", async () => {
     let r = await runCli(["vm", "create", "--help"]);
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^usage: berthd vm create ID --image IMAGE/);
     r = await runCli(["help"]);
     assert.equal(r.code, 0);
-    for (const c of ["vm ls", "vm create", "vm rm", "gw info", "dep rm", "logs", "watch"]) assert.ok(r.stdout.includes(`berthd ${c}`), c);
+    for (const c of ["vm ls", "vm create", "vm rm", "gw info", "dep rm", "dep scale", "logs", "watch"]) assert.ok(r.stdout.includes(`berthd ${c}`), c);
   });
 
   test("the daemon's own flags still start the daemon", async () => {
@@ -209,6 +248,29 @@ describe("the command line's other behaviours", { skip: berthdSkipReason() }, ()
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /listen=/);
   });
+});
+
+describe("bash completion (contrib/berthd.bash)", { skip: spawnSync("bash", ["--version"]).status === 0 ? undefined : "bash is not installed" }, () => {
+  const complete = (...words) => {
+    const script = `source ${JSON.stringify(path.join(SOURCE_DIR, "contrib", "berthd.bash"))}
+COMP_WORDS=(${words.map((w) => JSON.stringify(w)).join(" ")}); COMP_CWORD=${words.length - 1}; _berthd; echo "\${COMPREPLY[*]}"`;
+    const r = spawnSync("bash", ["-c", script], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim().split(/\s+/).filter(Boolean);
+  };
+  const rows = [
+    { description: "the commands", words: ["berthd", ""], has: ["vm", "gw", "dep", "logs", "watch"] },
+    { description: "the dep verbs, scale among them", words: ["berthd", "dep", ""], has: ["ls", "info", "rm", "scale"] },
+    { description: "dep scale takes --namespace", words: ["berthd", "dep", "scale", "web", "3", "--n"], has: ["--namespace"] },
+    { description: "the vm verbs", words: ["berthd", "vm", ""], has: ["ls", "create", "boot", "rm"] },
+  ];
+  for (const row of rows) {
+    test(row.description, () => {
+      const got = complete(...row.words);
+      for (const w of row.has) assert.ok(got.includes(w), `${w} in ${got.join(" ")}`);
+    });
+  }
+  test("gw has no scale", () => assert.ok(!complete("berthd", "gw", "").includes("scale")));
 });
 
 describe("the example matcher", () => {

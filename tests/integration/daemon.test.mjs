@@ -1,7 +1,8 @@
 // The daemon around the RPCs (issue 2 and 3): a Connect-Timeout-Ms deadline
 // bounds the Engine calls under it; SIGTERM stops accepting yet lets the
-// request under way finish; slow or idle clients cannot hold the server; and
-// with no Engine at start berthd still serves, answering unavailable at once.
+// request under way finish, and a clean one logs no warning; slow or idle
+// clients cannot hold the server; and with no Engine at start berthd still
+// serves, answering unavailable at once.
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -115,6 +116,27 @@ describe("daemon behaviour on the real Engine", { skip }, () => {
     assert.equal(r.json.state, "VM_STATE_SHUTDOWN");
     const exit = await d.exited();
     assert.deepEqual(exit, { code: 0, signal: null }, d.stderr);
+  });
+
+  test("a clean SIGTERM with a running VM (event and stats streams open) logs no warning and exits 0", async (t) => {
+    const d = await startBerthd({ backend: "docker", args: ["--metrics-interval", "1"] });
+    t.after(() => d.kill());
+    const id = `calm-${RUN}`;
+    let r = await d.postJson(VM + "CreateVm", { vmId: id, config: { container: { image: TEST_IMAGE, command: ["sleep", "600"] } } });
+    assert.equal(r.status, 200, r.text);
+    r = await d.postJson(VM + "BootVm", { vmId: id });
+    assert.equal(r.status, 200, r.text);
+    // A sample means the collector's stats stream is open; the watcher
+    // follows the Engine's events meanwhile.
+    await waitFor(async () => {
+      const i = await d.postJson(VM + "GetVmInfo", { vmId: id });
+      return i.json && i.json.metrics && Number(i.json.metrics.sampledAtUnixMs) > 0;
+    }, { timeoutMs: 10000, what: "a metrics sample of the VM" });
+    const exit = await d.stop();
+    assert.deepEqual(exit, { code: 0, signal: null }, d.stderr);
+    const loud = d.logLines().filter((l) => /\blevel=(warn|error)\b/.test(l));
+    assert.deepEqual(loud, [], `warnings on a clean stop:\n${d.stderr}`);
+    assert.ok(d.logLines().some((l) => /msg=daemon\.stopped\b/.test(l)), d.stderr);
   });
 
   test("a call waiting on a busy VM gives up at its deadline; past the grace period SIGTERM cuts Engine calls short", async (t) => {

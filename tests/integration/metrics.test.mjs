@@ -339,6 +339,8 @@ describe("metrics collector and /metrics", { skip }, () => {
     need("berth_gateways");
     need("berth_deployments");
     need("berth_vm_cpu_usage_percent", { vm_id: burn }, (v) => v > 50);
+    family("berth_vm_cpu_seconds_total", "counter");
+    need("berth_vm_cpu_seconds_total", { vm_id: burn }, (v) => v > 0);
     need("berth_vm_memory_usage_bytes", { vm_id: burn }, (v) => v > 0);
     for (const n of [
       "berth_vm_network_receive_bytes_total",
@@ -359,9 +361,39 @@ describe("metrics collector and /metrics", { skip }, () => {
     need("berth_collector_streams", {}, (v) => v >= 3);
   });
 
+  test("berth_vm_cpu_seconds_total of a burning VM grows by about its percent", async () => {
+    const read = async () => {
+      const r = await d.request({ method: "GET", path: "/metrics" });
+      const s = parseExposition(r.text).samples;
+      const at = (name) => (s.find((x) => x.name === name && x.labels.vm_id === burn) || {}).value;
+      return { t: Date.now(), seconds: at("berth_vm_cpu_seconds_total"), percent: at("berth_vm_cpu_usage_percent") };
+    };
+    await firstMetrics(burn);
+    const a = await read();
+    assert.ok(a.seconds > 0, `cpu seconds ${a.seconds}`);
+    let b;
+    await waitFor(
+      async () => {
+        b = await read();
+        return b.t - a.t >= 2500;
+      },
+      { timeoutMs: 10000, intervalMs: 250, what: "2.5 s of burning" },
+    );
+    // Samples are at most a second old at either read: at least 1.5 s of a
+    // VM above 50 % lies between them.
+    assert.ok(b.seconds - a.seconds >= 0.4, `grew ${b.seconds - a.seconds} s in ${b.t - a.t} ms at ${b.percent} %`);
+  });
+
   test("the process, build and engine series; promtool accepts the whole page", async () => {
     const r = await d.request({ method: "GET", path: "/metrics" });
     assert.equal(r.status, 200);
+    assert.equal(r.headers["content-encoding"], undefined, "no gzip unless asked for");
+    assert.equal(r.headers["vary"], "Accept-Encoding");
+    // No family double-counts under sum(): no catch-all label value beside
+    // the parts it sums up.
+    for (const s of parseExposition(r.text).samples) {
+      for (const [k, v] of Object.entries(s.labels)) assert.ok(!["all", "total", "any"].includes(v), `${s.name}{${k}="${v}"} overlaps its siblings`);
+    }
     const parsed = parseExposition(r.text);
     const one = (name) => parsed.samples.find((s) => s.name === name);
     assert.ok(one("process_cpu_seconds_total").value > 0);
@@ -382,6 +414,20 @@ describe("metrics collector and /metrics", { skip }, () => {
     assert.ok(promtool, "BERTH_PROMTOOL is set by scripts/test (promtool from Debian's prometheus package)");
     const res = spawnSync(promtool, ["check", "metrics"], { input: r.text, encoding: "utf8" });
     assert.equal(res.status, 0, `promtool check metrics:\n${res.stdout}${res.stderr}`);
+
+    // A scraper that takes gzip gets it; the page inside passes the same check.
+    const z = await d.request({ method: "GET", path: "/metrics", headers: { "Accept-Encoding": "gzip" } });
+    assert.equal(z.status, 200);
+    assert.equal(z.headers["content-encoding"], "gzip");
+    assert.equal(z.headers["vary"], "Accept-Encoding");
+    assert.match(String(z.headers["content-type"]), /^text\/plain; version=0\.0\.4/);
+    assert.deepEqual([z.body[0], z.body[1]], [0x1f, 0x8b], "a gzip stream on the wire");
+    assert.ok(z.body.length < z.decoded.length / 2, `compressed ${z.body.length} of ${z.decoded.length} bytes`);
+    assert.match(z.text, /^berth_build_info\{/m);
+    const zres = spawnSync(promtool, ["check", "metrics"], { input: z.decoded, encoding: "utf8" });
+    assert.equal(zres.status, 0, `promtool check metrics on the inflated page:\n${zres.stdout}${zres.stderr}`);
+    const no = await d.request({ method: "GET", path: "/metrics", headers: { "Accept-Encoding": "gzip;q=0, br" } });
+    assert.equal(no.headers["content-encoding"], undefined, "gzip;q=0 refuses gzip");
   });
 
   test("a paused VM is not sampled; resumed, it is again", async () => {

@@ -246,11 +246,16 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       });
     }
 
+    // Watch never ends by itself: a short deadline ends it, with
+    // deadline_exceeded in its end envelope. StreamLogs on the memory
+    // backend (which cannot follow) ends at once with unimplemented.
+    const watchEnd = { code: "deadline_exceeded" };
+    const logsEnd = { code: "unimplemented", says: "cannot follow" };
     const calls = [
-      { description: "Watch over JSON", path: WATCH, ct: "application/connect+json", echo: "application/connect+json", message: () => '{"kinds":["OBJECT_KIND_VM"]}' },
-      { description: "Watch over JSON, charset=utf-8", path: WATCH, ct: "application/connect+json; charset=utf-8", echo: "application/connect+json", message: () => "{}" },
-      { description: "Watch over binary", path: WATCH, ct: "application/connect+proto", echo: "application/connect+proto", message: () => new Uint8Array(0) },
-      { description: "StreamLogs over JSON", path: STREAM_LOGS, ct: "application/connect+json", echo: "application/connect+json", message: () => '{"vmId":"web-1","tailLines":10}' },
+      { description: "Watch over JSON", path: WATCH, ct: "application/connect+json", echo: "application/connect+json", message: () => '{"kinds":["OBJECT_KIND_VM"]}', end: watchEnd },
+      { description: "Watch over JSON, charset=utf-8", path: WATCH, ct: "application/connect+json; charset=utf-8", echo: "application/connect+json", message: () => "{}", end: watchEnd },
+      { description: "Watch over binary", path: WATCH, ct: "application/connect+proto", echo: "application/connect+proto", message: () => new Uint8Array(0), end: watchEnd },
+      { description: "StreamLogs over JSON", path: STREAM_LOGS, ct: "application/connect+json", echo: "application/connect+json", message: () => '{"vmId":"web-1","tailLines":10}', end: logsEnd },
       {
         description: "StreamLogs over binary",
         path: STREAM_LOGS,
@@ -260,35 +265,62 @@ describe("Connect protocol (memory backend)", { skip }, () => {
           const GetLogsRequest = getMessage("berth.v1.GetLogsRequest");
           return toBinary(GetLogsRequest, create(GetLogsRequest, { vmId: "web-1", tailLines: 10 }));
         },
+        end: logsEnd,
       },
     ];
     for (const row of calls) {
-      test(`${row.description}: 200, the content type echoed, one end-of-stream envelope with unimplemented`, async () => {
-        const r = await d.request({ method: "POST", path: row.path, headers: { "Content-Type": row.ct }, body: envelope(0, row.message()) });
+      test(`${row.description}: 200, the content type echoed, message envelopes, then one end envelope with ${row.end.code} and the request id in its trailers`, async () => {
+        const headers = { "Content-Type": row.ct, "Connect-Timeout-Ms": "300", "X-Request-Id": "stream-1" };
+        const r = await d.request({ method: "POST", path: row.path, headers, body: envelope(0, row.message()) });
         assert.equal(r.status, 200, `${r.status} ${r.text}`);
         assert.equal(r.headers["content-type"], row.echo);
+        assert.equal(r.headers["x-request-id"], "stream-1");
         const body = r.decoded;
-        assert.ok(body.length >= 5, `an envelope: ${body.length} bytes`);
-        assert.equal(body[0], 0x02, "the end-of-stream flag");
-        const len = body.readUInt32BE(1);
-        assert.equal(body.length, 5 + len, "exactly one envelope, its length big-endian");
-        const end = JSON.parse(body.subarray(5).toString("utf8"));
-        assert.deepEqual(Object.keys(end), ["error"], `end-of-stream JSON: ${body.subarray(5)}`);
-        assert.equal(end.error.code, "unimplemented");
+        let at = 0;
+        let end;
+        while (at < body.length) {
+          assert.ok(body.length - at >= 5, `an envelope header at ${at}: ${body.length - at} bytes left`);
+          const flag = body[at];
+          const len = body.readUInt32BE(at + 1);
+          assert.ok(at + 5 + len <= body.length, `envelope at ${at} of ${len} bytes fits the body`);
+          if (flag === 0x02) {
+            assert.equal(at + 5 + len, body.length, "the end envelope is the last");
+            end = JSON.parse(body.subarray(at + 5, at + 5 + len).toString("utf8"));
+          } else {
+            assert.equal(flag, 0, "a message envelope, uncompressed");
+          }
+          at += 5 + len;
+        }
+        assert.ok(end, "an end-of-stream envelope");
+        assert.deepEqual(Object.keys(end), ["error", "metadata"], `end-of-stream JSON: ${JSON.stringify(end)}`);
+        assert.deepEqual(end.metadata, { "x-request-id": ["stream-1"] }, "the trailers name the request");
+        assert.equal(end.error.code, row.end.code);
         assert.equal(typeof end.error.message, "string");
-        assert.ok(end.error.message.includes(row.path.slice(1)), `message names the procedure: ${end.error.message}`);
+        if (row.end.says) assert.ok(end.error.message.includes(row.end.says), `message: ${end.error.message}`);
       });
     }
+
+    test("a stream request that is not one whole envelope: invalid_argument in the end envelope", async () => {
+      const r = await d.request({ method: "POST", path: WATCH, headers: { "Content-Type": "application/connect+json" }, body: Buffer.from([0, 0, 0, 0, 9, 0x7b]) });
+      assert.equal(r.status, 200);
+      const body = r.decoded;
+      assert.equal(body[0], 0x02);
+      const end = JSON.parse(body.subarray(5).toString("utf8"));
+      assert.equal(end.error.code, "invalid_argument");
+      assert.match(end.error.message, /envelope/);
+    });
   });
 
-  describe("methods that answer unimplemented", () => {
+  describe("methods with side effects: POST only", () => {
     const rows = [
-      { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false },
-      { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false },
+      { description: "UpdateGateway", path: "/krane.v1.GatewayService/UpdateGateway", get: false, field: "gateway" },
+      { description: "UpdateDeployment", path: "/krane.v1.DeploymentService/UpdateDeployment", get: false, field: "deployment" },
     ];
     for (const row of rows) {
-      test(`${row.description} by POST answers 501 unimplemented`, async () => {
-        assertError(await d.postJson(row.path, {}), 501, "unimplemented", `POST ${row.path}`);
+      test(`${row.description} by POST without its object answers 400 invalid_argument`, async () => {
+        const r = await d.postJson(row.path, {});
+        assertError(r, 400, "invalid_argument", `POST ${row.path}`);
+        assert.ok(r.json.message.includes(`'${row.field}'`), r.json.message);
       });
       if (row.get) {
         test(`${row.description} by GET (NO_SIDE_EFFECTS) answers 501 unimplemented`, async () => {
@@ -918,6 +950,12 @@ describe("Connect protocol (memory backend)", { skip }, () => {
       assert.equal(e.headers["x-request-id"], "err-1", "errors carry it too");
       const u = await d.request({ method: "POST", path: "/no.such.Service/M", headers: { "Content-Type": "application/json" }, body: "{}" });
       assert.match(u.headers["x-request-id"], /^[0-9a-f-]{36}$/, "and unknown paths");
+      for (const p of ["/healthz", "/readyz", "/metrics"]) {
+        const h = await d.request({ method: "GET", path: p, headers: { "X-Request-Id": "probe-1" } });
+        assert.equal(h.headers["x-request-id"], "probe-1", `${p} carries it`);
+        const g = await d.request({ method: "GET", path: p });
+        assert.match(g.headers["x-request-id"], /^[0-9a-f-]{36}$/, `${p} makes one`);
+      }
     });
 
     test("an unknown procedure's error names the path and the services berthd serves", async () => {

@@ -1,8 +1,10 @@
 // Pulls from a real private registry (Debian's docker-registry with htpasswd
 // on 127.0.0.1) through the real Engine: credentials from the `auths` of a
 // Docker client config and from a credential helper on PATH, refusals named
-// after the registry, one pull for many concurrent creates of one missing
-// image, the pull policies, and the not-found / malformed reference errors.
+// after the registry, credentials read again on SIGHUP (the same file or
+// another the --config file names), one pull for many concurrent creates of
+// one missing image, the pull policies, and the not-found / malformed
+// reference errors.
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -146,6 +148,34 @@ describe("private registries and pulls", { skip }, () => {
       assert.equal(r.status, 403, r.text);
       assert.ok((await metric(d, "berth_image_pulls_total", '{outcome="denied"}')) >= 1);
     }
+  });
+
+  test("SIGHUP re-reads the credentials, and takes another file (or none) from the --config file", async () => {
+    const live = writeConfig("live.json", { auths: { [reg.host]: { auth: Buffer.from(`${USER}:nope`).toString("base64") } } });
+    const conf = path.join(dir, "berthd.conf");
+    writeFileSync(conf, `registry-auth-file = ${live}\n`);
+    const d = await startBerthd({ backend: "docker", args: ["--config", conf] });
+    daemons.push(d);
+    const hup = async (re) => {
+      const mark = d.logLines().length;
+      d.child.kill("SIGHUP");
+      return waitFor(() => d.logLines().slice(mark).find((l) => re.test(l)), { what: `${re} after SIGHUP`, describe: () => d.stderr });
+    };
+    await rmi(goodRef);
+    assertCode(await createVm(d, goodRef), "permission_denied");
+
+    // The same file, now with the right credential.
+    writeConfig("live.json", { auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASS}`).toString("base64") } } });
+    await hup(/msg=config\.reload code=ok changed=""/);
+    const ok = await createVm(d, goodRef);
+    assert.equal(ok.status, 200, ok.text);
+
+    // No file any more: no credential.
+    writeFileSync(conf, 'registry-auth-file = ""\n');
+    await hup(/msg=config\.reload code=ok changed="registry-auth-file"/);
+    await rmi(goodRef);
+    assertCode(await createVm(d, goodRef), "permission_denied");
+    assert.ok(!d.logLines().some((l) => l.includes(PASS)), "the credential is in no log line");
   });
 
   test("10 parallel creates of one missing image share one pull", async () => {

@@ -151,6 +151,7 @@ async function cleanup() {
   await Promise.all(all.filter(isMine).map((c) => engine.remove(c.Id)));
   const helpers = await engine.listContainers([`berth.test.run=${RUN}`]);
   await Promise.all(helpers.map((c) => engine.remove(c.Id)));
+  await engine.removeManagedNetworks(RUN);
   await engine.call("DELETE", `/images/${encodeURIComponent(REPLICA_IMAGE)}`, { query: { force: "1" }, ok: [404, 409] });
 }
 

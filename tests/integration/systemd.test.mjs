@@ -98,6 +98,10 @@ describe("systemd/berthd.service", { skip }, () => {
     assert.ok(values(unit, "Service", "EnvironmentFile").includes("-/etc/default/berthd"));
   });
 
+  test("systemctl reload sends SIGHUP", () => {
+    assert.match(one("ExecReload"), /^\/bin\/kill -HUP \$MAINPID$/);
+  });
+
   test("the Docker socket is reached through the docker group", () => {
     assert.ok(values(unit, "Service", "SupplementaryGroups").join(" ").split(/\s+/).includes("docker"));
   });

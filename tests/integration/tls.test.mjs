@@ -3,12 +3,14 @@
 // CA and certificates that openssl makes here: a good, a missing and a wrong
 // client certificate from curl and from @connectrpc/connect-node over https,
 // the caller's SPIFFE id or subject in the log, --tls-allowed-ids, plain HTTP
-// to the TLS port refused, and the server certificate replaced on SIGHUP.
+// to the TLS port refused, and the server certificate replaced on SIGHUP
+// (the same files re-read, or others the --config file names).
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync } from "node:fs";
+import { copyFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import net from "node:net";
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -139,6 +141,53 @@ describe("TLS with client certificates", { skip }, () => {
     const now = await call(tlsTarget("cli"), { method: "GET", path: "/healthz" });
     assert.equal(now.status, 200);
     assert.equal(now.peer.subject.CN, "berth server two");
+  });
+});
+
+describe("TLS files named by the --config file", { skip }, () => {
+  let dir;
+  let pki;
+  let d;
+  let conf;
+
+  before(async () => {
+    dir = tempDir("tls-conf");
+    pki = makePki(dir);
+    conf = path.join(dir, "berthd.conf");
+    writeFileSync(conf, `tls-cert = ${pki.file("srv.pem")}\ntls-key = ${pki.file("srv.key")}\n`);
+    d = await spawnBerthd(["--listen", "127.0.0.1:0", "--config", conf]);
+  });
+
+  after(async () => {
+    if (d) assert.equal((await d.stop()).code, 0, d.stderr);
+    removeDir(dir);
+  });
+
+  const peerCN = async () => {
+    const r = await call({ https: { ...hostPort(d.address), ca: pki.read("ca.pem") } }, { method: "GET", path: "/healthz" });
+    assert.equal(r.status, 200);
+    return r.peer.subject.CN;
+  };
+
+  test("SIGHUP after naming another certificate and key serves them; turning TLS off needs a restart", async () => {
+    assert.equal(await peerCN(), "berth server one");
+    writeFileSync(conf, `tls-cert = ${pki.file("srv2.pem")}\ntls-key = ${pki.file("srv2.key")}\n`);
+    d.child.kill("SIGHUP");
+    const line = await d.waitForLog(/msg=config\.reload code=ok/);
+    assert.match(line, /changed="tls-cert,tls-key"/);
+    assert.ok(!line.includes(dir), "no file names in the reload line");
+    assert.equal(await peerCN(), "berth server two");
+
+    // A key that does not match: the pair in use stays, a warning says so.
+    writeFileSync(conf, `tls-cert = ${pki.file("srv.pem")}\ntls-key = ${pki.file("srv2.key")}\n`);
+    d.child.kill("SIGHUP");
+    await d.waitForLog(/level=warn msg=config\.reload_failed options="tls-cert"/);
+    assert.equal(await peerCN(), "berth server two");
+
+    writeFileSync(conf, "");
+    d.child.kill("SIGHUP");
+    await d.waitForLog(/level=warn msg=config\.restart_needed options="tls-cert,tls-key"/);
+    assert.equal(await peerCN(), "berth server two", "still TLS until a restart");
   });
 });
 

@@ -164,6 +164,29 @@ describe("buf curl against berthd (docker backend)", { skip: berthdSkip || engin
     await fails(d, "CreateVm", { vmId: `bufcurl-noimg-${runTag}`, config: {} }, "invalid_argument");
   });
 
+  test("Watch: buf curl prints the stream's messages as they come, then its end", async () => {
+    const vmId = `bufwatch-${runTag}`;
+    allIds.push(vmId);
+    await ok(d, "CreateVm", { vmId, config: { container: { image: TEST_IMAGE, command: ["sleep", "3600"] } } });
+    // Watch never ends by itself: buf curl's deadline ends it, after it
+    // printed what came.
+    const r = await new Promise((resolve) => {
+      execFile(
+        BUF,
+        ["curl", "--schema", PROTO_DIR, "--protocol", "connect", "--timeout", "1.5s", "--data", JSON.stringify({ kinds: ["OBJECT_KIND_VM"], id: vmId }), `${d.url}/berth.v1.EventService/Watch`],
+        { env: bufEnv(), timeout: 60000 },
+        (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }),
+      );
+    });
+    const first = JSON.parse(r.stdout.slice(0, r.stdout.indexOf("\n}") + 2));
+    assert.equal(first.type, "EVENT_TYPE_SNAPSHOT");
+    assert.equal(first.id, vmId);
+    assert.equal(first.state, "VM_STATE_CREATED");
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /deadline_exceeded/);
+    await ok(d, "DeleteVm", { vmId, force: true });
+  });
+
   test("SIGTERM: graceful exit 0", async () => {
     const r = await d.stop();
     assert.deepEqual(r, { code: 0, signal: null }, `stderr:\n${d.stderr}`);

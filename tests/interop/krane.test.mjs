@@ -1,9 +1,9 @@
 // ctest-labels: docker
 // krane.v1 GatewayService and DeploymentService from real Connect clients:
 // @connectrpc/connect-node (binary protobuf and JSON) and `buf curl` (binary),
-// over HTTP/1.1 against berthd on the Docker backend. Create, Get, Delete of a
-// gateway and a deployment, plus the error codes clients see. Descriptors come
-// from proto/ (see ../lib/proto.mjs).
+// over HTTP/1.1 against berthd on the Docker backend. Create, Get, Update,
+// List, Delete of a gateway and a deployment, plus the error codes clients
+// see. Descriptors come from proto/ (see ../lib/proto.mjs).
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -45,6 +45,14 @@ async function expectConnectError(promise, code, what) {
 
 async function containerCount(label, id) {
   return (await engine.listContainers([`${label}=${id}`])).length;
+}
+
+/** The replica containers' ids (a set's record aside), sorted. */
+async function replicaIds(label, id) {
+  return (await engine.listContainers([`${label}=${id}`]))
+    .filter((c) => !(c.Labels || {})["berth.record"])
+    .map((c) => c.Id)
+    .sort();
 }
 
 /** One `buf curl` call; resolves { code, json, stdout, stderr }. */
@@ -94,6 +102,23 @@ async function connectRoundTrip(d, useBinaryFormat) {
     [`${gatewayId}-0`, `${gatewayId}-1`],
   );
   for (const i of g.instances) assert.ok(KNOWN_STATUSES.includes(i.status), `status ${i.status}`);
+
+  // Update: the same spec touches nothing; one replica less; unknown ids.
+  const before = await replicaIds("berth.gateway_id", gatewayId);
+  assert.deepEqual((await gw.updateGateway({ gateway })).podIds, [`${gatewayId}-0`, `${gatewayId}-1`]);
+  assert.deepEqual(await replicaIds("berth.gateway_id", gatewayId), before);
+  assert.deepEqual((await gw.updateGateway({ gateway: { ...gateway, replicas: 1 } })).podIds, [`${gatewayId}-0`]);
+  const left = await replicaIds("berth.gateway_id", gatewayId);
+  assert.equal(left.length, 1);
+  assert.ok(before.includes(left[0]), "the replica left is one of the two");
+  await expectConnectError(gw.updateGateway({ gateway: { ...gateway, gatewayId: `${gatewayId}-none` } }), Code.NotFound, "Update of an unknown id");
+  await expectConnectError(gw.updateGateway({ gateway: { ...gateway, replicas: 0 } }), Code.InvalidArgument, "Update to zero replicas");
+  const listed = await gw.listGateways({ namespace: "interop", pageSize: 1000 });
+  const mine = listed.gateways.find((x) => x.gatewayId === gatewayId);
+  assert.ok(mine, `ListGateways shows ${gatewayId}`);
+  assert.equal(mine.replicas, 1);
+  assert.equal(mine.image, TEST_IMAGE);
+  assert.ok(listed.totalCount >= 1);
   await gw.deleteGateway({ namespace: "interop", gatewayId });
   assert.equal(await containerCount("berth.gateway_id", gatewayId), 0);
   await gw.deleteGateway({ namespace: "interop", gatewayId });
@@ -112,6 +137,15 @@ async function connectRoundTrip(d, useBinaryFormat) {
     "secrets blob",
   );
   await expectConnectError(dep.createDeployment({ deployment: { ...deployment, replicas: 0 } }), Code.InvalidArgument, "zero replicas");
+  // The test image's shell exits at once: a new spec never becomes ready,
+  // and the update is rolled back.
+  const kept = await replicaIds("berth.deployment_id", deploymentId);
+  assert.deepEqual((await dep.updateDeployment({ deployment })).podIds, [`${deploymentId}-0`]);
+  await expectConnectError(dep.updateDeployment({ deployment: { ...deployment, buildId: "b2" } }), Code.FailedPrecondition, "an update that cannot become ready");
+  assert.deepEqual(await replicaIds("berth.deployment_id", deploymentId), kept, "rolled back to the same container");
+  const page = await dep.listDeployments({ namespace: "interop", pageSize: 1 });
+  assert.equal(page.deployments.length, 1);
+  assert.ok(page.totalCount >= 1);
   await dep.deleteDeployment({ namespace: "interop", deploymentId });
   assert.equal(await containerCount("berth.deployment_id", deploymentId), 0);
 }
@@ -154,6 +188,14 @@ describe("krane services from Connect clients (docker backend)", { skip: berthdS
       g.instances.map((i) => i.id),
       [`${gatewayId}-0`, `${gatewayId}-1`],
     );
+    const u = await bufOk(d, GATEWAY_SERVICE, "UpdateGateway", { gateway: { gatewayId, image: TEST_IMAGE, replicas: 1 } });
+    assert.deepEqual(u.podIds, [`${gatewayId}-0`]);
+    const l = await bufOk(d, GATEWAY_SERVICE, "ListGateways", { pageSize: 1000 });
+    const entry = (l.gateways || []).find((x) => x.gatewayId === gatewayId);
+    assert.ok(entry, `ListGateways shows ${gatewayId}: ${JSON.stringify(l)}`);
+    assert.equal(entry.replicas, 1);
+    const nf = await bufCurl(d, GATEWAY_SERVICE, "UpdateGateway", { gateway: { gatewayId: `${gatewayId}-none`, image: TEST_IMAGE, replicas: 1 } });
+    assert.equal(nf.json?.code, "not_found", nf.stderr);
     assert.deepEqual(await bufOk(d, GATEWAY_SERVICE, "DeleteGateway", { gatewayId }), {});
     assert.equal(await containerCount("berth.gateway_id", gatewayId), 0);
     const missing = await bufCurl(d, GATEWAY_SERVICE, "GetGateway", { gatewayId });
@@ -166,6 +208,9 @@ describe("krane services from Connect clients (docker backend)", { skip: berthdS
     assert.equal(dc.status, "DEPLOYMENT_STATUS_PENDING");
     const dg = await bufOk(d, DEPLOYMENT_SERVICE, "GetDeployment", { deploymentId });
     assert.equal(dg.instances[0].id, `${deploymentId}-0`);
+    assert.deepEqual((await bufOk(d, DEPLOYMENT_SERVICE, "UpdateDeployment", { deployment: { deploymentId, image: TEST_IMAGE, replicas: 1 } })).podIds, [`${deploymentId}-0`]);
+    const dl = await bufOk(d, DEPLOYMENT_SERVICE, "ListDeployments", { pageSize: 1000 });
+    assert.ok((dl.deployments || []).some((x) => x.deploymentId === deploymentId), JSON.stringify(dl));
     assert.deepEqual(await bufOk(d, DEPLOYMENT_SERVICE, "DeleteDeployment", { deploymentId }), {});
     assert.equal(await containerCount("berth.deployment_id", deploymentId), 0);
   });

@@ -19,6 +19,18 @@ export const SOURCE_DIR =
   process.env.BERTH_SOURCE_DIR ||
   path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
+/** Variables of the test harness, not of berthd: a daemon would warn that
+ * they name no option, so they are kept out of its environment. */
+const HARNESS_ENV = ["BERTH_SOURCE_DIR", "BERTH_PROMTOOL", "BERTH_PROMTOOL_DIR", "BERTH_TEST_IMAGE"];
+
+/** The environment for a daemon: this process's, less the harness's own
+ * variables, plus `extra` (which may set any of them after all). */
+export function daemonEnv(extra = {}) {
+  const env = { ...process.env };
+  for (const k of HARNESS_ENV) delete env[k];
+  return { ...env, ...extra };
+}
+
 /** Path of the daemon binary, or undefined when none is configured. */
 export function berthdPath() {
   if (process.env.BERTHD) return process.env.BERTHD;
@@ -190,13 +202,21 @@ export class Berthd {
  * opts.args     extra command-line flags
  * opts.env      extra environment variables
  * opts.timeoutMs deadline for "listening" + healthy
+ * opts.listen, opts.logLevel  the --listen and --log-level flags; null
+ *                leaves the flag out (a --config file then sets it)
  */
-export async function startBerthd({ backend = "memory", args = [], env = {}, timeoutMs = 20000, logLevel = "info" } = {}) {
+export async function startBerthd({ backend = "memory", args = [], env = {}, timeoutMs = 20000, logLevel = "info", listen = "127.0.0.1:0" } = {}) {
   const bin = berthdPath();
   if (!bin) throw new Error("berthd binary not configured (set BERTHD)");
-  const argv = ["--listen", "127.0.0.1:0", "--backend", backend, "--log-level", logLevel, ...args];
+  const argv = [
+    ...(listen !== null ? ["--listen", listen] : []),
+    "--backend",
+    backend,
+    ...(logLevel !== null ? ["--log-level", logLevel] : []),
+    ...args,
+  ];
   const child = spawn(bin, argv, {
-    env: { ...process.env, ...env },
+    env: daemonEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const d = new Berthd(child, argv);

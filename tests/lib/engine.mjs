@@ -136,6 +136,14 @@ export class Engine {
     await this.call("DELETE", `/containers/${encodeURIComponent(id)}`, { query: { force: force ? "1" : "0", v: "1" }, ok: [404] });
   }
 
+  /** Remove berthd's networks (berth.managed) whose name contains `part`: for a test that removed its containers itself. */
+  async removeManagedNetworks(part) {
+    const r = await this.call("GET", "/networks", { query: { filters: { label: ["berth.managed=true"] } } });
+    for (const n of r.body) {
+      if (n.Name.includes(part)) await this.call("DELETE", `/networks/${n.Id}`, { ok: [404, 403, 409] });
+    }
+  }
+
   /** Whether an image reference exists locally. */
   async imageExists(ref) {
     const r = await this.call("GET", `/images/${encodeURIComponent(ref)}/json`, { ok: [404] });

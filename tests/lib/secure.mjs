@@ -8,7 +8,7 @@ import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Berthd, berthdPath, waitFor } from "./berthd.mjs";
+import { Berthd, berthdPath, daemonEnv, waitFor } from "./berthd.mjs";
 
 /** A temp dir for one test file; remove it with rmSync(dir, { recursive: true }). */
 export function tempDir(tag) {
@@ -69,7 +69,7 @@ export function makePki(dir) {
  */
 export async function spawnBerthd(args, { env = {}, timeoutMs = 20000 } = {}) {
   const argv = ["--backend", "memory", "--log-level", "info", ...args];
-  const child = spawn(berthdPath(), argv, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(berthdPath(), argv, { env: daemonEnv(env), stdio: ["ignore", "pipe", "pipe"] });
   const d = new Berthd(child, argv);
   try {
     const line = await waitFor(
@@ -90,7 +90,7 @@ export async function spawnBerthd(args, { env = {}, timeoutMs = 20000 } = {}) {
 /** berthd run to its end (e.g. --check-config): { status, stdout, stderr }.
  * A variable set to undefined in env is removed from the environment. */
 export function runBerthd(args, { env = {} } = {}) {
-  const merged = { ...process.env, ...env };
+  const merged = daemonEnv(env);
   for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
   const r = spawnSync(berthdPath(), args, { env: merged, encoding: "utf8", timeout: 20000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };

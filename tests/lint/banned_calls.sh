@@ -6,7 +6,7 @@
 set -eu
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 banned='(^|[^_[:alnum:]])(sprintf|vsprintf|strcpy|strcat|stpcpy|atoi|atol|atoll|strtok|gets)[[:space:]]*\('
-hits=$(cd "$root" && grep -rnE "$banned" --include='*.c' --include='*.h' src include tests/unit tests/fuzz || true)
+hits=$(cd "$root" && grep -rnE "$banned" --include='*.c' --include='*.h' src include tests/unit tests/fuzz tests/bench || true)
 if [ -n "$hits" ]; then
     printf '%s\n' "$hits"
     echo "banned_calls: use the bounded alternatives (snprintf, buf_*, strtol with checks)" >&2

@@ -11,7 +11,7 @@ if ! command -v clang-format >/dev/null; then
     exit 1
 fi
 bad=0
-for f in $(find src include tests/unit tests/fuzz -name '*.[ch]' | sort); do
+for f in $(find src include tests/unit tests/fuzz tests/bench -name '*.[ch]' | sort); do
     if ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1; then
         echo "not formatted: $f"
         bad=1

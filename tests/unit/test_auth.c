@@ -16,6 +16,7 @@ static void test_identify_tokens(void);
 static void test_identify_certs(void);
 static void test_unix_peer_and_open(void);
 static void test_reload(void);
+static void test_reload_file(void);
 
 static char *write_temp(const char *text)
 {
@@ -258,6 +259,67 @@ out:
     free(path);
 }
 
+/* Another token file at reload (a config change): it becomes the file of
+ * later reloads once it loads; a broken one keeps file and set; tokens are
+ * not turned on or off at run time. */
+static void test_reload_file(void)
+{
+    char *one = write_temp("first-token\n");
+    char *two = write_temp("second:second-token\nthird:third-token\n");
+    struct auth_config cfg = {one, "", 0};
+    struct auth_config open_cfg = {"", "", 0};
+    struct auth *a = NULL, *open_auth = NULL;
+    struct berth_err err;
+    struct arena *arena = arena_new();
+    struct auth_peer first = {.authorization = "Bearer first-token"};
+    struct auth_peer second = {.authorization = "Bearer second-token"};
+    const char *name;
+
+    berth_err_clear(&err);
+    CHECK(one != NULL && two != NULL && auth_new(&cfg, &a, &err) == 0);
+    if (a == NULL)
+        goto out;
+    CHECK(auth_token_count(a) == 1);
+    CHECK(auth_reload_file(a, two, &err) == 0);
+    CHECK(auth_token_count(a) == 2);
+    CHECK(auth_identify(a, &second, arena, &name, &err) == 0);
+    CHECK_STR(name, "token:second");
+    berth_err_clear(&err);
+    CHECK(auth_identify(a, &first, arena, &name, &err) < 0);
+    /* Later plain reloads read the new file, not the first one. */
+    rewrite(one, "# broken now\n");
+    rewrite(two, "second:second-token\n");
+    berth_err_clear(&err);
+    CHECK_MSG(auth_reload(a, &err) == 0, "%s", err.msg);
+    CHECK(auth_token_count(a) == 1);
+    /* A file that does not load: the file and the set in use stay. */
+    berth_err_clear(&err);
+    CHECK(auth_reload_file(a, "/nonexistent/tokens", &err) < 0);
+    CHECK(auth_token_count(a) == 1);
+    CHECK(auth_reload(a, &err) == 0 && auth_token_count(a) == 1);
+    /* Off is a restart. */
+    berth_err_clear(&err);
+    CHECK(auth_reload_file(a, "", &err) < 0 && err.code == BERTH_FAILED_PRECONDITION);
+    CHECK(auth_required(a));
+    /* So is on. */
+    berth_err_clear(&err);
+    CHECK(auth_new(&open_cfg, &open_auth, &err) == 0);
+    CHECK(auth_reload_file(open_auth, two, &err) < 0 && err.code == BERTH_FAILED_PRECONDITION);
+    CHECK(!auth_required(open_auth));
+    berth_err_clear(&err);
+    CHECK(auth_reload_file(open_auth, NULL, &err) == 0);
+out:
+    auth_free(a);
+    auth_free(open_auth);
+    arena_free(arena);
+    if (one != NULL)
+        unlink(one);
+    if (two != NULL)
+        unlink(two);
+    free(one);
+    free(two);
+}
+
 int main(void)
 {
     test_token_files();
@@ -265,5 +327,6 @@ int main(void)
     test_identify_certs();
     test_unix_peer_and_open();
     test_reload();
+    test_reload_file();
     return test_summary("test_auth");
 }

@@ -242,7 +242,8 @@ static void test_pause_and_new_start(void)
     wait_round(&g);
     memset(&details, 0, sizeof(details));
     details.started_unix_ms = 2000;
-    o = (struct vm_observed){g.container_id, VM_STATE_RUNNING, -1, -1, &details};
+    o = (struct vm_observed){g.container_id, VM_STATE_RUNNING,      -1, -1,
+                             &details,       BACKEND_HEALTH_UNKNOWN};
     set(&g, sample(9000, 3000000000, 10004000000000, 0, 0, 3));
     CHECK(vm_registry_observe(g.vms, "vm-1", &o) == 0);
     CHECK(wait_sample(g.vms, "vm-1", 9000, &m) == 0);

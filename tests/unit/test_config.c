@@ -1,11 +1,14 @@
-/* Configuration: defaults < environment < flags, both flag forms, errors
- * naming the option, the informational flags, and docs/configuration.md
- * kept equal to --config-markdown so the docs cannot drift. */
+/* Configuration: defaults < config file < environment < flags, both flag
+ * forms, the file's syntax and its errors naming file and line, errors
+ * naming the option, the informational flags, re-reading and comparing
+ * (SIGHUP), and docs/configuration.md kept equal to --config-markdown so the
+ * docs cannot drift. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "berth/build_info.h"
 #include "berth/config.h"
 #include "testlib.h"
 
@@ -57,6 +60,14 @@ static const char *const all_env[] = {
     "BERTH_REGISTRY_AUTH_FILE",
     "BERTH_PULL_PROGRESS_TIMEOUT",
     "BERTH_PULL_TIMEOUT",
+    "BERTH_HTTP_THREADS",
+    "BERTH_WORKERS",
+    "BERTH_STREAM_QUEUE_BYTES",
+    "BERTH_UPDATE_PARALLELISM",
+    "BERTH_UPDATE_HEALTH_TIMEOUT",
+    "BERTH_UPDATE_MIN_READY_MS",
+    "BERTH_UPDATE_DRAIN_MS",
+    "BERTH_CONFIG",
     "BERTH_METRICS_CGROUP_ROOT",
     "BERTH_METRICS_PROC_ROOT",
 };
@@ -88,6 +99,9 @@ static void test_docs_match_markdown(void);
 static void test_validation(void);
 static void test_new_options(void);
 static char *write_temp(const char *text);
+static void test_config_file(void);
+static void test_config_file_errors(void);
+static void test_reread_and_changes(void);
 
 static void clear_env(void)
 {
@@ -676,6 +690,249 @@ static void test_docs_match_markdown(void)
     free(path);
 }
 
+/* The file: comments, blank lines, quotes, spacing; defaults < file <
+ * environment < flags; BERTH_CONFIG names it when no flag does. */
+static void test_config_file(void)
+{
+    char *file = write_temp("# berthd settings\n"
+                            "\n"
+                            "   # an indented comment\n"
+                            "stop-timeout = 11\n"
+                            "pids-limit=2000\n"
+                            "log-level = debug   # a comment after a value\n"
+                            "docker-socket = \"/run/with space#hash.sock\"  # quoted\n"
+                            "advertise-host = 'literal \\\\ \"kept\"'\n"
+                            "cap-drop =\n"
+                            "tls-allowed-ids = \"\"\n"
+                            "allowed-registries = reg#1.example\r\n"
+                            "\tmetrics-auth\t=\tyes\n"
+                            "instance-id = \"a \\\"b\\\" \\\\c\"\n"
+                            "max-vms = 7");
+    struct run r;
+
+    CHECK(file != NULL);
+    if (file == NULL)
+        return;
+    clear_env();
+    {
+        const char *args[] = {"--config", file, NULL};
+        run_load(&r, args);
+        CHECK_MSG(r.rc == 0, "%s", r.err.msg);
+        CHECK(r.cfg.stop_timeout_s == 11);
+        CHECK(r.cfg.pids_limit == 2000);
+        CHECK(r.cfg.log_level == LOG_LEVEL_DEBUG);
+        CHECK_STR(r.cfg.docker_socket, "/run/with space#hash.sock");
+        CHECK_STR(r.cfg.advertise_host, "literal \\\\ \"kept\"");
+        CHECK_STR(r.cfg.cap_drop, "");
+        CHECK_STR(r.cfg.tls_allowed_ids, "");
+        CHECK_STR(r.cfg.allowed_registries, "reg#1.example");
+        CHECK(r.cfg.metrics_auth == 1);
+        CHECK_STR(r.cfg.instance_id, "a \"b\" \\c");
+        CHECK(r.cfg.max_vms == 7);
+        CHECK_STR(r.cfg.config_file, file);
+        CHECK(r.cfg.max_connections == 512); /* not in the file: the default */
+        run_release(&r);
+    }
+    /* The environment wins over the file, a flag over both. */
+    {
+        char flag[300];
+        const char *args[] = {flag, "--stop-timeout", "13", NULL};
+
+        snprintf(flag, sizeof(flag), "--config=%s", file);
+        setenv("BERTH_STOP_TIMEOUT", "12", 1);
+        setenv("BERTH_PIDS_LIMIT", "3000", 1);
+        run_load(&r, args);
+        CHECK_MSG(r.rc == 0, "%s", r.err.msg);
+        CHECK(r.cfg.stop_timeout_s == 13);
+        CHECK(r.cfg.pids_limit == 3000);
+        CHECK(r.cfg.log_level == LOG_LEVEL_DEBUG);
+        run_release(&r);
+        clear_env();
+    }
+    /* BERTH_CONFIG names the file; a --config flag names another (or none). */
+    {
+        const char *none[] = {"--config", "", NULL};
+
+        setenv("BERTH_CONFIG", file, 1);
+        run_load(&r, NULL);
+        CHECK_MSG(r.rc == 0, "%s", r.err.msg);
+        CHECK(r.cfg.stop_timeout_s == 11);
+        run_release(&r);
+        run_load(&r, none);
+        CHECK_MSG(r.rc == 0, "%s", r.err.msg);
+        CHECK(r.cfg.stop_timeout_s == 30);
+        CHECK_STR(r.cfg.config_file, "");
+        run_release(&r);
+        clear_env();
+    }
+    /* --check-config shows what the file set. */
+    {
+        const char *args[] = {"--check-config", "--config", file, NULL};
+        run_load(&r, args);
+        CHECK(r.rc == 0 && r.action == CONFIG_EXIT_OK);
+        CHECK(r.out && strstr(r.out, "\nstop-timeout=11\n") != NULL);
+        CHECK(r.out && strstr(r.out, "\nconfig=") != NULL);
+        run_release(&r);
+    }
+    unlink(file);
+    free(file);
+    clear_env();
+}
+
+/* Each bad file: rejected with invalid_argument naming the file's line (or
+ * the file) and the problem; nothing of it is kept. */
+static void test_config_file_errors(void)
+{
+    static const struct {
+        const char *what;
+        const char *text;
+        const char *line; /* "line N" the message must name, or NULL */
+        const char *needle;
+    } rows[] = {
+        {"unknown key", "stop-timeout = 1\nlisten-adress = 1.2.3.4:1\n", "line 2", "unknown key"},
+        {"underscore spelling", "log_level = debug\n", "line 1", "'log-level'"},
+        {"no equals sign", "\n\nlog-level debug\n", "line 3", "expected key = value"},
+        {"a section header", "[berthd]\n", "line 1", "expected key = value"},
+        {"empty key", "= x\n", "line 1", "expected key = value"},
+        {"bad integer", "stop-timeout = soon\n", "line 1", "stop-timeout 'soon'"},
+        {"out of bounds", "# c\npids-limit = 15\n", "line 2", "16 to 4194304"},
+        {"bad bool", "metrics-auth = maybe\n", "line 1", "metrics-auth"},
+        {"bad level", "log-level = loud\n", "line 1", "log-level 'loud'"},
+        {"empty where not allowed", "listen =\n", "line 1", "must not be empty"},
+        {"set twice", "max-vms = 1\nmax-vms = 2\n", "line 2", "already set on line 1"},
+        {"quote not closed", "instance-id = \"abc\n", "line 1", "not closed"},
+        {"text after the quote", "instance-id = \"abc\" def\n", "line 1", "after the closing"},
+        {"unknown escape", "instance-id = \"a\\nb\"\n", "line 1", "backslash"},
+        {"config in the file", "config = /etc/other.conf\n", "line 1", "cannot be set"},
+        {"cross-option check", "tls-cert = /etc/hostname\n", NULL, "tls-key"},
+    };
+    struct run r;
+
+    clear_env();
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *file = write_temp(rows[i].text);
+        const char *args[] = {"--config", file, NULL};
+
+        CHECK(file != NULL);
+        if (file == NULL)
+            continue;
+        run_load(&r, args);
+        CHECK_MSG(r.rc == -1, "%s: accepted", rows[i].what);
+        CHECK_MSG(r.err.code == BERTH_INVALID_ARGUMENT, "%s: code %d", rows[i].what,
+                  (int)r.err.code);
+        if (rows[i].line != NULL)
+            CHECK_MSG(strstr(r.err.msg, file) != NULL && strstr(r.err.msg, rows[i].line) != NULL,
+                      "%s: '%s' lacks the file and %s", rows[i].what, r.err.msg, rows[i].line);
+        CHECK_MSG(strstr(r.err.msg, rows[i].needle) != NULL, "%s: '%s' lacks '%s'", rows[i].what,
+                  r.err.msg, rows[i].needle);
+        CHECK_MSG(r.cfg.listen == NULL, "%s: strings left", rows[i].what);
+        run_release(&r);
+        unlink(file);
+        free(file);
+    }
+    /* A file that cannot be read, by flag or by the environment. */
+    {
+        const char *args[] = {"--config", "/nonexistent/berthd.conf", NULL};
+        run_load(&r, args);
+        CHECK(r.rc == -1 && strstr(r.err.msg, "/nonexistent/berthd.conf") != NULL);
+        run_release(&r);
+        setenv("BERTH_CONFIG", "/nonexistent/env.conf", 1);
+        run_load(&r, NULL);
+        CHECK(r.rc == -1 && strstr(r.err.msg, "/nonexistent/env.conf") != NULL);
+        run_release(&r);
+        clear_env();
+    }
+    /* A bad environment value still fails when the file sets the option. */
+    {
+        char *file = write_temp("stop-timeout = 3\n");
+        const char *args[] = {"--config", file, NULL};
+
+        setenv("BERTH_STOP_TIMEOUT", "soon", 1);
+        run_load(&r, args);
+        CHECK(r.rc == -1 && strstr(r.err.msg, "BERTH_STOP_TIMEOUT") != NULL);
+        run_release(&r);
+        clear_env();
+        if (file != NULL)
+            unlink(file);
+        free(file);
+    }
+}
+
+struct changes {
+    char names[512];
+};
+
+static void note_change(void *arg, const char *name)
+{
+    struct changes *c = arg;
+    size_t n = strlen(c->names);
+
+    snprintf(c->names + n, sizeof(c->names) - n, "%s%s", n ? "," : "", name);
+}
+
+/* config_reread sees an edited file; config_each_change names what
+ * differs; config_copy and config_copy_option copy deeply. */
+static void test_reread_and_changes(void)
+{
+    char *file = write_temp("log-level = info\nmax-vms = 5\n");
+    const char *args[] = {"berthd", "--config", file, "--stop-timeout", "4", NULL};
+    struct berth_config a, b, c;
+    struct berth_err err;
+    struct changes ch;
+    FILE *f;
+
+    clear_env();
+    CHECK(file != NULL);
+    if (file == NULL)
+        return;
+    berth_err_clear(&err);
+    CHECK(config_reread(&a, 5, (char **)args, &err) == 0);
+    CHECK(a.max_vms == 5 && a.stop_timeout_s == 4);
+    f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs("log-level = debug\nmax-vms = 6\nlisten = 127.0.0.1:9999\nstop-timeout = 9\n", f);
+        fclose(f);
+    }
+    CHECK_MSG(config_reread(&b, 5, (char **)args, &err) == 0, "%s", err.msg);
+    CHECK(b.log_level == LOG_LEVEL_DEBUG && b.max_vms == 6);
+    CHECK(b.stop_timeout_s == 4); /* the flag still wins */
+    memset(&ch, 0, sizeof(ch));
+    config_each_change(&a, &b, note_change, &ch);
+    CHECK_STR(ch.names, "listen,log-level,max-vms");
+    memset(&ch, 0, sizeof(ch));
+    config_each_change(&a, &a, note_change, &ch);
+    CHECK_STR(ch.names, "");
+
+    CHECK(config_copy(&c, &a, &err) == 0);
+    CHECK(c.listen != a.listen && strcmp(c.listen, a.listen) == 0);
+    memset(&ch, 0, sizeof(ch));
+    config_each_change(&a, &c, note_change, &ch);
+    CHECK_STR(ch.names, "");
+    CHECK(config_copy_option(&c, &b, "listen", &err) == 0);
+    CHECK(config_copy_option(&c, &b, "max-vms", &err) == 0);
+    CHECK(config_copy_option(&c, &b, "log-level", &err) == 0);
+    CHECK(config_copy_option(&c, &b, "no-such-option", &err) == -1);
+    memset(&ch, 0, sizeof(ch));
+    config_each_change(&b, &c, note_change, &ch);
+    CHECK_STR(ch.names, "");
+    config_release(&c);
+
+    /* A broken file: -1 naming the line; nothing to release. */
+    f = fopen(file, "w");
+    if (f != NULL) {
+        fputs("log-level = debug\nbogus = 1\n", f);
+        fclose(f);
+    }
+    berth_err_clear(&err);
+    CHECK(config_reread(&c, 5, (char **)args, &err) == -1);
+    CHECK(strstr(err.msg, "line 2") != NULL && strstr(err.msg, "bogus") != NULL);
+    config_release(&a);
+    config_release(&b);
+    unlink(file);
+    free(file);
+}
+
 int main(void)
 {
     test_defaults();
@@ -688,6 +945,9 @@ int main(void)
     test_docs_match_markdown();
     test_validation();
     test_new_options();
+    test_config_file();
+    test_config_file_errors();
+    test_reread_and_changes();
     clear_env();
     return test_summary("test_config");
 }

@@ -1028,6 +1028,287 @@ static void test_list(void)
     fx_stop(&fx);
 }
 
+/* ContainerSpec's health check: Config.Healthcheck in exec form with the
+ * times in ns; a disabled one is ["NONE"]; timings alone tune the image's. */
+static void test_create_health(void)
+{
+    static const char *const test[] = {"wget", "-q", "-O-", "http://127.0.0.1:8080/health"};
+    struct backend_health_check full = {0, test, 4, 1500000000, 2000000000, 5000000000, 4};
+    struct backend_health_check off = {.disable = 1};
+    struct backend_health_check tune = {.interval_ns = 1000000000, .retries = 2};
+    struct backend_spec spec = {.image = "busybox", .health = &full};
+    struct fixture fx;
+    char *id = NULL;
+
+    fx_start(&fx);
+    for (int i = 0; i < 3; i++)
+        fe_reply(&fx.fe, 201, "{\"Id\":\"h1\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK_MSG(strstr(fx_body_untokened(&fx, 0),
+                     "\"Healthcheck\":{\"Test\":[\"CMD\",\"wget\",\"-q\",\"-O-\","
+                     "\"http://127.0.0.1:8080/health\"],\"Interval\":1500000000,"
+                     "\"Timeout\":2000000000,\"StartPeriod\":5000000000,\"Retries\":4}") != NULL,
+              "%s", fx_body_untokened(&fx, 0));
+    spec.health = &off;
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK(strstr(fx_body_untokened(&fx, 1), "\"Healthcheck\":{\"Test\":[\"NONE\"]}") != NULL);
+    spec.health = &tune;
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    CHECK(strstr(fx_body_untokened(&fx, 2),
+                 "\"Healthcheck\":{\"Interval\":1000000000,\"Retries\":2}") != NULL);
+    {
+        struct backend_health_check bad_off = {1, test, 1, 0, 0, 0, 0};
+        struct backend_health_check bad_neg = {.interval_ns = -1};
+        struct backend_spec b1 = {.image = "a", .health = &bad_off};
+        struct backend_spec b2 = {.image = "a", .health = &bad_neg};
+
+        berth_err_clear(&fx.err);
+
+        CHECK(fx.b.ops->create(fx.b.ctx, &b1, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(fx.err.code == BERTH_INVALID_ARGUMENT);
+        berth_err_clear(&fx.err);
+        CHECK(fx.b.ops->create(fx.b.ctx, &b2, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(fx.err.code == BERTH_INVALID_ARGUMENT);
+    }
+    CHECK(fe_n_reqs(&fx.fe) == 3);
+    fx_stop(&fx);
+}
+
+#define VOLUME_OURS(name)                                                                          \
+    "{\"Name\":\"" name "\",\"Driver\":\"local\",\"Options\":null,"                                \
+    "\"Labels\":{\"berth.kind\":\"vm\",\"berth.vm_id\":\"v1\",\"berth.managed\":\"true\","         \
+    "\"berth.instance\":\"default\"}}"
+
+/* ContainerSpec's volumes: made (when missing) with berthd's labels before
+ * the container, mounted by name, never a foreign one; a failed create
+ * removes the volumes it made. */
+static void test_create_volumes(void)
+{
+    static const struct backend_volume vols[] = {{"berth-v1-data", "/data", 0},
+                                                 {"berth-v1-kept", "/kept", 1}};
+    static const struct backend_label vlabels[] = {{"berth.kind", "vm"}, {"berth.vm_id", "v1"}};
+    struct backend_spec spec = {.image = "busybox",
+                                .volumes = vols,
+                                .n_volumes = 2,
+                                .volume_labels = vlabels,
+                                .n_volume_labels = 2};
+    struct fixture fx;
+    char *id = NULL;
+
+    fx_start(&fx);
+    /* data is missing and made; kept is there, ours, and mounted again. */
+    fe_reply(&fx.fe, 404, "{\"message\":\"get berth-v1-data: no such volume\"}");
+    fe_reply(&fx.fe, 201, VOLUME_OURS("berth-v1-data"));
+    fe_reply(&fx.fe, 200, VOLUME_OURS("berth-v1-kept"));
+    fe_reply(&fx.fe, 201, "{\"Id\":\"vc1\"}");
+    CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) == 0);
+    free(id);
+    id = NULL;
+    CHECK_STR(fx_line(&fx, 0), "GET /v1.41/volumes/berth-v1-data");
+    CHECK_STR(fx_line(&fx, 1), "POST /v1.41/volumes/create");
+    CHECK_STR(fx_body(&fx, 1), "{\"Labels\":{\"berth.kind\":\"vm\",\"berth.vm_id\":\"v1\","
+                               "\"berth.managed\":\"true\",\"berth.instance\":\"default\"},"
+                               "\"Name\":\"berth-v1-data\",\"Driver\":\"local\"}");
+    CHECK_STR(fx_line(&fx, 2), "GET /v1.41/volumes/berth-v1-kept");
+    CHECK_STR(fx_line(&fx, 3), "POST /v1.41/containers/create");
+    CHECK_MSG(strstr(fx_body(&fx, 3),
+                     "\"Mounts\":[{\"Type\":\"volume\",\"Source\":\"berth-v1-data\","
+                     "\"Target\":\"/data\",\"ReadOnly\":false},{\"Type\":\"volume\","
+                     "\"Source\":\"berth-v1-kept\",\"Target\":\"/kept\",\"ReadOnly\":true}]") !=
+                  NULL,
+              "%s", fx_body(&fx, 3));
+    CHECK(strstr(fx_body(&fx, 3), "Binds") == NULL);
+
+    /* Volumes berthd must not mount: another berthd's, another VM's, one
+     * that is not ours at all, one with driver options (a host path). */
+    {
+        static const char *const foreign[] = {
+            "{\"Name\":\"berth-v1-data\",\"Driver\":\"local\",\"Labels\":{\"berth.kind\":"
+            "\"vm\",\"berth.vm_id\":\"v1\",\"berth.managed\":\"true\",\"berth.instance\":"
+            "\"blue\"}}",
+            "{\"Name\":\"berth-v1-data\",\"Driver\":\"local\",\"Labels\":{\"berth.kind\":"
+            "\"vm\",\"berth.vm_id\":\"v2\",\"berth.managed\":\"true\"}}",
+            "{\"Name\":\"berth-v1-data\",\"Driver\":\"local\",\"Labels\":null}",
+            "{\"Name\":\"berth-v1-data\",\"Driver\":\"local\",\"Options\":{\"type\":"
+            "\"none\",\"o\":\"bind\",\"device\":\"/etc\"},\"Labels\":{\"berth.kind\":\"vm\","
+            "\"berth.vm_id\":\"v1\",\"berth.managed\":\"true\"}}",
+            "{\"Name\":\"berth-v1-data\",\"Driver\":\"nfs\",\"Labels\":{\"berth.kind\":\"vm\","
+            "\"berth.vm_id\":\"v1\",\"berth.managed\":\"true\"}}",
+        };
+
+        for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+            size_t before = fe_n_reqs(&fx.fe);
+
+            fe_reply(&fx.fe, 200, foreign[i]);
+            berth_err_clear(&fx.err);
+            berth_err_clear(&fx.err);
+            CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+            CHECK_MSG(fx.err.code == BERTH_FAILED_PRECONDITION, "%zu: %s", i, fx.err.msg);
+            CHECK(strstr(fx.err.msg, "berth-v1-data") != NULL);
+            CHECK(fe_n_reqs(&fx.fe) == before + 1); /* the look, nothing else */
+        }
+    }
+
+    /* The container cannot be made: the volume made for it goes again,
+     * the one that was there stays. */
+    {
+        size_t base = fe_n_reqs(&fx.fe);
+
+        fe_reply(&fx.fe, 404, "{\"message\":\"no such volume\"}");
+        fe_reply(&fx.fe, 201, VOLUME_OURS("berth-v1-data"));
+        fe_reply(&fx.fe, 200, VOLUME_OURS("berth-v1-kept"));
+        fe_reply(&fx.fe, 400, "{\"message\":\"invalid mount config\"}");
+        fe_reply(&fx.fe, 200, VOLUME_OURS("berth-v1-data"));
+        fe_reply(&fx.fe, 204, NULL);
+        berth_err_clear(&fx.err);
+        berth_err_clear(&fx.err);
+        CHECK(fx.b.ops->create(fx.b.ctx, &spec, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(fx.err.code == BERTH_INVALID_ARGUMENT);
+        CHECK(fe_n_reqs(&fx.fe) == base + 6);
+        CHECK_STR(fx_line(&fx, base + 4), "GET /v1.41/volumes/berth-v1-data");
+        CHECK_STR(fx_line(&fx, base + 5), "DELETE /v1.41/volumes/berth-v1-data");
+    }
+    {
+        static const struct backend_volume rel[] = {{"berth-v1-x", "data", 0}};
+        static const struct backend_volume root[] = {{"berth-v1-x", "/", 0}};
+        static const struct backend_volume noname[] = {{"", "/x", 0}};
+        struct backend_spec b1 = {.image = "a", .volumes = rel, .n_volumes = 1};
+        struct backend_spec b2 = {.image = "a", .volumes = root, .n_volumes = 1};
+        struct backend_spec b3 = {.image = "a", .volumes = noname, .n_volumes = 1};
+        size_t before = fe_n_reqs(&fx.fe);
+
+        berth_err_clear(&fx.err);
+
+        CHECK(fx.b.ops->create(fx.b.ctx, &b1, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(fx.err.code == BERTH_INVALID_ARGUMENT);
+        berth_err_clear(&fx.err);
+        CHECK(fx.b.ops->create(fx.b.ctx, &b2, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(fx.err.code == BERTH_INVALID_ARGUMENT);
+        berth_err_clear(&fx.err);
+        CHECK(fx.b.ops->create(fx.b.ctx, &b3, BERTH_NO_DEADLINE, &id, &fx.err) < 0);
+        CHECK(fx.err.code == BERTH_INVALID_ARGUMENT);
+        CHECK(fe_n_reqs(&fx.fe) == before);
+    }
+    fx_stop(&fx);
+}
+
+/* remove_volume: only a volume of berthd's with the labels asked for. */
+static void test_remove_volume(void)
+{
+    static const struct backend_label must[] = {{"berth.kind", "vm"}, {"berth.vm_id", "v1"}};
+    static const struct backend_label other[] = {{"berth.vm_id", "v2"}};
+    struct fixture fx;
+    size_t n;
+
+    fx_start(&fx);
+    fe_reply(&fx.fe, 200, VOLUME_OURS("berth-v1-data"));
+    fe_reply(&fx.fe, 204, NULL);
+    CHECK(fx.b.ops->remove_volume(fx.b.ctx, "berth-v1-data", must, 2, BERTH_NO_DEADLINE, &fx.err) ==
+          0);
+    CHECK_STR(fx_line(&fx, 1), "DELETE /v1.41/volumes/berth-v1-data");
+    /* Another VM's, or not berthd's: not_found, and no DELETE. */
+    fe_reply(&fx.fe, 200, VOLUME_OURS("berth-v1-data"));
+    fe_reply(&fx.fe, 200, "{\"Name\":\"berth-v1-data\",\"Driver\":\"local\",\"Labels\":{}}");
+    fe_reply(&fx.fe, 404, "{\"message\":\"no such volume\"}");
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->remove_volume(fx.b.ctx, "berth-v1-data", other, 1, BERTH_NO_DEADLINE, &fx.err) <
+          0);
+    CHECK(fx.err.code == BERTH_NOT_FOUND);
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->remove_volume(fx.b.ctx, "berth-v1-data", must, 2, BERTH_NO_DEADLINE, &fx.err) <
+          0);
+    CHECK(fx.err.code == BERTH_NOT_FOUND);
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->remove_volume(fx.b.ctx, "berth-v1-data", must, 2, BERTH_NO_DEADLINE, &fx.err) <
+          0);
+    CHECK(fx.err.code == BERTH_NOT_FOUND);
+    n = fe_n_reqs(&fx.fe);
+    for (size_t i = 2; i < n; i++)
+        CHECK(strncmp(fx_line(&fx, i), "GET ", 4) == 0);
+    /* Still mounted: failed_precondition, the Engine's words. */
+    fe_reply(&fx.fe, 200, VOLUME_OURS("berth-v1-data"));
+    fe_reply(&fx.fe, 409, "{\"message\":\"remove berth-v1-data: volume is in use\"}");
+    berth_err_clear(&fx.err);
+    berth_err_clear(&fx.err);
+    CHECK(fx.b.ops->remove_volume(fx.b.ctx, "berth-v1-data", must, 2, BERTH_NO_DEADLINE, &fx.err) <
+          0);
+    CHECK_MSG(fx.err.code == BERTH_FAILED_PRECONDITION && strstr(fx.err.msg, "in use") != NULL,
+              "%s: %s", berth_code_name(fx.err.code), fx.err.msg);
+    fx_stop(&fx);
+}
+
+/* Health from an inspect (State.Health, else whether Config.Healthcheck
+ * has a check) and from a listing's Status text; RestartCount. */
+static void test_health_and_restarts_read(void)
+{
+    static const char *const inspects[] = {
+        "{\"Id\":\"a\",\"RestartCount\":3,\"State\":{\"Status\":\"running\","
+        "\"Health\":{\"Status\":\"unhealthy\",\"FailingStreak\":3}},"
+        "\"Config\":{\"Healthcheck\":{\"Test\":[\"CMD\",\"false\"]},"
+        "\"Labels\":{\"berth.managed\":\"true\"}}}",
+        "{\"Id\":\"a\",\"State\":{\"Status\":\"created\"},"
+        "\"Config\":{\"Healthcheck\":{\"Test\":[\"CMD-SHELL\",\"true\"]},"
+        "\"Labels\":{\"berth.managed\":\"true\"}}}",
+        "{\"Id\":\"a\",\"State\":{\"Status\":\"running\"},"
+        "\"Config\":{\"Healthcheck\":{\"Test\":[\"NONE\"]},"
+        "\"Labels\":{\"berth.managed\":\"true\"}}}",
+        "{\"Id\":\"a\",\"State\":{\"Status\":\"running\",\"Health\":{\"Status\":\"healthy\"}},"
+        "\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}}}",
+        "{\"Id\":\"a\",\"State\":{\"Status\":\"running\"},"
+        "\"Config\":{\"Labels\":{\"berth.managed\":\"true\"}}}",
+    };
+    static const enum backend_health want_inspect[] = {BACKEND_HEALTH_UNHEALTHY,
+                                                       BACKEND_HEALTH_STARTING, BACKEND_HEALTH_NONE,
+                                                       BACKEND_HEALTH_HEALTHY, BACKEND_HEALTH_NONE};
+    static const char *const list =
+        "[{\"Id\":\"1\",\"State\":\"running\",\"Status\":\"Up 2 minutes (healthy)\","
+        "\"Labels\":{\"berth.managed\":\"true\"}},"
+        "{\"Id\":\"2\",\"State\":\"running\",\"Status\":\"Up 3 seconds (health: starting)\","
+        "\"Labels\":{\"berth.managed\":\"true\"}},"
+        "{\"Id\":\"3\",\"State\":\"running\",\"Status\":\"Up About an hour (unhealthy)\","
+        "\"Labels\":{\"berth.managed\":\"true\"}},"
+        "{\"Id\":\"4\",\"State\":\"running\",\"Status\":\"Up 5 seconds\","
+        "\"Labels\":{\"berth.managed\":\"true\"}},"
+        "{\"Id\":\"5\",\"State\":\"paused\",\"Status\":\"Up 5 seconds (Paused)\","
+        "\"Labels\":{\"berth.managed\":\"true\"}},"
+        "{\"Id\":\"6\",\"State\":\"exited\",\"Status\":\"Exited (1) 2 seconds ago\","
+        "\"Labels\":{\"berth.managed\":\"true\"}}]";
+    static const enum backend_health want_list[] = {
+        BACKEND_HEALTH_HEALTHY, BACKEND_HEALTH_STARTING, BACKEND_HEALTH_UNHEALTHY,
+        BACKEND_HEALTH_NONE,    BACKEND_HEALTH_UNKNOWN,  BACKEND_HEALTH_UNKNOWN};
+    struct backend_container_list l = {NULL, 0};
+    struct backend_container c;
+    struct fixture fx;
+
+    fx_start(&fx);
+    for (size_t i = 0; i < sizeof(inspects) / sizeof(inspects[0]); i++) {
+        fe_reply(&fx.fe, 200, inspects[i]);
+        memset(&c, 0, sizeof(c));
+        CHECK(fx.b.ops->inspect(fx.b.ctx, "a", BERTH_NO_DEADLINE, &c, &fx.err) == 0);
+        CHECK_MSG(c.health == want_inspect[i], "inspect %zu: %s", i, backend_health_name(c.health));
+        CHECK(c.restart_count == (i == 0 ? 3 : 0));
+        backend_container_release(&c);
+    }
+    fe_reply(&fx.fe, 200, list);
+    CHECK(fx.b.ops->list(fx.b.ctx, NULL, BERTH_NO_DEADLINE, &l, &fx.err) == 0);
+    CHECK(l.n == 6);
+    for (size_t i = 0; i < l.n && i < 6; i++) {
+        CHECK_MSG(l.items[i].health == want_list[i], "list %zu: %s", i,
+                  backend_health_name(l.items[i].health));
+        CHECK(l.items[i].restart_count == -1);
+    }
+    backend_container_list_release(&l);
+    CHECK(backend_health_parse("healthy") == BACKEND_HEALTH_HEALTHY);
+    CHECK(backend_health_parse("none") == BACKEND_HEALTH_NONE);
+    CHECK(backend_health_parse("sideways") == BACKEND_HEALTH_UNKNOWN);
+    CHECK(backend_health_parse(NULL) == BACKEND_HEALTH_UNKNOWN);
+    CHECK_STR(backend_health_name(BACKEND_HEALTH_COUNT), "unknown");
+    fx_stop(&fx);
+}
+
 static void test_ping_and_unavailable(void)
 {
     struct fixture fx;
@@ -1094,6 +1375,10 @@ int main(void)
     test_networks();
     test_inspect();
     test_list();
+    test_create_health();
+    test_create_volumes();
+    test_remove_volume();
+    test_health_and_restarts_read();
     test_ping_and_unavailable();
     test_stop_deadline();
     engine_global_cleanup();

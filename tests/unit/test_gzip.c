@@ -191,8 +191,38 @@ static void test_appends(void)
     buf_release(&out);
 }
 
+/* Accept-Encoding values: gzip taken unless its q-value is zero or
+ * unreadable; other codings, and none, are not gzip. */
+static void test_accepted(void)
+{
+    static const struct {
+        const char *value;
+        int want;
+    } rows[] = {
+        {NULL, 0},
+        {"", 0},
+        {"gzip", 1},
+        {"GZIP", 1},
+        {"deflate, gzip", 1},
+        {"gzip;q=0.5", 1},
+        {" gzip ; q=1 ", 1},
+        {"gzip;q=0", 0},
+        {"gzip;q=0.000", 0},
+        {"gzip;q=abc", 0},
+        {"br, deflate", 0},
+        {"x-gzip", 0},
+        {"gzipx", 0},
+        {"identity;q=1, gzip;q=0.1", 1},
+    };
+
+    for (size_t i = 0; i < ROWS(rows); i++)
+        CHECK_MSG(gzip_accepted(rows[i].value) == rows[i].want, "'%s': want %d",
+                  rows[i].value ? rows[i].value : "(none)", rows[i].want);
+}
+
 int main(void)
 {
+    test_accepted();
     test_round_trip();
     test_bomb();
     test_corrupt();

@@ -81,6 +81,7 @@ static void add_vm(struct vm_registry *r, const char *id, enum vm_state state, i
     vm_registry_release(r, rec);
     memset(&m, 0, sizeof(m));
     m.cpu_percent = cpu;
+    m.cpu_total_ns = 2500000000u;
     m.memory_bytes = 4096;
     m.rx_bytes = 7;
     m.sampled_at_unix_ms = sampled_at;
@@ -173,6 +174,15 @@ static void test_render_vms(void)
     add_vm(r, "odd\"vm\\1\n", VM_STATE_RUNNING, berth_unix_ms(), 1);
     add_vm(r, "paused-1", VM_STATE_PAUSED, berth_unix_ms(), 3);
     add_vm(r, "fresh-1", VM_STATE_RUNNING, 0, 0);
+    {
+        struct vm_observed o = {"c", VM_STATE_UNSPECIFIED, -1, -1, NULL, BACKEND_HEALTH_HEALTHY};
+
+        CHECK(vm_registry_observe(r, "web-1", &o) == 0);
+        o.health = BACKEND_HEALTH_UNHEALTHY; /* paused: not among the running ones */
+        CHECK(vm_registry_observe(r, "paused-1", &o) == 0);
+        o.health = BACKEND_HEALTH_NONE;
+        CHECK(vm_registry_observe(r, "fresh-1", &o) == 0);
+    }
     memset(&src, 0, sizeof(src));
     src.vms = r;
     p = prometheus_new(&src);
@@ -183,6 +193,8 @@ static void test_render_vms(void)
     if (out.data != NULL) {
         check_shape(out.data);
         CHECK(has_line(out.data, "berth_vm_cpu_usage_percent{vm_id=\"web-1\"} 12.5"));
+        CHECK(has_line(out.data, "berth_vm_cpu_seconds_total{vm_id=\"web-1\"} 2.5"));
+        CHECK(strstr(out.data, "# TYPE berth_vm_cpu_seconds_total counter\n") != NULL);
         CHECK(has_line(out.data, "berth_vm_memory_usage_bytes{vm_id=\"web-1\"} 4096"));
         CHECK(has_line(out.data, "berth_vm_network_receive_bytes_total{vm_id=\"web-1\"} 7"));
         CHECK(has_line(out.data, "berth_vm_cpu_usage_percent{vm_id=\"odd\\\"vm\\\\1\\n\"} 1"));
@@ -191,6 +203,12 @@ static void test_render_vms(void)
         CHECK(has_line(out.data, "berth_vms{state=\"running\"} 3"));
         CHECK(has_line(out.data, "berth_vms{state=\"paused\"} 1"));
         CHECK(has_line(out.data, "berth_vms{state=\"created\"} 0"));
+        /* Each running VM once: 3 in all, as berth_vms{state="running"}. */
+        CHECK(has_line(out.data, "berth_vms_health{health=\"healthy\"} 1"));
+        CHECK(has_line(out.data, "berth_vms_health{health=\"none\"} 1"));
+        CHECK(has_line(out.data, "berth_vms_health{health=\"unknown\"} 1"));
+        CHECK(has_line(out.data, "berth_vms_health{health=\"unhealthy\"} 0"));
+        CHECK(has_line(out.data, "berth_vms_health{health=\"starting\"} 0"));
         CHECK(has_line(out.data, "berth_gateways 0"));
         CHECK(has_line(out.data, "berth_collector_streams 0"));
         CHECK(has_line(out.data, "berth_metrics_scrape_errors_total 0"));

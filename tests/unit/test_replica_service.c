@@ -774,6 +774,79 @@ static void test_get_status_and_address(void)
     fixture_release(&f);
 }
 
+/* A replica with a health check is RUNNING only while the check passes:
+ * PENDING while it starts and while it fails; the gateway's address is the
+ * lowest-index replica that is RUNNING; List counts only those. */
+static void test_get_health(void)
+{
+    static const struct {
+        enum backend_health h;
+        Krane__V1__GatewayStatus want;
+    } rows[] = {
+        {BACKEND_HEALTH_STARTING, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING},
+        {BACKEND_HEALTH_UNHEALTHY, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING},
+        {BACKEND_HEALTH_HEALTHY, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING},
+        {BACKEND_HEALTH_NONE, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING},
+        {BACKEND_HEALTH_UNKNOWN, KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_RUNNING},
+    };
+    GatewayRequest g = gw_request("hl", 3);
+    Krane__V1__ListGatewaysRequest lreq = KRANE__V1__LIST_GATEWAYS_REQUEST__INIT;
+    Krane__V1__GetGatewayResponse *r;
+    ProtobufCMessage *out = NULL;
+    struct fixture f;
+    struct berth_err err;
+    const char *c[3];
+
+    if (fixture_init(&f, "") < 0) {
+        CHECK(!"fixture");
+        fixture_release(&f);
+        return;
+    }
+    CHECK(create_gw(&f, &g, &err) == 0);
+    c[0] = container_id_of(&f, "berth-gw-hl-0");
+    c[1] = container_id_of(&f, "berth-gw-hl-1");
+    c[2] = container_id_of(&f, "berth-gw-hl-2");
+    CHECK(c[0] && c[1] && c[2]);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK(memory_backend_set_health(&f.spy.inner, c[1], rows[i].h) == 0);
+        r = get_gw(&f, "", "hl", &err);
+        CHECK_MSG(r != NULL && r->n_instances == 3 && r->instances[1]->status == rows[i].want, "%s",
+                  backend_health_name(rows[i].h));
+    }
+    /* A paused replica stays TERMINATING whatever its health said. */
+    CHECK(memory_backend_set_state(&f.spy.inner, c[1], BACKEND_STATE_PAUSED) == 0);
+    CHECK(memory_backend_set_health(&f.spy.inner, c[1], BACKEND_HEALTH_HEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL &&
+          r->instances[1]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_TERMINATING);
+    CHECK(memory_backend_set_state(&f.spy.inner, c[1], BACKEND_STATE_RUNNING) == 0);
+
+    for (int i = 0; i < 3; i++)
+        CHECK(memory_backend_set_health(&f.spy.inner, c[i], BACKEND_HEALTH_HEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->n_instances == 3 && strcmp(r->address, r->instances[0]->address) == 0);
+    /* Replica 0 fails its check: the address moves to replica 1, then 2. */
+    CHECK(memory_backend_set_health(&f.spy.inner, c[0], BACKEND_HEALTH_UNHEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->n_instances == 3 && strcmp(r->address, r->instances[1]->address) == 0);
+    CHECK(r != NULL && r->instances[0]->address[0] != '\0'); /* its own address stays */
+    CHECK(memory_backend_set_health(&f.spy.inner, c[1], BACKEND_HEALTH_STARTING) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->n_instances == 3 && strcmp(r->address, r->instances[2]->address) == 0);
+    CHECK(call(&f, GW "ListGateways", &lreq, &out, &err) == 0);
+    if (out != NULL) {
+        Krane__V1__ListGatewaysResponse *l = (Krane__V1__ListGatewaysResponse *)out;
+
+        CHECK(l->n_gateways == 1 && l->gateways[0]->running == 1 &&
+              l->gateways[0]->status == KRANE__V1__GATEWAY_STATUS__GATEWAY_STATUS_PENDING);
+    }
+    /* None healthy: no address. */
+    CHECK(memory_backend_set_health(&f.spy.inner, c[2], BACKEND_HEALTH_UNHEALTHY) == 0);
+    r = get_gw(&f, "", "hl", &err);
+    CHECK(r != NULL && r->address[0] == '\0');
+    fixture_release(&f);
+}
+
 static void test_advertise_host(void)
 {
     static const struct {
@@ -1349,8 +1422,8 @@ static void test_cache_stays_small(void)
 }
 
 /* The memory backend's own replica-set operations, without the service:
- * apply, the instances, listing, another spec refused, delete idempotent,
- * and no update yet. */
+ * apply, the instances, listing, another spec refused, delete idempotent.
+ * (Updates: test_replica_update.c.) */
 static void test_memory_replica_sets(void)
 {
     struct backend b = {0};
@@ -1373,7 +1446,7 @@ static void test_memory_replica_sets(void)
     CHECK(memory_backend_new(&b, &err) == 0);
     if (b.ops == NULL)
         return;
-    CHECK(b.ops->replica_update == NULL);
+    CHECK(b.ops->replica_update != NULL && b.ops->replica_recover != NULL);
     CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
     CHECK(res.existing == 0 && res.added == 2 && res.woken == 0);
     CHECK(b.ops->replica_apply(b.ctx, &spec, BERTH_NO_DEADLINE, &res, &err) == 0);
@@ -1429,6 +1502,7 @@ int main(void)
     test_retry();
     test_different_spec();
     test_get_status_and_address();
+    test_get_health();
     test_advertise_host();
     test_delete();
     test_namespaces();

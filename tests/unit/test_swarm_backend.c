@@ -238,6 +238,7 @@ static void test_engine(void)
     fe_reply(&fe, 404, "{\"message\":\"service berth-gw-g1 not found\"}");
     fe_reply(&fe, 201, "{\"ID\":\"svc1\"}");
     fe_reply(&fe, 200, SERVICE_GW); /* the retry */
+    fe_reply(&fe, 200, SERVICE_GW); /* another count */
     fe_reply(&fe, 200, SERVICE_GW); /* another digest */
     fe_reply(&fe, 200, SERVICE_GW); /* get */
     fe_reply(&fe, 200, TASKS);
@@ -253,8 +254,13 @@ static void test_engine(void)
     berth_err_clear(&err);
     CHECK_MSG(swarm_backend_new(&cfg, &b, &err) == 0, "%s", err.msg);
     CHECK_STR(b.ops->name, "swarm");
-    CHECK(b.ops->create != NULL && b.ops->replica_update == NULL);
+    CHECK(b.ops->create != NULL && b.ops->replica_update != NULL && b.ops->replica_recover == NULL);
     dl = berth_now_ms() + 5000;
+    /* Not driven yet: refused before any Engine call. */
+    berth_err_clear(&err);
+    CHECK(b.ops->replica_update(b.ctx, &spec, NULL, dl, NULL, &err) < 0 &&
+          err.code == BERTH_UNIMPLEMENTED && strstr(err.msg, "swarm backend") != NULL);
+    berth_err_clear(&err);
 
     memset(&res, 0, sizeof(res));
     CHECK_MSG(b.ops->replica_apply(b.ctx, &spec, dl, &res, &err) == 0, "%s", err.msg);
@@ -269,10 +275,16 @@ static void test_engine(void)
     /* The same spec again: nothing to do. */
     CHECK_MSG(b.ops->replica_apply(b.ctx, &spec, dl, &res, &err) == 0, "%s", err.msg);
     CHECK(res.added == 0 && res.existing == 3);
+    /* The digest leaves the count out: another count is another spec too. */
+    spec.replicas = 2;
+    CHECK(b.ops->replica_apply(b.ctx, &spec, dl, &res, &err) < 0);
+    CHECK(err.code == BERTH_ALREADY_EXISTS);
+    berth_err_clear(&err);
+    spec.replicas = 3;
     spec.digest = "d2";
     CHECK(b.ops->replica_apply(b.ctx, &spec, dl, &res, &err) < 0);
     CHECK(err.code == BERTH_ALREADY_EXISTS);
-    CHECK(fe_n_reqs(&fe) == 4);
+    CHECK(fe_n_reqs(&fe) == 5);
 
     berth_err_clear(&err);
     CHECK_MSG(b.ops->replica_get(b.ctx, OBJECT_GATEWAY, "ns", "g1", dl, &set, &err) == 0, "%s",
@@ -280,10 +292,10 @@ static void test_engine(void)
     CHECK(set.n == 3 && set.wanted == 3);
     backend_replica_set_release(&set);
     CHECK_STR(
-        fe_req_line(&fe, 5, line, sizeof(line)),
+        fe_req_line(&fe, 6, line, sizeof(line)),
         "GET /v1.41/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%5D%2C%22service%22"
         "%3A%5B%22svc1%22%5D%7D");
-    CHECK_STR(fe_req_line(&fe, 6, line, sizeof(line)), "GET /v1.41/nodes");
+    CHECK_STR(fe_req_line(&fe, 7, line, sizeof(line)), "GET /v1.41/nodes");
 
     CHECK_MSG(b.ops->replica_list(b.ctx, OBJECT_GATEWAY, NULL, dl, &list, &err) == 0, "%s",
               err.msg);
@@ -297,11 +309,11 @@ static void test_engine(void)
     CHECK_MSG(b.ops->replica_delete(b.ctx, OBJECT_GATEWAY, "ns", "g1", dl, &removed, &err) == 0,
               "%s", err.msg);
     CHECK(removed == 3);
-    CHECK_STR(fe_req_line(&fe, 12, line, sizeof(line)), "DELETE /v1.41/services/svc1");
+    CHECK_STR(fe_req_line(&fe, 13, line, sizeof(line)), "DELETE /v1.41/services/svc1");
     /* A service of that name without berth.managed is never touched. */
     CHECK(b.ops->replica_delete(b.ctx, OBJECT_GATEWAY, "ns", "g1", dl, &removed, &err) == 0);
     CHECK(removed == 0);
-    CHECK(fe_n_reqs(&fe) == 14);
+    CHECK(fe_n_reqs(&fe) == 15);
 
     backend_destroy(&b);
     fe_stop(&fe);

@@ -682,8 +682,8 @@ static void test_observe(void)
 
     CHECK(add_visible(r, "vm", VM_STATE_RUNNING) == 0);
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        struct vm_observed o = {rows[i].container_id, rows[i].state, rows[i].oom, rows[i].exit_code,
-                                NULL};
+        struct vm_observed o = {rows[i].container_id, rows[i].state, rows[i].oom,
+                                rows[i].exit_code,    NULL,          BACKEND_HEALTH_UNKNOWN};
         CHECK_MSG(vm_registry_observe(r, rows[i].id, &o) == rows[i].want_rc, "%s", rows[i].desc);
         CHECK(try_get(r, "vm", &got, &code) == 0);
         CHECK_MSG(got.state == rows[i].want_state, "%s: %s", rows[i].desc,
@@ -698,7 +698,7 @@ static void test_observe(void)
     /* Back to running with details: ports, address and start time taken. */
     {
         struct backend_container c = {0};
-        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, 0, -1, &c};
+        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, 0, -1, &c, BACKEND_HEALTH_UNKNOWN};
         c.ip_address = "172.17.0.5";
         c.mac_address = "";
         c.gateway = "172.17.0.1";
@@ -719,7 +719,7 @@ static void test_observe(void)
     berth_err_clear(&err);
     CHECK(vm_registry_reserve(r, &hidden, &rec, &err) == 0);
     {
-        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, -1, -1, NULL};
+        struct vm_observed o = {"c0ffee", VM_STATE_RUNNING, -1, -1, NULL, BACKEND_HEALTH_UNKNOWN};
         CHECK(vm_registry_observe(r, "hidden", &o) == -1);
     }
     vm_registry_remove(r, rec);
@@ -981,7 +981,8 @@ static void test_commit_after_news(void)
         stamp = vm_registry_stamp(r, rec);
         CHECK(vm_registry_read(r, rec, &snap, &err) == 0);
         if (rows[i].news != VM_STATE_UNSPECIFIED) {
-            struct vm_observed o = {"c0ffee", rows[i].news, -1, rows[i].exit_code, NULL};
+            struct vm_observed o = {"c0ffee",          rows[i].news, -1,
+                                    rows[i].exit_code, NULL,         BACKEND_HEALTH_UNKNOWN};
             CHECK(vm_registry_observe(r, "vm", &o) == 0);
         }
         snap.state = VM_STATE_RUNNING;

@@ -2306,7 +2306,8 @@ static void test_get_info(void)
         bc.id = vs.container_id;
         bc.started_unix_ms = berth_unix_ms() - 10500;
         {
-            struct vm_observed o = {vs.container_id, VM_STATE_UNSPECIFIED, -1, -1, &bc};
+            struct vm_observed o = {vs.container_id,       VM_STATE_UNSPECIFIED, -1, -1, &bc,
+                                    BACKEND_HEALTH_UNKNOWN};
             CHECK(vm_registry_observe(f.reg, "info-1", &o) == 0);
         }
         for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
@@ -3116,14 +3117,10 @@ static void test_limits(void)
     }
 }
 
-/* ContainerSpec's runtime fields: a restart policy is checked and taken;
- * health checks and volumes are refused (not built yet), never ignored. */
+/* ContainerSpec's restart policy is checked and taken. */
 static void test_runtime_fields(void)
 {
     Metal__Vmprovisioner__V1__RestartPolicy rp = METAL__VMPROVISIONER__V1__RESTART_POLICY__INIT;
-    Metal__Vmprovisioner__V1__HealthCheck hc = METAL__VMPROVISIONER__V1__HEALTH_CHECK__INIT;
-    Metal__Vmprovisioner__V1__Volume vol = METAL__VMPROVISIONER__V1__VOLUME__INIT;
-    Metal__Vmprovisioner__V1__Volume *vols[] = {&vol};
     char msg[BERTH_ERR_MSG_MAX];
     struct fx f;
     struct cfgb b;
@@ -3146,16 +3143,240 @@ static void test_runtime_fields(void)
     rp.max_retries = 3;
     CHECK(create_vm(&f, "rt-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
 
+    fx_release(&f);
+}
+
+/* The health a VM's GetVmInfo answers (UNSPECIFIED on failure). */
+static int info_health(struct fx *f, const char *id, int *restart_count)
+{
+    struct arena *a = arena_new();
+    struct berth_err err;
+    InfoResponse *r = NULL;
+    int h = -1;
+
+    berth_err_clear(&err);
+    if (a != NULL && get_info(f, a, id, &r, &err) == 0) {
+        h = (int)r->health;
+        if (restart_count)
+            *restart_count = r->restart_count;
+    }
+    arena_free(a);
+    return h;
+}
+
+/* An Engine event for VM `id`'s container. */
+static void send_event(struct fx *f, const char *id, const char *action)
+{
+    struct vm_snapshot snap = {0};
+    struct backend_event ev = {0};
+
+    CHECK(vm_snap(f, id, &snap) == 0);
+    ev.action = action;
+    ev.container_id = snap.container_id;
+    ev.kind = "vm";
+    ev.object_id = id;
+    ev.exit_code = -1;
+    vm_service_on_event(f->svc, &ev);
+    vm_snapshot_release(&snap);
+}
+
+/* ContainerSpec.health_check: checked, taken, and the VM's health follows
+ * the Engine's inspect and health_status events while it runs. */
+static void test_health(void)
+{
+    static char *cmd_true[] = {"true"};
+    static char *cmd_empty[] = {"ok", ""};
+    Metal__Vmprovisioner__V1__HealthCheck hc = METAL__VMPROVISIONER__V1__HEALTH_CHECK__INIT;
+    char msg[BERTH_ERR_MSG_MAX];
+    struct fx f;
+    struct cfgb b;
+    int rc = -1;
+
+    CHECK(fx_init(&f, NULL, 0, 1) == 0);
+    {
+        static const struct {
+            const char *desc, *field;
+            int disable, interval, timeout, retries, start, empty_cmd;
+        } bad[] = {
+            {"disable with a command", "healthCheck.disable", 1, 0, 0, 0, 0, 0},
+            {"an empty command word", "healthCheck.command[1]", 0, 0, 0, 0, 0, 1},
+            {"negative interval", "healthCheck.intervalMs", 0, -1, 0, 0, 0, 0},
+            {"negative timeout", "healthCheck.timeoutMs", 0, 0, -5, 0, 0, 0},
+            {"negative retries", "healthCheck.retries", 0, 0, 0, -1, 0, 0},
+            {"negative start period", "healthCheck.startPeriodMs", 0, 0, 0, 0, -1, 0},
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            cfgb_init(&b, "busybox");
+            hc =
+                (Metal__Vmprovisioner__V1__HealthCheck)METAL__VMPROVISIONER__V1__HEALTH_CHECK__INIT;
+            hc.command = bad[i].empty_cmd ? cmd_empty : cmd_true;
+            hc.n_command = bad[i].empty_cmd ? 2 : 1;
+            hc.disable = bad[i].disable;
+            hc.interval_ms = bad[i].interval;
+            hc.timeout_ms = bad[i].timeout;
+            hc.retries = bad[i].retries;
+            hc.start_period_ms = bad[i].start;
+            b.cs.health_check = &hc;
+            CHECK_MSG(create_vm(&f, "hc-bad", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) ==
+                          BERTH_INVALID_ARGUMENT,
+                      "%s", bad[i].desc);
+            CHECK_MSG(strstr(msg, bad[i].field) != NULL, "%s: %s", bad[i].desc, msg);
+        }
+        CHECK(memory_backend_count(f.backend) == 0);
+    }
+
+    /* A VM with a check of its own: STARTING once it runs, then what the
+     * Engine's events say; nothing of it while it does not run. */
     cfgb_init(&b, "busybox");
+    hc = (Metal__Vmprovisioner__V1__HealthCheck)METAL__VMPROVISIONER__V1__HEALTH_CHECK__INIT;
+    hc.command = cmd_true;
+    hc.n_command = 1;
     b.cs.health_check = &hc;
-    CHECK(create_vm(&f, "rt-2", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_UNIMPLEMENTED);
-    CHECK(strstr(msg, "config.container.healthCheck") != NULL);
+    CHECK(create_vm(&f, "hc-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(info_health(&f, "hc-1", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNSPECIFIED);
+    CHECK(call_op(&f, OP_BOOT, "hc-1", NULL, NULL, 0) == BERTH_OK);
+    CHECK(info_health(&f, "hc-1", &rc) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_STARTING);
+    CHECK(rc == 0);
+    send_event(&f, "hc-1", "health_status: healthy");
+    CHECK(info_health(&f, "hc-1", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_HEALTHY);
+    send_event(&f, "hc-1", "exec_die"); /* a check's run: no news */
+    send_event(&f, "hc-1", "health_status: unhealthy");
+    CHECK(info_health(&f, "hc-1", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNHEALTHY);
+    send_event(&f, "hc-1", "health_status: sideways"); /* a word berthd does not know: kept */
+    CHECK(info_health(&f, "hc-1", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNHEALTHY);
+    CHECK(vm_state_of(&f, "hc-1") == VM_STATE_RUNNING); /* a VM runs, healthy or not */
+    {
+        size_t counts[BACKEND_HEALTH_COUNT];
+
+        vm_registry_count_health(f.reg, counts);
+        CHECK(counts[BACKEND_HEALTH_UNHEALTHY] == 1 && counts[BACKEND_HEALTH_HEALTHY] == 0);
+    }
+    CHECK(call_op(&f, OP_SHUTDOWN, "hc-1", NULL, NULL, 0) == BERTH_OK);
+    CHECK(info_health(&f, "hc-1", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_UNSPECIFIED);
+    /* A new run starts from scratch. */
+    CHECK(call_op(&f, OP_BOOT, "hc-1", NULL, NULL, 0) == BERTH_OK);
+    CHECK(info_health(&f, "hc-1", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_STARTING);
+
+    /* Without a check: NONE while it runs. */
+    CHECK(make_vm_in_state(&f, "hc-none", VM_STATE_RUNNING) == 0);
+    CHECK(info_health(&f, "hc-none", NULL) ==
+          METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_NONE);
+    {
+        struct arena *a = arena_new();
+        struct berth_err err;
+        ListResponse *l = NULL;
+
+        berth_err_clear(&err);
+        CHECK(a != NULL && list_vms(&f, a, NULL, 0, 0, NULL, &l, &err) == 0);
+        for (size_t i = 0; l != NULL && i < l->n_vms; i++)
+            CHECK(l->vms[i]->health ==
+                  (strcmp(l->vms[i]->vm_id, "hc-1") == 0
+                       ? METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_STARTING
+                       : METAL__VMPROVISIONER__V1__HEALTH_STATE__HEALTH_STATE_NONE));
+        arena_free(a);
+    }
+    fx_release(&f);
+}
+
+/* ContainerSpec.volumes: names and paths checked (the field named), the
+ * volumes named after the VM, removed by DeleteVm unless kept. */
+static void test_volumes(void)
+{
+    Metal__Vmprovisioner__V1__Volume v[3] = {METAL__VMPROVISIONER__V1__VOLUME__INIT,
+                                             METAL__VMPROVISIONER__V1__VOLUME__INIT,
+                                             METAL__VMPROVISIONER__V1__VOLUME__INIT};
+    Metal__Vmprovisioner__V1__Volume *vp[3] = {&v[0], &v[1], &v[2]};
+    char msg[BERTH_ERR_MSG_MAX];
+    char long_name[70];
+    struct fx f;
+    struct cfgb b;
+
+    memset(long_name, 'a', 64);
+    long_name[64] = '\0';
+    CHECK(fx_init(&f, NULL, 0, 1) == 0);
+    {
+        const struct {
+            const char *name, *path, *field;
+        } bad[] = {
+            {"", "/b", "volumes[1].name"},
+            {"Data", "/b", "volumes[1].name"},
+            {"-x", "/b", "volumes[1].name"},
+            {"_x", "/b", "volumes[1].name"},
+            {"a/b", "/b", "volumes[1].name"},
+            {"a b", "/b", "volumes[1].name"},
+            {long_name, "/b", "volumes[1].name"},
+            {"data", "/b", "volumes[1].name"},
+            {"b", "relative", "volumes[1].mountPath"},
+            {"b", "/", "volumes[1].mountPath"},
+            {"b", "//", "volumes[1].mountPath"},
+            {"b", "/a/../etc", "volumes[1].mountPath"},
+            {"b", "/..", "volumes[1].mountPath"},
+            {"b", "", "volumes[1].mountPath"},
+            {"b", "/a\nb", "volumes[1].mountPath"},
+            {"b", "/data", "volumes[1].mountPath"},
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            cfgb_init(&b, "busybox");
+            v[0].name = "data";
+            v[0].mount_path = "/data";
+            v[1].name = (char *)bad[i].name;
+            v[1].mount_path = (char *)bad[i].path;
+            b.cs.volumes = vp;
+            b.cs.n_volumes = 2;
+            CHECK_MSG(create_vm(&f, "vol-bad", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) ==
+                          BERTH_INVALID_ARGUMENT,
+                      "'%s' at '%s'", bad[i].name, bad[i].path);
+            CHECK_MSG(strstr(msg, bad[i].field) != NULL, "'%s' at '%s': %s", bad[i].name,
+                      bad[i].path, msg);
+        }
+        CHECK(memory_backend_count(f.backend) == 0);
+        CHECK(!memory_backend_has_volume(f.backend, "berth-vol-bad-data"));
+    }
+    /* The longest name, dots, dashes and underscores are fine. */
     cfgb_init(&b, "busybox");
-    b.cs.volumes = vols;
-    b.cs.n_volumes = 1;
-    CHECK(create_vm(&f, "rt-2", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_UNIMPLEMENTED);
-    CHECK(strstr(msg, "config.container.volumes") != NULL);
-    CHECK(memory_backend_count(f.backend) == 1);
+    long_name[63] = '\0';
+    v[0] = (Metal__Vmprovisioner__V1__Volume)METAL__VMPROVISIONER__V1__VOLUME__INIT;
+    v[0].name = "data";
+    v[0].mount_path = "/var/lib/data";
+    v[1] = (Metal__Vmprovisioner__V1__Volume)METAL__VMPROVISIONER__V1__VOLUME__INIT;
+    v[1].name = "kept.v_1-x";
+    v[1].mount_path = "/kept";
+    v[1].keep = 1;
+    v[2] = (Metal__Vmprovisioner__V1__Volume)METAL__VMPROVISIONER__V1__VOLUME__INIT;
+    v[2].name = long_name;
+    v[2].mount_path = "/ro/./x";
+    v[2].read_only = 1;
+    b.cs.volumes = vp;
+    b.cs.n_volumes = 3;
+    CHECK(create_vm(&f, "vol-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(memory_backend_has_volume(f.backend, "berth-vol-1-data"));
+    CHECK(memory_backend_has_volume(f.backend, "berth-vol-1-kept.v_1-x"));
+    CHECK(call_op(&f, OP_BOOT, "vol-1", NULL, NULL, 0) == BERTH_OK);
+    CHECK(call_op(&f, OP_DELETE_FORCE, "vol-1", NULL, NULL, 0) == BERTH_OK);
+    CHECK(!memory_backend_has_volume(f.backend, "berth-vol-1-data"));
+    CHECK(memory_backend_has_volume(f.backend, "berth-vol-1-kept.v_1-x"));
+    {
+        char name[128];
+
+        snprintf(name, sizeof(name), "berth-vol-1-%s", long_name);
+        CHECK(!memory_backend_has_volume(f.backend, name));
+    }
+    /* A later VM of the same id mounts the kept one again. */
+    CHECK(create_vm(&f, "vol-1", &b.cfg, NULL, NULL, 0, msg, sizeof(msg)) == BERTH_OK);
+    CHECK(memory_backend_has_volume(f.backend, "berth-vol-1-kept.v_1-x"));
+    /* A failed removal of a volume does not keep the VM. */
+    memory_backend_fail_next(f.backend, "remove_volume", 1, BERTH_UNAVAILABLE);
+    CHECK(call_op(&f, OP_DELETE, "vol-1", NULL, NULL, 0) == BERTH_OK);
+    CHECK(vm_state_of(&f, "vol-1") == GONE);
     fx_release(&f);
 }
 
@@ -3163,6 +3384,8 @@ int main(void)
 {
     log_set_level(LOG_LEVEL_WARN);
     test_runtime_fields();
+    test_health();
+    test_volumes();
     test_readiness_gate();
     test_transitions();
     test_forced_shutdown_of_stopped_container();

@@ -65,6 +65,7 @@ const struct backend_ops docker_backend_ops = {
     .unpause = docker_backend_unpause,
     .restart = docker_backend_restart,
     .remove = docker_backend_remove,
+    .remove_volume = docker_volume_remove,
     .inspect = docker_backend_inspect,
     .list = docker_backend_list,
     .stats = docker_stats_one,
@@ -76,7 +77,10 @@ const struct backend_ops docker_backend_ops = {
     .replica_get = docker_replica_get,
     .replica_list = docker_replica_list,
     .replica_delete = docker_replica_delete,
+    .replica_update = docker_replica_update,
+    .replica_recover = docker_replica_recover,
     .logs = docker_logs,
+    .logs_follow = docker_logs_follow,
     .cancel_all = docker_backend_cancel_all,
     .destroy = docker_backend_destroy,
 };
@@ -236,11 +240,12 @@ static void docker_backend_destroy(void *ctx)
     free(c);
 }
 
-int docker_backend_reload_auth(const struct backend *b, struct berth_err *err)
+int docker_backend_reload_auth(const struct backend *b, const char *path, int optional,
+                               struct berth_err *err)
 {
     if (b == NULL || b->ops != &docker_backend_ops || b->ctx == NULL)
         return 0;
-    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, err);
+    return docker_pulls_reload_auth(((struct docker_ctx *)b->ctx)->pulls, path, optional, err);
 }
 
 static int docker_backend_call_stats(void *ctx, struct backend_call_stats **out, size_t *n)

@@ -70,6 +70,12 @@ static int docker_create_reap_find(struct docker_ctx *c, const struct docker_cre
 static int docker_create_reap_remove(struct docker_ctx *c, const char *id, int64_t deadline,
                                      struct berth_err *err);
 static void docker_create_sleep_ms(int64_t ms);
+static int docker_create_add_health(cJSON *config, const struct backend_health_check *h);
+static int docker_create_add_mounts(cJSON *host, const struct backend_spec *spec);
+static int docker_create_volumes(struct docker_ctx *c, const struct backend_spec *spec,
+                                 int64_t deadline, char *made, struct berth_err *err);
+static void docker_create_unmake_volumes(struct docker_ctx *c, const struct backend_spec *spec,
+                                         const char *made);
 
 /* Restart policies the Engine knows; anything else is invalid_argument. */
 static const char *const docker_restart_policies[] = {"no", "always", "unless-stopped",
@@ -83,7 +89,7 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     struct docker_ctx *c = ctx;
     struct docker_create req;
     struct buf path, net;
-    char *body = NULL;
+    char *body = NULL, *made_volumes = NULL;
     uuid_t uu;
     int missing = 0, rc = -1;
 
@@ -104,6 +110,15 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     if (req.network == NULL && docker_create_body(c, spec, NULL, req.token, &body, err) < 0)
         goto out;
     req.spec = spec;
+    /* The volumes first: a mount of a missing name would make one without
+     * berthd's labels. Those made here go again when the create fails. */
+    made_volumes = calloc(spec->n_volumes + 1, 1);
+    if (made_volumes == NULL) {
+        berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (docker_create_volumes(c, spec, deadline, made_volumes, err) < 0)
+        goto out;
     if (buf_appends(&path, "/containers/create", err) < 0)
         goto out;
     if (spec->name != NULL && spec->name[0] != '\0') {
@@ -176,10 +191,52 @@ int docker_create_container(void *ctx, const struct backend_spec *spec, int64_t 
     }
     rc = 0;
 out:
+    if (rc < 0 && made_volumes != NULL)
+        docker_create_unmake_volumes(c, spec, made_volumes);
+    free(made_volumes);
     free(body);
     buf_release(&net);
     buf_release(&path);
     return rc;
+}
+
+/* Ensure every volume of spec; made[i] = 1 for each one made here. */
+static int docker_create_volumes(struct docker_ctx *c, const struct backend_spec *spec,
+                                 int64_t deadline, char *made, struct berth_err *err)
+{
+    for (size_t i = 0; i < spec->n_volumes; i++) {
+        int m = 0;
+
+        if (docker_volume_ensure(c, spec, &spec->volumes[i], deadline, &m, err) < 0)
+            return -1;
+        made[i] = (char)m;
+    }
+    return 0;
+}
+
+/* A failed create removes the volumes it made (on its own budget, as the
+ * caller's deadline may be what failed it). Failures are logged. */
+static void docker_create_unmake_volumes(struct docker_ctx *c, const struct backend_spec *spec,
+                                         const char *made)
+{
+    int64_t budget = berth_now_ms() + DOCKER_REAP_BUDGET_MS;
+
+    for (size_t i = 0; i < spec->n_volumes; i++) {
+        struct berth_err e;
+
+        if (!made[i])
+            continue;
+        berth_err_clear(&e);
+        if (docker_volume_remove(c, spec->volumes[i].name, spec->volume_labels,
+                                 spec->n_volume_labels, budget, &e) < 0) {
+            struct log_quoted lq;
+            char q[DOCKER_QUOTE_MAX + 8];
+
+            berth_err_quote(q, sizeof(q), spec->volumes[i].name, DOCKER_QUOTE_MAX);
+            log_warn("docker.volume_rollback", "volume=%s code=%s error=%s", q,
+                     berth_code_name(e.code), log_quote(&lq, e.msg));
+        }
+    }
 }
 
 static int docker_create_validate_spec(const struct backend_spec *spec, struct berth_err *err)
@@ -232,6 +289,33 @@ static int docker_create_validate_spec(const struct backend_spec *spec, struct b
          (spec->restart_policy == NULL || strcmp(spec->restart_policy, "on-failure") != 0)))
         return berth_err_set(err, BERTH_INVALID_ARGUMENT,
                              "restart_max_retries must be 0, or positive with on-failure");
+    if (spec->health != NULL) {
+        const struct backend_health_check *h = spec->health;
+
+        if (h->disable && h->n_test > 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "health: a disabled check has no command");
+        for (size_t i = 0; i < h->n_test; i++)
+            if (h->test[i] == NULL)
+                return berth_err_set(err, BERTH_INVALID_ARGUMENT, "health.test[%zu] is missing", i);
+        if (h->interval_ns < 0 || h->timeout_ns < 0 || h->start_period_ns < 0 || h->retries < 0)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "health: times and retries must not be negative");
+    }
+    for (size_t i = 0; i < spec->n_volumes; i++) {
+        const struct backend_volume *v = &spec->volumes[i];
+
+        if (v->name == NULL || v->name[0] == '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "volumes[%zu].name is empty", i);
+        if (v->target == NULL || v->target[0] != '/' || v->target[1] == '\0')
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT,
+                                 "volumes[%zu].target must be an absolute path other than /", i);
+    }
+    for (size_t i = 0; i < spec->n_volume_labels; i++)
+        if (spec->volume_labels[i].key == NULL || spec->volume_labels[i].key[0] == '\0' ||
+            spec->volume_labels[i].value == NULL)
+            return berth_err_set(err, BERTH_INVALID_ARGUMENT, "volume_labels[%zu] is incomplete",
+                                 i);
     return 0;
 }
 
@@ -259,9 +343,10 @@ static int docker_create_check_registry(const struct docker_ctx *c, const char *
 
 /* The create body. Only the fields below are ever sent: nothing that grants
  * host privileges (privileged mode, host namespaces, added capabilities,
- * devices, bind mounts, sysctls) can come from a spec, and every container
- * is confined the same way (docker_create_add_confinement). `token` becomes the create token label.
- * *json_out is malloc'd, the caller's. */
+ * devices, bind mounts, sysctls) can come from a spec (its volumes are
+ * mounts of type "volume" by name, never a host path), and every container
+ * is confined the same way (docker_create_add_confinement). `token` becomes
+ * the create token label. *json_out is malloc'd, the caller's. */
 static int docker_create_body(const struct docker_ctx *c, const struct backend_spec *spec,
                               const char *network, const char *token, char **json_out,
                               struct berth_err *err)
@@ -284,6 +369,8 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
     bad |= docker_create_add_strings(root, "Env", spec->env, spec->n_env) < 0;
     if (spec->working_dir != NULL && spec->working_dir[0] != '\0')
         bad |= cJSON_AddStringToObject(root, "WorkingDir", spec->working_dir) == NULL;
+    if (spec->health != NULL)
+        bad |= docker_create_add_health(root, spec->health) < 0;
     bad |= docker_create_add_labels(root, spec, c->instance_id, token) < 0;
     if (bad)
         goto oom;
@@ -308,6 +395,8 @@ static int docker_create_body(const struct docker_ctx *c, const struct backend_s
             bad |=
                 docker_create_add_int64(policy, "MaximumRetryCount", spec->restart_max_retries) < 0;
     }
+    if (spec->n_volumes > 0)
+        bad |= docker_create_add_mounts(host, spec) < 0;
     if (bad)
         goto oom;
     json = cJSON_PrintUnformatted(root);
@@ -328,6 +417,60 @@ out:
     cJSON_free(json);
     cJSON_Delete(root);
     return rc;
+}
+
+/* Config.Healthcheck: {"Test": ["CMD", ...]} with the times in ns, or
+ * {"Test": ["NONE"]} for a disabled one. Fields left 0 are left out, so
+ * the Engine takes the image's (or its defaults). -1 when out of memory. */
+static int docker_create_add_health(cJSON *config, const struct backend_health_check *h)
+{
+    cJSON *hc = cJSON_AddObjectToObject(config, "Healthcheck"), *test;
+
+    if (hc == NULL)
+        return -1;
+    if (h->disable || h->n_test > 0) {
+        test = cJSON_AddArrayToObject(hc, "Test");
+        if (test == NULL ||
+            !cJSON_AddItemToArray(test, cJSON_CreateString(h->disable ? "NONE" : "CMD")))
+            return -1;
+        for (size_t i = 0; !h->disable && i < h->n_test; i++)
+            if (!cJSON_AddItemToArray(test, cJSON_CreateString(h->test[i])))
+                return -1;
+        if (h->disable)
+            return 0;
+    }
+    if ((h->interval_ns > 0 && docker_create_add_int64(hc, "Interval", h->interval_ns) < 0) ||
+        (h->timeout_ns > 0 && docker_create_add_int64(hc, "Timeout", h->timeout_ns) < 0) ||
+        (h->start_period_ns > 0 &&
+         docker_create_add_int64(hc, "StartPeriod", h->start_period_ns) < 0) ||
+        (h->retries > 0 && docker_create_add_int64(hc, "Retries", h->retries) < 0))
+        return -1;
+    return 0;
+}
+
+/* HostConfig.Mounts: each volume by name (Type "volume": never a host
+ * path). -1 when out of memory. */
+static int docker_create_add_mounts(cJSON *host, const struct backend_spec *spec)
+{
+    cJSON *mounts = cJSON_AddArrayToObject(host, "Mounts");
+
+    if (mounts == NULL)
+        return -1;
+    for (size_t i = 0; i < spec->n_volumes; i++) {
+        const struct backend_volume *v = &spec->volumes[i];
+        cJSON *m = cJSON_CreateObject();
+
+        if (m == NULL || !cJSON_AddItemToArray(mounts, m)) {
+            cJSON_Delete(m);
+            return -1;
+        }
+        if (cJSON_AddStringToObject(m, "Type", "volume") == NULL ||
+            cJSON_AddStringToObject(m, "Source", v->name) == NULL ||
+            cJSON_AddStringToObject(m, "Target", v->target) == NULL ||
+            cJSON_AddBoolToObject(m, "ReadOnly", v->read_only ? 1 : 0) == NULL)
+            return -1;
+    }
+    return 0;
 }
 
 /* What every container gets, whatever its spec: no new privileges,

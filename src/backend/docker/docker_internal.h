@@ -70,6 +70,18 @@ int docker_get_array(struct docker_ctx *c, const char *prefix, const char *filte
                      const char *const *values, size_t n, const char *what, int64_t deadline,
                      cJSON **out, struct berth_err *err) BERTH_MUST_USE;
 
+/* --- named volumes (docker_volumes.c) --- */
+
+/* Volume v of spec: there already and usable (this berthd's, with every
+ * spec->volume_labels label, a plain local volume), or made now with those
+ * labels (*made = 1). One that is there but not usable: failed_precondition. */
+int docker_volume_ensure(struct docker_ctx *c, const struct backend_spec *spec,
+                         const struct backend_volume *v, int64_t deadline, int *made,
+                         struct berth_err *err) BERTH_MUST_USE;
+/* backend_ops.remove_volume. */
+int docker_volume_remove(void *ctx, const char *name, const struct backend_label *must,
+                         size_t n_must, int64_t deadline, struct berth_err *err);
+
 /* --- tenant networks (docker_networks.c) --- */
 
 /* The Engine's name of a spec's network: as given for the default
@@ -101,8 +113,10 @@ int docker_pulls_new(const char *auth_path, int auth_optional, int64_t progress_
                      int64_t total_ms, struct docker_pulls **out,
                      struct berth_err *err) BERTH_MUST_USE;
 void docker_pulls_free(struct docker_pulls *p); /* NULL: nothing */
-/* Read the credentials file again; on failure the old credentials stay. */
-int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err) BERTH_MUST_USE;
+/* Read the credentials file again: `path` (NULL: the one in use; "": none
+ * from now on); on failure the old credentials stay. */
+int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optional,
+                             struct berth_err *err) BERTH_MUST_USE;
 /* Pull `image`, sharing a pull of the same reference already under way.
  * Not in the registry: not_found naming it; refused: permission_denied
  * naming the registry; unreachable, stalled: unavailable. */
@@ -153,6 +167,12 @@ int docker_replica_list(void *ctx, enum object_kind kind, const char *id, int64_
                         struct backend_replica_set_list *out, struct berth_err *err);
 int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                           int64_t deadline, size_t *removed, struct berth_err *err);
+/* backend_ops.replica_update and replica_recover (docker_replicas_update.c). */
+int docker_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                          const struct backend_update_opts *opts, int64_t deadline,
+                          struct backend_update_result *out, struct berth_err *err);
+int docker_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                           int64_t deadline, int *acted, struct berth_err *err);
 
 /* --- logs (docker_logs.c) --- */
 
@@ -163,6 +183,9 @@ int docker_replica_delete(void *ctx, enum object_kind kind, const char *ns, cons
 int docker_logs_parse(const char *data, size_t len, int tty, struct backend_log_list *out,
                       struct berth_err *err) BERTH_MUST_USE;
 /* backend_ops.logs. */
+int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query *q,
+                       int64_t deadline, const atomic_int *stop, backend_log_fn on_line, void *arg,
+                       struct berth_err *err);
 int docker_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                 struct backend_log_list *out, struct berth_err *err);
 

@@ -20,6 +20,8 @@ static int docker_json_add_port(struct backend_container *out, size_t *cap, int 
 static int docker_json_parse_port_key(const char *key, int *port, const char **proto);
 static int docker_json_parse_int(const char *s, long max, long *out);
 static int docker_json_parse_time(const char *s, int64_t *unix_ms);
+static enum backend_health docker_json_inspect_health(const cJSON *state, const cJSON *config);
+static enum backend_health docker_json_status_health(enum backend_state state, const char *status);
 
 /* --- reading Engine JSON --------------------------------------------------------- */
 
@@ -107,6 +109,47 @@ static enum backend_state docker_json_state(const cJSON *obj, const char *key)
     return backend_state_parse(cJSON_IsString(v) ? v->valuestring : NULL);
 }
 
+/* An inspect's health: State.Health.Status once the container ran with a
+ * check; before that, whether Config.Healthcheck (the image's merged with
+ * the container's) has one to run. */
+static enum backend_health docker_json_inspect_health(const cJSON *state, const cJSON *config)
+{
+    const cJSON *health = cJSON_GetObjectItemCaseSensitive(state, "Health");
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(health, "Status");
+    const cJSON *check = cJSON_GetObjectItemCaseSensitive(config, "Healthcheck");
+    const cJSON *test = cJSON_GetObjectItemCaseSensitive(check, "Test");
+    const cJSON *first = cJSON_GetArrayItem(test, 0);
+
+    if (cJSON_IsString(status) && status->valuestring[0] != '\0') {
+        enum backend_health h = backend_health_parse(status->valuestring);
+        /* A word of a later Engine: there is a check, its verdict unknown. */
+        return h != BACKEND_HEALTH_UNKNOWN ? h : BACKEND_HEALTH_STARTING;
+    }
+    if (!cJSON_IsString(first) || first->valuestring[0] == '\0' ||
+        strcmp(first->valuestring, "NONE") == 0)
+        return BACKEND_HEALTH_NONE;
+    return BACKEND_HEALTH_STARTING;
+}
+
+/* A listing's health, from its Status text: a running container with a
+ * check shows "Up 5 minutes (healthy)", "(unhealthy)" or "(health:
+ * starting)", one without shows no such part. A paused one says "(Paused)"
+ * whatever its health, any other state nothing: unknown then. */
+static enum backend_health docker_json_status_health(enum backend_state state, const char *status)
+{
+    if (state != BACKEND_STATE_RUNNING || status == NULL || strncmp(status, "Up ", 3) != 0)
+        return BACKEND_HEALTH_UNKNOWN;
+    if (strstr(status, "(Paused)") != NULL)
+        return BACKEND_HEALTH_UNKNOWN;
+    if (strstr(status, "(health: starting)") != NULL)
+        return BACKEND_HEALTH_STARTING;
+    if (strstr(status, "(unhealthy)") != NULL)
+        return BACKEND_HEALTH_UNHEALTHY;
+    if (strstr(status, "(healthy)") != NULL)
+        return BACKEND_HEALTH_HEALTHY;
+    return BACKEND_HEALTH_NONE;
+}
+
 /* Fill *out from GET /containers/{id}/json; *out is only set on success. */
 int docker_json_from_inspect(const cJSON *root, struct backend_container *out,
                              struct berth_err *err)
@@ -134,6 +177,10 @@ int docker_json_from_inspect(const cJSON *root, struct backend_container *out,
     if (c.id == NULL || c.name == NULL || c.image == NULL)
         goto oom;
     c.oom_killed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "OOMKilled"));
+    c.health = docker_json_inspect_health(state, config);
+    v = cJSON_GetObjectItemCaseSensitive(root, "RestartCount");
+    c.restart_count =
+        cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e9 ? (int)v->valuedouble : 0;
     v = cJSON_GetObjectItemCaseSensitive(state, "ExitCode");
     c.exit_code = cJSON_IsNumber(v) ? v->valueint : 0;
     v = cJSON_GetObjectItemCaseSensitive(root, "Created");
@@ -183,6 +230,9 @@ int docker_json_from_list_item(const cJSON *item, struct backend_container *out,
     c.state = docker_json_state(item, "State");
     if (c.id == NULL || c.name == NULL || c.image == NULL)
         goto oom;
+    v = cJSON_GetObjectItemCaseSensitive(item, "Status");
+    c.health = docker_json_status_health(c.state, cJSON_IsString(v) ? v->valuestring : NULL);
+    c.restart_count = -1; /* a listing does not say */
     v = cJSON_GetObjectItemCaseSensitive(item, "Created");
     if (cJSON_IsNumber(v))
         c.created_unix = (int64_t)v->valuedouble;

@@ -292,3 +292,128 @@ out:
     free(full_id);
     return rc;
 }
+
+/* ---- following ---------------------------------------------------------- */
+
+/* A followed output arrives as the engine client's lines (split at '\n');
+ * putting the '\n' back gives the byte stream again, parsed frame by frame
+ * (or line by line with a TTY) as it comes. */
+struct log_follow {
+    int tty;
+    unsigned streams; /* wanted, 0: both */
+    struct buf acc;   /* framed bytes not yet parsed */
+    struct log_pending pend[2];
+    backend_log_fn on_line;
+    void *arg;
+    int stopped; /* on_line asked to stop */
+    struct berth_err err;
+};
+
+/* Hand the lines of `l` to the caller. 1 when it asked to stop. */
+static int follow_deliver(struct log_follow *f, struct backend_log_list *l)
+{
+    for (size_t i = 0; i < l->n && !f->stopped; i++)
+        if (f->streams == 0 || (f->streams & (unsigned)l->items[i].stream) != 0)
+            f->stopped = f->on_line(f->arg, &l->items[i]) != 0;
+    backend_log_list_release(l);
+    return f->stopped;
+}
+
+static int follow_bytes(struct log_follow *f, const char *p, size_t n)
+{
+    struct backend_log_list l = {0};
+
+    if (f->tty) {
+        if (log_piece(&l, BACKEND_LOG_STDOUT, &f->pend[0], p, n, &f->err) < 0)
+            return 1;
+        return follow_deliver(f, &l);
+    }
+    if (buf_append(&f->acc, p, n, &f->err) < 0)
+        return 1;
+    for (;;) {
+        const unsigned char *d = (const unsigned char *)f->acc.data;
+        uint32_t size;
+        enum backend_log_stream st;
+        size_t used;
+
+        if (f->acc.len < 8)
+            return 0;
+        if ((d[0] != 1 && d[0] != 2) || d[1] || d[2] || d[3]) {
+            berth_err_set(&f->err, BERTH_UNKNOWN, "docker engine sent a malformed log stream");
+            return 1;
+        }
+        size = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
+        if (f->acc.len - 8 < size)
+            return 0;
+        st = d[0] == 2 ? BACKEND_LOG_STDERR : BACKEND_LOG_STDOUT;
+        if (log_piece(&l, st, &f->pend[st - 1], f->acc.data + 8, size, &f->err) < 0)
+            return 1;
+        used = 8 + (size_t)size;
+        memmove(f->acc.data, f->acc.data + used, f->acc.len - used);
+        f->acc.len -= used;
+        if (follow_deliver(f, &l))
+            return 1;
+    }
+}
+
+static int follow_line(void *arg, const char *line, size_t len)
+{
+    struct log_follow *f = arg;
+
+    return follow_bytes(f, line, len) || follow_bytes(f, "\n", 1);
+}
+
+int docker_logs_follow(void *ctx, const char *id, const struct backend_log_query *q,
+                       int64_t deadline, const atomic_int *stop, backend_log_fn on_line, void *arg,
+                       struct berth_err *err)
+{
+    struct docker_ctx *c = ctx;
+    struct engine_response resp;
+    struct log_follow f = {0};
+    struct buf path;
+    char *full_id = NULL;
+    int rc = -1;
+
+    if (id == NULL || id[0] == '\0')
+        return berth_err_set(err, BERTH_INVALID_ARGUMENT, "container id is empty");
+    if (log_target(c, id, deadline, &full_id, &f.tty, err) < 0)
+        return -1;
+    f.streams = q->streams;
+    f.on_line = on_line;
+    f.arg = arg;
+    berth_err_clear(&f.err);
+    buf_init(&f.acc, ENGINE_BODY_MAX);
+    for (int i = 0; i < 2; i++)
+        buf_init(&f.pend[i].text, ENGINE_BODY_MAX);
+    engine_response_init(&resp);
+    buf_init(&path, DOCKER_PATH_MAX);
+    if (buf_printf(&path, err, "/containers/%s/logs?follow=1&timestamps=1&stdout=%d&stderr=%d",
+                   full_id, q->streams == 0 || (q->streams & BACKEND_LOG_STDOUT) != 0,
+                   q->streams == 0 || (q->streams & BACKEND_LOG_STDERR) != 0) < 0)
+        goto out;
+    if (q->since_unix_ms > 0 && buf_printf(&path, err, "&since=%" PRId64 ".%03" PRId64 "000000",
+                                           q->since_unix_ms / 1000, q->since_unix_ms % 1000) < 0)
+        goto out;
+    else if (q->since_unix_ms <= 0 && buf_appends(&path, "&tail=0", err) < 0)
+        goto out;
+    if (engine_stream(c->engine, "GET", path.data, NULL, deadline, stop, follow_line, &f, &resp,
+                      err) < 0)
+        goto out;
+    if (resp.status < 200 || resp.status > 299) {
+        engine_fail(&resp, engine_status_code(resp.status), "container logs", err);
+        goto out;
+    }
+    if (f.err.code != BERTH_OK) {
+        *err = f.err;
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    engine_response_release(&resp);
+    buf_release(&f.acc);
+    for (int i = 0; i < 2; i++)
+        buf_release(&f.pend[i].text);
+    free(full_id);
+    return rc;
+}

@@ -55,6 +55,8 @@ static void *docker_probe_main(void *arg)
         struct berth_err err;
 
         berth_err_clear(&err);
+        if (engine_canceled(c->engine))
+            break; /* shutting down: a refused ping says nothing of the Engine */
         if (engine_probe(c->engine, berth_now_ms() + DOCKER_BACKEND_PROBE_TIMEOUT_MS, &err) == 0) {
             misses = 0;
             if (marked) {
@@ -62,6 +64,8 @@ static void *docker_probe_main(void *arg)
                 marked = 0;
                 log_info("engine.answering", "reason=\"a ping was answered\"");
             }
+        } else if (engine_canceled(c->engine)) {
+            break;
         } else if (++misses >= DOCKER_BACKEND_MISSES && !marked) {
             struct log_quoted lq;
             engine_set_unresponsive(c->engine, 1);

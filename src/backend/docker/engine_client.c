@@ -160,6 +160,11 @@ void engine_cancel_all(struct engine *e)
     atomic_store(&e->canceled, 1);
 }
 
+int engine_canceled(struct engine *e)
+{
+    return atomic_load(&e->canceled) != 0;
+}
+
 void engine_set_unresponsive(struct engine *e, int on)
 {
     atomic_store(&e->unresponsive, on ? 1 : 0);

@@ -32,7 +32,7 @@ struct docker_flight {
 };
 
 struct docker_pulls {
-    char *auth_path; /* owned, NULL: no file */
+    char *auth_path; /* owned, NULL: no file; the reloading thread's only */
     int auth_optional;
     int64_t progress_ms, total_ms;
 
@@ -134,19 +134,35 @@ void docker_pulls_free(struct docker_pulls *p)
     free(p);
 }
 
-int docker_pulls_reload_auth(struct docker_pulls *p, struct berth_err *err)
+int docker_pulls_reload_auth(struct docker_pulls *p, const char *path, int optional,
+                             struct berth_err *err)
 {
     struct registry_auth *fresh = NULL, *old;
+    char *copy = NULL;
 
-    if (p->auth_path == NULL)
-        return 0;
-    if (registry_auth_load(p->auth_path, p->auth_optional, &fresh, err) < 0)
-        return -1; /* the credentials read before stay */
+    if (path == NULL) { /* the file in use, if any */
+        if (p->auth_path == NULL)
+            return 0;
+        path = p->auth_path;
+        optional = p->auth_optional;
+    }
+    if (path[0] != '\0') {
+        copy = strdup(path);
+        if (copy == NULL)
+            return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+        if (registry_auth_load(copy, optional, &fresh, err) < 0) {
+            free(copy);
+            return -1; /* the credentials read before stay */
+        }
+    }
     pthread_rwlock_wrlock(&p->auth_lock);
     old = p->auth;
     p->auth = fresh;
     pthread_rwlock_unlock(&p->auth_lock);
     registry_auth_free(old);
+    free(p->auth_path);
+    p->auth_path = copy;
+    p->auth_optional = optional;
     log_info("docker.registry_auth_loaded", "entries=%zu", registry_auth_count(fresh));
     return 0;
 }

@@ -20,18 +20,31 @@ struct mem_container {
     struct backend_stats stats;   /* what memory_backend_set_stats gave; zero until then */
     int stats_fresh;              /* `stats` not given to a sweep yet */
     struct backend_log_list logs; /* what memory_backend_set_logs gave */
+    int has_check;                /* the spec asked for a health check of its own */
+};
+
+#define MEM_FAILS 4 /* failures armed at once */
+
+/* Calls of `op` to fail: `skip` succeed first, then `n` fail with `code`. */
+struct mem_fail {
+    char op[16];
+    int skip;
+    int n;
+    enum berth_code code;
 };
 
 struct mem_ctx {
     pthread_mutex_t lock;
-    struct mem_container **items; /* guarded by lock */
-    size_t n;                     /* guarded by lock */
-    uint64_t next_id;             /* guarded by lock */
-    int next_port;                /* guarded by lock */
-    char fail_op[16];             /* guarded by lock */
-    int fail_n;                   /* guarded by lock */
-    enum berth_code fail_code;    /* guarded by lock */
-    uint64_t sweeps;              /* guarded by lock: stats sweeps so far */
+    struct mem_container **items;     /* guarded by lock */
+    size_t n;                         /* guarded by lock */
+    uint64_t next_id;                 /* guarded by lock */
+    int next_port;                    /* guarded by lock */
+    struct mem_fail fails[MEM_FAILS]; /* guarded by lock */
+    char crash_image[256];            /* guarded by lock: its containers exit once started */
+    int crash_code;                   /* guarded by lock */
+    uint64_t sweeps;                  /* guarded by lock: stats sweeps so far */
+    char **volumes;                   /* guarded by lock: names of the volumes made */
+    size_t n_volumes;                 /* guarded by lock */
 };
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
@@ -59,6 +72,9 @@ static int mem_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t 
                            struct backend_sweep_info *info, struct berth_err *err);
 static int mem_logs(void *ctx, const char *id, const struct backend_log_query *q, int64_t deadline,
                     struct backend_log_list *out, struct berth_err *err);
+static int mem_remove_volume(void *ctx, const char *name, const struct backend_label *must,
+                             size_t n_must, int64_t deadline, struct berth_err *err);
+static size_t mem_volume_find(const struct mem_ctx *m, const char *name);
 static void mem_destroy(void *ctx);
 static int mem_replica_apply(void *ctx, const struct backend_replica_spec *spec, int64_t deadline,
                              struct backend_apply_result *out, struct berth_err *err);
@@ -69,6 +85,11 @@ static int mem_replica_list(void *ctx, enum object_kind kind, const char *id, in
                             struct backend_replica_set_list *out, struct berth_err *err);
 static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                               int64_t deadline, size_t *removed, struct berth_err *err);
+static int mem_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                              const struct backend_update_opts *opts, int64_t deadline,
+                              struct backend_update_result *out, struct berth_err *err);
+static int mem_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                               int64_t deadline, int *acted, struct berth_err *err);
 
 static const struct backend_ops memory_ops = {
     .name = "memory",
@@ -81,12 +102,15 @@ static const struct backend_ops memory_ops = {
     .unpause = mem_unpause,
     .restart = mem_restart,
     .remove = mem_remove,
+    .remove_volume = mem_remove_volume,
     .inspect = mem_inspect,
     .list = mem_list,
     .replica_apply = mem_replica_apply,
     .replica_get = mem_replica_get,
     .replica_list = mem_replica_list,
     .replica_delete = mem_replica_delete,
+    .replica_update = mem_replica_update,
+    .replica_recover = mem_replica_recover,
     .stats = mem_stats,
     .stats_sweep = mem_stats_sweep,
     .logs = mem_logs,
@@ -109,9 +133,16 @@ int memory_backend_new(struct backend *out, struct berth_err *err)
 /* Caller holds m->lock. */
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err)
 {
-    if (m->fail_n > 0 && strcmp(m->fail_op, op) == 0) {
-        m->fail_n--;
-        return berth_err_set(err, m->fail_code, "injected %s failure", op);
+    for (size_t i = 0; i < MEM_FAILS; i++) {
+        struct mem_fail *f = &m->fails[i];
+        if (f->n <= 0 || strcmp(f->op, op) != 0)
+            continue;
+        if (f->skip > 0) {
+            f->skip--;
+            continue;
+        }
+        f->n--;
+        return berth_err_set(err, f->code, "injected %s failure", op);
     }
     return 0;
 }
@@ -204,6 +235,9 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
     proto.mac_address = "";
     proto.gateway = "";
     proto.created_unix = (int64_t)time(NULL);
+    proto.restart_count = 0;
+    mc->has_check = spec->health != NULL && !spec->health->disable && spec->health->n_test > 0;
+    proto.health = mc->has_check ? BACKEND_HEALTH_STARTING : BACKEND_HEALTH_NONE;
     proto.ports = (struct backend_port *)spec->ports;
     proto.n_ports = spec->n_ports;
     for (size_t i = 0; i < spec->n_labels; i++) {
@@ -220,6 +254,23 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
     for (size_t i = 0; i < mc->c.n_ports; i++)
         if (mc->c.ports[i].host_port == 0)
             mc->c.ports[i].host_port = m->next_port++;
+    /* Volumes as the Engine keeps them: by name, made when first mounted. */
+    for (size_t i = 0; i < spec->n_volumes; i++) {
+        char **grown;
+
+        if (mem_volume_find(m, spec->volumes[i].name) < m->n_volumes)
+            continue;
+        grown = realloc(m->volumes, (m->n_volumes + 1) * sizeof(*grown));
+        if (grown == NULL || (grown[m->n_volumes] = strdup(spec->volumes[i].name)) == NULL) {
+            if (grown != NULL)
+                m->volumes = grown;
+            backend_container_release(&mc->c);
+            berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
+            goto fail;
+        }
+        m->volumes = grown;
+        m->n_volumes++;
+    }
     *id_out = strdup(mc->id);
     if (*id_out == NULL) {
         backend_container_release(&mc->c);
@@ -284,8 +335,17 @@ static int mem_transition(void *ctx, const char *op, const char *id, struct bert
     if (next != BACKEND_STATE_UNKNOWN)
         mc->c.state = next;
     if (mc->c.state == BACKEND_STATE_RUNNING &&
-        (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0))
+        (strcmp(op, "start") == 0 || strcmp(op, "restart") == 0)) {
         mc->c.started_unix_ms = berth_unix_ms();
+        if (mc->has_check)
+            mc->c.health = BACKEND_HEALTH_STARTING; /* a new run checks from scratch */
+        /* As the Engine: the start succeeds, then the command fails. */
+        if (m->crash_image[0] != '\0' && strcmp(mc->c.image, m->crash_image) == 0) {
+            mc->c.state = BACKEND_STATE_EXITED;
+            mc->c.exit_code = m->crash_code;
+            mc->c.finished_unix_ms = mc->c.started_unix_ms;
+        }
+    }
     rc = 0;
 out:
     lock_give(&m->lock);
@@ -514,8 +574,75 @@ static void mem_destroy(void *ctx)
         free(m->items[i]);
     }
     free(m->items);
+    for (size_t i = 0; i < m->n_volumes; i++)
+        free(m->volumes[i]);
+    free(m->volumes);
     lock_destroy(&m->lock);
     free(m);
+}
+
+/* The index of volume `name`, or m->n_volumes. Caller holds m->lock. */
+static size_t mem_volume_find(const struct mem_ctx *m, const char *name)
+{
+    size_t i = 0;
+
+    while (i < m->n_volumes && strcmp(m->volumes[i], name) != 0)
+        i++;
+    return i;
+}
+
+/* Every volume here is this backend's own: `must` has nothing to refuse. */
+static int mem_remove_volume(void *ctx, const char *name, const struct backend_label *must,
+                             size_t n_must, int64_t deadline, struct berth_err *err)
+{
+    struct mem_ctx *m = ctx;
+    size_t at;
+    int rc = -1;
+
+    (void)must;
+    (void)n_must;
+    (void)deadline;
+    lock_take(&m->lock);
+    if (mem_fail(m, "remove_volume", err) < 0)
+        goto out;
+    at = mem_volume_find(m, name);
+    if (at == m->n_volumes) {
+        berth_err_set(err, BERTH_NOT_FOUND, "volume '%s' not found", name);
+        goto out;
+    }
+    free(m->volumes[at]);
+    m->volumes[at] = m->volumes[--m->n_volumes];
+    rc = 0;
+out:
+    lock_give(&m->lock);
+    return rc;
+}
+
+int memory_backend_has_volume(struct backend *b, const char *name)
+{
+    struct mem_ctx *m = b->ctx;
+    int found;
+
+    lock_take(&m->lock);
+    found = mem_volume_find(m, name) < m->n_volumes;
+    lock_give(&m->lock);
+    return found;
+}
+
+int memory_backend_set_health(struct backend *b, const char *id, enum backend_health health)
+{
+    struct mem_ctx *m = b->ctx;
+    struct mem_container *mc;
+    int rc = -1;
+
+    lock_take(&m->lock);
+    mc = mem_find(m, id);
+    if (mc != NULL) {
+        mc->c.health = health;
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    return rc;
 }
 
 void memory_backend_fail_next(struct backend *b, const char *op, int n, enum berth_code code)
@@ -523,9 +650,41 @@ void memory_backend_fail_next(struct backend *b, const char *op, int n, enum ber
     struct mem_ctx *m = b->ctx;
 
     lock_take(&m->lock);
-    snprintf(m->fail_op, sizeof(m->fail_op), "%s", op);
-    m->fail_n = n;
-    m->fail_code = code;
+    memset(m->fails, 0, sizeof(m->fails));
+    snprintf(m->fails[0].op, sizeof(m->fails[0].op), "%s", op);
+    m->fails[0].n = n;
+    m->fails[0].code = code;
+    lock_give(&m->lock);
+}
+
+int memory_backend_fail_later(struct backend *b, const char *op, int skip, int n,
+                              enum berth_code code)
+{
+    struct mem_ctx *m = b->ctx;
+    int rc = -1;
+
+    lock_take(&m->lock);
+    for (size_t i = 0; i < MEM_FAILS && rc < 0; i++) {
+        struct mem_fail *f = &m->fails[i];
+        if (f->n > 0 && strcmp(f->op, op) != 0)
+            continue;
+        snprintf(f->op, sizeof(f->op), "%s", op);
+        f->skip = skip;
+        f->n = n;
+        f->code = code;
+        rc = 0;
+    }
+    lock_give(&m->lock);
+    return rc;
+}
+
+void memory_backend_crash_image(struct backend *b, const char *image, int exit_code)
+{
+    struct mem_ctx *m = b->ctx;
+
+    lock_take(&m->lock);
+    snprintf(m->crash_image, sizeof(m->crash_image), "%s", image ? image : "");
+    m->crash_code = exit_code;
     lock_give(&m->lock);
 }
 
@@ -589,6 +748,23 @@ static int mem_replica_delete(void *ctx, enum object_kind kind, const char *ns, 
     const struct backend self = {&memory_ops, ctx};
 
     return docker_replicas_delete(&self, kind, ns, id, deadline, removed, err);
+}
+
+static int mem_replica_update(void *ctx, const struct backend_replica_spec *spec,
+                              const struct backend_update_opts *opts, int64_t deadline,
+                              struct backend_update_result *out, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_update(&self, spec, opts, deadline, out, err);
+}
+
+static int mem_replica_recover(void *ctx, enum object_kind kind, const char *ns, const char *id,
+                               int64_t deadline, int *acted, struct berth_err *err)
+{
+    const struct backend self = {&memory_ops, ctx};
+
+    return docker_replicas_recover(&self, kind, ns, id, deadline, acted, err);
 }
 
 int memory_backend_set_stats(struct backend *b, const char *id, const struct backend_stats *st)

@@ -44,6 +44,9 @@ static int sw_list(void *ctx, enum object_kind kind, const char *id, int64_t dea
                    struct backend_replica_set_list *out, struct berth_err *err);
 static int sw_delete(void *ctx, enum object_kind kind, const char *ns, const char *id,
                      int64_t deadline, size_t *removed, struct berth_err *err);
+static int sw_update(void *ctx, const struct backend_replica_spec *spec,
+                     const struct backend_update_opts *opts, int64_t deadline,
+                     struct backend_update_result *out, struct berth_err *err);
 
 /* The Docker backend's table with the replica-set operations replaced. */
 static void sw_ops_init(void)
@@ -54,7 +57,27 @@ static void sw_ops_init(void)
     swarm_ops.replica_get = sw_get;
     swarm_ops.replica_list = sw_list;
     swarm_ops.replica_delete = sw_delete;
-    swarm_ops.replica_update = NULL;
+    swarm_ops.replica_update = sw_update;
+    /* A service is one object of the Engine's: never left half updated. */
+    swarm_ops.replica_recover = NULL;
+}
+
+/* Swarm has rolling updates of its own (a service's UpdateConfig); berthd
+ * does not drive them yet, so an update is refused before anything changes. */
+static int sw_update(void *ctx, const struct backend_replica_spec *spec,
+                     const struct backend_update_opts *opts, int64_t deadline,
+                     struct backend_update_result *out, struct berth_err *err)
+{
+    (void)ctx;
+    (void)opts;
+    (void)deadline;
+    (void)out;
+    if (sw_check_kind(spec->kind, err) < 0)
+        return -1;
+    return berth_err_set(err, BERTH_UNIMPLEMENTED,
+                         "%s '%s': the swarm backend cannot update a replica set yet; delete and "
+                         "create it again",
+                         object_kind_info(spec->kind)->name, spec->id);
 }
 
 int swarm_backend_new(const struct docker_backend_config *cfg, struct backend *out,
@@ -261,8 +284,10 @@ static int sw_apply(void *ctx, const struct backend_replica_spec *spec, int64_t 
         }
         if (found == SW_OURS) {
             /* Swarm itself keeps the tasks of a service whole: a retry of
-             * the same spec has nothing to do. */
-            if (strcmp(svc.digest, spec->digest) != 0 || strcmp(svc.ns, spec->ns) != 0) {
+             * the same spec has nothing to do. The digest leaves the count
+             * out, so it is compared on its own. */
+            if (strcmp(svc.digest, spec->digest) != 0 || strcmp(svc.ns, spec->ns) != 0 ||
+                svc.wanted != spec->replicas) {
                 berth_err_set(err, BERTH_ALREADY_EXISTS,
                               "%s '%s' already exists with a different spec", kname, spec->id);
                 goto out;
