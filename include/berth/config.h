@@ -64,7 +64,7 @@ struct berth_config {
     int64_t update_min_ready_ms;     /* a new replica must run this long to be ready */
     int64_t update_drain_ms;         /* an old replica leaves answers this long before it stops */
     char *config_file;               /* --config: key = value lines; "" = none */
-    char *metrics_cgroup_root; /* "": every VM sampled through the Engine */
+    char *metrics_cgroup_root;       /* "": every VM sampled through the Engine */
     char *metrics_proc_root;
 };
 
