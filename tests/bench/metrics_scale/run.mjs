@@ -187,6 +187,9 @@ async function runOne(engine, n) {
     );
     console.log(`[${n}] berthd RSS ${(rss0.rss / 1024).toFixed(1)} MiB at start, ${(result.rss_kib.rss / 1024).toFixed(1)} MiB with ${n} running VMs (${result.rss_kib.threads} threads)`);
     return result;
+  } catch (err) {
+    if (d) console.error(`berthd ${d.exit ? `exited ${JSON.stringify(d.exit)}` : "runs"}; its last lines:\n${d.stderr.split("\n").slice(-40).join("\n")}`);
+    throw err;
   } finally {
     if (d) await d.stop({ timeoutMs: 60000 }).catch(() => d.kill());
     const removed = await removeAll(engine);
