@@ -23,7 +23,7 @@
 #define DOCKER_BACKEND_DEFAULT_MEMORY_BYTES ((int64_t)1024 << 20)
 #define DOCKER_BACKEND_DEFAULT_INSTANCE "default"
 /* Files the cgroup source keeps open for one running container. */
-#define DOCKER_BACKEND_STATS_FILES_PER_VM 8
+#define DOCKER_BACKEND_STATS_FILES_PER_VM 7
 
 /* Borrowed for the duration of docker_backend_new (strings are copied);
  * a NULL config means all defaults. */
