@@ -69,11 +69,12 @@ struct berth_daemon {
     int64_t events_since_ns; /* watcher thread only: resume point of the stream */
 };
 
-static int backend_open(const struct berth_config *cfg, struct backend *out, struct berth_err *err);
+static int backend_open(const struct berth_config *cfg, int64_t stats_files, struct backend *out,
+                        struct berth_err *err);
 static void on_http(void *ctx, const struct http_request *req, struct http_response *resp,
                     struct arena *arena);
 static enum http_run classify_http(void *ctx, const struct http_request *req);
-static void raise_fd_limit(const struct berth_config *cfg);
+static int64_t raise_fd_limit(const struct berth_config *cfg);
 static void serve_readyz(struct berth_daemon *d, struct http_response *resp);
 static void set_request_id(struct http_response *resp, const char *request_id, struct arena *arena);
 static int refuse_caller(struct berth_daemon *d, const struct http_request *req, int need_caller,
@@ -88,7 +89,9 @@ static int decrypt_with_vault(void *ctx, const char *keyring, const char *encryp
                               int64_t deadline, struct arena *a, char **plaintext,
                               struct berth_err *err);
 
-static int backend_open(const struct berth_config *cfg, struct backend *out, struct berth_err *err)
+/* stats_files: files the metrics may keep open (<= 0: none). */
+static int backend_open(const struct berth_config *cfg, int64_t stats_files, struct backend *out,
+                        struct berth_err *err)
 {
     if (strcmp(cfg->backend, "memory") == 0)
         return memory_backend_new(out, err);
@@ -112,6 +115,7 @@ static int backend_open(const struct berth_config *cfg, struct backend *out, str
         .pull_timeout_ms = cfg->pull_timeout_s * 1000,
         .cgroup_root = cfg->metrics_cgroup_root,
         .proc_root = cfg->metrics_proc_root,
+        .stats_max_open_files = stats_files > 0 ? stats_files : -1,
     };
     if (strcmp(cfg->backend, "swarm") == 0) {
         struct swarm_backend_config sc = {SWARM_PUBLISH_HOST};
@@ -151,18 +155,19 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     struct vm_service_config vc;
     struct replica_service_config gc;
     struct http_server_config hc;
+    int64_t stats_files;
 
     if (d == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
     d->cfg = cfg;
-    raise_fd_limit(cfg);
+    stats_files = raise_fd_limit(cfg);
     lock_init(&d->lock);
     pthread_cond_init(&d->wake, NULL);
     if (config_copy(&d->live, cfg, err) < 0)
         goto fail;
     if (docker_backend_global_init(err) < 0)
         goto fail;
-    if (backend_open(cfg, &d->backend, err) < 0)
+    if (backend_open(cfg, stats_files, &d->backend, err) < 0)
         goto fail;
     d->vms = vm_registry_new();
     d->router = router_new();
@@ -651,24 +656,36 @@ static void serve_readyz(struct berth_daemon *d, struct http_response *resp)
         resp->status = 500;
 }
 
-/* Each connection is an fd: take the hard limit, and say so when even
- * that is short of --max-connections (accept then fails past it). */
-static void raise_fd_limit(const struct berth_config *cfg)
+/* Each connection is an fd, and so is each cgroup file the metrics keep
+ * open between passes (DOCKER_BACKEND_STATS_FILES_PER_VM for each of
+ * --max-vms): take the hard limit, and say so when even that is short of
+ * --max-connections (accept then fails past it). Returns how many files
+ * the metrics may keep open: what is left after the connections (past it,
+ * they open their files for each read). */
+static int64_t raise_fd_limit(const struct berth_config *cfg)
 {
     struct rlimit rl;
-    rlim_t want = (rlim_t)cfg->max_connections + 256; /* the Engine, logs, files */
+    rlim_t conns = (rlim_t)cfg->max_connections + 256; /* the Engine, logs, files */
+    rlim_t files = 0, want;
 
+    if (strcmp(cfg->backend, "memory") != 0 && cfg->metrics_cgroup_root != NULL &&
+        cfg->metrics_cgroup_root[0] != '\0')
+        files = (rlim_t)cfg->max_vms * DOCKER_BACKEND_STATS_FILES_PER_VM;
+    want = conns + files;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
+        return 0;
     if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < want) {
         rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < want)
+    if (rl.rlim_cur < conns)
         log_warn("server.fd_limit",
                  "limit=%llu max_connections=%lld reason=\"fewer open files "
                  "allowed than connections\"",
                  (unsigned long long)rl.rlim_cur, (long long)cfg->max_connections);
+    if (rl.rlim_cur <= conns)
+        return 0;
+    return (int64_t)(rl.rlim_cur - conns < files ? rl.rlim_cur - conns : files);
 }
 
 /* Only what reads memory answers on an event thread: /healthz, and the

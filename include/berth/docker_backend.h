@@ -22,6 +22,8 @@
 #define DOCKER_BACKEND_DEFAULT_LOG_MAX_FILES 3
 #define DOCKER_BACKEND_DEFAULT_MEMORY_BYTES ((int64_t)1024 << 20)
 #define DOCKER_BACKEND_DEFAULT_INSTANCE "default"
+/* Files the cgroup source keeps open for one running container. */
+#define DOCKER_BACKEND_STATS_FILES_PER_VM 7
 
 /* Borrowed for the duration of docker_backend_new (strings are copied);
  * a NULL config means all defaults. */
@@ -38,6 +40,9 @@ struct docker_backend_config {
      * streams. NULL or "": every container through the Engine. */
     const char *cgroup_root;
     const char *proc_root;
+    /* Files the cgroup source may keep open between reads (past it a read
+     * opens and closes them): 0, half of the open-file limit; < 0, none. */
+    int64_t stats_max_open_files;
     /* > 0: a thread pings the Engine this often; after DOCKER_BACKEND_MISSES
      * pings in a row without an answer, calls fail fast (unavailable) until
      * one answers again. 0: no such thread (unit tests). */

@@ -415,13 +415,15 @@ static void test_reads_and_budget(void)
     CHECK(ct_v1(&t, "cpuacct", "docker/" CT_ID1) == 0);
     CHECK(ct_v1(&t, "cpuacct", "docker/" CT_ID2) == 0);
     berth_err_clear(&err);
-    /* Room for one container's eight files. */
-    CHECK(cgroup_stats_new(t.cgroup, t.proc, 8, &cs, &err) == 0);
+    /* Room for one container's seven files (the limit is read at open). */
+    CHECK(cgroup_stats_new(t.cgroup, t.proc, 7, &cs, &err) == 0);
     CHECK(cgroup_stats_host(cs, &host, &err) == 0);
     CHECK(cgroup_stats_open(cs, &v1, CT_ID1, 0, &a, &err) == 0);
-    CHECK_MSG(cgroup_stats_open_fds(cs) == 8, "kept %zu", cgroup_stats_open_fds(cs));
+    CHECK_MSG(cgroup_stats_open_fds(cs) == 7, "kept %zu", cgroup_stats_open_fds(cs));
     CHECK(cgroup_stats_open(cs, &v1, CT_ID2, 0, &b, &err) == 0);
-    CHECK_MSG(cgroup_stats_open_fds(cs) == 8, "past the budget: %zu", cgroup_stats_open_fds(cs));
+    CHECK_MSG(cgroup_stats_open_fds(cs) == 7, "past the budget: %zu", cgroup_stats_open_fds(cs));
+    /* The limit is the one read at open, a later change is not seen. */
+    CHECK(ct_write(&t, "cgroup/memory/docker/" CT_ID1 "/memory.limit_in_bytes", "1000\n") == 0);
 
     /* New values are seen through kept and through opened files. */
     CHECK(ct_write(&t, "cgroup/cpuacct/docker/" CT_ID1 "/cpuacct.usage", "3000000000\n") == 0);
@@ -429,6 +431,7 @@ static void test_reads_and_budget(void)
     CHECK(ct_write(&t, "cgroup/pids/docker/" CT_ID1 "/pids.current", "7\n") == 0);
     CHECK(a != NULL && cgroup_stats_read(cs, a, &host, &st, &err) == 0);
     CHECK(st.cpu.total_ns == 3000000000ull && st.pids == 7);
+    CHECK(st.memory_limit_bytes == 268435456);
     CHECK(st.cpu.system_ns == host.system_ns && st.cpu.online_cpus == 2);
     CHECK(b != NULL && cgroup_stats_read(cs, b, &host, &st, &err) == 0);
     CHECK(st.cpu.total_ns == 4000000000ull && st.pids == 3);

@@ -7,7 +7,8 @@
  *   CPU      v1 cpuacct.usage (ns); v2 cpu.stat usage_usec
  *   memory   v1 memory.usage_in_bytes minus memory.stat total_inactive_file;
  *            v2 memory.current minus memory.stat inactive_file (docker stats)
- *   limit    memory.limit_in_bytes / memory.max, at most the host's memory
+ *   limit    memory.limit_in_bytes / memory.max, at most the host's memory,
+ *            read when the files are opened
  *   block    v1 blkio.throttle.io_service_bytes / io_serviced (the
  *            _recursive ones when there); v2 io.stat; Read/Write over devices
  *   pids     pids.current
@@ -118,6 +119,7 @@ struct cgroup_stats_ctr {
     int fd[CG_F_COUNT];            /* -1: not kept open (absent, or past the budget) */
     unsigned char alt[CG_F_COUNT]; /* which name of the spec; CG_ALT_NONE: absent */
     size_t kept;                   /* fds of ours counted in the reader's n_fds */
+    int64_t limit;                 /* the memory limit read at open; 0: none known */
 };
 
 static const struct cg_file_spec *cg_spec(int version, enum cg_file f);
@@ -145,6 +147,7 @@ static int cg_find_init(struct cgroup_stats *cs, struct cgroup_stats_ctr *c, int
                         struct berth_err *err);
 static int cg_open_files(struct cgroup_stats *cs, struct cgroup_stats_ctr *c,
                          struct berth_err *err);
+static int64_t cg_limit(const struct cgroup_stats *cs, const char *text);
 static void cg_free_ctr(struct cgroup_stats_ctr *c);
 static const char *cg_u64(const char *s, uint64_t *out);
 static const char *cg_skip_space(const char *s);
@@ -367,17 +370,7 @@ int cgroup_stats_read(struct cgroup_stats *cs, struct cgroup_stats_ctr *c,
         }
     }
 
-    if (c->alt[CG_F_MEMLIMIT] != CG_ALT_NONE) {
-        if (cg_read_file(cs, c, CG_F_MEMLIMIT, &text, err) < 0)
-            return -1;
-        if (strncmp(text, "max", 3) == 0)
-            v = UINT64_MAX; /* v2: no limit */
-        else if (cg_text_u64(text, &v) < 0)
-            goto bad;
-        if (cs->mem_total > 0 && v > cs->mem_total)
-            v = cs->mem_total;
-        st.memory_limit_bytes = v == UINT64_MAX ? 0 : cg_clamp(v);
-    }
+    st.memory_limit_bytes = c->limit;
 
     if (c->alt[CG_F_IO_BYTES] != CG_ALT_NONE) {
         if (cg_read_file(cs, c, CG_F_IO_BYTES, &text, err) < 0)
@@ -761,6 +754,18 @@ static int cg_open_files(struct cgroup_stats *cs, struct cgroup_stats_ctr *c, st
         }
         n += fds[f] >= 0;
     }
+    /* The limit is read once, here: nothing asks for it with every sample,
+     * and it changes only when someone updates the container. */
+    if (fds[CG_F_MEMLIMIT] >= 0) {
+        size_t len;
+
+        if (cg_read_fd(cs, fds[CG_F_MEMLIMIT], &len) == 0)
+            c->limit = cg_limit(cs, cs->rbuf);
+        close(fds[CG_F_MEMLIMIT]);
+        fds[CG_F_MEMLIMIT] = -1;
+        c->alt[CG_F_MEMLIMIT] = CG_ALT_NONE;
+        n--;
+    }
     /* Keep them all or none: past the budget each read opens its files. */
     for (int f = 0; f < CG_F_COUNT; f++) {
         if (cs->n_fds + n <= cs->max_fds)
@@ -857,6 +862,21 @@ static int cg_read_path(struct cgroup_stats *cs, const char *path, size_t *len)
     close(fd);
     errno = e;
     return rc;
+}
+
+/* A memory limit file's value, at most the host's memory (as the Engine
+ * reports it); "max" (v2) is no limit: the host's memory; 0 when unreadable. */
+static int64_t cg_limit(const struct cgroup_stats *cs, const char *text)
+{
+    uint64_t v;
+
+    if (strncmp(text, "max", 3) == 0)
+        v = UINT64_MAX;
+    else if (cg_text_u64(text, &v) < 0)
+        return 0;
+    if (cs->mem_total > 0 && v > cs->mem_total)
+        v = cs->mem_total;
+    return v == UINT64_MAX ? 0 : cg_clamp(v);
 }
 
 static void cg_free_ctr(struct cgroup_stats_ctr *c)

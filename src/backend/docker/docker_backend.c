@@ -189,8 +189,8 @@ int docker_backend_new(const struct docker_backend_config *cfg, struct backend *
     if (engine_new(sock, &c->engine, err) < 0)
         goto out;
     engine_set_stats(c->engine, c->calls);
-    if (docker_stats_new(c, cfg->stats_interval_ms, cfg->cgroup_root, cfg->proc_root, &c->stats,
-                         err) < 0)
+    if (docker_stats_new(c, cfg->stats_interval_ms, cfg->cgroup_root, cfg->proc_root,
+                         cfg->stats_max_open_files, &c->stats, err) < 0)
         goto out;
     if (docker_pulls_new(cfg->auth_file, cfg->auth_file_optional, cfg->pull_progress_timeout_ms,
                          cfg->pull_timeout_ms, &c->pulls, err) < 0)

@@ -236,9 +236,10 @@ int docker_stats_parse(const cJSON *root, int64_t now_unix_ms,
                        struct backend_stats *out) BERTH_MUST_USE;
 /* The stats state of c (borrowed; it must outlive the state): no I/O yet.
  * `cgroup_root` (NULL or "": off) and `proc_root` (NULL or "": /proc):
- * where the cgroup source reads running containers' files. */
+ * where the cgroup source reads running containers' files, keeping at
+ * most `max_open_files` open (0: half the open-file limit; < 0: none). */
 int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, const char *cgroup_root,
-                     const char *proc_root, struct docker_stats **out,
+                     const char *proc_root, int64_t max_open_files, struct docker_stats **out,
                      struct berth_err *err) BERTH_MUST_USE;
 /* Close every stream (each counted as an Engine call) and free. NULL: nothing. */
 void docker_stats_free(struct docker_stats *ds);

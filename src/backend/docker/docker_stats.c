@@ -341,9 +341,13 @@ int64_t docker_stats_stall_limit_ms(int64_t interval_ms)
 }
 
 int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, const char *cgroup_root,
-                     const char *proc_root, struct docker_stats **out, struct berth_err *err)
+                     const char *proc_root, int64_t max_open_files, struct docker_stats **out,
+                     struct berth_err *err)
 {
     struct docker_stats *ds = calloc(1, sizeof(*ds));
+    size_t budget = max_open_files == 0  ? docker_stats_fd_budget()
+                    : max_open_files < 0 ? 0
+                                         : (size_t)max_open_files;
 
     if (ds == NULL)
         return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
@@ -357,8 +361,8 @@ int docker_stats_new(struct docker_ctx *c, int64_t interval_ms, const char *cgro
     }
     if (cgroup_root != NULL && cgroup_root[0] != '\0' &&
         cgroup_stats_new(cgroup_root,
-                         proc_root != NULL && proc_root[0] != '\0' ? proc_root : "/proc",
-                         docker_stats_fd_budget(), &ds->cg, err) < 0) {
+                         proc_root != NULL && proc_root[0] != '\0' ? proc_root : "/proc", budget,
+                         &ds->cg, err) < 0) {
         docker_stats_free(ds);
         return -1;
     }

@@ -17,8 +17,13 @@
 //
 //   BERTHD=build/berthd node tests/bench/metrics_scale/run.mjs
 //       [--vms 100,1000] [--interval 1] [--window 30] [--watch 30]
-//       [--source cgroup|engine] [--strict] [--json FILE]
+//       [--source cgroup|engine] [--engine private|shared] [--strict]
+//       [--json FILE]
 //
+// --engine private (the default, needs root): a dockerd of the run's own
+// (tests/lib/private_engine.mjs), so the Engine's CPU is that of the VMs'
+// alone and nothing else on the host restarts or loads it; the test image
+// is imported into it. --engine shared: the host's Engine.
 // --source engine runs berthd with --metrics-cgroup-root "" (every VM
 // through the Engine's stats streams, as before the cgroup source).
 // --strict: exit 1 when the worst age is above the interval or a VM never
@@ -29,6 +34,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startBerthd, waitFor } from "../../lib/berthd.mjs";
 import { connectEngine } from "../../lib/engine.mjs";
+import { PrivateEngine } from "../../lib/private_engine.mjs";
 import { ensureTestImage, TEST_IMAGE } from "../../lib/image.mjs";
 import { VM_SERVICE } from "../../lib/proto.mjs";
 import { cpuSum, engineProcesses, rssKiB } from "../lib/proc.mjs";
@@ -40,6 +46,7 @@ const { values: opts } = parseArgs({
     window: { type: "string", default: "30" },
     watch: { type: "string", default: "30" },
     source: { type: "string", default: "cgroup" },
+    engine: { type: "string", default: "private" },
     strict: { type: "boolean", default: false },
     json: { type: "string" },
   },
@@ -100,8 +107,9 @@ async function removeAll(engine) {
   return mine.length;
 }
 
-async function runOne(engine, n) {
+async function runOne(engine, pe, n) {
   const args = ["--metrics-interval", String(INTERVAL), "--instance-id", INSTANCE, "--max-vms", String(n + 10), "--stop-timeout", "1"];
+  args.push("--docker-socket", engine.socketPath);
   if (opts.source === "engine") args.push("--metrics-cgroup-root", "");
   let d = await startBerthd({ backend: "docker", args, timeoutMs: 60000 });
   const rss0 = rssKiB(d.child.pid);
@@ -133,6 +141,10 @@ async function runOne(engine, n) {
     });
     const cids = (await engine.listContainers([`berth.instance=${INSTANCE}`])).map((c) => c.Id);
     const eng = engineProcesses(engine.socketPath, cids);
+    if (pe) {
+      eng.dockerd = pe.child.pid;
+      eng.containerd = pe.containerdPid() || 0;
+    }
     if (!eng.dockerd) throw new Error(`no dockerd serving ${engine.socketPath} found in /proc`);
     await sleep(3 * INTERVAL * 1000); // settle
 
@@ -187,6 +199,9 @@ async function runOne(engine, n) {
     );
     console.log(`[${n}] berthd RSS ${(rss0.rss / 1024).toFixed(1)} MiB at start, ${(result.rss_kib.rss / 1024).toFixed(1)} MiB with ${n} running VMs (${result.rss_kib.threads} threads)`);
     return result;
+  } catch (err) {
+    if (d) console.error(`berthd ${d.exit ? `exited ${JSON.stringify(d.exit)}` : "runs"}; its last lines:\n${d.stderr.split("\n").slice(-40).join("\n")}`);
+    throw err;
   } finally {
     if (d) await d.stop({ timeoutMs: 60000 }).catch(() => d.kill());
     const removed = await removeAll(engine);
@@ -195,19 +210,30 @@ async function runOne(engine, n) {
 }
 
 async function main() {
-  const [engine, why] = await connectEngine();
-  if (!engine) throw new Error(why);
-  await ensureTestImage(engine);
+  let engine;
+  let pe;
+  if (opts.engine === "private") {
+    pe = new PrivateEngine({ liveRestore: false, tag: "ms" });
+    await pe.prepare();
+    engine = await pe.start({ timeoutMs: 60000 });
+  } else {
+    const [e, why] = await connectEngine();
+    if (!e) throw new Error(why);
+    engine = e;
+  }
   const results = [];
   let failed = false;
   try {
+    await ensureTestImage(engine);
     for (const n of COUNTS) {
-      const r = await runOne(engine, n);
+      const r = await runOne(engine, pe, n);
       results.push(r);
       if (opts.strict && (r.age.worst > INTERVAL || r.covered < n)) failed = true;
     }
   } finally {
-    await removeAll(engine);
+    await removeAll(engine).catch((err) => console.error(`cleanup: ${err.message}`));
+    if (pe && !pe.running) console.error(`the run's dockerd exited ${JSON.stringify(pe.exited)}:\n${pe.logTail(40)}`);
+    if (pe) await pe.teardown();
   }
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), results }, null, 2));
   if (failed) {
