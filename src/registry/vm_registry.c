@@ -560,7 +560,11 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         goto out;
     d = &r->recs[at]->data;
     state_changed = o->state != VM_STATE_UNSPECIFIED && o->state != d->state;
-    health_changed = o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health;
+    /* A first word that no check applies is not news: the record simply
+     * did not know yet (watchers would hear "health none" after every
+     * create). */
+    health_changed = o->health != BACKEND_HEALTH_UNKNOWN && o->health != d->health &&
+                     !(d->health == BACKEND_HEALTH_UNKNOWN && o->health == BACKEND_HEALTH_NONE);
     restarted = c != NULL && c->restart_count > d->restart_count;
     /* Only news that changes something counts against a call under way:
      * a periodic re-list that confirms the state must not void its write. */
