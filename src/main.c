@@ -87,6 +87,15 @@ int main(int argc, char **argv)
     /* `berthd vm ls`, ...: a client of a running berthd. */
     if (argc > 1 && cli_is_command(argv[1]))
         return cli_main(argc - 1, argv + 1);
+    /* Dozens of worker and event threads would each get a malloc arena of
+     * their own, and every arena keeps the holes of what it freed: a VM's
+     * records, made and copied on whichever thread ran the call, would be
+     * spread over all of them (twice the memory a VM needs, measured by
+     * tests/bench/rss). Two arenas, one a core on the machine kind berthd
+     * is built for, keep the threads from queueing on one lock. The
+     * environment's MALLOC_ARENA_MAX, when set, is the operator's word. */
+    if (getenv("MALLOC_ARENA_MAX") == NULL)
+        (void)mallopt(M_ARENA_MAX, 2);
     berth_err_clear(&err);
     if (config_load(&cfg, argc, argv, stdout, &action, &err) < 0) {
         fprintf(stderr, "berthd: %s\n", err.msg);
