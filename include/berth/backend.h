@@ -372,6 +372,10 @@ struct backend_sweep_info {
     int complete;    /* every container had an answer (new, none or error) by the deadline */
     uint64_t errors; /* failures met during the sweep: failed or stalled reads, bad samples */
     uint64_t open;   /* connections kept open between sweeps (Engine stats streams) */
+    /* Monotonic ms at which the backend's next pass over every container
+     * is due (0: no time of its own): the caller sweeps again by then, so
+     * the pass is not late by the caller's own pace. */
+    int64_t next_due_ms;
 };
 
 /* --- call counters ------------------------------------------------------------ */

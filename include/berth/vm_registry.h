@@ -99,6 +99,11 @@ uint64_t vm_registry_stamp(struct vm_registry *r, struct vm_record *rec);
 int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struct vm_snapshot *data,
                        uint64_t stamp, struct berth_err *err) BERTH_MUST_USE;
 
+/* A count that moves with every change to the records but a new metrics
+ * sample: whoever copies the list to follow ids, containers and states
+ * needs no new copy while it stays the same. */
+uint64_t vm_registry_generation(struct vm_registry *r);
+
 /* Copy a held record's data (under the registry mutex). */
 int vm_registry_read(struct vm_registry *r, struct vm_record *rec, struct vm_snapshot *out,
                      struct berth_err *err) BERTH_MUST_USE;

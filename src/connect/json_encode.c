@@ -375,7 +375,14 @@ int json_enc_string(struct json_enc *e, const char *s)
     while (*p != '\0') {
         const char *esc = NULL;
         char hex[8];
-        size_t n = utf8_seq_len((const char *)p, strnlen((const char *)p, 4));
+        size_t n;
+
+        /* Plain ASCII, nearly every byte berthd writes, needs no look ahead. */
+        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            p++;
+            continue;
+        }
+        n = *p < 0x80 ? 1 : utf8_seq_len((const char *)p, strnlen((const char *)p, 4));
 
         if (n > 1 || (n == 1 && *p >= 0x20 && *p != '"' && *p != '\\')) {
             p += n;

@@ -11,6 +11,10 @@
 
 /* cJSON refuses deeper text itself: no need to follow it further. */
 #define SHAPE_MAX_FRAMES (CJSON_NESTING_LIMIT + 1)
+/* Frames on the stack: every request berthd takes nests less than this, and
+ * a heap stack of SHAPE_MAX_FRAMES zeroed for each request was a sizeable
+ * part of a small call's cost. */
+#define SHAPE_INLINE_FRAMES 16
 
 /* One open array or object. */
 struct shape_frame {
@@ -24,8 +28,8 @@ struct shape_frame {
 
 struct shape {
     const struct codec_limits *lim;
-    struct shape_frame *frames;
-    size_t depth;
+    struct shape_frame *frames; /* `inline_frames` until a request nests deeper */
+    size_t depth, cap;
     size_t nodes;
     const char *key; /* the last key read */
     size_t key_len;
@@ -35,6 +39,7 @@ struct shape {
 static size_t string_end(const char *data, size_t len, size_t i);
 static bool token_byte(char c);
 static int shape_value(struct shape *s);
+static int shape_grow(struct shape *s);
 static void shape_path(const struct shape *s, struct buf *out);
 static int shape_fail(struct shape *s, bool elements);
 
@@ -125,12 +130,10 @@ static int shape_fail(struct shape *s, bool elements)
 int json_shape_check(const char *data, size_t len, const struct codec_limits *lim,
                      struct berth_err *err)
 {
-    struct shape s = {.lim = lim, .err = err};
+    struct shape_frame inline_frames[SHAPE_INLINE_FRAMES] = {{0}};
+    struct shape s = {.lim = lim, .err = err, .frames = inline_frames, .cap = SHAPE_INLINE_FRAMES};
     int rc = -1;
 
-    s.frames = calloc(SHAPE_MAX_FRAMES, sizeof(*s.frames));
-    if (s.frames == NULL)
-        return berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory decoding JSON");
     for (size_t i = 0; i < len; i++) {
         struct shape_frame *top = s.depth > 0 ? &s.frames[s.depth - 1] : NULL;
         char c = data[i];
@@ -171,6 +174,8 @@ int json_shape_check(const char *data, size_t len, const struct codec_limits *li
                 rc = 0; /* deeper than cJSON goes: it refuses the text */
                 goto out;
             }
+            if (s.depth == s.cap && shape_grow(&s) < 0)
+                goto out;
             s.frames[s.depth] = (struct shape_frame){
                 .object = c == '{',
                 .want_key = c == '{',
@@ -190,6 +195,23 @@ int json_shape_check(const char *data, size_t len, const struct codec_limits *li
     }
     rc = 0;
 out:
-    free(s.frames);
+    if (s.frames != inline_frames)
+        free(s.frames);
     return rc;
+}
+
+/* Room for more open arrays and objects, up to SHAPE_MAX_FRAMES. */
+static int shape_grow(struct shape *s)
+{
+    size_t cap = s->cap * 4 < SHAPE_MAX_FRAMES ? s->cap * 4 : SHAPE_MAX_FRAMES;
+    struct shape_frame *f = malloc(cap * sizeof(*f));
+
+    if (f == NULL)
+        return berth_err_set(s->err, BERTH_RESOURCE_EXHAUSTED, "out of memory decoding JSON");
+    memcpy(f, s->frames, s->depth * sizeof(*f));
+    if (s->cap != SHAPE_INLINE_FRAMES)
+        free(s->frames);
+    s->frames = f;
+    s->cap = cap;
+    return 0;
 }

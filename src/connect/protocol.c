@@ -343,6 +343,10 @@ static int encode_output(struct call_state *cs, const ProtobufCMessage *out, str
     int rc = -1;
 
     buf_init(&plain, MAX_RESPONSE_BYTES);
+    /* Most answers fit: one allocation instead of a few doublings (when
+     * it fails, the buffer grows as it is written). */
+    if (buf_reserve(&plain, 1024, NULL) < 0)
+        buf_reset(&plain);
     if (cs->codec == CODEC_JSON) {
         if (json_codec_encode(out, &plain, err) < 0)
             goto out;

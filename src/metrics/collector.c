@@ -17,6 +17,8 @@
  * has nothing to wait for (no running VM, a failing engine) is not asked in
  * a busy loop, and a VM that starts is swept within about this long. */
 #define COLLECTOR_ROUND_MIN_MS 250
+/* The shortest pause between two rounds, whatever the backend asks. */
+#define COLLECTOR_ROUND_MIN_GAP_MS 10
 /* One sweep call waits at most this long (about one Engine period), so a
  * slow container never holds back the samples the others delivered. */
 #define COLLECTOR_ROUND_MAX_MS 1000
@@ -47,6 +49,8 @@ struct collector {
     int sweep_active;
     int64_t sweep_start_us; /* monotonic */
     size_t sweep_pending;
+    uint64_t registry_gen; /* vm_registry_generation() at the last full reconcile */
+    int reconciled;        /* the kept VMs matched the registry at registry_gen */
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -61,7 +65,7 @@ struct collector {
 };
 
 static void *collector_main(void *arg);
-static void collector_round(struct collector *c);
+static int64_t collector_round(struct collector *c);
 static int collector_reconcile(struct collector *c);
 static int collector_cmp(const void *a, const void *b);
 static struct collector_vm *collector_find(struct collector *c, size_t n_sorted, const char *vm_id);
@@ -141,9 +145,16 @@ static void *collector_main(void *arg)
 
     for (;;) {
         int64_t start = berth_now_ms();
+        int64_t until = start + COLLECTOR_ROUND_MIN_MS;
+        int64_t due = collector_round(c);
 
-        collector_round(c);
-        if (collector_pause(c, start + COLLECTOR_ROUND_MIN_MS) < 0)
+        /* A backend pass that falls due sooner is met on time: a sample
+         * must be renewed before it is an interval old, and waiting out
+         * the round would add up to a round to its age. */
+        if (due > 0 && due < until)
+            until =
+                due > start + COLLECTOR_ROUND_MIN_GAP_MS ? due : start + COLLECTOR_ROUND_MIN_GAP_MS;
+        if (collector_pause(c, until) < 0)
             break;
     }
     return NULL;
@@ -164,18 +175,19 @@ static int collector_pause(struct collector *c, int64_t until)
 }
 
 /* One round: the running VMs' containers (copied from the registry), one
- * sweep over them, each new sample written back. */
-static void collector_round(struct collector *c)
+ * sweep over them, each new sample written back. Returns when the
+ * backend's next pass is due (0: when the collector likes). */
+static int64_t collector_round(struct collector *c)
 {
     const char **ids = NULL;
     struct collector_vm **swept = NULL;
     struct backend_stats_result *res = NULL;
-    struct backend_sweep_info info;
+    struct backend_sweep_info info = {0};
     struct berth_err err;
     size_t n = 0;
 
     if (collector_reconcile(c) < 0)
-        return;
+        return 0;
     ids = calloc(c->n_vm > 0 ? c->n_vm : 1, sizeof(*ids));
     swept = calloc(c->n_vm > 0 ? c->n_vm : 1, sizeof(*swept));
     res = calloc(c->n_vm > 0 ? c->n_vm : 1, sizeof(*res));
@@ -212,6 +224,7 @@ out:
     free(res);
     free(swept);
     free(ids);
+    return info.next_due_ms;
 }
 
 /* Make the kept VMs match the registry: the registry is copied under its
@@ -224,7 +237,13 @@ static int collector_reconcile(struct collector *c)
     struct vm_snapshot *list = NULL;
     struct berth_err err;
     size_t n = 0, n_sorted;
+    /* Taken before the copy: a change made while it is made is seen by the
+     * next round. */
+    uint64_t gen = vm_registry_generation(c->vms);
+    int complete = 1;
 
+    if (c->reconciled && gen == c->registry_gen)
+        return 0; /* nothing but samples changed: the kept VMs still match */
     berth_err_clear(&err);
     if (vm_registry_list(c->vms, &list, &n, &err) < 0) {
         atomic_fetch_add(&c->errors, 1);
@@ -252,6 +271,7 @@ static int collector_reconcile(struct collector *c)
         if (v == NULL) {
             v = collector_add(c, vm->id, vm->container_id);
             if (v == NULL) {
+                complete = 0;
                 atomic_fetch_add(&c->errors, 1);
                 log_debug("collector.error", "error=\"out of memory\"");
                 continue;
@@ -271,6 +291,8 @@ static int collector_reconcile(struct collector *c)
         if (!c->vm[i]->seen)
             collector_drop(c, i);
     vm_snapshot_list_free(list, n);
+    c->registry_gen = gen;
+    c->reconciled = complete; /* a VM left out for want of memory is tried again */
     return 0;
 }
 

@@ -28,6 +28,7 @@ struct vm_registry {
     struct vm_record **recs; /* guarded by lock; sorted by data.id */
     size_t n, cap;           /* guarded by lock */
     vm_listener_fn listener; /* guarded by lock */
+    uint64_t gen;            /* guarded by lock: changes to the records but their metrics */
     void *listener_arg;      /* guarded by lock */
 };
 
@@ -233,6 +234,7 @@ void vm_registry_publish(struct vm_registry *r, struct vm_record *rec)
 {
     lock_take(&r->lock);
     rec->visible = 1;
+    r->gen++;
     tell(r, VM_CHANGE_CREATED, &rec->data, "");
     lock_give(&r->lock);
 }
@@ -372,6 +374,7 @@ int vm_registry_commit(struct vm_registry *r, struct vm_record *rec, const struc
     if (data->metrics.sampled_at_unix_ms == 0)
         copy.metrics = old.metrics;
     rec->data = copy;
+    r->gen++;
     if (rec->visible && old.state != copy.state)
         tell(r, VM_CHANGE_CHANGED, &rec->data, "");
     lock_give(&r->lock);
@@ -392,6 +395,7 @@ void vm_registry_remove(struct vm_registry *r, struct vm_record *rec)
     }
     if (rec->visible)
         tell(r, VM_CHANGE_DELETED, &rec->data, "");
+    r->gen++;
     rec->removed = 1;
     rec->visible = 0;
     lock_give(&r->lock);
@@ -479,6 +483,7 @@ int vm_registry_set_state(struct vm_registry *r, const char *id, enum vm_state s
         int changed = d->state != state;
         char why[32];
 
+        r->gen++;
         d->state = state;
         d->oom_killed = oom_killed;
         d->exit_code = exit_code;
@@ -559,6 +564,7 @@ int vm_registry_observe(struct vm_registry *r, const char *id, const struct vm_o
         strcmp(r->recs[at]->data.container_id, o->container_id) != 0)
         goto out;
     d = &r->recs[at]->data;
+    r->gen++;
     state_changed = o->state != VM_STATE_UNSPECIFIED && o->state != d->state;
     /* A first word that no check applies is not news: the record simply
      * did not know yet (watchers would hear "health none" after every
@@ -647,6 +653,7 @@ int vm_registry_forget(struct vm_registry *r, const char *id, const char *contai
     }
     rec = r->recs[at];
     tell(r, VM_CHANGE_DELETED, &rec->data, "removed behind berthd's back");
+    r->gen++;
     memmove(&r->recs[at], &r->recs[at + 1], (r->n - at - 1) * sizeof(*r->recs));
     r->n--;
     rec->removed = 1;
@@ -656,4 +663,14 @@ int vm_registry_forget(struct vm_registry *r, const char *id, const char *contai
     if (free_it)
         record_free(rec);
     return 0;
+}
+
+uint64_t vm_registry_generation(struct vm_registry *r)
+{
+    uint64_t g;
+
+    lock_take(&r->lock);
+    g = r->gen;
+    lock_give(&r->lock);
+    return g;
 }

@@ -514,10 +514,16 @@ static void test_out_of_lock_updates(void)
     struct vm_snapshot got = {0};
     enum berth_code code;
 
+    uint64_t gen = vm_registry_generation(r);
+
     CHECK(add_visible(r, "vm", VM_STATE_RUNNING) == 0);
+    CHECK_MSG(vm_registry_generation(r) != gen, "a new VM moves the generation");
     m.cpu_percent = 12.5;
     m.memory_bytes = 4096;
     m.sampled_at_unix_ms = 99;
+    gen = vm_registry_generation(r);
+    CHECK(vm_registry_set_metrics(r, "vm", &m) == 0);
+    CHECK_MSG(vm_registry_generation(r) == gen, "a sample does not move the generation");
     CHECK(vm_registry_set_metrics(r, "unknown", &m) == -1);
     CHECK(vm_registry_set_state(r, "unknown", VM_STATE_SHUTDOWN, 0, 0) == -1);
     CHECK(vm_registry_set_metrics(r, "", &m) == -1);
@@ -528,8 +534,10 @@ static void test_out_of_lock_updates(void)
     vm_snapshot_release(&got);
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        gen = vm_registry_generation(r);
         CHECK_MSG(vm_registry_set_state(r, "vm", rows[i].to, rows[i].oom, rows[i].exit_code) == 0,
                   "%s", rows[i].desc);
+        CHECK_MSG(vm_registry_generation(r) != gen, "%s: the generation moves", rows[i].desc);
         CHECK(try_get(r, "vm", &got, &code) == 0);
         CHECK_MSG(got.state == rows[i].to, "%s", rows[i].desc);
         CHECK_MSG(got.oom_killed == rows[i].oom && got.exit_code == rows[i].exit_code, "%s",
@@ -545,7 +553,9 @@ static void test_out_of_lock_updates(void)
         struct berth_err err;
         berth_err_clear(&err);
         CHECK(vm_registry_acquire(r, "vm", BERTH_NO_DEADLINE, &rec, &err) == 0);
+        gen = vm_registry_generation(r);
         vm_registry_remove(r, rec);
+        CHECK_MSG(vm_registry_generation(r) != gen, "a removal moves the generation");
         vm_registry_release(r, rec);
     }
     CHECK(vm_registry_set_metrics(r, "vm", &m) == -1);

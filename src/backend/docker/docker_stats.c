@@ -477,6 +477,7 @@ int docker_stats_sweep(void *ctx, const char *const *ids, size_t n, int64_t dead
     info->complete = docker_stats_all_answered(ds);
     info->errors = ds->errors;
     info->open = ds->n_open;
+    info->next_due_ms = ds->cg != NULL ? ds->cg_next_ms : 0;
     return 0;
 }
 
