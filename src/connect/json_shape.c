@@ -174,8 +174,11 @@ int json_shape_check(const char *data, size_t len, const struct codec_limits *li
                 rc = 0; /* deeper than cJSON goes: it refuses the text */
                 goto out;
             }
-            if (s.depth == s.cap && shape_grow(&s) < 0)
-                goto out;
+            if (s.depth == s.cap) {
+                if (shape_grow(&s) < 0)
+                    goto out;
+                top = &s.frames[s.depth - 1]; /* the frames moved */
+            }
             s.frames[s.depth] = (struct shape_frame){
                 .object = c == '{',
                 .want_key = c == '{',
