@@ -46,7 +46,7 @@ static const struct opt opt_table[] = {
      "log lines on stderr: logfmt (ts=... level=... msg=...) or json"},
     {"log-target", "BERTH_LOG_TARGET", OPT_STR, OFF(log_target), 1, 0, "auto",
      "auto (the journal when stderr is connected to it), stderr, or journal"},
-    {"max-connections", "BERTH_MAX_CONNECTIONS", OPT_INT, OFF(max_connections), 1, 100000, "512",
+    {"max-connections", "BERTH_MAX_CONNECTIONS", OPT_INT, OFF(max_connections), 1, 100000, "10000",
      "concurrent client connections"},
     {"idle-timeout", "BERTH_IDLE_TIMEOUT", OPT_INT, OFF(idle_timeout_s), 1, 86400, "60",
      "seconds a client connection may stay idle"},
@@ -77,6 +77,10 @@ static const struct opt opt_table[] = {
      "seconds a client gets to send one request's headers and body, apart from the idle timeout"},
     {"max-connections-per-ip", "BERTH_MAX_CONNECTIONS_PER_IP", OPT_INT, OFF(max_connections_per_ip),
      0, 100000, "64", "concurrent connections from one client address (0: no limit)"},
+    {"connection-memory", "BERTH_CONNECTION_MEMORY", OPT_INT, OFF(connection_memory), 4096, 1048576,
+     "32768",
+     "bytes of each connection's buffer: its request line and headers must fit, and an idle "
+     "keep-alive connection holds it all"},
     {"auth-token-file", "BERTH_AUTH_TOKEN_FILE", OPT_STR, OFF(auth_token_file), 0, 0, "",
      "file of bearer tokens, one `token` or `name:token` a line, re-read on SIGHUP (empty: no "
      "tokens)"},

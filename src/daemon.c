@@ -278,6 +278,7 @@ int daemon_start(const struct berth_config *cfg, struct berth_daemon **out, stru
     hc.idle_timeout_s = (unsigned)cfg->idle_timeout_s;
     hc.read_timeout_s = (unsigned)cfg->read_timeout_s;
     hc.max_connections_per_ip = (unsigned)cfg->max_connections_per_ip;
+    hc.connection_memory = (size_t)cfg->connection_memory;
     hc.socket_mode = (unsigned)cfg->socket_mode;
     hc.socket_group = cfg->socket_group;
     hc.tls_cert = cfg->tls_cert;

@@ -33,6 +33,7 @@ struct berth_config {
     int64_t ready_wait_ms;          /* how long an RPC waits for the start-up rebuild */
     int64_t read_timeout_s;         /* deadline for one request's headers and body */
     int64_t max_connections_per_ip; /* 0: no limit */
+    int64_t connection_memory;      /* bytes of one connection's buffer */
     char *auth_token_file;          /* "" = no tokens */
     int metrics_auth;               /* /metrics needs a caller */
     char *tls_cert;                 /* PEM; "" = plain HTTP */

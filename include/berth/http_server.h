@@ -110,6 +110,7 @@ struct http_server_config {
     unsigned idle_timeout_s;
     unsigned read_timeout_s;         /* headers and body of one request */
     unsigned max_connections_per_ip; /* 0: no limit; TCP only */
+    size_t connection_memory;        /* each connection's buffer; 0: libmicrohttpd's */
     unsigned socket_mode;            /* unix listener: permission bits */
     const char *socket_group;        /* unix listener: group name or id; "" or NULL: ours */
     const char *tls_cert;            /* PEM files; "" or NULL: plain HTTP */

@@ -488,31 +488,31 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
     /* MHD's own strictness (MHD_OPTION_STRICT_FOR_CLIENT above 0) answers
      * with its HTML page; request_check_framing refuses the same requests
      * with a Connect error instead. */
-    if (s->tls != NULL && tls_state_trust_pem(s->tls) != NULL)
-        s->mhd = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-            on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert,
-            MHD_OPTION_HTTPS_MEM_TRUST, tls_state_trust_pem(s->tls), MHD_OPTION_END);
-    else if (s->tls != NULL)
-        s->mhd = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-            on_connection, s, MHD_OPTION_HTTPS_CERT_CALLBACK, on_tls_cert, MHD_OPTION_END);
-    else
-        s->mhd = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            per_ip, MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-            on_connection, s, MHD_OPTION_END);
+    {
+        struct MHD_OptionItem opts[16];
+        size_t n = 0;
+
+#define OPT(o, v, p) (opts[n++] = (struct MHD_OptionItem){(o), (intptr_t)(v), (p)})
+        OPT(MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL);
+        OPT(MHD_OPTION_THREAD_POOL_SIZE, threads, NULL);
+        OPT(MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL);
+        OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL);
+        OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, NULL);
+        OPT(MHD_OPTION_STRICT_FOR_CLIENT, 0, NULL);
+        if (cfg->connection_memory > 0)
+            OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory, NULL);
+        OPT(MHD_OPTION_URI_LOG_CALLBACK, on_uri, s);
+        OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, s);
+        OPT(MHD_OPTION_NOTIFY_CONNECTION, on_connection, s);
+        if (s->tls != NULL)
+            OPT(MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)on_tls_cert);
+        if (s->tls != NULL && tls_state_trust_pem(s->tls) != NULL)
+            OPT(MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)tls_state_trust_pem(s->tls));
+        OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+        s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
+                                  MHD_OPTION_END);
+    }
     if (s->mhd == NULL) {
         berth_err_set(err, BERTH_UNAVAILABLE, "http server did not start on '%s'", s->address);
         goto fail;

@@ -37,6 +37,7 @@ static const char *const all_env[] = {
     "BERTH_READY_WAIT_MS",
     "BERTH_READ_TIMEOUT",
     "BERTH_MAX_CONNECTIONS_PER_IP",
+    "BERTH_CONNECTION_MEMORY",
     "BERTH_AUTH_TOKEN_FILE",
     "BERTH_METRICS_AUTH",
     "BERTH_TLS_CERT",
@@ -203,7 +204,8 @@ static void test_defaults(void)
     CHECK_STR(r.cfg.listen, "127.0.0.1:8080");
     CHECK(r.cfg.max_body_bytes == 4194304);
     CHECK(r.cfg.log_level == LOG_LEVEL_INFO);
-    CHECK(r.cfg.max_connections == 512);
+    CHECK(r.cfg.max_connections == 10000);
+    CHECK(r.cfg.connection_memory == 32768);
     CHECK(r.cfg.idle_timeout_s == 60);
     CHECK(r.cfg.shutdown_grace_s == 30);
     CHECK_STR(r.cfg.backend, "docker");
@@ -246,7 +248,7 @@ static void test_env_overrides_defaults(void)
     CHECK(r.cfg.ready_wait_ms == 0);
     CHECK_STR(r.cfg.advertise_host, "host.example");
     /* Untouched options keep their defaults. */
-    CHECK(r.cfg.max_connections == 512);
+    CHECK(r.cfg.max_connections == 10000);
     CHECK_STR(r.cfg.docker_socket, "/var/run/docker.sock");
     run_release(&r);
     clear_env();
@@ -354,6 +356,12 @@ static void test_bad_values(void)
          "max-connections",
          "1 to 100000"},
         {"above maximum", NULL, NULL, {"--gateway-port=65536", NULL}, "gateway-port", "1 to 65535"},
+        {"connection buffer too small for any request",
+         NULL,
+         NULL,
+         {"--connection-memory=1024", NULL},
+         "connection-memory",
+         "4096 to 1048576"},
         {"negative", NULL, NULL, {"--stop-timeout=-1", NULL}, "stop-timeout", "0 to 3600"},
         {"overflows int64",
          NULL,
@@ -763,7 +771,7 @@ static void test_config_file(void)
         CHECK_STR(r.cfg.instance_id, "a \"b\" \\c");
         CHECK(r.cfg.max_vms == 7);
         CHECK_STR(r.cfg.config_file, file);
-        CHECK(r.cfg.max_connections == 512); /* not in the file: the default */
+        CHECK(r.cfg.max_connections == 10000); /* not in the file: the default */
         run_release(&r);
     }
     /* The environment wins over the file, a flag over both. */

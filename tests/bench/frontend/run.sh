@@ -16,9 +16,9 @@
 #
 # --min-ratio / --max-p99-ratio: exit 1 when GetVmInfo at 64 connections is
 # below that req/s ratio or above that p99 ratio (berthd / bare).
-# --connection-memory: the bare server's libmicrohttpd connection pool
-# (MHD_OPTION_CONNECTION_MEMORY_LIMIT; its default, 32 KiB, otherwise), to
-# match berthd's when berthd sets one.
+# --connection-memory: each server's connection buffer (the bare server's
+# MHD_OPTION_CONNECTION_MEMORY_LIMIT, berthd's --connection-memory; both
+# 32 KiB otherwise).
 # --smoke: a few seconds in all (tools build, both servers answer, numbers
 # come out), for the test suite; the figures mean nothing.
 set -eu
@@ -40,6 +40,7 @@ min_ratio=
 max_p99_ratio=
 smoke=0
 bare_args=
+berthd_mem=
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
     --log-level) log_level=$2; shift 2 ;;
     --min-ratio) min_ratio=$2; shift 2 ;;
     --max-p99-ratio) max_p99_ratio=$2; shift 2 ;;
-    --connection-memory) bare_args="--connection-memory $2"; shift 2 ;;
+    --connection-memory) bare_args="--connection-memory $2"; berthd_mem="--connection-memory $2"; shift 2 ;;
     --smoke)
         smoke=1 duration=0.5 warmup=0.2 rounds=1 connections=8 idle=200 settle=0.2
         shift ;;
@@ -134,7 +135,7 @@ rpc() {
 start_berthd() {
     berthd_port=$("$LOADGEN" --free-port)
     "$BERTHD" --listen "127.0.0.1:$berthd_port" --backend memory --log-level "$log_level" \
-        --max-connections 20000 --max-connections-per-ip 0 >/dev/null 2>>"$berthd_log" &
+        --max-connections 20000 --max-connections-per-ip 0 $berthd_mem >/dev/null 2>>"$berthd_log" &
     berthd_pid=$!
     if ! wait_for berthd "$berthd_pid" curl -sf --max-time 2 "http://127.0.0.1:$berthd_port/healthz"; then
         show_berthd_log
