@@ -2,6 +2,7 @@
  * fakes: create (names, labels, ports), every state transition from every
  * state, remove, inspect by id or name, list with label filters, and the
  * fail-next hooks. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -437,6 +438,66 @@ static void test_fail_next(void)
     backend_destroy(&b);
 }
 
+/* Many containers, removed out of order: each found by id and by name
+ * until it goes and never after, the rest listed in the order made. */
+static void test_many(void)
+{
+    enum { N = 300 };
+    struct backend b = {0};
+    struct berth_err err;
+    char *ids[N] = {0};
+    char name[32];
+    int gone[N] = {0};
+
+    berth_err_clear(&err);
+    CHECK(memory_backend_new(&b, &err) == 0);
+    for (int i = 0; i < N; i++) {
+        /* Names in another order than the ids. */
+        snprintf(name, sizeof(name), "vm-%03d", (i * 7) % N);
+        CHECK(make(&b, name, "vm", &ids[i]) == 0);
+    }
+    CHECK(memory_backend_count(&b) == N);
+    for (int k = 0; k < N; k += 2) {
+        int i = (k * 11) % N; /* every even index, out of order */
+        berth_err_clear(&err);
+        CHECK(call_op(&b, "remove", ids[i], &err) == 0);
+        gone[i] = 1;
+    }
+    CHECK(memory_backend_count(&b) == N / 2);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "vm-%03d", (i * 7) % N);
+        berth_err_clear(&err);
+        CHECK_MSG((call_op(&b, "inspect", ids[i], &err) == 0) == !gone[i], "by id, %d", i);
+        berth_err_clear(&err);
+        CHECK_MSG((call_op(&b, "inspect", name, &err) == 0) == !gone[i], "by name, %d", i);
+    }
+    {
+        struct backend_container_list l = {0};
+        size_t at = 0;
+
+        berth_err_clear(&err);
+        CHECK(b.ops->list(b.ctx, NULL, DL, &l, &err) == 0);
+        CHECK(l.n == N / 2);
+        for (int i = 0; i < N && at < l.n; i++) {
+            if (gone[i])
+                continue;
+            CHECK_MSG(strcmp(l.items[at].id, ids[i]) == 0, "listed %zu", at);
+            at++;
+        }
+        backend_container_list_release(&l);
+    }
+    /* A name freed by a removal can be taken again. */
+    {
+        char *again = NULL;
+        snprintf(name, sizeof(name), "vm-%03d", 0);
+        CHECK(make(&b, name, "vm", &again) == 0);
+        free(again);
+    }
+    for (int i = 0; i < N; i++)
+        free(ids[i]);
+    backend_destroy(&b);
+}
+
 int main(void)
 {
     test_create_inspect();
@@ -444,5 +505,6 @@ int main(void)
     test_not_found();
     test_list_filters();
     test_fail_next();
+    test_many();
     return test_summary("test_memory_backend");
 }

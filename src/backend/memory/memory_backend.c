@@ -35,8 +35,12 @@ struct mem_fail {
 
 struct mem_ctx {
     pthread_mutex_t lock;
-    struct mem_container **items;     /* guarded by lock */
-    size_t n;                         /* guarded by lock */
+    /* The containers twice, for lookups in log time: `items` sorted by id
+     * (ids only grow, so that is also the order they were made in),
+     * `by_name` sorted by name. Both guarded by lock. */
+    struct mem_container **items;
+    struct mem_container **by_name;
+    size_t n, cap;                    /* guarded by lock */
     uint64_t next_id;                 /* guarded by lock */
     int next_port;                    /* guarded by lock */
     struct mem_fail fails[MEM_FAILS]; /* guarded by lock */
@@ -49,6 +53,11 @@ struct mem_ctx {
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
 static struct mem_container *mem_find(struct mem_ctx *m, const char *id);
+static size_t mem_slot(struct mem_container *const *arr, size_t n, const char *key, int by_name,
+                       int *found);
+static int mem_reserve(struct mem_ctx *m);
+static void mem_insert(struct mem_ctx *m, struct mem_container *mc);
+static void mem_unlink(struct mem_ctx *m, const struct mem_container *mc);
 static int mem_copy(struct backend_container *dst, const struct backend_container *src);
 static int mem_transition(void *ctx, const char *op, const char *id, struct berth_err *err);
 static int mem_ping(void *ctx, int64_t deadline, struct berth_err *err);
@@ -147,13 +156,88 @@ static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err)
     return 0;
 }
 
+/* Where `key` is, or would go, in `arr` (sorted by id, or by name). */
+static size_t mem_slot(struct mem_container *const *arr, size_t n, const char *key, int by_name,
+                       int *found)
+{
+    size_t lo = 0, hi = n;
+
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(by_name ? arr[mid]->c.name : arr[mid]->id, key);
+
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Caller holds m->lock. By id or by name, like the Engine. */
 static struct mem_container *mem_find(struct mem_ctx *m, const char *id)
 {
-    for (size_t i = 0; i < m->n; i++)
-        if (strcmp(m->items[i]->id, id) == 0 || strcmp(m->items[i]->c.name, id) == 0)
-            return m->items[i];
-    return NULL;
+    int found;
+    size_t at = mem_slot(m->items, m->n, id, 0, &found);
+
+    if (found)
+        return m->items[at];
+    at = mem_slot(m->by_name, m->n, id, 1, &found);
+    return found ? m->by_name[at] : NULL;
+}
+
+/* Caller holds m->lock. Room for one more container in both indexes. */
+static int mem_reserve(struct mem_ctx *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 16;
+    struct mem_container **items, **by_name;
+
+    if (m->n < m->cap)
+        return 0;
+    items = realloc(m->items, cap * sizeof(*items));
+    if (items == NULL)
+        return -1;
+    m->items = items;
+    by_name = realloc(m->by_name, cap * sizeof(*by_name));
+    if (by_name == NULL)
+        return -1;
+    m->by_name = by_name;
+    m->cap = cap;
+    return 0;
+}
+
+/* Caller holds m->lock and made room (mem_reserve); no container has its
+ * id or name yet. */
+static void mem_insert(struct mem_ctx *m, struct mem_container *mc)
+{
+    int found;
+    size_t at = mem_slot(m->items, m->n, mc->id, 0, &found);
+
+    memmove(&m->items[at + 1], &m->items[at], (m->n - at) * sizeof(*m->items));
+    m->items[at] = mc;
+    at = mem_slot(m->by_name, m->n, mc->c.name, 1, &found);
+    memmove(&m->by_name[at + 1], &m->by_name[at], (m->n - at) * sizeof(*m->by_name));
+    m->by_name[at] = mc;
+    m->n++;
+}
+
+/* Caller holds m->lock; mc is one of the containers. */
+static void mem_unlink(struct mem_ctx *m, const struct mem_container *mc)
+{
+    int found;
+    size_t at = mem_slot(m->items, m->n, mc->id, 0, &found);
+
+    if (found)
+        memmove(&m->items[at], &m->items[at + 1], (m->n - at - 1) * sizeof(*m->items));
+    at = mem_slot(m->by_name, m->n, mc->c.name, 1, &found);
+    if (found)
+        memmove(&m->by_name[at], &m->by_name[at + 1], (m->n - at - 1) * sizeof(*m->by_name));
+    m->n--;
 }
 
 static int mem_copy(struct backend_container *dst, const struct backend_container *src)
@@ -204,7 +288,7 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
                       struct berth_err *err)
 {
     struct mem_ctx *m = ctx;
-    struct mem_container *mc = NULL, **items;
+    struct mem_container *mc = NULL;
     struct backend_container proto = {0};
     int rc = -1;
 
@@ -218,11 +302,8 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
         goto out;
     }
     mc = calloc(1, sizeof(*mc));
-    items = realloc(m->items, (m->n + 1) * sizeof(*items));
-    if (items != NULL)
-        m->items = items;
     proto.labels = calloc(spec->n_labels + 1, sizeof(*proto.labels));
-    if (mc == NULL || items == NULL || proto.labels == NULL) {
+    if (mc == NULL || proto.labels == NULL || mem_reserve(m) < 0) {
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
@@ -277,7 +358,7 @@ static int mem_create(void *ctx, const struct backend_spec *spec, int64_t deadli
         berth_err_set(err, BERTH_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
-    m->items[m->n++] = mc;
+    mem_insert(m, mc);
     mc = NULL;
     rc = 0;
 fail:
@@ -399,13 +480,13 @@ static int mem_remove(void *ctx, const char *id, int64_t deadline, struct berth_
     lock_take(&m->lock);
     if (mem_fail(m, "remove", err) < 0)
         goto out;
-    for (size_t i = 0; i < m->n; i++) {
-        struct mem_container *mc = m->items[i];
-        if (strcmp(mc->id, id) == 0 || strcmp(mc->c.name, id) == 0) {
+    {
+        struct mem_container *mc = mem_find(m, id);
+        if (mc != NULL) {
+            mem_unlink(m, mc);
             backend_container_release(&mc->c);
             backend_log_list_release(&mc->logs);
             free(mc);
-            m->items[i] = m->items[--m->n];
             rc = 0;
             goto out;
         }
@@ -574,6 +655,7 @@ static void mem_destroy(void *ctx)
         free(m->items[i]);
     }
     free(m->items);
+    free(m->by_name);
     for (size_t i = 0; i < m->n_volumes; i++)
         free(m->volumes[i]);
     free(m->volumes);
