@@ -178,17 +178,36 @@ const char *log_quote(struct log_quoted *q, const char *value)
     return q->text;
 }
 
-/* RFC 3339 UTC with milliseconds: 2026-12-03T17:55:01.123Z. */
+/* RFC 3339 UTC with milliseconds: 2026-12-03T17:55:01.123Z. Each thread
+ * keeps the text of the last second it wrote: a busy thread formats the
+ * date once a second, not once a line. */
 static void log_timestamp(char *out, size_t n)
 {
+    static _Thread_local time_t last_sec = (time_t)-1;
+    static _Thread_local char last[40]; /* "2026-12-03T17:55:01" */
     struct timespec ts;
-    struct tm tm;
+    int ms;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
+    if (ts.tv_sec != last_sec) {
+        struct tm tm;
+
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(last, sizeof(last), "%04d-%02d-%02dT%02d:%02d:%02d", (tm.tm_year + 1900) % 10000,
+                 (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+                 tm.tm_sec % 100);
+        last_sec = ts.tv_sec;
+    }
+    ms = (int)(ts.tv_nsec / 1000000) % 1000;
+    if (n < 25)
+        return;
+    memcpy(out, last, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 static int log_hex(char c)
@@ -324,11 +343,18 @@ static void log_write_line(enum log_level level, const char *event, const char *
         memcpy(line + n, "\"}", 2);
         n += 2;
     } else {
-        int m = snprintf(line, sizeof(line), "ts=%s level=%s msg=%s %s", ts, log_level_name(level),
-                         event, fields);
-        if (m < 0)
-            return;
-        n = (size_t)m < sizeof(line) - 1 ? (size_t)m : sizeof(line) - 2;
+        /* "ts=%s level=%s msg=%s %s", cut to leave room for the newline. */
+        const char *parts[] = {"ts=",   ts,    " level=", log_level_name(level),
+                               " msg=", event, " ",       fields};
+
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            size_t k = strlen(parts[i]);
+
+            if (k > sizeof(line) - 2 - n)
+                k = sizeof(line) - 2 - n;
+            memcpy(line + n, parts[i], k);
+            n += k;
+        }
         while (n > 0 && line[n - 1] == ' ')
             n--;
     }

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -519,7 +520,8 @@ static void log_call(const struct rpc_route *route, const char *path, int status
                      const struct berth_err *err, int64_t start_us, const char *request_id,
                      const char *caller)
 {
-    double ms = (double)(berth_now_us() - start_us) / 1000.0;
+    int64_t us = berth_now_us() - start_us;
+    char ms[32]; /* milliseconds with three decimals, without the float formatting */
     /* The server's own failures are warnings an operator should see; a
      * client's mistakes are info. */
     enum log_level lvl = err->code == BERTH_INTERNAL || err->code == BERTH_UNKNOWN ||
@@ -531,12 +533,15 @@ static void log_call(const struct rpc_route *route, const char *path, int status
     const char *key = route != NULL ? "procedure" : "path";
     const char *where = route != NULL ? route->path : log_quote(&qp, path);
 
+    if (us < 0)
+        us = 0;
+    snprintf(ms, sizeof(ms), "%lld.%03lld", (long long)(us / 1000), (long long)(us % 1000));
     if (err->code == BERTH_OK)
-        log_emit(lvl, "rpc", "%s=%s code=ok status=%d duration_ms=%.3f request_id=%s caller=%s",
-                 key, where, status, ms, request_id, log_quote(&qc, caller));
+        log_emit(lvl, "rpc", "%s=%s code=ok status=%d duration_ms=%s request_id=%s caller=%s", key,
+                 where, status, ms, request_id, log_quote(&qc, caller));
     else
         log_emit(lvl, "rpc",
-                 "%s=%s code=%s status=%d duration_ms=%.3f request_id=%s caller=%s error=%s", key,
+                 "%s=%s code=%s status=%d duration_ms=%s request_id=%s caller=%s error=%s", key,
                  where, berth_code_name(err->code), status, ms, request_id, log_quote(&qc, caller),
                  log_quote(&qe, err->msg));
 }
