@@ -198,9 +198,12 @@ static void log_timestamp(char *out, size_t n)
                  tm.tm_sec % 100);
         last_sec = ts.tv_sec;
     }
-    ms = (int)(ts.tv_nsec / 1000000) % 1000;
-    if (n < 25)
+    ms = (int)(ts.tv_nsec / 1000000);
+    if (n < 25) { /* no room: no time rather than a cut one */
+        if (n > 0)
+            out[0] = '\0';
         return;
+    }
     memcpy(out, last, 19);
     out[19] = '.';
     out[20] = (char)('0' + ms / 100);

@@ -12,6 +12,7 @@
 #include "berth/clock.h"
 #include "berth/lock.h"
 #include "berth/log.h"
+#include "berth/sorted.h"
 
 /* A round never starts sooner after the one before: a backend whose sweep
  * has nothing to wait for (no running VM, a failing engine) is not asked in
@@ -307,22 +308,17 @@ static int collector_cmp(const void *a, const void *b)
 
 /* The entry of `vm_id` not yet seen in this reconcile among the first
  * n_sorted (sorted by VM id, one entry per id), or NULL. */
+static const char *collector_vm_id(const void *elem)
+{
+    return (*(struct collector_vm *const *)elem)->vm_id;
+}
+
 static struct collector_vm *collector_find(struct collector *c, size_t n_sorted, const char *vm_id)
 {
-    size_t lo = 0, hi = n_sorted;
+    int found;
+    size_t at = sorted_slot(c->vm, n_sorted, sizeof(*c->vm), vm_id, collector_vm_id, &found);
 
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(c->vm[mid]->vm_id, vm_id);
-
-        if (cmp == 0)
-            return c->vm[mid]->seen == 0 ? c->vm[mid] : NULL;
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return found && c->vm[at]->seen == 0 ? c->vm[at] : NULL;
 }
 
 /* A new entry without a CPU reading; NULL when out of memory. */

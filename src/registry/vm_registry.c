@@ -9,6 +9,7 @@
 
 #include "berth/clock.h"
 #include "berth/lock.h"
+#include "berth/sorted.h"
 
 struct vm_record {
     pthread_mutex_t op_lock; /* serialises lifecycle calls on this VM */
@@ -168,25 +169,15 @@ void vm_registry_free(struct vm_registry *r)
     free(r);
 }
 
-/* Binary search; the index where id is or would go. Caller holds r->lock. */
+static const char *record_id(const void *elem)
+{
+    return (*(struct vm_record *const *)elem)->data.id;
+}
+
+/* The index where id is or would go. Caller holds r->lock. */
 static size_t find_slot(const struct vm_registry *r, const char *id, int *found)
 {
-    size_t lo = 0, hi = r->n;
-
-    *found = 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->recs[mid]->data.id, id);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return sorted_slot(r->recs, r->n, sizeof(*r->recs), id, record_id, found);
 }
 
 int vm_registry_reserve(struct vm_registry *r, const struct vm_snapshot *init,

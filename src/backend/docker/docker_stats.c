@@ -32,6 +32,7 @@
 #include "berth/clock.h"
 #include "berth/log.h"
 #include "berth/rfc3339.h"
+#include "berth/sorted.h"
 #include "cgroup_stats.h"
 #include "docker_internal.h"
 
@@ -532,23 +533,19 @@ static int docker_stats_cmp(const void *a, const void *b)
 }
 
 /* The stream of `id` among the first n_sorted (sorted by id), or NULL. */
+static const char *docker_stream_id(const void *elem)
+{
+    return (*(struct docker_stream *const *)elem)->id;
+}
+
 static struct docker_stream *docker_stats_find(struct docker_stats *ds, size_t n_sorted,
                                                const char *id)
 {
-    size_t lo = 0, hi = n_sorted;
+    int found;
+    size_t at =
+        sorted_slot(ds->streams, n_sorted, sizeof(*ds->streams), id, docker_stream_id, &found);
 
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(ds->streams[mid]->id, id);
-
-        if (c == 0)
-            return ds->streams[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return found ? ds->streams[at] : NULL;
 }
 
 /* A closed stream for a container, ready to open; NULL when out of memory. */

@@ -17,6 +17,7 @@
 #include "berth/latency.h"
 #include "berth/lock.h"
 #include "berth/log.h"
+#include "berth/sorted.h"
 
 /* Idle handles kept for reuse; more than this many concurrent calls each
  * get a fresh handle that is closed afterwards. */
@@ -870,37 +871,32 @@ static void engine_op_add(struct backend_call_stats *o, enum backend_outcome out
         o->latency_bucket[b]++;
 }
 
+static const char *call_stats_op(const void *elem)
+{
+    return ((const struct backend_call_stats *)elem)->op;
+}
+
 void engine_stats_record(struct engine_stats *s, const char *method, const char *path,
                          enum backend_outcome outcome, int64_t duration_us)
 {
     char op[BACKEND_OP_NAME_MAX];
-    size_t lo = 0, hi;
+    size_t at;
+    int found;
     struct backend_call_stats *o = NULL;
 
     if (s == NULL || (unsigned)outcome >= BACKEND_OUTCOME_COUNT)
         return;
     engine_op_name(method, path, op, sizeof(op));
     lock_take(&s->lock);
-    hi = s->n_ops;
-    while (lo < hi) { /* binary search for op, or where it goes */
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(s->ops[mid].op, op);
-
-        if (c == 0) {
-            o = &s->ops[mid];
-            break;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (o == NULL && s->n_ops < ENGINE_OP_MAX) {
-        memmove(&s->ops[lo + 1], &s->ops[lo], (s->n_ops - lo) * sizeof(s->ops[0]));
-        memset(&s->ops[lo], 0, sizeof(s->ops[lo]));
-        snprintf(s->ops[lo].op, sizeof(s->ops[lo].op), "%s", op);
+    at = sorted_slot(s->ops, s->n_ops, sizeof(s->ops[0]), op, call_stats_op, &found);
+    if (found) {
+        o = &s->ops[at];
+    } else if (s->n_ops < ENGINE_OP_MAX) {
+        memmove(&s->ops[at + 1], &s->ops[at], (s->n_ops - at) * sizeof(s->ops[0]));
+        memset(&s->ops[at], 0, sizeof(s->ops[at]));
+        snprintf(s->ops[at].op, sizeof(s->ops[at].op), "%s", op);
         s->n_ops++;
-        o = &s->ops[lo];
+        o = &s->ops[at];
     }
     engine_op_add(o != NULL ? o : &s->other, outcome, duration_us);
     lock_give(&s->lock);

@@ -13,6 +13,7 @@
 #include "berth/docker_replicas.h"
 #include "berth/labels.h"
 #include "berth/lock.h"
+#include "berth/sorted.h"
 
 struct mem_container {
     char id[65];
@@ -53,8 +54,6 @@ struct mem_ctx {
 
 static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err);
 static struct mem_container *mem_find(struct mem_ctx *m, const char *id);
-static size_t mem_slot(struct mem_container *const *arr, size_t n, const char *key, int by_name,
-                       int *found);
 static int mem_reserve(struct mem_ctx *m);
 static void mem_insert(struct mem_ctx *m, struct mem_container *mc);
 static void mem_unlink(struct mem_ctx *m, const struct mem_container *mc);
@@ -156,38 +155,31 @@ static int mem_fail(struct mem_ctx *m, const char *op, struct berth_err *err)
     return 0;
 }
 
-/* Where `key` is, or would go, in `arr` (sorted by id, or by name). */
-static size_t mem_slot(struct mem_container *const *arr, size_t n, const char *key, int by_name,
-                       int *found)
+static const char *mem_id_of(const void *elem)
 {
-    size_t lo = 0, hi = n;
-
-    *found = 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(by_name ? arr[mid]->c.name : arr[mid]->id, key);
-
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return (*(struct mem_container *const *)elem)->id;
 }
+
+static const char *mem_name_of(const void *elem)
+{
+    return (*(struct mem_container *const *)elem)->c.name;
+}
+
+/* Where `key` is, or would go, in one of the indexes. */
+#define mem_slot_by_id(m, key, found)                                                              \
+    sorted_slot((m)->items, (m)->n, sizeof(*(m)->items), (key), mem_id_of, (found))
+#define mem_slot_by_name(m, key, found)                                                            \
+    sorted_slot((m)->by_name, (m)->n, sizeof(*(m)->by_name), (key), mem_name_of, (found))
 
 /* Caller holds m->lock. By id or by name, like the Engine. */
 static struct mem_container *mem_find(struct mem_ctx *m, const char *id)
 {
     int found;
-    size_t at = mem_slot(m->items, m->n, id, 0, &found);
+    size_t at = mem_slot_by_id(m, id, &found);
 
     if (found)
         return m->items[at];
-    at = mem_slot(m->by_name, m->n, id, 1, &found);
+    at = mem_slot_by_name(m, id, &found);
     return found ? m->by_name[at] : NULL;
 }
 
@@ -216,27 +208,29 @@ static int mem_reserve(struct mem_ctx *m)
 static void mem_insert(struct mem_ctx *m, struct mem_container *mc)
 {
     int found;
-    size_t at = mem_slot(m->items, m->n, mc->id, 0, &found);
+    size_t at = mem_slot_by_id(m, mc->id, &found);
 
     memmove(&m->items[at + 1], &m->items[at], (m->n - at) * sizeof(*m->items));
     m->items[at] = mc;
-    at = mem_slot(m->by_name, m->n, mc->c.name, 1, &found);
+    at = mem_slot_by_name(m, mc->c.name, &found);
     memmove(&m->by_name[at + 1], &m->by_name[at], (m->n - at) * sizeof(*m->by_name));
     m->by_name[at] = mc;
     m->n++;
 }
 
-/* Caller holds m->lock; mc is one of the containers. */
+/* Caller holds m->lock; mc is one of the containers (in both indexes, or
+ * the indexes are broken: a bug, never a condition to handle). */
 static void mem_unlink(struct mem_ctx *m, const struct mem_container *mc)
 {
-    int found;
-    size_t at = mem_slot(m->items, m->n, mc->id, 0, &found);
+    int by_id, by_name;
+    size_t at_id = mem_slot_by_id(m, mc->id, &by_id);
+    size_t at_name = mem_slot_by_name(m, mc->c.name, &by_name);
 
-    if (found)
-        memmove(&m->items[at], &m->items[at + 1], (m->n - at - 1) * sizeof(*m->items));
-    at = mem_slot(m->by_name, m->n, mc->c.name, 1, &found);
-    if (found)
-        memmove(&m->by_name[at], &m->by_name[at + 1], (m->n - at - 1) * sizeof(*m->by_name));
+    if (!by_id || !by_name)
+        abort();
+    memmove(&m->items[at_id], &m->items[at_id + 1], (m->n - at_id - 1) * sizeof(*m->items));
+    memmove(&m->by_name[at_name], &m->by_name[at_name + 1],
+            (m->n - at_name - 1) * sizeof(*m->by_name));
     m->n--;
 }
 
@@ -474,24 +468,23 @@ static int mem_restart(void *ctx, const char *id, int t, int64_t deadline, struc
 static int mem_remove(void *ctx, const char *id, int64_t deadline, struct berth_err *err)
 {
     struct mem_ctx *m = ctx;
+    struct mem_container *mc;
     int rc = -1;
 
     (void)deadline;
     lock_take(&m->lock);
     if (mem_fail(m, "remove", err) < 0)
         goto out;
-    {
-        struct mem_container *mc = mem_find(m, id);
-        if (mc != NULL) {
-            mem_unlink(m, mc);
-            backend_container_release(&mc->c);
-            backend_log_list_release(&mc->logs);
-            free(mc);
-            rc = 0;
-            goto out;
-        }
+    mc = mem_find(m, id);
+    if (mc == NULL) {
+        berth_err_set(err, BERTH_NOT_FOUND, "no such container: %s", id);
+        goto out;
     }
-    berth_err_set(err, BERTH_NOT_FOUND, "no such container: %s", id);
+    mem_unlink(m, mc);
+    backend_container_release(&mc->c);
+    backend_log_list_release(&mc->logs);
+    free(mc);
+    rc = 0;
 out:
     lock_give(&m->lock);
     return rc;
